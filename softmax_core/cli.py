@@ -1,0 +1,249 @@
+"""The ``softmax-bench`` command line: train, sweep, report, info, data fetch.
+
+Every failure the user can fix (bad arguments, missing data, no GPU) ends in one
+line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+from ._io import atomic_write_text
+from .backend import BACKENDS, DEVICES, BackendError, get_backend
+from .data import DEFAULT_MIRRORS, DataError, default_data_dir, fetch_mnist, load_mnist
+from .model import GRADIENTS, get_gradient, train
+
+EPOCH_COLUMNS = ("epoch", "train_loss", "train_err", "test_loss", "test_err", "seconds")
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line, naming the problem and where help is."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
+    return value
+
+
+def _int_list(text: str) -> list[int]:
+    return [_positive_int(part) for part in _split(text)]
+
+
+def _name_list(choices):
+    def parse(text: str) -> list[str]:
+        names = _split(text)
+        bad = [n for n in names if n not in choices]
+        if bad:
+            raise argparse.ArgumentTypeError(f"unknown {', '.join(bad)}: choose from {', '.join(choices)}")
+        return names
+    return parse
+
+
+def _split(text: str) -> list[str]:
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError("expected a comma-separated list, got nothing")
+    return parts
+
+
+def _bytes(text: str) -> int:
+    """``12e9``, ``12GB``, ``512MiB`` -> bytes."""
+    units = {"": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12,
+             "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+    t = text.strip().lower()
+    number = t.rstrip("kmgtib")
+    unit = t[len(number):]
+    try:
+        value = float(number) * units[unit]
+    except (ValueError, KeyError):
+        raise argparse.ArgumentTypeError(f"expected a size such as 8e9, 8GB or 8GiB, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return int(value)
+
+
+def _add_backend_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", choices=DEVICES, help="cpu or gpu (default: $SOFTMAX_DEVICE or cpu)")
+    p.add_argument("--backend", choices=BACKENDS,
+                   help="array library (default: $SOFTMAX_BACKEND, else numpy on cpu, cupy on gpu)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="softmax-bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"softmax-bench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("train", help="train softmax regression on MNIST and print per-epoch metrics")
+    p.add_argument("--data-dir", type=Path, help=f"folder with the MNIST IDX files (default: {default_data_dir()})")
+    p.add_argument("--epochs", type=_positive_int, default=10)
+    p.add_argument("--lr", type=_positive_float, default=0.2)
+    p.add_argument("--batch", type=_positive_int, default=100)
+    p.add_argument("--grad", choices=tuple(GRADIENTS), default="structured")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--seed", type=int, help="shuffle each epoch with this seed (default: no shuffling)")
+    p.add_argument("--metrics-out", type=Path, help="also write the per-epoch table as CSV")
+    _add_backend_args(p)
+
+    p = sub.add_parser("sweep", help="measure time and memory across methods, batch sizes and class counts")
+    from .cases import DEFAULT_GRID, METHODS
+
+    p.add_argument("--methods", type=_name_list(METHODS), default=list(DEFAULT_GRID.methods))
+    p.add_argument("--batch", type=_int_list, default=list(DEFAULT_GRID.batches))
+    p.add_argument("--classes", type=_int_list, default=list(DEFAULT_GRID.classes))
+    p.add_argument("--features", type=_int_list, default=list(DEFAULT_GRID.features))
+    p.add_argument("--dtype", choices=("float32", "float64"), default=DEFAULT_GRID.dtype)
+    p.add_argument("--epochs-on", choices=("mnist", "synthetic", "none"), default="synthetic",
+                   help="data for the whole-epoch points: real MNIST (needs --data-dir) or "
+                        "MNIST-shaped synthetic data (default), or none")
+    p.add_argument("--data-dir", type=Path, help="MNIST folder for --epochs-on mnist")
+    p.add_argument("--memory-budget", type=_bytes,
+                   help="skip points predicted to need more (default: a safe fraction of free memory)")
+    p.add_argument("--time-budget", type=_positive_float, default=DEFAULT_GRID.time_budget_s,
+                   help="seconds one point may take; longer points are skipped (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=Path("out/sweep"), help="results folder (default: %(default)s)")
+    p.add_argument("--resume", action="store_true", help="keep DIR/results.csv and run only missing points")
+    p.add_argument("--no-report", action="store_true", help="do not write the report after the sweep")
+    _add_backend_args(p)
+
+    p = sub.add_parser("report", help="tables and plots from sweep results and/or asv results")
+    p.add_argument("dirs", nargs="*", type=Path, help="sweep result folders (each with results.csv)")
+    p.add_argument("--asv", type=Path, help="asv results folder (e.g. results/asv)")
+    p.add_argument("--benchmark", help="asv benchmark to plot across commits (default: structured gradient time)")
+    p.add_argument("--out", type=Path, help="output folder (default: the first DIR, or out/report)")
+
+    p = sub.add_parser("info", help="print backend, device, library versions, BLAS or GPU")
+    _add_backend_args(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("data", help="manage data sets")
+    dsub = p.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    f = dsub.add_parser("fetch", help="download MNIST with checksum verification")
+    f.add_argument("--dir", type=Path, help=f"where to put the files (default: {default_data_dir()})")
+    f.add_argument("--mirror", action="append",
+                   help=f"base URL to try (repeatable; default: $SOFTMAX_MNIST_MIRRORS or {', '.join(DEFAULT_MIRRORS)})")
+    f.add_argument("--timeout", type=_positive_float, default=60.0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except (ValueError, TypeError, BackendError, DataError, OSError) as exc:
+        print(f"softmax-bench {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"softmax-bench {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _cmd_train(args) -> int:
+    backend = get_backend(args.device, args.backend)
+    data = load_mnist(args.data_dir)
+    arrays = [backend.asarray(a, args.dtype if a.dtype.kind == "f" else None)
+              for a in (data.X_train, data.y_train, data.X_test, data.y_test)]
+    print(f"# softmax regression on MNIST: {backend.label}, {args.dtype}, grad={args.grad}, "
+          f"lr={args.lr}, batch={args.batch}, epochs={args.epochs}")
+    print(f"{'epoch':>5} {'train_loss':>10} {'train_err':>9} {'test_loss':>9} {'test_err':>8} {'seconds':>8}")
+    rows = []
+
+    def on_epoch(row: dict) -> None:
+        rows.append(row)
+        print(f"{row['epoch']:>5} {row['train_loss']:>10.5f} {row['train_err']:>9.5f} "
+              f"{row['test_loss']:>9.5f} {row['test_err']:>8.5f} {row['seconds']:>8.3f}", flush=True)
+        if args.metrics_out:
+            atomic_write_text(args.metrics_out, _csv_text(EPOCH_COLUMNS, rows))
+
+    train(*arrays, lr=args.lr, batch=args.batch, epochs=args.epochs, grad=get_gradient(args.grad),
+          seed=args.seed, synchronize=backend.synchronize, on_epoch=on_epoch)
+    return 0
+
+
+def _csv_text(columns, rows) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def _cmd_info(args) -> int:
+    backend = get_backend(args.device, args.backend)
+    from .measure import machine_description
+
+    info = {**backend.describe(), **machine_description()}
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+    else:
+        width = max(map(len, info))
+        for key, value in info.items():
+            print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def _cmd_data(args) -> int:
+    path = fetch_mnist(args.dir, args.mirror, timeout=args.timeout)
+    print(f"MNIST verified in {path}")
+    return 0
+
+
+def _cmd_sweep(args) -> int:
+    from .cases import Grid
+    from .sweep import run_sweep
+
+    backend = get_backend(args.device, args.backend)
+    grid = Grid(methods=tuple(args.methods), batches=tuple(args.batch), classes=tuple(args.classes),
+                features=tuple(args.features), dtype=args.dtype, epochs_on=args.epochs_on,
+                time_budget_s=args.time_budget)
+    out = run_sweep(grid, backend, args.out, resume=args.resume, memory_budget=args.memory_budget,
+                    data_dir=args.data_dir)
+    print(f"results: {out / 'results.csv'}")
+    if not args.no_report:
+        from .report import make_report
+
+        print(f"report: {make_report([out], out)}")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from .report import make_report
+
+    if not args.dirs and args.asv is None:
+        raise ValueError("nothing to report: give sweep result folders and/or --asv results/asv")
+    out = args.out or (args.dirs[0] if args.dirs else Path("out/report"))
+    print(f"report: {make_report(args.dirs, out, asv_dir=args.asv, asv_benchmark=args.benchmark)}")
+    return 0
+
+
+_COMMANDS = {"train": _cmd_train, "info": _cmd_info, "data": _cmd_data,
+             "sweep": _cmd_sweep, "report": _cmd_report}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,326 @@
+"""Softmax regression, written once against the Python array API.
+
+Notation (the lecture's): ``X`` is a batch [B, n] of examples, ``y`` [B] integer
+labels in ``0..k-1``, ``theta`` [n, k]; the hypothesis is ``h = X @ theta`` [B, k]
+and the loss is softmax cross-entropy averaged over the batch.
+
+Every function derives its namespace ``xp`` from its arguments, so the same code
+runs on NumPy, CuPy, PyTorch and array-api-strict.  The public functions check
+their inputs (``check=False`` skips the O(data) value checks for callers that
+already did them, e.g. the SGD loop and the benchmarks); the private ``_``
+kernels take ``xp`` explicitly so that a hot loop derives it once, not per op.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable
+
+import numpy as np
+from array_api_compat import array_namespace, device as device_of
+
+Gradient = Callable[..., Any]
+
+
+# --------------------------------------------------------------------------- checks
+
+def _check_float(xp, name: str, a) -> None:
+    if not xp.isdtype(a.dtype, "real floating"):
+        raise TypeError(f"{name} must be a float32 or float64 array, got dtype {a.dtype}; fix: cast it, e.g. X.astype('float32')")
+
+
+def _check_finite(xp, name: str, a) -> None:
+    if not bool(xp.all(xp.isfinite(a))):
+        raise ValueError(f"{name} contains NaN or infinite values; fix: clean or rescale the data")
+
+
+def _check_labels(xp, y, k: int, check: bool) -> None:
+    if y.ndim != 1:
+        raise ValueError(f"y must be a 1-D array of labels, got shape {tuple(y.shape)}")
+    if not xp.isdtype(y.dtype, "integral"):
+        raise TypeError(f"y must hold integer class labels, got dtype {y.dtype}; fix: y.astype('int64')")
+    if check and y.shape[0] > 0:
+        lo, hi = int(xp.min(y)), int(xp.max(y))
+        if lo < 0 or hi >= k:
+            raise ValueError(f"labels must lie in 0..{k - 1} for k={k} classes, found {lo}..{hi}")
+
+
+def _check_problem(X, y, theta, check: bool = True):
+    """Validate a (X [B, n], y [B], theta [n, k]) triple; return its namespace."""
+    xp = array_namespace(X, y, theta)
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D [B, n], got shape {tuple(X.shape)}")
+    if theta.ndim != 2:
+        raise ValueError(f"theta must be 2-D [n, k], got shape {tuple(theta.shape)}")
+    B, n = X.shape
+    if theta.shape[0] != n:
+        raise ValueError(f"X is [B={B}, n={n}] but theta is {tuple(theta.shape)}: theta must be [n={n}, k]")
+    if y.ndim != 1 or y.shape[0] != B:
+        raise ValueError(f"X has {B} rows, so y must be [{B}] labels; got shape {tuple(y.shape)}")
+    if B == 0:
+        raise ValueError("X has no rows: a batch needs at least one example")
+    _check_float(xp, "X", X)
+    _check_float(xp, "theta", theta)
+    if X.dtype != theta.dtype:
+        raise TypeError(f"X is {X.dtype} but theta is {theta.dtype}; fix: use one float dtype for both")
+    _check_labels(xp, y, theta.shape[1], check)
+    if check:
+        _check_finite(xp, "X", X)
+        _check_finite(xp, "theta", theta)
+    return xp
+
+
+# --------------------------------------------------------------------------- the math
+
+def _softmax(xp, logits):
+    shifted = logits - xp.max(logits, axis=-1, keepdims=True)
+    e = xp.exp(shifted)
+    return e / xp.sum(e, axis=-1, keepdims=True)
+
+
+def softmax(logits):
+    """Row-wise softmax, stable for any finite logits.
+
+    [B, k] -> [B, k].  The row maximum is subtracted first, so logits of
+    +-1e4 give exact probabilities instead of inf/inf.
+    """
+    xp = array_namespace(logits)
+    return _softmax(xp, logits)
+
+
+def _one_hot(xp, y, k: int, dtype):
+    """I_y: [B] int -> [B, k] with a 1 in each row's label column."""
+    return xp.astype(y[:, None] == xp.arange(k, device=device_of(y)), dtype)
+
+
+def one_hot(y, k: int, dtype=None):
+    """Indicator matrix I_y: [B] int -> [B, k] (float64 unless ``dtype`` says)."""
+    xp = array_namespace(y)
+    return _one_hot(xp, y, k, dtype or xp.float64)
+
+
+def _cross_entropy(xp, logits, y):
+    m = xp.max(logits, axis=1, keepdims=True)
+    lse = m[:, 0] + xp.log(xp.sum(xp.exp(logits - m), axis=1))
+    picked = xp.sum(logits * _one_hot(xp, y, logits.shape[1], logits.dtype), axis=1)
+    return xp.mean(lse - picked)
+
+
+def cross_entropy(logits, y) -> float:
+    """Mean softmax loss  mean_i( log sum_j exp(h_ij) - h_{i,y_i} ).
+
+    logits [B, k], y [B] -> float.  Uses a stable log-sum-exp.
+    """
+    xp = array_namespace(logits, y)
+    _check_logits(xp, logits, y)
+    return float(_cross_entropy(xp, logits, y))
+
+
+def error_rate(logits, y) -> float:
+    """0/1 loss: the fraction of rows whose argmax is not the label.
+
+    logits [B, k], y [B] -> float in [0, 1].
+    """
+    xp = array_namespace(logits, y)
+    _check_logits(xp, logits, y)
+    return float(xp.mean(xp.astype(xp.argmax(logits, axis=1) != y, xp.float64)))
+
+
+def _check_logits(xp, logits, y) -> None:
+    if logits.ndim != 2:
+        raise ValueError(f"logits must be 2-D [B, k], got shape {tuple(logits.shape)}")
+    if y.ndim != 1 or y.shape[0] != logits.shape[0]:
+        raise ValueError(f"y must be [B={logits.shape[0]}] to match logits, got shape {tuple(y.shape)}")
+    _check_labels(xp, y, logits.shape[1], check=True)
+
+
+def _grad_structured(xp, X, y, theta):
+    B = X.shape[0]
+    Z = _softmax(xp, X @ theta)                                # [B, n] @ [n, k] -> [B, k]
+    R = Z - _one_hot(xp, y, theta.shape[1], X.dtype)           # [B, k]
+    return (X.T @ R) / B                                       # [n, B] @ [B, k] -> [n, k]
+
+
+def grad_structured(X, y, theta, *, check: bool = True):
+    """Gradient of the mean loss, the structured way: Xᵀ(softmax(Xθ) − I_y) / B.
+
+    X [B, n], y [B], theta [n, k] -> [n, k].  O(Bnk) time and O(Bk + nk)
+    memory: nothing of size k² or B·k·n·k is ever formed.
+    """
+    xp = _check_problem(X, y, theta, check)
+    return _grad_structured(xp, X, y, theta)
+
+
+def _jacobian(xp, x, k: int):
+    eye = xp.eye(k, dtype=x.dtype, device=device_of(x))
+    # J[i, j*k + l] = x_j * δ_il  (θ flattened row-major)
+    return xp.reshape(eye[:, None, :] * x[None, :, None], (k, x.shape[0] * k))
+
+
+def jacobian_h_theta(x, k: int):
+    """The explicit Jacobian ∂h/∂θ of h = θᵀx, with θ flattened row-major.
+
+    x [n], k -> [k, n·k]: O(k²n) memory, almost all of it zeros.
+    """
+    xp = array_namespace(x)
+    if x.ndim != 1:
+        raise ValueError(f"x must be one example [n], got shape {tuple(x.shape)}")
+    return _jacobian(xp, x, k)
+
+
+def _example_grad_naive(xp, x, label, theta):
+    k = theta.shape[1]
+    z = _softmax(xp, x @ theta)                                # [n] @ [n, k] -> [k]
+    r = z - xp.astype(xp.arange(k, device=device_of(x)) == label, x.dtype)   # z - e_y  [k]
+    return r @ _jacobian(xp, x, k)                             # [k] @ [k, n·k] -> [n·k]
+
+
+def _grad_naive(xp, X, y, theta):
+    B, n = X.shape
+    k = theta.shape[1]
+    g = xp.zeros(n * k, dtype=X.dtype, device=device_of(X))
+    for i in range(B):
+        # one Jacobian alive at a time: it dies with _example_grad_naive's frame
+        g = g + _example_grad_naive(xp, X[i, :], y[i], theta)
+    return xp.reshape(g, (n, k)) / B
+
+
+def grad_naive(X, y, theta, *, check: bool = True):
+    """The lecture's Approach 1: the gradient through explicit per-example Jacobians.
+
+    For each example, build ∂h/∂θ as a dense [k, n·k] array, multiply
+    (z − e_y)ᵀ [k] by it, and average over the batch.
+    X [B, n], y [B], theta [n, k] -> [n, k].  O(k²n) memory, O(B·k²n) time.
+    """
+    xp = _check_problem(X, y, theta, check)
+    return _grad_naive(xp, X, y, theta)
+
+
+def _grad_naive_batched(xp, X, y, theta):
+    B, n = X.shape
+    k = theta.shape[1]
+    R = _softmax(xp, X @ theta) - _one_hot(xp, y, k, X.dtype)                  # [B, k]
+    eye = xp.eye(k, dtype=X.dtype, device=device_of(X))
+    J = xp.reshape(eye[None, :, None, :] * X[:, None, :, None], (B, k, n * k))  # [B, k, n·k]
+    g = xp.sum(R[:, None, :] @ J, axis=0)                                      # [B, 1, k] @ [B, k, n·k] -> [1, n·k]
+    return xp.reshape(g, (n, k)) / B
+
+
+def grad_naive_batched(X, y, theta, *, check: bool = True):
+    """Approach 1 for the whole batch at once: the Jacobian tensor [B, k, n·k].
+
+    X [B, n], y [B], theta [n, k] -> [n, k].  O(B·k²n) memory and time: at
+    n = k = 1000, B = 96 in float32 the tensor alone is 384 GB.
+    """
+    xp = _check_problem(X, y, theta, check)
+    return _grad_naive_batched(xp, X, y, theta)
+
+
+GRADIENTS: dict[str, Gradient] = {
+    "structured": grad_structured,
+    "naive": grad_naive,
+    "naive_batched": grad_naive_batched,
+}
+_KERNELS = {
+    grad_structured: _grad_structured,
+    grad_naive: _grad_naive,
+    grad_naive_batched: _grad_naive_batched,
+}
+
+
+def get_gradient(name: str) -> Gradient:
+    """The gradient function called ``name`` (structured, naive, naive_batched)."""
+    try:
+        return GRADIENTS[name]
+    except KeyError:
+        raise ValueError(f"unknown gradient {name!r}: use one of {', '.join(GRADIENTS)}") from None
+
+
+# --------------------------------------------------------------------------- training
+
+def _check_hyper(lr: float, batch: int) -> None:
+    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)):
+        raise TypeError(f"batch must be an integer, got {batch!r}")
+    if batch <= 0:
+        raise ValueError(f"batch must be a positive number of examples, got {batch}")
+    if not isinstance(lr, (int, float, np.floating)) or not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+
+
+def _epoch_order(xp, X, y, seed: int | None):
+    if seed is None:
+        return X, y
+    perm = np.random.default_rng(seed).permutation(X.shape[0])
+    idx = xp.asarray(perm, device=device_of(X))
+    return xp.take(X, idx, axis=0), xp.take(y, idx, axis=0)
+
+
+def sgd_epoch(X, y, theta, lr: float, batch: int, grad: Gradient = grad_structured,
+              *, seed: int | None = None, check: bool = True):
+    """One epoch of minibatch SGD: θ ← θ − lr · ∇θ mean-loss(batch), batch by batch.
+
+    X [m, n], y [m], theta [n, k] -> new theta [n, k] (the input is not modified).
+    Minibatches are taken in order unless ``seed`` is given (then a fixed
+    permutation).  The last, shorter batch is used too, averaged over its own
+    size.  ``grad`` is one of :data:`GRADIENTS`' functions.
+    """
+    _check_hyper(lr, batch)
+    xp = _check_problem(X, y, theta, check)
+    kernel = _KERNELS.get(grad)
+    if kernel is None:
+        raise TypeError(f"grad must be one of {', '.join(f.__name__ for f in _KERNELS)}, got {grad!r}")
+    X, y = _epoch_order(xp, X, y, seed)
+    m = X.shape[0]
+    for start in range(0, m, batch):
+        stop = min(start + batch, m)
+        theta = theta - lr * kernel(xp, X[start:stop, :], y[start:stop], theta)
+    return theta
+
+
+def train(X_train, y_train, X_test, y_test, theta=None, *, lr: float = 0.2, batch: int = 100,
+          epochs: int = 10, grad: Gradient = grad_structured, seed: int | None = None,
+          synchronize: Callable[[], None] | None = None,
+          on_epoch: Callable[[dict], None] | None = None):
+    """Train softmax regression with :func:`sgd_epoch`, recording each epoch.
+
+    X_train [m, n], y_train [m], X_test [t, n], y_test [t]; theta [n, k]
+    defaults to zeros with k = max label + 1.  Returns ``(theta, history)``
+    where history is a list of dicts with the keys ``epoch, train_loss,
+    train_err, test_loss, test_err, seconds`` (seconds: the SGD epoch alone,
+    synchronized with ``synchronize`` on asynchronous devices).
+    ``on_epoch`` is called with each row as it is made.
+    """
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
+        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
+    xp = array_namespace(X_train, y_train, X_test, y_test)
+    if theta is None:
+        if X_train.ndim != 2:
+            raise ValueError(f"X_train must be 2-D [m, n], got shape {tuple(X_train.shape)}")
+        # wrong label dtypes or values are reported by _check_problem below
+        k = max(int(xp.max(y_train)), int(xp.max(y_test)), 1) + 1
+        theta = xp.zeros((X_train.shape[1], k), dtype=X_train.dtype, device=device_of(X_train))
+    _check_hyper(lr, batch)
+    _check_problem(X_train, y_train, theta)
+    _check_problem(X_test, y_test, theta)
+    sync = synchronize or (lambda: None)
+    history = []
+    for epoch in range(1, epochs + 1):
+        sync()
+        t0 = time.perf_counter()
+        theta = sgd_epoch(X_train, y_train, theta, lr, batch, grad,
+                          seed=None if seed is None else seed + epoch, check=False)
+        sync()
+        seconds = time.perf_counter() - t0
+        row = {"epoch": epoch, **_evaluate(xp, X_train, y_train, theta, "train"),
+               **_evaluate(xp, X_test, y_test, theta, "test"), "seconds": seconds}
+        history.append(row)
+        if on_epoch is not None:
+            on_epoch(row)
+    return theta, history
+
+
+def _evaluate(xp, X, y, theta, prefix: str) -> dict:
+    logits = X @ theta
+    err = xp.mean(xp.astype(xp.argmax(logits, axis=1) != y, xp.float64))
+    return {f"{prefix}_loss": float(_cross_entropy(xp, logits, y)), f"{prefix}_err": float(err)}
