@@ -1,0 +1,189 @@
+"""The benchmark cases, defined once for the CLI sweep and the asv suite.
+
+A :class:`Case` is one measurable call (a gradient of one batch, or a whole
+SGD epoch) with its sizes; a :class:`Grid` expands into cases; a
+:class:`Guard` decides, before a case runs, whether it fits the memory and
+time budgets, so that nothing is ever OOM-killed or runs for hours.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from .backend import Backend
+from .costmodel import METHODS, Cost, epoch_cost, format_bytes, gradient_cost, itemsize
+from .data import make_synthetic
+from .measure import free_device_memory_bytes
+from .model import get_gradient, sgd_epoch
+
+KINDS = ("gradient", "epoch")
+#: MNIST's shape, used for the whole-epoch points.
+EPOCH_SAMPLES, EPOCH_FEATURES, EPOCH_CLASSES = 60_000, 784, 10
+#: Fraction of free memory a point may plan to use (the rest: inputs, fragmentation, the OS).
+MEMORY_FRACTION = {"cpu": 0.5, "gpu": 0.8}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One point: ``kind`` (gradient or epoch), ``method``, batch B, n features, k classes."""
+
+    kind: str
+    method: str
+    batch: int
+    features: int
+    classes: int
+    dtype: str = "float32"
+    samples: int = 0  # examples per call: B for a gradient, m for an epoch
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown case kind {self.kind!r}: use one of {', '.join(KINDS)}")
+        get_gradient(self.method)
+        itemsize(self.dtype)
+        if self.samples == 0:
+            object.__setattr__(self, "samples", self.batch if self.kind == "gradient" else EPOCH_SAMPLES)
+
+    @property
+    def key(self) -> tuple:
+        """Identity of the point, for resuming a sweep."""
+        return (self.kind, self.method, self.batch, self.features, self.classes, self.dtype)
+
+    @property
+    def cost(self) -> Cost:
+        if self.kind == "gradient":
+            return gradient_cost(self.method, self.batch, self.features, self.classes, self.dtype)
+        return epoch_cost(self.method, self.samples, self.features, self.classes, self.batch, self.dtype)
+
+    @property
+    def input_bytes(self) -> int:
+        """Bytes of X, y and theta, allocated before the measured call."""
+        s = itemsize(self.dtype)
+        return s * (self.samples * self.features + self.features * self.classes) + 8 * self.samples
+
+    def label(self) -> str:
+        return (f"{self.kind} {self.method} B={self.batch} n={self.features} "
+                f"k={self.classes} {self.dtype}")
+
+    def prepare(self, backend: Backend, data: tuple[np.ndarray, np.ndarray] | None = None
+                ) -> tuple[Callable[..., Any], tuple]:
+        """Inputs on ``backend`` and the call to measure: ``fn(*args)``.
+
+        ``data`` optionally gives the host (X, y) of an epoch (real MNIST);
+        otherwise synthetic data of the case's shape is made.  Inputs are
+        checked here once, so the measured call skips the value checks.
+        """
+        X, y = data if data is not None else _synthetic(self.samples, self.features, self.classes)
+        Xb = backend.asarray(X, self.dtype)
+        yb = backend.asarray(y)
+        theta = backend.xp.zeros((self.features, self.classes), dtype=Xb.dtype, device=backend.device)
+        grad = get_gradient(self.method)
+        grad(Xb[:1, :], yb[:1], theta)  # validate dtypes and shapes once, at the boundary
+        if self.kind == "gradient":
+            return functools.partial(grad, check=False), (Xb, yb, theta)
+        lr = 0.1
+        return functools.partial(sgd_epoch, lr=lr, batch=self.batch, grad=grad, check=False), (Xb, yb, theta)
+
+
+@functools.lru_cache(maxsize=4)
+def _synthetic(m: int, n: int, k: int):
+    return make_synthetic(m, n, k, seed=0)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The sweep's grid: every method x batch x classes x features gradient point,
+    plus whole epochs of the structured gradient on MNIST-shaped data per batch size."""
+
+    methods: tuple[str, ...] = METHODS
+    batches: tuple[int, ...] = (1, 8, 32, 96, 256, 1024)
+    classes: tuple[int, ...] = (10, 100, 1000)
+    features: tuple[int, ...] = (784, 1000)
+    dtype: str = "float32"
+    epochs_on: str = "synthetic"   # mnist | synthetic | none
+    epoch_methods: tuple[str, ...] = ("structured",)
+    time_budget_s: float = 20.0
+
+    def __post_init__(self):
+        for name in ("methods", "epoch_methods"):
+            for m in getattr(self, name):
+                get_gradient(m)
+        for name in ("batches", "classes", "features"):
+            values = getattr(self, name)
+            if not values or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1
+                                 for v in values):
+                raise ValueError(f"{name} must be a non-empty list of positive integers, got {values!r}")
+        if self.epochs_on not in ("mnist", "synthetic", "none"):
+            raise ValueError(f"epochs_on must be mnist, synthetic or none, got {self.epochs_on!r}")
+        if not self.time_budget_s > 0:
+            raise ValueError(f"time_budget_s must be positive, got {self.time_budget_s!r}")
+        itemsize(self.dtype)
+
+    def cases(self) -> list[Case]:
+        """All points, cheapest first within each method, so that the guard's time
+        estimates come from the largest point already measured."""
+        grads = [Case("gradient", m, b, n, k, self.dtype)
+                 for m in self.methods for k in self.classes for n in self.features for b in self.batches]
+        epochs = [] if self.epochs_on == "none" else [
+            Case("epoch", m, b, EPOCH_FEATURES, EPOCH_CLASSES, self.dtype)
+            for m in self.epoch_methods for b in self.batches]
+        order = {m: i for i, m in enumerate(METHODS)}
+        return sorted(grads, key=lambda c: (order[c.method], c.cost.flops)) + epochs
+
+
+DEFAULT_GRID = Grid()
+
+
+@dataclass
+class Guard:
+    """Decides whether a case may run: memory first, then time.
+
+    The predicted time of a case is its roofline time, max(FLOPs / GEMM rate,
+    traffic / copy bandwidth), scaled by how far the largest point of the same
+    method and kind measured so far was from its own roofline.  Points are run
+    cheapest first, so that factor comes from the nearest smaller point.
+    """
+
+    memory_budget_bytes: int
+    time_budget_s: float
+    gemm_flops_per_s: float = 1e10
+    copy_bytes_per_s: float = 1e10
+    _slowdown: dict = field(default_factory=dict)
+
+    def roofline_s(self, case: Case) -> float:
+        c = case.cost
+        return max(c.flops / self.gemm_flops_per_s, c.traffic_bytes / self.copy_bytes_per_s)
+
+    def predicted_time_s(self, case: Case) -> float | None:
+        """Seconds for one call, or None before any point of its method ran."""
+        known = self._slowdown.get((case.kind, case.method))
+        return None if known is None else known[1] * self.roofline_s(case)
+
+    def skip_reason(self, case: Case, calls: int = 1) -> str | None:
+        """Why ``case`` must not run (``calls`` times), or None if it fits."""
+        need = case.cost.peak_bytes + case.input_bytes
+        if need > self.memory_budget_bytes:
+            return f"needs {format_bytes(need)}, budget {format_bytes(self.memory_budget_bytes)}"
+        t = self.predicted_time_s(case)
+        if t is not None and t * calls > self.time_budget_s:
+            return (f"predicted {t * calls:.1f} s for {calls} call(s), "
+                    f"time budget {self.time_budget_s:g} s")
+        return None
+
+    def record(self, case: Case, seconds: float) -> None:
+        """Learn from a measured call of ``case`` (median seconds)."""
+        key = (case.kind, case.method)
+        flops = case.cost.flops
+        if key not in self._slowdown or flops >= self._slowdown[key][0]:
+            self._slowdown[key] = (flops, seconds / self.roofline_s(case))
+
+
+def default_memory_budget(backend: Backend) -> int:
+    """A safe share of what the device could allocate now."""
+    return int(MEMORY_FRACTION[backend.device_kind] * free_device_memory_bytes(backend))
+
+
+__all__ = ["Case", "Grid", "Guard", "DEFAULT_GRID", "METHODS", "KINDS", "default_memory_budget"]

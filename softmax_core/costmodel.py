@@ -1,0 +1,115 @@
+"""The cost model: predicted FLOPs, memory traffic and peak memory, as code.
+
+Two views of memory, both in bytes:
+
+* ``lecture_bytes``: the lecture's idealised table, the one array that defines
+  each approach: the Jacobian ∂h/∂θ of one example [k, n·k] for ``naive``, the
+  batch's Jacobians [B, k, n·k] for ``naive_batched``, the gradient [n, k] for
+  ``structured``.  At n = k = 1000, float32: 4 GB, 384 GB at B = 96, and 4 MB.
+* ``peak_bytes``: this implementation's full peak above the inputs: every
+  temporary :mod:`softmax_core.model` holds at its worst moment, the returned
+  gradient included.  Measurement (:mod:`softmax_core.measure`) must match it.
+
+FLOPs count multiply and add separately (a GEMM [a, b] @ [b, c] is 2abc) and
+count exp, max and division as one each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+METHODS = ("structured", "naive", "naive_batched")
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Predicted cost of one call."""
+
+    flops: float
+    traffic_bytes: float     # bytes read + written in main memory, roughly
+    peak_bytes: float        # this implementation's peak working memory
+    lecture_bytes: float     # the lecture's idealised memory
+
+
+def itemsize(dtype) -> int:
+    """Bytes per element of a float dtype given by name or NumPy dtype."""
+    try:
+        return np.dtype(str(dtype).rsplit(".", 1)[-1]).itemsize
+    except TypeError:
+        raise ValueError(f"unknown dtype {dtype!r}: use float32 or float64") from None
+
+
+def _check(B: int, n: int, k: int) -> None:
+    for name, v in (("B", B), ("n", n), ("k", k)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+
+
+def _softmax_peak(B: int, k: int) -> int:
+    # logits, shifted, exp and the result live together, plus two row vectors
+    return 4 * B * k + 2 * B
+
+
+def gradient_cost(method: str, B: int, n: int, k: int, dtype="float32") -> Cost:
+    """Cost of one gradient of the mean loss over a batch: X [B, n], theta [n, k].
+
+    ``method`` is ``structured``, ``naive`` or ``naive_batched``.
+    """
+    _check(B, n, k)
+    s = itemsize(dtype)
+    label_bytes = 8 * k + B * k  # arange(k) int64 and the bool comparison before astype
+    if method == "structured":
+        flops = 4 * B * n * k + 6 * B * k + n * k
+        traffic = s * (2 * B * n + 3 * n * k + 6 * B * k)
+        # softmax; then Z, I_y and R=Z-I_y; then Z, R, Xᵀ R and its /B
+        peak = max(s * _softmax_peak(B, k), s * 3 * B * k + label_bytes, s * (2 * B * k + 2 * n * k))
+        lecture = s * n * k
+    elif method == "naive":
+        per_example = 3 * k * k * n + 3 * n * k + 6 * k
+        flops = B * per_example + n * k
+        traffic = s * B * (2 * k * k * n + n * k + 2 * n * k)
+        # running sum g and one Jacobian, with eye(k) while it is built or the
+        # product (z - e_y)ᵀ J after; then g, the product and the new sum
+        peak = s * max(n * k + k * k * n + max(k * k, n * k), 3 * n * k) + s * 6 * k + 9 * k
+        lecture = s * k * n * k
+    elif method == "naive_batched":
+        flops = B * (2 * n * k + 6 * k + k * k * n + 2 * k * k * n + n * k) + n * k
+        traffic = s * (2 * B * k * k * n + B * n + 2 * B * n * k)
+        # R, eye(k), the Jacobian tensor, the batched product [B, 1, n·k] and its sum
+        peak = max(s * _softmax_peak(B, k), s * 3 * B * k + label_bytes,
+                   s * (B * k + k * k + B * k * k * n + B * n * k + n * k))
+        lecture = s * B * k * n * k
+    else:
+        raise ValueError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
+    return Cost(float(flops), float(traffic), float(peak), float(lecture))
+
+
+def sgd_step_cost(method: str, B: int, n: int, k: int, dtype="float32") -> Cost:
+    """One SGD step θ ← θ − lr·g: the gradient plus the update (2nk FLOPs, two [n, k])."""
+    g = gradient_cost(method, B, n, k, dtype)
+    s = itemsize(dtype)
+    return Cost(g.flops + 2 * n * k, g.traffic_bytes + s * 3 * n * k,
+                max(g.peak_bytes, s * 3 * n * k) + s * n * k, g.lecture_bytes)
+
+
+def epoch_cost(method: str, m: int, n: int, k: int, batch: int, dtype="float32") -> Cost:
+    """One epoch of minibatch SGD over m examples: full batches plus the short last one."""
+    _check(m, n, k)
+    _check(batch, n, k)
+    full, rest = divmod(m, batch)
+    step = sgd_step_cost(method, min(batch, m), n, k, dtype)
+    flops, traffic = full * step.flops, full * step.traffic_bytes
+    if rest and full:
+        last = sgd_step_cost(method, rest, n, k, dtype)
+        flops, traffic = flops + last.flops, traffic + last.traffic_bytes
+    return Cost(flops, traffic, step.peak_bytes, step.lecture_bytes)
+
+
+def format_bytes(b: float) -> str:
+    """Decimal units, as the lecture writes them: 4.0 GB, 384.0 GB, 4.0 MB."""
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if b >= scale:
+            return f"{b / scale:.1f} {unit}"
+    return f"{b:.0f} B"
