@@ -137,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--benchmark", help="asv benchmark to plot across commits (default: structured gradient time)")
     p.add_argument("--out", type=Path, help="output folder (default: the first DIR, or out/report)")
 
+    p = sub.add_parser("overhead", help="time an MNIST epoch of sgd_epoch against a plain NumPy loop")
+    p.add_argument("--data-dir", type=Path, help="MNIST folder (default: as for train)")
+    p.add_argument("--rounds", type=_positive_int, default=15)
+    p.add_argument("--batch", type=_positive_int, default=100)
+
     p = sub.add_parser("info", help="print backend, device, library versions, BLAS or GPU")
     _add_backend_args(p)
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -213,6 +218,18 @@ def _cmd_data(args) -> int:
     return 0
 
 
+def _cmd_overhead(args) -> int:
+    from .reference import epoch_overhead
+
+    data = load_mnist(args.data_dir)
+    r = epoch_overhead(data.X_train, data.y_train, batch=args.batch, rounds=args.rounds)
+    print(f"MNIST epoch, batch {args.batch}, NumPy on the CPU, median of {r.rounds}:")
+    print(f"  plain NumPy loop       {r.numpy_s * 1e3:8.2f} ms")
+    print(f"  softmax_core sgd_epoch {r.softmax_core_s * 1e3:8.2f} ms")
+    print(f"  overhead               {r.overhead * 100:+8.1f} %  (goal: within +10 %)")
+    return 0
+
+
 def _cmd_sweep(args) -> int:
     from .cases import Grid
     from .sweep import run_sweep
@@ -241,7 +258,7 @@ def _cmd_report(args) -> int:
     return 0
 
 
-_COMMANDS = {"train": _cmd_train, "info": _cmd_info, "data": _cmd_data,
+_COMMANDS = {"train": _cmd_train, "info": _cmd_info, "data": _cmd_data, "overhead": _cmd_overhead,
              "sweep": _cmd_sweep, "report": _cmd_report}
 
 
