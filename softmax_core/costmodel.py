@@ -63,8 +63,9 @@ def gradient_cost(method: str, B: int, n: int, k: int, dtype="float32") -> Cost:
     if method == "structured":
         flops = 4 * B * n * k + 6 * B * k + n * k
         traffic = s * (2 * B * n + 3 * n * k + 6 * B * k)
-        # softmax; then Z, I_y and R=Z-I_y; then Z, R, Xᵀ R and its /B
-        peak = max(s * _softmax_peak(B, k), s * 3 * B * k + label_bytes, s * (2 * B * k + 2 * n * k))
+        # softmax; then Z, I_y and R=Z-I_y; then Z, R and XᵀR; then XᵀR and XᵀR/B
+        peak = max(s * _softmax_peak(B, k), s * 3 * B * k + label_bytes,
+                   s * (2 * B * k + n * k), s * 2 * n * k)
         lecture = s * n * k
     elif method == "naive":
         per_example = 3 * k * k * n + 3 * n * k + 6 * k
