@@ -96,9 +96,9 @@ def load_mnist(data_dir: str | os.PathLike | None = None, *, verify: bool = True
         arrays[key] = _parse_idx(raw, spec, verify)
     X_train, X_test = (arrays[k].reshape(arrays[k].shape[0], -1) for k in ("train_images", "test_images"))
     return MNIST(
-        X_train=(X_train / np.float32(255)).astype(np.float32),
+        X_train=(X_train / np.float32(255)).astype(np.float32, copy=False),
         y_train=arrays["train_labels"].astype(np.int64),
-        X_test=(X_test / np.float32(255)).astype(np.float32),
+        X_test=(X_test / np.float32(255)).astype(np.float32, copy=False),
         y_test=arrays["test_labels"].astype(np.int64),
     )
 

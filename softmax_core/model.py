@@ -254,7 +254,8 @@ def _check_hyper(lr: float, batch: int) -> None:
         raise TypeError(f"batch must be an integer, got {batch!r}")
     if batch <= 0:
         raise ValueError(f"batch must be a positive number of examples, got {batch}")
-    if not isinstance(lr, (int, float, np.floating)) or not math.isfinite(lr) or lr <= 0:
+    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(lr) or lr <= 0:
         raise ValueError(f"lr must be a positive finite number, got {lr!r}")
 
 
@@ -276,6 +277,7 @@ def sgd_epoch(X, y, theta, lr: float, batch: int, grad: Gradient = grad_structur
     size.  ``grad`` is one of :data:`GRADIENTS`' functions.
     """
     _check_hyper(lr, batch)
+    lr = float(lr)  # a NumPy float64 scalar would promote float32 theta
     # X is checked for NaN/inf only if theta comes out non-finite: a full pass
     # over X would cost a fifth of a MNIST epoch, and any NaN/inf in X reaches theta.
     xp = _check_problem(X, y, theta, check, finite_X=False)
@@ -290,10 +292,16 @@ def sgd_epoch(X, y, theta, lr: float, batch: int, grad: Gradient = grad_structur
         # the kernel's sum is scaled once, by lr/B, instead of /B then *lr
         G = kernel(xp, X_epoch[start:stop, :], y_epoch[start:stop], theta, classes)
         theta = theta - (lr / (stop - start)) * G
-    if check and not bool(xp.all(xp.isfinite(theta))):
+    if check:
+        _check_trained(xp, X, theta, lr)
+    return theta
+
+
+def _check_trained(xp, X, theta, lr: float) -> None:
+    """After training: a non-finite theta means bad X values or divergence."""
+    if not bool(xp.all(xp.isfinite(theta))):
         _check_finite(xp, "X", X)
         raise ValueError(f"training diverged: theta became NaN or infinite; fix: lower lr (now {lr})")
-    return theta
 
 
 def train(X_train, y_train, X_test, y_test, theta=None, *, lr: float = 0.2, batch: int = 100,
@@ -315,8 +323,9 @@ def train(X_train, y_train, X_test, y_test, theta=None, *, lr: float = 0.2, batc
     if theta is None:
         if X_train.ndim != 2:
             raise ValueError(f"X_train must be 2-D [m, n], got shape {tuple(X_train.shape)}")
-        # wrong label dtypes or values are reported by _check_problem below
-        k = max(int(xp.max(y_train)), int(xp.max(y_test)), 1) + 1
+        # wrong label dtypes or values, and empty data, are reported by _check_problem below
+        k = max([int(xp.max(a)) for a in (y_train, y_test) if a.ndim == 1 and a.shape[0] > 0], default=1)
+        k = max(k, 1) + 1
         theta = xp.zeros((X_train.shape[1], k), dtype=X_train.dtype, device=device_of(X_train))
     _check_hyper(lr, batch)
     _check_problem(X_train, y_train, theta)
@@ -330,6 +339,7 @@ def train(X_train, y_train, X_test, y_test, theta=None, *, lr: float = 0.2, batc
                           seed=None if seed is None else seed + epoch, check=False)
         sync()
         seconds = time.perf_counter() - t0
+        _check_trained(xp, X_train, theta, lr)
         row = {"epoch": epoch, **_evaluate(xp, X_train, y_train, theta, "train"),
                **_evaluate(xp, X_test, y_test, theta, "test"), "seconds": seconds}
         history.append(row)
