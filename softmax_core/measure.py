@@ -298,9 +298,15 @@ def machine_description() -> dict:
         total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError):
         total = None
+    try:
+        load = [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        load = None
     return {
         "platform": platform.platform(),
         "memory_total_bytes": total,
         "memory_available_bytes": available_memory_bytes(),
+        # a busy machine slows BLAS threads badly: the load says how quiet it was
+        "load_average_1_5_15min": load,
         "git_commit": git_commit(),
     }
