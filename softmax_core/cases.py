@@ -76,7 +76,7 @@ class Case:
         otherwise synthetic data of the case's shape is made.  Inputs are
         checked here once, so the measured call skips the value checks.
         """
-        X, y = data if data is not None else _synthetic(self.samples, self.features, self.classes)
+        X, y = data if data is not None else synthetic_data(self.samples, self.features, self.classes)
         Xb = backend.asarray(X, self.dtype)
         yb = backend.asarray(y)
         theta = backend.xp.zeros((self.features, self.classes), dtype=Xb.dtype, device=backend.device)
@@ -89,7 +89,8 @@ class Case:
 
 
 @functools.lru_cache(maxsize=4)
-def _synthetic(m: int, n: int, k: int):
+def synthetic_data(m: int, n: int, k: int):
+    """Host (X, y) of the given shape, made once per shape (seed 0) and shared."""
     return make_synthetic(m, n, k, seed=0)
 
 
@@ -151,6 +152,9 @@ class Guard:
     time_budget_s: float
     gemm_flops_per_s: float = 1e10
     copy_bytes_per_s: float = 1e10
+    #: Slowdown over the roofline assumed for a (kind, method) not measured yet;
+    #: None: no time prediction before the first point (the sweep runs small ones first).
+    default_slowdown: float | None = None
     _slowdown: dict = field(default_factory=dict)
 
     def roofline_s(self, case: Case) -> float:
@@ -158,9 +162,10 @@ class Guard:
         return max(c.flops / self.gemm_flops_per_s, c.traffic_bytes / self.copy_bytes_per_s)
 
     def predicted_time_s(self, case: Case) -> float | None:
-        """Seconds for one call, or None before any point of its method ran."""
+        """Seconds for one call, or None if nothing is known of its method yet."""
         known = self._slowdown.get((case.kind, case.method))
-        return None if known is None else known[1] * self.roofline_s(case)
+        factor = known[1] if known is not None else self.default_slowdown
+        return None if factor is None else factor * self.roofline_s(case)
 
     def skip_reason(self, case: Case, calls: int = 1) -> str | None:
         """Why ``case`` must not run (``calls`` times), or None if it fits."""

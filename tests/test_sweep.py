@@ -162,3 +162,11 @@ def test_cli_sweep_runs_and_reports(tmp_path):
     assert [int(r["samples"]) for r in epochs] == [60000, 60000]
     assert all(float(r["samples_per_s"]) > 0 for r in epochs)
     assert (tmp_path / "report.md").exists()
+
+
+def test_default_slowdown_predicts_before_any_measurement():
+    guard = Guard(10**12, time_budget_s=1.0, gemm_flops_per_s=1e9, copy_bytes_per_s=1e9, default_slowdown=4.0)
+    case = Case("gradient", "naive", 64, 50, 50)
+    assert guard.predicted_time_s(case) == pytest.approx(4.0 * guard.roofline_s(case))
+    guard.record(case, seconds=2 * guard.roofline_s(case))
+    assert guard.predicted_time_s(case) == pytest.approx(2.0 * guard.roofline_s(case))
