@@ -170,3 +170,22 @@ def test_default_slowdown_predicts_before_any_measurement():
     assert guard.predicted_time_s(case) == pytest.approx(4.0 * guard.roofline_s(case))
     guard.record(case, seconds=2 * guard.roofline_s(case))
     assert guard.predicted_time_s(case) == pytest.approx(2.0 * guard.roofline_s(case))
+
+
+def test_progress_bar_shows_eta_on_a_terminal_and_nothing_otherwise():
+    import io
+
+    from softmax_core.sweep import _Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty, pipe = Terminal(), io.StringIO()
+    for stream in (tty, pipe):
+        bar = _Progress(4, stream)
+        for label in ("a", "b", "c"):
+            bar.update(label)
+        bar.close()
+    assert "2/4" in tty.getvalue() and "ETA" in tty.getvalue()
+    assert pipe.getvalue() == ""
