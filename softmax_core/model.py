@@ -134,7 +134,11 @@ def error_rate(logits, y) -> float:
     """
     xp = array_namespace(logits, y)
     _check_logits(xp, logits, y)
-    return float(xp.mean(xp.astype(xp.argmax(logits, axis=1) != y, xp.float64)))
+    return float(_error_rate(xp, logits, y))
+
+
+def _error_rate(xp, logits, y):
+    return xp.mean(xp.astype(xp.argmax(logits, axis=1) != y, xp.float64))
 
 
 def _check_logits(xp, logits, y) -> None:
@@ -350,5 +354,5 @@ def train(X_train, y_train, X_test, y_test, theta=None, *, lr: float = 0.2, batc
 
 def _evaluate(xp, X, y, theta, prefix: str) -> dict:
     logits = X @ theta
-    err = xp.mean(xp.astype(xp.argmax(logits, axis=1) != y, xp.float64))
-    return {f"{prefix}_loss": float(_cross_entropy(xp, logits, y)), f"{prefix}_err": float(err)}
+    return {f"{prefix}_loss": float(_cross_entropy(xp, logits, y)),
+            f"{prefix}_err": float(_error_rate(xp, logits, y))}
