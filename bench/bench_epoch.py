@@ -38,8 +38,9 @@ class TrackEpochThroughput(_Epoch):
     """Training examples per second over one epoch."""
 
     def setup(self, method, batch):
-        self.samples = self.case(method, batch).samples
-        self.fn, self.args = common.prepared(self.case(method, batch))
+        case = self.case(method, batch)
+        self.samples = case.samples
+        self.fn, self.args = common.prepared(case)
 
     def track_samples_per_s(self, method, batch):
         return self.samples / common.median_time(self.fn, self.args)

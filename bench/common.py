@@ -21,13 +21,11 @@ from typing import Callable
 from softmax_core.backend import Backend, BackendError, cpu_model, get_backend
 from softmax_core.cases import DEFAULT_GRID, Case, Guard, default_memory_budget
 from softmax_core import measure  # a module: a bare time_call here would count as a benchmark
-from softmax_core.sweep import MIN_REPEATS, TIMING_BUDGET_S
+from softmax_core._io import atomic_write_text
+from softmax_core.sweep import CALLS_PER_POINT, MIN_REPEATS, TIMING_BUDGET_S
 
 #: The sweep's grid: every parameter list of the suite comes from here.
 GRID = DEFAULT_GRID
-#: Calls a point may cost: the sweep makes 1 + MIN_REPEATS, asv's time_ benchmarks
-#: 2 rounds (processes) of one or more each; the grid's time budget covers them.
-CALLS = 1 + MIN_REPEATS
 #: How many times slower than its roofline (GEMM rate, copy bandwidth) a call
 #: is assumed to be.  The sweep's guard learns this factor from the points it
 #: has measured; an asv process measures a single point, so it starts from
@@ -76,10 +74,8 @@ def machine_rates(b: Backend) -> dict:
     probes = [measure.probe_machine(b) for _ in range(3)]
     probe = max(probes, key=lambda p: p["gemm_gflops"])
     probe["copy_gbps"] = max(p["copy_gbps"] for p in probes)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"machine": ident, "probe": probe}, indent=2), encoding="utf-8")
-    os.replace(tmp, path)  # atomic: a concurrent reader sees the old file or the new one
+    # atomic: a concurrent reader sees the old file or the new one
+    atomic_write_text(path, json.dumps({"machine": ident, "probe": probe}, indent=2))
     return probe
 
 
@@ -95,7 +91,7 @@ def guard() -> Guard:
 
 def require(case: Case) -> None:
     """Raise NotImplementedError (asv: n/a) if the guard would skip ``case``."""
-    reason = guard().skip_reason(case, calls=CALLS)
+    reason = guard().skip_reason(case, calls=CALLS_PER_POINT)
     if reason:
         raise NotImplementedError(f"{case.label()}: {reason}")
 

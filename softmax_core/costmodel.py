@@ -102,7 +102,7 @@ def epoch_cost(method: str, m: int, n: int, k: int, batch: int, dtype="float32")
     full, rest = divmod(m, batch)
     step = sgd_step_cost(method, min(batch, m), n, k, dtype)
     flops, traffic = full * step.flops, full * step.traffic_bytes
-    if rest and full:
+    if rest:  # the short last batch, or the only one when batch > m
         last = sgd_step_cost(method, rest, n, k, dtype)
         flops, traffic = flops + last.flops, traffic + last.traffic_bytes
     return Cost(flops, traffic, step.peak_bytes, step.lecture_bytes)

@@ -32,6 +32,7 @@ COLUMNS = (
 )
 #: A point runs once untraced for peak memory, then at least MIN_REPEATS timed calls.
 MIN_REPEATS = 3
+CALLS_PER_POINT = 1 + MIN_REPEATS
 TIMING_BUDGET_S = 0.3
 
 
@@ -103,7 +104,7 @@ def _measure_point(case: Case, backend: Backend, guard: Guard, data) -> dict:
            "predicted_bytes": int(cost.peak_bytes), "predicted_lecture_bytes": int(cost.lecture_bytes),
            "predicted_flops": int(cost.flops), "predicted_traffic_bytes": int(cost.traffic_bytes),
            "predicted_time_s": guard.predicted_time_s(case)}
-    reason = guard.skip_reason(case, calls=1 + MIN_REPEATS)
+    reason = guard.skip_reason(case, calls=CALLS_PER_POINT)
     if reason:
         return {**row, "status": "skipped", "reason": reason}
     try:
@@ -211,4 +212,4 @@ class _Progress:
             self.stream.flush()
 
 
-__all__ = ["COLUMNS", "run_sweep", "read_results"]
+__all__ = ["COLUMNS", "CALLS_PER_POINT", "run_sweep", "read_results"]

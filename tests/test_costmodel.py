@@ -74,3 +74,9 @@ def test_measured_peak_matches_implementation_prediction(method, B, n, k, dtype)
     fn, args = case.prepare(backend)
     measured = peak_memory(fn, *args, backend=backend)
     assert measured == pytest.approx(case.cost.peak_bytes, rel=0.15)
+
+
+def test_epoch_with_batch_larger_than_the_data_is_one_step():
+    one_step = sgd_step_cost("structured", 50, 10, 3).flops
+    assert epoch_cost("structured", 50, 10, 3, batch=100).flops == pytest.approx(one_step)
+    assert epoch_cost("structured", 50, 10, 3, batch=100).flops > 0
