@@ -18,7 +18,6 @@ report says why; every file is written atomically.
 from __future__ import annotations
 
 import ast
-import datetime as _dt
 import io
 import itertools
 import json
@@ -35,9 +34,9 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from ._io import atomic_write_bytes, atomic_write_text
-from .cases import EPOCH_CLASSES, EPOCH_FEATURES, EPOCH_SAMPLES
+from .cases import EPOCH_CLASSES, EPOCH_FEATURES, EPOCH_SAMPLES, Case
 from .costmodel import METHODS, format_bytes, gradient_cost
-from .sweep import COLUMNS, read_results
+from .sweep import COLUMNS, _now, read_results
 
 #: Columns of results.csv that hold numbers.
 NUMERIC_COLUMNS = tuple(c for c in COLUMNS if c not in (
@@ -59,6 +58,8 @@ METHOD_COLORS = {"structured": "tab:blue", "naive": "tab:red", "naive_batched": 
 SET_STYLES = ("-", "--", ":", "-.")
 SET_MARKERS = ("o", "s", "^", "D", "v", "P")
 RATIO_COLORS = ("tab:purple", "tab:green", "tab:brown", "tab:pink")
+#: Colours of the cost model's ratio lines, one per batch size drawn.
+MODEL_COLORS = ("black", "tab:olive", "tab:cyan", "tab:gray")
 _REQUIRED = ("kind", "method", "batch", "features", "classes", "status")
 
 
@@ -140,6 +141,9 @@ def _read_results_csv(folder: Path) -> pd.DataFrame:
     for col in ("kind", "method", "status", "reason", "dtype", "backend", "device"):
         df[col] = df[col].fillna("").astype(str)
     damaged = df[["batch", "features", "classes"]].isna().any(axis=1) | (df["kind"] == "")
+    if damaged.all():
+        raise ValueError(f"{path}: every row is damaged (no kind, batch, features or classes); fix: re-run "
+                         f"the sweep into a new --out folder, or delete {path}")
     return df[~damaged].reset_index(drop=True)
 
 
@@ -459,14 +463,18 @@ def _with_predictions(df: pd.DataFrame) -> pd.DataFrame:
     """Fill predicted and derived columns (cost model; GFLOP/s, GB/s, samples/s) where empty."""
     df = df.copy()
     for i, row in df.iterrows():
-        cost = _row_cost(row)
-        if cost is not None:
+        case = _row_case(row)
+        if case is not None:
+            cost = case.cost
             for col, value in (("predicted_bytes", cost.peak_bytes), ("predicted_lecture_bytes", cost.lecture_bytes),
                                ("predicted_flops", cost.flops), ("predicted_traffic_bytes", cost.traffic_bytes)):
                 if pd.isna(row[col]):
                     df.at[i, col] = value
         if pd.isna(row["samples"]):
-            df.at[i, "samples"] = row["batch"] if row["kind"] == "gradient" else EPOCH_SAMPLES
+            if case is not None:
+                df.at[i, "samples"] = case.samples
+            else:
+                df.at[i, "samples"] = row["batch"] if row["kind"] == "gradient" else EPOCH_SAMPLES
     t = df["time_median_s"]
     df["samples_per_s"] = df["samples_per_s"].fillna(df["samples"] / t)
     df["gflops"] = df["gflops"].fillna(df["predicted_flops"] / t / 1e9)
@@ -474,19 +482,16 @@ def _with_predictions(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def _row_cost(row):
-    """The cost model's prediction for a gradient row with known sizes, else None."""
-    sizes = [_int_or_none(row[c]) for c in ("batch", "features", "classes")]
-    if row["kind"] != "gradient" or not all(_is_count(v) for v in sizes):
+def _row_case(row) -> Case | None:
+    """The :class:`~softmax_core.cases.Case` of a row (gradient or epoch), or None where its
+    sizes are not positive whole numbers or its kind, method or dtype is unknown."""
+    sizes = (row["batch"], row["features"], row["classes"])
+    if not all(_is_count(v) for v in sizes):
         return None
     try:
-        return gradient_cost(row["method"], *sizes, row["dtype"] or "float32")
+        return Case(row["kind"], row["method"], *(int(v) for v in sizes), row["dtype"] or "float32")
     except ValueError:
         return None
-
-
-def _int_or_none(value):
-    return int(value) if isinstance(value, (int, float, np.number)) and np.isfinite(value) else None
 
 
 # ---------------------------------------------------------------------------
@@ -613,8 +618,19 @@ def _series_label(method: str, set_: str, sets: Sequence[str]) -> str:
     return method if len(sets) == 1 else f"{method}, {set_}"
 
 
+def _dtype_of(rows: pd.DataFrame) -> str:
+    """The most common dtype among ``rows`` (float32 where none is recorded)."""
+    known = rows["dtype"][rows["dtype"].astype(bool)]
+    return str(known.mode().iloc[0]) if not known.empty else "float32"
+
+
+def _method_rank(method: str) -> int:
+    """Sort key of a method: the cost model's order, unknown methods last."""
+    return METHODS.index(method) if method in METHODS else len(METHODS)
+
+
 def _method_order(methods) -> list[str]:
-    return sorted(set(methods), key=lambda m: METHODS.index(m) if m in METHODS else len(METHODS))
+    return sorted(set(methods), key=_method_rank)
 
 
 def plot_time_vs_classes(df: pd.DataFrame, path: Path) -> str | None:
@@ -664,7 +680,8 @@ def plot_memory_vs_classes(df: pd.DataFrame, path: Path) -> str | None:
     method, over a fine grid of k (naive_batched dashed: at B = 1 it equals
     naive).  Filled markers: measured peak bytes above the inputs, one marker
     shape per result set.  Crosses: points skipped or failed, drawn at their
-    predicted peak.
+    predicted peak.  Points without a measured (or predicted) peak are left
+    out, and so is the legend entry of a set with no measured point in a panel.
     """
     g = _ok_gradients(df)
     g = g[g["peak_bytes"].notna()]
@@ -676,14 +693,15 @@ def plot_memory_vs_classes(df: pd.DataFrame, path: Path) -> str | None:
         return f"no method has a measured peak at two or more k (n = {n})"
     grads = df[(df["kind"] == "gradient") & (df["features"] == n)]
     sets = sorted(grads["set"].unique())
-    entries = grads["method"].nunique() + len(sets) + int((grads["status"] != "ok").any())
+    measured_sets = g.loc[(g["features"] == n) & g["batch"].isin(batches), "set"].nunique()
+    entries = grads["method"].nunique() + measured_sets + int((grads["status"] != "ok").any())
     below = entries > LEGEND_INSIDE_MAX + 1  # methods' lines run apart: room for one more inside
     fig, axes = _figure(len(batches), entries if below else 0)
     for ax, batch in zip(axes, batches):
         at = grads[grads["batch"] == batch]
-        dtype = at["dtype"].mode().iloc[0] if at["dtype"].astype(bool).any() else "float32"
+        dtype = _dtype_of(at)
         ks = np.unique(np.geomspace(at["classes"].min(), at["classes"].max(), 60).round().astype(int))
-        handles = []
+        handles, with_points, any_miss = [], set(), False
         for method in _method_order(at["method"]):
             color = METHOD_COLORS.get(method)
             predicted = [gradient_cost(method, batch, n, int(k), dtype).peak_bytes for k in ks]
@@ -691,15 +709,20 @@ def plot_memory_vs_classes(df: pd.DataFrame, path: Path) -> str | None:
             handles.append(ax.plot(ks, predicted, style, color=color, label=f"{method} (cost model)")[0])
             for set_ in sets:
                 pts = at[(at["method"] == method) & (at["set"] == set_)]
-                ok = pts[pts["status"] == "ok"]
-                ax.plot(ok["classes"], ok["peak_bytes"], _set_style(sets, set_)[1], color=color,
-                        linestyle="none", markersize=6)
-                miss = pts[pts["status"] != "ok"]
-                ax.plot(miss["classes"], miss["predicted_bytes"], "x", color=color, markersize=8)
+                ok = pts[(pts["status"] == "ok") & pts["peak_bytes"].notna()]
+                if not ok.empty:
+                    with_points.add(set_)
+                    ax.plot(ok["classes"], ok["peak_bytes"], _set_style(sets, set_)[1], color=color,
+                            linestyle="none", markersize=6)
+                miss = pts[(pts["status"] != "ok") & pts["predicted_bytes"].notna()]
+                if not miss.empty:
+                    any_miss = True
+                    ax.plot(miss["classes"], miss["predicted_bytes"], "x", color=color, markersize=8)
         for set_ in sets:
-            handles.append(Line2D([], [], color="black", marker=_set_style(sets, set_)[1], linestyle="none",
-                                  label=f"measured, {set_}" if len(sets) > 1 else "measured"))
-        if (at["status"] != "ok").any():
+            if set_ in with_points:
+                handles.append(Line2D([], [], color="black", marker=_set_style(sets, set_)[1], linestyle="none",
+                                      label=f"measured, {set_}" if len(sets) > 1 else "measured"))
+        if any_miss:
             handles.append(Line2D([], [], color="black", marker="x", linestyle="none", label="not run (predicted)"))
         _log_axes(ax, at["classes"].unique(), "classes k", "peak memory above inputs (bytes)")
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: format_bytes(v)))
@@ -712,6 +735,9 @@ def plot_memory_vs_classes(df: pd.DataFrame, path: Path) -> str | None:
 
 def ratio_table(df: pd.DataFrame) -> pd.DataFrame:
     """Naive / structured, time and peak memory, per set and k, at the smallest shared batch and one n.
+
+    The batch is the smallest one at which every set has both methods at some
+    k; where the sets share no batch, each set keeps its own smallest.
 
     Columns: set, batch, features, classes, time_ratio, memory_ratio,
     predicted_flops_ratio, predicted_memory_ratio (the last two from the cost model).
@@ -729,7 +755,11 @@ def ratio_table(df: pd.DataFrame) -> pd.DataFrame:
                                                    suffixes=("_naive", "_structured"))
     if merged.empty:
         return pd.DataFrame(columns=cols)
-    merged = merged[merged["batch"] == merged["batch"].min()]
+    common = set.intersection(*(set(b) for b in merged.groupby("set")["batch"].unique()))
+    if common:
+        merged = merged[merged["batch"] == min(common)]
+    else:
+        merged = merged[merged["batch"] == merged.groupby("set")["batch"].transform("min")]
     out = merged[keys].copy()
     out["time_ratio"] = merged["time_median_s_naive"] / merged["time_median_s_structured"]
     out["memory_ratio"] = merged["peak_bytes_naive"] / merged["peak_bytes_structured"]
@@ -743,31 +773,51 @@ def plot_ratio_vs_classes(df: pd.DataFrame, path: Path) -> str | None:
 
     Measured ratios per result set (markers), the lecture's ratio k (dashed:
     a k x nk Jacobian against an n x k gradient), and the cost model's ratio
-    (dotted: predicted FLOPs for time, predicted peak bytes for memory).
+    (dotted: predicted FLOPs for time, predicted peak bytes for memory, in the
+    points' dtype), one line per batch where the sets share none (see
+    :func:`ratio_table`).  A set without a measured ratio in a panel (no peak
+    counter: NaN peak bytes) is left out of that panel and its legend.
     """
     ratios = ratio_table(df)
     if ratios.empty:
         return "no k with both naive and structured measured at the same batch and n"
-    batch, n = int(ratios["batch"].iloc[0]), int(ratios["features"].iloc[0])
+    n = int(ratios["features"].iloc[0])
+    batches = sorted(int(b) for b in ratios["batch"].unique())
     ks = np.unique(np.geomspace(ratios["classes"].min(), ratios["classes"].max(), 60).round().astype(int))
-    costs = [(gradient_cost("naive", batch, n, int(k)), gradient_cost("structured", batch, n, int(k))) for k in ks]
-    model = {"time_ratio": [a.flops / b.flops for a, b in costs],
-             "memory_ratio": [a.peak_bytes / b.peak_bytes for a, b in costs]}
+    g = _ok_gradients(df)
+    g = g[g["method"].isin(["naive", "structured"]) & (g["features"] == n)]
+    models = {}  # batch -> {column: the cost model's ratio over ks}
+    for batch in batches:
+        dtype = _dtype_of(g[g["batch"] == batch])
+        costs = [(gradient_cost("naive", batch, n, int(k), dtype),
+                  gradient_cost("structured", batch, n, int(k), dtype)) for k in ks]
+        models[batch] = {"time_ratio": [a.flops / b.flops for a, b in costs],
+                         "memory_ratio": [a.peak_bytes / b.peak_bytes for a, b in costs]}
     sets = sorted(ratios["set"].unique())
-    fig, axes = _figure(2, len(sets) + 2 if len(sets) + 2 > LEGEND_INSIDE_MAX else 0)
+    set_batch = ratios.groupby("set")["batch"].first().astype(int).to_dict()
+    entries = len(sets) + 1 + len(batches)
+    fig, axes = _figure(2, entries if entries > LEGEND_INSIDE_MAX else 0)
     for ax, col, title, model_label in ((axes[0], "time_ratio", "time", "cost model (FLOPs)"),
                                         (axes[1], "memory_ratio", "peak memory", "cost model (peak bytes)")):
         for set_ in sets:
-            pts = ratios[ratios["set"] == set_]
+            pts = ratios[(ratios["set"] == set_) & ratios[col].notna()]
+            if pts.empty:  # e.g. no peak counter on this backend: no measured memory ratio
+                continue
             style, marker = _set_style(sets, set_)
-            ax.plot(pts["classes"], pts[col], style, marker=marker, color=RATIO_COLORS[sets.index(set_) % 4],
-                    label="measured" if len(sets) == 1 else f"measured, {set_}")
+            label = "measured" if len(sets) == 1 else f"measured, {set_}"
+            if len(batches) > 1:
+                label += f" (B = {set_batch[set_]})"
+            ax.plot(pts["classes"], pts[col], style, marker=marker,
+                    color=RATIO_COLORS[sets.index(set_) % len(RATIO_COLORS)], label=label)
         ax.plot(ks, ks, "--", color="gray", label="k (lecture)")
-        ax.plot(ks, model[col], ":", color="black", label=model_label)
+        for i, batch in enumerate(batches):
+            ax.plot(ks, models[batch][col], ":", color=MODEL_COLORS[i % len(MODEL_COLORS)],
+                    label=model_label if len(batches) == 1 else f"{model_label}, B = {batch}")
         _log_axes(ax, ratios["classes"].unique(), "classes k", f"naive / structured {title} (x)")
         ax.set_title(f"{title} ratio", fontsize=10)
         _legend(ax)
-    fig.suptitle(f"Naive over structured (B = {batch}, n = {n})", fontsize=11)
+    where = f"B = {batches[0]}" if len(batches) == 1 else "no batch shared by all sets: each at its smallest B"
+    fig.suptitle(f"Naive over structured ({where}, n = {n})", fontsize=11)
     _save(fig, path)
     return None
 
@@ -875,13 +925,16 @@ def _natural_key(text: str) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
 
 
-def plot_asv_history(asv: pd.DataFrame, benchmark: str, path: Path, *, default_filter: bool = True) -> str | None:
+def plot_asv_history(asv: pd.DataFrame, benchmark: str, path: Path, *, default_filter: bool = True,
+                     rows: pd.DataFrame | None = None) -> str | None:
     """One asv benchmark across commits: x = commits in date order (short hash), y = value.
 
     One line per parameter combination (and machine/environment where several),
     at most six; error bars span asv's interquartile range where recorded.
+    ``rows``: :func:`asv_history_table` of ``benchmark``, where already computed.
     """
-    rows = asv_history_table(asv, benchmark, default_filter=default_filter)
+    if rows is None:
+        rows = asv_history_table(asv, benchmark, default_filter=default_filter)
     ok = rows[rows["status"] == "ok"]
     if ok.empty:
         return f"asv benchmark {benchmark} has no successful result"
@@ -903,14 +956,10 @@ def plot_asv_history(asv: pd.DataFrame, benchmark: str, path: Path, *, default_f
         ax.set_yscale("log")
     unit = ok["unit"].iloc[0] or "value"
     ax.set_xlabel("commit (oldest to newest)")
-    if unit == "seconds":
-        ax.set_ylabel("time")
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: format_seconds(v) if v > 0 else "0"))
-    elif unit == "bytes":
-        ax.set_ylabel("bytes")
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _fmt_bytes(v) if v > 0 else "0"))
-    else:
-        ax.set_ylabel(unit)
+    ax.set_ylabel({"seconds": "time"}.get(unit, unit))
+    if unit in ("seconds", "bytes"):
+        show = _unit_formatter(unit)
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: show(v) if v > 0 else "0"))
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     total = rows.attrs.get("series_total", 0)
@@ -965,6 +1014,11 @@ def _fmt(v, spec: str) -> str:
     return format(v, spec) if v is not None and np.isfinite(v) else "—"
 
 
+def _unit_formatter(unit: str):
+    """How to write a value of an asv benchmark's ``unit``: seconds and bytes in their units, else 4 digits."""
+    return {"seconds": format_seconds, "bytes": _fmt_bytes}.get(unit, lambda v: _fmt(v, ".4g"))
+
+
 def _ratio(a, b) -> float:
     return a / b if a is not None and b and np.isfinite(a) and np.isfinite(b) else math.nan
 
@@ -1013,13 +1067,19 @@ def _counts_section(df: pd.DataFrame) -> str:
     parts = [markdown_table(["set", *statuses, "total"], rows)]
     errors = df[df["status"] == "error"]
     if not errors.empty:
-        parts.append("Errors:\n\n" + "\n".join(f"- {r['set']}: {_point(r)}: {r['reason'] or 'no reason recorded'}"
-                                                for r in errors.to_dict("records")))
+        parts.append("Errors:\n\n" + "\n".join(
+            f"- {r['set']}: {_point(r)}: {_one_line(r['reason']) or 'no reason recorded'}"
+            for r in errors.to_dict("records")))
     skipped = df[df["status"] == "skipped"]
     if not skipped.empty:
-        items = "\n".join(f"- {r['set']}: {_point(r)}: {r['reason']}" for r in skipped.to_dict("records"))
+        items = "\n".join(f"- {r['set']}: {_point(r)}: {_one_line(r['reason'])}" for r in skipped.to_dict("records"))
         parts.append(f"<details><summary>{len(skipped)} skipped point(s) and why</summary>\n\n{items}\n\n</details>")
     return "\n\n".join(parts)
+
+
+def _one_line(text) -> str:
+    """A reason as one markdown list item: newlines (a traceback's) become spaces."""
+    return str(text or "").replace("\r\n", " ").replace("\n", " ").replace("\r", " ").strip()
 
 
 def _point(r) -> str:
@@ -1061,8 +1121,10 @@ def lecture_rows(df_set: pd.DataFrame) -> tuple[pd.DataFrame, int, int]:
     return pd.DataFrame(picks), n, k
 
 
-def _lecture_section(df: pd.DataFrame) -> str:
-    parts = []
+def _lecture_section(df: pd.DataFrame) -> tuple[str, bool]:
+    """The lecture's table per set, and whether every set shown fell back from
+    n = k = 1000 to its largest k."""
+    parts, fell_back = [], []
     for set_, df_set in df.groupby("set", sort=False):
         if not (df_set["kind"] == "gradient").any():
             continue
@@ -1070,6 +1132,7 @@ def _lecture_section(df: pd.DataFrame) -> str:
         if rows.empty:
             continue
         head = f"**{set_}**"
+        fell_back.append((n, k) != (LECTURE_N, LECTURE_K))
         if (n, k) != (LECTURE_N, LECTURE_K):
             head += (f" — no n = k = {LECTURE_N} points in this set; showing its largest k instead: "
                      f"n = {n}, k = {k}.")
@@ -1089,8 +1152,8 @@ def _lecture_section(df: pd.DataFrame) -> str:
                 ["ratio", "B", "lecture memory (predicted)", "implementation peak (predicted)", "measured peak",
                  "FLOPs (predicted)", "measured time"], ratios))
     if not parts:
-        return "No gradient points, so no lecture table."
-    return "\n\n".join(parts)
+        return "No gradient points, so no lecture table.", False
+    return "\n\n".join(parts), all(fell_back)
 
 
 def _lecture_ratios(rows: pd.DataFrame) -> list[list]:
@@ -1123,7 +1186,7 @@ def _summary_section(df: pd.DataFrame) -> str:
             continue
         batch = int(g["batch"].min())
         g = g[g["batch"] == batch].copy()
-        g["_order"] = g["method"].map(lambda m: METHODS.index(m) if m in METHODS else 99)
+        g["_order"] = g["method"].map(_method_rank)
         rows = []
         for _, r in g.sort_values(["_order", "features", "classes"]).iterrows():
             ok = r["status"] == "ok"
@@ -1153,7 +1216,7 @@ def _slopes_section(df: pd.DataFrame) -> str:
     for (set_, method, n), g in slopes.groupby(["set", "method", "features"], sort=False):
         by_batch = dict(zip(g["batch"], g["slope_time"]))
         rows.append([set_, method, n, *[_fmt(by_batch.get(b, math.nan), ".2f") for b in batches]])
-    rows.sort(key=lambda r: (r[0], METHODS.index(r[1]) if r[1] in METHODS else 99, r[2]))
+    rows.sort(key=lambda r: (r[0], _method_rank(r[1]), r[2]))
     return ("Fitted exponent p of time ~ k^p (ok points only; lecture: 2 for naive, 1 for structured):\n\n"
             + markdown_table(["set", "method", "n", *[f"B = {b}" for b in batches]], rows))
 
@@ -1165,18 +1228,20 @@ def _throughput_section(df: pd.DataFrame) -> str:
         return ""
     pivot = epochs.pivot_table(index="batch", columns="set", values="samples_per_s", aggfunc="max")
     sets = list(pivot.columns)
+    several = len(sets) > 1
     rows = []
     for batch, r in pivot.iterrows():
-        best = r.idxmax() if r.notna().any() else "—"
-        rows.append([int(batch), *[_fmt(r[s], ",.0f") for s in sets], best if len(sets) > 1 else ""])
-    headers = ["B", *[f"{s} (samples/s)" for s in sets]] + (["fastest"] if len(sets) > 1 else [])
-    if len(sets) == 1:
-        rows = [r[:-1] for r in rows]
+        row = [int(batch), *[_fmt(r[s], ",.0f") for s in sets]]
+        if several:
+            row.append(r.idxmax() if r.notna().any() else "—")
+        rows.append(row)
+    headers = ["B", *[f"{s} (samples/s)" for s in sets]] + (["fastest"] if several else [])
     return "Whole-epoch throughput:\n\n" + markdown_table(headers, rows)
 
 
-def _asv_section(asv: pd.DataFrame, benchmark: str, asv_dir: Path, *, default_filter: bool) -> str:
-    """What the asv folder holds, and the chosen benchmark at its first and latest commit."""
+def _asv_section(asv: pd.DataFrame, benchmark: str, asv_dir: Path, rows: pd.DataFrame) -> str:
+    """What the asv folder holds, and the chosen benchmark (``rows``: its
+    :func:`asv_history_table`) at its first and latest commit."""
     machines = ", ".join(sorted(asv["machine"].unique()))
     commits = asv["commit_hash"].nunique()
     lines = [f"asv results from `{asv_dir}`: {asv['benchmark'].nunique()} benchmark(s), {commits} commit(s), "
@@ -1184,11 +1249,9 @@ def _asv_section(asv: pd.DataFrame, benchmark: str, asv_dir: Path, *, default_fi
     problems = asv.attrs.get("problems") or []
     if problems:
         lines.append("Files left out: " + "; ".join(problems))
-    rows = asv_history_table(asv, benchmark, default_filter=default_filter)
     ok = rows[rows["status"] == "ok"].sort_values("date")
     if not ok.empty:
-        unit = ok["unit"].iloc[0] or ""
-        show = {"seconds": format_seconds, "bytes": _fmt_bytes}.get(unit, lambda v: _fmt(v, ".4g"))
+        show = _unit_formatter(ok["unit"].iloc[0] or "")
         table = []
         for series, g in ok.groupby("series", sort=False):
             first, last = g.iloc[0], g.iloc[-1]
@@ -1263,23 +1326,25 @@ def make_report(dirs: Iterable[str | os.PathLike] | None, out: str | os.PathLike
         if not asv_rows.empty:
             df = pd.concat([df, asv_rows], ignore_index=True) if len(df) else asv_rows
             envs.update(asv_envs)
+    history = None if asv is None else asv_history_table(asv, benchmark, default_filter=asv_benchmark is None)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    drawn, not_drawn = _draw_plots(df, out, asv, benchmark, default_filter=asv_benchmark is None)
-    text = _report_text(df, envs, drawn, not_drawn, asv, benchmark, asv_dir, dirs,
-                        default_filter=asv_benchmark is None)
+    drawn, not_drawn = _draw_plots(df, out, asv, benchmark, history)
+    text = _report_text(df, envs, drawn, not_drawn, asv, benchmark, asv_dir, dirs, history)
     path = out / "report.md"
     atomic_write_text(path, text)
     return path
 
 
-def _draw_plots(df, out: Path, asv, benchmark, *, default_filter: bool) -> tuple[list[str], dict]:
+def _draw_plots(df, out: Path, asv, benchmark, history) -> tuple[list[str], dict]:
+    """Draw every plot the data allow; remove any plot of :data:`PLOT_FILES` not drawn
+    this time (an old one would not match this report)."""
     plots = {"time_vs_classes.png": lambda p: plot_time_vs_classes(df, p),
              "memory_vs_classes.png": lambda p: plot_memory_vs_classes(df, p),
              "ratio_vs_classes.png": lambda p: plot_ratio_vs_classes(df, p),
              "throughput_vs_batch.png": lambda p: plot_throughput_vs_batch(df, p)}
     if asv is not None:
-        plots["asv_history.png"] = lambda p: plot_asv_history(asv, benchmark, p, default_filter=default_filter)
+        plots["asv_history.png"] = lambda p: plot_asv_history(asv, benchmark, p, rows=history)
     drawn, not_drawn = [], {}
     for name, draw in plots.items():
         if df.empty and name != "asv_history.png":
@@ -1290,12 +1355,14 @@ def _draw_plots(df, out: Path, asv, benchmark, *, default_filter: bool) -> tuple
             drawn.append(name)
         else:
             not_drawn[name] = reason
-            (out / name).unlink(missing_ok=True)  # an old plot would not match this report
+    for name in PLOT_FILES:
+        if name not in drawn:
+            (out / name).unlink(missing_ok=True)
     return drawn, not_drawn
 
 
-def _report_text(df, envs, drawn, not_drawn, asv, benchmark, asv_dir, dirs, *, default_filter: bool) -> str:
-    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+def _report_text(df, envs, drawn, not_drawn, asv, benchmark, asv_dir, dirs, history) -> str:
+    now = _now()
     sources = [f"sweep folder(s) {', '.join(f'`{d}`' for d in dirs)}"] if dirs else []
     sources += [f"asv results `{asv_dir}`"] if asv_dir else []
     parts = ["# softmax-bench report",
@@ -1304,12 +1371,13 @@ def _report_text(df, envs, drawn, not_drawn, asv, benchmark, asv_dir, dirs, *, d
     if envs:
         parts += ["## Where it ran", _environment_section(envs)]
     if not df.empty:
-        parts += ["## Points measured", _counts_section(df),
-                  f"## The lecture's table at n = k = {LECTURE_N}",
+        lecture, fell_back = _lecture_section(df)
+        heading = f"## The lecture's table at n = k = {LECTURE_N}" + (" (or the largest k measured)" if fell_back else "")
+        parts += ["## Points measured", _counts_section(df), heading,
                   "The lecture's memory is the one array that defines each approach (the Jacobian, or the "
                   "gradient); the implementation peak is every temporary this code holds at its worst moment. "
                   "Points not run show their predicted values and why they were skipped.",
-                  _lecture_section(df)]
+                  lecture]
     if drawn or not_drawn:
         parts.append("## Plots")
     for name in drawn:
@@ -1328,7 +1396,7 @@ def _report_text(df, envs, drawn, not_drawn, asv, benchmark, asv_dir, dirs, *, d
                   "GFLOP/s and GB/s use the cost model's FLOPs and traffic over the measured time; % of peak is "
                   "against the sweep's probe (a square float32 GEMM, a large copy).", _summary_section(df)]
     if asv is not None:
-        parts += ["## asv", _asv_section(asv, benchmark, Path(asv_dir), default_filter=default_filter)]
+        parts += ["## asv", _asv_section(asv, benchmark, Path(asv_dir), history)]
     return "\n\n".join(p for p in parts if p) + "\n"
 
 

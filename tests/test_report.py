@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 
 from softmax_core import get_backend
+from softmax_core import report as report_module
 from softmax_core.cases import EPOCH_CLASSES, EPOCH_FEATURES, EPOCH_SAMPLES, Grid
 from softmax_core.cli import main
 from softmax_core.costmodel import epoch_cost, format_bytes, gradient_cost
@@ -494,3 +495,161 @@ def test_copy_of_set_with_new_label(result_set, tmp_path):
     assert set(df["set"]) == {"numpy-cpu", "cupy-gpu"}
     slopes = loglog_slopes(df)
     assert set(slopes["set"]) == {"numpy-cpu", "cupy-gpu"}
+
+
+# ---------------------------------------------------------------------------
+# Regressions
+# ---------------------------------------------------------------------------
+
+def _captured_figures(monkeypatch) -> dict:
+    """Replace report._save so plots are kept as figures (by file name) instead of written."""
+    figures = {}
+    monkeypatch.setattr(report_module, "_save", lambda fig, path: figures.__setitem__(Path(path).name, fig))
+    return figures
+
+
+def _legend_texts(ax) -> list[str]:
+    legend = ax.get_legend()
+    return [t.get_text() for t in legend.get_texts()] if legend is not None else []
+
+
+def test_every_row_damaged_raises_value_error_with_fix(tmp_path, capsys):
+    folder = tmp_path / "sweep"
+    folder.mkdir()
+    with open(folder / "results.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerow({"kind": "gradient", "method": "naive", "batch": "x", "features": 10, "classes": 10,
+                         "status": "ok"})
+        writer.writerow({"kind": "", "method": "naive", "batch": 1, "features": 10, "classes": 10, "status": "ok"})
+    with pytest.raises(ValueError, match="every row is damaged.*fix:") as info:
+        load_results([folder])
+    assert str(folder / "results.csv") in str(info.value)
+    assert main(["report", str(folder), "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "every row is damaged" in err
+
+
+def test_ratio_table_uses_smallest_batch_shared_by_all_sets(tmp_path):
+    a = write_set(tmp_path / "a", _rows())  # naive and structured at B = 1 and 32
+    b_rows = [_gradient_row(m, b, 1000, k) for m in ("structured", "naive") for b in (32, 96) for k in (10, 100)]
+    b = write_set(tmp_path / "b", b_rows, label="cupy-gpu")  # no B = 1
+    ratios = ratio_table(load_results([a, b]))
+    assert set(ratios["set"]) == {"numpy-cpu", "cupy-gpu"} and (ratios["batch"] == 32).all()
+    # no batch shared: each set at its own smallest
+    c = write_set(tmp_path / "c", [_gradient_row(m, 96, 1000, k) for m in ("structured", "naive")
+                                   for k in (10, 100)], label="cupy-gpu")
+    ratios = ratio_table(load_results([a, c]))
+    assert ratios.groupby("set")["batch"].unique().map(list).to_dict() == {"numpy-cpu": [1], "cupy-gpu": [96]}
+    text = make_report([a, c], tmp_path / "r").read_text(encoding="utf-8")
+    assert "](ratio_vs_classes.png)" in text
+    _assert_png(tmp_path / "r" / "ratio_vs_classes.png")
+
+
+def test_plots_leave_out_sets_without_measured_peak(tmp_path, monkeypatch):
+    rows = _rows()
+    for r in rows:  # torch on the CPU has no peak counter
+        r.pop("peak_bytes", None)
+    torch = write_set(tmp_path / "torch", rows, label="torch-cpu")
+    df = load_results([write_set(tmp_path / "numpy", _rows()), torch])
+    assert df.loc[df["set"] == "torch-cpu", "peak_bytes"].isna().all()
+    figures = _captured_figures(monkeypatch)
+    assert report_module.plot_memory_vs_classes(df, tmp_path / "memory_vs_classes.png") is None
+    for ax in figures["memory_vs_classes.png"].axes:
+        texts = _legend_texts(ax)
+        assert "measured, numpy-cpu" in texts and not any("torch-cpu" in t for t in texts)
+    assert report_module.plot_ratio_vs_classes(df, tmp_path / "ratio_vs_classes.png") is None
+    time_ax, memory_ax = figures["ratio_vs_classes.png"].axes
+    assert {"measured, numpy-cpu", "measured, torch-cpu"} <= set(_legend_texts(time_ax))
+    assert "measured, numpy-cpu" in _legend_texts(memory_ax)
+    assert not any("torch-cpu" in t for t in _legend_texts(memory_ax))
+
+
+def test_rerun_without_asv_removes_stale_asv_plot(result_set, tmp_path):
+    out = tmp_path / "r"
+    make_report([result_set], out, asv_dir=write_asv(tmp_path / "asv"))
+    assert (out / "asv_history.png").exists()
+    text = make_report([result_set], out).read_text(encoding="utf-8")
+    assert not (out / "asv_history.png").exists() and "asv_history.png" not in text
+    for name in SCALING_PLOTS:
+        _assert_png(out / name)
+
+
+def test_ratio_plot_cost_model_uses_the_rows_dtype(tmp_path, monkeypatch):
+    rows = _rows()
+    for r in rows:
+        r["dtype"] = "float64"
+    df = load_results([write_set(tmp_path / "s", rows)])
+    dtypes = []
+    real = report_module.gradient_cost
+
+    def spy(method, B, n, k, dtype="float32"):
+        dtypes.append(dtype)
+        return real(method, B, n, k, dtype)
+
+    monkeypatch.setattr(report_module, "gradient_cost", spy)
+    _captured_figures(monkeypatch)
+    assert report_module.plot_ratio_vs_classes(df, tmp_path / "ratio_vs_classes.png") is None
+    assert dtypes and set(dtypes) == {"float64"}
+
+
+def test_asv_predictions_come_from_cases_for_epochs_too(tmp_path):
+    rows, _ = asv_to_sweep(load_asv_results(write_asv(tmp_path / "asv")))
+    epochs = rows[rows["kind"] == "epoch"].sort_values("batch")
+    assert list(epochs["batch"]) == [1, 32]
+    for _, r in epochs.iterrows():
+        cost = epoch_cost("structured", EPOCH_SAMPLES, EPOCH_FEATURES, EPOCH_CLASSES, int(r["batch"]))
+        assert r["predicted_flops"] == cost.flops and r["predicted_bytes"] == cost.peak_bytes
+        assert r["samples"] == EPOCH_SAMPLES
+
+
+def test_predictions_skip_non_integral_sizes():
+    df = report_module._empty_results()
+    df = pd.concat([df, pd.DataFrame([
+        {"kind": "gradient", "method": "naive", "batch": 96.5, "features": 784.0, "classes": 10.0, "dtype": "float32"},
+        {"kind": "gradient", "method": "naive", "batch": 96.0, "features": 784.0, "classes": 10.0, "dtype": "float32"},
+        {"kind": "gradient", "method": "nope", "batch": 96.0, "features": 784.0, "classes": 10.0, "dtype": "float32"},
+    ])], ignore_index=True).astype({c: float for c in report_module.NUMERIC_COLUMNS})
+    out = report_module._with_predictions(df)
+    assert np.isnan(out.loc[0, "predicted_flops"]) and np.isnan(out.loc[2, "predicted_flops"])
+    assert out.loc[1, "predicted_flops"] == gradient_cost("naive", 96, 784, 10).flops
+
+
+def test_single_set_throughput_has_no_fastest_column(report):
+    _, text = report
+    lines = text.splitlines()
+    header = next(line for line in lines if line.startswith("| B | "))
+    assert header == "| B | numpy-cpu (samples/s) |"
+    row = next(line for line in lines if line.startswith("| 96 | "))
+    assert row.count("|") == 3
+
+
+def test_asv_history_table_computed_once(result_set, tmp_path, monkeypatch):
+    calls = []
+    real = report_module.asv_history_table
+
+    def counting(*args, **kwargs):
+        calls.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(report_module, "asv_history_table", counting)
+    text = make_report([result_set], tmp_path / "r", asv_dir=write_asv(tmp_path / "asv")).read_text(encoding="utf-8")
+    assert calls == [TIME_BENCH]
+    assert "](asv_history.png)" in text and "first and latest commit with a result" in text
+
+
+def test_multi_line_error_reason_stays_one_list_item(tmp_path):
+    reason = "Traceback (most recent call last):\n  File x\nRuntimeError: boom"
+    rows = _rows() + [_gradient_row("structured", 8, 1000, 10, "error", reason)]
+    text = make_report([write_set(tmp_path / "s", rows)], tmp_path / "r").read_text(encoding="utf-8")
+    errors = text.split("Errors:\n\n")[1].split("\n\n")[0].splitlines()
+    assert all(line.startswith("- ") for line in errors)
+    assert any(line.endswith("Traceback (most recent call last):   File x RuntimeError: boom") for line in errors)
+
+
+def test_lecture_heading_says_when_every_set_falls_back(tmp_path, report):
+    _, text = report
+    assert "## The lecture's table at n = k = 1000\n" in text
+    rows = [_gradient_row(m, 1, 300, k) for m in ("structured", "naive") for k in (10, 100)]
+    text = make_report([write_set(tmp_path / "s", rows)], tmp_path / "r").read_text(encoding="utf-8")
+    assert "## The lecture's table at n = k = 1000 (or the largest k measured)\n" in text
