@@ -47,6 +47,19 @@ class Case:
         if self.samples == 0:
             object.__setattr__(self, "samples", self.batch if self.kind == "gradient" else EPOCH_SAMPLES)
 
+    @classmethod
+    def from_row(cls, row) -> "Case | None":
+        """The case of a results row (CSV text or numbers), or None if the row is damaged
+        (sizes that are not positive whole numbers, an unknown kind, method or dtype)."""
+        try:
+            sizes = [float(row[c]) for c in ("batch", "features", "classes")]
+            if not all(s.is_integer() and s >= 1 for s in sizes):
+                return None
+            return cls(str(row["kind"]), str(row["method"]), *(int(s) for s in sizes),
+                       str(row["dtype"] or "float32"))
+        except (KeyError, TypeError, ValueError):
+            return None
+
     @property
     def key(self) -> tuple:
         """Identity of the point, for resuming a sweep."""
@@ -84,8 +97,7 @@ class Case:
         grad(Xb[:1, :], yb[:1], theta)  # validate dtypes and shapes once, at the boundary
         if self.kind == "gradient":
             return functools.partial(grad, check=False), (Xb, yb, theta)
-        lr = 0.1
-        return functools.partial(sgd_epoch, lr=lr, batch=self.batch, grad=grad, check=False), (Xb, yb, theta)
+        return functools.partial(sgd_epoch, lr=0.1, batch=self.batch, grad=grad, check=False), (Xb, yb, theta)
 
 
 @functools.lru_cache(maxsize=4)

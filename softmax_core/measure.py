@@ -289,7 +289,9 @@ def git_commit(path: str | os.PathLike | None = None) -> str | None:
                              text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() or None
 
 
 def machine_description() -> dict:

@@ -147,16 +147,21 @@ def _read_results_csv(folder: Path) -> pd.DataFrame:
     return df[~damaged].reset_index(drop=True)
 
 
-def _read_environment(folder: Path) -> dict:
-    path = folder / "environment.json"
+def _read_json_object(path: Path, fix: str) -> dict:
+    """The JSON object in ``path``, {} if there is no such file; ValueError naming ``fix``
+    if it cannot be read."""
     if not path.is_file():
         return {}
     try:
-        env = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, OSError) as exc:
-        raise ValueError(f"cannot read {path} ({exc}); fix: delete it to report without the "
-                         "machine facts, or re-run the sweep") from None
-    return env if isinstance(env, dict) else {}
+        raise ValueError(f"cannot read {path} ({exc}); fix: {fix}") from None
+    return data if isinstance(data, dict) else {}
+
+
+def _read_environment(folder: Path) -> dict:
+    return _read_json_object(folder / "environment.json",
+                             "delete it to report without the machine facts, or re-run the sweep")
 
 
 def _backend_label(df: pd.DataFrame, env: dict, folder: Path) -> str:
@@ -255,14 +260,7 @@ def load_asv_results(asv_dir: str | os.PathLike) -> pd.DataFrame:
 
 
 def _asv_benchmarks(root: Path) -> dict:
-    path = root / "benchmarks.json"
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, OSError) as exc:
-        raise ValueError(f"cannot read {path} ({exc}); fix: regenerate it with "
-                         "`asv run --bench just-discover`") from None
+    data = _read_json_object(root / "benchmarks.json", "regenerate it with `asv run --bench just-discover`")
     return {k: v for k, v in data.items() if isinstance(v, dict)}
 
 
@@ -463,7 +461,7 @@ def _with_predictions(df: pd.DataFrame) -> pd.DataFrame:
     """Fill predicted and derived columns (cost model; GFLOP/s, GB/s, samples/s) where empty."""
     df = df.copy()
     for i, row in df.iterrows():
-        case = _row_case(row)
+        case = Case.from_row(row)
         if case is not None:
             cost = case.cost
             for col, value in (("predicted_bytes", cost.peak_bytes), ("predicted_lecture_bytes", cost.lecture_bytes),
@@ -480,18 +478,6 @@ def _with_predictions(df: pd.DataFrame) -> pd.DataFrame:
     df["gflops"] = df["gflops"].fillna(df["predicted_flops"] / t / 1e9)
     df["gbytes_per_s"] = df["gbytes_per_s"].fillna(df["predicted_traffic_bytes"] / t / 1e9)
     return df
-
-
-def _row_case(row) -> Case | None:
-    """The :class:`~softmax_core.cases.Case` of a row (gradient or epoch), or None where its
-    sizes are not positive whole numbers or its kind, method or dtype is unknown."""
-    sizes = (row["batch"], row["features"], row["classes"])
-    if not all(_is_count(v) for v in sizes):
-        return None
-    try:
-        return Case(row["kind"], row["method"], *(int(v) for v in sizes), row["dtype"] or "float32")
-    except ValueError:
-        return None
 
 
 # ---------------------------------------------------------------------------

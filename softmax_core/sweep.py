@@ -73,12 +73,14 @@ def run_sweep(grid: Grid, backend: Backend, out_dir: str | os.PathLike, *, resum
         raise ValueError(f"memory budget must be positive, got {memory_budget}")
     epoch_data = _epoch_data(grid, data_dir)
     out.mkdir(parents=True, exist_ok=True)
-    done = _completed_keys(results) if resume else set()
+    kept = _rows_to_keep(results) if resume else []
+    done = {case.key for case, _ in kept}
     env = _environment(out, backend, resume)
     guard = Guard(memory_budget or default_memory_budget(backend), grid.time_budget_s,
                   env["probe"]["gemm_gflops"] * 1e9, env["probe"]["copy_gbps"] * 1e9)
-    if resume:
-        _learn_from_rows(guard, results, backend)
+    for case, row in kept:  # the time guard learns from the points already measured here
+        if row.get("status") == "ok" and row.get("device") == backend.device_kind:
+            guard.record(case, float(row["time_median_s"]))
     todo = [c for c in grid.cases() if c.key not in done]
     run_id = uuid.uuid4().hex[:12]
     bar = _Progress(len(todo), sys.stderr, enabled=progress)
@@ -155,30 +157,30 @@ def read_results(path: str | os.PathLike) -> list[dict]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
-def _completed_keys(results: Path) -> set:
-    """Keys of the points in ``results``; truncates a half-written last line in place."""
+def _rows_to_keep(results: Path) -> list[tuple[Case, dict]]:
+    """(case, row) of each intact row of ``results``, after truncating a half-written
+    last line in place; a damaged row is left out, so its point is measured again."""
     if not results.exists():
-        return set()
+        return []
     with open(results, "rb+") as fh:
         data = fh.read()
         if data and not data.endswith(b"\n"):
             fh.truncate(data.rfind(b"\n") + 1)
-    keys = set()
-    for r in read_results(results):
-        try:
-            keys.add((r["kind"], r["method"], int(r["batch"]), int(r["features"]),
-                      int(r["classes"]), r["dtype"]))
-        except (KeyError, TypeError, ValueError):
-            continue  # a damaged row is measured again
-    return keys
+    kept = []
+    for row in read_results(results):
+        case = Case.from_row(row)
+        ok_time = row.get("status") != "ok" or _is_number(row.get("time_median_s"))
+        if case is not None and ok_time:
+            kept.append((case, row))
+    return kept
 
 
-def _learn_from_rows(guard: Guard, results: Path, backend: Backend) -> None:
-    for r in read_results(results):
-        if r.get("status") == "ok" and r.get("device") == backend.device_kind:
-            case = Case(r["kind"], r["method"], int(r["batch"]), int(r["features"]),
-                        int(r["classes"]), r["dtype"])
-            guard.record(case, float(r["time_median_s"]))
+def _is_number(text) -> bool:
+    try:
+        float(text)
+        return True
+    except (TypeError, ValueError):
+        return False
 
 
 def _now() -> str:
