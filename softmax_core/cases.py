@@ -21,6 +21,8 @@ from .measure import free_device_memory_bytes
 from .model import get_gradient, sgd_epoch
 
 KINDS = ("gradient", "epoch")
+#: Where a point's inputs come from: gradients always use synthetic data of their shape.
+DATA_SOURCES = {"gradient": ("",), "epoch": ("synthetic", "mnist")}
 #: MNIST's shape, used for the whole-epoch points.
 EPOCH_SAMPLES, EPOCH_FEATURES, EPOCH_CLASSES = 60_000, 784, 10
 #: Fraction of free memory a point may plan to use (the rest: inputs, fragmentation, the OS).
@@ -37,6 +39,7 @@ class Case:
     features: int
     classes: int
     dtype: str = "float32"
+    data: str = ""    # an epoch's data source: synthetic or mnist; empty for a gradient
     samples: int = 0  # examples per call: B for a gradient, m for an epoch
 
     def __post_init__(self):
@@ -44,6 +47,11 @@ class Case:
             raise ValueError(f"unknown case kind {self.kind!r}: use one of {', '.join(KINDS)}")
         get_gradient(self.method)
         itemsize(self.dtype)
+        if self.kind == "epoch" and not self.data:
+            object.__setattr__(self, "data", "synthetic")
+        if self.data not in DATA_SOURCES[self.kind]:
+            raise ValueError(f"a {self.kind} point's data must be one of "
+                             f"{', '.join(map(repr, DATA_SOURCES[self.kind]))}, got {self.data!r}")
         if self.samples == 0:
             object.__setattr__(self, "samples", self.batch if self.kind == "gradient" else EPOCH_SAMPLES)
 
@@ -55,15 +63,17 @@ class Case:
             sizes = [float(row[c]) for c in ("batch", "features", "classes")]
             if not all(s.is_integer() and s >= 1 for s in sizes):
                 return None
+            data = row.get("data")
+            data = "" if data is None or data != data else str(data)  # NaN when read by pandas
             return cls(str(row["kind"]), str(row["method"]), *(int(s) for s in sizes),
-                       str(row["dtype"] or "float32"))
+                       str(row["dtype"] or "float32"), data)
         except (KeyError, TypeError, ValueError):
             return None
 
     @property
     def key(self) -> tuple:
         """Identity of the point, for resuming a sweep."""
-        return (self.kind, self.method, self.batch, self.features, self.classes, self.dtype)
+        return (self.kind, self.method, self.batch, self.features, self.classes, self.dtype, self.data)
 
     @property
     def cost(self) -> Cost:
@@ -78,8 +88,9 @@ class Case:
         return s * (self.samples * self.features + self.features * self.classes) + 8 * self.samples
 
     def label(self) -> str:
+        data = f" on {self.data}" if self.data else ""
         return (f"{self.kind} {self.method} B={self.batch} n={self.features} "
-                f"k={self.classes} {self.dtype}")
+                f"k={self.classes} {self.dtype}{data}")
 
     def prepare(self, backend: Backend, data: tuple[np.ndarray, np.ndarray] | None = None
                 ) -> tuple[Callable[..., Any], tuple]:
@@ -141,7 +152,7 @@ class Grid:
         grads = [Case("gradient", m, b, n, k, self.dtype)
                  for m in self.methods for k in self.classes for n in self.features for b in self.batches]
         epochs = [] if self.epochs_on == "none" else [
-            Case("epoch", m, b, EPOCH_FEATURES, EPOCH_CLASSES, self.dtype)
+            Case("epoch", m, b, EPOCH_FEATURES, EPOCH_CLASSES, self.dtype, self.epochs_on)
             for m in self.epoch_methods for b in self.batches]
         order = {m: i for i, m in enumerate(METHODS)}
         return sorted(grads, key=lambda c: (order[c.method], c.cost.flops)) + epochs
