@@ -13,12 +13,14 @@ kernels take ``xp`` explicitly so that a hot loop derives it once, not per op.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from typing import Any, Callable
 
 import numpy as np
 from array_api_compat import array_namespace, device as device_of
+from array_api_compat import is_array_api_strict_namespace, is_numpy_namespace
 
 Gradient = Callable[..., Any]
 
@@ -26,7 +28,8 @@ Gradient = Callable[..., Any]
 # --------------------------------------------------------------------------- checks
 
 def _check_float(xp, name: str, a) -> None:
-    if not xp.isdtype(a.dtype, "real floating"):
+    # float16 (and bfloat16 etc.) would run but lose the math's precision
+    if a.dtype not in (xp.float32, xp.float64):
         raise TypeError(f"{name} must be a float32 or float64 array, got dtype {a.dtype}; fix: cast it, e.g. X.astype('float32')")
 
 
@@ -105,9 +108,15 @@ def _one_hot(xp, y, classes, dtype):
 
 
 def one_hot(y, k: int, dtype=None):
-    """Indicator matrix I_y: [B] int -> [B, k] (float64 unless ``dtype`` says)."""
+    """Indicator matrix I_y: [B] int -> [B, k] (float64 unless ``dtype`` says).
+
+    Every label must lie in ``0..k-1``: one outside would give an all-zero row.
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive number of classes, got {k!r}")
     xp = array_namespace(y)
-    return _one_hot(xp, y, _classes(xp, y, k), dtype or xp.float64)
+    _check_labels(xp, y, int(k), check=True)
+    return _one_hot(xp, y, _classes(xp, y, int(k)), dtype or xp.float64)
 
 
 def _cross_entropy(xp, logits, y):
@@ -253,7 +262,12 @@ def get_gradient(name: str) -> Gradient:
 
 # --------------------------------------------------------------------------- training
 
-def _check_hyper(lr: float, batch: int) -> None:
+def _check_hyper(lr: float, batch: int) -> tuple[float, int]:
+    """Validate lr and batch; return them as a Python float and int.
+
+    NumPy scalars pass the check but must not reach the arithmetic with theta:
+    np.float64(lr) or lr / np.int64(B) times a float32 array is float64 (NEP 50).
+    """
     if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)):
         raise TypeError(f"batch must be an integer, got {batch!r}")
     if batch <= 0:
@@ -261,6 +275,7 @@ def _check_hyper(lr: float, batch: int) -> None:
     if isinstance(lr, bool) or not isinstance(lr, (int, float, np.integer, np.floating)) \
             or not math.isfinite(lr) or lr <= 0:
         raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+    return float(lr), int(batch)
 
 
 def _epoch_order(xp, X, y, seed: int | None):
@@ -271,17 +286,63 @@ def _epoch_order(xp, X, y, seed: int | None):
     return xp.take(X, idx, axis=0), xp.take(y, idx, axis=0)
 
 
+def _sgd_step_structured(xp, X, I, theta, scale: float) -> None:
+    """θ −= scale · Xᵀ(softmax(Xθ) − I_y), in place on theta.
+
+    X [B, n], I [B, k] the batch's I_y, theta [n, k].  The same math as
+    :func:`_grad_structured_sum` with one [B, k] buffer reused in place: the
+    logits are shifted, exponentiated, normalised, reduced by I_y and scaled by
+    lr/B (on [B, k] rather than on the [n, k] gradient) before the one GEMM.
+    """
+    R = X @ theta                                              # [B, n] @ [n, k] -> [B, k]
+    R -= xp.max(R, axis=1, keepdims=True)
+    R = xp.exp(R)                                              # the standard has no out=
+    R /= xp.sum(R, axis=1, keepdims=True)
+    R -= I
+    R *= scale
+    theta -= X.T @ R                                           # [n, B] @ [B, k] -> [n, k]
+
+
+# I_y is made for many batches at once (one comparison per chunk, not per batch),
+# in chunks of at most this many elements (4 MiB in float32) beyond one batch.
+_ONE_HOT_CHUNK = 1 << 20
+
+
+def _structured_epoch(xp, X, y, theta, lr: float, batch: int, classes) -> None:
+    m, k = X.shape[0], theta.shape[1]
+    rows = max(1, _ONE_HOT_CHUNK // (batch * k)) * batch      # whole batches per chunk
+    for c0 in range(0, m, rows):
+        c1 = min(c0 + rows, m)
+        I = _one_hot(xp, y[c0:c1], classes, X.dtype)           # [c1 - c0, k]
+        for start in range(c0, c1, batch):
+            stop = min(start + batch, c1)
+            _sgd_step_structured(xp, X[start:stop, :], I[start - c0:stop - c0, :], theta,
+                                 lr / (stop - start))
+
+
+def _quiet_numpy(xp):
+    """Silence NumPy's overflow/invalid warnings where NumPy does the math.
+
+    A diverging run overflows to inf and NaN; :func:`_check_trained` reports it
+    as one ValueError, so the RuntimeWarnings before it would only be noise.
+    """
+    if is_numpy_namespace(xp) or is_array_api_strict_namespace(xp):
+        return np.errstate(over="ignore", invalid="ignore", divide="ignore")
+    return contextlib.nullcontext()
+
+
 def sgd_epoch(X, y, theta, lr: float, batch: int, grad: Gradient = grad_structured,
               *, seed: int | None = None, check: bool = True):
     """One epoch of minibatch SGD: θ ← θ − lr · ∇θ mean-loss(batch), batch by batch.
 
-    X [m, n], y [m], theta [n, k] -> new theta [n, k] (the input is not modified).
+    X [m, n], y [m], theta [n, k] -> new theta [n, k] (the input is not modified:
+    the epoch updates one copy of it in place).
     Minibatches are taken in order unless ``seed`` is given (then a fixed
     permutation).  The last, shorter batch is used too, averaged over its own
-    size.  ``grad`` is one of :data:`GRADIENTS`' functions.
+    size.  ``grad`` is one of :data:`GRADIENTS`' functions.  ``lr`` and
+    ``batch`` may be NumPy scalars; theta keeps its dtype.
     """
-    _check_hyper(lr, batch)
-    lr = float(lr)  # a NumPy float64 scalar would promote float32 theta
+    lr, batch = _check_hyper(lr, batch)
     # X is checked for NaN/inf only if theta comes out non-finite: a full pass
     # over X would cost a fifth of a MNIST epoch, and any NaN/inf in X reaches theta.
     xp = _check_problem(X, y, theta, check, finite_X=False)
@@ -290,12 +351,18 @@ def sgd_epoch(X, y, theta, lr: float, batch: int, grad: Gradient = grad_structur
         raise TypeError(f"grad must be one of {', '.join(f.__name__ for f in _KERNELS)}, got {grad!r}")
     X_epoch, y_epoch = _epoch_order(xp, X, y, seed)
     classes = _classes(xp, y, theta.shape[1])
+    theta = xp.asarray(theta, copy=True)  # the one copy this epoch updates in place
     m = X.shape[0]
-    for start in range(0, m, batch):
-        stop = min(start + batch, m)
-        # the kernel's sum is scaled once, by lr/B, instead of /B then *lr
-        G = kernel(xp, X_epoch[start:stop, :], y_epoch[start:stop], theta, classes)
-        theta = theta - (lr / (stop - start)) * G
+    with _quiet_numpy(xp):
+        if kernel is _grad_structured_sum:
+            _structured_epoch(xp, X_epoch, y_epoch, theta, lr, batch, classes)
+        else:
+            for start in range(0, m, batch):
+                stop = min(start + batch, m)
+                # the kernel's sum is scaled once, by lr/B, instead of /B then *lr
+                G = kernel(xp, X_epoch[start:stop, :], y_epoch[start:stop], theta, classes)
+                G *= lr / (stop - start)
+                theta -= G
     if check:
         _check_trained(xp, X, theta, lr)
     return theta
@@ -331,7 +398,7 @@ def train(X_train, y_train, X_test, y_test, theta=None, *, lr: float = 0.2, batc
         k = max([int(xp.max(a)) for a in (y_train, y_test) if a.ndim == 1 and a.shape[0] > 0], default=1)
         k = max(k, 1) + 1
         theta = xp.zeros((X_train.shape[1], k), dtype=X_train.dtype, device=device_of(X_train))
-    _check_hyper(lr, batch)
+    lr, batch = _check_hyper(lr, batch)
     _check_problem(X_train, y_train, theta)
     _check_problem(X_test, y_test, theta)
     sync = synchronize or (lambda: None)

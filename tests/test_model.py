@@ -9,6 +9,7 @@ functions under test.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -27,6 +28,7 @@ from softmax_core import (
     softmax,
     train,
 )
+from softmax_core.reference import lecture_epoch, numpy_epoch
 
 GRAD_SHAPES = [(1, 3, 2), (4, 5, 3), (7, 4, 6), (3, 1, 2)]
 GRAD_NAMES = list(GRADIENTS)  # structured, naive, naive_batched
@@ -142,6 +144,32 @@ def test_sgd_epoch_numpy_scalar_lr_keeps_float32(backend, xp, rng):
     np.testing.assert_array_equal(backend.to_numpy(out), backend.to_numpy(expected))
 
 
+@pytest.mark.parametrize("batch", [np.int64(4), np.int32(4)], ids=["int64", "int32"])
+@pytest.mark.parametrize("lr", [0.1, np.float32(0.1), np.float64(0.1)], ids=["float", "np.float32", "np.float64"])
+def test_sgd_epoch_numpy_scalar_hyperparameters_keep_float32(backend, xp, rng, lr, batch):
+    """A NumPy integer batch made lr / (stop - start) a np.float64, which promoted float32 theta."""
+    X, y, theta = make_problem(rng, 10, 4, 3, np.float32)
+    Xb, yb, tb = on(backend, X, y, theta)
+    for name in GRAD_NAMES:
+        out = sgd_epoch(Xb, yb, tb, lr, batch, get_gradient(name))
+        assert out.dtype == xp.float32, name
+        expected = sgd_epoch(Xb, yb, tb, float(lr), 4, get_gradient(name))
+        np.testing.assert_array_equal(backend.to_numpy(out), backend.to_numpy(expected), err_msg=name)
+
+
+@pytest.mark.parametrize("batch", [np.int64(8), np.int32(8)], ids=["int64", "int32"])
+def test_train_with_a_numpy_integer_batch_keeps_float32(backend, xp, batch):
+    """Epoch 1 used to return float64 theta, and epoch 2 then failed on 'one float dtype'."""
+    from softmax_core import make_synthetic
+
+    X, y = make_synthetic(60, 5, 3, seed=4, dtype=np.float32)
+    Xb, yb = backend.asarray(X, "float32"), backend.asarray(y)
+    theta, history = train(Xb, yb, Xb, yb, lr=np.float64(0.5), batch=batch, epochs=3)
+    assert theta.dtype == xp.float32 and len(history) == 3
+    ref, _ = train(Xb, yb, Xb, yb, lr=0.5, batch=8, epochs=3)
+    np.testing.assert_array_equal(backend.to_numpy(theta), backend.to_numpy(ref))
+
+
 # --------------------------------------------------------------------------- softmax, loss, error
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -210,6 +238,19 @@ def test_one_hot(backend, xp):
     np.testing.assert_array_equal(backend.to_numpy(I), np.eye(3)[[2, 0, 1, 2]])
     assert one_hot(y, 4, dtype=xp.float32).dtype == xp.float32
     np.testing.assert_array_equal(backend.to_numpy(one_hot(y, 4, dtype=xp.float32)), np.eye(4, dtype=np.float32)[[2, 0, 1, 2]])
+
+
+@pytest.mark.parametrize("labels", [[5], [0, 3], [-1, 1]])
+def test_one_hot_rejects_labels_out_of_range(backend, labels):
+    """A label outside 0..k-1 used to give a silent all-zero row."""
+    with pytest.raises(ValueError, match=r"labels must lie in 0\.\.2"):
+        one_hot(backend.asarray(np.array(labels)), 3)
+
+
+@pytest.mark.parametrize("k", [0, -1, 2.0, True])
+def test_one_hot_rejects_a_bad_number_of_classes(backend, k):
+    with pytest.raises(ValueError, match="k must be"):
+        one_hot(backend.asarray(np.array([0, 1])), k)
 
 
 # --------------------------------------------------------------------------- Jacobian
@@ -311,6 +352,21 @@ def test_sgd_epoch_reports_divergence(backend, rng):
         sgd_epoch(*on(backend, X, y, theta), 1e30, 5)
 
 
+def test_divergence_is_one_error_without_runtime_warnings(backend, rng):
+    """lr 1e308 overflows float32; the ValueError must be the only output (CLI: --lr 1e308)."""
+    X, y, theta = make_problem(rng, 10, 4, 3, np.float32)
+    Xb, yb, tb = on(backend, X, y, theta)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        for name in GRAD_NAMES:
+            with pytest.raises(ValueError, match="diverged.*lower lr"):
+                sgd_epoch(Xb, yb, tb, 1e308, 5, get_gradient(name))
+        with pytest.raises(ValueError, match="diverged.*lower lr"):
+            train(Xb, yb, Xb, yb, lr=1e308, batch=5, epochs=2)
+        with pytest.raises(ValueError, match="diverged.*lower lr"):
+            train(Xb, yb, Xb, yb, tb, lr=1e308, batch=5, epochs=2)
+
+
 def test_sgd_epoch_naive_and_structured_give_the_same_theta(backend, rng):
     X, y, theta = make_problem(rng, 10, 5, 4)
     Xb, yb, tb = on(backend, X, y, theta)
@@ -318,6 +374,48 @@ def test_sgd_epoch_naive_and_structured_give_the_same_theta(backend, rng):
     for fn in (grad_naive, grad_naive_batched):
         got = backend.to_numpy(sgd_epoch(Xb, yb, tb, 0.5, 4, fn, seed=3))
         np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-12, err_msg=fn.__name__)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("m,batch", [(10, 4), (12, 4), (10, 1), (10, 10), (10, 15), (37, 8)])
+def test_sgd_epoch_matches_the_numpy_reference_loops(backend, rng, dtype, m, batch):
+    """sgd_epoch against reference.lecture_epoch and reference.numpy_epoch (the tuned loop)."""
+    X, y, theta = make_problem(rng, m, 6, 4, np.dtype(dtype))
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == "float32" else dict(rtol=1e-12, atol=1e-13)
+    got = backend.to_numpy(sgd_epoch(*on(backend, X, y, theta), 0.5, batch))
+    assert got.dtype == np.dtype(dtype)
+    before = theta.copy()
+    lecture = lecture_epoch(X, y, theta, 0.5, batch)
+    tuned = numpy_epoch(X, y, theta, 0.5, batch)
+    np.testing.assert_array_equal(theta, before)  # the oracles leave theta alone too
+    assert lecture.dtype == tuned.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(got, lecture, **tol)
+    np.testing.assert_allclose(got, tuned, **tol)
+    # and both oracles are the independent loop of this file
+    expected = numpy_sgd_epoch(X.astype(np.float64), y, theta.astype(np.float64), 0.5, batch)
+    np.testing.assert_allclose(lecture, expected, **tol)
+    np.testing.assert_allclose(tuned, expected, **tol)
+
+
+def test_sgd_epoch_with_a_seed_matches_the_reference_on_the_permuted_data(backend, rng):
+    X, y, theta = make_problem(rng, 23, 5, 3)
+    got = backend.to_numpy(sgd_epoch(*on(backend, X, y, theta), 0.5, 4, seed=11))
+    perm = np.random.default_rng(11).permutation(23)
+    np.testing.assert_allclose(got, lecture_epoch(X[perm], y[perm], theta, 0.5, 4), rtol=1e-12, atol=1e-13)
+
+
+def test_sgd_epoch_one_hot_chunks_give_the_same_theta(backend, rng, monkeypatch):
+    """I_y is built in chunks of whole batches; tiny chunks must not change the result."""
+    import softmax_core.model as model
+
+    X, y, theta = make_problem(rng, 50, 5, 3)
+    args = on(backend, X, y, theta)
+    whole = backend.to_numpy(sgd_epoch(*args, 0.5, 7))
+    monkeypatch.setattr(model, "_ONE_HOT_CHUNK", 1)  # one batch per chunk
+    np.testing.assert_array_equal(backend.to_numpy(sgd_epoch(*args, 0.5, 7)), whole)
+    monkeypatch.setattr(model, "_ONE_HOT_CHUNK", 3 * 7 * 3)  # three batches per chunk, a short last chunk
+    np.testing.assert_array_equal(backend.to_numpy(sgd_epoch(*args, 0.5, 7)), whole)
+    np.testing.assert_allclose(whole, lecture_epoch(X, y, theta, 0.5, 7), rtol=1e-12, atol=1e-13)
 
 
 def test_train_is_repeated_sgd_epochs_and_records_history(backend, xp):
@@ -342,6 +440,21 @@ def test_train_is_repeated_sgd_epochs_and_records_history(backend, xp):
     assert math.isclose(history[-1]["train_loss"],
                         float(np.mean(-np.log(np_softmax(X @ expected)[np.arange(200), y]))), rel_tol=1e-9)
     assert history[-1]["train_loss"] < history[0]["train_loss"] < math.log(3)
+
+
+@pytest.mark.slow
+def test_mnist_reference_run(mnist):
+    """MNIST, float32, theta = 0, lr 0.2, batch 100, in order: one epoch equals the
+    NumPy reference loops, and 10 epochs give the reference test error 7.97%."""
+    X, y = mnist.X_train, mnist.y_train
+    theta0 = np.zeros((X.shape[1], 10), dtype=np.float32)
+    one = sgd_epoch(X, y, theta0, 0.2, 100)
+    assert one.dtype == np.float32
+    for ref in (lecture_epoch, numpy_epoch):
+        np.testing.assert_allclose(one, ref(X, y, theta0, 0.2, 100), rtol=1e-4, atol=1e-6, err_msg=ref.__name__)
+    theta, history = train(X, y, mnist.X_test, mnist.y_test, lr=0.2, batch=100, epochs=10)
+    assert theta.dtype == np.float32
+    assert round(history[-1]["test_err"], 4) == 0.0797
 
 
 def test_train_with_seed_reshuffles_every_epoch_reproducibly(backend):
@@ -389,6 +502,10 @@ def _bad_problem(case: str):
         theta = np.zeros((4, 3))
     elif case == "dtype_mismatch":
         X = X.astype(np.float32)
+    elif case == "float16":
+        X, theta = X.astype(np.float16), theta.astype(np.float16)
+    elif case == "float16_theta":
+        theta = theta.astype(np.float16)
     elif case == "integer_X":
         X = np.arange(12, dtype=np.int64).reshape(4, 3)
     elif case == "nan_X":
@@ -402,6 +519,14 @@ def _bad_problem(case: str):
     return X, y, theta
 
 
+def on_or_skip(backend, X, y, theta):
+    """:func:`on`, skipping where the backend has no such dtype (array_api_strict: float16)."""
+    for a in (X, y, theta):
+        if not hasattr(backend.xp, a.dtype.name):
+            pytest.skip(f"{backend.name} has no {a.dtype.name}")
+    return on(backend, X, y, theta)
+
+
 BAD_PROBLEMS = [
     ("label_negative", ValueError, r"labels must lie in 0\.\.2"),
     ("label_too_big", ValueError, r"labels must lie in 0\.\.2"),
@@ -412,6 +537,8 @@ BAD_PROBLEMS = [
     ("theta_shape", ValueError, "theta must be"),
     ("dtype_mismatch", TypeError, "one float dtype"),
     ("integer_X", TypeError, "float32 or float64"),
+    ("float16", TypeError, r"X must be a float32 or float64 array, got dtype .*float16.*fix: cast"),
+    ("float16_theta", TypeError, r"theta must be a float32 or float64 array, got dtype .*float16.*fix: cast"),
     ("nan_X", ValueError, "X contains NaN"),
     ("inf_X", ValueError, "X contains NaN or infinite"),
     ("nan_theta", ValueError, "theta contains NaN"),
@@ -421,7 +548,7 @@ BAD_PROBLEMS = [
 
 @pytest.mark.parametrize("case,exc,match", BAD_PROBLEMS, ids=[c[0] for c in BAD_PROBLEMS])
 def test_gradients_and_sgd_reject_bad_problems(backend, case, exc, match):
-    X, y, theta = on(backend, *_bad_problem(case))
+    X, y, theta = on_or_skip(backend, *_bad_problem(case))
     for name in GRAD_NAMES:
         with pytest.raises(exc, match=match):
             get_gradient(name)(X, y, theta)
@@ -431,7 +558,7 @@ def test_gradients_and_sgd_reject_bad_problems(backend, case, exc, match):
 
 @pytest.mark.parametrize("case,exc,match", BAD_PROBLEMS, ids=[c[0] for c in BAD_PROBLEMS])
 def test_train_rejects_bad_training_data(backend, case, exc, match):
-    X, y, theta = on(backend, *_bad_problem(case))
+    X, y, theta = on_or_skip(backend, *_bad_problem(case))
     good_X, good_y, _ = on(backend, *_bad_problem("none"))
     with pytest.raises(exc, match=match):
         train(X, y, good_X, good_y, theta, epochs=1)
