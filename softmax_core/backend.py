@@ -16,9 +16,11 @@ environment variables ``SOFTMAX_DEVICE`` and ``SOFTMAX_BACKEND`` into a
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
-import platform
+import time
+import tracemalloc
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -56,6 +58,9 @@ class Backend:
     device: Any = field(repr=False)
     _sync: Callable[[], None] = field(repr=False, compare=False)
     _to_numpy: Callable[[Any], np.ndarray] = field(repr=False, compare=False)
+    _timer: Callable[[], "Timer"] = field(repr=False, compare=False, default=None)
+    _peak: Callable[[Callable, tuple], "int | None"] | None = field(repr=False, compare=False, default=None)
+    _free_memory: Callable[[], int] | None = field(repr=False, compare=False, default=None)
 
     @property
     def label(self) -> str:
@@ -70,22 +75,191 @@ class Backend:
         """Block until all queued device work is done (no-op on the CPU)."""
         self._sync()
 
-    def asarray(self, a: Any, dtype: Any = None) -> Any:
-        """Copy a NumPy array (or scalar list) to this backend and device.
+    def asarray(self, a: Any, dtype: Any = None, *, copy: bool | None = None) -> Any:
+        """A NumPy array (or scalar list) on this backend and device.
 
-        ``dtype`` may be a name (``"float32"``) or a dtype of ``xp``.
+        ``dtype`` may be a name (``"float32"``) or a dtype of ``xp``.  ``copy=True``
+        always makes a new, written (so materialised) buffer: NumPy would
+        otherwise hand back the very host array, perhaps lazily mapped zeros.
         """
         if isinstance(dtype, str):
             dtype = getattr(self.xp, dtype)
-        return self.xp.asarray(a, dtype=dtype, device=self.device)
+        return self.xp.asarray(a, dtype=dtype, device=self.device, copy=copy)
+
+    def timer(self) -> "Timer":
+        """A fresh :class:`Timer`: the host clock on the CPU, CUDA events on a GPU."""
+        return self._timer() if self._timer is not None else HostTimer(self._sync)
+
+    def peak_bytes(self, fn: Callable[..., Any], *args: Any) -> int | None:
+        """Peak bytes ``fn(*args)`` allocates on this device above what was in use before.
+
+        The call's result counts (the call allocated it).  None where this library
+        cannot count its allocations (torch on the CPU, CuPy with an allocator
+        other than its default memory pool, e.g. ``MemoryAsyncPool``).
+        """
+        if self._peak is None:
+            return None
+        gc.collect()
+        return self._peak(fn, args)
+
+    def free_memory_bytes(self) -> int:
+        """Bytes this device could allocate now (host RAM on the CPU)."""
+        return self._free_memory() if self._free_memory is not None else host_available_bytes()
 
     def to_numpy(self, a: Any) -> np.ndarray:
         """Copy an array of this backend back to host NumPy."""
         return self._to_numpy(a)
 
     def describe(self) -> dict:
-        """Versions, BLAS or GPU facts of this backend, for ``info`` and reports."""
+        """Library version and, on a GPU, the card, its memory and the CUDA versions."""
         return _describe(self)
+
+
+# --------------------------------------------------------------------------- timers
+
+class Timer:
+    """Times the calls between :meth:`start` and :meth:`stop`, after all queued work."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> tuple[float, float | None]:
+        """``(host seconds, device seconds or None)`` since :meth:`start`, synchronized."""
+        raise NotImplementedError
+
+
+class HostTimer(Timer):
+    """``time.perf_counter`` around the calls, synchronizing before and after."""
+
+    def __init__(self, sync: Callable[[], None]):
+        self._sync = sync
+        self._t0 = 0.0
+
+    def start(self) -> None:
+        self._sync()
+        self._t0 = time.perf_counter()
+
+    def stop(self) -> tuple[float, None]:
+        self._sync()
+        return time.perf_counter() - self._t0, None
+
+
+class EventTimer(Timer):
+    """CUDA events recorded on the current stream around the calls, and the host clock.
+
+    The device time is the one that counts on a GPU: the host clock also sees
+    launch latency and the final synchronization.  ``make_event`` makes an event
+    with ``record()`` and ``synchronize()``; ``elapsed_ms(start, end)`` reads it.
+    """
+
+    def __init__(self, make_event: Callable[[], Any], elapsed_ms: Callable[[Any, Any], float],
+                 sync: Callable[[], None]):
+        self._make_event, self._elapsed_ms, self._sync = make_event, elapsed_ms, sync
+        self._start = self._end = None
+        self._t0 = 0.0
+
+    def start(self) -> None:
+        self._sync()  # work queued before start() must not count
+        self._start, self._end = self._make_event(), self._make_event()
+        self._start.record()
+        self._t0 = time.perf_counter()
+
+    def stop(self) -> tuple[float, float]:
+        self._end.record()
+        self._end.synchronize()
+        host = time.perf_counter() - self._t0
+        return host, self._elapsed_ms(self._start, self._end) / 1e3
+
+
+# --------------------------------------------------------------------------- peak memory
+
+def _peak_tracemalloc(fn: Callable, args: tuple) -> int:
+    """NumPy (and array-api-strict on it) report their buffers to tracemalloc."""
+    started = not tracemalloc.is_tracing()
+    if started:
+        tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base, _ = tracemalloc.get_traced_memory()
+        result = fn(*args)
+        _, peak = tracemalloc.get_traced_memory()
+        del result
+        return max(0, peak - base)
+    finally:
+        if started:
+            tracemalloc.stop()
+
+
+class PeakCounter:
+    """Bytes in use and their peak, from allocation and free events (CuPy has no peak counter)."""
+
+    def __init__(self):
+        self.current = self.peak = 0
+
+    def malloc(self, nbytes: int) -> None:
+        self.current += nbytes
+        self.peak = max(self.peak, self.current)
+
+    def free(self, nbytes: int) -> None:
+        self.current -= nbytes
+
+
+def _cupy_peak_tracker(cupy, sync: Callable[[], None]):
+    """A peak tracker through a CuPy memory hook, or None where hooks see nothing."""
+
+    class _Hook(cupy.cuda.MemoryHook):
+        name = "SoftmaxBenchPeak"
+
+        def __init__(self):
+            self.counter = PeakCounter()
+
+        def malloc_postprocess(self, **kw):
+            self.counter.malloc(kw["mem_size"])
+
+        def free_postprocess(self, **kw):
+            self.counter.free(kw["mem_size"])
+
+    def peak(fn: Callable, args: tuple) -> int | None:
+        if not cupy_pool_is_hookable(cupy):
+            return None
+        sync()
+        hook = _Hook()
+        with hook:
+            result = fn(*args)
+            sync()
+        del result
+        return hook.counter.peak
+
+    return peak
+
+
+def cupy_pool_is_hookable(cupy) -> bool:
+    """Memory hooks fire in CuPy's default ``MemoryPool`` only, not in ``MemoryAsyncPool``
+    or a foreign allocator set with ``cupy.cuda.set_allocator``."""
+    pool = getattr(cupy.cuda.get_allocator(), "__self__", None)
+    async_pool = getattr(cupy.cuda, "MemoryAsyncPool", ())
+    return isinstance(pool, cupy.cuda.MemoryPool) and not isinstance(pool, async_pool)
+
+
+def _torch_cuda_peak(torch):
+    def peak(fn: Callable, args: tuple) -> int:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        result = fn(*args)
+        torch.cuda.synchronize()
+        value = torch.cuda.max_memory_allocated() - base
+        del result
+        return int(value)
+
+    return peak
+
+
+def host_available_bytes() -> int:
+    """Memory the OS could give this process now (MemAvailable), in bytes."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)
 
 
 def get_backend(device: str | None = None, backend: str | None = None) -> Backend:
@@ -135,14 +309,15 @@ def _numpy(device: str) -> Backend:
         )
     import array_api_compat.numpy as xp
 
-    return Backend("numpy", "cpu", xp, "cpu", _noop, np.asarray)
+    return Backend("numpy", "cpu", xp, "cpu", _noop, np.asarray, _peak=_peak_tracemalloc)
 
 
 def _array_api_strict(device: str) -> Backend:
     if device == "gpu":
         raise ValueError("array_api_strict runs on the CPU only: use SOFTMAX_DEVICE=cpu")
     xp = _import("array_api_strict", "pip install array-api-strict")
-    return Backend("array_api_strict", "cpu", xp, xp.Device("CPU_DEVICE"), _noop, _from_dlpack)
+    return Backend("array_api_strict", "cpu", xp, xp.Device("CPU_DEVICE"), _noop, _from_dlpack,
+                   _peak=_peak_tracemalloc)
 
 
 def _cupy(device: str) -> Backend:
@@ -167,7 +342,13 @@ def _cupy(device: str) -> Backend:
     def sync() -> None:
         cupy.cuda.get_current_stream().synchronize()
 
-    return Backend("cupy", "gpu", xp, dev, sync, cupy.asnumpy)
+    def free_memory() -> int:
+        free, _ = cupy.cuda.runtime.memGetInfo()
+        return int(free + cupy.get_default_memory_pool().free_bytes())  # cached blocks are reusable
+
+    return Backend("cupy", "gpu", xp, dev, sync, cupy.asnumpy,
+                   _timer=lambda: EventTimer(cupy.cuda.Event, cupy.cuda.get_elapsed_time, sync),
+                   _peak=_cupy_peak_tracker(cupy, sync), _free_memory=free_memory)
 
 
 def _torch(device: str) -> Backend:
@@ -181,8 +362,16 @@ def _torch(device: str) -> Backend:
                 "device; fix: install a CUDA build of torch on a GPU machine, or use SOFTMAX_DEVICE=cpu"
             )
         dev = torch.device("cuda", torch.cuda.current_device())
+
+        def free_memory() -> int:
+            free, _ = torch.cuda.mem_get_info()
+            return int(free + torch.cuda.memory_reserved() - torch.cuda.memory_allocated())
+
         return Backend("torch", "gpu", xp, dev, torch.cuda.synchronize,
-                       lambda a: a.detach().cpu().numpy())
+                       lambda a: a.detach().cpu().numpy(),
+                       _timer=lambda: EventTimer(lambda: torch.cuda.Event(enable_timing=True),
+                                                 lambda a, b: a.elapsed_time(b), torch.cuda.synchronize),
+                       _peak=_torch_cuda_peak(torch), _free_memory=free_memory)
     return Backend("torch", "cpu", xp, torch.device("cpu"), _noop, lambda a: a.detach().numpy())
 
 
@@ -197,41 +386,8 @@ def _from_dlpack(a: Any) -> np.ndarray:
 _FACTORIES = {"numpy": _numpy, "cupy": _cupy, "torch": _torch, "array_api_strict": _array_api_strict}
 
 
-def blas_name() -> str:
-    """The BLAS NumPy was built with (and its version), as NumPy reports it."""
-    try:
-        cfg = np.show_config(mode="dicts")
-        blas = cfg["Build Dependencies"]["blas"]
-        return f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
-    except Exception:  # older NumPy: no dict mode
-        return "unknown"
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _describe(b: Backend) -> dict:
-    import array_api_compat
-
-    info = {
-        "backend": b.name,
-        "device": b.device_kind,
-        "label": b.label,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "array_api_compat": array_api_compat.__version__,
-        "cpu_model": cpu_model(),
-        "cpu_cores": os.cpu_count(),
-        "blas": blas_name(),
-    }
+    info = {"backend": b.name, "device": b.device_kind, "label": b.label}
     if b.name != "numpy":
         mod = importlib.import_module(b.name)
         info[b.name] = getattr(mod, "__version__", "?")

@@ -9,7 +9,7 @@ time budgets, so that nothing is ever OOM-killed or runs for hours.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -17,8 +17,8 @@ import numpy as np
 from .backend import Backend
 from .costmodel import METHODS, Cost, epoch_cost, format_bytes, gradient_cost, itemsize
 from .data import make_synthetic
-from .measure import free_device_memory_bytes
 from .model import get_gradient, sgd_epoch
+from .timemodel import TimeModel
 
 KINDS = ("gradient", "epoch")
 #: Where a point's inputs come from: gradients always use synthetic data of their shape.
@@ -97,13 +97,18 @@ class Case:
         """Inputs on ``backend`` and the call to measure: ``fn(*args)``.
 
         ``data`` optionally gives the host (X, y) of an epoch (real MNIST);
-        otherwise synthetic data of the case's shape is made.  Inputs are
-        checked here once, so the measured call skips the value checks.
+        otherwise synthetic data of the case's shape is made.  Every input is a
+        fresh, written copy on the device (no lazily mapped zero pages, no
+        buffer shared with a cache), and θ holds small random values (seed 0).
+        Inputs are checked here once, so the measured call skips the value checks.
         """
+        if self.data == "mnist" and data is None:
+            raise ValueError(f"{self.label()} needs the MNIST arrays: pass data=(X, y)")
         X, y = data if data is not None else synthetic_data(self.samples, self.features, self.classes)
-        Xb = backend.asarray(X, self.dtype)
-        yb = backend.asarray(y)
-        theta = backend.xp.zeros((self.features, self.classes), dtype=Xb.dtype, device=backend.device)
+        Xb = backend.asarray(X, self.dtype, copy=True)
+        yb = backend.asarray(y, copy=True)
+        theta0 = 0.01 * np.random.default_rng(0).standard_normal((self.features, self.classes))
+        theta = backend.asarray(theta0, self.dtype, copy=True)
         grad = get_gradient(self.method)
         grad(Xb[:1, :], yb[:1], theta)  # validate dtypes and shapes once, at the boundary
         if self.kind == "gradient":
@@ -140,6 +145,12 @@ class Grid:
             if not values or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1
                                  for v in values):
                 raise ValueError(f"{name} must be a non-empty list of positive integers, got {values!r}")
+            # a value given twice is one point, measured once
+            object.__setattr__(self, name, tuple(dict.fromkeys(int(v) for v in values)))
+        for name in ("methods", "epoch_methods"):
+            object.__setattr__(self, name, tuple(dict.fromkeys(getattr(self, name))))
+        if min(self.classes) < 2:
+            raise ValueError(f"classes must be >= 2 (softmax over one class is constant), got {self.classes!r}")
         if self.epochs_on not in ("mnist", "synthetic", "none"):
             raise ValueError(f"epochs_on must be mnist, synthetic or none, got {self.epochs_on!r}")
         if not self.time_budget_s > 0:
@@ -161,57 +172,66 @@ class Grid:
 DEFAULT_GRID = Grid()
 
 
+#: Calls a point makes at least: the cold call, one warm-up call, the minimum
+#: number of samples (each at least one call) and the peak-memory pass.
+MIN_SAMPLES = 5
+CALLS_PER_POINT = 1 + 1 + MIN_SAMPLES + 1
+
+
 @dataclass
 class Guard:
     """Decides whether a case may run: memory first, then time.
 
-    The predicted time of a case is its roofline time, max(FLOPs / GEMM rate,
-    traffic / copy bandwidth), scaled by how far the largest point of the same
-    method and kind measured so far was from its own roofline.  Points are run
-    cheapest first, so that factor comes from the nearest smaller point.
+    Memory: the cost model's peak plus the inputs, against ``memory_budget_bytes``.
+    Time: the :class:`~softmax_core.timemodel.TimeModel`'s prediction for one
+    call, times the calls a point makes, against ``time_budget_s``.  Every case
+    is checked, the first of each method included (the model has a
+    conservative default before it has measured anything).
     """
 
     memory_budget_bytes: int
     time_budget_s: float
-    gemm_flops_per_s: float = 1e10
-    copy_bytes_per_s: float = 1e10
-    #: Slowdown over the roofline assumed for a (kind, method) not measured yet;
-    #: None: no time prediction before the first point (the sweep runs small ones first).
-    default_slowdown: float | None = None
-    _slowdown: dict = field(default_factory=dict)
+    model: TimeModel
 
-    def roofline_s(self, case: Case) -> float:
-        c = case.cost
-        return max(c.flops / self.gemm_flops_per_s, c.traffic_bytes / self.copy_bytes_per_s)
+    def predicted_time_s(self, case: Case) -> float:
+        """Seconds for one call of ``case``."""
+        return self.model.predict(case)
 
-    def predicted_time_s(self, case: Case) -> float | None:
-        """Seconds for one call, or None if nothing is known of its method yet."""
-        known = self._slowdown.get((case.kind, case.method))
-        factor = known[1] if known is not None else self.default_slowdown
-        return None if factor is None else factor * self.roofline_s(case)
-
-    def skip_reason(self, case: Case, calls: int = 1) -> str | None:
+    def skip_reason(self, case: Case, calls: int = CALLS_PER_POINT) -> str | None:
         """Why ``case`` must not run (``calls`` times), or None if it fits."""
         need = case.cost.peak_bytes + case.input_bytes
         if need > self.memory_budget_bytes:
             return f"needs {format_bytes(need)}, budget {format_bytes(self.memory_budget_bytes)}"
         t = self.predicted_time_s(case)
-        if t is not None and t * calls > self.time_budget_s:
-            return (f"predicted {t * calls:.1f} s for {calls} call(s), "
+        if t * calls > self.time_budget_s:
+            return (f"predicted {t * calls:.1f} s for {calls} calls, "
                     f"time budget {self.time_budget_s:g} s")
         return None
 
     def record(self, case: Case, seconds: float) -> None:
         """Learn from a measured call of ``case`` (median seconds)."""
-        key = (case.kind, case.method)
-        flops = case.cost.flops
-        if key not in self._slowdown or flops >= self._slowdown[key][0]:
-            self._slowdown[key] = (flops, seconds / self.roofline_s(case))
+        self.model.record(case, seconds)
 
 
 def default_memory_budget(backend: Backend) -> int:
     """A safe share of what the device could allocate now."""
-    return int(MEMORY_FRACTION[backend.device_kind] * free_device_memory_bytes(backend))
+    return int(MEMORY_FRACTION[backend.device_kind] * backend.free_memory_bytes())
 
 
-__all__ = ["Case", "Grid", "Guard", "DEFAULT_GRID", "METHODS", "KINDS", "default_memory_budget"]
+def check_memory_budget(budget: float, backend: Backend) -> int:
+    """``budget`` as whole bytes, refused when it is not a positive finite number or
+    exceeds what the device can allocate now (a point planned past that is OOM-killed)."""
+    if isinstance(budget, bool) or not isinstance(budget, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(budget) or budget <= 0:
+        raise ValueError(f"memory budget must be a positive finite number of bytes, got {budget!r}")
+    free = backend.free_memory_bytes()
+    if budget > free:
+        where = "GPU memory" if backend.is_gpu else "RAM"
+        raise ValueError(f"memory budget {format_bytes(budget)} exceeds the {format_bytes(free)} of {where} "
+                         f"this machine can allocate now; fix: give at most {format_bytes(free)}, or leave "
+                         f"--memory-budget out for {int(MEMORY_FRACTION[backend.device_kind] * 100)}% of it")
+    return int(budget)
+
+
+__all__ = ["Case", "Grid", "Guard", "DEFAULT_GRID", "METHODS", "KINDS", "CALLS_PER_POINT", "MIN_SAMPLES",
+           "default_memory_budget", "check_memory_budget"]

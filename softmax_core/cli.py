@@ -1,15 +1,19 @@
-"""The ``softmax-bench`` command line: train, sweep, report, info, data fetch.
+"""softmax-bench: what softmax regression really costs on your hardware.
 
-Every failure the user can fix (bad arguments, missing data, no GPU) ends in one
-line on stderr and a non-zero exit, never a traceback.
+Commands: train, sweep, report, compare, overhead, info, data fetch.  Every
+failure the user can fix (bad arguments, missing data, no GPU) ends in one line
+on stderr and a non-zero exit, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import datetime as _dt
 import io
 import json
+import math
+import os
 import sys
 from pathlib import Path
 
@@ -22,6 +26,7 @@ from .model import GRADIENTS, get_gradient, train
 EPOCH_COLUMNS = ("epoch", "train_loss", "train_err", "test_loss", "test_err", "seconds")
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+DEFAULT_SWEEP_ROOT = Path("out/sweep")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,6 +53,16 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
+    return value
+
+
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {value}")
     return value
 
 
@@ -83,8 +98,8 @@ def _bytes(text: str) -> int:
         value = float(number) * units[unit]
     except (ValueError, KeyError):
         raise argparse.ArgumentTypeError(f"expected a size such as 8e9, 8GB or 8GiB, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive finite size such as 8GB, got {text!r}")
     return int(value)
 
 
@@ -92,6 +107,8 @@ def _add_backend_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=DEVICES, help="cpu or gpu (default: $SOFTMAX_DEVICE or cpu)")
     p.add_argument("--backend", choices=BACKENDS,
                    help="array library (default: $SOFTMAX_BACKEND, else numpy on cpu, cupy on gpu)")
+    p.add_argument("--threads", type=_positive_int,
+                   help="BLAS threads of this process (default: the BLAS's own choice, usually one per core)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,36 +116,56 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"softmax-bench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("train", help="train softmax regression on MNIST and print per-epoch metrics")
+    p = sub.add_parser("train", help="train softmax regression on MNIST and print per-epoch metrics",
+                       description="Train on MNIST (X/255, theta = 0) and print loss, error and seconds per epoch.")
     p.add_argument("--data-dir", type=Path, help=f"folder with the MNIST IDX files (default: {default_data_dir()})")
-    p.add_argument("--epochs", type=_positive_int, default=10)
-    p.add_argument("--lr", type=_positive_float, default=0.2)
-    p.add_argument("--batch", type=_positive_int, default=100)
-    p.add_argument("--grad", choices=tuple(GRADIENTS), default="structured")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    p.add_argument("--seed", type=int, help="shuffle each epoch with this seed (default: no shuffling)")
-    p.add_argument("--metrics-out", type=Path, help="also write the per-epoch table as CSV")
+    p.add_argument("--epochs", type=_positive_int, default=10, help="passes over the data (default: %(default)s)")
+    p.add_argument("--lr", type=_positive_float, default=0.2, help="learning rate (default: %(default)s)")
+    p.add_argument("--batch", type=_positive_int, default=100, help="minibatch size (default: %(default)s)")
+    p.add_argument("--grad", choices=tuple(GRADIENTS), default="structured",
+                   help="how the gradient is computed (default: %(default)s)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="(default: %(default)s)")
+    p.add_argument("--seed", type=_nonnegative_int,
+                   help="shuffle each epoch with this seed (default: no shuffling, the reference recipe)")
+    p.add_argument("--metrics-out", type=Path, help="also write the per-epoch table as CSV to this file")
     _add_backend_args(p)
 
-    p = sub.add_parser("sweep", help="measure time and memory across methods, batch sizes and class counts")
+    p = sub.add_parser("sweep", help="measure time and memory across methods, batch sizes and class counts",
+                       description="Measure every point of the grid (guarded by memory and time budgets) "
+                                   "and write results.csv, environment.json and the report.")
     from .cases import DEFAULT_GRID, METHODS
 
-    p.add_argument("--methods", type=_name_list(METHODS), default=list(DEFAULT_GRID.methods))
-    p.add_argument("--batch", type=_int_list, default=list(DEFAULT_GRID.batches))
-    p.add_argument("--classes", type=_int_list, default=list(DEFAULT_GRID.classes))
-    p.add_argument("--features", type=_int_list, default=list(DEFAULT_GRID.features))
-    p.add_argument("--dtype", choices=("float32", "float64"), default=DEFAULT_GRID.dtype)
+    p.add_argument("--methods", type=_name_list(METHODS), default=list(DEFAULT_GRID.methods),
+                   help="gradient methods, comma-separated (default: %(default)s)")
+    p.add_argument("--batch", type=_int_list, default=list(DEFAULT_GRID.batches),
+                   help="batch sizes B (default: %(default)s)")
+    p.add_argument("--classes", type=_int_list, default=list(DEFAULT_GRID.classes),
+                   help="class counts k, each >= 2 (default: %(default)s)")
+    p.add_argument("--features", type=_int_list, default=list(DEFAULT_GRID.features),
+                   help="feature counts n (default: %(default)s)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default=DEFAULT_GRID.dtype, help="(default: %(default)s)")
     p.add_argument("--epochs-on", choices=("mnist", "synthetic", "none"), default="synthetic",
-                   help="data for the whole-epoch points: real MNIST (needs --data-dir) or "
-                        "MNIST-shaped synthetic data (default), or none")
+                   help="data for the whole-epoch points: real MNIST (needs --data-dir), "
+                        "MNIST-shaped synthetic data, or none (default: %(default)s)")
     p.add_argument("--data-dir", type=Path, help="MNIST folder for --epochs-on mnist")
     p.add_argument("--memory-budget", type=_bytes,
-                   help="skip points predicted to need more (default: a safe fraction of free memory)")
+                   help="skip points predicted to need more, e.g. 8GB (default: half the free RAM, "
+                        "80%% of a GPU's free memory; refused above what the device can allocate)")
     p.add_argument("--time-budget", type=_positive_float, default=DEFAULT_GRID.time_budget_s,
-                   help="seconds one point may take; longer points are skipped (default: %(default)s)")
-    p.add_argument("--out", type=Path, default=Path("out/sweep"), help="results folder (default: %(default)s)")
-    p.add_argument("--resume", action="store_true", help="keep DIR/results.csv and run only missing points")
+                   help="seconds one point may take (points predicted to take longer are skipped; "
+                        "sampling stops after a tenth of it) (default: %(default)s)")
+    p.add_argument("--rounds", type=_positive_int, default=1,
+                   help="measure the grid this many times, interleaved, pooling each point's samples "
+                        "(default: %(default)s)")
+    p.add_argument("--out", type=Path,
+                   help=f"results folder (default: a new folder {DEFAULT_SWEEP_ROOT}/<time>-<backend> per run, "
+                        f"with {DEFAULT_SWEEP_ROOT}/latest pointing at it)")
+    p.add_argument("--resume", action="store_true",
+                   help=f"continue the results in --out (default: {DEFAULT_SWEEP_ROOT}/latest), "
+                        "measuring only missing points")
     p.add_argument("--no-report", action="store_true", help="do not write the report after the sweep")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar on stderr (default: when stderr is a terminal)")
     _add_backend_args(p)
 
     p = sub.add_parser("report", help="tables and plots from sweep results and/or asv results")
@@ -137,12 +174,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--benchmark", help="asv benchmark to plot across commits (default: structured gradient time)")
     p.add_argument("--out", type=Path, help="output folder (default: the first DIR, or out/report)")
 
-    p = sub.add_parser("overhead", help="time an MNIST epoch of sgd_epoch against a plain NumPy loop")
-    p.add_argument("--data-dir", type=Path, help="MNIST folder (default: as for train)")
-    p.add_argument("--rounds", type=_positive_int, default=15)
-    p.add_argument("--batch", type=_positive_int, default=100)
+    p = sub.add_parser("compare", help="compare two result sets point by point (SAME / FASTER / SLOWER / UNSURE)",
+                       description="Ratio B/A of each point's median with its interval, a verdict, and a summary.")
+    p.add_argument("a", type=Path, help="the baseline sweep folder (A)")
+    p.add_argument("b", type=Path, help="the sweep folder compared with it (B)")
+    p.add_argument("--threshold", type=_positive_float, default=0.05,
+                   help="a change smaller than this fraction counts as SAME (default: %(default)s)")
+    p.add_argument("--out", type=Path, help="also write the comparison as markdown to this file")
 
-    p = sub.add_parser("info", help="print backend, device, library versions, BLAS or GPU")
+    p = sub.add_parser("overhead", help="time an MNIST epoch of sgd_epoch against plain NumPy loops, side by side")
+    p.add_argument("--data-dir", type=Path, help="MNIST folder (default: as for train)")
+    p.add_argument("--rounds", type=_positive_int, default=31,
+                   help="least alternating rounds (more until the medians converge) (default: %(default)s)")
+    p.add_argument("--batch", type=_positive_int, default=100, help="(default: %(default)s)")
+    p.add_argument("--threads", type=_positive_int, help="BLAS threads (default: the BLAS's own choice)")
+
+    p = sub.add_parser("info", help="print the environment record: machine, BLAS, device, versions")
     _add_backend_args(p)
     p.add_argument("--json", action="store_true", help="print JSON")
 
@@ -152,14 +199,25 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--dir", type=Path, help=f"where to put the files (default: {default_data_dir()})")
     f.add_argument("--mirror", action="append",
                    help=f"base URL to try (repeatable; default: $SOFTMAX_MNIST_MIRRORS or {', '.join(DEFAULT_MIRRORS)})")
-    f.add_argument("--timeout", type=_positive_float, default=60.0)
+    f.add_argument("--timeout", type=_positive_float, default=60.0,
+                   help="seconds a read may stall (default: %(default)s)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return _COMMANDS[args.command](args)
+        from .environment import set_threads
+
+        set_threads(getattr(args, "threads", None))
+        code = _COMMANDS[args.command](args)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # the reader went away (`softmax-bench info | head -1`): not an error of ours
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except (ValueError, TypeError, BackendError, DataError, OSError) as exc:
         print(f"softmax-bench {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -200,15 +258,17 @@ def _csv_text(columns, rows) -> str:
 
 def _cmd_info(args) -> int:
     backend = get_backend(args.device, args.backend)
-    from .measure import machine_description
+    from .environment import blas_summary, record
 
-    info = {**backend.describe(), **machine_description()}
+    info = record(backend)
     if args.json:
         print(json.dumps(info, indent=2, default=str))
-    else:
-        width = max(map(len, info))
-        for key, value in info.items():
-            print(f"{key:<{width}}  {value}")
+        return 0
+    flat = {**info["backend"], **info["machine"], "blas": blas_summary(), **info["versions"],
+            "git_commit": info["git_commit"]}
+    width = max(map(len, flat))
+    for key, value in flat.items():
+        print(f"{key:<{width}}  {value}")
     return 0
 
 
@@ -222,11 +282,7 @@ def _cmd_overhead(args) -> int:
     from .reference import epoch_overhead
 
     data = load_mnist(args.data_dir)
-    r = epoch_overhead(data.X_train, data.y_train, batch=args.batch, rounds=args.rounds)
-    print(f"MNIST epoch, batch {args.batch}, NumPy on the CPU, median of {r.rounds}:")
-    print(f"  plain NumPy loop       {r.numpy_s * 1e3:8.2f} ms")
-    print(f"  softmax_core sgd_epoch {r.softmax_core_s * 1e3:8.2f} ms")
-    print(f"  overhead               {r.overhead * 100:+8.1f} %  (goal: within +10 %)")
+    print(epoch_overhead(data.X_train, data.y_train, batch=args.batch, rounds=args.rounds).text())
     return 0
 
 
@@ -238,13 +294,60 @@ def _cmd_sweep(args) -> int:
     grid = Grid(methods=tuple(args.methods), batches=tuple(args.batch), classes=tuple(args.classes),
                 features=tuple(args.features), dtype=args.dtype, epochs_on=args.epochs_on,
                 time_budget_s=args.time_budget)
-    out = run_sweep(grid, backend, args.out, resume=args.resume, memory_budget=args.memory_budget,
-                    data_dir=args.data_dir)
-    print(f"results: {out / 'results.csv'}")
+    out = _sweep_folder(args.out, args.resume, backend.label)
+    run_sweep(grid, backend, out, resume=args.resume, memory_budget=args.memory_budget,
+              data_dir=args.data_dir, rounds=args.rounds, progress=args.progress)
+    if args.out is None:
+        _point_latest(out)
+    print(f"sweep: {run_sweep.last_summary.text()}")
     if not args.no_report:
         from .report import make_report
 
         print(f"report: {make_report([out], out)}")
+    return 0
+
+
+def _sweep_folder(out: Path | None, resume: bool, label: str) -> Path:
+    """--out as given; else, to resume, the latest run; else a new folder per run."""
+    if out is not None:
+        return out
+    latest = DEFAULT_SWEEP_ROOT / "latest"
+    if resume:
+        if not latest.exists():
+            raise ValueError(f"nothing to resume: {latest} does not exist; fix: pass --out DIR of the "
+                             "sweep to continue, or run without --resume")
+        return latest.resolve()
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    folder = DEFAULT_SWEEP_ROOT / f"{stamp}-{label}"
+    suffix = 1
+    while folder.exists():  # two runs in the same second
+        suffix += 1
+        folder = DEFAULT_SWEEP_ROOT / f"{stamp}-{label}-{suffix}"
+    return folder
+
+
+def _point_latest(folder: Path) -> None:
+    """Make ``out/sweep/latest`` point at ``folder``, atomically."""
+    link = DEFAULT_SWEEP_ROOT / "latest"
+    tmp = DEFAULT_SWEEP_ROOT / f".latest.{os.getpid()}"
+    try:
+        os.symlink(folder.name, tmp)
+        os.replace(tmp, link)
+    except OSError:
+        if tmp.is_symlink():
+            tmp.unlink()
+
+
+def _cmd_compare(args) -> int:
+    from .compare import compare, format_comparison
+
+    if args.threshold >= 1:
+        raise ValueError(f"--threshold must be a fraction below 1, got {args.threshold}")
+    table, summary = compare(args.a, args.b, threshold=args.threshold)
+    text = format_comparison(table, summary, args.a, args.b)
+    if args.out:
+        atomic_write_text(args.out, text)
+    print(text, end="")
     return 0
 
 
@@ -259,7 +362,7 @@ def _cmd_report(args) -> int:
 
 
 _COMMANDS = {"train": _cmd_train, "info": _cmd_info, "data": _cmd_data, "overhead": _cmd_overhead,
-             "sweep": _cmd_sweep, "report": _cmd_report}
+             "sweep": _cmd_sweep, "report": _cmd_report, "compare": _cmd_compare}
 
 
 if __name__ == "__main__":

@@ -1,314 +1,438 @@
-"""Measurement: time, peak memory and the machine's limits, on any backend.
+"""The measuring loop: how every time softmax-bench prints is taken.
 
-* :func:`time_call`: warm-up, then repeats until both a minimum count and a time
-  budget are met (as ``timeit``'s autorange and ``cupyx.profiler.benchmark``
-  do).  On a GPU each repeat is synchronized and also timed with CUDA events,
-  since a host timer alone misses or misplaces asynchronous work.
-* :func:`peak_memory`: bytes allocated by one call above what was in use
-  before it: ``tracemalloc`` on the CPU (NumPy reports its buffers to it), a
-  CuPy memory hook counting bytes in use (CuPy has no peak counter), torch's
-  own counters on CUDA.  Run it apart from timing: tracing slows calls down.
-* :func:`probe_machine`: the GEMM rate and copy bandwidth that a report
-  compares each point with.
+One loop, :func:`measure`, serves the sweep, the asv suite, ``train`` and
+``overhead``; :func:`measure_side_by_side` runs the same loop for several calls
+in alternating rounds.  A measurement goes through four states:
+
+1. **cold**: the first call is timed alone (``first_s``): compilation, first
+   touch of the inputs and of the allocator's pages, the memory pool's growth.
+2. **warm-up**: calls until the call stops getting faster (and at least
+   ``warmup_s`` of them), so the caches, the allocator and a GPU's memory pool
+   are in their steady state whatever the caller did before (asv's ``setup``
+   re-allocating the inputs, say).  A call that itself allocates a large array
+   (the naive Jacobian) keeps that cost in every call: it is part of the method.
+3. **calibration**: a call shorter than ``min_sample_s`` is looped within a
+   sample (as ``timeit``'s autorange does), timed once around the loop and
+   synchronized once at the end, so timer and launch overheads do not count.
+4. **sampling**: samples until the 95% confidence interval of the median lies
+   within ``target`` (±2%) of it, with at least ``min_samples``, or until
+   ``max_time_s`` is spent.  The interval comes from order statistics (the
+   binomial distribution of how many samples fall below the median: no
+   assumption on the shape of the distribution).  Garbage collection is off.
+
+The result, :class:`Measurement`, carries the samples; ``stable`` means the
+interval's half-width is within 5% of the median.  Device time (CUDA events)
+is the time that counts on a GPU; the host time is kept beside it.
 """
 
 from __future__ import annotations
 
 import gc
-import os
-import platform
-import subprocess
+import math
 import time
-import tracemalloc
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
 
 from .backend import Backend, get_backend
 
+#: Convergence target: the CI half-width over the median.
+TARGET_REL_CI = 0.02
+#: A point is ``stable`` when its CI half-width is within this fraction of its median.
+STABLE_REL_CI = 0.05
+CONFIDENCE = 0.95
+
+
+# --------------------------------------------------------------------------- statistics
+
+def median_ci(times, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Distribution-free confidence interval of the median: two order statistics.
+
+    With n samples, the number below the true median is Binomial(n, 1/2); the
+    interval [x_(l), x_(n+1-l)] covers the median with probability
+    1 - 2 P(K < l).  ``l`` is the largest rank that keeps that >= ``confidence``.
+    Below 6 samples no interval reaches 95%; then [min, max] is returned (its
+    coverage is 1 - 2^(1-n): 94% for 5 samples).  NaN for fewer than 2 samples.
+    """
+    x = np.sort(np.asarray(times, dtype=float))
+    n = x.size
+    if n < 2:
+        return math.nan, math.nan
+    rank = _lower_rank(n, confidence)
+    return float(x[rank - 1]), float(x[n - rank])
+
+
+def _lower_rank(n: int, confidence: float) -> int:
+    alpha = (1 - confidence) / 2
+    if n > 1000:  # normal approximation to the binomial
+        z = _normal_quantile(1 - alpha)
+        return max(1, int(math.floor(n / 2 - z * math.sqrt(n) / 2)))
+    cdf, rank = 0.0, 0
+    for j in range(n + 1):  # P(K <= j) for K ~ Binomial(n, 1/2)
+        cdf += math.comb(n, j) / 2.0**n
+        if cdf > alpha:
+            break
+        rank = j + 1
+    return max(1, rank)
+
+
+def _normal_quantile(p: float) -> float:
+    # Acklam's rational approximation is overkill: bisection on erf is exact enough
+    lo, hi = 0.0, 10.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if 0.5 * (1 + math.erf(mid / math.sqrt(2))) < p:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
 
 @dataclass(frozen=True)
-class TimingResult:
-    """Times of the repeats of one call, in seconds.
+class Measurement:
+    """Seconds per call of one measured call, with the statistics every report prints.
 
-    ``host_s`` are wall-clock times around each synchronized call;
-    ``device_s`` are CUDA-event times of the same repeats (None on the CPU).
+    ``times_s`` holds one entry per sample: the sample's time divided by
+    ``loops``.  ``host_times_s`` is the host clock's view where the device's
+    clock counts (a GPU), else None.  ``first_s`` is the cold first call.
     """
 
-    host_s: tuple[float, ...]
-    device_s: tuple[float, ...] | None = None
+    times_s: tuple[float, ...]
+    loops: int = 1
+    first_s: float | None = None
+    host_times_s: tuple[float, ...] | None = None
+    rounds: int = 1
+    #: sampling stopped at its time cap or sample cap before the CI reached its target
+    capped: bool = False
+    confidence: float = CONFIDENCE
 
-    @property
-    def times(self) -> np.ndarray:
-        """The times that count: device times on a GPU, host times on the CPU."""
-        return np.asarray(self.device_s if self.device_s is not None else self.host_s)
-
-    @property
-    def median(self) -> float:
-        return float(np.median(self.times))
-
-    @property
-    def iqr(self) -> float:
-        q1, q3 = np.percentile(self.times, [25, 75])
-        return float(q3 - q1)
-
-    @property
-    def min(self) -> float:
-        return float(np.min(self.times))
+    @classmethod
+    def from_samples(cls, times_s, **kw) -> "Measurement":
+        """A measurement from times taken elsewhere (e.g. the epochs of ``train``)."""
+        return cls(tuple(float(t) for t in times_s), **kw)
 
     @property
     def repeats(self) -> int:
-        return len(self.host_s)
+        return len(self.times_s)
+
+    @property
+    def median(self) -> float:
+        return float(np.median(self.times_s)) if self.times_s else math.nan
+
+    @property
+    def ci(self) -> tuple[float, float]:
+        return median_ci(self.times_s, self.confidence)
+
+    @property
+    def rel_ci(self) -> float:
+        """The CI's larger half-width over the median (inf when there is no CI)."""
+        lo, hi = self.ci
+        med = self.median
+        if not (med > 0) or math.isnan(lo):
+            return math.inf
+        return max(med - lo, hi - med) / med
+
+    @property
+    def stable(self) -> bool:
+        return self.rel_ci <= STABLE_REL_CI
+
+    @property
+    def min(self) -> float:
+        return float(np.min(self.times_s)) if self.times_s else math.nan
+
+    @property
+    def iqr(self) -> float:
+        if not self.times_s:
+            return math.nan
+        q1, q3 = np.percentile(self.times_s, [25, 75])
+        return float(q3 - q1)
 
     @property
     def host_median(self) -> float:
-        return float(np.median(self.host_s))
+        return float(np.median(self.host_times_s)) if self.host_times_s else self.median
+
+    def pooled(self, other: "Measurement") -> "Measurement":
+        """The samples of both, as one measurement (rounds of the same point)."""
+        host = None
+        if self.host_times_s is not None and other.host_times_s is not None:
+            host = self.host_times_s + other.host_times_s
+        return replace(self, times_s=self.times_s + other.times_s, host_times_s=host,
+                       loops=max(self.loops, other.loops), rounds=self.rounds + other.rounds,
+                       first_s=self.first_s if self.first_s is not None else other.first_s,
+                       capped=self.capped and other.capped)
+
+    def row(self) -> dict:
+        """The time columns of a results row (see :mod:`softmax_core.results`)."""
+        lo, hi = self.ci
+        return {"time_median_s": self.median, "time_ci_low_s": lo, "time_ci_high_s": hi,
+                "time_min_s": self.min, "time_iqr_s": self.iqr, "time_first_s": self.first_s,
+                "repeats": self.repeats, "loops": self.loops, "rounds": self.rounds,
+                "stable": self.stable, "host_time_median_s": self.host_median}
+
+    def __str__(self) -> str:
+        lo, hi = self.ci
+        flag = "" if self.stable else " UNSTABLE"
+        return (f"{_si(self.median)}s [95% CI {_si(lo)}s, {_si(hi)}s] "
+                f"n={self.repeats}x{self.loops}{flag}")
 
 
-def time_call(fn: Callable[..., Any], *args: Any, backend: Backend | None = None,
-              warmup: int = 1, min_repeats: int = 5, max_repeats: int = 10_000,
-              time_budget_s: float = 0.5) -> TimingResult:
-    """Time ``fn(*args)``.
+def _si(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "nan "
+    for unit, scale in (("", 1.0), ("m", 1e-3), ("µ", 1e-6), ("n", 1e-9)):
+        if abs(seconds) >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds:.3g} "
+
+
+# --------------------------------------------------------------------------- the loop
+
+@dataclass
+class _Sampler:
+    """One call on one backend, taken through cold, warm-up, calibration and samples."""
+
+    fn: Callable[..., Any]
+    args: tuple
+    backend: Backend
+    min_sample_s: float
+    loops: int = 1
+    times: list = field(default_factory=list)
+    host_times: list = field(default_factory=list)
+    first_s: float | None = None
+
+    def timed(self, loops: int) -> tuple[float, float]:
+        """(seconds that count, host seconds) of ``loops`` calls, per call."""
+        timer = self.backend.timer()
+        fn, args = self.fn, self.args
+        timer.start()
+        for _ in range(loops):
+            fn(*args)
+        host, device = timer.stop()
+        counted = device if device is not None else host
+        return counted / loops, host / loops
+
+    def cold(self) -> float:
+        self.first_s = self.timed(1)[0]
+        return self.first_s
+
+    def warm_up(self, warmup_s: float, cap_s: float) -> None:
+        """Calls until they stop getting faster and ``warmup_s`` has passed (at most ``cap_s``)."""
+        start = time.perf_counter()
+        best = self.timed(1)[0]
+        while time.perf_counter() - start < cap_s:  # one long call is warm-up enough
+            t = self.timed(1)[0]
+            spent = time.perf_counter() - start
+            settled = t >= 0.9 * best  # not faster than the best call before it
+            best = min(best, t)
+            if spent >= cap_s or (settled and spent >= warmup_s):
+                break
+        if best < self.min_sample_s:
+            self.loops = _nice_ceil(self.min_sample_s / max(best, 1e-9))
+
+    def sample(self) -> None:
+        counted, host = self.timed(self.loops)
+        self.times.append(counted)
+        self.host_times.append(host)
+
+    def result(self, capped: bool) -> Measurement:
+        host = tuple(self.host_times) if self.backend.is_gpu else None
+        return Measurement(tuple(self.times), self.loops, self.first_s, host, capped=capped)
+
+
+def _nice_ceil(x: float) -> int:
+    """The smallest of 1, 2, 5, 10, 20, 50, ... that is >= x."""
+    if x <= 1:
+        return 1
+    exp = 10 ** math.floor(math.log10(x))
+    for m in (1, 2, 5, 10):
+        if m * exp >= x:
+            return int(m * exp)
+    return int(10 * exp)
+
+
+def _converged(times: list[float], target: float) -> bool:
+    return Measurement(tuple(times)).rel_ci <= target
+
+
+def _check_args(fn, min_samples, max_samples, max_time_s, target, warmup_s, min_sample_s) -> None:
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    for name, v, least in (("min_samples", min_samples, 1), ("max_samples", max_samples, 1)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < least:
+            raise ValueError(f"{name} must be an integer >= {least}, got {v!r}")
+    if max_samples < min_samples:
+        raise ValueError(f"max_samples ({max_samples}) must be >= min_samples ({min_samples})")
+    for name, v in (("max_time_s", max_time_s), ("warmup_s", warmup_s), ("min_sample_s", min_sample_s)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 <= v < math.inf):
+            raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target < 1:
+        raise ValueError(f"target must be a fraction between 0 and 1, got {target!r}")
+
+
+def measure(fn: Callable[..., Any], *args: Any, backend: Backend | None = None,
+            target: float = TARGET_REL_CI, min_samples: int = 5, max_samples: int = 10_000,
+            max_time_s: float = 2.0, warmup_s: float = 0.05, min_sample_s: float = 1e-3,
+            cold: bool = True) -> Measurement:
+    """Measure ``fn(*args)``: cold call, warm-up, calibration, samples until converged.
 
     Parameters
     ----------
     fn, args
-        The call to time; its result is discarded.
+        The call; its result is discarded.  Its inputs must already exist on
+        the device, written (not lazily mapped), e.g. from ``Case.prepare``.
     backend : Backend, optional
-        Where ``fn`` runs (default: :func:`get_backend`); decides synchronization
-        and CUDA-event timing.
-    warmup : int
-        Untimed calls first (compilation, caches, page faults).
-    min_repeats, max_repeats : int
-        At least ``min_repeats`` timed calls, at most ``max_repeats``.
-    time_budget_s : float
-        Keep repeating until the timed calls add up to this many seconds
-        (or ``max_repeats`` is reached), once ``min_repeats`` are done.
+        Where ``fn`` runs (default: :func:`get_backend`): its timer synchronizes
+        and, on a GPU, times with CUDA events.
+    target : float
+        Stop once the 95% CI of the median is within ``±target`` of it.
+    min_samples, max_samples : int
+        At least ``min_samples`` samples (even past ``max_time_s``), at most
+        ``max_samples``.
+    max_time_s : float
+        Time cap of the sampling: past it, sampling stops once ``min_samples``
+        are taken, and the result says ``capped``.
+    warmup_s : float
+        Least time spent warming up (calls continue until they stop getting
+        faster, up to a quarter of ``max_time_s``).
+    min_sample_s : float
+        Calls shorter than this are looped within one sample.
+    cold : bool
+        Time the first call alone as ``first_s`` (default).  False when the
+        caller already made it (a later round of the same prepared point).
 
     Returns
     -------
-    TimingResult
+    Measurement
     """
-    if not callable(fn):
-        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
-    for name, v, least in (("warmup", warmup, 0), ("min_repeats", min_repeats, 1),
-                           ("max_repeats", max_repeats, 1)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < least:
-            raise ValueError(f"{name} must be an integer >= {least}, got {v!r}")
-    if max_repeats < min_repeats:
-        raise ValueError(f"max_repeats ({max_repeats}) must be >= min_repeats ({min_repeats})")
-    if not (isinstance(time_budget_s, (int, float)) and time_budget_s >= 0):
-        raise ValueError(f"time_budget_s must be a number >= 0, got {time_budget_s!r}")
+    _check_args(fn, min_samples, max_samples, max_time_s, target, warmup_s, min_sample_s)
     backend = backend or get_backend()
-    return _time_repeats(fn, args, backend, warmup, min_repeats, max_repeats, time_budget_s)
+    return _measure(_Sampler(fn, args, backend, min_sample_s), target, min_samples, max_samples,
+                    max_time_s, warmup_s, cold)
 
 
-def _time_repeats(fn, args, backend, warmup, min_repeats, max_repeats, budget) -> TimingResult:
-    events = _event_pair_factory(backend)
-    sync = backend.synchronize
-    for _ in range(warmup):
-        fn(*args)
-    sync()
-    host, device = [], []
-    total = 0.0
-    while len(host) < min_repeats or (total < budget and len(host) < max_repeats):
-        if events is not None:
-            start, end = events()
-            start.record()
-        t0 = time.perf_counter()
-        fn(*args)
-        if events is not None:
-            end.record()
-        sync()
-        dt = time.perf_counter() - t0
-        host.append(dt)
-        total += dt
-        if events is not None:
-            device.append(_elapsed_s(backend, start, end))
-    return TimingResult(tuple(host), tuple(device) if events is not None else None)
+def _measure(s: _Sampler, target, min_samples, max_samples, max_time_s, warmup_s, cold) -> Measurement:
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        if cold:
+            s.cold()
+        s.warm_up(min(warmup_s, max_time_s), max(max_time_s / 4, warmup_s))
+        start = time.perf_counter()
+        while True:
+            s.sample()
+            n = len(s.times)
+            if n >= max_samples:
+                return s.result(capped=not _converged(s.times, target))
+            if n < min_samples:
+                continue
+            # checking every sample is O(n log n) each: thin the checks out as n grows
+            if (n < 64 or n % max(1, n // 16) == 0) and _converged(s.times, target):
+                return s.result(capped=False)
+            if time.perf_counter() - start >= max_time_s:
+                return s.result(capped=not _converged(s.times, target))
+    finally:
+        if gc_was_enabled:
+            gc.enable()
 
 
-def _event_pair_factory(backend: Backend):
-    if not backend.is_gpu:
-        return None
-    if backend.name == "cupy":
-        import cupy
+@dataclass(frozen=True)
+class SideBySide:
+    """Calls measured in alternating rounds: each call's :class:`Measurement`, and
+    per-round ratios (one call's sample over another's in the same round)."""
 
-        return lambda: (cupy.cuda.Event(), cupy.cuda.Event())
-    if backend.name == "torch":
-        import torch
+    measurements: dict[str, Measurement]
 
-        return lambda: (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
-    return None
+    def ratio(self, a: str, b: str) -> Measurement:
+        """a / b, round by round, as a Measurement of ratios: median, CI, spread."""
+        ta, tb = self.measurements[a].times_s, self.measurements[b].times_s
+        return Measurement.from_samples([x / y for x, y in zip(ta, tb)])
 
 
-def _elapsed_s(backend: Backend, start, end) -> float:
-    if backend.name == "cupy":
-        import cupy
+def measure_side_by_side(calls: dict[str, tuple[Callable[..., Any], tuple]], *,
+                         backend: Backend | None = None, target: float = TARGET_REL_CI,
+                         min_rounds: int = 21, max_rounds: int = 10_000, max_time_s: float = 30.0,
+                         warmup_s: float = 0.05, min_sample_s: float = 1e-3) -> SideBySide:
+    """Measure several calls as :func:`measure` does, one sample of each per round.
 
-        return cupy.cuda.get_elapsed_time(start, end) / 1e3
-    return start.elapsed_time(end) / 1e3
+    The calls alternate (their order reverses every round), so a burst of load
+    or a frequency change hits all of them alike; ratios are taken within a
+    round.  Sampling stops when every call's median has converged to
+    ``target`` after ``min_rounds``, or at ``max_time_s`` / ``max_rounds``.
+    """
+    if not calls:
+        raise ValueError("calls must name at least one call")
+    for name, call in calls.items():
+        if not (isinstance(call, tuple) and len(call) == 2):
+            raise TypeError(f"calls[{name!r}] must be a (fn, args) pair")
+        _check_args(call[0], min_rounds, max_rounds, max_time_s, target, warmup_s, min_sample_s)
+    backend = backend or get_backend()
+    samplers = {name: _Sampler(fn, tuple(args), backend, min_sample_s) for name, (fn, args) in calls.items()}
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for s in samplers.values():
+            s.cold()
+            s.warm_up(warmup_s, max(max_time_s / 8, warmup_s))
+        order = list(samplers.values())
+        start = time.perf_counter()
+        rounds = 0
+        while True:
+            for s in order if rounds % 2 == 0 else reversed(order):
+                s.sample()
+            rounds += 1
+            converged = all(_converged(s.times, target) for s in order)
+            if rounds >= max_rounds or (rounds >= min_rounds and
+                                        (converged or time.perf_counter() - start >= max_time_s)):
+                return SideBySide({name: s.result(capped=not converged) for name, s in samplers.items()})
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def time_once(fn: Callable[..., Any], *args: Any, backend: Backend | None = None) -> tuple[Any, float]:
+    """``(fn(*args), seconds)``: one call through the backend's timer, for calls that
+    cannot be repeated (an epoch of training, which changes θ).  Collect the
+    seconds into :meth:`Measurement.from_samples` for their statistics."""
+    backend = backend or get_backend()
+    timer = backend.timer()
+    timer.start()
+    result = fn(*args)
+    host, device = timer.stop()
+    return result, device if device is not None else host
 
 
 def peak_memory(fn: Callable[..., Any], *args: Any, backend: Backend | None = None) -> int | None:
-    """Peak bytes allocated while ``fn(*args)`` runs, above those in use before.
-
-    The call's result counts (it was allocated by the call).  Returns None where
-    the backend has no allocation counter (torch on the CPU).
-    """
+    """Peak bytes ``fn(*args)`` allocates above what was in use before (see
+    :meth:`Backend.peak_bytes`); run it apart from timing: tracing slows calls."""
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {type(fn).__name__}")
-    backend = backend or get_backend()
-    tracker = _PEAK_TRACKERS.get((backend.name, backend.device_kind))
-    if tracker is None:
-        return None
-    gc.collect()
-    return int(tracker(fn, args, backend))
-
-
-def _peak_tracemalloc(fn, args, backend) -> int:
-    started = not tracemalloc.is_tracing()
-    if started:
-        tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        base, _ = tracemalloc.get_traced_memory()
-        result = fn(*args)
-        _, peak = tracemalloc.get_traced_memory()
-        del result
-        return max(0, peak - base)
-    finally:
-        if started:
-            tracemalloc.stop()
-
-
-def _peak_cupy(fn, args, backend) -> int:
-    import cupy
-
-    class _PeakHook(cupy.cuda.MemoryHook):
-        name = "SoftmaxBenchPeak"
-
-        def __init__(self):
-            self.current = self.peak = 0
-
-        def malloc_postprocess(self, **kw):
-            self.current += kw["mem_size"]
-            self.peak = max(self.peak, self.current)
-
-        def free_postprocess(self, **kw):
-            self.current -= kw["mem_size"]
-
-    backend.synchronize()
-    hook = _PeakHook()
-    with hook:
-        result = fn(*args)
-        backend.synchronize()
-    del result
-    return hook.peak
-
-
-def _peak_torch_cuda(fn, args, backend) -> int:
-    import torch
-
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    base = torch.cuda.memory_allocated()
-    result = fn(*args)
-    torch.cuda.synchronize()
-    peak = torch.cuda.max_memory_allocated() - base
-    del result
-    return peak
-
-
-_PEAK_TRACKERS = {
-    ("numpy", "cpu"): _peak_tracemalloc,
-    ("array_api_strict", "cpu"): _peak_tracemalloc,
-    ("cupy", "gpu"): _peak_cupy,
-    ("torch", "gpu"): _peak_torch_cuda,
-}
+    return (backend or get_backend()).peak_bytes(fn, *args)
 
 
 def probe_machine(backend: Backend | None = None, *, gemm_size: int = 1024,
                   copy_bytes: int = 64 * 2**20, dtype: str = "float32") -> dict:
-    """Measure the machine's GEMM rate (GFLOP/s) and copy bandwidth (GB/s).
+    """The machine's ceilings: GEMM rate (GFLOP/s) and copy bandwidth (GB/s, read + write).
 
-    A square float32 matmul of ``gemm_size`` and a copy of ``copy_bytes``,
-    each timed with :func:`time_call`; about a second in all.
+    A square matmul of ``gemm_size`` and a copy of ``copy_bytes``, each measured
+    with :func:`measure` (about a second in all); the fastest sample counts, as
+    a ceiling should.
     """
     backend = backend or get_backend()
     xp = backend.xp
     rng = np.random.default_rng(0)
     a = backend.asarray(rng.standard_normal((gemm_size, gemm_size)), dtype)
-    gemm = time_call(lambda: a @ a, backend=backend, min_repeats=3, time_budget_s=0.3)
+    gemm = measure(lambda: a @ a, backend=backend, max_time_s=0.3)
     n_items = copy_bytes // np.dtype(dtype).itemsize
-    v = backend.asarray(np.ones(n_items), dtype)
-    copy = time_call(lambda: xp.asarray(v, copy=True), backend=backend, min_repeats=3, time_budget_s=0.3)
+    v = backend.asarray(np.ones(n_items), dtype, copy=True)
+    copy = measure(lambda: xp.asarray(v, copy=True), backend=backend, max_time_s=0.3)
     return {
         "gemm_gflops": 2 * gemm_size**3 / gemm.min / 1e9,
-        "copy_gbps": 2 * copy_bytes / copy.min / 1e9,  # read + write
+        "copy_gbps": 2 * copy_bytes / copy.min / 1e9,
         "probe_gemm_size": gemm_size,
         "probe_copy_bytes": copy_bytes,
     }
 
 
-def available_memory_bytes() -> int:
-    """Memory the OS could give this process now (MemAvailable), in bytes."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-
-
-def free_device_memory_bytes(backend: Backend) -> int:
-    """Free memory of the device that ``backend`` allocates on."""
-    if not backend.is_gpu:
-        return available_memory_bytes()
-    if backend.name == "cupy":
-        import cupy
-
-        pool = cupy.get_default_memory_pool()
-        free, _ = cupy.cuda.runtime.memGetInfo()
-        return int(free + pool.free_bytes())  # the pool's cached blocks are reusable
-    import torch
-
-    free, _ = torch.cuda.mem_get_info()
-    return int(free + torch.cuda.memory_reserved() - torch.cuda.memory_allocated())
-
-
-def git_commit(path: str | os.PathLike | None = None) -> str | None:
-    """The commit of the working tree holding ``path`` (default: this package)."""
-    where = Path(path) if path else Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True,
-                             text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
-        return None
-    return out.stdout.strip() or None
-
-
-def machine_description() -> dict:
-    """Host facts for environment.json and ``info``: OS, CPU, memory, commit."""
-    try:
-        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError):
-        total = None
-    try:
-        load = [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        load = None
-    return {
-        "platform": platform.platform(),
-        "memory_total_bytes": total,
-        "memory_available_bytes": available_memory_bytes(),
-        # a busy machine slows BLAS threads badly: the load says how quiet it was
-        "load_average_1_5_15min": load,
-        "git_commit": git_commit(),
-    }
+__all__ = ["Measurement", "SideBySide", "measure", "measure_side_by_side", "time_once", "median_ci",
+           "peak_memory", "probe_machine", "TARGET_REL_CI", "STABLE_REL_CI"]

@@ -1,128 +1,222 @@
 """The sweep: measure every case of a grid, guard each point, append each result.
 
-``DIR/results.csv`` gets one row per point as soon as the point is done
-(flushed and fsynced), so a kill loses at most the point in flight;
-``resume=True`` runs only the points not yet in the file and drops a
-half-written last line.  ``DIR/environment.json`` records where it ran.
+``DIR/results.csv`` (columns: :mod:`softmax_core.results`) gets one row per
+point as soon as the point is done (flushed and fsynced), so a kill loses at
+most the point in flight.  ``DIR/environment.json`` records where it ran
+(:mod:`softmax_core.environment`), the machine probe and the fitted time model.
+
+* **Rounds** (``rounds=R``): the grid is measured R times, interleaved, and each
+  point's samples are pooled, so a burst of load hits one round of a point,
+  not the whole point.  A point's row is written after its last round.
+* **Resume**: only a file with this version's header is continued (anything
+  else is refused, untouched); a half-written last line is dropped; damaged
+  rows are reported and their points measured again; ``skipped`` and
+  ``error`` points are checked again against the current budgets and run when
+  they now fit.
+* **Lock**: one sweep per folder at a time (an ``flock`` on ``DIR/.lock``,
+  released by the OS when its process dies, so a killed sweep never blocks).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as _dt
-import io
+import fcntl
 import json
 import os
 import sys
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 from ._io import atomic_write_text
 from .backend import Backend
-from .cases import Case, Grid, Guard, default_memory_budget
-from .measure import machine_description, peak_memory, probe_machine, time_call
+from .cases import CALLS_PER_POINT, MIN_SAMPLES, Case, Grid, Guard, check_memory_budget, default_memory_budget
+from .environment import load_average, record
+from .measure import Measurement, measure, probe_machine
+from .results import COLUMNS, SchemaError, check_header, read_rows, row_case
+from .timemodel import TimeModel
 
-COLUMNS = (
-    "run_id", "timestamp", "backend", "device", "kind", "method", "batch", "features", "classes",
-    "dtype", "status", "reason", "time_median_s", "time_iqr_s", "time_min_s", "repeats",
-    "host_time_median_s", "peak_bytes", "predicted_bytes", "predicted_lecture_bytes",
-    "predicted_flops", "predicted_traffic_bytes", "predicted_time_s", "samples", "samples_per_s",
-    "gflops", "gbytes_per_s",
-)
-#: A point runs once untraced for peak memory, then at least MIN_REPEATS timed calls.
-MIN_REPEATS = 3
-CALLS_PER_POINT = 1 + MIN_REPEATS
-TIMING_BUDGET_S = 0.3
+#: A point's sampling stops after this share of the time budget (when it has
+#: its minimum samples); the guard keeps the minimum within the budget.
+POINT_TIME_SHARE = 0.1
+#: Seconds between progress lines when stderr is not a terminal.
+PLAIN_PROGRESS_EVERY_S = 15.0
+
+
+@dataclass
+class SweepSummary:
+    """What a sweep did: counts by outcome, wall time, where its files are."""
+
+    out: Path
+    counts: dict = field(default_factory=lambda: {"ok": 0, "skipped": 0, "error": 0, "unstable": 0})
+    wall_s: float = 0.0
+    damaged_rows: list = field(default_factory=list)
+
+    def text(self) -> str:
+        c = self.counts
+        return (f"{c['ok']} ok ({c['unstable']} not stable), {c['skipped']} skipped, {c['error']} error "
+                f"in {self.wall_s:.0f} s; results: {self.out / 'results.csv'}")
 
 
 def run_sweep(grid: Grid, backend: Backend, out_dir: str | os.PathLike, *, resume: bool = False,
-              memory_budget: int | None = None, data_dir: str | os.PathLike | None = None,
-              progress: bool | None = None) -> Path:
+              memory_budget: float | None = None, data_dir: str | os.PathLike | None = None,
+              progress: bool | None = None, rounds: int = 1, log: TextIO | None = None) -> Path:
     """Run ``grid`` on ``backend``, writing ``out_dir/results.csv`` and ``environment.json``.
 
     Parameters
     ----------
     grid : Grid
-        The points to measure (:data:`softmax_core.cases.DEFAULT_GRID` by default in the CLI).
+        The points (:data:`softmax_core.cases.DEFAULT_GRID` in the CLI), with the
+        time budget per point.
     backend : Backend
         Where to run.
     out_dir : path
         Results folder; created if needed.  An existing ``results.csv`` is an
         error unless ``resume`` is set, so no result is ever overwritten.
     resume : bool
-        Keep the rows already in ``results.csv`` and measure only the rest.
-    memory_budget : int, optional
-        Bytes a point may plan to use (default: :func:`default_memory_budget`).
+        Keep the valid rows already in ``results.csv`` and measure the rest.
+    memory_budget : number, optional
+        Bytes a point may plan to use (default: :func:`default_memory_budget`);
+        refused above what the device can allocate now.
     data_dir : path, optional
         MNIST folder, needed when ``grid.epochs_on == "mnist"``.
     progress : bool, optional
-        Show a progress bar on stderr (default: when stderr is a terminal).
+        A progress bar on stderr (default: when stderr is a terminal; plain
+        lines every 15 s otherwise).
+    rounds : int
+        Measure the grid this many times, interleaved, pooling each point's samples.
+    log : file, optional
+        Where damaged rows and progress lines are reported (default: stderr).
 
     Returns
     -------
     Path
-        ``out_dir``.
+        ``out_dir``.  The :class:`SweepSummary` is ``run_sweep.last_summary``.
     """
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds must be a positive integer, got {rounds!r}")
     out = Path(out_dir)
     results = out / "results.csv"
     if results.exists() and not resume:
         raise ValueError(f"{results} already exists; fix: pass --resume to continue it, "
                          "or choose another --out")
-    if memory_budget is not None and memory_budget <= 0:
-        raise ValueError(f"memory budget must be positive, got {memory_budget}")
+    budget = check_memory_budget(memory_budget, backend) if memory_budget is not None \
+        else default_memory_budget(backend)
+    if resume and results.exists():
+        check_header(results)  # before anything is written or locked
     epoch_data = _epoch_data(grid, data_dir)
     out.mkdir(parents=True, exist_ok=True)
-    kept = _rows_to_keep(results) if resume else []
-    done = {case.key for case, _ in kept}
+    log = log or sys.stderr
+    with _folder_lock(out):
+        summary = _run_locked(grid, backend, out, resume, budget, epoch_data, progress, rounds, log)
+    run_sweep.last_summary = summary
+    return out
+
+
+def _run_locked(grid, backend, out, resume, budget, epoch_data, progress, rounds, log) -> SweepSummary:
+    t_start = time.monotonic()
+    results = out / "results.csv"
+    summary = SweepSummary(out)
+    kept, summary.damaged_rows = _rows_to_keep(results) if resume else ([], [])
+    for line, reason in summary.damaged_rows:
+        print(f"{results}:{line}: damaged row dropped ({reason}); its point is measured again", file=log)
     env = _environment(out, backend, resume)
-    guard = Guard(memory_budget or default_memory_budget(backend), grid.time_budget_s,
-                  env["probe"]["gemm_gflops"] * 1e9, env["probe"]["copy_gbps"] * 1e9)
-    for case, row in kept:  # the time guard learns from the points already measured here
-        if row.get("status") == "ok" and row.get("device") == backend.device_kind:
-            guard.record(case, float(row["time_median_s"]))
+    model = TimeModel(env["probe"]["gemm_gflops"] * 1e9, env["probe"]["copy_gbps"] * 1e9, backend.device_kind)
+    guard = Guard(budget, grid.time_budget_s, model)
+    done, retry = set(), set()
+    for case, row in kept:
+        if row["status"] == "ok":
+            done.add(case.key)
+            guard.record(case, float(row["time_median_s"]))  # the model learns from what is here
+        else:
+            retry.add(case.key)
     todo = [c for c in grid.cases() if c.key not in done]
+    pooled: dict[tuple, Measurement] = {}
     run_id = uuid.uuid4().hex[:12]
-    bar = _Progress(len(todo), sys.stderr, enabled=progress)
+    bar = _Progress([guard.predicted_time_s(c) * CALLS_PER_POINT for c in todo] * rounds, log, progress)
     with open(results, "a", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=COLUMNS, lineterminator="\n")
         if fh.tell() == 0:
             writer.writeheader()
-        for case in todo:
-            bar.update(case.label())
-            row = _measure_point(case, backend, guard, epoch_data if case.kind == "epoch" else None)
-            row.update(run_id=run_id, timestamp=_now(), backend=backend.name, device=backend.device_kind)
-            writer.writerow(row)
-            fh.flush()
-            os.fsync(fh.fileno())
+        for r in range(rounds):
+            last = r == rounds - 1
+            for case in todo:
+                bar.advance(case.label() + (f" (round {r + 1}/{rounds})" if rounds > 1 else ""))
+                if r == 0:
+                    reason = guard.skip_reason(case)
+                    if reason:
+                        pooled[case.key] = None
+                        if case.key not in retry:  # a point skipped before and still: no second row
+                            _write(writer, fh, _skipped_row(case, guard, reason), run_id, backend)
+                        summary.counts["skipped"] += 1
+                        continue
+                elif pooled.get(case.key) is None:
+                    continue
+                row = _measure_point(case, backend, guard, epoch_data if case.kind == "epoch" else None,
+                                     pooled, grid.time_budget_s * POINT_TIME_SHARE / rounds, last)
+                if row is not None:
+                    _write(writer, fh, row, run_id, backend)
+                    status = row["status"]
+                    summary.counts[status] += 1
+                    summary.counts["unstable"] += status == "ok" and not row["stable"]
     bar.close()
-    return out
+    env["time_model"] = model.to_dict()
+    atomic_write_text(out / "environment.json", json.dumps(env, indent=2, default=str) + "\n")
+    summary.wall_s = time.monotonic() - t_start
+    return summary
 
 
-def _measure_point(case: Case, backend: Backend, guard: Guard, data) -> dict:
+def _point_row(case: Case, guard: Guard) -> dict:
     cost = case.cost
-    row = {"kind": case.kind, "method": case.method, "batch": case.batch, "features": case.features,
-           "classes": case.classes, "dtype": case.dtype, "samples": case.samples,
-           "predicted_bytes": int(cost.peak_bytes), "predicted_lecture_bytes": int(cost.lecture_bytes),
-           "predicted_flops": int(cost.flops), "predicted_traffic_bytes": int(cost.traffic_bytes),
-           "predicted_time_s": guard.predicted_time_s(case)}
-    reason = guard.skip_reason(case, calls=CALLS_PER_POINT)
-    if reason:
-        return {**row, "status": "skipped", "reason": reason}
+    return {"kind": case.kind, "method": case.method, "batch": case.batch, "features": case.features,
+            "classes": case.classes, "dtype": case.dtype, "data": case.data, "samples": case.samples,
+            "predicted_bytes": int(cost.peak_bytes), "predicted_lecture_bytes": int(cost.lecture_bytes),
+            "predicted_flops": int(cost.flops), "predicted_traffic_bytes": int(cost.traffic_bytes),
+            "predicted_time_s": guard.predicted_time_s(case)}
+
+
+def _skipped_row(case: Case, guard: Guard, reason: str) -> dict:
+    return {**_point_row(case, guard), "status": "skipped", "reason": reason}
+
+
+def _measure_point(case: Case, backend: Backend, guard: Guard, data, pooled: dict,
+                   max_time_s: float, last_round: bool) -> dict | None:
+    """One round of ``case``; its row after the last round (None before), or an error row."""
+    row = _point_row(case, guard)
+    load_before = load_average()
+    first_round = case.key not in pooled
     try:
         fn, args = case.prepare(backend, data)
-        peak = peak_memory(fn, *args, backend=backend)  # doubles as the warm-up call
-        timing = time_call(fn, *args, backend=backend, warmup=0, min_repeats=MIN_REPEATS,
-                           time_budget_s=TIMING_BUDGET_S)
+        m = measure(fn, *args, backend=backend, min_samples=MIN_SAMPLES, max_time_s=max_time_s)
+        peak = backend.peak_bytes(fn, *args) if last_round else None
         del fn, args
     except Exception as exc:  # one failing point (even out of memory) must not end the sweep
+        pooled[case.key] = None
         return {**row, "status": "error", "reason": f"{type(exc).__name__}: {exc}".replace("\n", " ")}
-    guard.record(case, timing.median)
-    t = timing.median
-    return {**row, "status": "ok", "reason": "", "time_median_s": t, "time_iqr_s": timing.iqr,
-            "time_min_s": timing.min, "repeats": timing.repeats, "host_time_median_s": timing.host_median,
-            "peak_bytes": peak, "samples_per_s": case.samples / t, "gflops": cost.flops / t / 1e9,
-            "gbytes_per_s": cost.traffic_bytes / t / 1e9}
+    if not first_round:
+        m = pooled[case.key].pooled(m)
+    pooled[case.key] = m
+    if first_round:
+        guard.record(case, m.median)
+    if not last_round:
+        return None
+    t = m.median
+    cost = case.cost
+    return {**row, **m.row(), "status": "ok", "reason": "", "peak_bytes": peak,
+            "samples_per_s": case.samples / t, "gflops": cost.flops / t / 1e9,
+            "gbytes_per_s": cost.traffic_bytes / t / 1e9, "load_before": load_before,
+            "load_after": load_average()}
+
+
+def _write(writer, fh, row: dict, run_id: str, backend: Backend) -> None:
+    row.update(run_id=run_id, timestamp=_now(), backend=backend.name, device=backend.device_kind)
+    writer.writerow(row)
+    fh.flush()
+    os.fsync(fh.fileno())
 
 
 def _epoch_data(grid: Grid, data_dir):
@@ -134,53 +228,70 @@ def _epoch_data(grid: Grid, data_dir):
     return mnist.X_train, mnist.y_train
 
 
+@contextlib.contextmanager
+def _folder_lock(out: Path):
+    """Hold ``out/.lock`` exclusively; a second sweep on the same folder is refused."""
+    path = out / ".lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            raise ValueError(f"{out} is in use by another sweep (pid {holder}); fix: wait for it to "
+                             "finish, or choose another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock; the empty file stays, harmless
+
+
 def _environment(out: Path, backend: Backend, resume: bool) -> dict:
     path = out / "environment.json"
     if resume and path.exists():
-        env = json.loads(path.read_text(encoding="utf-8"))
-        if env.get("backend", {}).get("label") not in (None, backend.label):
-            raise ValueError(f"{out} holds results of {env['backend']['label']}, not {backend.label}; "
+        env = _read_environment(path)
+        label = env.get("backend", {}).get("label") if isinstance(env.get("backend"), dict) else None
+        if label not in (None, backend.label):
+            raise ValueError(f"{out} holds results of {label}, not {backend.label}; "
                              "fix: resume with the same backend, or choose another --out")
-        if "probe" in env:
+        if isinstance(env.get("probe"), dict) and {"gemm_gflops", "copy_gbps"} <= set(env["probe"]):
             return env
-    env = {"created": _now(), "backend": backend.describe(), "machine": machine_description(),
-           "probe": probe_machine(backend), "columns": list(COLUMNS)}
+    env = {"created": _now(), **record(backend), "probe": probe_machine(backend), "columns": list(COLUMNS)}
     atomic_write_text(path, json.dumps(env, indent=2, default=str) + "\n")
     return env
 
 
-def read_results(path: str | os.PathLike) -> list[dict]:
-    """Rows of a results.csv, ignoring a half-written last line."""
-    text = Path(path).read_text(encoding="utf-8")
-    if text and not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]
-    return list(csv.DictReader(io.StringIO(text)))
+def _read_environment(path: Path) -> dict:
+    try:
+        env = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"{path} is not readable JSON ({exc}); fix: delete it to probe the machine "
+                         "again, or choose another --out") from None
+    if not isinstance(env, dict):
+        raise ValueError(f"{path} holds a {type(env).__name__}, not an object; fix: delete it to probe "
+                         "the machine again, or choose another --out")
+    return env
 
 
-def _rows_to_keep(results: Path) -> list[tuple[Case, dict]]:
-    """(case, row) of each intact row of ``results``, after truncating a half-written
-    last line in place; a damaged row is left out, so its point is measured again."""
+def _rows_to_keep(results: Path) -> tuple[list[tuple[Case, dict]], list[tuple[int, str]]]:
+    """(case, row) of each valid row, and (line, why) of each damaged one, after
+    truncating a half-written last line in place."""
     if not results.exists():
-        return []
+        return [], []
     with open(results, "rb+") as fh:
         data = fh.read()
         if data and not data.endswith(b"\n"):
             fh.truncate(data.rfind(b"\n") + 1)
-    kept = []
-    for row in read_results(results):
-        case = Case.from_row(row)
-        ok_time = row.get("status") != "ok" or _is_number(row.get("time_median_s"))
-        if case is not None and ok_time:
+    kept, damaged = [], []
+    for line, row in enumerate(read_rows(results), start=2):
+        case = row_case(row)
+        if case is None:
+            damaged.append((line, f"status {row.get('status')!r}, point "
+                                  f"{row.get('kind')} {row.get('method')} B={row.get('batch')}"))
+        else:
             kept.append((case, row))
-    return kept
-
-
-def _is_number(text) -> bool:
-    try:
-        float(text)
-        return True
-    except (TypeError, ValueError):
-        return False
+    return kept, damaged
 
 
 def _now() -> str:
@@ -188,30 +299,39 @@ def _now() -> str:
 
 
 class _Progress:
-    """A one-line progress bar with ETA on a terminal; silent otherwise."""
+    """Progress weighted by each point's predicted cost: a tqdm bar on a terminal,
+    a plain line every :data:`PLAIN_PROGRESS_EVERY_S` otherwise."""
 
-    def __init__(self, total: int, stream, enabled: bool | None = None):
-        self.total, self.stream, self.done = total, stream, -1
-        self.active = bool(stream) and (enabled or (enabled is None and stream.isatty()))
-        self.t0 = time.monotonic()
+    def __init__(self, weights: list[float], stream, enabled: bool | None):
+        self.weights, self.stream, self.i = weights, stream, 0
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.bar = None
+        if enabled if enabled is not None else self.tty:
+            from tqdm import tqdm
 
-    def update(self, label: str) -> None:
-        self.done += 1
-        if not self.active:
-            return
-        elapsed = time.monotonic() - self.t0
-        eta = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
-        width = 24
-        filled = int(width * self.done / max(self.total, 1))
-        eta_text = "--:--" if eta != eta else f"{int(eta) // 60:02d}:{int(eta) % 60:02d}"
-        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
-                          f"ETA {eta_text}  {label[:60]:<60}")
-        self.stream.flush()
+            self.bar = tqdm(total=sum(weights), file=stream, unit="s", leave=True, dynamic_ncols=True,
+                            bar_format="{l_bar}{bar}| {postfix} [{elapsed}<{remaining}]")
+        self.t0 = self.last_line = time.monotonic()
+
+    def advance(self, label: str) -> None:
+        if self.bar is not None:
+            if self.i:
+                self.bar.update(self.weights[self.i - 1])
+            self.bar.set_postfix_str(f"{self.i + 1}/{len(self.weights)} {label}", refresh=True)
+        elif time.monotonic() - self.last_line >= PLAIN_PROGRESS_EVERY_S:
+            self.last_line = time.monotonic()
+            elapsed = self.last_line - self.t0
+            print(f"[sweep] {self.i}/{len(self.weights)} points, {elapsed:.0f} s, now: {label}",
+                  file=self.stream, flush=True)
+        self.i += 1
 
     def close(self) -> None:
-        if self.active:
-            self.stream.write(f"\r{' ' * 110}\r")
-            self.stream.flush()
+        if self.bar is not None:
+            self.bar.update(self.bar.total - self.bar.n)
+            self.bar.close()
 
 
-__all__ = ["COLUMNS", "CALLS_PER_POINT", "run_sweep", "read_results"]
+run_sweep.last_summary = None
+read_results = read_rows  # the name earlier versions exported
+
+__all__ = ["run_sweep", "SweepSummary", "SchemaError"]

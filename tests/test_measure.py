@@ -1,12 +1,23 @@
-"""Timing and memory measurement."""
+"""The measuring loop: statistics, states (cold, warm-up, loops), convergence, device timers."""
 
+import gc
+import math
 import time
 
 import numpy as np
 import pytest
 
 from softmax_core import get_backend
-from softmax_core.measure import TimingResult, peak_memory, probe_machine, time_call
+from softmax_core.backend import EventTimer, PeakCounter
+from softmax_core.measure import (
+    Measurement,
+    measure,
+    measure_side_by_side,
+    median_ci,
+    peak_memory,
+    probe_machine,
+    time_once,
+)
 
 
 @pytest.fixture
@@ -14,38 +25,183 @@ def cpu():
     return get_backend("cpu", "numpy")
 
 
-def test_time_call_meets_min_repeats_and_budget(cpu):
-    r = time_call(time.sleep, 0.002, backend=cpu, warmup=1, min_repeats=3, time_budget_s=0.03)
-    assert r.repeats >= 3
-    assert sum(r.host_s) >= 0.03
-    assert 0.002 <= r.min <= r.median
-    assert r.device_s is None  # no CUDA events on the CPU
+# --------------------------------------------------------------------------- statistics
+
+def _binom_coverage(n, lo_rank):
+    """P(x_(lo) <= median <= x_(n+1-lo)) for a continuous distribution."""
+    below = sum(math.comb(n, j) for j in range(lo_rank)) / 2**n
+    return 1 - 2 * below
 
 
-def test_time_call_stops_at_max_repeats(cpu):
-    r = time_call(lambda: None, backend=cpu, min_repeats=2, max_repeats=5, time_budget_s=10)
-    assert r.repeats == 5
+@pytest.mark.parametrize("n", [6, 10, 20, 50, 200])
+def test_median_ci_is_the_tightest_order_statistic_interval_with_95_percent(n):
+    x = np.arange(1.0, n + 1)
+    lo, hi = median_ci(x)
+    rank = int(lo)  # x_(r) == r here
+    assert hi == n + 1 - rank
+    assert _binom_coverage(n, rank) >= 0.95
+    assert _binom_coverage(n, rank + 1) < 0.95  # one rank further in would drop below 95%
 
 
-def test_timing_statistics():
-    r = TimingResult(host_s=(1.0, 2.0, 3.0, 4.0, 100.0))
-    assert r.median == 3.0
-    assert r.min == 1.0
-    assert r.iqr == pytest.approx(2.0)
-    assert r.repeats == 5
+def test_median_ci_covers_the_true_median_about_95_percent_of_the_time():
+    rng = np.random.default_rng(1)
+    hits = 0
+    for _ in range(2000):
+        lo, hi = median_ci(rng.lognormal(size=25))  # true median exp(0) = 1
+        hits += lo <= 1.0 <= hi
+    assert 0.94 <= hits / 2000 <= 0.995
 
 
-@pytest.mark.parametrize("kwargs", [dict(min_repeats=0), dict(warmup=-1), dict(time_budget_s=-1),
-                                    dict(min_repeats=5, max_repeats=2)])
-def test_time_call_rejects_bad_arguments(cpu, kwargs):
+def test_median_ci_small_samples():
+    assert median_ci([3.0, 1.0, 2.0, 5.0, 4.0]) == (1.0, 5.0)  # below 6 samples: [min, max]
+    assert all(math.isnan(v) for v in median_ci([1.0]))
+
+
+def test_measurement_statistics_and_stability():
+    m = Measurement.from_samples([1.0] * 10 + [1.01] * 10)
+    assert m.median == pytest.approx(1.005)
+    assert m.stable and m.rel_ci < 0.02
+    noisy = Measurement.from_samples([1.0, 2.0, 0.5, 3.0, 1.5, 0.7, 2.5])
+    assert not noisy.stable
+    row = noisy.row()
+    assert row["time_ci_low_s"] <= row["time_median_s"] <= row["time_ci_high_s"]
+    assert row["stable"] is False and row["repeats"] == 7
+
+
+def test_pooled_rounds_keep_every_sample():
+    a = Measurement.from_samples([1.0, 1.1], loops=10, first_s=5.0)
+    b = Measurement.from_samples([0.9, 1.0, 1.2], loops=20, first_s=4.0)
+    p = a.pooled(b)
+    assert p.repeats == 5 and p.rounds == 2 and p.loops == 20 and p.first_s == 5.0
+
+
+# --------------------------------------------------------------------------- the loop
+
+def test_measure_converges_on_a_steady_call_and_reports_its_cost(cpu):
+    m = measure(time.sleep, 0.002, backend=cpu, max_time_s=5)
+    assert not m.capped and m.stable
+    assert 0.002 <= m.ci[0] <= m.median <= m.ci[1] < 0.004
+    assert m.repeats >= 5
+    assert m.first_s is not None
+
+
+def test_short_calls_are_looped_within_a_sample(cpu):
+    m = measure(lambda: None, backend=cpu, min_sample_s=1e-3, max_time_s=1)
+    assert m.loops >= 100                 # one call is well under a microsecond
+    assert m.median < 1e-5                # the per-call time, not the sample's
+
+
+def test_noisy_call_is_capped_and_flagged_unstable(cpu):
+    rng = np.random.default_rng(0)
+    m = measure(lambda: time.sleep(rng.choice([0.001, 0.004])), backend=cpu,
+                max_time_s=0.15, min_sample_s=0)
+    assert m.capped and not m.stable
+
+
+def test_min_samples_are_taken_even_past_the_time_cap(cpu):
+    m = measure(time.sleep, 0.02, backend=cpu, min_samples=5, max_time_s=0.001, target=0.5)
+    assert m.repeats == 5
+
+
+def test_warm_up_reaches_the_steady_state_before_sampling(cpu):
+    calls = []
+
+    def slow_at_first():
+        calls.append(1)
+        time.sleep(0.02 if len(calls) <= 3 else 0.002)  # three cold calls, then steady
+
+    m = measure(slow_at_first, backend=cpu, max_time_s=2)
+    assert m.first_s >= 0.02
+    assert max(m.times_s) < 0.01  # no cold call among the samples
+
+
+def test_garbage_collection_is_off_while_sampling(cpu):
+    seen = []
+    measure(lambda: seen.append(gc.isenabled()), backend=cpu, max_time_s=0.05)
+    assert gc.isenabled() and not any(seen)
+
+
+def test_side_by_side_alternates_and_gives_paired_ratios(cpu):
+    order = []
+    sb = measure_side_by_side({"fast": (lambda: (order.append("f"), time.sleep(0.001)), ()),
+                               "slow": (lambda: (order.append("s"), time.sleep(0.003)), ())},
+                              backend=cpu, min_rounds=7, max_time_s=2, min_sample_s=0)
+    ratio = sb.ratio("slow", "fast")
+    assert 2.0 < ratio.median < 3.5
+    assert sb.measurements["fast"].repeats == sb.measurements["slow"].repeats >= 7
+    sampled = "".join(order[-4:])
+    assert sampled in ("fssf", "sffs")  # the order reverses every round
+
+
+@pytest.mark.parametrize("kwargs", [dict(min_samples=0), dict(max_time_s=-1), dict(max_time_s=math.inf),
+                                    dict(min_samples=5, max_samples=2), dict(target=0), dict(target=1.5),
+                                    dict(warmup_s=float("nan"))])
+def test_measure_rejects_bad_arguments(cpu, kwargs):
     with pytest.raises(ValueError):
-        time_call(lambda: None, backend=cpu, **kwargs)
+        measure(lambda: None, backend=cpu, **kwargs)
 
 
-def test_time_call_rejects_non_callable(cpu):
+def test_measure_rejects_non_callable(cpu):
     with pytest.raises(TypeError, match="callable"):
-        time_call(42, backend=cpu)
+        measure(42, backend=cpu)
 
+
+def test_time_once_returns_the_result_and_its_time(cpu):
+    result, seconds = time_once(lambda x: (time.sleep(0.01), x)[1], 7, backend=cpu)
+    assert result == 7 and 0.01 <= seconds < 0.1
+
+
+# --------------------------------------------------------------------------- device timers
+
+class _FakeEvent:
+    """A stand-in CUDA event: records the host clock, as a stream would at that point."""
+
+    def __init__(self, log):
+        self.log, self.t = log, None
+
+    def record(self):
+        self.t = time.perf_counter()
+        self.log.append("record")
+
+    def synchronize(self):
+        self.log.append("event-sync")
+
+
+def test_event_timer_syncs_first_records_around_the_calls_and_reads_device_time():
+    log = []
+    timer = EventTimer(lambda: _FakeEvent(log), lambda a, b: (b.t - a.t) * 1e3 + 5.0,
+                       lambda: log.append("stream-sync"))
+    timer.start()
+    time.sleep(0.01)
+    host, device = timer.stop()
+    assert log == ["stream-sync", "record", "record", "event-sync"]
+    assert host >= 0.01
+    assert device == pytest.approx(host + 0.005, abs=0.003)  # elapsed_ms is milliseconds
+
+
+def test_measure_counts_device_time_on_a_gpu_backend(cpu):
+    """A backend whose timer reports device time: the samples are device times, host kept beside."""
+    import dataclasses
+
+    log = []
+    gpu_like = dataclasses.replace(
+        cpu, device_kind="gpu",
+        _timer=lambda: EventTimer(lambda: _FakeEvent(log), lambda a, b: 1.0, lambda: None))
+    m = measure(time.sleep, 0.001, backend=gpu_like, max_time_s=0.5, min_sample_s=0)
+    assert m.median == pytest.approx(1e-3 / m.loops)   # 1 ms of "device" time per sample
+    assert m.host_times_s is not None and m.host_median >= 0.001
+
+
+def test_peak_counter_arithmetic():
+    c = PeakCounter()
+    c.malloc(100)
+    c.malloc(50)
+    c.free(100)
+    c.malloc(20)
+    assert (c.current, c.peak) == (70, 150)
+
+
+# --------------------------------------------------------------------------- memory, probe
 
 def test_peak_memory_sees_a_numpy_allocation(cpu):
     nbytes = 50 * 2**20

@@ -1,4 +1,4 @@
-"""The sweep: guard, append-as-you-go results, resume after a kill."""
+"""The sweep: guard, append-as-you-go results, rounds, resume after a kill, lock, budgets."""
 
 import csv
 import json
@@ -12,11 +12,13 @@ from collections import Counter
 import pytest
 
 from softmax_core import get_backend
-from softmax_core.cases import Case, Grid, Guard, default_memory_budget
-from softmax_core.sweep import COLUMNS, read_results, run_sweep
+from softmax_core.cases import CALLS_PER_POINT, Case, Grid, Guard, default_memory_budget
+from softmax_core.results import COLUMNS, SchemaError, read_rows as read_results
+from softmax_core.sweep import run_sweep
+from softmax_core.timemodel import TimeModel
 
 TINY = Grid(methods=("structured", "naive"), batches=(1, 4), classes=(3, 8), features=(5,),
-            epochs_on="none", time_budget_s=5)
+            epochs_on="none", time_budget_s=0.5)
 
 
 @pytest.fixture
@@ -25,8 +27,12 @@ def cpu():
 
 
 def keys(rows):
-    return [(r["kind"], r["method"], int(r["batch"]), int(r["features"]), int(r["classes"]), r["dtype"])
-            for r in rows]
+    return [(r["kind"], r["method"], int(r["batch"]), int(r["features"]), int(r["classes"]), r["dtype"],
+             r["data"]) for r in rows]
+
+
+def model(gemm=1e9, copy=1e9, **kw):
+    return TimeModel(gemm, copy, **kw)
 
 
 def test_sweep_writes_one_row_per_point_and_environment(tmp_path, cpu):
@@ -36,13 +42,17 @@ def test_sweep_writes_one_row_per_point_and_environment(tmp_path, cpu):
     assert list(rows[0]) == list(COLUMNS)
     assert {r["status"] for r in rows} == {"ok"}
     for r in rows:
-        assert float(r["time_median_s"]) > 0
-        assert int(r["repeats"]) >= 3
+        assert float(r["time_ci_low_s"]) <= float(r["time_median_s"]) <= float(r["time_ci_high_s"])
+        assert int(r["repeats"]) >= 5 and int(r["loops"]) >= 1 and r["rounds"] == "1"
+        assert r["stable"] in ("True", "False") and float(r["time_first_s"]) > 0
+        assert float(r["predicted_time_s"]) > 0
         assert float(r["samples_per_s"]) == pytest.approx(int(r["samples"]) / float(r["time_median_s"]))
     env = json.loads((out / "environment.json").read_text())
     assert env["backend"]["label"] == "numpy-cpu"
     assert env["probe"]["gemm_gflops"] > 0
-    assert "blas" in env["backend"] and "cpu_model" in env["backend"]
+    assert env["machine"]["cpu_model"] and env["versions"]["numpy"]
+    assert any(p.get("user_api") == "blas" for p in env["blas"])
+    assert "structured" in " ".join(env["time_model"]["fitted"])
 
 
 def test_existing_results_are_never_overwritten(tmp_path, cpu):
@@ -55,7 +65,7 @@ def test_existing_results_are_never_overwritten(tmp_path, cpu):
 
 def test_memory_guard_skips_with_reason_and_prediction(tmp_path, cpu):
     grid = Grid(methods=("naive_batched",), batches=(2,), classes=(50,), features=(100,),
-                epochs_on="none", time_budget_s=5)
+                epochs_on="none", time_budget_s=0.5)
     run_sweep(grid, cpu, tmp_path, memory_budget=1_000_000, progress=False)
     (row,) = read_results(tmp_path / "results.csv")
     assert row["status"] == "skipped"
@@ -65,20 +75,38 @@ def test_memory_guard_skips_with_reason_and_prediction(tmp_path, cpu):
 
 
 def test_lecture_case_is_skipped_for_memory_not_run(cpu):
-    guard = Guard(default_memory_budget(cpu), time_budget_s=20)
+    guard = Guard(default_memory_budget(cpu), 20, model())
     reason = guard.skip_reason(Case("gradient", "naive_batched", 96, 1000, 1000))
     assert reason is not None and reason.startswith("needs 384.")
 
 
-def test_time_guard_uses_the_largest_measured_point():
-    guard = Guard(10**12, time_budget_s=1.0, gemm_flops_per_s=1e9, copy_bytes_per_s=1e9)
+def test_time_guard_checks_the_first_point_of_a_method():
+    """Defect: the guard had no estimate before a method's first point, so it ran anything."""
+    guard = Guard(10**12, 1.0, model())
+    first = Case("gradient", "naive", 32, 1000, 500)  # ~15 s a call on the reference machine
+    reason = guard.skip_reason(first)
+    assert reason is not None and "time budget 1 s" in reason
+
+
+def test_time_model_learns_and_never_extrapolates_faster_than_the_largest_point():
+    guard = Guard(10**12, 1.0, model())
     small, big = Case("gradient", "naive", 1, 50, 50), Case("gradient", "naive", 64, 50, 50)
-    assert guard.skip_reason(big) is None           # nothing measured yet: no prediction
+    slowdown = 0.05 / guard.model.roofline_s(small)
     guard.record(small, seconds=0.05)
     predicted = guard.predicted_time_s(big)
-    assert predicted == pytest.approx(0.05 * big.cost.flops / small.cost.flops, rel=0.2)
+    assert predicted >= 0.9 * slowdown * guard.model.roofline_s(big)
     assert "time budget 1 s" in guard.skip_reason(big)
-    assert guard.skip_reason(Case("gradient", "structured", 64, 50, 50)) is None  # other method
+
+
+def test_time_model_fits_overhead_plus_work():
+    m = model()
+    cases = [Case("gradient", "structured", b, 100, 10) for b in (1, 8, 64, 512)]
+    for c in cases:  # t = 50 µs + 3 x roofline, exactly
+        m.record(c, 5e-5 + 3 * m.roofline_s(c))
+    a, b = m.params("gradient", "structured")
+    assert a == pytest.approx(5e-5, rel=1e-6) and b == pytest.approx(3, rel=1e-6)
+    probe = Case("gradient", "structured", 4096, 100, 10)
+    assert m.predict(probe) == pytest.approx(5e-5 + 3 * m.roofline_s(probe), rel=1e-6)
 
 
 def test_one_failing_point_does_not_end_the_sweep(tmp_path, cpu, monkeypatch):
@@ -134,12 +162,113 @@ def test_sweep_killed_midway_then_resumed_has_every_point_once(tmp_path):
     assert len({r["run_id"] for r in rows}) == 2
 
 
+def test_rounds_pool_samples_into_one_row_per_point(tmp_path, cpu):
+    grid = Grid(methods=("structured",), batches=(1, 4), classes=(3,), features=(5,), epochs_on="none",
+                time_budget_s=2)
+    run_sweep(grid, cpu, tmp_path, memory_budget=10**9, progress=False, rounds=3)
+    rows = read_results(tmp_path / "results.csv")
+    assert len(rows) == 2
+    assert all(r["rounds"] == "3" and int(r["repeats"]) >= 15 for r in rows)
+
+
+def test_resume_refuses_a_foreign_header_and_touches_nothing(tmp_path, cpu):
+    run_sweep(TINY, cpu, tmp_path, memory_budget=10**9, progress=False)
+    path = tmp_path / "results.csv"
+    text = path.read_text()
+    foreign = text.replace("time_first_s,", "", 1)  # an older version's header
+    path.write_text(foreign)
+    with pytest.raises(SchemaError, match="missing time_first_s"):
+        run_sweep(TINY, cpu, tmp_path, resume=True, memory_budget=10**9, progress=False)
+    assert path.read_text() == foreign
+
+
+def test_resume_reports_damaged_rows_and_measures_them_again(tmp_path, cpu):
+    import io
+
+    run_sweep(TINY, cpu, tmp_path, memory_budget=10**9, progress=False)
+    path = tmp_path / "results.csv"
+    lines = path.read_text().splitlines(keepends=True)
+    lines[2] = lines[2].replace(",ok,", ",garbage,", 1)
+    path.write_text("".join(lines))
+    log = io.StringIO()
+    run_sweep(TINY, cpu, tmp_path, resume=True, memory_budget=10**9, progress=False, log=log)
+    assert "results.csv:3: damaged row dropped" in log.getvalue()
+    ok = [r for r in read_results(path) if r["status"] == "ok"]
+    assert Counter(keys(ok)) == Counter(c.key for c in TINY.cases())
+
+
+def test_a_second_sweep_on_the_same_folder_is_refused_while_the_first_runs(tmp_path, cpu):
+    from softmax_core.sweep import _folder_lock
+
+    with _folder_lock(tmp_path):
+        with pytest.raises(ValueError, match=f"in use by another sweep \\(pid {os.getpid()}\\)"):
+            run_sweep(TINY, cpu, tmp_path, resume=True, memory_budget=10**9, progress=False)
+    assert not (tmp_path / "results.csv").exists()
+    run_sweep(TINY, cpu, tmp_path, resume=True, memory_budget=10**9, progress=False)  # released
+
+
+def test_a_killed_sweeps_lock_does_not_block(tmp_path, cpu):
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from softmax_core.sweep import _folder_lock\n"
+        f"with _folder_lock(Path({str(tmp_path)!r})):\n    print('held', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(ValueError, match="in use"):
+        run_sweep(TINY, cpu, tmp_path, memory_budget=10**9, progress=False)
+    holder.kill()
+    holder.wait()
+    run_sweep(TINY, cpu, tmp_path, resume=True, memory_budget=10**9, progress=False)
+    assert len(read_results(tmp_path / "results.csv")) == len(TINY.cases())
+
+
+def test_resume_runs_skipped_points_that_now_fit_the_budget(tmp_path, cpu):
+    grid = Grid(methods=("structured",), batches=(2,), classes=(3,), features=(5,), epochs_on="none",
+                time_budget_s=2)
+    run_sweep(grid, cpu, tmp_path, memory_budget=1, progress=False)
+    run_sweep(grid, cpu, tmp_path, memory_budget=1, resume=True, progress=False)  # still too small
+    assert [r["status"] for r in read_results(tmp_path / "results.csv")] == ["skipped"]
+    run_sweep(grid, cpu, tmp_path, memory_budget=10**9, resume=True, progress=False)
+    assert [r["status"] for r in read_results(tmp_path / "results.csv")] == ["skipped", "ok"]
+
+
+def test_duplicate_grid_values_are_one_point():
+    grid = Grid(methods=("structured", "structured"), batches=(1, 1, 8), classes=(3,), features=(5, 5),
+                epochs_on="none")
+    assert [c.batch for c in grid.cases()] == [1, 8]
+
+
+def test_one_class_is_refused():
+    with pytest.raises(ValueError, match="classes must be >= 2"):
+        Grid(classes=(1, 10))
+
+
+@pytest.mark.parametrize("budget", [float("inf"), float("nan"), -1, 10**18])
+def test_memory_budget_beyond_the_device_or_not_finite_is_refused(tmp_path, cpu, budget):
+    with pytest.raises(ValueError, match="memory budget"):
+        run_sweep(TINY, cpu, tmp_path, memory_budget=budget, progress=False)
+    assert not (tmp_path / "results.csv").exists()
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]"])
+def test_resume_with_a_corrupt_environment_names_the_file(tmp_path, cpu, content):
+    run_sweep(TINY, cpu, tmp_path, memory_budget=10**9, progress=False)
+    (tmp_path / "environment.json").write_text(content)
+    with pytest.raises(ValueError, match="environment.json"):
+        run_sweep(TINY, cpu, tmp_path, resume=True, memory_budget=10**9, progress=False)
+
+
 @pytest.mark.parametrize("argv,needle", [
     (["--batch", "0"], "--batch"),
     (["--classes", "ten"], "--classes"),
     (["--methods", "fast"], "fast"),
     (["--memory-budget", "lots"], "--memory-budget"),
     (["--time-budget", "-3"], "--time-budget"),
+    (["--memory-budget", "inf"], "--memory-budget"),
+    (["--memory-budget", "1e400"], "--memory-budget"),
+    (["--memory-budget", "nan"], "--memory-budget"),
+    (["--memory-budget", "100TB"], "memory budget"),
+    (["--classes", "1"], "classes must be >= 2"),
+    (["--rounds", "0"], "--rounds"),
 ])
 def test_cli_sweep_bad_arguments_one_line(tmp_path, argv, needle):
     r = subprocess.run([sys.executable, "-m", "softmax_core.cli", "sweep", "--out", str(tmp_path), *argv],
@@ -152,7 +281,7 @@ def test_cli_sweep_bad_arguments_one_line(tmp_path, argv, needle):
 def test_cli_sweep_runs_and_reports(tmp_path):
     r = subprocess.run([sys.executable, "-m", "softmax_core.cli", "sweep", "--out", str(tmp_path),
                         "--methods", "structured,naive", "--batch", "64,256", "--classes", "3,9,27",
-                        "--features", "8", "--epochs-on", "synthetic"],
+                        "--features", "8", "--epochs-on", "synthetic", "--time-budget", "2"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     with open(tmp_path / "results.csv") as fh:
@@ -164,28 +293,37 @@ def test_cli_sweep_runs_and_reports(tmp_path):
     assert (tmp_path / "report.md").exists()
 
 
-def test_default_slowdown_predicts_before_any_measurement():
-    guard = Guard(10**12, time_budget_s=1.0, gemm_flops_per_s=1e9, copy_bytes_per_s=1e9, default_slowdown=4.0)
-    case = Case("gradient", "naive", 64, 50, 50)
-    assert guard.predicted_time_s(case) == pytest.approx(4.0 * guard.roofline_s(case))
-    guard.record(case, seconds=2 * guard.roofline_s(case))
-    assert guard.predicted_time_s(case) == pytest.approx(2.0 * guard.roofline_s(case))
+def test_the_main_command_works_every_time_it_is_run(tmp_path):
+    """Defect: a second run of the README's sweep stopped at 'results.csv already exists'."""
+    args = [sys.executable, "-m", "softmax_core.cli", "sweep", "--no-report", "--methods", "structured",
+            "--batch", "2", "--classes", "3", "--features", "4", "--epochs-on", "none"]
+    for _ in range(2):
+        r = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert "1 ok" in r.stdout
+    runs = sorted(p for p in (tmp_path / "out" / "sweep").iterdir() if not p.is_symlink())
+    assert len(runs) == 2 and all((p / "results.csv").is_file() for p in runs)
+    assert (tmp_path / "out" / "sweep" / "latest").resolve() == runs[-1].resolve()
+    r = subprocess.run(args + ["--resume"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert len(read_results(runs[-1] / "results.csv")) == 1  # nothing was missing
 
 
-def test_progress_bar_shows_eta_on_a_terminal_and_nothing_otherwise():
+def test_progress_on_a_terminal_and_plain_lines_otherwise(monkeypatch):
     import io
 
-    from softmax_core.sweep import _Progress
+    from softmax_core import sweep
 
     class Terminal(io.StringIO):
         def isatty(self):
             return True
 
     tty, pipe = Terminal(), io.StringIO()
+    monkeypatch.setattr(sweep, "PLAIN_PROGRESS_EVERY_S", 0.0)
     for stream in (tty, pipe):
-        bar = _Progress(4, stream)
+        bar = sweep._Progress([1.0, 3.0, 1.0], stream, None)
         for label in ("a", "b", "c"):
-            bar.update(label)
+            bar.advance(label)
         bar.close()
-    assert "2/4" in tty.getvalue() and "ETA" in tty.getvalue()
-    assert pipe.getvalue() == ""
+    assert "3/3 c" in tty.getvalue() and "100%" in tty.getvalue()
+    assert "[sweep] 2/3 points" in pipe.getvalue() and "\r" not in pipe.getvalue()

@@ -1,0 +1,139 @@
+"""Two result sets, point by point: which points got faster, slower, or stayed the same.
+
+``softmax-bench compare A B`` matches the ``ok`` rows of two sweep folders by
+their point key (kind, method, B, n, k, dtype, data source) and, for each,
+takes the ratio B / A of the medians with an interval from the two medians'
+95% confidence intervals: [low_B / high_A, high_B / low_A] (conservative: it
+covers the ratio whenever both intervals cover their medians).  The verdict,
+with a threshold t (default 5%):
+
+* ``SAME``: the whole interval lies within [1/(1+t), 1+t];
+* ``SLOWER``: the whole interval lies above 1+t; ``FASTER``: below 1/(1+t);
+* ``UNSURE``: anything else (the interval straddles a threshold).
+
+The summary gives the geometric mean ratio, the verdict counts and, over the
+points marked stable on both sides, the median and 95th percentile of
+|ratio - 1|: how far two runs of the same code drift on this machine.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .results import COLUMNS, KEY_COLUMNS, check_header, parse_stable, read_rows, row_case
+
+VERDICTS = ("SAME", "FASTER", "SLOWER", "UNSURE")
+
+
+def load_ok_points(folder: str | Path) -> pd.DataFrame:
+    """The valid ``ok`` rows of a sweep folder, one per point (the last one measured)."""
+    path = Path(folder) / "results.csv" if Path(folder).is_dir() else Path(folder)
+    if not path.is_file():
+        raise ValueError(f"no results.csv at {path}; fix: pass a folder written by `softmax-bench sweep`")
+    check_header(path)
+    rows = [r for r in read_rows(path) if row_case(r) is not None and r["status"] == "ok"]
+    if not rows:
+        raise ValueError(f"{path} holds no measured (ok) points; fix: run or resume the sweep first")
+    df = pd.DataFrame(rows, columns=list(COLUMNS))
+    for c in ("batch", "features", "classes"):
+        df[c] = df[c].astype(float).astype(int)
+    for c in ("time_median_s", "time_ci_low_s", "time_ci_high_s"):
+        df[c] = pd.to_numeric(df[c], errors="coerce")
+    df["data"] = df["data"].fillna("")
+    df["stable"] = df["stable"].map(parse_stable)
+    return df.drop_duplicates(list(KEY_COLUMNS), keep="last").set_index(list(KEY_COLUMNS))
+
+
+def compare(a: str | Path, b: str | Path, *, threshold: float = 0.05) -> tuple[pd.DataFrame, dict]:
+    """Point-by-point comparison of result set ``b`` against ``a``.
+
+    Returns ``(table, summary)``: the table has one row per point in both sets
+    (``median_a_s, median_b_s, ratio, ratio_low, ratio_high, stable_a,
+    stable_b, verdict``); the summary holds ``points, only_a, only_b,
+    geomean_ratio``, the count of each verdict, and ``median_abs_change`` /
+    ``p95_abs_change`` over the points stable on both sides (NaN if none).
+    """
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
+        raise ValueError(f"threshold must be a fraction between 0 and 1, got {threshold!r}")
+    da, db = load_ok_points(a), load_ok_points(b)
+    both = da.index.intersection(db.index)
+    if both.empty:
+        raise ValueError(f"{a} and {b} have no measured point in common; fix: compare sweeps of "
+                         "the same grid, dtype and data")
+    A, B = da.loc[both], db.loc[both]
+    table = pd.DataFrame({
+        "median_a_s": A["time_median_s"], "median_b_s": B["time_median_s"],
+        "ratio": B["time_median_s"] / A["time_median_s"],
+        "ratio_low": B["time_ci_low_s"] / A["time_ci_high_s"],
+        "ratio_high": B["time_ci_high_s"] / A["time_ci_low_s"],
+        "stable_a": A["stable"], "stable_b": B["stable"],
+    })
+    table["verdict"] = [verdict(lo, hi, threshold) for lo, hi in zip(table["ratio_low"], table["ratio_high"])]
+    stable = table[table["stable_a"] & table["stable_b"]]
+    change = (stable["ratio"] - 1).abs()
+    summary = {
+        "points": len(table), "only_a": len(da.index.difference(db.index)),
+        "only_b": len(db.index.difference(da.index)),
+        "geomean_ratio": float(np.exp(np.log(table["ratio"]).mean())),
+        **{v: int((table["verdict"] == v).sum()) for v in VERDICTS},
+        "stable_both": len(stable),
+        "median_abs_change": float(change.median()) if len(stable) else math.nan,
+        "p95_abs_change": float(change.quantile(0.95)) if len(stable) else math.nan,
+        "threshold": threshold,
+    }
+    return table.reset_index(), summary
+
+
+def verdict(ratio_low: float, ratio_high: float, threshold: float) -> str:
+    """SAME / FASTER / SLOWER / UNSURE from a ratio's interval (see the module docstring)."""
+    if not (math.isfinite(ratio_low) and math.isfinite(ratio_high)):
+        return "UNSURE"
+    up, down = 1 + threshold, 1 / (1 + threshold)
+    if down <= ratio_low and ratio_high <= up:
+        return "SAME"
+    if ratio_low > up:
+        return "SLOWER"
+    if ratio_high < down:
+        return "FASTER"
+    return "UNSURE"
+
+
+def format_comparison(table: pd.DataFrame, summary: dict, a, b) -> str:
+    """The table and summary as markdown."""
+    shown = table.assign(
+        point=[f"{r.kind} {r.method} B={r.batch} n={r.features} k={r.classes} {r.dtype}"
+               + (f" {r.data}" if r.data else "") for r in table.itertuples()],
+        A=[_fmt_s(t) for t in table["median_a_s"]], B=[_fmt_s(t) for t in table["median_b_s"]],
+        **{"B/A": [f"{r:.3f} [{lo:.3f}, {hi:.3f}]" for r, lo, hi in
+                   zip(table["ratio"], table["ratio_low"], table["ratio_high"])]},
+        stable=[("" if sa else "A unstable ") + ("" if sb else "B unstable")
+                for sa, sb in zip(table["stable_a"], table["stable_b"])],
+    )[["point", "A", "B", "B/A", "verdict", "stable"]]
+    s = summary
+    lines = [f"# B = {b} against A = {a}", "",
+             shown.to_markdown(index=False), "",
+             f"{s['points']} points in both ({s['only_a']} only in A, {s['only_b']} only in B); "
+             f"geometric mean ratio B/A {s['geomean_ratio']:.3f}; "
+             + ", ".join(f"{v} {s[v]}" for v in VERDICTS)
+             + f" (threshold ±{s['threshold']:.0%}).",
+             f"Over the {s['stable_both']} points stable in both: median |B/A - 1| "
+             f"{_pct(s['median_abs_change'])}, 95th percentile {_pct(s['p95_abs_change'])}."]
+    return "\n".join(lines) + "\n"
+
+
+def _fmt_s(t: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if t >= scale:
+            return f"{t / scale:.3g} {unit}"
+    return f"{t * 1e9:.3g} ns"
+
+
+def _pct(x: float) -> str:
+    return "n/a" if not math.isfinite(x) else f"{x:.1%}"
+
+
+__all__ = ["compare", "verdict", "format_comparison", "load_ok_points", "VERDICTS"]

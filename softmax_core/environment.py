@@ -1,0 +1,137 @@
+"""The environment record: where a number was measured, in one dict.
+
+Every results folder has one (``environment.json``), ``softmax-bench info``
+prints it, and ``compare`` shows the two sides' records.  Machine facts come
+from well-kept libraries (psutil for CPU, memory and load; threadpoolctl for
+the BLAS and its threads); the device's own facts come from the Backend.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from .backend import Backend
+
+#: Libraries whose versions go into every record, where installed.
+LIBRARIES = ("softmax-bench", "numpy", "array-api-compat", "array-api-strict", "cupy", "cupy-cuda11x",
+             "cupy-cuda12x", "cupy-cuda13x", "torch", "pandas", "matplotlib", "dask", "asv")
+
+
+def set_threads(threads: int | None) -> None:
+    """Limit the BLAS (and OpenMP) thread pools of this process to ``threads``."""
+    if threads is None:
+        return
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads)  # stays in force for the rest of the process
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (None where the OS has none)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def record(backend: Backend | None = None) -> dict:
+    """Everything that decides what a measurement means, as a JSON-able dict.
+
+    Keys: ``machine`` (platform, CPU model, cores, frequency governor, memory,
+    load), ``blas`` (threadpoolctl's view of each thread pool), ``backend``
+    (the library, device and, on a GPU, card, memory, driver and CUDA versions),
+    ``versions`` (Python and libraries) and ``git_commit``.
+    """
+    env = {"machine": machine(), "blas": blas_pools(), "versions": versions(), "git_commit": git_commit()}
+    if backend is not None:
+        env["backend"] = backend.describe()
+    return env
+
+
+def machine() -> dict:
+    import psutil
+
+    mem = psutil.virtual_memory()
+    try:
+        load = [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        load = None
+    return {
+        "platform": platform.platform(),
+        "cpu_model": cpu_model(),
+        "cpu_cores_logical": psutil.cpu_count(logical=True),
+        "cpu_cores_physical": psutil.cpu_count(logical=False),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpu_governor": _read_text("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
+        "memory_total_bytes": int(mem.total),
+        "memory_available_bytes": int(mem.available),
+        # a busy machine slows BLAS threads badly: the load says how quiet it was
+        "load_average_1_5_15min": load,
+        "openblas_env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
+                                                    "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+                         if k in os.environ},
+    }
+
+
+def blas_pools() -> list[dict]:
+    """Each native thread pool loaded in this process (BLAS, OpenMP): library, version, threads."""
+    from threadpoolctl import threadpool_info
+
+    keep = ("user_api", "internal_api", "version", "num_threads", "threading_layer", "architecture")
+    return [{k: pool.get(k) for k in keep if k in pool} for pool in threadpool_info()]
+
+
+def blas_summary() -> str:
+    """One line: e.g. ``openblas 0.3.31 (Zen, 2 threads)``."""
+    pools = [p for p in blas_pools() if p.get("user_api") == "blas"]
+    if not pools:
+        return "no BLAS loaded"
+    return "; ".join(f"{p.get('internal_api')} {p.get('version')} ({p.get('architecture')}, "
+                     f"{p.get('num_threads')} threads)" for p in pools)
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version(), "numpy": np.__version__}
+    for name in LIBRARIES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def cpu_model() -> str:
+    for line in (_read_text("/proc/cpuinfo") or "").splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def git_commit(path: str | os.PathLike | None = None) -> str | None:
+    """The commit of the working tree holding ``path`` (default: this package), if any."""
+    where = Path(path) if path else Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        return Path(path).read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return None
+
+
+__all__ = ["record", "machine", "blas_pools", "blas_summary", "versions", "cpu_model", "git_commit",
+           "set_threads", "load_average"]

@@ -1,0 +1,111 @@
+"""The time model: a point's seconds per call, predicted before it runs.
+
+    t = a + b · roofline,    roofline = max(FLOPs / GEMM rate, traffic / copy bandwidth)
+
+one (a, b) per kind and method: ``a`` is the fixed cost of a call (Python,
+dispatch, kernel launches: what dominates small calls and GPU loops), ``b`` how
+many times slower than the machine's ceilings the work itself runs.  The
+rates come from the machine probe, FLOPs and traffic from the cost model.
+
+Before a method has been measured, a conservative default (``b`` = 6, as slow
+as anything measured on the reference machine) still predicts, so that every
+point, the first included, is checked against the time budget.  Each measured
+point refits (a, b) by least squares on relative error (a small call counts as
+much as a large one); beyond the largest point measured, ``b`` is never below
+that point's own slowdown, so a fit dominated by small calls does not wave a
+large one through.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+#: Slowdown over the roofline assumed before a (kind, method) is measured.
+DEFAULT_SLOWDOWN = 6.0
+#: Fixed cost per call assumed before a (kind, method) is measured, seconds.
+DEFAULT_OVERHEAD_S = {"cpu": 2e-5, "gpu": 5e-5}
+
+
+@dataclass
+class TimeModel:
+    """Fitted t = a + b·roofline per (kind, method); see the module's docstring."""
+
+    gemm_flops_per_s: float
+    copy_bytes_per_s: float
+    device_kind: str = "cpu"
+    default_slowdown: float = DEFAULT_SLOWDOWN
+    _points: dict = field(default_factory=dict)   # (kind, method) -> [(roofline, seconds)]
+
+    def __post_init__(self):
+        for name in ("gemm_flops_per_s", "copy_bytes_per_s", "default_slowdown"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"{name} must be a positive finite number, got {v!r}")
+
+    def roofline_s(self, case) -> float:
+        """Seconds at the machine's ceilings (FLOP rate or bandwidth, whichever binds)."""
+        c = case.cost
+        return max(c.flops / self.gemm_flops_per_s, c.traffic_bytes / self.copy_bytes_per_s)
+
+    def params(self, kind: str, method: str) -> tuple[float, float]:
+        """(a seconds, b) for a kind and method: fitted, or the defaults."""
+        pts = self._points.get((kind, method), [])
+        a0 = DEFAULT_OVERHEAD_S.get(self.device_kind, 2e-5)
+        if not pts:
+            return a0, self.default_slowdown
+        if len(pts) == 1:
+            r, t = pts[0]
+            a = min(a0, t / 2)
+            return a, (t - a) / r
+        return _fit_relative(pts)
+
+    def predict(self, case) -> float:
+        """Predicted seconds for one call of ``case``."""
+        a, b = self.params(case.kind, case.method)
+        r = self.roofline_s(case)
+        pts = self._points.get((case.kind, case.method), [])
+        if pts:
+            r_max, t_max = max(pts)
+            if r > r_max:  # extrapolating: no faster than the largest point measured
+                b = max(b, (t_max - a) / r_max)
+        return a + b * r
+
+    def record(self, case, seconds: float) -> None:
+        """Learn from a measured median of ``case``."""
+        if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
+            return
+        self._points.setdefault((case.kind, case.method), []).append((self.roofline_s(case), float(seconds)))
+
+    def to_dict(self) -> dict:
+        """The fitted parameters, for environment.json and the report."""
+        return {"formula": "t = a + b * max(flops / gemm_rate, traffic / copy_bandwidth)",
+                "gemm_flops_per_s": self.gemm_flops_per_s, "copy_bytes_per_s": self.copy_bytes_per_s,
+                "default": {"a_s": DEFAULT_OVERHEAD_S.get(self.device_kind, 2e-5), "b": self.default_slowdown},
+                "fitted": {f"{k}/{m}": {"a_s": a, "b": b, "points": len(self._points[(k, m)])}
+                           for (k, m) in sorted(self._points) for a, b in [self.params(k, m)]}}
+
+
+def _fit_relative(pts: list[tuple[float, float]]) -> tuple[float, float]:
+    """Least squares of (a + b r - t) / t over the points, with a, b >= 0."""
+    w = [1 / t**2 for _, t in pts]
+    sw = sum(w)
+    swr = sum(wi * r for wi, (r, _) in zip(w, pts))
+    swt = sum(wi * t for wi, (_, t) in zip(w, pts))
+    swrr = sum(wi * r * r for wi, (r, _) in zip(w, pts))
+    swrt = sum(wi * r * t for wi, (r, t) in zip(w, pts))
+    det = sw * swrr - swr * swr
+    if det > 0:
+        a = (swrr * swt - swr * swrt) / det
+        b = (sw * swrt - swr * swt) / det
+        if a >= 0 and b >= 0:
+            return a, b
+    # a boundary: the best fit with a = 0, or with b = 0, whichever is closer
+    b_only = swrt / swrr
+    a_only = swt / sw
+    err_b = sum(wi * (b_only * r - t) ** 2 for wi, (r, t) in zip(w, pts))
+    err_a = sum(wi * (a_only - t) ** 2 for wi, (_, t) in zip(w, pts))
+    return (0.0, b_only) if err_b <= err_a else (a_only, 0.0)
+
+
+__all__ = ["TimeModel", "DEFAULT_SLOWDOWN"]
