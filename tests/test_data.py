@@ -6,19 +6,33 @@ in which one file is replaced (never written through the link).
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import math
 import os
+import signal
+import socket
+import ssl
+import shutil
 import struct
+import subprocess
+import sys
+import threading
+import time
+import tracemalloc
+import urllib.request
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from softmax_core import DataError, fetch_mnist, load_mnist, make_synthetic
+from softmax_core import data as data_module
 from softmax_core.data import MNIST_FILES
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
 MNIST_FILE_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                     "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS = MNIST_FILE_NAMES
@@ -120,13 +134,13 @@ def test_load_missing_file(mnist_copy, name):
 def test_load_wrong_magic_number(mnist_copy, mnist_dir):
     # a labels file where the training images belong
     put(mnist_copy, TRAIN_IMAGES, real_bytes(mnist_dir, TRAIN_LABELS))
-    with pytest.raises(DataError, match=f"{TRAIN_IMAGES} has magic number 2049, expected 2051"):
+    with pytest.raises(DataError, match=f"{TRAIN_IMAGES}.gz has magic number 2049, expected 2051"):
         load_mnist(mnist_copy)
 
 
 def test_load_truncated_content(mnist_copy):
     put(mnist_copy, TRAIN_IMAGES, header(2051, 60000, 28, 28) + bytes(100))
-    with pytest.raises(DataError, match=f"{TRAIN_IMAGES} is truncated: 116 bytes, expected 47040016"):
+    with pytest.raises(DataError, match=f"{TRAIN_IMAGES}.gz is truncated: 116 bytes, expected 47040016"):
         load_mnist(mnist_copy)
 
 
@@ -138,13 +152,13 @@ def test_load_truncated_header(mnist_copy):
 
 def test_load_content_too_long(mnist_copy, mnist_dir):
     put(mnist_copy, TRAIN_LABELS, real_bytes(mnist_dir, TRAIN_LABELS) + b"\x00")
-    with pytest.raises(DataError, match=f"{TRAIN_LABELS} is too long"):
+    with pytest.raises(DataError, match=f"{TRAIN_LABELS}.gz is too long"):
         load_mnist(mnist_copy)
 
 
 def test_load_corrupted_byte_fails_checksum(mnist_copy, mnist_dir):
     put(mnist_copy, TRAIN_LABELS, with_byte_changed(real_bytes(mnist_dir, TRAIN_LABELS), 8 + 100))
-    with pytest.raises(DataError, match=f"{TRAIN_LABELS} is corrupted: SHA-256"):
+    with pytest.raises(DataError, match=f"{TRAIN_LABELS}.gz is corrupted: SHA-256"):
         load_mnist(mnist_copy)
 
 
@@ -158,7 +172,7 @@ def test_load_verify_false_skips_only_the_checksum(mnist_copy, mnist_dir, mnist)
 def test_load_wrong_count_in_header(mnist_copy, mnist_dir):
     raw = real_bytes(mnist_dir, TRAIN_LABELS)
     put(mnist_copy, TRAIN_LABELS, header(2049, 59999) + raw[8:])
-    with pytest.raises(DataError, match=f"{TRAIN_LABELS} holds 59999 items, expected 60000"):
+    with pytest.raises(DataError, match=f"{TRAIN_LABELS}.gz holds 59999 items, expected 60000"):
         load_mnist(mnist_copy)
 
 
@@ -203,6 +217,118 @@ def test_load_raw_file_is_checked_too(mnist_copy, mnist_dir):
     put(mnist_copy, TRAIN_LABELS, with_byte_changed(real_bytes(mnist_dir, TRAIN_LABELS), 8), compress=False)
     with pytest.raises(DataError, match=f"{TRAIN_LABELS} is corrupted"):
         load_mnist(mnist_copy)
+
+
+# --------------------------------------------------------------------------- loader: hostile files, bounded memory
+
+MB = 1 << 20
+ZEROS_MEMBER = gzip.compress(bytes(MB), compresslevel=9)    # ~1 KB that inflates to 1 MiB
+
+
+def gzip_zeros(megabytes: int, head: bytes = b"") -> bytes:
+    """A multi-member gzip stream of ``head`` then ``megabytes`` MiB of zeros, built without inflating it."""
+    return (gzip.compress(head) if head else b"") + ZEROS_MEMBER * megabytes
+
+
+def gz_put(folder: Path, name: str, gz: bytes) -> Path:
+    remove(folder, name)
+    path = folder / f"{name}.gz"
+    path.write_bytes(gz)
+    return path
+
+
+def peak_bytes_of(fn) -> int:
+    """Peak traced memory (Python objects and NumPy buffers) while ``fn()`` runs; its exception propagates."""
+    tracemalloc.start()
+    try:
+        fn()
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
+TRAIN_IMAGES_BYTES = 16 + 60000 * 784
+
+
+@pytest.mark.parametrize("gz,match", [
+    # the issue's case: a small .gz of zeros named train-labels; it used to inflate whole before the magic check
+    (gzip_zeros(256), "magic number 0, expected 2049"),
+    # a right header followed by far more than 60000 labels
+    (gzip_zeros(256, header(2049, 60000)), "is too long: more than 60008 bytes"),
+], ids=["zeros", "right-header-then-zeros"])
+def test_load_gzip_bomb_is_refused_with_bounded_memory(mnist_copy, gz, match):
+    path = gz_put(mnist_copy, TRAIN_LABELS, gz)
+
+    def load():
+        with pytest.raises(DataError, match=match) as info:
+            load_mnist(mnist_copy)
+        assert str(path) in str(info.value) and "fix:" in str(info.value)
+
+    # the training images (47 MB, legitimately) are in memory when the labels are read
+    assert peak_bytes_of(load) < TRAIN_IMAGES_BYTES + 16 * MB
+
+
+def test_load_huge_sparse_raw_file_is_refused_by_its_size_without_reading_it(mnist_copy):
+    remove(mnist_copy, TRAIN_IMAGES)
+    path = mnist_copy / TRAIN_IMAGES
+    with open(path, "wb") as fh:                  # right header, then a hole of 1 GiB (sparse: no disk)
+        fh.write(header(2051, 60000, 28, 28))
+        fh.truncate(1 << 30)
+
+    def load():
+        with pytest.raises(DataError, match=f"{TRAIN_IMAGES} is too long: {1 << 30} bytes, expected 47040016"):
+            load_mnist(mnist_copy)
+
+    assert peak_bytes_of(load) < 4 * MB
+
+
+def corrupt_deflate() -> bytes:
+    """A gzip header followed by a deflate block of the invalid type 3 (zlib.error, not OSError)."""
+    return gzip.compress(b"")[:10] + b"\xff" * 64
+
+
+def wrong_crc(mnist_dir: Path) -> bytes:
+    gz = bytearray((mnist_dir / f"{TEST_LABELS}.gz").read_bytes())
+    gz[-8] ^= 0xFF                                 # the CRC-32 of the trailer
+    return bytes(gz)
+
+
+MALFORMED = {
+    # name: (file, gz bytes or raw bytes, compressed?, message)
+    "corrupt-deflate": (TRAIN_IMAGES, lambda d: corrupt_deflate(), False, "not a readable gzip file"),
+    "wrong-crc": (TEST_LABELS, wrong_crc, False, "not a readable gzip file"),
+    "empty-gz": (TRAIN_IMAGES, lambda d: b"", False, "truncated"),
+    "gz-of-nothing": (TRAIN_IMAGES, lambda d: gzip.compress(b""), False, "truncated"),
+    "junk-after-gzip": (TRAIN_IMAGES, lambda d: gzip.compress(header(2051, 60000, 28, 28)) + b"junk", False,
+                        "not a readable gzip file"),
+    "empty-raw": (TRAIN_IMAGES, lambda d: b"", True, "truncated"),
+    "negative-count": (TRAIN_IMAGES, lambda d: header(2051, -1, 28, 28), True, "holds -1 items"),
+    "huge-dims": (TRAIN_IMAGES, lambda d: header(2051, 60000, 2**31 - 1, 2**31 - 1), True,
+                  "2147483647x2147483647 images, expected 28x28"),
+    "header-only": (TRAIN_IMAGES, lambda d: header(2051, 60000, 28, 28), True, "truncated: 16 bytes"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_load_malformed_file_is_one_data_error_without_warnings(mnist_copy, mnist_dir, case):
+    name, build, raw, match = MALFORMED[case]
+    content = build(mnist_dir)
+    path = put(mnist_copy, name, content, compress=False) if raw else gz_put(mnist_copy, name, content)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(DataError, match=match) as info:
+            load_mnist(mnist_copy)
+    assert str(path) in str(info.value) and "fix:" in str(info.value)
+    assert [str(w.message) for w in caught] == []
+
+
+def test_load_labels_outside_0_to_9_are_refused_even_unverified(mnist_copy, mnist_dir):
+    raw = bytearray(real_bytes(mnist_dir, TEST_LABELS))
+    raw[8 + 7] = 200
+    put(mnist_copy, TEST_LABELS, bytes(raw))
+    with pytest.raises(DataError, match=f"{TEST_LABELS}.gz has labels outside 0..9"):
+        load_mnist(mnist_copy, verify=False)
 
 
 # --------------------------------------------------------------------------- fetch_mnist
@@ -300,6 +426,292 @@ def test_fetch_reads_mirrors_from_environment(mnist_dir, tmp_path, monkeypatch):
     remove(cache, TEST_LABELS)
     monkeypatch.setenv("SOFTMAX_MNIST_MIRRORS", f" {tmp_path.as_uri()}/nowhere , {mnist_dir.as_uri()} ")
     fetch_mnist(cache)
+    assert sha_of_gz(cache / f"{TEST_LABELS}.gz") == MNIST_FILES["test_labels"].sha256
+
+
+# --------------------------------------------------------------------------- fetch_mnist: bounded in time, size and trust
+
+@pytest.fixture
+def only_test_labels(monkeypatch, no_env_mirrors):
+    """Fetch only the 10 kB test labels (keeps each test fast; the code paths are the same)."""
+    monkeypatch.setattr(data_module, "MNIST_FILES", {"test_labels": MNIST_FILES["test_labels"]})
+
+
+@pytest.fixture
+def no_proxy(monkeypatch):
+    """The servers below are on 127.0.0.1: no proxy of the environment may stand between."""
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def allow_http(monkeypatch, no_proxy):
+    """Let fetch_mnist use plain http:// (only for the servers on 127.0.0.1 below)."""
+    monkeypatch.setattr(data_module, "MIRROR_SCHEMES", (*data_module.MIRROR_SCHEMES, "http://"))
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1 (made by the openssl command) and its key."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make a certificate for the local HTTPS server")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=30)
+    return cert, key
+
+
+@pytest.fixture
+def tls(tls_files, monkeypatch, no_proxy):
+    """A server-side TLS context; the client trusts the certificate through $SSL_CERT_FILE."""
+    cert, key = tls_files
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+@contextlib.contextmanager
+def local_server(respond, *, tls=None, lifetime=8.0):
+    """An HTTP (or, with ``tls``, HTTPS) server on 127.0.0.1 answering each connection with
+    ``respond(conn, alive, request_line)``.  It stops by itself after ``lifetime`` seconds and when the
+    test leaves the block.  Yields (base URL, list of request lines received)."""
+    srv = socket.create_server(("127.0.0.1", 0))
+    srv.settimeout(0.05)
+    end, stop, requests = time.monotonic() + lifetime, threading.Event(), []
+
+    def alive() -> bool:
+        return time.monotonic() < end and not stop.is_set()
+
+    def handle(conn):
+        try:
+            conn.settimeout(2.0)
+            if tls:
+                conn = tls.wrap_socket(conn, server_side=True)
+            requests.append(conn.recv(65536).split(b"\r\n")[0].decode())
+            respond(conn, alive, requests[-1])
+        except OSError:
+            pass                                     # the client hung up (as it should) or TLS failed
+        finally:
+            conn.close()
+
+    def serve():
+        with srv:
+            while alive():
+                try:
+                    conn, _ = srv.accept()
+                except TimeoutError:
+                    continue
+                threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{srv.getsockname()[1]}", requests
+    finally:
+        stop.set()
+        thread.join(5)
+
+
+def trickle_body(conn, alive, request_line):
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10008\r\n\r\n")
+    while alive():
+        conn.sendall(b"\x00")
+        time.sleep(0.02)
+
+
+def trickle_headers(conn, alive, request_line):
+    conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+    while alive():
+        conn.sendall(b"a")
+        time.sleep(0.02)
+
+
+def serve_bytes(body: bytes, extra_headers: str = ""):
+    def respond(conn, alive, request_line):
+        conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n{extra_headers}"
+                     "Connection: close\r\n\r\n".encode() + body)
+    return respond
+
+
+def redirect_to(location: str):
+    def respond(conn, alive, request_line):
+        conn.sendall(f"HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n"
+                     "Connection: close\r\n\r\n".encode())
+    return respond
+
+
+@pytest.mark.parametrize("respond,scheme", [(trickle_body, "http"), (trickle_headers, "http"),
+                                            (trickle_body, "https")], ids=["body", "headers", "body-https"])
+def test_fetch_trickling_mirror_ends_at_the_deadline_per_file(request, tmp_path, only_test_labels, allow_http,
+                                                              respond, scheme):
+    tls = request.getfixturevalue("tls") if scheme == "https" else None
+    cache = tmp_path / "cache"
+    with local_server(respond, tls=tls) as (url, _):
+        start = time.monotonic()
+        with pytest.raises(DataError, match=f"{TEST_LABELS}.gz.*deadline.*fix:"):
+            fetch_mnist(cache, [url], timeout=5.0, file_timeout=0.5)
+        assert time.monotonic() - start < 4.0       # the per-read timeout (5 s) never fired: each read got a byte
+    assert leftovers(cache) == []
+
+
+def test_fetch_overall_deadline_stops_trying_further_mirrors(tmp_path, only_test_labels, allow_http):
+    cache = tmp_path / "cache"
+    with local_server(trickle_body) as (url, _):
+        start = time.monotonic()
+        with pytest.raises(DataError, match="overall deadline of 0.7 s.*fix:") as info:
+            fetch_mnist(cache, [f"{url}/a", f"{url}/b", f"{url}/c"], timeout=5.0, file_timeout=0.5,
+                        total_timeout=0.7)
+        assert time.monotonic() - start < 4.0
+    assert f"{url}/a/" in str(info.value) and f"{url}/b/" in str(info.value)
+    assert f"{url}/c/" not in str(info.value)       # not tried: the 0.7 s were spent
+    assert leftovers(cache) == []
+
+
+@contextlib.contextmanager
+def file_size_limit(nbytes: int):
+    """Writes past ``nbytes`` fail (EFBIG) instead of filling the disk: a guard for code that may not stop."""
+    resource = pytest.importorskip("resource")
+    old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, old_limit[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
+        signal.signal(signal.SIGXFSZ, old_handler)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+def test_fetch_from_endless_file_mirror_stops_at_the_size_cap(tmp_path, only_test_labels):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / f"{TEST_LABELS}.gz").symlink_to("/dev/zero")
+    cache = tmp_path / "cache"
+    with file_size_limit(64 * MB), pytest.raises(DataError, match=r"more than \d+ bytes.*fix:"):
+        fetch_mnist(cache, [mirror.as_uri()])
+    assert leftovers(cache) == []
+
+
+def test_fetch_refuses_a_download_announced_too_large(tmp_path, only_test_labels, allow_http):
+    cache = tmp_path / "cache"
+    body = gzip_zeros(4)                            # what it really sends: 4 MiB of zeros, compressed
+
+    def lying(conn, alive, request_line):           # announces a terabyte
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000000\r\n\r\n" + body)
+
+    with local_server(lying) as (url, _), pytest.raises(DataError, match="announces 1000000000000 bytes.*fix:"):
+        fetch_mnist(cache, [url])
+    assert leftovers(cache) == []
+
+
+def test_fetch_verifies_the_download_header_first_with_bounded_memory(tmp_path, only_test_labels):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    # 67 kB, within what a .gz of this file may take, that inflates to 64 MiB
+    (mirror / f"{TEST_LABELS}.gz").write_bytes(gzip_zeros(64, header(2049, 10000)))
+    cache = tmp_path / "cache"
+
+    def fetch():
+        with pytest.raises(DataError, match="too long: more than 10008 bytes"):
+            fetch_mnist(cache, [mirror.as_uri()])
+
+    assert peak_bytes_of(fetch) < 16 * MB
+    assert leftovers(cache) == []
+
+
+def test_redirect_from_https_to_http_is_refused():
+    handler = data_module._NoDowngradeRedirect()
+    req = urllib.request.Request("https://mirror.example/mnist/x.gz")
+    with pytest.raises(DataError, match="redirect from https to http://other.example/x.gz"):
+        handler.redirect_request(req, None, 302, "Found", {}, "http://other.example/x.gz")
+    assert handler.redirect_request(req, None, 302, "Found", {}, "https://other.example/x.gz") is not None
+
+
+def test_fetch_refuses_https_to_http_redirect_end_to_end(mnist_dir, tmp_path, only_test_labels, tls):
+    body = (mnist_dir / f"{TEST_LABELS}.gz").read_bytes()
+    with local_server(serve_bytes(body)) as (plain, plain_requests), \
+            local_server(redirect_to(f"{plain}/{TEST_LABELS}.gz"), tls=tls) as (secure, _):
+        with pytest.raises(DataError, match="redirect from https to http://127.0.0.1"):
+            fetch_mnist(tmp_path / "cache", [secure])
+        assert plain_requests == []
+
+
+def test_fetch_follows_https_to_https_redirect(mnist_dir, tmp_path, only_test_labels, tls):
+    body = (mnist_dir / f"{TEST_LABELS}.gz").read_bytes()
+
+    def respond(conn, alive, request_line):
+        answer = serve_bytes(body) if "/real/" in request_line else redirect_to(f"{url}/real/{TEST_LABELS}.gz")
+        answer(conn, alive, request_line)
+
+    cache = tmp_path / "cache"
+    with local_server(respond, tls=tls) as (url, _):
+        fetch_mnist(cache, [url])
+    assert sha_of_gz(cache / f"{TEST_LABELS}.gz") == MNIST_FILES["test_labels"].sha256
+    assert leftovers(cache) == []
+
+
+def wait_for(predicate, seconds: float) -> bool:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX signals and named pipes")
+def test_sigterm_during_fetch_removes_the_partial_file(tmp_path):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    os.mkfifo(mirror / f"{TRAIN_IMAGES}.gz")       # a mirror that sends a little, then nothing
+    cache = tmp_path / "cache"
+    env = {k: v for k, v in os.environ.items() if k != "SOFTMAX_MNIST_MIRRORS"}
+    child = subprocess.Popen([sys.executable, "-c", "import sys; from softmax_core import fetch_mnist; "
+                              "fetch_mnist(sys.argv[1], [sys.argv[2]])", str(cache), mirror.as_uri()],
+                             cwd=REPO_ROOT, env=env)
+    writer = None
+    try:
+        def open_writer():
+            nonlocal writer
+            try:
+                writer = os.open(mirror / f"{TRAIN_IMAGES}.gz", os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:                          # ENXIO: the child has not opened it yet
+                return False
+            return True
+
+        assert wait_for(open_writer, 30), "the child never opened the mirror file"
+        os.write(writer, gzip.compress(b"partial"))
+        assert wait_for(lambda: cache.is_dir() and leftovers(cache), 10)
+        wait_for(lambda: any(p.stat().st_size for p in cache.iterdir()), 1)
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=10) == -signal.SIGTERM   # still ends by the signal, as before
+        assert leftovers(cache) == []
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        if writer is not None:
+            os.close(writer)
+
+
+def test_fetch_removes_partial_files_of_killed_runs(mnist_dir, tmp_path, only_test_labels):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)
+    dead_pid = int(ended.stdout)
+    stale = [cache / f".{TEST_LABELS}.{dead_pid}.k3j2h1g0.part",   # a fetch killed by SIGKILL
+             cache / f".{TEST_LABELS}.abc_defg.part"]             # the naming of earlier versions
+    kept = [cache / f".{TEST_LABELS}.{os.getpid()}.zzzz0000.part",  # a fetch running now (this process)
+            cache / "notes.part", cache / ".hidden"]                # not ours
+    for p in stale + kept:
+        p.write_bytes(b"x" * 1000)
+    fetch_mnist(cache, [mnist_dir.as_uri()])
+    assert [p.name for p in stale if p.exists()] == []
+    assert all(p.exists() for p in kept)
     assert sha_of_gz(cache / f"{TEST_LABELS}.gz") == MNIST_FILES["test_labels"].sha256
 
 
