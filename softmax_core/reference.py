@@ -16,11 +16,12 @@ The array-API epoch must stay within 10% of the baseline.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
 
+from .backend import get_backend
+from .measure import Measurement, SideBySide, measure_side_by_side
 from .model import sgd_epoch
 
 
@@ -76,39 +77,64 @@ def numpy_epoch(X: np.ndarray, y: np.ndarray, theta: np.ndarray, lr: float, batc
 
 @dataclass(frozen=True)
 class OverheadResult:
-    """Median seconds of an epoch both ways, and the relative overhead."""
+    """An epoch three ways, measured side by side: each one's :class:`Measurement`
+    and the per-round ratios of ``sgd_epoch`` over each NumPy loop."""
 
-    numpy_s: float
-    softmax_core_s: float
-    rounds: int
+    side_by_side: SideBySide
+    batch: int
+
+    @property
+    def measurements(self) -> dict[str, Measurement]:
+        return self.side_by_side.measurements
+
+    def ratio(self, baseline: str = "numpy") -> Measurement:
+        """``sgd_epoch`` / ``baseline`` round by round: median, CI and spread."""
+        return self.side_by_side.ratio("softmax_core", baseline)
 
     @property
     def overhead(self) -> float:
-        """(softmax_core − numpy) / numpy: 0.05 means 5% slower."""
-        return self.softmax_core_s / self.numpy_s - 1
+        """Median per-round (softmax_core / tuned numpy) − 1: 0.05 means 5% slower."""
+        return self.ratio("numpy").median - 1
+
+    def text(self) -> str:
+        m = self.measurements
+        lines = [f"MNIST epoch, batch {self.batch}, NumPy on the CPU, {m['numpy'].repeats} alternating rounds:"]
+        for name, label in LOOPS.items():
+            lines.append(f"  {label:<34} {m[name]}")
+        for base in ("numpy", "lecture"):
+            r = self.ratio(base)
+            lo, hi = r.ci
+            q1, q3 = np.percentile(r.times_s, [25, 75])
+            lines.append(f"  sgd_epoch / {LOOPS[base]:<22} {r.median:.3f}x  [95% CI {lo:.3f}, {hi:.3f}; "
+                         f"IQR {q1:.3f}-{q3:.3f}]")
+        lines.append(f"  overhead against the tuned loop: {self.overhead * 100:+.1f} %  (goal: within +5 %)")
+        return "\n".join(lines)
+
+
+#: The loops compared, as ``overhead`` prints them.
+LOOPS = {"softmax_core": "softmax_core sgd_epoch", "numpy": "tuned NumPy loop",
+         "lecture": "lecture's plain NumPy loop"}
 
 
 def epoch_overhead(X: np.ndarray, y: np.ndarray, *, lr: float = 0.2, batch: int = 100,
-                   rounds: int = 15) -> OverheadResult:
-    """Time :func:`sgd_epoch` against :func:`numpy_epoch` on the same NumPy data.
+                   rounds: int = 31, max_time_s: float = 60.0) -> OverheadResult:
+    """Measure :func:`sgd_epoch` against :func:`numpy_epoch` and :func:`lecture_epoch`.
 
-    The two run alternately, ``rounds`` times each, so that drifts of a shared
-    machine hit both alike; the medians are compared.  ``sgd_epoch`` runs
-    with its input checks on, as a user calls it.
+    The three run in alternating rounds through the measuring loop
+    (:func:`softmax_core.measure.measure_side_by_side`: cold call and warm-up
+    first, at least ``rounds`` rounds, more until every median has converged or
+    ``max_time_s`` is spent), so that drifts of a shared machine hit all alike;
+    ratios are taken within each round.  ``sgd_epoch`` runs with its input
+    checks on, as a user calls it.
     """
     if not isinstance(X, np.ndarray) or not isinstance(y, np.ndarray):
         raise TypeError("epoch_overhead compares NumPy code: pass NumPy arrays")
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise ValueError(f"rounds must be a positive integer, got {rounds!r}")
     theta = np.zeros((X.shape[1], int(y.max()) + 1), dtype=X.dtype)
-    runs = {"numpy": lambda: numpy_epoch(X, y, theta, lr, batch),
-            "softmax_core": lambda: sgd_epoch(X, y, theta, lr, batch)}
-    times = {name: [] for name in runs}
-    for name, fn in runs.items():  # warm-up
-        fn()
-    for _ in range(rounds):
-        for name, fn in runs.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    return OverheadResult(float(np.median(times["numpy"])), float(np.median(times["softmax_core"])), rounds)
+    calls = {"softmax_core": (sgd_epoch, (X, y, theta, lr, batch)),
+             "numpy": (numpy_epoch, (X, y, theta, lr, batch)),
+             "lecture": (lecture_epoch, (X, y, theta, lr, batch))}
+    cpu = get_backend("cpu", "numpy")
+    return OverheadResult(measure_side_by_side(calls, backend=cpu, min_rounds=rounds, max_time_s=max_time_s),
+                          batch)

@@ -136,8 +136,36 @@ def test_info_json_follows_environment():
     proc = run_cli("info", "--json", env={"SOFTMAX_BACKEND": "array_api_strict"})
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)
-    assert (info["backend"], info["device"]) == ("array_api_strict", "cpu")
-    assert info["numpy"] and info["blas"]
+    assert (info["backend"]["backend"], info["backend"]["device"]) == ("array_api_strict", "cpu")
+    assert info["versions"]["numpy"] and info["versions"]["array-api-strict"]
+    assert any(pool["user_api"] == "blas" and pool["num_threads"] >= 1 for pool in info["blas"])
+    assert info["machine"]["cpu_model"] and info["machine"]["memory_total_bytes"] > 0
+
+
+def test_threads_limits_the_blas_pool():
+    proc = run_cli("info", "--json", "--threads", "1")
+    assert proc.returncode == 0, proc.stderr
+    pools = [p for p in json.loads(proc.stdout)["blas"] if p["user_api"] == "blas"]
+    assert pools and all(p["num_threads"] == 1 for p in pools)
+
+
+def test_info_into_a_closed_pipe_is_not_an_error(monkeypatch, capsys):
+    """Defect: `softmax-bench info | head -1` sometimes ended with "Broken pipe" and exit 1."""
+    from softmax_core.cli import main
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has gone, as `head` goes after its line
+    with open(write_end, "w") as closed_pipe:
+        monkeypatch.setattr(sys, "stdout", closed_pipe)
+        assert main(["info"]) == 0
+    assert "Broken pipe" not in capsys.readouterr().err
+
+
+def test_negative_seed_is_refused_before_any_output(mnist_dir):
+    """Defect: --seed -5 failed only after the table header was printed."""
+    proc = run_cli("train", "--data-dir", mnist_dir, "--seed", "-5")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "--seed" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_data_fetch_from_file_mirror(mnist_dir, tmp_path):
