@@ -327,3 +327,14 @@ def test_progress_on_a_terminal_and_plain_lines_otherwise(monkeypatch):
         bar.close()
     assert "3/3 c" in tty.getvalue() and "100%" in tty.getvalue()
     assert "[sweep] 2/3 points" in pipe.getvalue() and "\r" not in pipe.getvalue()
+
+
+def test_output_files_get_the_usual_permissions(tmp_path, cpu):
+    """Defect: files written atomically (environment.json, report, plots) were mode 0600."""
+    old = os.umask(0o022)
+    try:
+        run_sweep(TINY, cpu, tmp_path, memory_budget=10**9, progress=False)
+    finally:
+        os.umask(old)
+    for name in ("results.csv", "environment.json"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
