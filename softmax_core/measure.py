@@ -20,9 +20,16 @@ in alternating rounds.  A measurement goes through four states:
    binomial distribution of how many samples fall below the median: no
    assumption on the shape of the distribution).  Garbage collection is off.
 
+While it samples, the loop also watches the rest of the machine: the share of
+all cores' time that *other* processes used (``others_cpu``, from the kernel's
+CPU counters less this process's own).  A tight interval measured while another
+process held a core is still a number for a busier machine than the one
+described, so such a measurement is not ``stable`` either.
+
 The result, :class:`Measurement`, carries the samples; ``stable`` means the
-interval's half-width is within 5% of the median.  Device time (CUDA events)
-is the time that counts on a GPU; the host time is kept beside it.
+interval's half-width is within 5% of the median and other processes used at
+most 10% of the machine.  Device time (CUDA events) is the time that counts on
+a GPU; the host time is kept beside it.
 """
 
 from __future__ import annotations
@@ -39,8 +46,10 @@ from .backend import Backend, get_backend
 
 #: Convergence target: the CI half-width over the median.
 TARGET_REL_CI = 0.02
-#: A point is ``stable`` when its CI half-width is within this fraction of its median.
+#: A point is ``stable`` when its CI half-width is within this fraction of its median...
 STABLE_REL_CI = 0.05
+#: ... and other processes used at most this share of all cores while it was sampled.
+MAX_OTHERS_CPU = 0.10
 CONFIDENCE = 0.95
 
 
@@ -106,6 +115,8 @@ class Measurement:
     #: sampling stopped at its time cap or sample cap before the CI reached its target
     capped: bool = False
     confidence: float = CONFIDENCE
+    #: share of all cores' time used by other processes while sampling (None: not watched)
+    others_cpu: float | None = None
 
     @classmethod
     def from_samples(cls, times_s, **kw) -> "Measurement":
@@ -134,8 +145,13 @@ class Measurement:
         return max(med - lo, hi - med) / med
 
     @property
+    def contended(self) -> bool:
+        """Other processes used more than :data:`MAX_OTHERS_CPU` of the machine meanwhile."""
+        return self.others_cpu is not None and self.others_cpu > MAX_OTHERS_CPU
+
+    @property
     def stable(self) -> bool:
-        return self.rel_ci <= STABLE_REL_CI
+        return self.rel_ci <= STABLE_REL_CI and not self.contended
 
     @property
     def min(self) -> float:
@@ -157,10 +173,12 @@ class Measurement:
         host = None
         if self.host_times_s is not None and other.host_times_s is not None:
             host = self.host_times_s + other.host_times_s
+        others = [m.others_cpu for m in (self, other) if m.others_cpu is not None]
         return replace(self, times_s=self.times_s + other.times_s, host_times_s=host,
                        loops=max(self.loops, other.loops), rounds=self.rounds + other.rounds,
                        first_s=self.first_s if self.first_s is not None else other.first_s,
-                       capped=self.capped and other.capped)
+                       capped=self.capped and other.capped,
+                       others_cpu=sum(others) / len(others) if others else None)
 
     def row(self) -> dict:
         """The time columns of a results row (see :mod:`softmax_core.results`)."""
@@ -168,11 +186,14 @@ class Measurement:
         return {"time_median_s": self.median, "time_ci_low_s": lo, "time_ci_high_s": hi,
                 "time_min_s": self.min, "time_iqr_s": self.iqr, "time_first_s": self.first_s,
                 "repeats": self.repeats, "loops": self.loops, "rounds": self.rounds,
-                "stable": self.stable, "host_time_median_s": self.host_median}
+                "stable": self.stable, "host_time_median_s": self.host_median,
+                "others_cpu": self.others_cpu}
 
     def __str__(self) -> str:
         lo, hi = self.ci
         flag = "" if self.stable else " UNSTABLE"
+        if self.contended:
+            flag += f" (other processes used {self.others_cpu:.0%} of the CPUs)"
         return (f"{_si(self.median)}s [95% CI {_si(lo)}s, {_si(hi)}s] "
                 f"n={self.repeats}x{self.loops}{flag}")
 
@@ -235,9 +256,40 @@ class _Sampler:
         self.times.append(counted)
         self.host_times.append(host)
 
-    def result(self, capped: bool) -> Measurement:
+    def result(self, capped: bool, others_cpu: float | None = None) -> Measurement:
         host = tuple(self.host_times) if self.backend.is_gpu else None
-        return Measurement(tuple(self.times), self.loops, self.first_s, host, capped=capped)
+        return Measurement(tuple(self.times), self.loops, self.first_s, host, capped=capped,
+                           others_cpu=others_cpu)
+
+
+class _OthersCPU:
+    """The share of all cores' time that other processes used between start and :meth:`share`.
+
+    The kernel's system-wide busy time (``psutil.cpu_times``, steal included)
+    less this process's own CPU time (all its threads, BLAS included).  The
+    counters tick every 10 ms, so a share over a very short interval is coarse;
+    it is floored at 0.
+    """
+
+    def __init__(self):
+        import psutil
+
+        self._psutil = psutil
+        self._me = psutil.Process()
+        self._cores = psutil.cpu_count() or 1
+        self._start = self._read()
+
+    def _read(self) -> tuple[float, float, float]:
+        t = self._psutil.cpu_times()
+        busy = sum(t) - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "guest", 0.0) \
+            - getattr(t, "guest_nice", 0.0)  # guest time is already counted in user
+        mine = self._me.cpu_times()
+        return time.perf_counter(), busy, mine.user + mine.system
+
+    def share(self) -> float:
+        (w0, b0, m0), (w1, b1, m1) = self._start, self._read()
+        wall = max(w1 - w0, 1e-9)
+        return max(0.0, ((b1 - b0) - (m1 - m0)) / (wall * self._cores))
 
 
 def _nice_ceil(x: float) -> int:
@@ -319,18 +371,19 @@ def _measure(s: _Sampler, target, min_samples, max_samples, max_time_s, warmup_s
             s.cold()
         s.warm_up(min(warmup_s, max_time_s), max(max_time_s / 4, warmup_s))
         start = time.perf_counter()
+        others = _OthersCPU()
         while True:
             s.sample()
             n = len(s.times)
             if n >= max_samples:
-                return s.result(capped=not _converged(s.times, target))
+                return s.result(not _converged(s.times, target), others.share())
             if n < min_samples:
                 continue
             # checking every sample is O(n log n) each: thin the checks out as n grows
             if (n < 64 or n % max(1, n // 16) == 0) and _converged(s.times, target):
-                return s.result(capped=False)
+                return s.result(False, others.share())
             if time.perf_counter() - start >= max_time_s:
-                return s.result(capped=not _converged(s.times, target))
+                return s.result(not _converged(s.times, target), others.share())
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -376,6 +429,7 @@ def measure_side_by_side(calls: dict[str, tuple[Callable[..., Any], tuple]], *,
             s.warm_up(warmup_s, max(max_time_s / 8, warmup_s))
         order = list(samplers.values())
         start = time.perf_counter()
+        others = _OthersCPU()
         rounds = 0
         while True:
             for s in order if rounds % 2 == 0 else reversed(order):
@@ -384,7 +438,8 @@ def measure_side_by_side(calls: dict[str, tuple[Callable[..., Any], tuple]], *,
             converged = all(_converged(s.times, target) for s in order)
             if rounds >= max_rounds or (rounds >= min_rounds and
                                         (converged or time.perf_counter() - start >= max_time_s)):
-                return SideBySide({name: s.result(capped=not converged) for name, s in samplers.items()})
+                share = others.share()
+                return SideBySide({name: s.result(not converged, share) for name, s in samplers.items()})
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -435,4 +490,4 @@ def probe_machine(backend: Backend | None = None, *, gemm_size: int = 1024,
 
 
 __all__ = ["Measurement", "SideBySide", "measure", "measure_side_by_side", "time_once", "median_ci",
-           "peak_memory", "probe_machine", "TARGET_REL_CI", "STABLE_REL_CI"]
+           "peak_memory", "probe_machine", "TARGET_REL_CI", "STABLE_REL_CI", "MAX_OTHERS_CPU"]

@@ -18,7 +18,10 @@ Columns (times in seconds, per call; see :mod:`softmax_core.measure`):
 ``repeats, loops``         samples taken; calls per sample
 ``rounds``                 rounds the samples were pooled from (``--rounds``)
 ``stable``                 ``True`` when the CI half-width is <= 5% of the median
+                           and other processes used <= 10% of the CPUs meanwhile
 ``load_before/after``      the 1-minute load average around the point
+``others_cpu``             share of all cores' time other processes used while
+                           the point was sampled
 ``predicted_*``            the cost model and the time model, before measuring
 =========================  ==================================================
 """
@@ -38,7 +41,7 @@ COLUMNS = (
     "repeats", "loops", "rounds", "stable", "host_time_median_s",
     "peak_bytes", "predicted_bytes", "predicted_lecture_bytes", "predicted_flops",
     "predicted_traffic_bytes", "predicted_time_s",
-    "samples", "samples_per_s", "gflops", "gbytes_per_s", "load_before", "load_after",
+    "samples", "samples_per_s", "gflops", "gbytes_per_s", "load_before", "load_after", "others_cpu",
 )
 STATUSES = ("ok", "skipped", "error")
 #: Columns that hold numbers (empty where a point did not run).
