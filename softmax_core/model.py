@@ -426,8 +426,12 @@ def train(X_train, y_train, X_test, y_test, theta=None, *, lr: float = 0.2, batc
         sync()
         seconds = time.perf_counter() - t0
         _check_trained(xp, X_train, theta, lr)
-        row = {"epoch": epoch, **_evaluate(xp, X_train, y_train, theta, "train"),
-               **_evaluate(xp, X_test, y_test, theta, "test"), "seconds": seconds}
+        with _quiet_numpy(xp):  # a huge theta may overflow the loss: reported below
+            row = {"epoch": epoch, **_evaluate(xp, X_train, y_train, theta, "train"),
+                   **_evaluate(xp, X_test, y_test, theta, "test"), "seconds": seconds}
+        if not math.isfinite(row["train_loss"]):
+            raise ValueError(f"training diverged: the training loss became {row['train_loss']} "
+                             f"(theta is finite but huge); fix: lower lr (now {lr})")
         history.append(row)
         if on_epoch is not None:
             on_epoch(row)

@@ -367,6 +367,16 @@ def test_divergence_is_one_error_without_runtime_warnings(backend, rng):
             train(Xb, yb, Xb, yb, tb, lr=1e308, batch=5, epochs=2)
 
 
+def test_train_reports_an_overflowing_loss_as_divergence_without_warnings(backend, rng):
+    """float64, lr 1e308: theta stays finite (~1e308) but the logits and the loss overflow."""
+    X, y, theta = make_problem(rng, 10, 4, 3, np.float64)
+    Xb, yb, tb = on(backend, X, y, theta)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(ValueError, match="diverged.*loss.*lower lr"):
+            train(Xb, yb, Xb, yb, lr=1e308, batch=5, epochs=2)
+
+
 def test_sgd_epoch_naive_and_structured_give_the_same_theta(backend, rng):
     X, y, theta = make_problem(rng, 10, 5, 4)
     Xb, yb, tb = on(backend, X, y, theta)
