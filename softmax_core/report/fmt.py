@@ -1,0 +1,94 @@
+"""One SI formatter for every number the report writes: bytes, seconds, FLOPs, rates.
+
+``si(4e9, "B")`` -> ``4.00 GB``, ``si(3.3e-5, "s")`` -> ``33.0 µs``,
+``si(1.2e9, "FLOP/s")`` -> ``1.20 GFLOP/s``.  Decimal prefixes throughout
+(1 GB = 10⁹ bytes, as the lecture writes memory).  Plot axes use the same
+function through :func:`axis_formatter`.
+"""
+
+from __future__ import annotations
+
+import math
+
+from matplotlib.ticker import FuncFormatter
+
+#: Empty cell: no value (a point not run, a quantity not measured).
+NA = "—"
+_PREFIXES = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""),
+             (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"))
+
+
+def is_finite(value) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def si(value, unit: str = "", digits: int = 3) -> str:
+    """``value`` with an SI prefix and ``digits`` significant digits; :data:`NA` if not a number.
+
+    Prefixes below 1 are used for seconds only (``33.0 µs``); a count of bytes
+    or FLOPs under 1 is written as is.
+    """
+    if not is_finite(value):
+        return NA
+    v = float(f"{float(value):.{digits - 1}e}")  # rounded first, so 999.96 k becomes 1.00 M
+    if v == 0:
+        return f"0 {unit}".strip()
+    scale, prefix = next(((sc, p) for sc, p in _PREFIXES
+                          if abs(v) >= sc or (sc == 1.0 and unit != "s")), _PREFIXES[-1])
+    mantissa = v / scale
+    decimals = max(0, digits - 1 - int(math.floor(math.log10(abs(mantissa)))))
+    return f"{mantissa:.{decimals}f} {prefix}{unit}".strip()
+
+
+def number(value, spec: str = ".3g") -> str:
+    """``format(value, spec)``, or :data:`NA`."""
+    return format(float(value), spec) if is_finite(value) else NA
+
+
+def times(value) -> str:
+    """A ratio: ``1,234x``, ``12x``, ``1.5x``, ``0.42x``."""
+    if not is_finite(value):
+        return NA
+    v = float(value)
+    return f"{v:,.0f}x" if v >= 10 else f"{v:#.2g}x"
+
+
+def _scale(value, unit: str) -> tuple[float, str]:
+    v = abs(float(f"{float(value):.2e}"))
+    return next(((sc, p) for sc, p in _PREFIXES if v >= sc or (sc == 1.0 and unit != "s")), _PREFIXES[-1])
+
+
+def with_interval(value, low, high, unit: str = "s") -> str:
+    """``33.0 µs (32.8–33.4)``: the value and its interval in the value's unit; just the value
+    where there is no interval."""
+    text = si(value, unit)
+    if text == NA or not (is_finite(low) and is_finite(high)):
+        return text
+    scale, _ = _scale(value, unit)
+    mantissa = text.split()[0]
+    d = len(mantissa.split(".")[1]) if "." in mantissa else 0
+    return f"{text} ({float(low) / scale:.{d}f}–{float(high) / scale:.{d}f})"
+
+
+def stability_cell(stability: str) -> str:
+    """How a table flags a point: ``yes``, ``**no** ⚠`` or ``?`` (not recorded)."""
+    return {"stable": "yes", "unstable": "**no** ⚠"}.get(stability, "?")
+
+
+def one_line(text, limit: int | None = None) -> str:
+    """Text as one table cell or list item: newlines become spaces, ``|`` is escaped."""
+    text = " ".join(str(text or "").split()).replace("|", "\\|")
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text
+
+
+def axis_formatter(unit: str) -> FuncFormatter:
+    """A matplotlib tick formatter writing ticks with :func:`si` (2 significant digits)."""
+    return FuncFormatter(lambda v, _pos: si(v, unit, 2) if v > 0 else "0")
+
+
+__all__ = ["NA", "si", "number", "times", "with_interval", "stability_cell", "one_line", "axis_formatter", "is_finite"]
