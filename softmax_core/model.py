@@ -9,6 +9,13 @@ runs on NumPy, CuPy, PyTorch and array-api-strict.  The public functions check
 their inputs (``check=False`` skips the O(data) value checks for callers that
 already did them, e.g. the SGD loop and the benchmarks); the private ``_``
 kernels take ``xp`` explicitly so that a hot loop derives it once, not per op.
+
+The gradient kernels return the batch's sum of gradients and allocate fresh
+arrays (their memory is what :mod:`.costmodel` predicts).  :func:`sgd_epoch`'s
+structured path instead updates one copy of theta in place, step by step, with
+the standard's in-place operators and I_y made per chunk of batches; its only
+library-specific line is the choice of NumPy's ufunc reductions
+(:func:`_row_reductions`).
 """
 
 from __future__ import annotations
