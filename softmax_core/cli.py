@@ -227,9 +227,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _cmd_train(args) -> int:
+    import functools
+
+    from .measure import Measurement, time_once
+
     backend = get_backend(args.device, args.backend)
     data = load_mnist(args.data_dir)
-    arrays = [backend.asarray(a, args.dtype if a.dtype.kind == "f" else None)
+    arrays = [backend.asarray(a, args.dtype if a.dtype.kind == "f" else None, copy=True)
               for a in (data.X_train, data.y_train, data.X_test, data.y_test)]
     print(f"# softmax regression on MNIST: {backend.label}, {args.dtype}, grad={args.grad}, "
           f"lr={args.lr}, batch={args.batch}, epochs={args.epochs}")
@@ -238,13 +242,17 @@ def _cmd_train(args) -> int:
 
     def on_epoch(row: dict) -> None:
         rows.append(row)
+        cold = "  (cold: first call)" if row["epoch"] == 1 else ""
         print(f"{row['epoch']:>5} {row['train_loss']:>10.5f} {row['train_err']:>9.5f} "
-              f"{row['test_loss']:>9.5f} {row['test_err']:>8.5f} {row['seconds']:>8.3f}", flush=True)
+              f"{row['test_loss']:>9.5f} {row['test_err']:>8.5f} {row['seconds']:>8.3f}{cold}", flush=True)
         if args.metrics_out:
             atomic_write_text(args.metrics_out, _csv_text(EPOCH_COLUMNS, rows))
 
     train(*arrays, lr=args.lr, batch=args.batch, epochs=args.epochs, grad=get_gradient(args.grad),
-          seed=args.seed, synchronize=backend.synchronize, on_epoch=on_epoch)
+          seed=args.seed, timer=functools.partial(time_once, backend=backend), on_epoch=on_epoch)
+    if len(rows) >= 3:  # the first epoch is cold (compilation, first touch): kept apart
+        warm = Measurement.from_samples([r["seconds"] for r in rows[1:]], first_s=rows[0]["seconds"])
+        print(f"# epoch time: {warm} over epochs 2-{len(rows)}; epoch 1 (cold) {rows[0]['seconds']:.3f} s")
     return 0
 
 

@@ -445,14 +445,15 @@ def measure_side_by_side(calls: dict[str, tuple[Callable[..., Any], tuple]], *,
             gc.enable()
 
 
-def time_once(fn: Callable[..., Any], *args: Any, backend: Backend | None = None) -> tuple[Any, float]:
-    """``(fn(*args), seconds)``: one call through the backend's timer, for calls that
-    cannot be repeated (an epoch of training, which changes θ).  Collect the
-    seconds into :meth:`Measurement.from_samples` for their statistics."""
+def time_once(fn: Callable[..., Any], *args: Any, backend: Backend | None = None,
+              **kwargs: Any) -> tuple[Any, float]:
+    """``(fn(*args, **kwargs), seconds)``: one call through the backend's timer, for
+    calls that cannot be repeated (an epoch of training, which changes θ).
+    Collect the seconds into :meth:`Measurement.from_samples` for their statistics."""
     backend = backend or get_backend()
     timer = backend.timer()
     timer.start()
-    result = fn(*args)
+    result = fn(*args, **kwargs)
     host, device = timer.stop()
     return result, device if device is not None else host
 

@@ -402,15 +402,18 @@ def _check_trained(xp, X, theta, lr: float) -> None:
 
 def train(X_train, y_train, X_test, y_test, theta=None, *, lr: float = 0.2, batch: int = 100,
           epochs: int = 10, grad: Gradient = grad_structured, seed: int | None = None,
-          synchronize: Callable[[], None] | None = None,
+          timer: Callable[..., tuple[Any, float]] | None = None,
           on_epoch: Callable[[dict], None] | None = None):
     """Train softmax regression with :func:`sgd_epoch`, recording each epoch.
 
     X_train [m, n], y_train [m], X_test [t, n], y_test [t]; theta [n, k]
     defaults to zeros with k = max label + 1.  Returns ``(theta, history)``
     where history is a list of dicts with the keys ``epoch, train_loss,
-    train_err, test_loss, test_err, seconds`` (seconds: the SGD epoch alone,
-    synchronized with ``synchronize`` on asynchronous devices).
+    train_err, test_loss, test_err, seconds`` (seconds: the SGD epoch alone).
+    ``timer(fn, *args) -> (result, seconds)`` times each epoch: pass
+    :func:`softmax_core.measure.time_once` bound to the device's backend, so
+    that asynchronous devices are synchronized and timed with their own
+    clock (default: the host clock, right for synchronous libraries only).
     ``on_epoch`` is called with each row as it is made.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
@@ -426,15 +429,11 @@ def train(X_train, y_train, X_test, y_test, theta=None, *, lr: float = 0.2, batc
     lr, batch = _check_hyper(lr, batch)
     _check_problem(X_train, y_train, theta)
     _check_problem(X_test, y_test, theta)
-    sync = synchronize or (lambda: None)
+    timer = timer or _host_timer
     history = []
     for epoch in range(1, epochs + 1):
-        sync()
-        t0 = time.perf_counter()
-        theta = sgd_epoch(X_train, y_train, theta, lr, batch, grad,
-                          seed=None if seed is None else seed + epoch, check=False)
-        sync()
-        seconds = time.perf_counter() - t0
+        theta, seconds = timer(sgd_epoch, X_train, y_train, theta, lr, batch, grad,
+                               seed=None if seed is None else seed + epoch, check=False)
         _check_trained(xp, X_train, theta, lr)
         with _quiet_numpy(xp):  # a huge theta may overflow the loss: reported below
             row = {"epoch": epoch, **_evaluate(xp, X_train, y_train, theta, "train"),
@@ -446,6 +445,12 @@ def train(X_train, y_train, X_test, y_test, theta=None, *, lr: float = 0.2, batc
         if on_epoch is not None:
             on_epoch(row)
     return theta, history
+
+
+def _host_timer(fn, *args, **kwargs):
+    t0 = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return result, time.perf_counter() - t0
 
 
 def _evaluate(xp, X, y, theta, prefix: str) -> dict:
