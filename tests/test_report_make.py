@@ -148,10 +148,11 @@ def test_cli_report_bad_folder_fails_with_one_line(tmp_path, capsys):
 
 ASV_COLUMNS = ["result", "params", "version", "started_at", "duration", "stats_ci_99_a", "stats_ci_99_b",
                "stats_q_25", "stats_q_75", "stats_number", "stats_repeat", "samples", "profile"]
-TIME = "bench_gradient.TimeGradient.time_gradient"
-PEAK = "bench_gradient.TrackGradientMemory.track_peak_bytes"
-EPOCH = "bench_epoch.TimeEpoch.time_epoch"
-RSS = "bench_gradient.PeakMemGradient.peakmem_gradient"
+# as the suite names them: a track_time returning the engine's samples (unit seconds), a time_ one
+TIME = "gradient.Gradient.track_time"
+PEAK = "gradient.Gradient.track_peak_bytes"
+EPOCH = "epoch.Epoch.time_epoch"
+RSS = "gradient.PeakMem.peakmem_gradient"
 GRAD_NAMES = ["method", "batch", "features", "classes", "dtype"]
 GRAD_PARAMS = [["'structured'", "'naive'"], ["1", "32"], ["784"], ["10", "100"], ["'float32'"]]
 EPOCH_PARAMS = [["'structured'"], ["1", "32"], ["'float32'"]]
@@ -162,7 +163,7 @@ def write_asv(root: Path, commits=("aaaa1111", "bbbb2222", "cccc3333")) -> Path:
     def bench(name, names, params, type_, unit):
         return {"name": name, "param_names": names, "params": params, "type": type_, "unit": unit, "version": "1"}
 
-    benchmarks = {TIME: bench(TIME, GRAD_NAMES, GRAD_PARAMS, "time", "seconds"),
+    benchmarks = {TIME: bench(TIME, GRAD_NAMES, GRAD_PARAMS, "track", "seconds"),
                   PEAK: bench(PEAK, GRAD_NAMES, GRAD_PARAMS, "track", "bytes"),
                   RSS: bench(RSS, GRAD_NAMES, GRAD_PARAMS, "peakmemory", "bytes"),
                   EPOCH: bench(EPOCH, ["method", "batch", "dtype"], EPOCH_PARAMS, "time", "seconds"), "version": 2}
@@ -225,7 +226,7 @@ def test_asv_points_map_by_name_only(tmp_path):
 def test_asv_benchmark_choice_and_history(tmp_path):
     asv = load_asv_results(write_asv(tmp_path / "asv"))
     assert pick_benchmark(asv) == TIME
-    assert pick_benchmark(asv, "track_peak") == PEAK
+    assert pick_benchmark(asv, "peak_bytes") == PEAK
     with pytest.raises(ValueError, match="fix:"):
         pick_benchmark(asv, "nonexistent")
     rows = history_table(asv, TIME)

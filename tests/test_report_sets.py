@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,15 +111,28 @@ def write_set(folder: Path, rows: list[dict], machine: Machine = CPU, *, columns
     return folder
 
 
+def vary_spread(rows: list[dict], seed: int = 0, widest: float = 0.12) -> list[dict]:
+    """The rows with CIs of random width up to +-``widest`` (those over 5% not stable)."""
+    rng = random.Random(seed)
+    out = []
+    for r in rows:
+        if r["status"] == "ok":
+            t, spread = r["time_median_s"], rng.uniform(0.005, widest)
+            r = dict(r, time_ci_low_s=t * (1 - spread), time_ci_high_s=t * (1 + spread), stable=str(spread <= 0.05))
+        out.append(r)
+    return out
+
+
 def example_sets(root: Path) -> dict[str, Path]:
-    """A CPU and a GPU set of the same small grid, and a custom grid (B 1,4096; k 10,2000)."""
+    """A CPU and a GPU set of the default grid's sizes, and a custom grid (B 1,4096; k 10,2000) with
+    intervals of random width."""
     grid = dict(batches=(1, 8, 32, 96, 256, 1024), classes=(10, 100, 1000), features=(784, 1000),
                 epochs=(1, 8, 32, 96, 256, 1024))
     unstable = {("structured", 1, 784, 100), ("naive", 8, 1000, 10)}
     return {"cpu": write_set(root / "cpu", grid_rows(CPU, unstable=unstable, **grid)),
             "gpu": write_set(root / "gpu", grid_rows(GPU, **grid), GPU),
-            "custom": write_set(root / "custom", grid_rows(CPU, batches=(1, 4096), classes=(10, 2000),
-                                                          features=(784, 1000), epochs=(1, 4096)))}
+            "custom": write_set(root / "custom", vary_spread(grid_rows(
+                CPU, batches=(1, 4096), classes=(10, 2000), features=(784, 1000), epochs=(1, 8, 64, 512, 4096))))}
 
 
 if __name__ == "__main__":

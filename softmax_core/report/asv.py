@@ -124,9 +124,9 @@ def set_labels(asv: pd.DataFrame) -> dict:
 
 
 def _metric(row: dict) -> str | None:
-    """The results.csv column a benchmark's value fills, from its type and unit."""
-    if row["type"] == "time" and row["unit"] == "seconds":
-        return "time_median_s"
+    """The results.csv column a benchmark's value fills, from its unit (and type)."""
+    if row["type"] in ("time", "track") and row["unit"] == "seconds":
+        return "time_median_s"  # time_* benchmarks, and track_time returning the engine's samples
     if row["type"] == "track" and row["unit"] == "bytes":
         return "peak_bytes"
     if row["type"] == "track" and row["unit"] in ("samples/s", "samples per second"):
@@ -210,7 +210,8 @@ def asv_points(asv: pd.DataFrame) -> tuple[pd.DataFrame, dict, list[str]]:
 
 
 def pick_benchmark(asv: pd.DataFrame, name: str | None = None) -> str:
-    """``name`` (exact, or a unique part of one), else the structured gradient's time benchmark.
+    """``name`` (exact, or a unique part of one), else the structured gradient's time (a benchmark in
+    seconds with a ``method`` and a ``classes`` parameter).
 
     Raises ValueError for a name that matches none or several benchmarks."""
     names = sorted(asv["benchmark"].unique())
@@ -226,7 +227,7 @@ def pick_benchmark(asv: pd.DataFrame, name: str | None = None) -> str:
     def score(b: str) -> tuple:
         rows = asv[asv["benchmark"] == b]
         structured = "method" in rows and (rows["method"] == "structured").any()
-        return ((rows["type"] == "time").any(), structured, "classes" in rows and rows["classes"].notna().any(),
+        return ((rows["unit"] == "seconds").any(), structured, "classes" in rows and rows["classes"].notna().any(),
                 (rows["status"] == "ok").sum())
 
     return max(names, key=score)

@@ -36,8 +36,8 @@ def si(value, unit: str = "", digits: int = 3) -> str:
     v = float(f"{float(value):.{digits - 1}e}")  # rounded first, so 999.96 k becomes 1.00 M
     if v == 0:
         return f"0 {unit}".strip()
-    scale, prefix = next(((sc, p) for sc, p in _PREFIXES
-                          if abs(v) >= sc or (sc == 1.0 and unit != "s")), _PREFIXES[-1])
+    scale, prefix = next(((sc, p) for sc, p in _PREFIXES if not (unit == "s" and sc > 1)  # no "ks"
+                          and (abs(v) >= sc or (sc == 1.0 and unit != "s"))), _PREFIXES[-1])
     mantissa = v / scale
     decimals = max(0, digits - 1 - int(math.floor(math.log10(abs(mantissa)))))
     return f"{mantissa:.{decimals}f} {prefix}{unit}".strip()
@@ -58,7 +58,8 @@ def times(value) -> str:
 
 def _scale(value, unit: str) -> tuple[float, str]:
     v = abs(float(f"{float(value):.2e}"))
-    return next(((sc, p) for sc, p in _PREFIXES if v >= sc or (sc == 1.0 and unit != "s")), _PREFIXES[-1])
+    return next(((sc, p) for sc, p in _PREFIXES if not (unit == "s" and sc > 1)
+                 and (v >= sc or (sc == 1.0 and unit != "s"))), _PREFIXES[-1])
 
 
 def with_interval(value, low, high, unit: str = "s") -> str:

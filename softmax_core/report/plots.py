@@ -45,7 +45,7 @@ def save(fig: Figure, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def facets(row_values, col_values, *, title: str, legend_rows: int = 1, sharey: bool = True,
+def facets(row_values, col_values, *, title: str, legend_rows: int = 1, sharey: bool = True, sharex: bool = True,
            panel: tuple[float, float] = PANEL, xlabel: str = "", ylabel: str = ""):
     """A figure with one panel per (row value, column value); columns wrap after :data:`MAX_COLS`
     (each row value starting a new line of panels).  Returns (figure, {(row, col): axes})."""
@@ -56,7 +56,7 @@ def facets(row_values, col_values, *, title: str, legend_rows: int = 1, sharey: 
     nrows = len(row_values) * lines
     fig = Figure(figsize=(panel[0] * ncols + 0.6, panel[1] * nrows + 0.6 + 0.22 * legend_rows),
                  dpi=DPI, layout="constrained")
-    grid = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=sharey)
+    grid = fig.subplots(nrows, ncols, squeeze=False, sharex=sharex, sharey=sharey)
     axes, used = {}, set()
     for r, rv in enumerate(row_values):
         for c, cv in enumerate(col_values):
@@ -86,6 +86,8 @@ def log_axes(ax, xs, xlabel: str = "", ylabel: str = "", yunit: str | None = Non
     ticks = sorted({float(v) for v in xs if np.isfinite(v)})
     if 0 < len(ticks) <= 8:
         ax.set_xticks(ticks)
+    if len(ticks) == 1:  # one x value: a log axis needs room around it
+        ax.set_xlim(ticks[0] / 2, ticks[0] * 2)
     if yunit is not None:
         ax.yaxis.set_major_formatter(axis_formatter(yunit))
     if xlabel:
@@ -257,6 +259,7 @@ def ratio_vs_classes(df: pd.DataFrame) -> Figure:
     colors = dict(zip(batches, _batch_colors(len(batches))))
     sets = sorted(ratios["set"].unique())
     markers = dict(zip(sets, cycle(MARKERS)))
+    styles = dict(zip(sets, cycle(("-", "--", "-."))))  # dotted is the cost model
     fig, axes = facets(["time", "peak memory"], ns, legend_rows=_legend_rows(len(batches) + len(sets) + 3),
                        sharey=False, title="Naive / structured vs k", xlabel="classes k")
     interval = hollow = False
@@ -265,20 +268,20 @@ def ratio_vs_classes(df: pd.DataFrame) -> Figure:
         model = "predicted_flops_ratio" if what == "time" else "predicted_memory_ratio"
         at = ratios[ratios["features"] == n]
         ks = np.array(sorted(at["classes"].unique()), float)
-        ax.plot(ks, ks, "--", color="gray", linewidth=1)
+        ax.plot(ks, ks, "--", color="gray", linewidth=1, marker="_", markersize=9)  # "_": seen at one k too
         for (set_, b, dtype), pts in at.groupby(["set", "batch", "dtype"], sort=False):
             pts = pts.sort_values("classes")
-            ax.plot(pts["classes"], pts[model], ":", color=colors[int(b)], linewidth=1.2)
+            ax.plot(pts["classes"], pts[model], ":", color=colors[int(b)], linewidth=1.2, marker="_", markersize=9)
             if pts[col].notna().any():
                 lo, hi = (pts["time_ratio_low"], pts["time_ratio_high"]) if what == "time" else (None, None)
                 interval |= draw_series(ax, pts["classes"], pts[col], lo, hi, pts["stable"], color=colors[int(b)],
-                                        marker=markers[set_])
+                                        marker=markers[set_], linestyle=styles[set_])
                 hollow |= not pts["stable"].all()
         log_axes(ax, ratios["classes"], ylabel=f"naive / structured, {what}")
         ax.set_title(f"{what}, n = {n}", fontsize=9)
     handles = [Line2D([], [], color=colors[b], marker="o", label=f"B = {b}") for b in batches]
     if len(sets) > 1:
-        handles += [Line2D([], [], color="black", marker=markers[s], linestyle="none", label=s) for s in sets]
+        handles += [Line2D([], [], color="black", marker=markers[s], linestyle=styles[s], label=s) for s in sets]
     handles += [Line2D([], [], color="gray", linestyle=":", label="cost model"),
                 Line2D([], [], color="gray", linestyle="--", label="k (lecture)")]
     if interval:

@@ -84,7 +84,7 @@ def roofline(df: pd.DataFrame) -> Figure:
     if ok.empty:
         raise NotDrawn("no ok points with FLOPs and traffic")
     sets = list(dict.fromkeys(ok["set"]))
-    fig, axes = facets(["roofline"], sets, legend_rows=3, sharey=False, title="Roofline per result set",
+    fig, axes = facets(["roofline"], sets, legend_rows=3, sharey=False, sharex=False, title="Roofline per result set",
                        panel=(5.2, 4.0), xlabel="arithmetic intensity (FLOPs per byte of traffic)",
                        ylabel="achieved FLOP/s")
     styles = Styles(ok)
@@ -136,7 +136,7 @@ def predicted_vs_measured(df: pd.DataFrame) -> Figure:
     if ok.empty:
         raise NotDrawn("no ok point has a predicted time (predicted_time_s)")
     sets = list(dict.fromkeys(ok["set"]))
-    fig, axes = facets(["model"], sets, legend_rows=3, sharey=False, panel=(5.2, 4.0),
+    fig, axes = facets(["model"], sets, legend_rows=3, sharey=False, sharex=False, panel=(5.2, 4.0),
                        xlabel="predicted time", ylabel="measured time (median)",
                        title="Measured vs predicted time (time model)")
     styles = Styles(ok)
