@@ -22,13 +22,14 @@ import numpy as np
 import pandas as pd
 
 from ..cases import EPOCH_CLASSES, EPOCH_FEATURES, Case
+from ..measure import STABLE_REL_CI
 from ..results import COLUMNS
 from .results import derive, empty_frame
 
 #: Parameter names the suite uses for the parts of a point.
 POINT_PARAMS = ("method", "batch", "features", "classes", "dtype", "data")
 #: A result's relative CI half-width up to which it is called stable (the sweep's rule).
-STABLE_HALF_WIDTH = 0.05
+STABLE_HALF_WIDTH = STABLE_REL_CI  # the sweep's rule, applied to asv's own interval
 MAX_SERIES = 6
 FIXED = ("benchmark", "machine", "env_name", "commit_hash", "date", "value", "low", "high", "stable",
          "unit", "type", "status", "series")

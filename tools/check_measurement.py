@@ -1,0 +1,138 @@
+"""Does the measuring loop agree with itself?  The numbers behind the README's "Trusting the numbers".
+
+    python tools/check_measurement.py QUIET_A QUIET_B [--burst BURST] [--asv ASV_RESULTS_DIR]
+
+QUIET_A and QUIET_B are two default sweeps run back to back on a quiet
+machine; BURST (optional) a third, run while ``tools/burst_load.py`` loaded one
+core in random bursts.  Prints:
+
+1. ``compare`` of the two quiet runs: median and 95th percentile of |B/A - 1|
+   over the points stable in both (goals: <= 3% and <= 10%);
+2. ``naive`` against ``naive_batched`` at B = 1, k = 1000 (the same single
+   Jacobian, built two ways): ratio of medians with its interval (goal: within 15%);
+3. structured time against k at fixed (B, n), among stable points: every step
+   that decreases beyond the two points' intervals (goal: none);
+4. with --burst: every point whose median moved more than 10% from QUIET_A, and
+   whether the sweep marked it not stable (goal: all of them marked);
+5. with --asv: each point measured by both the sweep (QUIET_A) and asv, the
+   ratio of medians (goal: within 10%).
+
+A script that prints numbers, not a test: it reads results, it measures nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from softmax_core.compare import compare, load_ok_points
+
+
+def quiet_pair(a: Path, b: Path) -> None:
+    _, s = compare(a, b)
+    print(f"1. two quiet runs: {s['points']} points, {s['stable_both']} stable in both; "
+          f"median |B/A - 1| = {s['median_abs_change']:.1%} (goal <= 3%), "
+          f"95th percentile = {s['p95_abs_change']:.1%} (goal <= 10%); "
+          f"verdicts SAME {s['SAME']}, FASTER {s['FASTER']}, SLOWER {s['SLOWER']}, UNSURE {s['UNSURE']}")
+
+
+def naive_twins(folder: Path) -> None:
+    d = load_ok_points(folder).reset_index()
+    print("2. naive vs naive_batched at B = 1, k = 1000 (one Jacobian, two ways):")
+    for n in sorted(d.features.unique()):
+        pick = d[(d.kind == "gradient") & (d.batch == 1) & (d.classes == 1000) & (d.features == n)]
+        rows = {r.method: r for r in pick.itertuples()}
+        if not {"naive", "naive_batched"} <= set(rows):
+            print(f"   n = {n}: not both measured")
+            continue
+        a, b = rows["naive"], rows["naive_batched"]
+        ratio = b.time_median_s / a.time_median_s
+        print(f"   n = {n}: naive {a.time_median_s:.3f} s [{a.time_ci_low_s:.3f}, {a.time_ci_high_s:.3f}], "
+              f"naive_batched {b.time_median_s:.3f} s [{b.time_ci_low_s:.3f}, {b.time_ci_high_s:.3f}]: "
+              f"ratio {ratio:.3f} ({'within' if abs(ratio - 1) <= 0.15 else 'OUTSIDE'} 15%)")
+
+
+def structured_monotone(folder: Path) -> None:
+    d = load_ok_points(folder).reset_index()
+    s = d[(d.kind == "gradient") & (d.method == "structured") & d.stable]
+    drops = []
+    for (b, n), g in s.groupby(["batch", "features"]):
+        g = g.sort_values("classes")
+        for (_, lo), (_, hi) in zip(g.iterrows(), g.iloc[1:].iterrows()):
+            if hi.time_ci_high_s < lo.time_ci_low_s:
+                drops.append(f"B={b} n={n}: k={lo.classes} {lo.time_median_s:.3g} s -> "
+                             f"k={hi.classes} {hi.time_median_s:.3g} s")
+    print(f"3. structured time against k, stable points: {len(s)} points, "
+          f"{len(drops)} decreasing steps beyond their intervals" + "".join(f"\n   {x}" for x in drops))
+
+
+def burst(quiet: Path, noisy: Path) -> None:
+    q, b = load_ok_points(quiet), load_ok_points(noisy)
+    both = q.index.intersection(b.index)
+    moved = (b.loc[both, "time_median_s"] / q.loc[both, "time_median_s"] - 1).abs()
+    moved = moved[moved > 0.10]
+    flagged = b.loc[moved.index, "stable"].eq(False)
+    print(f"4. burst load: {len(both)} points; {len(moved)} moved more than 10% from the quiet run; "
+          f"{int(flagged.sum())} of them marked not stable (goal: all)")
+    for key in moved.index[~flagged.values]:
+        print(f"   NOT FLAGGED: {key}: moved {moved[key]:.0%}")
+    stable_b = b.loc[both, "stable"]
+    print(f"   (points marked not stable in the burst run: {int((~stable_b).sum())} of {len(both)})")
+
+
+def asv_agreement(quiet: Path, asv_dir: Path) -> None:
+    from softmax_core.report.asv import load_asv_results
+
+    a = load_asv_results(asv_dir)
+    a = a[(a["status"] == "ok") & a["unit"].astype(str).str.startswith("second")]
+    q = load_ok_points(quiet).reset_index()
+    rows = []
+    for r in a.to_dict("records"):
+        if r.get("method") is None or r.get("batch") != r.get("batch"):
+            continue
+        kind = "gradient" if r.get("classes") == r.get("classes") and r.get("classes") is not None else "epoch"
+        m = q[(q.kind == kind) & (q.method == r["method"]) & (q.batch == int(r["batch"]))]
+        if kind == "gradient":
+            m = m[(m.classes == int(r["classes"])) & (m.features == int(r.get("features") or 784))]
+        if len(m) == 1:
+            point = f"{kind} {r['method']} B={int(r['batch'])}" + (
+                f" n={int(r.get('features') or 784)} k={int(r['classes'])}" if kind == "gradient" else "")
+            rows.append((r["benchmark"], point, float(r["value"]), float(m.time_median_s.iloc[0])))
+    if not rows:
+        print("5. asv: no point in common")
+        return
+    df = pd.DataFrame(rows, columns=["benchmark", "point", "asv_s", "sweep_s"])
+    df["ratio"] = df.asv_s / df.sweep_s
+    off = df[(df.ratio - 1).abs() > 0.10]
+    print(f"5. sweep vs asv: {len(df)} points in both; ratio asv/sweep median {df.ratio.median():.3f}, "
+          f"range {df.ratio.min():.3f}-{df.ratio.max():.3f}; {len(off)} beyond 10%")
+    for r in off.itertuples():
+        print(f"   {r.benchmark} {r.point}: asv {r.asv_s:.4g} s, sweep {r.sweep_s:.4g} s")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("quiet_a", type=Path)
+    p.add_argument("quiet_b", type=Path)
+    p.add_argument("--burst", type=Path, help="a sweep run under tools/burst_load.py")
+    p.add_argument("--asv", type=Path, help="an asv results folder with this machine's results")
+    args = p.parse_args()
+    try:
+        quiet_pair(args.quiet_a, args.quiet_b)
+        naive_twins(args.quiet_a)
+        structured_monotone(args.quiet_a)
+        if args.burst:
+            burst(args.quiet_a, args.burst)
+        if args.asv:
+            asv_agreement(args.quiet_a, args.asv)
+    except ValueError as exc:
+        print(f"check_measurement: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
