@@ -15,7 +15,11 @@ arrays (their memory is what :mod:`.costmodel` predicts).  :func:`sgd_epoch`'s
 structured path instead updates one copy of theta in place, step by step, with
 the standard's in-place operators and I_y made per chunk of batches; its only
 library-specific line is the choice of NumPy's ufunc reductions
-(:func:`_row_reductions`).
+(:func:`_row_reductions`).  Every step *returns* theta and the loop carries the
+returned array on: on a mutable library (NumPy, CuPy, torch) it is the very
+array updated in place, while on an array type without in-place operators
+(a lazy Dask array: Python turns ``theta -= G`` into ``theta = theta - G``)
+it is the new array, which a step that returned nothing would have dropped.
 """
 
 from __future__ import annotations
@@ -293,14 +297,16 @@ def _epoch_order(xp, X, y, seed: int | None):
     return xp.take(X, idx, axis=0), xp.take(y, idx, axis=0)
 
 
-def _sgd_step_structured(xp, X, I, theta, scale: float, row_max, row_sum) -> None:
-    """θ −= scale · Xᵀ(softmax(Xθ) − I_y), in place on theta.
+def _sgd_step_structured(xp, X, I, theta, scale: float, row_max, row_sum):
+    """θ −= scale · Xᵀ(softmax(Xθ) − I_y), in place where theta allows; returns theta.
 
     X [B, n], I [B, k] the batch's I_y, theta [n, k]; ``row_max``/``row_sum``
     are :func:`_row_reductions`.  The same math as :func:`_grad_structured_sum`
     with one [B, k] buffer reused in place: the logits are shifted,
     exponentiated, normalised, reduced by I_y and scaled by lr/B (on [B, k]
-    rather than on the [n, k] gradient) before the one GEMM.
+    rather than on the [n, k] gradient) before the one GEMM.  The caller must
+    use the returned theta: an array without in-place operators (Dask) gets a
+    new one.
     """
     R = X @ theta                                              # [B, n] @ [n, k] -> [B, k]
     R -= row_max(R, axis=1, keepdims=True)
@@ -309,6 +315,7 @@ def _sgd_step_structured(xp, X, I, theta, scale: float, row_max, row_sum) -> Non
     R -= I
     R *= scale
     theta -= X.T @ R                                           # [n, B] @ [B, k] -> [n, k]
+    return theta
 
 
 def _row_reductions(xp):
@@ -331,7 +338,7 @@ def _row_reductions(xp):
 _ONE_HOT_CHUNK = 1 << 16
 
 
-def _structured_epoch(xp, X, y, theta, lr: float, batch: int, classes) -> None:
+def _structured_epoch(xp, X, y, theta, lr: float, batch: int, classes):
     m, k = X.shape[0], theta.shape[1]
     row_max, row_sum = _row_reductions(xp)
     rows = max(1, _ONE_HOT_CHUNK // (batch * k)) * batch      # whole batches per chunk
@@ -340,9 +347,10 @@ def _structured_epoch(xp, X, y, theta, lr: float, batch: int, classes) -> None:
         I = _one_hot(xp, y[c0:c1], classes, X.dtype)           # [c1 - c0, k]
         for start in range(c0, c1, batch):
             stop = min(start + batch, c1)
-            _sgd_step_structured(xp, X[start:stop, :], I[start - c0:stop - c0, :], theta,
-                                 lr / (stop - start), row_max, row_sum)
+            theta = _sgd_step_structured(xp, X[start:stop, :], I[start - c0:stop - c0, :], theta,
+                                         lr / (stop - start), row_max, row_sum)
         del I  # before the next chunk's I_y is made
+    return theta
 
 
 def _quiet_numpy(xp):
@@ -380,7 +388,7 @@ def sgd_epoch(X, y, theta, lr: float, batch: int, grad: Gradient = grad_structur
     m = X.shape[0]
     with _quiet_numpy(xp):
         if kernel is _grad_structured_sum:
-            _structured_epoch(xp, X_epoch, y_epoch, theta, lr, batch, classes)
+            theta = _structured_epoch(xp, X_epoch, y_epoch, theta, lr, batch, classes)
         else:
             for start in range(0, m, batch):
                 stop = min(start + batch, m)
