@@ -201,7 +201,38 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"base URL to try (repeatable; default: $SOFTMAX_MNIST_MIRRORS or {', '.join(DEFAULT_MIRRORS)})")
     f.add_argument("--timeout", type=_positive_float, default=60.0,
                    help="seconds a read may stall (default: %(default)s)")
+    _add_reference_set_parsers(sub)
     return parser
+
+
+def _add_reference_set_parsers(sub) -> None:
+    """The ``suite`` and ``sidebyside`` commands (softmax_core.suite, softmax_core.sidebyside)."""
+    from .suite import STAGES
+
+    p = sub.add_parser("suite", help="the whole reference set on this device within a time budget, and one archive",
+                       description="Environment record, backend tests, the MNIST recipe (checked against 7.97%%), "
+                                   "the side-by-side comparison, the default sweep (its per-point budget shrunk to "
+                                   "fit) and its report, all under --out, plus one .tar.gz of it.")
+    p.add_argument("--out", type=Path, required=True, help="results folder (must be new or empty)")
+    p.add_argument("--budget", type=_positive_float, default=480.0,
+                   help="wall-time budget in seconds for everything (default: %(default)s)")
+    p.add_argument("--data-dir", type=Path, help=f"MNIST folder (default: {default_data_dir()})")
+    p.add_argument("--archive", type=Path, help="the archive to write (default: OUT.tar.gz beside OUT)")
+    p.add_argument("--skip", type=_name_list(STAGES), default=[], help=f"stages to leave out: {', '.join(STAGES)}")
+    p.add_argument("--quick", action="store_true", help="tiny sweep grid and side-by-side sizes (a smoke test)")
+    p.add_argument("--device", choices=DEVICES, help="cpu or gpu (default: $SOFTMAX_DEVICE or cpu)")
+
+    p = sub.add_parser("sidebyside", help="softmax-bench on CuPy/NumPy and torch against plain PyTorch",
+                       description="The MNIST recipe's epoch and the structured gradient at B = 1024, n = k = 1000: "
+                                   "softmax-bench on the device's library and on torch, hand-written PyTorch and "
+                                   "autograd, measured side by side, with launches per step against the bound.")
+    p.add_argument("--data-dir", type=Path, help=f"MNIST folder (default: {default_data_dir()})")
+    p.add_argument("--time-budget", type=_positive_float, default=120.0,
+                   help="seconds for the measurements (default: %(default)s)")
+    p.add_argument("--out", type=Path, help="also write sidebyside.json and sidebyside.md into this folder")
+    p.add_argument("--quick", action="store_true", help="small synthetic workloads (a smoke test; no MNIST)")
+    p.add_argument("--device", choices=DEVICES, help="cpu or gpu (default: $SOFTMAX_DEVICE or cpu)")
+    p.add_argument("--threads", type=_positive_int, help="BLAS threads (default: the BLAS's own choice)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -371,6 +402,39 @@ def _cmd_report(args) -> int:
 
 _COMMANDS = {"train": _cmd_train, "info": _cmd_info, "data": _cmd_data, "overhead": _cmd_overhead,
              "sweep": _cmd_sweep, "report": _cmd_report, "compare": _cmd_compare}
+
+
+def _cmd_suite(args) -> int:
+    from .suite import Suite
+
+    data_dir = args.data_dir or default_data_dir()
+    suite = Suite(args.out, budget_s=args.budget, device=args.device, archive=args.archive, skip=args.skip,
+                  quick=args.quick, data_dir=data_dir if data_dir.is_dir() else None, log=sys.stdout)
+    if suite.run() != 0:
+        bad = [f"{s.name} ({s.status})" for s in suite.stages if s.status in ("failed", "timeout")]
+        raise ValueError(f"not all stages passed: {', '.join(bad)}; see {suite.out / 'suite.md'}")
+    return 0
+
+
+def _cmd_sidebyside(args) -> int:
+    from . import sidebyside as sbs
+
+    workloads = None
+    if args.quick:
+        workloads = [(sbs.Workload("mnist_epoch", "small epoch (synthetic 2000 x 784, k = 10, batch 100)",
+                                   2000, 784, 10, 100, lr=0.2), None),
+                     (sbs.Workload("gradient", "small gradient (B = 256, n = k = 100)", 256, 100, 100, 256), None)]
+    else:
+        data = load_mnist(args.data_dir)
+        workloads = [(sbs.MNIST_EPOCH, (data.X_train, data.y_train)), (sbs.GRADIENT, None)]
+    result = sbs.run_sidebyside(args.device, workloads=workloads, time_budget_s=args.time_budget,
+                                log=lambda s: print(s, file=sys.stderr, flush=True),
+                                on_workload=(lambda r: sbs.write(r, args.out)) if args.out else None)
+    print(sbs.markdown(result), end="")
+    return 0
+
+
+_COMMANDS.update(suite=_cmd_suite, sidebyside=_cmd_sidebyside)
 
 
 if __name__ == "__main__":
