@@ -37,174 +37,20 @@ from __future__ import annotations
 import gc
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
 from .backend import Backend, get_backend
-
-#: Convergence target: the CI half-width over the median.
-TARGET_REL_CI = 0.02
-#: A point is ``stable`` when its CI half-width is within this fraction of its median...
-STABLE_REL_CI = 0.05
-#: ... and other processes used at most this share of all cores while it was sampled.
-MAX_OTHERS_CPU = 0.10
-CONFIDENCE = 0.95
-
-
-# --------------------------------------------------------------------------- statistics
-
-def median_ci(times, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """Distribution-free confidence interval of the median: two order statistics.
-
-    With n samples, the number below the true median is Binomial(n, 1/2); the
-    interval [x_(l), x_(n+1-l)] covers the median with probability
-    1 - 2 P(K < l).  ``l`` is the largest rank that keeps that >= ``confidence``.
-    Below 6 samples no interval reaches 95%; then [min, max] is returned (its
-    coverage is 1 - 2^(1-n): 94% for 5 samples).  NaN for fewer than 2 samples.
-    """
-    x = np.sort(np.asarray(times, dtype=float))
-    n = x.size
-    if n < 2:
-        return math.nan, math.nan
-    rank = _lower_rank(n, confidence)
-    return float(x[rank - 1]), float(x[n - rank])
-
-
-def _lower_rank(n: int, confidence: float) -> int:
-    alpha = (1 - confidence) / 2
-    if n > 1000:  # normal approximation to the binomial
-        z = _normal_quantile(1 - alpha)
-        return max(1, int(math.floor(n / 2 - z * math.sqrt(n) / 2)))
-    cdf, rank = 0.0, 0
-    for j in range(n + 1):  # P(K <= j) for K ~ Binomial(n, 1/2)
-        cdf += math.comb(n, j) / 2.0**n
-        if cdf > alpha:
-            break
-        rank = j + 1
-    return max(1, rank)
-
-
-def _normal_quantile(p: float) -> float:
-    # Acklam's rational approximation is overkill: bisection on erf is exact enough
-    lo, hi = 0.0, 10.0
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        if 0.5 * (1 + math.erf(mid / math.sqrt(2))) < p:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2
-
-
-@dataclass(frozen=True)
-class Measurement:
-    """Seconds per call of one measured call, with the statistics every report prints.
-
-    ``times_s`` holds one entry per sample: the sample's time divided by
-    ``loops``.  ``host_times_s`` is the host clock's view where the device's
-    clock counts (a GPU), else None.  ``first_s`` is the cold first call.
-    """
-
-    times_s: tuple[float, ...]
-    loops: int = 1
-    first_s: float | None = None
-    host_times_s: tuple[float, ...] | None = None
-    rounds: int = 1
-    #: sampling stopped at its time cap or sample cap before the CI reached its target
-    capped: bool = False
-    confidence: float = CONFIDENCE
-    #: share of all cores' time used by other processes while sampling (None: not watched)
-    others_cpu: float | None = None
-
-    @classmethod
-    def from_samples(cls, times_s, **kw) -> "Measurement":
-        """A measurement from times taken elsewhere (e.g. the epochs of ``train``)."""
-        return cls(tuple(float(t) for t in times_s), **kw)
-
-    @property
-    def repeats(self) -> int:
-        return len(self.times_s)
-
-    @property
-    def median(self) -> float:
-        return float(np.median(self.times_s)) if self.times_s else math.nan
-
-    @property
-    def ci(self) -> tuple[float, float]:
-        return median_ci(self.times_s, self.confidence)
-
-    @property
-    def rel_ci(self) -> float:
-        """The CI's larger half-width over the median (inf when there is no CI)."""
-        lo, hi = self.ci
-        med = self.median
-        if not (med > 0) or math.isnan(lo):
-            return math.inf
-        return max(med - lo, hi - med) / med
-
-    @property
-    def contended(self) -> bool:
-        """Other processes used more than :data:`MAX_OTHERS_CPU` of the machine meanwhile."""
-        return self.others_cpu is not None and self.others_cpu > MAX_OTHERS_CPU
-
-    @property
-    def stable(self) -> bool:
-        return self.rel_ci <= STABLE_REL_CI and not self.contended
-
-    @property
-    def min(self) -> float:
-        return float(np.min(self.times_s)) if self.times_s else math.nan
-
-    @property
-    def iqr(self) -> float:
-        if not self.times_s:
-            return math.nan
-        q1, q3 = np.percentile(self.times_s, [25, 75])
-        return float(q3 - q1)
-
-    @property
-    def host_median(self) -> float:
-        return float(np.median(self.host_times_s)) if self.host_times_s else self.median
-
-    def pooled(self, other: "Measurement") -> "Measurement":
-        """The samples of both, as one measurement (rounds of the same point)."""
-        host = None
-        if self.host_times_s is not None and other.host_times_s is not None:
-            host = self.host_times_s + other.host_times_s
-        others = [m.others_cpu for m in (self, other) if m.others_cpu is not None]
-        return replace(self, times_s=self.times_s + other.times_s, host_times_s=host,
-                       loops=max(self.loops, other.loops), rounds=self.rounds + other.rounds,
-                       first_s=self.first_s if self.first_s is not None else other.first_s,
-                       capped=self.capped and other.capped,
-                       others_cpu=sum(others) / len(others) if others else None)
-
-    def row(self) -> dict:
-        """The time columns of a results row (see :mod:`softmax_core.results`)."""
-        lo, hi = self.ci
-        return {"time_median_s": self.median, "time_ci_low_s": lo, "time_ci_high_s": hi,
-                "time_min_s": self.min, "time_iqr_s": self.iqr, "time_first_s": self.first_s,
-                "repeats": self.repeats, "loops": self.loops, "rounds": self.rounds,
-                "stable": self.stable, "host_time_median_s": self.host_median,
-                "others_cpu": self.others_cpu}
-
-    def __str__(self) -> str:
-        lo, hi = self.ci
-        flag = "" if self.stable else " UNSTABLE"
-        if self.contended:
-            flag += f" (other processes used {self.others_cpu:.0%} of the CPUs)"
-        return (f"{_si(self.median)}s [95% CI {_si(lo)}s, {_si(hi)}s] "
-                f"n={self.repeats}x{self.loops}{flag}")
-
-
-def _si(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "nan "
-    for unit, scale in (("", 1.0), ("m", 1e-3), ("µ", 1e-6), ("n", 1e-9)):
-        if abs(seconds) >= scale:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds:.3g} "
+from .stats import (  # noqa: F401  (re-exported: the loop's result and its rules)
+    CONFIDENCE,
+    MAX_OTHERS_CPU,
+    STABLE_REL_CI,
+    TARGET_REL_CI,
+    Measurement,
+    median_ci,
+)
 
 
 # --------------------------------------------------------------------------- the loop
