@@ -8,10 +8,13 @@ environment variables ``SOFTMAX_DEVICE`` and ``SOFTMAX_BACKEND`` into a
 
 =================  ===========================================================
 ``SOFTMAX_DEVICE``  ``cpu`` (default) or ``gpu`` (the current CUDA device)
-``SOFTMAX_BACKEND`` optional: ``numpy``, ``cupy``, ``torch`` or
-                    ``array_api_strict``; default ``numpy`` on ``cpu`` and
-                    ``cupy`` on ``gpu``
+``SOFTMAX_BACKEND`` optional: ``numpy``, ``cupy``, ``torch``,
+                    ``array_api_strict`` or ``dask``; default ``numpy`` on
+                    ``cpu`` and ``cupy`` on ``gpu``
 =================  ===========================================================
+
+``dask`` runs on a dask.distributed cluster (``SOFTMAX_DASK_SCHEDULER``, or a
+LocalCluster started with the command): see :mod:`softmax_core.distributed`.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any, Callable
 import numpy as np
 
 DEVICES = ("cpu", "gpu")
-BACKENDS = ("numpy", "cupy", "torch", "array_api_strict")
+BACKENDS = ("numpy", "cupy", "torch", "array_api_strict", "dask")
 DEFAULT_BACKEND = {"cpu": "numpy", "gpu": "cupy"}
 GPU_INSTALL_HINT = "pip install 'softmax-bench[gpu]' (or the cupy-cudaXX wheel matching your CUDA)"
 
@@ -375,6 +378,16 @@ def _torch(device: str) -> Backend:
     return Backend("torch", "cpu", xp, torch.device("cpu"), _noop, lambda a: a.detach().numpy())
 
 
+def _dask(device: str) -> Backend:
+    if device == "gpu":
+        raise ValueError("dask runs on the CPU here (NumPy chunks on its workers): use SOFTMAX_DEVICE=cpu")
+    _import("dask.array", "pip install 'softmax-bench[dask]'")
+    _import("distributed", "pip install 'softmax-bench[dask]'")
+    from .distributed import dask_backend  # the cluster, its timer, peak and free-memory hooks
+
+    return dask_backend()
+
+
 def _noop() -> None:
     pass
 
@@ -383,7 +396,8 @@ def _from_dlpack(a: Any) -> np.ndarray:
     return np.from_dlpack(a)
 
 
-_FACTORIES = {"numpy": _numpy, "cupy": _cupy, "torch": _torch, "array_api_strict": _array_api_strict}
+_FACTORIES = {"numpy": _numpy, "cupy": _cupy, "torch": _torch, "array_api_strict": _array_api_strict,
+              "dask": _dask}
 
 
 def _describe(b: Backend) -> dict:
@@ -404,6 +418,10 @@ def _describe(b: Backend) -> dict:
             cuda_driver_version=cupy.cuda.runtime.driverGetVersion(),
             cuda_runtime_version=cupy.cuda.runtime.runtimeGetVersion(),
         )
+    elif b.name == "dask":
+        from .dask_metrics import describe
+
+        info.update(describe(b))
     elif b.name == "torch" and b.is_gpu:
         import torch
 

@@ -1,0 +1,170 @@
+"""What the Dask engine did during a call: each worker's peak memory, its tasks, the cluster.
+
+* :func:`worker_peaks`: each worker process's peak resident memory during one
+  computed call: the kernel's exact peak (``VmHWM``, reset in every worker
+  through ``/proc/self/clear_refs`` before the call) or, where that cannot be
+  reset, the maximum of distributed's own memory samples (every 0.5 s).
+* :func:`engine_stats`: distributed's task stream over one call: how many
+  tasks, their compute and transfer time, and the thread time per task spent
+  on anything else (scheduling, messages, waiting): Dask's overhead per task.
+* :func:`free_memory`, :func:`describe`: the backend's free-memory and describe hooks.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .backend import host_available_bytes
+from .distributed import DaskBackend, DaskSession, materialize, wait_in_flight
+
+
+# --------------------------------------------------------------------------- memory
+
+def _read_status() -> dict:
+    with open("/proc/self/status") as fh:
+        return {k: int(v) * 1024 for k, v in re.findall(r"^(VmHWM|VmRSS):\s+(\d+) kB", fh.read(), re.M)}
+
+
+def _worker_start_peak(dask_worker=None) -> dict:
+    """In a worker process: reset the kernel's peak RSS (VmHWM); say whether that worked."""
+    import psutil
+
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        reset = True
+    except OSError:  # not Linux, or not allowed: fall back to the worker's memory monitor
+        reset = False
+    count = dask_worker.monitor.count if dask_worker is not None else 0
+    return {"pid": os.getpid(), "rss": psutil.Process().memory_info().rss, "reset": reset, "count": count}
+
+
+def _worker_read_peak(count: int = 0, reset: bool = True, dask_worker=None) -> dict:
+    """In a worker process: peak RSS since :func:`_worker_start_peak`."""
+    import psutil
+
+    rss = psutil.Process().memory_info().rss
+    if reset:
+        return {"pid": os.getpid(), "peak": _read_status().get("VmHWM", rss), "rss": rss, "source": "VmHWM"}
+    samples = dask_worker.monitor.range_query(start=count).get("memory", []) if dask_worker else []
+    return {"pid": os.getpid(), "peak": max([rss, *[s for s in samples if s]]), "rss": rss,
+            "source": "monitor"}
+
+
+@dataclass(frozen=True)
+class WorkerPeaks:
+    """Peak resident memory of each worker process during one call, and before it.
+
+    ``shared`` is True when workers are threads of one process (then every
+    worker reports that process, the client included).  ``source`` is
+    ``VmHWM`` (the kernel's exact peak, reset before the call) or ``monitor``
+    (distributed's memory samples, every 0.5 s: a lower bound).
+    """
+
+    before: dict
+    peak: dict
+    source: str
+    shared: bool
+    client_peak: int
+
+    @property
+    def max_peak(self) -> int:
+        return max(self.peak.values())
+
+    @property
+    def max_above(self) -> int:
+        return max(self.peak[w] - self.before[w] for w in self.peak)
+
+
+def worker_peaks(s: DaskSession, fn: Callable[..., Any], *args: Any) -> tuple[WorkerPeaks, Any]:
+    """Run the computed call ``fn(*args)`` once with each worker's peak RSS watched."""
+    client = s.client
+    wait_in_flight(client)
+    start = client.run(_worker_start_peak)
+    mine = _worker_start_peak()
+    result = materialize(fn(*args))
+    ends = {w: client.run(_worker_read_peak, start[w]["count"], start[w]["reset"], workers=[w])[w] for w in start}
+    me = _worker_read_peak(reset=mine["reset"])
+    pids = {v["pid"] for v in start.values()}
+    peaks = WorkerPeaks(before={w: v["rss"] for w, v in start.items()},
+                        peak={w: v["peak"] for w, v in ends.items()},
+                        source="VmHWM" if all(v["reset"] for v in start.values()) else "monitor",
+                        shared=len(pids) < len(start) or os.getpid() in pids, client_peak=me["peak"])
+    return peaks, result
+
+
+def backend_peak(s: DaskSession, fn: Callable, args: tuple) -> int:
+    """Backend hook: the largest rise of one worker's peak RSS during the computed call."""
+    peaks, result = worker_peaks(s, fn, *args)
+    del result
+    return int(max(0, peaks.max_above))
+
+
+def free_memory(s: DaskSession) -> int:
+    """Bytes the workers could still hold: Σ (memory limit − process memory), at most the host's
+    available memory for a local cluster; the host's available memory where workers have no limit."""
+    workers = s.workers().values()
+    limits = [int(w.get("memory_limit") or 0) for w in workers]
+    if not limits or min(limits) <= 0:
+        return host_available_bytes()
+    free = sum(max(0, lim - int(w["metrics"].get("memory", 0))) for lim, w in zip(limits, workers))
+    return min(free, host_available_bytes()) if s.started_here else free
+
+
+# --------------------------------------------------------------------------- engine statistics
+
+def engine_stats(b: DaskBackend, fn: Callable[..., Any], *args: Any) -> dict:
+    """One computed call ``fn(*args)`` with distributed's task stream on: :func:`task_summary`."""
+    from distributed import get_task_stream
+
+    wait_in_flight(b.client)
+    with get_task_stream(b.client) as ts:
+        t0 = time.perf_counter()
+        materialize(fn(*args))
+        wall = time.perf_counter() - t0
+    return task_summary(ts.data, wall, cluster_threads(b.session))
+
+
+def cluster_threads(s: DaskSession) -> int:
+    return sum(int(w["nthreads"]) for w in s.workers().values())
+
+
+def task_summary(records: list, wall_s: float, threads: int) -> dict:
+    """What the engine did, from task-stream records of one call taking ``wall_s`` on ``threads``.
+
+    ``tasks``; ``task_compute_s`` (Σ of the tasks' compute time); ``task_transfer_s``
+    (Σ of inter-worker transfers); ``compute_per_task_s``; ``overhead_per_task_s``
+    = (wall · threads − Σ compute) / tasks: the thread time per task not spent
+    computing (scheduling, messages, transfers, waiting, idle threads).
+    """
+    tasks = len(records)
+    spent = {"compute": 0.0, "transfer": 0.0}
+    for rec in records:
+        for ss in rec.get("startstops", ()):
+            if ss.get("action") in spent:
+                spent[ss["action"]] += ss["stop"] - ss["start"]
+    nan = float("nan")
+    return {"tasks": tasks, "task_compute_s": spent["compute"], "task_transfer_s": spent["transfer"],
+            "wall_s": wall_s, "threads": threads,
+            "compute_per_task_s": spent["compute"] / tasks if tasks else nan,
+            "overhead_per_task_s": max(0.0, wall_s * threads - spent["compute"]) / tasks if tasks else nan}
+
+
+def describe(b: DaskBackend) -> dict:
+    """The cluster as :meth:`Backend.describe` reports it."""
+    import distributed
+
+    workers = b.session.workers().values()
+    return {"distributed": distributed.__version__, "scheduler": b.session.address,
+            "cluster": "LocalCluster started by softmax-bench" if b.session.started_here else "existing",
+            "workers": len(workers), "threads": cluster_threads(b.session),
+            "worker_memory_limit_bytes": sorted(int(w.get("memory_limit") or 0) for w in workers),
+            "chunk_rows": b.chunk_rows}
+
+
+__all__ = ["WorkerPeaks", "worker_peaks", "backend_peak", "engine_stats", "task_summary", "cluster_threads",
+           "free_memory", "describe"]

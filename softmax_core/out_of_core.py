@@ -1,0 +1,133 @@
+"""The larger-than-memory gradient, once, with memory watched: ``softmax-bench scale --out-of-core ROWS``.
+
+X is the lazy synthetic array of :func:`softmax_core.chunked.synthetic_dask`
+(ROWS x n, e.g. 10,000,000 x 784 float32 = 31 GB): each chunk is made by the
+task that needs it and dropped once both of its uses (Xθ and Xᵀ(...)) are done,
+so X never exists at once.  One call is watched (each worker's peak RSS, the
+host's memory every 0.2 s, distributed's task stream), then the call is timed
+with :func:`softmax_core.measure.measure` (one warm-up and ``samples`` calls),
+then the NumPy reference, :func:`softmax_core.chunked.reference_gradient` (the
+same chunks, one at a time, in this process), is run once through
+:func:`softmax_core.measure.time_once` and compared.  Everything goes to
+``DIR/out_of_core.json``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ._io import atomic_write_text
+from .chunked import chunk_bounds, reference_gradient, synthetic_dask
+
+#: The Dask gradient equals the chunked NumPy reference to this (float32 sums in another order).
+RTOL, ATOL = 1e-4, 1e-6
+
+
+class MemoryWatch:
+    """Samples, every ``interval`` s, the host's used memory and the RSS of this process and its children."""
+
+    def __init__(self, interval: float = 0.2):
+        import psutil
+
+        self._psutil, self.interval = psutil, interval
+        self.total = psutil.virtual_memory().total
+        self.peak_used = self.peak_tree_rss = 0
+        self.min_available = self.total
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def sample(self) -> None:
+        vm = self._psutil.virtual_memory()
+        self.peak_used = max(self.peak_used, vm.total - vm.available)
+        self.min_available = min(self.min_available, vm.available)
+        me = self._psutil.Process()
+        rss = 0
+        for p in [me, *me.children(recursive=True)]:
+            try:
+                rss += p.memory_info().rss
+            except self._psutil.Error:  # a process that just ended
+                pass
+        self.peak_tree_rss = max(self.peak_tree_rss, rss)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def __enter__(self) -> "MemoryWatch":
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+    def summary(self) -> dict:
+        return {"host_total_bytes": self.total, "host_peak_used_bytes": self.peak_used,
+                "host_min_available_bytes": self.min_available, "process_tree_peak_rss_bytes": self.peak_tree_rss}
+
+
+def run_out_of_core(rows: int, n: int, k: int, chunk_rows: int, out: Path, *, workers: int | None = None,
+                    scheduler: str | None = None, seed: int = 0, dtype: str = "float32", samples: int = 3,
+                    say=print) -> dict:
+    """The streamed full-batch gradient over ``rows`` rows on Dask, against the chunked NumPy reference."""
+    from distributed import get_task_stream
+
+    from .backend import get_backend
+    from .dask_metrics import cluster_threads, describe, task_summary, worker_peaks
+    from .distributed import computed, session
+    from .measure import measure, time_once
+    from .model import grad_structured
+
+    x_bytes = rows * n * np.dtype(dtype).itemsize
+    theta0 = (0.01 * np.random.default_rng(seed).standard_normal((n, k))).astype(dtype)
+    fn = functools.partial(grad_structured, check=False)
+    result = {"rows": rows, "features": n, "classes": k, "dtype": dtype, "chunk_rows": chunk_rows,
+              "chunks": len(chunk_bounds(rows, chunk_rows)), "x_bytes": x_bytes, "seed": seed}
+    say(f"out-of-core: X is {rows} x {n} {dtype} = {x_bytes / 1e9:.1f} GB in {result['chunks']} chunks, never whole")
+    with session(scheduler, workers, processes=True) as b, MemoryWatch() as watch:
+        result["cluster"] = describe(b)
+        X, y = synthetic_dask(rows, n, k, seed, chunk_rows, dtype)
+        theta = b.asarray(theta0)
+        with get_task_stream(b.client) as ts:
+            t0 = time.perf_counter()
+            peaks, g = worker_peaks(b.session, fn, X, y, theta)
+            first = time.perf_counter() - t0
+        g = b.to_numpy(g)
+        result["first_call_s"] = first
+        result["engine"] = task_summary(ts.data, first, cluster_threads(b.session))
+        result["worker_peak_rss_bytes"] = peaks.peak
+        result["worker_rss_before_bytes"] = peaks.before
+        result["peak_source"] = peaks.source
+        result["client_peak_rss_bytes"] = peaks.client_peak
+        say(f"out-of-core: first call {first:.1f} s, worker peaks "
+            f"{', '.join(f'{v / 1e6:.0f} MB' for v in peaks.peak.values())} ({peaks.source})")
+        meas = measure(computed(fn), X, y, theta, backend=b, min_samples=samples, max_time_s=0.0,
+                       warmup_s=0.0, cold=False)
+        result["dask"] = {**meas.row(), "samples_per_s": rows / meas.median, "gbytes_per_s": x_bytes / meas.median / 1e9}
+        say(f"out-of-core: Dask gradient {meas}")
+    result["dask_memory"] = watch.summary()
+    with MemoryWatch() as watch:
+        ref, seconds = time_once(reference_gradient, theta0, rows, k, seed, chunk_rows, dtype,
+                                 backend=get_backend("cpu", "numpy"))
+    result["numpy_reference"] = {"seconds": seconds, "samples_per_s": rows / seconds, **watch.summary()}
+    diff = np.abs(g.astype(np.float64) - ref.astype(np.float64))
+    result["max_abs_diff"] = float(diff.max())
+    result["max_rel_diff"] = float(diff.max() / max(np.abs(ref).max(), 1e-30))
+    result["equal"] = bool(np.allclose(g, ref, rtol=RTOL, atol=ATOL))
+    result["tolerance"] = {"rtol": RTOL, "atol": ATOL}
+    say(f"out-of-core: NumPy chunked reference {seconds:.1f} s; max |Dask - NumPy| = {result['max_abs_diff']:.3g} "
+        f"(relative {result['max_rel_diff']:.3g}): {'EQUAL' if result['equal'] else 'DIFFERENT'}")
+    out = Path(out)
+    atomic_write_text(out / "out_of_core.json", json.dumps(result, indent=2, default=float) + "\n")
+    return result
+
+
+__all__ = ["MemoryWatch", "run_out_of_core"]

@@ -1,0 +1,236 @@
+"""The report of ``softmax-bench scale``: tables and plots from DIR/scaling.csv (and out_of_core.json).
+
+Two efficiencies, both per point (kind, data, m, chunk size):
+
+* **parallel efficiency** E(w) = T_dask(1) / (w · T_dask(w)): how well Dask
+  spreads one call over w workers (1 = perfect);
+* **efficiency against NumPy** T_numpy(1 thread) / (w · T_dask(w)): how much of
+  w cores' worth of plain single-threaded NumPy the cluster delivers, Dask's
+  overhead included.  Above 1/w Dask is faster than NumPy on one core; the
+  speedup against NumPy with all cores (its BLAS threaded) is in the tables.
+
+Plots: ``efficiency.png`` (both, against workers), ``throughput.png`` (samples/s
+against m), ``chunks.png`` (time per gradient and Dask's compute and overhead per
+task against the chunk size), each where the data has more than one value.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ._io import atomic_write_text
+
+
+def _load(out: Path):
+    import pandas as pd
+
+    df = pd.read_csv(out / "scaling.csv")
+    df = df[df["status"] == "ok"].copy()
+    df["chunk_rows"] = df["chunk_rows"].fillna(0).astype(int)
+    df["workers"] = df["workers"].fillna(0).astype(int)
+    df["threads"] = df["threads"].fillna(1).astype(int)
+    return df
+
+
+def _si(x: float, unit: str = "") -> str:
+    if x is None or not isinstance(x, (int, float)) or not math.isfinite(x):
+        return "–"
+    for scale, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""), (1e-3, "m"), (1e-6, "µ")):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g} {prefix}{unit}"
+    return f"{x:.3g} {unit}"
+
+
+def _baseline(df, kind, data, m, chunk, threads: int | None):
+    """The NumPy median of this point (stream baselines are per chunk size), or NaN."""
+    sel = (df.engine == "numpy") & (df.kind == kind) & (df.data == data) & (df.rows == m)
+    if data == "stream":
+        sel &= df.chunk_rows == chunk
+    rows = df[sel]
+    rows = rows[rows.threads == (threads if threads is not None else rows.threads.max())]
+    return float(rows.time_median_s.iloc[0]) if len(rows) else math.nan
+
+
+def efficiencies(df):
+    """Dask rows with speedup/efficiency columns against 1 worker and against NumPy."""
+    d = df[df.engine == "dask"].copy()
+    for col in ("parallel_eff", "numpy_eff", "speedup_numpy_1t", "speedup_numpy_all"):
+        d[col] = np.nan
+    for idx, r in d.iterrows():
+        one = d[(d.kind == r.kind) & (d.data == r.data) & (d.rows == r.rows) & (d.chunk_rows == r.chunk_rows)
+                & (d.workers == 1)]
+        t = r.time_median_s
+        if len(one):
+            d.at[idx, "parallel_eff"] = float(one.time_median_s.iloc[0]) / (r.workers * t)
+        t1 = _baseline(df, r.kind, r.data, r.rows, r.chunk_rows, 1)
+        d.at[idx, "numpy_eff"] = t1 / (r.workers * t)
+        d.at[idx, "speedup_numpy_1t"] = t1 / t
+        d.at[idx, "speedup_numpy_all"] = _baseline(df, r.kind, r.data, r.rows, r.chunk_rows, None) / t
+    return d
+
+
+def _table(df, eff, kind: str, data: str) -> list[str]:
+    sub = df[(df.kind == kind) & (df.data == data)].sort_values(["rows", "chunk_rows", "engine", "workers", "threads"])
+    if sub.empty:
+        return []
+    lines = ["| m | chunk | engine | time [95% CI] | samples/s | GB/s | vs NumPy 1T | vs NumPy all | "
+             "parallel eff. | peak / worker (rise) | tasks | compute / task | overhead / task |",
+             "|---:|---:|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
+    for idx, r in sub.iterrows():
+        e = eff.loc[idx] if idx in eff.index else None
+        who = f"Dask, {r.workers} worker{'s' if r.workers > 1 else ''}" if r.engine == "dask" \
+            else f"NumPy, {r.threads} thread{'s' if r.threads > 1 else ''}"
+        flag = "" if str(r.stable) == "True" else " (unstable)"
+        peak = _si(r.peak_worker_bytes, "B")
+        if r.engine == "dask":
+            peak += f" ({_si(r.peak_worker_above_bytes, 'B')})"
+        f = (lambda c: f"{e[c]:.2f}" if e is not None and math.isfinite(e[c]) else "–")
+        lines.append(
+            f"| {r.rows:,} | {r.chunk_rows or '–'} | {who} | {_si(r.time_median_s, 's')} "
+            f"[{_si(r.time_ci_low_s, 's')}, {_si(r.time_ci_high_s, 's')}]{flag} | {_si(r.samples_per_s)} | "
+            f"{r.gbytes_per_s:.2f} | {f('speedup_numpy_1t')} | {f('speedup_numpy_all')} | {f('parallel_eff')} | "
+            f"{peak} | {'' if math.isnan(r.tasks) else int(r.tasks)} | {_si(r.compute_per_task_s, 's')} | "
+            f"{_si(r.overhead_per_task_s, 's')} |")
+    return lines
+
+
+def _plots(out: Path, df, eff) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made = []
+    if eff.workers.nunique() > 1:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+        for key, g in eff.groupby(["kind", "data", "rows", "chunk_rows"]):
+            g = g.sort_values("workers")
+            label = f"{key[0]} {key[1]} m={key[2]:,}" + (f" chunk {key[3]}" if eff.chunk_rows.nunique() > 1 else "")
+            axes[0].plot(g.workers, g.parallel_eff, "o-", label=label)
+            axes[1].plot(g.workers, g.numpy_eff, "o-", label=label)
+        for ax, title in zip(axes, ("parallel efficiency  T(1) / (w·T(w))",
+                                    "efficiency against NumPy  T_NumPy,1 thread / (w·T(w))")):
+            ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+            ax.set_xlabel("Dask workers (1 thread each)")
+            ax.set_title(title, fontsize=10)
+            ax.set_xticks(sorted(eff.workers.unique()))
+            ax.set_ylim(bottom=0)
+        axes[1].legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "efficiency.png", dpi=120)
+        plt.close(fig)
+        made.append("efficiency.png")
+    if df.rows.nunique() > 1:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+        for ax, data in zip(axes, ("memory", "stream")):
+            g = df[(df.kind == "gradient") & (df.data == data)]
+            for (engine, workers, threads), h in g.groupby(["engine", "workers", "threads"]):
+                h = h.groupby("rows").samples_per_s.max().sort_index()
+                label = f"Dask {workers} workers" if engine == "dask" else f"NumPy {threads} thread(s)"
+                ax.plot(h.index, h.values, "o-" if engine == "dask" else "s--", label=label)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("m (rows)")
+            ax.set_title(f"full-batch gradient, data {'in memory' if data == 'memory' else 'streamed (generated)'}",
+                         fontsize=10)
+            ax.legend(fontsize=7)
+        axes[0].set_ylabel("samples / s")
+        fig.tight_layout()
+        fig.savefig(out / "throughput.png", dpi=120)
+        plt.close(fig)
+        made.append("throughput.png")
+    d = df[(df.engine == "dask") & (df.kind == "gradient")]
+    if d.chunk_rows.nunique() > 1:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+        for (data, m, w), g in d.groupby(["data", "rows", "workers"]):
+            g = g.sort_values("chunk_rows")
+            label = f"{data} m={m:,} w={w}"
+            axes[0].plot(g.chunk_rows, g.time_median_s, "o-", label=label)
+            axes[1].plot(g.chunk_rows, g.overhead_per_task_s, "o-", label=f"overhead/task, {label}")
+            axes[1].plot(g.chunk_rows, g.compute_per_task_s, "x:", label=f"compute/task, {label}")
+        for ax, ylabel in zip(axes, ("seconds per gradient", "seconds per task")):
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("rows per chunk")
+            ax.set_ylabel(ylabel)
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "chunks.png", dpi=120)
+        plt.close(fig)
+        made.append("chunks.png")
+    return made
+
+
+def _out_of_core(out: Path) -> list[str]:
+    path = out / "out_of_core.json"
+    if not path.exists():
+        return []
+    r = json.loads(path.read_text())
+    d, mem, ref = r["dask"], r["dask_memory"], r["numpy_reference"]
+    peaks = ", ".join(_si(v, "B") for v in r["worker_peak_rss_bytes"].values())
+    return [
+        "## Larger than memory",
+        "",
+        f"The full-batch gradient over m = {r['rows']:,} rows of n = {r['features']} {r['dtype']} "
+        f"(X = {_si(r['x_bytes'], 'B')}, on a host with {_si(mem['host_total_bytes'], 'B')} of RAM), generated "
+        f"in {r['chunks']} chunks of {r['chunk_rows']:,} rows, never whole, on {r['cluster']['workers']} workers:",
+        "",
+        "| | |", "|---|---|",
+        f"| Dask gradient, median of {d['repeats']} [95% CI] | {_si(d['time_median_s'], 's')} "
+        f"[{_si(d['time_ci_low_s'], 's')}, {_si(d['time_ci_high_s'], 's')}] (first call {r['first_call_s']:.1f} s) |",
+        f"| throughput | {_si(d['samples_per_s'])} samples/s, {d['gbytes_per_s']:.2f} GB/s |",
+        f"| peak RSS per worker ({r['peak_source']}) | {peaks} |",
+        f"| peak RSS of the client | {_si(r['client_peak_rss_bytes'], 'B')} |",
+        f"| host memory used at most (all processes, sampled every 0.2 s) | {_si(mem['host_peak_used_bytes'], 'B')} |",
+        f"| tasks; compute / overhead per task | {r['engine']['tasks']:,}; {_si(r['engine']['compute_per_task_s'], 's')}"
+        f" / {_si(r['engine']['overhead_per_task_s'], 's')} |",
+        f"| NumPy reference (same chunks, one process, one call) | {ref['seconds']:.1f} s, "
+        f"{_si(ref['samples_per_s'])} samples/s |",
+        f"| max abs. difference Dask − NumPy (relative) | {r['max_abs_diff']:.3g} ({r['max_rel_diff']:.3g}): "
+        f"{'equal' if r['equal'] else 'NOT equal'} within rtol {r['tolerance']['rtol']}, atol {r['tolerance']['atol']} |",
+        "",
+    ]
+
+
+def write_report(out: str | Path) -> Path:
+    """Write ``out/report.md`` (and the plots) from ``out/scaling.csv``; return its path."""
+    out = Path(out)
+    lines = ["# Dask scaling: softmax regression's gradient and SGD epoch", ""]
+    env_path = out / "environment.json"
+    if env_path.exists():
+        env = json.loads(env_path.read_text())
+        mach = env.get("machine", {})
+        lines += [f"Machine: {mach.get('cpu_model', '?')}, {mach.get('cpu_cores_logical', '?')} cores, "
+                  f"{_si(mach.get('memory_total_bytes'), 'B')} RAM; dask {env.get('versions', {}).get('dask', '?')}. "
+                  "Each Dask worker is one single-threaded process (BLAS on 1 thread).", ""]
+    if (out / "scaling.csv").exists():
+        df = _load(out)
+        eff = efficiencies(df)
+        if "others_cpu" in df and df.others_cpu.notna().any():
+            lines += [f"Other processes used a median {df.others_cpu.median():.0%} of the CPUs while points were "
+                      "sampled (points marked unstable had a wide interval or a busy machine).", ""]
+        titles = {("gradient", "memory"): "Full-batch gradient, X in memory",
+                  ("gradient", "stream"): "Full-batch gradient, X streamed (generated chunk by chunk inside the call)",
+                  ("epoch", "memory"): "One epoch of large-batch SGD, X in memory"}
+        for (kind, data), title in titles.items():
+            table = _table(df, eff, kind, data)
+            if table:
+                batch = df[(df.kind == kind)].batch.dropna()
+                extra = f" (batch {int(batch.iloc[0]):,})" if kind == "epoch" and len(batch) else ""
+                lines += [f"## {title}{extra}", "", *table, ""]
+        for name in _plots(out, df, eff):
+            lines += [f"![{name}]({name})", ""]
+    lines += _out_of_core(out)
+    lines += ["Columns: *vs NumPy 1T / all* = NumPy's time (1 BLAS thread / all cores) over this one; "
+              "*parallel eff.* = T(1 worker) / (w · T(w)); *peak / worker* = the largest worker's peak RSS "
+              "(its rise during the call); *overhead / task* = (wall · threads − Σ task compute) / tasks.", ""]
+    path = out / "report.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path
+
+
+__all__ = ["write_report", "efficiencies"]

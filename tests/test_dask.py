@@ -1,0 +1,234 @@
+"""The Dask backend: the model unchanged on Dask arrays, its cluster, its measurements.
+
+Runs on one small in-process LocalCluster (2 workers of 1 thread, processes=False),
+reached through ``SOFTMAX_DASK_SCHEDULER`` like any existing cluster; chunks of 64
+rows so that every array has several.  Skipped where dask is not installed, except
+the test of the one-line error that says how to install it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from softmax_core import BackendError, get_backend
+from softmax_core.chunked import BLOCK_ROWS, chunk_bounds, reference_gradient, rows, synthetic, synthetic_dask
+from softmax_core.model import grad_naive, grad_structured, sgd_epoch, train
+
+CHUNK = 64
+
+
+def test_missing_dask_is_one_line_with_the_fix(monkeypatch):
+    monkeypatch.setitem(sys.modules, "dask.array", None)  # `import dask.array` now raises ImportError
+    with pytest.raises(BackendError) as err:
+        get_backend("cpu", "dask")
+    msg = str(err.value)
+    assert "\n" not in msg and "cannot be imported" in msg and "pip install 'softmax-bench[dask]'" in msg
+
+
+def test_dask_is_cpu_only():
+    with pytest.raises(ValueError, match="SOFTMAX_DEVICE=cpu"):
+        get_backend("gpu", "dask")
+
+
+# --------------------------------------------------------------------------- chunked synthetic data
+
+def test_synthetic_is_the_same_however_chunked():
+    pytest.importorskip("dask.array")
+    import dask
+
+    X, y = synthetic(2 * BLOCK_ROWS + 345, 9, 4, seed=3)
+    assert X.dtype == np.float32 and y.dtype == np.int64 and set(np.unique(y)) == {0, 1, 2, 3}
+    for chunk in (1, 999, BLOCK_ROWS, 1500, 10**6):
+        Xd, yd = synthetic_dask(X.shape[0], 9, 4, seed=3, chunk_rows=chunk)
+        Xc, yc = dask.compute(Xd, yd, scheduler="sync")
+        np.testing.assert_array_equal(Xc, X)
+        np.testing.assert_array_equal(yc, y)
+    X2, y2 = synthetic(1200, 9, 4, seed=3)                   # a prefix: the same rows for a smaller m
+    np.testing.assert_array_equal(X2, X[:1200])
+    Xr, yr = rows(3, 1500, 2100, 9, 4)                       # any range, across blocks
+    np.testing.assert_array_equal(Xr, X[1500:2100])
+    assert not np.array_equal(synthetic(100, 9, 4, seed=4)[0], X[:100])
+
+
+def test_reference_gradient_is_the_sum_over_chunks():
+    theta = 0.1 * np.random.default_rng(0).standard_normal((9, 4)).astype(np.float32)
+    X, y = synthetic(2500, 9, 4, seed=1)
+    ref = reference_gradient(theta, 2500, 4, seed=1, chunk_rows=700)
+    np.testing.assert_allclose(ref, grad_structured(X, y, theta), rtol=1e-5, atol=1e-7)
+    assert [b - a for a, b in chunk_bounds(2500, 700)] == [700, 700, 700, 400]
+
+
+# --------------------------------------------------------------------------- the backend on a cluster
+
+@pytest.fixture(scope="module")
+def cluster():
+    pytest.importorskip("dask.array")
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None, silence_logs=50) as c:
+        yield c
+        from softmax_core.distributed import close_all
+
+        close_all()  # the backend's client, before its cluster goes
+
+
+@pytest.fixture
+def dask_b(cluster, monkeypatch):
+    monkeypatch.setenv("SOFTMAX_DASK_SCHEDULER", cluster.scheduler_address)
+    monkeypatch.setenv("SOFTMAX_DASK_CHUNK_ROWS", str(CHUNK))
+    return get_backend("cpu", "dask")
+
+
+@pytest.fixture
+def problem():
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((300, 20)).astype(np.float32)
+    y = rng.integers(0, 5, 300)
+    theta = (0.1 * rng.standard_normal((20, 5))).astype(np.float32)
+    return X, y, theta
+
+
+def test_backend_uses_the_existing_cluster(dask_b, cluster):
+    assert dask_b.label == "dask-cpu" and not dask_b.is_gpu
+    assert dask_b.session.address == cluster.scheduler_address and not dask_b.session.started_here
+    info = dask_b.describe()
+    assert info["cluster"] == "existing" and info["workers"] == 2 and info["chunk_rows"] == CHUNK
+    assert dask_b.free_memory_bytes() > 0
+
+
+def test_asarray_row_chunks_in_worker_memory(dask_b, problem):
+    import dask.array as da
+
+    X, y, theta = problem
+    Xd, yd, td = dask_b.asarray(X, "float32"), dask_b.asarray(y), dask_b.asarray(theta, dask_b.xp.float64)
+    assert isinstance(Xd, da.Array) and Xd.chunks == ((64, 64, 64, 64, 44), (20,))
+    assert yd.chunks == ((64, 64, 64, 64, 44),) and td.chunks == ((20,), (5,)) and td.dtype == np.float64
+    np.testing.assert_array_equal(dask_b.to_numpy(Xd), X)
+    held = dask_b.client.who_has()
+    assert len(held) >= 5  # the chunks are futures in the workers, not in the graph
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("grad", [grad_structured, grad_naive], ids=["structured", "naive"])
+def test_gradient_equals_numpy(dask_b, problem, grad, dtype):
+    X, y, theta = (a.astype(dtype) if a.dtype.kind == "f" else a for a in problem)
+    n = 300 if grad is grad_structured else 12  # naive: ~10 lazy ops per example
+    X, y = X[:n], y[:n]
+    g = grad(dask_b.asarray(X, dtype), dask_b.asarray(y), dask_b.asarray(theta, dtype))
+    assert not isinstance(g, np.ndarray)  # lazy until computed
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(dask_b.to_numpy(g), grad(X, y, theta), rtol=tol, atol=tol)
+
+
+def test_sgd_epoch_equals_numpy(dask_b, problem):
+    from softmax_core import distributed as dd
+
+    X, y, theta = problem
+    X, y = X[:150], y[:150]  # 5 steps of 32 (the last of 22), across chunks of 64
+    Xd, yd, td = dask_b.asarray(X), dask_b.asarray(y), dask_b.asarray(theta)
+    want = sgd_epoch(X, y, theta, 0.5, 32)
+    assert not np.array_equal(want, theta)
+    # the model itself on Dask arrays: every step's new theta is carried on (no in-place -= on Dask)
+    np.testing.assert_allclose(dask_b.to_numpy(sgd_epoch(Xd, yd, td, 0.5, 32)), want, rtol=1e-5, atol=1e-6)
+    # the same epoch computed in segments of 3 batches
+    got = dd.sgd_epoch(Xd, yd, td, 0.5, 32, segment_steps=2)
+    np.testing.assert_allclose(dask_b.to_numpy(got), want, rtol=1e-5, atol=1e-6)
+    shuffled = dd.sgd_epoch(Xd, yd, td, 0.5, 32, seed=4, segment_steps=3)
+    np.testing.assert_allclose(dask_b.to_numpy(shuffled), sgd_epoch(X, y, theta, 0.5, 32, seed=4), rtol=1e-5, atol=1e-6)
+
+
+def test_streamed_gradient_equals_the_chunked_numpy_reference(dask_b):
+    theta = (0.1 * np.random.default_rng(2).standard_normal((30, 6))).astype(np.float32)
+    X, y = synthetic_dask(5000, 30, 6, seed=9, chunk_rows=700)
+    g = dask_b.to_numpy(grad_structured(X, y, dask_b.asarray(theta), check=False))
+    np.testing.assert_allclose(g, reference_gradient(theta, 5000, 6, seed=9, chunk_rows=700), rtol=1e-5, atol=1e-7)
+
+
+def test_a_measured_call_is_computed(dask_b, problem):
+    import dask
+
+    from softmax_core.distributed import computed, materialize
+    from softmax_core.measure import measure
+
+    X, y, theta = problem
+    args = dask_b.asarray(X), dask_b.asarray(y), dask_b.asarray(theta)
+    call = computed(functools.partial(grad_structured, check=False))
+    out = call(*args)
+    assert dask.is_dask_collection(out) and out.numblocks == (1, 1)  # θ-sized, in memory
+    np.testing.assert_allclose(dask_b.to_numpy(out), grad_structured(X, y, theta), rtol=1e-5, atol=1e-7)
+    m = measure(call, *args, backend=dask_b, max_time_s=0.2, min_samples=3)
+    assert m.repeats >= 3 and m.median > 0
+    assert materialize((out, 3)) [1] == 3
+    # the timer waits for persisted work before it stops
+    fut = (args[0] * 2).sum().persist()
+    timer = dask_b.timer()
+    timer.start()
+    timer.stop()
+    assert all(s.done() for s in dask_b.client.futures.values())
+    del fut
+
+
+def test_peak_memory_per_worker(dask_b, problem):
+    from softmax_core.dask_metrics import engine_stats, worker_peaks
+
+    X, y, theta = problem
+    args = dask_b.asarray(X), dask_b.asarray(y), dask_b.asarray(theta)
+    fn = functools.partial(grad_structured, check=False)
+    peaks, g = worker_peaks(dask_b.session, fn, *args)
+    assert set(peaks.peak) == set(dask_b.session.workers()) and peaks.shared  # threads of this process
+    assert all(peaks.peak[w] >= peaks.before[w] > 0 for w in peaks.peak)
+    assert isinstance(dask_b.peak_bytes(fn, *args), int)
+    stats = engine_stats(dask_b, fn, *args)
+    assert stats["tasks"] >= 5 and stats["task_compute_s"] > 0 and stats["threads"] == 2
+
+
+def test_train_on_mnist_matches_numpy(dask_b, mnist):
+    from softmax_core import distributed as dd
+    from softmax_core.measure import time_once
+
+    host = (mnist.X_train[:500], mnist.y_train[:500], mnist.X_test[:300], mnist.y_test[:300])
+    arrays = [dask_b.asarray(a) for a in host]
+    _, got = train(*arrays, epochs=2, timer=functools.partial(dd.time_once, backend=dask_b))
+    _, want = train(*host, epochs=2, timer=functools.partial(time_once, backend=get_backend("cpu", "numpy")))
+    for g, w in zip(got, want):
+        for key in ("train_loss", "train_err", "test_loss", "test_err"):
+            assert f"{g[key]:.5f}" == f"{w[key]:.5f}", (g["epoch"], key)
+
+
+def test_info_command_describes_the_cluster(dask_b, capsys):
+    from softmax_core.cli import main
+
+    assert main(["info", "--backend", "dask", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["backend"]["backend"] == "dask" and info["backend"]["workers"] == 2
+
+
+def test_scale_command_on_the_existing_cluster(dask_b, tmp_path, capsys):
+    import argparse
+
+    from softmax_core import scaling
+
+    parser = argparse.ArgumentParser()
+    scaling.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["scale", "--rows", "3000", "--chunk-rows", "1000", "--features", "16",
+                              "--classes", "3", "--batch", "2000", "--max-time", "0.05", "--out", str(tmp_path)])
+    assert scaling.run(args) == 0
+    text = (tmp_path / "scaling.csv").read_text().splitlines()
+    assert text[0].split(",") == list(scaling.COLUMNS)
+    import csv
+
+    got = list(csv.DictReader(text))
+    ok = [r for r in got if r["status"] == "ok"]
+    assert {(r["engine"], r["kind"], r["data"]) for r in ok} >= {
+        ("numpy", "gradient", "memory"), ("numpy", "gradient", "stream"), ("dask", "gradient", "memory"),
+        ("dask", "gradient", "stream"), ("dask", "epoch", "memory"), ("numpy", "epoch", "memory")}
+    assert all(float(r["peak_worker_bytes"]) > 0 for r in ok if r["engine"] == "dask")
+    assert "Full-batch gradient" in (tmp_path / "report.md").read_text()
+    assert json.loads((tmp_path / "environment.json").read_text())["dask_clusters"]["existing"]["workers"] == 2
+    args = parser.parse_args(["scale", "--report-only", "--out", str(tmp_path)])
+    assert scaling.run(args) == 0
