@@ -202,10 +202,18 @@ def test_describe(backend):
     assert info["backend"] == backend.name
     assert info["device"] == backend.device_kind
     assert info["label"] == backend.label
-    assert info["numpy"] == np.__version__
-    assert isinstance(info["blas"], str) and info["blas"]
-    assert isinstance(info["cpu_cores"], int) and info["cpu_cores"] >= 1
     if backend.name != "numpy":
         assert info[backend.name] == sys.modules[backend.name].__version__
     if backend.is_gpu:
         assert info["gpu_memory_total_bytes"] > 0
+
+
+def test_environment_record_has_machine_blas_and_versions(backend):
+    """The machine facts moved from describe() to the one environment record."""
+    from softmax_core.environment import blas_summary, record
+
+    env = record(backend)
+    assert env["backend"]["label"] == backend.label
+    assert env["versions"]["numpy"] == np.__version__
+    assert env["machine"]["cpu_cores_logical"] >= 1 and env["machine"]["memory_total_bytes"] > 0
+    assert "threads" in blas_summary() or blas_summary() == "no BLAS loaded"
