@@ -105,7 +105,25 @@ def epoch_cost(method: str, m: int, n: int, k: int, batch: int, dtype="float32")
     if rest:  # the short last batch, or the only one when batch > m
         last = sgd_step_cost(method, rest, n, k, dtype)
         flops, traffic = flops + last.flops, traffic + last.traffic_bytes
-    return Cost(flops, traffic, step.peak_bytes, step.lecture_bytes)
+    return Cost(flops, traffic, _epoch_peak(method, m, n, k, batch, itemsize(dtype)), step.lecture_bytes)
+
+
+def _epoch_peak(method: str, m: int, n: int, k: int, batch: int, s: int) -> float:
+    """sgd_epoch's working memory: its copy of θ, updated in place, plus per step either
+    (structured) I_y for a chunk of whole batches and one [B, k] buffer, or (the
+    Jacobian methods) the gradient kernel's own peak."""
+    from .model import _ONE_HOT_CHUNK  # the chunk size lives with the code that uses it
+
+    B = min(batch, m)
+    theta_copy = s * n * k
+    if method != "structured":
+        return theta_copy + gradient_cost(method, B, n, k, "float64" if s == 8 else "float32").peak_bytes
+    rows = min(m, max(1, _ONE_HOT_CHUNK // (B * k)) * B)
+    labels = s * rows * k
+    # while I_y is made, the bool comparison lives beside it; in a step, exp(R)
+    # beside R, then R beside the [n, k] product Xᵀ R
+    working = max(rows * k, s * max(2 * B * k + B, B * k + n * k))
+    return theta_copy + labels + working + 8 * k
 
 
 def format_bytes(b: float) -> str:

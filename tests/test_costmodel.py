@@ -7,6 +7,7 @@ from softmax_core import get_backend
 from softmax_core.cases import Case
 from softmax_core.costmodel import epoch_cost, format_bytes, gradient_cost, sgd_step_cost
 from softmax_core.measure import peak_memory
+from softmax_core.model import sgd_epoch
 
 
 def test_lecture_table_at_imagenet_scale():
@@ -74,6 +75,19 @@ def test_measured_peak_matches_implementation_prediction(method, B, n, k, dtype)
     fn, args = case.prepare(backend)
     measured = peak_memory(fn, *args, backend=backend)
     assert measured == pytest.approx(case.cost.peak_bytes, rel=0.15)
+
+
+@pytest.mark.parametrize("batch,k", [(100, 10), (512, 1000), (1, 10), (5000, 10)])
+def test_measured_epoch_peak_matches_the_prediction(batch, k):
+    """sgd_epoch's working memory (θ copy, I_y chunk, one step's buffers) as the cost model says."""
+    backend = get_backend("cpu", "numpy")
+    X = np.random.default_rng(0).standard_normal((6000, 784)).astype(np.float32)
+    y = np.arange(6000) % k
+    theta = np.zeros((784, k), np.float32)
+    fn = lambda: sgd_epoch(X, y, theta, 0.1, batch, check=False)  # noqa: E731
+    fn()  # warm: the first call's one-time allocations are not the epoch's
+    measured = peak_memory(fn, backend=backend)
+    assert measured == pytest.approx(epoch_cost("structured", 6000, 784, k, batch).peak_bytes, rel=0.15)
 
 
 def test_epoch_with_batch_larger_than_the_data_is_one_step():
