@@ -276,16 +276,17 @@ def _run_workload(w, data, primary, torch_b, torch_why, probe, latency, share_s)
                                  **_pytorch_calls(torch_b, w, X, y)}
     backend_of = {name: b for b in (primary, torch_b) if b for name in groups.get(b.label, {})}
     calls = {name: call for g in groups.values() for name, call in g.items()}
-    # one timed call each: the results to compare, and the estimate that sizes the rounds
-    results, once = {}, {}
+    # each on a prefix (an epoch's first steps, a whole gradient): the result to compare, the
+    # operations torch's profiler counts, and a time (cold: an over-estimate) to size the rounds
+    steps = w.profile_steps()
+    results, counted, once = {}, {}, {}
     for name, (fn, args) in calls.items():
-        res, once[name] = time_once(fn, *args, backend=backend_of[name])
-        results[name] = backend_of[name].to_numpy(res)
+        b, pre = backend_of[name], _prefix(args, steps * w.batch) if w.lr else args
+        res, seconds = time_once(fn, *pre, backend=b)
+        results[name], once[name] = b.to_numpy(res), seconds * w.steps / steps
+        counted[name] = profile_launches(fn, pre, b)
     ref = results["softmax-bench"]
     scale = float(np.max(np.abs(ref))) or 1.0
-    steps = w.profile_steps()
-    counted = {name: profile_launches(fn, _prefix(args, steps * w.batch) if w.lr else args, backend_of[name])
-               for name, (fn, args) in calls.items()}
     left = max(share_s - (time.monotonic() - t0), 0.1)
     measured: dict[str, Measurement] = {}
     per_round_ratio = {}
@@ -329,8 +330,9 @@ def _run_workload(w, data, primary, torch_b, torch_why, probe, latency, share_s)
             row.update(vs_pytorch=m.median / base.median, vs_pytorch_ci=None, vs_pytorch_how="medians")
         rows.append(row)
     c = w.cost()
-    return {"name": w.name, "title": w.title, "kind": w.kind, "steps": w.steps, "flops": c.flops,
-            "traffic_bytes": c.traffic_bytes, "static_launches_per_step": w.static_launches_per_step(),
+    return {"name": w.name, "title": w.title, "kind": w.kind, "steps": w.steps, "compared_steps": steps,
+            "flops": c.flops, "traffic_bytes": c.traffic_bytes,
+            "static_launches_per_step": w.static_launches_per_step(),
             "synthetic": data is None, "variants": rows, "wall_s": time.monotonic() - t0}
 
 
@@ -359,7 +361,8 @@ def markdown(result: dict) -> str:
         lines += ["", f"## {w['title']}{data}", "",
                   f"{w['steps']} step(s) a call; per step {w['flops'] / w['steps'] / 1e6:.3g} MFLOP and "
                   f"{format_bytes(w['traffic_bytes'] / w['steps'])} of traffic (cost model); softmax-bench's "
-                  f"static count: {w['static_launches_per_step']:.2f} operations a step.", "",
+                  f"static count: {w['static_launches_per_step']:.2f} operations a step; results compared "
+                  f"after {w['compared_steps']} step(s).", "",
                   "| variant | library | median [95% CI] | n | stable | per step | ops/step (how) | "
                   "bound/step (by) | x bound | vs pytorch | agrees |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -367,13 +370,13 @@ def markdown(result: dict) -> str:
             if r["status"] != "ok":
                 lines.append(f"| {r['variant']} | | skipped: {r['reason']} | | | | | | | | |")
                 continue
-            ci = r.get("vs_pytorch_ci")
+            ci, ops = r.get("vs_pytorch_ci"), r["launches_per_step"]
             vs = "n/a" if r.get("vs_pytorch") is None else f"{r['vs_pytorch']:.2f}x" + (
                 f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else " (medians)")
             lines.append(
                 f"| {r['variant']} | {r['library']} | {_t(r['time_median_s'])} [{_t(r['time_ci_low_s'])}, "
                 f"{_t(r['time_ci_high_s'])}] | {r['repeats']}x{r['loops']} | {'yes' if r['stable'] else 'NO'} | "
-                f"{_t(r['per_step_s'])} | {'n/a' if r['launches_per_step'] is None else format(r['launches_per_step'], '.1f')} ({r['launches_how']}) | "
+                f"{_t(r['per_step_s'])} | {'n/a' if ops is None else f'{ops:.1f}'} ({r['launches_how']}) | "
                 f"{_t(r['bound_s'])} ({r['bound_by']}) | {r['over_bound']:.1f} | {vs} | "
                 f"{'yes' if r['agrees'] else 'NO'} ({r['max_rel_diff']:.1e}) |")
     lines += ["", "Bound per step: max(ops x latency, traffic / copy bandwidth, FLOPs / GEMM rate). Ops: "

@@ -34,6 +34,21 @@ def has_torch() -> bool:
         return False
 
 
+@pytest.fixture
+def one_torch_thread():
+    """torch's two intra-op threads spin for milliseconds per operation on a 2-core machine
+    that another process loads: the tiny comparisons run with one, as fast tests."""
+    if not has_torch():
+        yield
+        return
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def gpu(name: str):
     try:
         return get_backend("gpu", name)
@@ -122,7 +137,7 @@ def test_step_bound_takes_the_largest_of_launches_bandwidth_and_flops():
 
 # --------------------------------------------------------------------------- the comparison
 
-def test_run_sidebyside_on_tiny_workloads(tmp_path):
+def test_run_sidebyside_on_tiny_workloads(tmp_path, one_torch_thread):
     res = sbs.run_sidebyside("cpu", workloads=TINY, time_budget_s=3)
     assert [w["name"] for w in res["workloads"]] == ["mnist_epoch", "gradient"]
     assert res["probe"]["gemm_gflops"] > 0 and res["latency_s"]["numpy-cpu"] > 0
@@ -152,7 +167,7 @@ def test_run_sidebyside_on_tiny_workloads(tmp_path):
     assert json.loads((tmp_path / "sidebyside.json").read_text())["device"] == "cpu"
 
 
-def test_without_torch_the_torch_variants_are_skipped_with_the_reason(monkeypatch):
+def test_without_torch_the_torch_variants_are_skipped_with_the_reason(monkeypatch, one_torch_thread):
     real = sbs.get_backend
 
     def no_torch(device=None, backend=None):

@@ -7,6 +7,8 @@
 # .data/ (MNIST and the commit).  It installs the wheels as the device README says, runs
 # `softmax-bench suite` within SUITE_BUDGET_S (480 s) and leaves two files in $OUT:
 # suite-<device>.tar.gz (everything; < 16 MiB) and suite-<device>.log (the console).
+# SUITE_ARGS adds options to the suite, e.g. a short second call on the still-warm machine:
+#   run(command="SUITE_BUDGET_S=150 SUITE_ARGS='--skip tests,sweep' bash tools/gpu/device-run.sh", ...)
 # tools/gpu/rehearse.sh runs this very script on the CPU with a fake $OUT.
 set -u
 cd "$(dirname "$0")/../.."
@@ -38,7 +40,7 @@ PY
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv
 
 timeout -k 10 $((BUDGET + 60)) $PY -m softmax_core.cli suite --out "$WORK/$NAME" --budget "$BUDGET" \
-  --data-dir .data/mnist --archive "$OUT/$NAME.tar.gz" 2>&1 | tee "$WORK/$NAME.log"
+  --data-dir .data/mnist --archive "$OUT/$NAME.tar.gz" ${SUITE_ARGS:-} 2>&1 | tee "$WORK/$NAME.log"
 rc=${PIPESTATUS[0]}
 if [ ! -s "$OUT/$NAME.tar.gz" ]; then
   echo "[device-run] the suite left no archive (exit $rc): archiving what is there"
