@@ -1,20 +1,15 @@
-"""The asv (airspeed velocity) benchmark suite of softmax-bench.
+"""The asv (airspeed velocity) benchmark suite of softmax-bench: see bench/README-asv.md.
 
 Every point is a :class:`softmax_core.cases.Case` of the sweep's grid
-(:data:`softmax_core.cases.DEFAULT_GRID`): the parameters, the inputs, the
-measured call and the guard that skips what would not fit come from
-:mod:`softmax_core.cases`, never from a second copy here.
+(:data:`softmax_core.cases.DEFAULT_GRID`), measured by the sweep's engine
+(:func:`softmax_core.measure.measure`) with the sweep's settings; asv only stores and
+compares what the engine measured.
 
-* :mod:`.bench_gradient`: one gradient (structured, naive, naive_batched) over
-  method x batch x classes, for each feature count n of the grid: time,
-  peak bytes above the inputs, the process's peak RSS, and naive / structured
-  time ratios.
-* :mod:`.bench_epoch`: one SGD epoch on MNIST-shaped data per batch size: time
-  and samples/s.
+* :mod:`.gradient`: ``Gradient.track_time`` (seconds) and ``Gradient.track_peak_bytes``
+  (bytes) over method x batch x features x classes x dtype;
+* :mod:`.epoch`: ``Epoch.track_time`` (seconds per SGD epoch) over method x batch x dtype;
+* :mod:`.overhead`: ``EpochOverhead.track_ratio``, sgd_epoch over the tuned NumPy loop.
 
-The device comes from ``SOFTMAX_DEVICE`` (``cpu`` or ``gpu``), set per asv
-environment by the matrix in ``asv.conf.json``.  A point over the memory or
-time budget, and every point of a GPU environment on a machine without a GPU,
-raises ``NotImplementedError`` in ``setup``: asv reports it as n/a, not as a
-failure.
+Which points run (the default suite or the full one, the device, the guard) is decided in
+:mod:`.common`; a point that does not run is n/a.
 """

@@ -1,9 +1,25 @@
-"""Shared helpers of the asv suite: the grid, the backend, the guard, prepared calls.
+"""Shared helpers of the asv suite: suite selection, backend, guard, and the measuring engine.
 
-asv runs every benchmark and parameter combination in a fresh process, so
-whatever is cached here is cached for one point; the machine probe that the
-guard's time predictions rest on is cached on disk instead (see
-:func:`machine_rates`).
+Every time this suite reports comes from :func:`softmax_core.measure.measure`, called
+exactly as the sweep calls it for a point (:func:`measured`): asv's own timing loop is
+never used.  asv runs each benchmark and parameter combination in a fresh process (forked
+from a server that has imported this package, see ``launch_method`` in ``asv.conf.json``),
+so whatever is cached here is cached for one point; the machine probe that the guard's
+time predictions rest on is cached on disk instead (:func:`machine_rates`).
+
+Which points run
+----------------
+Each benchmark's parameters are the whole grid (:data:`softmax_core.cases.DEFAULT_GRID`),
+so a result always names its point.  A point is measured when
+
+1. it belongs to the suite chosen by ``SOFTMAX_ASV_SUITE``: ``default`` (unset) holds the
+   points the time model predicts under :data:`DEFAULT_MAX_CALL_S` per call at the
+   reference machine's rates (:func:`in_default_suite`); ``full`` holds every point;
+2. the backend of ``SOFTMAX_DEVICE`` / ``SOFTMAX_BACKEND`` can run here;
+3. the sweep's guard lets it run on this machine (memory and predicted time).
+
+Otherwise ``setup`` raises ``NotImplementedError``, which asv records as n/a (not a
+failure), in a few milliseconds.
 """
 
 from __future__ import annotations
@@ -14,29 +30,83 @@ import json
 import math
 import os
 import platform
+import sys
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
-from softmax_core.backend import Backend, BackendError, cpu_model, get_backend
-from softmax_core.cases import DEFAULT_GRID, Case, Guard, default_memory_budget
-from softmax_core import measure  # a module: a bare time_call here would count as a benchmark
+from softmax_core import measure as engine  # a module: a bare function here could be taken for a benchmark
 from softmax_core._io import atomic_write_text
-from softmax_core.sweep import CALLS_PER_POINT, MIN_REPEATS, TIMING_BUDGET_S
+from softmax_core.backend import Backend, BackendError, get_backend
+from softmax_core.cases import (CALLS_PER_POINT, DEFAULT_GRID, EPOCH_CLASSES, EPOCH_FEATURES, MIN_SAMPLES,
+                                Case, Guard, default_memory_budget)
+from softmax_core.environment import cpu_model
+from softmax_core.sweep import POINT_TIME_SHARE
+from softmax_core.timemodel import TimeModel
 
 #: The sweep's grid: every parameter list of the suite comes from here.
 GRID = DEFAULT_GRID
-#: How many times slower than its roofline (GEMM rate, copy bandwidth) a call
-#: is assumed to be.  The sweep's guard learns this factor from the points it
-#: has measured; an asv process measures a single point, so it starts from
-#: this one.  Measured on a 2-core x86 VM: 1.2 to 11 for gradients of 10 ms or
-#: more (naive B=1 k=1000: 4.8; naive_batched B=32 k=100: 11) and 4.4 for the
-#: B=1 epoch.  With 6, naive at k=1000 runs at B=1 (~2 s predicted) and is
-#: skipped from B=8 on (~15 s a call), as in the sweep.
-DEFAULT_SLOWDOWN = 6.0
+#: Suites, chosen with ``SOFTMAX_ASV_SUITE`` (tools/asv_device.py puts it in asv's environment name).
+SUITE_ENV = "SOFTMAX_ASV_SUITE"
+SUITES = ("default", "full")
+#: A point is in the default suite when the time model, at its conservative default
+#: (6x slower than the roofline) and at the reference machine's rates, predicts at most
+#: this many seconds per call.  At 0.3 s: every structured gradient; naive and
+#: naive_batched at k = 10 (all B; B = 1024 predicted 0.26 s, measured 0.10-0.16 s) and at
+#: k = 100 up to B = 8; epochs from B = 32 on.  The nearest points left out are the B = 8
+#: epoch (0.49 s predicted, 0.18 s measured) and naive at k = 100, B = 32 (0.55 s
+#: predicted, 0.16-0.26 s measured).  Machine-independent: every machine runs the same points.
+DEFAULT_MAX_CALL_S = 0.3
+#: The reference machine's probe (2-core AMD EPYC VM, results/cpu/environment.json).
+REFERENCE_GEMM_FLOPS_PER_S = 179.6e9
+REFERENCE_COPY_BYTES_PER_S = 22.0e9
+#: Sampling cap of one point: the sweep's (its time budget times its per-point share).
+MAX_TIME_S = GRID.time_budget_s * POINT_TIME_SHARE
 #: Where the machine probe is cached (default: the system's temporary folder).
 CACHE_ENV = "SOFTMAX_ASV_CACHE"
+#: The epoch points' data: synthetic data of MNIST's shape (asv has no MNIST files).
+EPOCH_DATA = "synthetic"
 
+
+# --------------------------------------------------------------------------- which points run
+
+def suite() -> str:
+    """``$SOFTMAX_ASV_SUITE``: ``default`` (also when unset) or ``full``; ValueError otherwise."""
+    name = (os.environ.get(SUITE_ENV) or "default").strip().lower()
+    if name not in SUITES:
+        raise ValueError(f"{SUITE_ENV}={name!r} is not a suite: use one of {', '.join(SUITES)}")
+    return name
+
+
+@functools.lru_cache(maxsize=None)
+def _reference_model() -> TimeModel:
+    return TimeModel(REFERENCE_GEMM_FLOPS_PER_S, REFERENCE_COPY_BYTES_PER_S, "cpu")
+
+
+def in_default_suite(case: Case) -> bool:
+    """Whether ``case`` is in the default suite (see :data:`DEFAULT_MAX_CALL_S`)."""
+    return _reference_model().predict(case) <= DEFAULT_MAX_CALL_S
+
+
+def gradient_case(method: str, batch: int, features: int, classes: int, dtype: str) -> Case:
+    return Case("gradient", method, batch, features, classes, dtype)
+
+
+def epoch_case(method: str, batch: int, dtype: str) -> Case:
+    return Case("epoch", method, batch, EPOCH_FEATURES, EPOCH_CLASSES, dtype, EPOCH_DATA)
+
+
+def suite_points(kind: str, name: str | None = None) -> list[Case]:
+    """The grid's points of ``kind`` that suite ``name`` (default: ``$SOFTMAX_ASV_SUITE``) measures
+    before the guard has its say."""
+    name = name or suite()
+    points = [c for c in GRID.cases() if c.kind == kind]
+    if kind == "epoch":  # the grid's epochs may be on MNIST or off; the suite's are synthetic
+        points = [epoch_case(m, b, GRID.dtype) for m in GRID.epoch_methods for b in GRID.batches]
+    return points if name == "full" else [c for c in points if in_default_suite(c)]
+
+
+# --------------------------------------------------------------------------- device and guard
 
 @functools.lru_cache(maxsize=None)
 def backend() -> Backend:
@@ -53,11 +123,10 @@ def backend() -> Backend:
 def machine_rates(b: Backend) -> dict:
     """:func:`softmax_core.measure.probe_machine` of this machine and backend, probed once.
 
-    The best of three probes (about 3 s) is cached as JSON in
-    ``$SOFTMAX_ASV_CACHE`` (default: the temporary folder)``/softmax-bench-asv/``,
-    keyed by host, backend and processor, so that every process of a run, and
-    every later run, predicts with the same rates and skips the same points.
-    Delete the file to probe again.
+    The best of three probes (a few seconds) is cached as JSON in ``$SOFTMAX_ASV_CACHE``
+    (default: the temporary folder)``/softmax-bench-asv/``, keyed by host, backend and
+    processor, so that every process of a run, and every later run, predicts with the same
+    rates and skips the same points.  Delete the file to probe again.
     """
     ident = [platform.node(), b.label, cpu_model(), os.cpu_count()]
     if b.is_gpu:
@@ -69,61 +138,88 @@ def machine_rates(b: Backend) -> dict:
         return json.loads(path.read_text(encoding="utf-8"))["probe"]
     except (OSError, ValueError, KeyError):
         pass
-    # the best of three probes: one taken while something else loads the machine
-    # would make every later prediction too slow
-    probes = [measure.probe_machine(b) for _ in range(3)]
+    # the best of three: one probe taken while something else loads the machine would make
+    # every later prediction too slow
+    probes = [engine.probe_machine(b) for _ in range(3)]
     probe = max(probes, key=lambda p: p["gemm_gflops"])
     probe["copy_gbps"] = max(p["copy_gbps"] for p in probes)
-    # atomic: a concurrent reader sees the old file or the new one
     atomic_write_text(path, json.dumps({"machine": ident, "probe": probe}, indent=2))
     return probe
 
 
 @functools.lru_cache(maxsize=None)
 def guard() -> Guard:
-    """The sweep's guard, with the probed rates and :data:`DEFAULT_SLOWDOWN` for every method."""
+    """The sweep's guard on this machine: memory budget and the time model at the probed rates."""
     b = backend()
     rates = machine_rates(b)
-    return Guard(default_memory_budget(b), GRID.time_budget_s,
-                 gemm_flops_per_s=rates["gemm_gflops"] * 1e9, copy_bytes_per_s=rates["copy_gbps"] * 1e9,
-                 default_slowdown=DEFAULT_SLOWDOWN)
+    model = TimeModel(rates["gemm_gflops"] * 1e9, rates["copy_gbps"] * 1e9, b.device_kind)
+    return Guard(default_memory_budget(b), GRID.time_budget_s, model)
 
 
 def require(case: Case) -> None:
-    """Raise NotImplementedError (asv: n/a) if the guard would skip ``case``."""
+    """Raise NotImplementedError (asv: n/a) unless ``case`` is measured here and now."""
+    name = suite()
+    if name == "default" and not in_default_suite(case):
+        raise NotImplementedError(f"{case.label()}: not in the default suite; "
+                                  f"run it with {SUITE_ENV}=full")
     reason = guard().skip_reason(case, calls=CALLS_PER_POINT)
     if reason:
         raise NotImplementedError(f"{case.label()}: {reason}")
 
 
-def prepared(case: Case) -> tuple[Callable, tuple]:
-    """``case``'s call and its inputs on the backend, after the guard allowed it."""
+def prepare(case: Case) -> tuple[Callable, tuple]:
+    """``case``'s call and its inputs on the backend, once :func:`require` allows it."""
     require(case)
     return case.prepare(backend())
 
 
-def synchronized_call(case: Case) -> Callable[[], None]:
-    """A no-argument call of ``case`` that returns once the device has finished it."""
-    fn, args = prepared(case)
-    sync = backend().synchronize
+# --------------------------------------------------------------------------- measuring
 
-    def call() -> None:
-        fn(*args)
-        sync()
+def asv_quick() -> bool:
+    """Whether asv runs this benchmark with ``--quick`` ("every benchmark once").
 
-    return call
+    asv hands ``--quick`` to its benchmark process as the attributes ``repeat=1``,
+    ``number=1``, ``warmup_time=0``, which steer only asv's own timing loop; a benchmark has
+    no API to see them.  They are read from the ``extra_params`` of asv_runner's ``_run``
+    (the function that runs one benchmark, in a spawned or a forked process alike).  Should
+    asv_runner change that, this returns False and ``--quick`` measures fully: right, only
+    slower (``tests/test_asv.py`` notices).
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "_run" and frame.f_globals.get("__name__") == "asv_runner.run":
+            params = frame.f_locals.get("extra_params") or {}
+            return params.get("repeat") == 1 and params.get("number") == 1 and params.get("warmup_time") == 0
+        frame = frame.f_back
+    return False
 
 
-def median_time(fn: Callable, args: tuple) -> float:
-    """Median seconds of ``fn(*args)``, measured as the sweep measures a point."""
-    return measure.time_call(fn, *args, backend=backend(), warmup=1, min_repeats=MIN_REPEATS,
-                             time_budget_s=TIMING_BUDGET_S).median
+def measured(fn: Callable, args: tuple) -> engine.Measurement:
+    """``fn(*args)`` measured by the engine as the sweep measures a point.
+
+    Under ``asv run --quick`` (:func:`asv_quick`): the cold call, one warm-up call and one
+    sample, a smoke test of the point.
+    """
+    if asv_quick():
+        return engine.measure(fn, *args, backend=backend(), min_samples=1, max_samples=1, max_time_s=0,
+                              warmup_s=0)
+    return engine.measure(fn, *args, backend=backend(), min_samples=MIN_SAMPLES, max_time_s=MAX_TIME_S)
+
+
+def asv_samples(m: engine.Measurement) -> dict[str, Any]:
+    """A measurement as asv stores a timing: its samples (seconds per call) and the calls per sample.
+
+    asv takes a benchmark result shaped ``{"samples": [...], "number": n}`` as a timing and
+    computes its median, 99% confidence interval and quartiles from the samples, so
+    ``asv compare`` and ``continuous`` see the engine's spread; the median is the engine's.
+    """
+    return {"samples": [float(t) for t in m.times_s], "number": int(m.loops)}
 
 
 def peak_bytes(fn: Callable, args: tuple) -> float:
-    """Bytes allocated by ``fn(*args)`` above its inputs, as the sweep measures them.
+    """Bytes ``fn(*args)`` allocates above its inputs, as the sweep measures them.
 
     NaN (asv: n/a) where the backend has no allocation counter (torch on the CPU).
     """
-    peak = measure.peak_memory(fn, *args, backend=backend())
-    return math.nan if peak is None else peak
+    peak = backend().peak_bytes(fn, *args)
+    return math.nan if peak is None else int(peak)

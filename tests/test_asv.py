@@ -1,11 +1,15 @@
-"""The asv suite in bench/: its parameters come from the grid, its guard skips what
-does not fit, ``asv check`` passes, and a quick ``asv run`` writes results that
-:func:`softmax_core.report.load_asv_results` reads, with n/a (not failures) for a
-GPU environment on a machine without a GPU.
+"""The asv suite in bench/ and its plugin tools/asv_device.py.
 
-The asv runs are subprocesses with ``HOME`` and the results in ``tmp_path``: the
-user's ``~/.asv-machine.json`` and the repository's ``results/asv`` are never
-touched.  About 30 s on 2 cores.
+In process: the parameters are the grid's, the default suite is the documented subset,
+every benchmark's value comes from the measuring engine (asv's ``--quick`` included), the
+device and suite name asv's environments, and n/a comes fast where a point cannot run.
+
+Through asv itself (marked slow; about 40 s on 2 cores): on a copy of the working tree
+committed to a scratch repository, ``asv check``, ``asv run --quick`` on the CPU and then
+with ``SOFTMAX_DEVICE=gpu`` (a separate result file; the CPU's untouched), ``asv compare``
+flagging a 2x slower structured gradient as a regression and a no-op as none, and
+``asv publish``, after which ``git status --porcelain`` is still empty.  HOME and the probe
+cache are in ``tmp_path``: the user's ``~/.asv-machine.json`` and results are never touched.
 """
 
 from __future__ import annotations
@@ -18,28 +22,23 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from softmax_core import BackendError, get_backend
-from softmax_core.cases import DEFAULT_GRID, EPOCH_CLASSES, EPOCH_FEATURES, Case
+from softmax_core.cases import DEFAULT_GRID, Case, Guard
+from softmax_core.timemodel import TimeModel
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MACHINE = "softmax-bench-test"
 ASV_TIMEOUT_S = 240
-# asv selects parameter combinations by a regex on "name(param, ...)": a few cheap points.
-TINY_SUBSET = (
-    r"TimeGradientN784\.time_gradient\('structured', (1|8), 10\)",
-    r"TrackGradientMemoryN784\.track_peak_bytes\('naive', 1, 10\)",
-    r"TimeEpoch\.time_epoch\('structured', 1024\)",
-)
-# name -> (parameters, expected a value) of the points in TINY_SUBSET
-TINY_POINTS = {
-    "bench_gradient.TimeGradientN784.time_gradient": [("structured", 1, 10), ("structured", 8, 10)],
-    "bench_gradient.TrackGradientMemoryN784.track_peak_bytes": [("naive", 1, 10)],
-    "bench_epoch.TimeEpoch.time_epoch": [("structured", 1024)],
-}
+#: The benchmarks of the suite, all ``track_``: the engine measures, asv never times.
+BENCHMARKS = {"gradient.Gradient.track_time": "seconds", "gradient.Gradient.track_peak_bytes": "bytes",
+              "epoch.Epoch.track_time": "seconds", "overhead.EpochOverhead.track_ratio": "ratio"}
+GRADIENT_PARAMS = ["method", "batch", "features", "classes", "dtype"]
 
 
 def _has_gpu() -> bool:
@@ -51,186 +50,348 @@ def _has_gpu() -> bool:
 
 
 @pytest.fixture
-def bench(monkeypatch):
-    """The bench package (importable from the repository root), with fresh caches."""
+def bench(monkeypatch, tmp_path):
+    """The bench package (importable from the repository root), with fresh caches, the
+    default suite on the CPU, and a private probe cache."""
     monkeypatch.syspath_prepend(str(REPO_ROOT))
-    from bench import bench_epoch, bench_gradient, common
+    for var in ("SOFTMAX_DEVICE", "SOFTMAX_BACKEND", "SOFTMAX_ASV_SUITE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("SOFTMAX_ASV_CACHE", str(tmp_path / "cache"))
+    from bench import common, epoch, gradient, overhead
 
-    common.backend.cache_clear()
-    common.guard.cache_clear()
-    yield {"common": common, "gradient": bench_gradient, "epoch": bench_epoch}
-    common.backend.cache_clear()
-    common.guard.cache_clear()
+    for f in (common.backend, common.guard):
+        f.cache_clear()
+    yield {"common": common, "gradient": gradient, "epoch": epoch, "overhead": overhead}
+    for f in (common.backend, common.guard):
+        f.cache_clear()
+
+
+@pytest.fixture
+def reference_rates(bench, monkeypatch):
+    """The guard of the 2-core reference machine: its probed rates and half of 24 GB."""
+    common = bench["common"]
+    monkeypatch.setattr(common, "machine_rates", lambda b: {"gemm_gflops": 179.6, "copy_gbps": 22.0})
+    monkeypatch.setattr(common, "default_memory_budget", lambda b: 12 * 10**9)
+    return common
+
+
+def _n_a(common, case: Case) -> str | None:
+    try:
+        common.require(case)
+    except NotImplementedError as exc:
+        return str(exc)
+    return None
 
 
 # ---------------------------------------------------------------------------- the suite, in process
 
-def test_parameters_come_from_the_grid(bench):
-    g = bench["gradient"]
-    for n in DEFAULT_GRID.features:
-        cls = getattr(g, f"TimeGradientN{n}")
-        assert cls.features == n
-        assert cls.params == [list(DEFAULT_GRID.methods), list(DEFAULT_GRID.batches),
-                              list(DEFAULT_GRID.classes)]
-        assert cls.param_names == ["method", "batch", "classes"]
-        for prefix in ("TrackGradientMemory", "PeakMemGradient", "TrackTimeRatio"):
-            assert getattr(g, f"{prefix}N{n}").features == n
-    assert bench["epoch"].TimeEpoch.params == [list(DEFAULT_GRID.epoch_methods), list(DEFAULT_GRID.batches)]
-    assert g.TrackGradientMemoryN784.track_peak_bytes.unit == "bytes"
-    assert g.TrackTimeRatioN784.track_time_ratio.unit == "ratio"
-    assert bench["epoch"].TrackEpochThroughput.track_samples_per_s.unit == "samples/s"
+def test_parameters_come_from_the_grid_and_name_the_whole_point(bench):
+    g, e = bench["gradient"].Gradient, bench["epoch"].Epoch
+    assert g.param_names == GRADIENT_PARAMS
+    assert g.params == [list(DEFAULT_GRID.methods), list(DEFAULT_GRID.batches), list(DEFAULT_GRID.features),
+                        list(DEFAULT_GRID.classes), [DEFAULT_GRID.dtype]]
+    assert e.param_names == ["method", "batch", "dtype"]
+    assert e.params == [list(DEFAULT_GRID.epoch_methods), list(DEFAULT_GRID.batches), [DEFAULT_GRID.dtype]]
 
 
-def test_guard_skips_by_memory_and_predicted_time_without_history(bench, monkeypatch):
+def test_every_benchmark_is_a_track_with_a_unit_and_none_measures_twice():
+    """asv's own discovery finds exactly the four benchmarks: no time_ (asv's timing loop),
+    no ratio or throughput re-measuring a time, each with its unit."""
+    from asv_runner.discovery import disc_benchmarks
+
+    found = {b.name: b for b in disc_benchmarks(str(REPO_ROOT / "bench"))}
+    assert set(found) == set(BENCHMARKS)
+    for name, unit in BENCHMARKS.items():
+        assert found[name].type == "track" and found[name].unit == unit, name
+
+
+def test_default_suite_is_the_grid_under_the_time_limit(bench):
     common = bench["common"]
-    monkeypatch.delenv("SOFTMAX_DEVICE", raising=False)
-    monkeypatch.delenv("SOFTMAX_BACKEND", raising=False)
-    # the rates measured on a 2-core x86 VM, and its memory budget (half of 24 GB)
-    monkeypatch.setattr(common, "machine_rates", lambda b: {"gemm_gflops": 171.0, "copy_gbps": 23.0})
-    monkeypatch.setattr(common, "default_memory_budget", lambda b: 12 * 10**9)
-
-    def n_a(method, batch, classes, kind="gradient", n=784):
-        case = Case(kind, method, batch, n, classes)
-        try:
-            common.require(case)
-        except NotImplementedError as exc:
-            return str(exc)
-        return None
-
-    assert n_a("structured", 1024, 1000) is None
-    assert n_a("naive", 1, 1000) is None and n_a("naive", 1, 1000, n=1000) is None
-    assert "predicted" in n_a("naive", 8, 1000)            # ~10 s a call: over the time budget
-    assert "needs 384" in n_a("naive_batched", 96, 1000, n=1000)  # the lecture's 384 GB
-    assert n_a("structured", 1, EPOCH_CLASSES, kind="epoch", n=EPOCH_FEATURES) is None
+    default = {c.key for c in common.suite_points("gradient", "default")}
+    full = {c.key for c in common.suite_points("gradient", "full")}
+    assert full == {c.key for c in DEFAULT_GRID.cases() if c.kind == "gradient"}
+    structured = {k for k in full if k[1] == "structured"}
+    assert structured <= default  # the structured gradient over the whole grid
+    g = lambda m, b, n, k: ("gradient", m, b, n, k, "float32", "")  # noqa: E731
+    for method in ("naive", "naive_batched"):
+        assert {g(method, b, n, 10) for b in DEFAULT_GRID.batches for n in (784, 1000)} <= default
+        assert g(method, 8, 1000, 100) in default
+        assert g(method, 32, 784, 100) not in default      # 0.16-0.26 s a call: full suite only
+        assert not {k for k in default if k[1] == method and k[4] == 1000}   # naive at k = 1000
+    assert len(default) == 36 + 2 * 16
+    epochs = {c.batch for c in common.suite_points("epoch", "default")}
+    assert epochs == {32, 96, 256, 1024}
+    assert {c.batch for c in common.suite_points("epoch", "full")} == set(DEFAULT_GRID.batches)
 
 
-def test_gpu_without_gpu_is_not_implemented(bench, monkeypatch):
+def test_points_outside_the_suite_or_the_guard_are_n_a_with_the_reason(reference_rates, monkeypatch):
+    common = reference_rates
+    heavy = Case("gradient", "naive", 1, 784, 1000)
+    assert "SOFTMAX_ASV_SUITE=full" in _n_a(common, heavy)
+    assert _n_a(common, Case("gradient", "structured", 1024, 1000, 1000)) is None
+    monkeypatch.setenv("SOFTMAX_ASV_SUITE", "full")
+    assert _n_a(common, heavy) is None                                       # ~0.6 s a call: runs
+    assert "predicted" in _n_a(common, Case("gradient", "naive", 8, 1000, 1000))   # ~10 s a call
+    assert "needs 384" in _n_a(common, Case("gradient", "naive_batched", 96, 1000, 1000))  # the lecture's 384 GB
+    monkeypatch.setenv("SOFTMAX_ASV_SUITE", "everything")
+    with pytest.raises(ValueError, match="SOFTMAX_ASV_SUITE"):
+        common.require(heavy)
+
+
+def test_gpu_without_gpu_is_n_a_at_once(bench, monkeypatch):
     if _has_gpu():
         pytest.skip("a GPU is present: SOFTMAX_DEVICE=gpu runs")
     monkeypatch.setenv("SOFTMAX_DEVICE", "gpu")
-    monkeypatch.delenv("SOFTMAX_BACKEND", raising=False)
-    bm = bench["gradient"].TimeGradientN784()
-    with pytest.raises(NotImplementedError, match="SOFTMAX_DEVICE=gpu|cupy"):
-        bm.setup("structured", 1, 10)
+    start = time.perf_counter()
+    with pytest.raises(NotImplementedError, match="SOFTMAX_DEVICE=gpu|cupy|CuPy"):
+        bench["gradient"].Gradient().setup("structured", 1, 784, 10, "float32")
+    with pytest.raises(NotImplementedError):
+        bench["overhead"].EpochOverhead().setup()
+    assert time.perf_counter() - start < 5
+
+
+def test_track_time_is_the_engines_measurement_of_a_prepared_point(bench):
+    """setup prepares the inputs once; the whole measurement (cold call, warm-up, samples)
+    runs inside the track call, so asv re-running setup cannot change it; asv's median of
+    the samples is the engine's median."""
+    from asv_runner.statistics import compute_stats
+
+    bm = bench["gradient"].Gradient()
+    bm.setup("structured", 8, 784, 10, "float32")
+    bm.setup("structured", 8, 784, 10, "float32")   # as asv may: fresh inputs, same point
+    out = bm.track_time("structured", 8, 784, 10, "float32")
+    assert set(out) == {"samples", "number"}
+    assert len(out["samples"]) >= bench["common"].MIN_SAMPLES and out["number"] >= 1
+    assert all(isinstance(t, float) and 0 < t < 0.1 for t in out["samples"])
+    value, stats = compute_stats(out["samples"], out["number"])
+    assert value == pytest.approx(float(np.median(out["samples"])))
+    assert stats["ci_99_a"] <= value <= stats["ci_99_b"]
+    peak = bm.track_peak_bytes("structured", 8, 784, 10, "float32")
+    case = Case("gradient", "structured", 8, 784, 10)
+    assert 0.5 * case.cost.peak_bytes <= peak <= 2 * case.cost.peak_bytes
+
+
+def test_asv_quick_is_seen_in_a_real_asv_runner_process(bench, tmp_path):
+    """asv_runner's own ``_run`` (what a spawned or forked benchmark process calls): with
+    --quick's attributes one sample, without them the engine's full measurement."""
+    from asv_runner.run import _run
+
+    counts = {}
+    for label, params in (("quick", {"number": 1, "repeat": 1, "warmup_time": 0}), ("full", {})):
+        result = tmp_path / f"{label}.json"
+        _run((str(REPO_ROOT / "bench"), "gradient.Gradient.track_time-0", json.dumps(params), "None",
+              str(result)))
+        counts[label] = len(json.loads(result.read_text())["samples"])
+    assert counts["quick"] == 1
+    assert counts["full"] >= bench["common"].MIN_SAMPLES
+
+
+def test_overhead_is_a_ratio_of_sgd_epoch_over_numpy(bench, monkeypatch):
+    ov = bench["overhead"]
+    monkeypatch.setattr(ov, "ROUNDS", 3)
+    monkeypatch.setattr(ov, "MAX_TIME_S", 0.0)
+    monkeypatch.setattr(ov, "EPOCH_SAMPLES", 2000)   # 20 steps: the same loops, faster
+    bm = ov.EpochOverhead()
+    bm.setup()
+    out = bm.track_ratio()
+    assert out["number"] == 1 and len(out["samples"]) >= 3
+    assert all(r > 0 and math.isfinite(r) and r == round(r, 4) for r in out["samples"])
+
+
+# ---------------------------------------------------------------------------- the plugin
+
+def _env_names(monkeypatch, **environ) -> list[tuple]:
+    from asv import config, environment
+    from asv.plugin_manager import plugin_manager
+
+    for var in ("SOFTMAX_DEVICE", "SOFTMAX_BACKEND", "SOFTMAX_ASV_SUITE"):
+        monkeypatch.delenv(var, raising=False)
+    for var, value in environ.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.chdir(REPO_ROOT)  # asv imports ".tools.asv_device" from the working folder
+    conf = config.Config.load(str(REPO_ROOT / "asv.conf.json"))
+    for plugin in conf.plugins:
+        plugin_manager.import_plugin(plugin)
+    return [(env.name, env.dir_name, dict(env.requirements), env.env_vars)
+            for spec in (None, ["existing:same"]) for env in environment.get_environments(conf, spec, verbose=False)]
+
+
+def test_device_and_suite_from_the_shell_name_asvs_environments(monkeypatch):
+    pytest.importorskip("asv", reason="asv is not installed: pip install 'softmax-bench[test]'")
+    cpu = _env_names(monkeypatch)
+    assert cpu == _env_names(monkeypatch, SOFTMAX_DEVICE="cpu")
+    gpu = _env_names(monkeypatch, SOFTMAX_DEVICE="gpu")
+    full = _env_names(monkeypatch, SOFTMAX_DEVICE="gpu", SOFTMAX_ASV_SUITE="full")
+    (venv_cpu, dir_cpu, req_cpu, vars_cpu), (existing_cpu, *_) = cpu
+    (venv_gpu, dir_gpu, req_gpu, vars_gpu), (existing_gpu, *_) = gpu
+    assert venv_cpu.endswith("-SOFTMAX_DEVICEcpu") and existing_cpu.startswith("existing-")
+    assert existing_cpu.endswith("-SOFTMAX_DEVICEcpu") and existing_gpu.endswith("-SOFTMAX_DEVICEgpu")
+    assert venv_gpu.endswith("-cupy-cuda12x-SOFTMAX_DEVICEgpu") and req_gpu == {"cupy-cuda12x": ""}
+    assert req_cpu == {} and dir_cpu != dir_gpu                     # CuPy in a virtualenv of its own
+    assert vars_cpu == {"SOFTMAX_DEVICE": "cpu"} and vars_gpu == {"SOFTMAX_DEVICE": "gpu"}
+    assert "-SOFTMAX_ASV_SUITEfull-" in full[0][0] and full[0][0].endswith("-SOFTMAX_DEVICEgpu")
+    from asv import util
+
+    with pytest.raises(util.UserError, match="SOFTMAX_DEVICE='tpu'"):
+        _env_names(monkeypatch, SOFTMAX_DEVICE="tpu")
 
 
 # ---------------------------------------------------------------------------- asv itself
 
-@pytest.fixture
-def asv_run(tmp_path):
-    """Run ``python -m asv ...`` in the repository with HOME, results and caches in tmp_path."""
-    asv_util = pytest.importorskip("asv.util", reason="asv is not installed: pip install 'softmax-bench[test]'")
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory):
+    """A copy of the working tree (tracked and untracked files, not the ignored ones) committed
+    twice to a scratch git repository, with asv's machine file in a private HOME."""
+    pytest.importorskip("asv", reason="asv is not installed: pip install 'softmax-bench[test]'")
     if shutil.which("git") is None or not (REPO_ROOT / ".git").exists():
         pytest.skip("asv needs the project's git repository")
-    conf = asv_util.load_json(str(REPO_ROOT / "asv.conf.json"), js_comments=True)
-    results = tmp_path / "results"
-    conf.update(repo=str(REPO_ROOT), benchmark_dir=str(REPO_ROOT / "bench"), results_dir=str(results),
-                html_dir=str(tmp_path / "html"), env_dir=str(tmp_path / "env"))
-    config = tmp_path / "asv.conf.json"
-    config.write_text(json.dumps(conf, indent=2), encoding="utf-8")
-    home = tmp_path / "home"
+    tmp = tmp_path_factory.mktemp("asv")
+    repo = tmp / "repo"
+    files = _git(REPO_ROOT, "ls-files", "-z", "--cached", "--others", "--exclude-standard").split("\0")
+    for name in filter(None, files):
+        src = REPO_ROOT / name
+        if src.is_file() and not name.startswith("results/"):
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, repo / name)
+    _git(repo, "init", "-q", "-b", "main")
+    for key, value in (("user.name", "test"), ("user.email", "test@example.com"), ("commit.gpgsign", "false")):
+        _git(repo, "config", key, value)
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "base")
+    _git(repo, "commit", "-q", "--allow-empty", "-m", "head")
+    _git(repo, "commit", "-q", "--allow-empty", "-m", "slow")   # its code is changed at run time
+    home = tmp / "home"
     home.mkdir()
-    base_env = {k: v for k, v in os.environ.items() if k not in ("SOFTMAX_DEVICE", "SOFTMAX_BACKEND")}
-    # a private probe cache: a probe taken while the tests load the CPU would slow later real runs' guard
-    base_env.update(HOME=str(home), SOFTMAX_ASV_CACHE=str(tmp_path / "cache"))
+    env = {k: v for k, v in os.environ.items() if k not in ("SOFTMAX_DEVICE", "SOFTMAX_BACKEND", "SOFTMAX_ASV_SUITE")}
+    env.update(HOME=str(home), SOFTMAX_ASV_CACHE=str(tmp / "cache"))
 
-    def run(*args, extra_env=None, config_file=config):
-        env = dict(base_env, **(extra_env or {}))
-        proc = subprocess.run([sys.executable, "-m", "asv", "--config", str(config_file), *args],
-                              cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=ASV_TIMEOUT_S)
+    def asv(*args, extra_env=None):
+        proc = subprocess.run([sys.executable, "-m", "asv", *args], cwd=repo, env=dict(env, **(extra_env or {})),
+                              capture_output=True, text=True, timeout=ASV_TIMEOUT_S)
         return proc
 
-    proc = run("machine", "--yes", "--machine", MACHINE)
+    proc = asv("machine", "--yes", "--machine", MACHINE)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert (home / ".asv-machine.json").is_file()
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
-                          check=True).stdout.strip()
-    run.results, run.head, run.repo_config = results, head, REPO_ROOT / "asv.conf.json"
-    return run
+    asv.repo, asv.tmp = repo, tmp
+    asv.results = repo / ".asv" / "results" / MACHINE
+    asv.base, asv.head, asv.slow = (_git(repo, "rev-parse", f"HEAD~{i}").strip() for i in (2, 1, 0))
+    return asv
 
 
-def _quick_run(asv_run, *env_spec, extra_env=None):
-    bench_args = [a for regex in TINY_SUBSET for a in ("--bench", regex)]
-    return asv_run("run", *env_spec, "--quick", "--show-stderr", "--set-commit-hash", asv_run.head,
-                   "--machine", MACHINE, *bench_args, extra_env=extra_env)
+def _result_file(asv, commit: str, device: str) -> Path:
+    files = list(asv.results.glob(f"{commit[:8]}-existing-*SOFTMAX_DEVICE{device}.json"))
+    assert len(files) == 1, sorted(p.name for p in asv.results.iterdir())
+    return files[0]
 
 
-def _values(path: Path) -> dict:
-    """Values of the TINY_POINTS in an asv result file: {(name, params): value}."""
-    data = json.loads(path.read_text(encoding="utf-8"))  # asv writes NaN for n/a; Python reads it
-    columns = data["result_columns"]
-    out = {}
-    for name, points in TINY_POINTS.items():
-        row = dict(zip(columns, data["results"][name]))
-        # asv stores parameter values as reprs: "'structured'", "8"
-        combos = [tuple(ast.literal_eval(p) for p in combo) for combo in itertools.product(*row["params"])]
-        for point in points:
-            out[name, point] = row["result"][combos.index(point)]
-    return out
+def _values(path: Path, name: str) -> dict:
+    """{parameters: value} of one benchmark in an asv result file (asv writes NaN for n/a)."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    row = dict(zip(data["result_columns"], data["results"][name]))
+    combos = [tuple(ast.literal_eval(p) for p in c) for c in itertools.product(*row["params"])]
+    return dict(zip(combos, row["result"])), dict(zip(combos, row.get("stats_repeat") or [None] * len(combos)))
 
 
-def _is_na(value) -> bool:
-    """asv's n/a (setup raised NotImplementedError) is NaN; a failure is null."""
-    return isinstance(value, float) and math.isnan(value)
+#: A few cheap points: asv selects parameter combinations by a regex on "name(param, ...)".
+SMOKE = (r"gradient.Gradient.track_time\('structured', (1|8), 784, (10|1000), 'float32'\)",
+         r"gradient.Gradient.track_time\('naive', 1, 784, 1000, 'float32'\)",
+         r"gradient.Gradient.track_peak_bytes\('naive', 1, 784, 10, 'float32'\)",
+         r"epoch.Epoch.track_time\('structured', 1024, 'float32'\)")
+
+
+def _bench_args(*regexes: str) -> list[str]:
+    return [a for r in regexes for a in ("--bench", r)]
 
 
 @pytest.mark.slow
-def test_asv_check_passes(asv_run):
-    proc = asv_run("check", "--python=same", config_file=asv_run.repo_config)
+def test_asv_check_passes(scratch):
+    proc = scratch("check", "--python=same")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "No problems found" in proc.stdout
 
 
 @pytest.mark.slow
-def test_quick_run_writes_results_that_the_report_reads(asv_run):
-    proc = _quick_run(asv_run, "--python=same")
+def test_quick_run_then_gpu_run_keep_apart_and_leave_the_tree_clean(scratch):
+    proc = scratch("run", "--python=same", "--quick", "--set-commit-hash", scratch.head, "--machine", MACHINE,
+                   *_bench_args(*SMOKE))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
-    machine_dir = asv_run.results / MACHINE
-    files = {p.name: p for p in machine_dir.glob(f"{asv_run.head[:8]}-*.json")}
-    cpu = [p for name, p in files.items() if name.endswith("SOFTMAX_DEVICEcpu.json")]
-    gpu = [p for name, p in files.items() if name.endswith("SOFTMAX_DEVICEgpu.json")]
-    assert len(cpu) == 1 and len(gpu) == 1, sorted(files)
-    for point, value in _values(cpu[0]).items():
-        assert isinstance(value, (int, float)) and value > 0 and math.isfinite(value), (point, value, out)
-    gpu_values = _values(gpu[0])
-    if _has_gpu():
-        assert all(v is not None and math.isfinite(v) for v in gpu_values.values()), gpu_values
-    else:
-        assert all(_is_na(v) for v in gpu_values.values()), gpu_values  # n/a, not failed (None)
+    cpu = _result_file(scratch, scratch.head, "cpu")
+    times, repeats = _values(cpu, "gradient.Gradient.track_time")
+    for b, k in itertools.product((1, 8), (10, 1000)):
+        point = ("structured", b, 784, k, "float32")
+        assert 0 < times[point] < 1 and repeats[point] == 1, (point, out)   # --quick: one sample
+    assert math.isnan(times["naive", 1, 784, 1000, "float32"])   # not in the default suite: n/a
+    peaks, _ = _values(cpu, "gradient.Gradient.track_peak_bytes")
+    assert peaks["naive", 1, 784, 10, "float32"] > 0
+    epochs, _ = _values(cpu, "epoch.Epoch.track_time")
+    assert 0 < epochs["structured", 1024, "float32"] < 30
+    cpu_bytes = cpu.read_bytes()
 
-    report = pytest.importorskip("softmax_core.report")
-    if not hasattr(report, "load_asv_results"):
-        pytest.skip("softmax_core.report.load_asv_results does not exist yet")
-    df = report.load_asv_results(asv_run.results)
-    assert set(df["machine"]) == {MACHINE}
-    assert set(df["commit_hash"]) == {asv_run.head}
-    on_cpu = df[df["env_name"].str.endswith("SOFTMAX_DEVICEcpu")]
-    timed = on_cpu[(on_cpu["benchmark"] == "bench_gradient.TimeGradientN784.time_gradient")
-                   & (on_cpu["method"] == "structured") & (on_cpu["classes"] == 10)
-                   & on_cpu["batch"].isin([1, 8])]
-    assert list(timed["status"]) == ["ok", "ok"] and (timed["value"] > 0).all()
-    assert (timed["unit"] == "seconds").all()
-    peak = on_cpu[(on_cpu["benchmark"] == "bench_gradient.TrackGradientMemoryN784.track_peak_bytes")
-                  & (on_cpu["status"] == "ok")]
-    assert len(peak) == 1 and peak["unit"].iloc[0] == "bytes" and peak["value"].iloc[0] > 0
-    assert "failed" not in set(df["status"])
+    proc = scratch("run", "--python=same", "--quick", "--set-commit-hash", scratch.head, "--machine", MACHINE,
+                   *_bench_args(*SMOKE), extra_env={"SOFTMAX_DEVICE": "gpu"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    gpu_times, _ = _values(_result_file(scratch, scratch.head, "gpu"), "gradient.Gradient.track_time")
     if not _has_gpu():
-        on_gpu = df[df["env_name"].str.endswith("SOFTMAX_DEVICEgpu")]
-        assert len(on_gpu) and set(on_gpu["status"]) == {"skipped"}
+        assert all(v is not None and math.isnan(v) for v in gpu_times.values())   # n/a, not failed
+    assert cpu.read_bytes() == cpu_bytes   # the CPU results of the same commit are untouched
+
+    proc = scratch("publish")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (scratch.repo / ".asv" / "html" / "index.html").is_file()
+    assert _git(scratch.repo, "status", "--porcelain") == ""
 
 
 @pytest.mark.slow
-def test_softmax_device_gpu_from_the_callers_environment_is_na_without_gpu(asv_run):
-    """``-E existing:same`` ignores the matrix: the caller's SOFTMAX_DEVICE reaches the benchmarks."""
-    if _has_gpu():
-        pytest.skip("a GPU is present: SOFTMAX_DEVICE=gpu would run")
-    proc = _quick_run(asv_run, "-E", "existing:same", extra_env={"SOFTMAX_DEVICE": "gpu"})
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out
-    files = list((asv_run.results / MACHINE).glob(f"{asv_run.head[:8]}-existing-*.json"))
-    assert len(files) == 1, files
-    assert "SOFTMAX_DEVICE" not in files[0].name  # not a matrix environment
-    values = _values(files[0])
-    assert all(_is_na(v) for v in values.values()), values  # n/a, not failed (None)
-    assert "SOFTMAX_DEVICE=gpu was asked for" in out or "cupy" in out
+def test_compare_flags_a_2x_slower_structured_gradient_and_not_a_no_op(scratch):
+    """asv's regression check on the engine's samples as asv stored them.
+
+    The base commit is measured for real (two structured points, samples recorded).  The
+    next two commits get results made from those samples through asv's own ``Results``
+    API: the no-op's are the base's samples resampled (the same distribution, seed 0), the
+    slow one's are the base's samples doubled.  ``asv compare --factor 1.2`` must flag
+    both points of the slow commit and nothing of the no-op.  Made-up samples keep this
+    test exact on a loaded machine; tools/asv_gate.py runs the real gate, builds and
+    measurements of every commit included, on the whole default suite."""
+    from asv.results import Results
+    from asv.runner import BenchmarkResult
+    from asv.util import load_json
+
+    name = "gradient.Gradient.track_time"
+    points = r"gradient.Gradient.track_time\('structured', (1|8), 784, 100, 'float32'\)"
+    proc = scratch("run", "--python=same", "--set-commit-hash", scratch.base, "--machine", MACHINE,
+                   "--record-samples", "--bench", points)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    base = Results.load(str(_result_file(scratch, scratch.base, "cpu")), MACHINE)
+    bench = load_json(str(scratch.repo / ".asv" / "results" / "benchmarks.json"))[name]
+    samples = base.get_result_samples(name, bench["params"])
+    measured = [s for s in samples if s]
+    assert len(measured) == 2 and all(len(s) >= 5 for s in measured)   # the engine's samples, kept by asv
+    stats = base.get_result_stats(name, bench["params"])
+    rng = np.random.default_rng(0)
+    for commit, change in ((scratch.head, lambda s: list(rng.choice(s, size=len(s)))),
+                           (scratch.slow, lambda s: [2 * t for t in s])):
+        new = [change(s) if s else None for s in samples]
+        result = Results(base.params, base._requirements, commit, base.date, base._python, base.env_name,
+                         base.env_vars)
+        result.add_result(bench, BenchmarkResult(
+            result=[True if s else math.nan for s in new], samples=new,
+            number=[st["number"] if st else None for st in stats], errcode=0, stderr="", profile=None),
+            record_samples=True)
+        result.save(str(scratch.repo / ".asv" / "results"))
+
+    def regressions(after):
+        proc = scratch("compare", "--machine", MACHINE, "--factor", "1.2", "--only-changed",
+                       "-E", base.env_name, scratch.base, after)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return [line for line in proc.stdout.splitlines() if line.startswith("| +")], proc.stdout
+
+    worse, out = regressions(scratch.head)
+    assert worse == [], out
+    worse, out = regressions(scratch.slow)
+    assert len(worse) == 2 and all("track_time('structured'" in line for line in worse), out
+    assert all(1.9 < float(line.split("|")[4]) < 2.1 for line in worse), out

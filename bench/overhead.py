@@ -1,0 +1,39 @@
+"""The array-API layer's cost: an epoch of ``sgd_epoch`` against the tuned plain NumPy loop.
+
+The goal is within 5% (``softmax-bench overhead`` prints the same on real MNIST).
+"""
+
+from __future__ import annotations
+
+from softmax_core.cases import EPOCH_CLASSES, EPOCH_FEATURES, EPOCH_SAMPLES, synthetic_data
+from softmax_core.reference import epoch_overhead
+
+from . import common
+
+#: Batch size of the overhead check (the README's MNIST training).
+BATCH = 100
+#: At least this many alternating rounds, more until the medians converge, at most MAX_TIME_S.
+ROUNDS = 11
+MAX_TIME_S = 5.0
+
+
+class EpochOverhead:
+    """sgd_epoch's time over the tuned NumPy loop's, per alternating round (1.05: 5% slower)."""
+
+    timeout = 120
+
+    def setup(self):
+        if common.backend().name != "numpy":
+            raise NotImplementedError("the overhead is measured against NumPy on the CPU")
+        self.X, self.y = synthetic_data(EPOCH_SAMPLES, EPOCH_FEATURES, EPOCH_CLASSES)
+
+    def track_ratio(self):
+        """The per-round ratios: asv shows their median and spread (4 decimals: asv prints a
+        unit it does not know as the bare number)."""
+        quick = common.asv_quick()
+        result = epoch_overhead(self.X, self.y, batch=BATCH, rounds=1 if quick else ROUNDS,
+                                max_time_s=0 if quick else MAX_TIME_S)
+        ratio = result.ratio("numpy")
+        return {"samples": [round(r, 4) for r in ratio.times_s], "number": 1}
+
+    track_ratio.unit = "ratio"
