@@ -281,7 +281,7 @@ def test_cli_sweep_bad_arguments_one_line(tmp_path, argv, needle):
 def test_cli_sweep_runs_and_reports(tmp_path):
     r = subprocess.run([sys.executable, "-m", "softmax_core.cli", "sweep", "--out", str(tmp_path),
                         "--methods", "structured,naive", "--batch", "64,256", "--classes", "3,9,27",
-                        "--features", "8", "--epochs-on", "synthetic", "--time-budget", "2"],
+                        "--features", "8", "--epochs-on", "synthetic", "--time-budget", "10"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     with open(tmp_path / "results.csv") as fh:
