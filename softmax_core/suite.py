@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ._io import atomic_write_text
+from .environment import load_average
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_FILES = ("tests/test_backend.py", "tests/test_model.py", "tests/test_measure.py", "tests/test_sidebyside.py")
@@ -67,6 +68,7 @@ class Stage:
     seconds: float = 0.0
     detail: str = ""
     files: list = field(default_factory=list)
+    load_1min: float | None = None   # the machine's load average when the stage ended (others' work too)
 
 
 def sweep_point_budget(seconds_left: float) -> float:
@@ -133,8 +135,10 @@ class Suite:
             else:
                 getattr(self, "_" + name.replace("-", "_"))(st)
             st.seconds = round(time.monotonic() - start, 1)
+            st.load_1min = load_average()
             self.stages.append(st)
-            self.say(f"{name}: {st.status} in {st.seconds:.0f} s{': ' + st.detail if st.detail else ''}")
+            detail = f": {st.detail}" if st.detail else ""
+            self.say(f"{name}: {st.status} in {st.seconds:.0f} s (load {st.load_1min}){detail}")
         return self._finish()
 
     def _cli(self, st: Stage, args: list, timeout_s: float, log_name: str, *, cwd=None) -> int | None:
@@ -364,11 +368,13 @@ def _now() -> str:
 
 
 def _markdown(s: dict) -> str:
-    rows = "\n".join(f"| {st['name']} | {st['status']} | {st['seconds']:.0f} | {st['detail']} | "
+    rows = "\n".join(f"| {st['name']} | {st['status']} | {st['seconds']:.0f} | {st['load_1min']} | {st['detail']} | "
                      f"{', '.join(st['files'])} |" for st in s["stages"])
     return (f"# softmax-bench suite\n\n{s['created']}, device {s['device']}: {s['wall_s']:.0f} s of a "
             f"{s['budget_s']:.0f} s budget; {'all stages ok or skipped' if s['ok'] else 'NOT all ok'}.\n\n"
-            "| stage | status | s | detail | files |\n| --- | --- | --- | --- | --- |\n" + rows + "\n")
+            "| stage | status | s | load | detail | files |\n| --- | --- | --- | --- | --- | --- |\n" + rows +
+            "\n\nload: the machine's 1-minute load average as the stage ended (other processes' work "
+            "counts too: above the core count, times stretch and stages may reach their deadlines).\n")
 
 
 __all__ = ["Suite", "Stage", "STAGES", "TEST_FILES", "sweep_point_budget", "stage_cap", "check_test_error",

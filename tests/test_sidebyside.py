@@ -137,7 +137,8 @@ def test_step_bound_takes_the_largest_of_launches_bandwidth_and_flops():
 
 # --------------------------------------------------------------------------- the comparison
 
-def test_run_sidebyside_on_tiny_workloads(tmp_path, one_torch_thread):
+def test_run_sidebyside_on_tiny_workloads(tmp_path, one_torch_thread, monkeypatch):
+    monkeypatch.setattr(sbs, "MIN_CALLS", 0)  # no variant left out for time on a loaded machine
     res = sbs.run_sidebyside("cpu", workloads=TINY, time_budget_s=3)
     assert [w["name"] for w in res["workloads"]] == ["mnist_epoch", "gradient"]
     assert res["probe"]["gemm_gflops"] > 0 and res["latency_s"]["numpy-cpu"] > 0
@@ -182,6 +183,22 @@ def test_without_torch_the_torch_variants_are_skipped_with_the_reason(monkeypatc
     assert "stand-in" in rows[1]["reason"] and "stand-in" in res["torch_skipped"]
     assert "vs_pytorch" not in rows[0]
     assert "torch variants skipped" in sbs.markdown(res)
+
+
+@pytest.mark.skipif(not has_torch(), reason="torch is not installed")
+def test_a_variant_predicted_over_the_time_left_is_left_out(monkeypatch, one_torch_thread):
+    def slow_autograd(fn, *args, **kw):
+        res, seconds = real(fn, *args, **kw)
+        name = getattr(getattr(fn, "func", fn), "__name__", "")
+        return res, 1e3 if name.startswith("autograd") else seconds
+
+    real = sbs.time_once
+    monkeypatch.setattr(sbs, "time_once", slow_autograd)
+    res = sbs.run_sidebyside("cpu", workloads=TINY[1:], time_budget_s=2)
+    rows = {r["variant"]: r for r in res["workloads"][0]["variants"]}
+    assert rows["pytorch-autograd"]["status"] == "skipped"
+    assert rows["pytorch-autograd"]["reason"].startswith("predicted 5000.0 s for its least 5 calls")
+    assert rows["pytorch"]["status"] == rows["softmax-bench-torch"]["status"] == "ok"
 
 
 def run_cli(*args):

@@ -78,7 +78,7 @@ else:
         suite = json.load(tar.extractfile(f"{top}/suite.json"))
     print(f"  archive: {len(names)} entries; suite wall {suite['wall_s']} s of {suite['budget_s']} s")
     for st in suite["stages"]:
-        print(f"    {st['name']:<12} {st['status']:<8} {st['seconds']:>6.0f} s  {st['detail'][:110]}")
+        print(f"    {st['name']:<12} {st['status']:<8} {st['seconds']:>5.0f} s  load {st.get('load_1min')}  {st['detail'][:100]}")
         if st["status"] not in ("ok", "skipped"):
             problems.append(f"stage {st['name']}: {st['status']}")
     if suite["wall_s"] > suite["budget_s"] + 20:
