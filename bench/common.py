@@ -108,12 +108,23 @@ def suite_points(kind: str, name: str | None = None) -> list[Case]:
 
 # --------------------------------------------------------------------------- device and guard
 
+#: Files an NVIDIA driver creates on Linux (WSL: /dev/dxg); without any of them there is no CUDA device.
+NVIDIA_DRIVER_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia", "/dev/dxg")
+
+
 @functools.lru_cache(maxsize=None)
 def backend() -> Backend:
     """The backend of ``$SOFTMAX_DEVICE``; NotImplementedError (asv: n/a) where it cannot run.
 
-    A misspelt device or backend name stays a ValueError: asv reports it as a failure.
+    ``SOFTMAX_DEVICE=gpu`` on a Linux machine without an NVIDIA driver is n/a at once,
+    before CuPy is imported (each point is its own process: the import would be paid
+    for every point).  A misspelt device or backend name stays a ValueError: asv reports
+    it as a failure.
     """
+    gpu = (os.environ.get("SOFTMAX_DEVICE") or "").strip().lower() == "gpu"
+    if gpu and sys.platform.startswith("linux") and not any(map(os.path.exists, NVIDIA_DRIVER_FILES)):
+        raise NotImplementedError("SOFTMAX_DEVICE=gpu, but this machine has no NVIDIA driver "
+                                  f"(none of {', '.join(NVIDIA_DRIVER_FILES)})")
     try:
         return get_backend()
     except BackendError as exc:
