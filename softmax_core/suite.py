@@ -141,7 +141,7 @@ class Suite:
             self.say(f"{name}: {st.status} in {st.seconds:.0f} s (load {st.load_1min}){detail}")
         return self._finish()
 
-    def _cli(self, st: Stage, args: list, timeout_s: float, log_name: str, *, cwd=None) -> int | None:
+    def _cli(self, st: Stage, args: list, timeout_s: float, log_name: str, *, env=None) -> int | None:
         """Run ``python -m softmax_core.cli ARGS`` (``python ARGS`` when ARGS start with an
         option, e.g. ``-m pytest``); its output goes to ``DIR/log_name``.  Its exit status,
         or None when it was killed at its deadline or not started for want of time."""
@@ -151,13 +151,13 @@ class Suite:
             st.status, st.detail = "skipped", "no time left in the budget"
             return None
         cmd = [sys.executable, *(args if args[0].startswith("-") else ["-m", "softmax_core.cli", *args])]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "SOFTMAX_DEVICE": self.device,
+        env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1", "SOFTMAX_DEVICE": self.device,
                "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)}
         path = self.out / log_name
         with open(path, "ab") as fh:
             fh.write(f"$ {' '.join(map(str, cmd))}   (deadline {timeout_s:.0f} s)\n".encode())
             fh.flush()
-            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=cwd or REPO_ROOT, env=env,
+            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env,
                                     start_new_session=True)
             try:
                 rc = proc.wait(timeout=timeout_s)
@@ -213,7 +213,8 @@ class Suite:
             return
         args = ["-m", "pytest", "-v", "--durations=15", "-m", "not slow", "-p", "no:cacheprovider",
                 "--junitxml", str(self.out / "tests.xml"), *files]
-        rc = self._cli(st, args, stage_cap("tests", self.budget_s), "tests.log")
+        mnist = {"SOFTMAX_MNIST_DIR": str(self.data_dir)} if self.data_dir else {}  # the MNIST tests too
+        rc = self._cli(st, args, stage_cap("tests", self.budget_s), "tests.log", env=mnist)
         if (self.out / "tests.xml").exists():
             st.files.append("tests.xml")
         if rc is None:

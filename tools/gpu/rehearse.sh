@@ -9,7 +9,9 @@
 #      clean environment, with a fake $OUT;
 #   5. the checks on $OUT that the device tool applies (<= 8 files, each <= 16 MiB, <= 2
 #      folders deep, plain names) and on the archive (suite.json, every stage ok or skipped).
-# Usage: bash tools/gpu/rehearse.sh [CLONE]     (SUITE_BUDGET_S=480 by default)
+# Usage: bash tools/gpu/rehearse.sh [CLONE]     (SUITE_BUDGET_S=480 by default; REHEARSE_ENV
+# adds variables to the clean environment, e.g. REHEARSE_ENV="OMP_NUM_THREADS=1" on a CPU that
+# other processes load, where torch's two spinning threads make each epoch take seconds)
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 CLONE=${1:-/tmp/rehearse}
@@ -46,7 +48,7 @@ t1=$(date +%s)
 set +e
 (cd "$DEV" && env -i PATH="$DEVPY/bin:/usr/local/bin:/usr/bin:/bin" HOME="$DEV/.home" LANG=C.UTF-8 \
    OUT="$OUT" SOFTMAX_DEVICE=cpu SUITE_BUDGET_S="${SUITE_BUDGET_S:-480}" SUITE_SITE="$CLONE-site" \
-   SUITE_WORK="$CLONE-work" bash -c 'bash tools/gpu/device-run.sh')
+   SUITE_WORK="$CLONE-work" ${REHEARSE_ENV:-} bash -c 'bash tools/gpu/device-run.sh')
 rc=$?
 set -e
 t2=$(date +%s)
