@@ -270,14 +270,14 @@ def _run_workload(w, data, primary, torch_b, torch_why, probe, latency, share_s)
                                  **_pytorch_calls(torch_b, w, X, y)}
     backend_of = {name: b for b in (primary, torch_b) if b for name in groups.get(b.label, {})}
     calls = {name: call for g in groups.values() for name, call in g.items()}
-    # each on a prefix (an epoch's first steps, a whole gradient): the result to compare, the
-    # operations torch's profiler counts, and a time (cold: an over-estimate) to size the rounds
+    # each on a prefix (an epoch's first steps, a whole gradient): the result to compare (a cold
+    # call: kernels compile), a warm call's time to size the rounds, the operations counted
     steps = w.profile_steps()
     results, counted, once = {}, {}, {}
     for name, (fn, args) in calls.items():
         b, pre = backend_of[name], _prefix(args, steps * w.batch) if w.lr else args
-        res, seconds = time_once(fn, *pre, backend=b)
-        results[name], once[name] = b.to_numpy(res), seconds * w.steps / steps
+        results[name] = b.to_numpy(time_once(fn, *pre, backend=b)[0])
+        once[name] = time_once(fn, *pre, backend=b)[1] * w.steps / steps
         counted[name] = profile_launches(fn, pre, b)
     ref, scale = results["softmax-bench"], float(np.max(np.abs(results["softmax-bench"]))) or 1.0
     left = max(share_s - (time.monotonic() - t0), 0.1)
