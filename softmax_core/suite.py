@@ -292,12 +292,13 @@ class Suite:
         if rc is None:
             detail += f" (the --resume pass: {st.detail})"
         results = self.out / "sweep" / "results.csv"
-        rows = sum(1 for _ in open(results, encoding="utf-8")) - 1 if results.exists() else 0
+        statuses = [r.get("status") for r in csv.DictReader(open(results, newline="", encoding="utf-8"))] \
+            if results.exists() else []
         total = len(grid.cases())
-        st.status = "ok" if rows >= total else "timeout"
-        st.detail = (f"{detail}: {rows} of {total} points have a row"
-                     f"{'' if rows >= total else ' (stopped at its deadline)'}; "
-                     f"{_last_line(self.out / 'sweep.log', 'sweep:')}")
+        st.status = "ok" if len(statuses) >= total else "timeout"
+        counts = ", ".join(f"{statuses.count(k)} {k}" for k in ("ok", "skipped", "error"))
+        st.detail = (f"{detail}: {len(statuses)} of {total} points have a row ({counts})"
+                     f"{'' if len(statuses) >= total else ', stopped at its deadline'}")
         st.files += [f for f in ("sweep/results.csv", "sweep/environment.json") if (self.out / f).exists()]
 
     def _report(self, st: Stage) -> None:

@@ -39,7 +39,13 @@ for f in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte 
 done
 chmod -R u+w .data
 commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)
-[ -z "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] || commit="$commit+uncommitted-changes"
+changed=$(git status --porcelain --untracked-files=no 2>/dev/null || true)
+if [ -n "$changed" ]; then
+  commit="$commit+uncommitted-changes"
+  echo "NOTE: the working tree travels as it is, these uncommitted changes included" \
+       "(rehearse.sh rehearses HEAD):"
+  echo "$changed" | sed 's/^/  /'
+fi
 echo "$commit" > .data/commit.txt
 
 git check-ignore -q .whl/x && git check-ignore -q .data/x \
