@@ -205,16 +205,21 @@ def asv_quick() -> bool:
     return False
 
 
-def measured(fn: Callable, args: tuple) -> engine.Measurement:
+def measured(fn: Callable, args: tuple, label: str = "") -> engine.Measurement:
     """``fn(*args)`` measured by the engine as the sweep measures a point.
 
     Under ``asv run --quick`` (:func:`asv_quick`): the cold call, one warm-up call and one
-    sample, a smoke test of the point.
+    sample, a smoke test of the point.  A full measurement that the engine does not call
+    stable (a wide interval, or other processes busy meanwhile) is printed: asv keeps a
+    benchmark's output with its result and shows it with ``--show-stderr``.
     """
     if asv_quick():
         return engine.measure(fn, *args, backend=backend(), min_samples=1, max_samples=1, max_time_s=0,
                               warmup_s=0)
-    return engine.measure(fn, *args, backend=backend(), min_samples=MIN_SAMPLES, max_time_s=MAX_TIME_S)
+    m = engine.measure(fn, *args, backend=backend(), min_samples=MIN_SAMPLES, max_time_s=MAX_TIME_S)
+    if not m.stable:
+        print(f"{label or 'this point'}: {m}")
+    return m
 
 
 def asv_samples(m: engine.Measurement) -> dict[str, Any]:

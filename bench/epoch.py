@@ -19,10 +19,11 @@ class Epoch:
     timeout = 300
 
     def setup(self, method, batch, dtype):
-        self.fn, self.args = common.prepare(common.epoch_case(method, batch, dtype))
+        self.case = common.epoch_case(method, batch, dtype)
+        self.fn, self.args = common.prepare(self.case)
 
     def track_time(self, method, batch, dtype):
         """Seconds per epoch (device time on a GPU): the engine's samples, median and spread."""
-        return common.asv_samples(common.measured(self.fn, self.args))
+        return common.asv_samples(common.measured(self.fn, self.args, self.case.label()))
 
     track_time.unit = "seconds"

@@ -20,12 +20,12 @@ class Gradient:
     timeout = 180
 
     def setup(self, method, batch, features, classes, dtype):
-        case = common.gradient_case(method, batch, features, classes, dtype)
-        self.fn, self.args = common.prepare(case)
+        self.case = common.gradient_case(method, batch, features, classes, dtype)
+        self.fn, self.args = common.prepare(self.case)
 
     def track_time(self, method, batch, features, classes, dtype):
         """Seconds per call (device time on a GPU): the engine's samples, median and spread."""
-        return common.asv_samples(common.measured(self.fn, self.args))
+        return common.asv_samples(common.measured(self.fn, self.args, self.case.label()))
 
     track_time.unit = "seconds"
 
