@@ -202,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--timeout", type=_positive_float, default=60.0,
                    help="seconds a read may stall (default: %(default)s)")
     _add_reference_set_parsers(sub)
+    from .scaling import add_parser as add_scale_parser
+
+    add_scale_parser(sub)
     return parser
 
 
@@ -402,6 +405,15 @@ def _cmd_report(args) -> int:
 
 _COMMANDS = {"train": _cmd_train, "info": _cmd_info, "data": _cmd_data, "overhead": _cmd_overhead,
              "sweep": _cmd_sweep, "report": _cmd_report, "compare": _cmd_compare}
+
+
+def _cmd_scale(args) -> int:
+    from .scaling import run
+
+    return run(args)
+
+
+_COMMANDS["scale"] = _cmd_scale
 
 
 def _cmd_suite(args) -> int:
