@@ -160,9 +160,8 @@ DEVICE_WORK = (None, "kernel", "gpu_memcpy", "gpu_memset")
 
 
 def count_launches(events, device_kind: str) -> int | None:
-    """Operations in torch profiler events (or stand-ins with ``name``, ``device_type``,
-    ``cpu_parent``, ``activity_type``): on a GPU the device's kernels, copies and fills; on
-    the CPU the outermost ``aten::`` operators (those under no other, autograd's included)."""
+    """Operations in torch profiler events (or stand-ins of them): on a GPU the device's kernels,
+    copies and fills; on the CPU the outermost ``aten::`` operators (autograd's included)."""
     def outermost_aten(e) -> bool:
         while (e := getattr(e, "cpu_parent", None)) is not None and not str(e.name).startswith("aten::"):
             pass
@@ -251,8 +250,9 @@ def run_sidebyside(device: str | None = None, *, workloads=None, time_budget_s: 
            "threads": {"blas": blas_summary(), "torch": torch_b and __import__("torch").get_num_threads()},
            "probe": probe, "latency_s": latency, "torch_skipped": torch_why,
            "workloads": [], "wall_s": time.monotonic() - t_start}
+    weight = [2.0 if w.lr else 1.0 for w, _ in workloads]  # an epoch's Python loop: twice a gradient's time
     for i, (w, data) in enumerate(workloads):
-        share = (deadline - time.monotonic()) / (len(workloads) - i)
+        share = (deadline - time.monotonic()) * weight[i] / sum(weight[i:])
         say(f"sidebyside: {w.title}, {share:.0f} s")
         out["workloads"].append(_run_workload(w, data, primary, torch_b, torch_why, probe, latency, share))
         out["wall_s"] = time.monotonic() - t_start

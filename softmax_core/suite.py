@@ -133,7 +133,10 @@ class Suite:
             if name in self.skip:
                 st.detail = "skipped by --skip"
             else:
-                getattr(self, "_" + name.replace("-", "_"))(st)
+                try:
+                    getattr(self, "_" + name.replace("-", "_"))(st)
+                except Exception as exc:  # a stage's own bug must not cost the archive
+                    st.status, st.detail = "failed", f"suite error: {type(exc).__name__}: {exc}"[:300]
             st.seconds = round(time.monotonic() - start, 1)
             st.load_1min = load_average()
             self.stages.append(st)

@@ -104,6 +104,18 @@ def test_stages_that_cannot_run_are_skipped_with_the_reason(tmp_path, monkeypatc
     assert st.status == "skipped" and "no tests beside the package" in st.detail
 
 
+def test_a_stage_that_raises_fails_alone_and_the_archive_is_still_written(tmp_path, monkeypatch):
+    def broken(self, st):
+        raise KeyError("no such column")
+
+    monkeypatch.setattr(Suite, "_environment", broken)
+    s = Suite(tmp_path / "out", budget_s=60, skip=tuple(n for n in suite_mod.STAGES if n != "environment"),
+              log=open(os.devnull, "w"))
+    assert s.run() == 1
+    assert (s.stages[0].status, s.stages[0].detail) == ("failed", "suite error: KeyError: 'no such column'")
+    assert s.archive.exists()
+
+
 def test_bad_arguments(tmp_path):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
