@@ -395,3 +395,28 @@ def test_compare_flags_a_2x_slower_structured_gradient_and_not_a_no_op(scratch):
     worse, out = regressions(scratch.slow)
     assert len(worse) == 2 and all("track_time('structured'" in line for line in worse), out
     assert all(1.9 < float(line.split("|")[4]) < 2.1 for line in worse), out
+
+
+def test_reference_results_are_copied_only_by_the_deliberate_step(tmp_path, monkeypatch):
+    """tools/asv_reference.py copies chosen commits' results (and benchmarks.json, machine.json)
+    from asv's ignored results folder into the reference folder; --replace drops stale ones."""
+    monkeypatch.syspath_prepend(str(REPO_ROOT))
+    from tools.asv_reference import copy_reference
+
+    src, dest = tmp_path / "asv-results", tmp_path / "reference"
+    (src / "box").mkdir(parents=True)
+    (src / "benchmarks.json").write_text("{}")
+    (src / "box" / "machine.json").write_text("{}")
+    a, b = "a" * 40, "b" * 40
+    for name in (f"{a[:8]}-virtualenv-py3.11-SOFTMAX_DEVICEcpu.json",
+                 f"{a[:8]}-virtualenv-py3.11-cupy-cuda12x-SOFTMAX_DEVICEgpu.json",
+                 f"{b[:8]}-virtualenv-py3.11-SOFTMAX_DEVICEcpu.json"):
+        (src / "box" / name).write_text(name)
+    (dest / "box").mkdir(parents=True)
+    (dest / "box" / "0ld00000-virtualenv-py3.11-SOFTMAX_DEVICEcpu.json").write_text("old")
+    copied = copy_reference(src, dest, None, [a], replace=True, env="SOFTMAX_DEVICEcpu")
+    assert sorted(p.name for p in (dest / "box").iterdir()) == [
+        f"{a[:8]}-virtualenv-py3.11-SOFTMAX_DEVICEcpu.json", "machine.json"]
+    assert (dest / "benchmarks.json").is_file() and len(copied) == 3
+    with pytest.raises(SystemExit, match="no results of commit"):
+        copy_reference(src, dest, "box", ["c" * 40])

@@ -9,7 +9,8 @@ keeps is this deliberate step::
     git add results/asv && git commit -m "asv reference results of ..."
 
 It copies ``benchmarks.json``, the machine's ``machine.json`` and every result file of the
-given commits (all environments: CPU, GPU, full suite) into ``results/asv``, and with
+given commits (all environments: CPU, GPU, full suite; ``--env`` picks some) into
+``results/asv``, and with
 ``--replace`` first removes that machine's other result files there (results of a suite
 whose benchmarks no longer exist).  Run from the repository root.
 """
@@ -42,8 +43,11 @@ def commit_hash(name: str, repo: Path = ROOT) -> str:
 
 
 def copy_reference(source: Path, dest: Path, machine: str | None, commits: list[str],
-                   replace: bool = False) -> list[Path]:
-    """Copy the results of ``commits`` (full hashes) from ``source`` to ``dest``; return the copies."""
+                   replace: bool = False, env: str = "") -> list[Path]:
+    """Copy the results of ``commits`` (full hashes) from ``source`` to ``dest``; return the copies.
+
+    ``env``: only result files whose environment name contains it (e.g. ``SOFTMAX_DEVICEcpu``).
+    """
     machines = sorted(p.parent.name for p in source.glob("*/machine.json"))
     if machine is None:
         if len(machines) != 1:
@@ -54,7 +58,7 @@ def copy_reference(source: Path, dest: Path, machine: str | None, commits: list[
     if not (src / "machine.json").is_file():
         raise SystemExit(f"asv_reference: no results of machine {machine!r} in {source} "
                          f"(machines there: {', '.join(machines) or 'none'}); fix: asv run --machine {machine}")
-    files = [f for c in commits for f in sorted(src.glob(f"{c[:8]}-*.json"))]
+    files = [f for c in commits for f in sorted(src.glob(f"{c[:8]}-*.json")) if env in f.name]
     missing = [c[:8] for c in commits if not any(f.name.startswith(c[:8]) for f in files)]
     if missing:
         raise SystemExit(f"asv_reference: no results of commit(s) {', '.join(missing)} in {src}; "
@@ -79,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--machine", help="asv machine name (default: the only one in the results)")
     parser.add_argument("--config", default=str(ROOT / "asv.conf.json"), help="asv config (default: the repository's)")
     parser.add_argument("--dest", default=str(ROOT / "results" / "asv"), help="reference folder (default: results/asv)")
+    parser.add_argument("--env", default="", help="only environments whose name contains this, "
+                        "e.g. SOFTMAX_DEVICEcpu (default: all)")
     parser.add_argument("--replace", action="store_true",
                         help="remove the machine's other result files from the reference folder first")
     args = parser.parse_args(argv)
@@ -86,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (source / "benchmarks.json").is_file():
         raise SystemExit(f"asv_reference: no asv results in {source}; fix: asv run first")
     commits = [commit_hash(c) for c in args.commits]
-    for path in copy_reference(source, Path(args.dest), args.machine, commits, args.replace):
+    for path in copy_reference(source, Path(args.dest), args.machine, commits, args.replace, args.env):
         print(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
     print("now review and commit them: git add results/asv && git commit", file=sys.stderr)
     return 0
