@@ -56,6 +56,31 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _thread_count(text: str) -> int:
+    value = _positive_int(text)
+    cores = os.cpu_count() or 1
+    if value > cores:
+        raise argparse.ArgumentTypeError(f"{value} threads on {cores} cores would time the scheduler, "
+                                         f"not the math; use at most {cores}")
+    return value
+
+
+def _rounds(text: str) -> int:
+    from .sweep import MAX_ROUNDS
+
+    value = _positive_int(text)
+    if value > MAX_ROUNDS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_ROUNDS} rounds, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = _positive_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction between 0 and 1, got {text}")
+    return value
+
+
 def _nonnegative_int(text: str) -> int:
     try:
         value = int(text)
@@ -107,8 +132,9 @@ def _add_backend_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=DEVICES, help="cpu or gpu (default: $SOFTMAX_DEVICE or cpu)")
     p.add_argument("--backend", choices=BACKENDS,
                    help="array library (default: $SOFTMAX_BACKEND, else numpy on cpu, cupy on gpu)")
-    p.add_argument("--threads", type=_positive_int,
-                   help="BLAS threads of this process (default: the BLAS's own choice, usually one per core)")
+    p.add_argument("--threads", type=_thread_count,
+                   help="BLAS threads of this process, at most the cores (default: the BLAS's own choice, "
+                        "usually one per core)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -154,9 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-budget", type=_positive_float, default=DEFAULT_GRID.time_budget_s,
                    help="seconds one point may take (points predicted to take longer are skipped; "
                         "sampling stops after a tenth of it) (default: %(default)s)")
-    p.add_argument("--rounds", type=_positive_int, default=1,
-                   help="measure the grid this many times, interleaved, pooling each point's samples "
-                        "(default: %(default)s)")
+    p.add_argument("--rounds", type=_rounds, default=1,
+                   help="measure the grid this many times (at most 20), interleaved, pooling each point's "
+                        "samples; a point's row is written after its last round (default: %(default)s)")
     p.add_argument("--out", type=Path,
                    help=f"results folder (default: a new folder {DEFAULT_SWEEP_ROOT}/<time>-<backend> per run, "
                         f"with {DEFAULT_SWEEP_ROOT}/latest pointing at it)")
@@ -178,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Ratio B/A of each point's median with its interval, a verdict, and a summary.")
     p.add_argument("a", type=Path, help="the baseline sweep folder (A)")
     p.add_argument("b", type=Path, help="the sweep folder compared with it (B)")
-    p.add_argument("--threshold", type=_positive_float, default=0.05,
+    p.add_argument("--threshold", type=_fraction, default=0.05,
                    help="a change smaller than this fraction counts as SAME (default: %(default)s)")
     p.add_argument("--out", type=Path, help="also write the comparison as markdown to this file")
 
@@ -186,8 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=Path, help="MNIST folder (default: as for train)")
     p.add_argument("--rounds", type=_positive_int, default=31,
                    help="least alternating rounds (more until the medians converge) (default: %(default)s)")
+    p.add_argument("--max-time", type=_positive_float, default=60.0,
+                   help="seconds of sampling at most, after the cold and warm-up calls (default: %(default)s)")
     p.add_argument("--batch", type=_positive_int, default=100, help="(default: %(default)s)")
-    p.add_argument("--threads", type=_positive_int, help="BLAS threads (default: the BLAS's own choice)")
+    p.add_argument("--threads", type=_thread_count, help="BLAS threads (default: the BLAS's own choice)")
 
     p = sub.add_parser("info", help="print the environment record: machine, BLAS, device, versions")
     _add_backend_args(p)
@@ -235,7 +263,7 @@ def _add_reference_set_parsers(sub) -> None:
     p.add_argument("--out", type=Path, help="also write sidebyside.json and sidebyside.md into this folder")
     p.add_argument("--quick", action="store_true", help="small synthetic workloads (a smoke test; no MNIST)")
     p.add_argument("--device", choices=DEVICES, help="cpu or gpu (default: $SOFTMAX_DEVICE or cpu)")
-    p.add_argument("--threads", type=_positive_int, help="BLAS threads (default: the BLAS's own choice)")
+    p.add_argument("--threads", type=_thread_count, help="BLAS threads (default: the BLAS's own choice)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -324,7 +352,10 @@ def _cmd_overhead(args) -> int:
     from .reference import epoch_overhead
 
     data = load_mnist(args.data_dir)
-    print(epoch_overhead(data.X_train, data.y_train, batch=args.batch, rounds=args.rounds).text())
+    print(f"measuring three MNIST epochs side by side: at least {args.rounds} rounds, at most "
+          f"{args.max_time:g} s of sampling ...", file=sys.stderr, flush=True)
+    print(epoch_overhead(data.X_train, data.y_train, batch=args.batch, rounds=args.rounds,
+                         max_time_s=args.max_time).text())
     return 0
 
 
@@ -354,6 +385,9 @@ def _sweep_folder(out: Path | None, resume: bool, label: str) -> Path:
     if out is not None:
         return out
     latest = DEFAULT_SWEEP_ROOT / "latest"
+    if latest.exists() and not latest.is_symlink():
+        raise ValueError(f"{latest} is not the link softmax-bench keeps to the latest run; fix: move it "
+                         "away, or pass --out DIR")
     if resume:
         if not latest.exists():
             raise ValueError(f"nothing to resume: {latest} does not exist; fix: pass --out DIR of the "
@@ -383,8 +417,8 @@ def _point_latest(folder: Path) -> None:
 def _cmd_compare(args) -> int:
     from .compare import compare, format_comparison
 
-    if args.threshold >= 1:
-        raise ValueError(f"--threshold must be a fraction below 1, got {args.threshold}")
+    if args.out is not None and args.out.is_dir():
+        raise ValueError(f"--out {args.out} is a folder; fix: give a file name, e.g. {args.out / 'compare.md'}")
     table, summary = compare(args.a, args.b, threshold=args.threshold)
     text = format_comparison(table, summary, args.a, args.b)
     if args.out:

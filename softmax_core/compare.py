@@ -24,17 +24,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .results import COLUMNS, KEY_COLUMNS, check_header, parse_stable, read_rows, row_case
+from .results import COLUMNS, KEY_COLUMNS, SchemaError, check_header, parse_stable, read_rows, row_case
 
 VERDICTS = ("SAME", "FASTER", "SLOWER", "UNSURE")
 
 
 def load_ok_points(folder: str | Path) -> pd.DataFrame:
     """The valid ``ok`` rows of a sweep folder, one per point (the last one measured)."""
+    if not Path(folder).exists():
+        raise ValueError(f"{folder} does not exist; fix: pass a folder written by `softmax-bench sweep`")
     path = Path(folder) / "results.csv" if Path(folder).is_dir() else Path(folder)
     if not path.is_file():
-        raise ValueError(f"no results.csv at {path}; fix: pass a folder written by `softmax-bench sweep`")
-    check_header(path)
+        raise ValueError(f"no results.csv in {folder}; fix: pass a folder written by `softmax-bench sweep`")
+    try:
+        check_header(path)
+    except SchemaError:
+        raise ValueError(f"{path} was written by another version of softmax-bench (other columns); "
+                         "fix: compare result sets of this version (re-run the sweep)") from None
     rows = [r for r in read_rows(path) if row_case(r) is not None and r["status"] == "ok"]
     if not rows:
         raise ValueError(f"{path} holds no measured (ok) points; fix: run or resume the sweep first")
@@ -59,6 +65,9 @@ def compare(a: str | Path, b: str | Path, *, threshold: float = 0.05) -> tuple[p
     """
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
         raise ValueError(f"threshold must be a fraction between 0 and 1, got {threshold!r}")
+    if Path(a).resolve() == Path(b).resolve():
+        raise ValueError(f"A and B are the same result set ({a}); fix: compare two runs, e.g. two sweeps "
+                         "of the same grid")
     da, db = load_ok_points(a), load_ok_points(b)
     both = da.index.intersection(db.index)
     if both.empty:

@@ -45,6 +45,8 @@ from .timemodel import TimeModel
 POINT_TIME_SHARE = 0.1
 #: Seconds between progress lines when stderr is not a terminal.
 PLAIN_PROGRESS_EVERY_S = 15.0
+#: Most rounds a sweep takes: each round takes every point's minimum samples again.
+MAX_ROUNDS = 20
 
 
 @dataclass
@@ -58,6 +60,8 @@ class SweepSummary:
 
     def text(self) -> str:
         c = self.counts
+        if not any(c[k] for k in ("ok", "skipped", "error")):
+            return f"nothing left to measure: every point is in {self.out / 'results.csv'}"
         return (f"{c['ok']} ok ({c['unstable']} not stable), {c['skipped']} skipped, {c['error']} error "
                 f"in {self.wall_s:.0f} s; results: {self.out / 'results.csv'}")
 
@@ -97,8 +101,10 @@ def run_sweep(grid: Grid, backend: Backend, out_dir: str | os.PathLike, *, resum
     Path
         ``out_dir``.  The :class:`SweepSummary` is ``run_sweep.last_summary``.
     """
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds must be a positive integer, got {rounds!r}")
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or not 1 <= rounds <= MAX_ROUNDS:
+        raise ValueError(f"rounds must be a whole number from 1 to {MAX_ROUNDS}, got {rounds!r}; fix: "
+                         "more rounds only repeat the minimum samples of every point, use at most "
+                         f"{MAX_ROUNDS}")
     out = Path(out_dir)
     results = out / "results.csv"
     if results.exists() and not resume:
@@ -121,7 +127,7 @@ def _run_locked(grid, backend, out, resume, budget, epoch_data, progress, rounds
     t_start = time.monotonic()
     results = out / "results.csv"
     summary = SweepSummary(out)
-    kept, summary.damaged_rows = _rows_to_keep(results) if resume else ([], [])
+    kept, summary.damaged_rows = _rows_to_keep(results, log) if resume else ([], [])
     for line, reason in summary.damaged_rows:
         print(f"{results}:{line}: damaged row dropped ({reason}); its point is measured again", file=log)
     env = _environment(out, backend, resume)
@@ -142,6 +148,8 @@ def _run_locked(grid, backend, out, resume, budget, epoch_data, progress, rounds
         writer = csv.DictWriter(fh, fieldnames=COLUMNS, lineterminator="\n")
         if fh.tell() == 0:
             writer.writeheader()
+            fh.flush()
+            os.fsync(fh.fileno())
         for r in range(rounds):
             last = r == rounds - 1
             for case in todo:
@@ -274,15 +282,24 @@ def _read_environment(path: Path) -> dict:
     return env
 
 
-def _rows_to_keep(results: Path) -> tuple[list[tuple[Case, dict]], list[tuple[int, str]]]:
-    """(case, row) of each valid row, and (line, why) of each damaged one, after
-    truncating a half-written last line in place."""
+def _rows_to_keep(results: Path, log=None) -> tuple[list[tuple[Case, dict]], list[tuple[int, str]]]:
+    """(case, row) of each valid row, and (line, why) of each damaged one.  A last line
+    without its newline is kept (the newline added) when it is a whole valid row, and
+    otherwise, half-written by a killed sweep, cut off in place and reported."""
     if not results.exists():
         return [], []
     with open(results, "rb+") as fh:
         data = fh.read()
         if data and not data.endswith(b"\n"):
-            fh.truncate(data.rfind(b"\n") + 1)
+            last = data[data.rfind(b"\n") + 1:].decode("utf-8", errors="replace")
+            fields = next(csv.reader([last]), [])
+            whole = len(fields) == len(COLUMNS) and row_case(dict(zip(COLUMNS, fields))) is not None
+            if whole:
+                fh.write(b"\n")
+            else:
+                fh.truncate(data.rfind(b"\n") + 1)
+                print(f"{results}: a half-written last line was dropped ({len(last)} characters); "
+                      "its point is measured again", file=log or sys.stderr)
     kept, damaged = [], []
     for line, row in enumerate(read_rows(results), start=2):
         case = row_case(row)

@@ -338,3 +338,41 @@ def test_output_files_get_the_usual_permissions(tmp_path, cpu):
         os.umask(old)
     for name in ("results.csv", "environment.json"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
+
+
+def test_resume_keeps_a_whole_last_row_without_its_newline(tmp_path, cpu):
+    run_sweep(TINY, cpu, tmp_path, memory_budget=10**9, progress=False)
+    path = tmp_path / "results.csv"
+    before = read_results(path)
+    path.write_text(path.read_text().rstrip("\n"))  # a whole row, only its newline lost
+    run_sweep(TINY, cpu, tmp_path, resume=True, memory_budget=10**9, progress=False)
+    assert read_results(path) == before  # kept, nothing measured again
+
+
+def test_too_many_rounds_are_refused_before_anything_is_written(tmp_path, cpu):
+    with pytest.raises(ValueError, match="rounds must be a whole number from 1 to 20"):
+        run_sweep(TINY, cpu, tmp_path / "r", rounds=10**20, progress=False)
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_latest_that_is_not_our_link_is_refused_in_one_line(tmp_path):
+    (tmp_path / "out" / "sweep").mkdir(parents=True)
+    (tmp_path / "out" / "sweep" / "latest").write_text("mine")
+    for extra in ([], ["--resume"]):
+        r = subprocess.run([sys.executable, "-m", "softmax_core.cli", "sweep", "--no-report", "--methods",
+                            "structured", "--batch", "2", "--classes", "3", "--features", "4",
+                            "--epochs-on", "none", *extra], cwd=tmp_path, capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
+        assert "is not the link softmax-bench keeps" in r.stderr
+    assert (tmp_path / "out" / "sweep" / "latest").read_text() == "mine"
+
+
+@pytest.mark.parametrize("argv,needle", [(["--threads", "100000"], "--threads"),
+                                         (["--threads", "99999999999999999999"], "--threads"),
+                                         (["--rounds", "21"], "--rounds")])
+def test_cli_refuses_threads_beyond_the_cores_and_too_many_rounds(tmp_path, argv, needle):
+    r = subprocess.run([sys.executable, "-m", "softmax_core.cli", "sweep", "--out", str(tmp_path / "x"), *argv],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "x").exists()

@@ -1,0 +1,72 @@
+"""compare: verdicts from intervals, the summary, and its errors."""
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from softmax_core import get_backend
+from softmax_core.cases import Grid
+from softmax_core.compare import compare, verdict
+from softmax_core.sweep import run_sweep
+
+
+@pytest.mark.parametrize("lo,hi,expected", [(0.99, 1.02, "SAME"), (1.2, 1.4, "SLOWER"), (0.5, 0.7, "FASTER"),
+                                            (0.98, 1.10, "UNSURE"), (float("nan"), 1.0, "UNSURE")])
+def test_verdict_from_the_ratio_interval(lo, hi, expected):
+    assert verdict(lo, hi, 0.05) == expected
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    grid = Grid(methods=("structured",), batches=(2, 64), classes=(3,), features=(5,), epochs_on="none",
+                time_budget_s=1)
+    root = tmp_path_factory.mktemp("runs")
+    cpu = get_backend("cpu", "numpy")
+    for name in ("a", "b"):
+        run_sweep(grid, cpu, root / name, memory_budget=10**9, progress=False)
+    return root / "a", root / "b"
+
+
+def test_compare_matches_points_and_summarises(two_runs):
+    a, b = two_runs
+    table, summary = compare(a, b)
+    assert summary["points"] == len(table) == 2 and summary["only_a"] == summary["only_b"] == 0
+    assert (table["ratio_low"] <= table["ratio"]).all() and (table["ratio"] <= table["ratio_high"]).all()
+    assert sum(summary[v] for v in ("SAME", "FASTER", "SLOWER", "UNSURE")) == 2
+
+
+def test_a_ten_times_slower_copy_is_slower(two_runs, tmp_path):
+    a, _ = two_runs
+    slow = tmp_path / "slow"
+    shutil.copytree(a, slow)
+    text = (slow / "results.csv").read_text().splitlines()
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO("\n".join(text) + "\n")))
+    for r in rows:
+        for c in ("time_median_s", "time_ci_low_s", "time_ci_high_s"):
+            r[c] = str(10 * float(r[c]))
+    out = io.StringIO()
+    w = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    (slow / "results.csv").write_text(out.getvalue())
+    table, summary = compare(a, slow)
+    assert summary["geomean_ratio"] == pytest.approx(10.0)
+    assert set(table["verdict"]) <= {"SLOWER", "UNSURE"} and summary["SLOWER"] >= 1
+
+
+@pytest.mark.parametrize("args,needle", [(["SAME", "SAME"], "same result set"),
+                                         (["A", "/nonexistent"], "does not exist"),
+                                         (["A", "B", "--out", "DIR"], "is a folder"),
+                                         (["A", "B", "--threshold", "2"], "--threshold")])
+def test_cli_compare_errors_are_one_line(two_runs, tmp_path, args, needle):
+    a, b = two_runs
+    subst = {"SAME": str(a), "A": str(a), "B": str(b), "DIR": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-m", "softmax_core.cli", "compare", *[subst.get(x, x) for x in args]],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1
+    assert needle in r.stderr and "Traceback" not in r.stderr
