@@ -289,7 +289,10 @@ def test_cli_sweep_runs_and_reports(tmp_path):
     assert len(rows) == 2 * 2 * 3 + 2
     epochs = [r for r in rows if r["kind"] == "epoch"]
     assert [int(r["samples"]) for r in epochs] == [60000, 60000]
-    assert all(float(r["samples_per_s"]) > 0 for r in epochs)
+    # on a loaded machine the guard may skip an epoch for time: then it says why
+    assert all(float(r["samples_per_s"]) > 0 if r["status"] == "ok" else r["reason"].startswith("predicted")
+               for r in epochs)
+    assert all(r["status"] == "ok" for r in rows if r["kind"] == "gradient")
     assert (tmp_path / "report.md").exists()
 
 
