@@ -40,7 +40,7 @@ from softmax_core._io import atomic_write_text
 from softmax_core.backend import Backend, BackendError, get_backend
 from softmax_core.cases import (CALLS_PER_POINT, DEFAULT_GRID, EPOCH_CLASSES, EPOCH_FEATURES, MIN_SAMPLES,
                                 Case, Guard, default_memory_budget)
-from softmax_core.environment import cpu_model
+from softmax_core.environment import cpu_model, set_threads
 from softmax_core.sweep import POINT_TIME_SHARE
 from softmax_core.timemodel import TimeModel
 
@@ -68,6 +68,8 @@ REFERENCE_COPY_BYTES_PER_S = 22.0e9
 MAX_TIME_S = GRID.time_budget_s * POINT_TIME_SHARE / 2
 #: Where the machine probe is cached (default: the system's temporary folder).
 CACHE_ENV = "SOFTMAX_ASV_CACHE"
+#: BLAS threads of the benchmarks (tools/asv_device.py puts it in asv's environment name).
+THREADS_ENV = "SOFTMAX_THREADS"
 #: The epoch points' data: synthetic data of MNIST's shape (asv has no MNIST files).
 EPOCH_DATA = "synthetic"
 
@@ -116,15 +118,29 @@ def suite_points(kind: str, name: str | None = None) -> list[Case]:
 NVIDIA_DRIVER_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia", "/dev/dxg")
 
 
+def threads() -> int | None:
+    """``$SOFTMAX_THREADS``: the BLAS threads of every benchmark (the CLI's ``--threads``), or
+    None for the BLAS's own choice.  One thread keeps a benchmark steady on a machine that
+    other work shares: there a 2-thread call waits for its descheduled thread."""
+    value = (os.environ.get(THREADS_ENV) or "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{THREADS_ENV}={value!r} is not a thread count: use a positive integer")
+    return int(value)
+
+
 @functools.lru_cache(maxsize=None)
 def backend() -> Backend:
-    """The backend of ``$SOFTMAX_DEVICE``; NotImplementedError (asv: n/a) where it cannot run.
+    """The backend of ``$SOFTMAX_DEVICE``, after limiting the BLAS to ``$SOFTMAX_THREADS``;
+    NotImplementedError (asv: n/a) where it cannot run.
 
     ``SOFTMAX_DEVICE=gpu`` on a Linux machine without an NVIDIA driver is n/a at once,
     before CuPy is imported (each point is its own process: the import would be paid
     for every point).  A misspelt device or backend name stays a ValueError: asv reports
     it as a failure.
     """
+    set_threads(threads())
     gpu = (os.environ.get("SOFTMAX_DEVICE") or "").strip().lower() == "gpu"
     if gpu and sys.platform.startswith("linux") and not any(map(os.path.exists, NVIDIA_DRIVER_FILES)):
         raise NotImplementedError("SOFTMAX_DEVICE=gpu, but this machine has no NVIDIA driver "

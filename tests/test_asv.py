@@ -54,7 +54,7 @@ def bench(monkeypatch, tmp_path):
     """The bench package (importable from the repository root), with fresh caches, the
     default suite on the CPU, and a private probe cache."""
     monkeypatch.syspath_prepend(str(REPO_ROOT))
-    for var in ("SOFTMAX_DEVICE", "SOFTMAX_BACKEND", "SOFTMAX_ASV_SUITE"):
+    for var in ("SOFTMAX_DEVICE", "SOFTMAX_BACKEND", "SOFTMAX_ASV_SUITE", "SOFTMAX_THREADS"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("SOFTMAX_ASV_CACHE", str(tmp_path / "cache"))
     from bench import common, epoch, gradient, overhead
@@ -204,7 +204,7 @@ def _env_names(monkeypatch, **environ) -> list[tuple]:
     from asv import config, environment
     from asv.plugin_manager import plugin_manager
 
-    for var in ("SOFTMAX_DEVICE", "SOFTMAX_BACKEND", "SOFTMAX_ASV_SUITE"):
+    for var in ("SOFTMAX_DEVICE", "SOFTMAX_BACKEND", "SOFTMAX_ASV_SUITE", "SOFTMAX_THREADS"):
         monkeypatch.delenv(var, raising=False)
     for var, value in environ.items():
         monkeypatch.setenv(var, value)
@@ -230,10 +230,26 @@ def test_device_and_suite_from_the_shell_name_asvs_environments(monkeypatch):
     assert req_cpu == {} and dir_cpu != dir_gpu                     # CuPy in a virtualenv of its own
     assert vars_cpu == {"SOFTMAX_DEVICE": "cpu"} and vars_gpu == {"SOFTMAX_DEVICE": "gpu"}
     assert "-SOFTMAX_ASV_SUITEfull-" in full[0][0] and full[0][0].endswith("-SOFTMAX_DEVICEgpu")
+    one = _env_names(monkeypatch, SOFTMAX_THREADS="1")
+    assert one[0][0].endswith("-SOFTMAX_DEVICEcpu-SOFTMAX_THREADS1") and one[0][3]["SOFTMAX_THREADS"] == "1"
     from asv import util
 
     with pytest.raises(util.UserError, match="SOFTMAX_DEVICE='tpu'"):
         _env_names(monkeypatch, SOFTMAX_DEVICE="tpu")
+    with pytest.raises(util.UserError, match="SOFTMAX_THREADS='0'"):
+        _env_names(monkeypatch, SOFTMAX_THREADS="0")
+
+
+def test_softmax_threads_limits_the_blas_of_a_benchmark(bench, monkeypatch):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    monkeypatch.setenv("SOFTMAX_THREADS", "1")
+    with threadpoolctl.threadpool_limits(limits=None):   # restores the pools afterwards
+        bench["common"].backend()
+        pools = [p for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+        assert pools and all(p["num_threads"] == 1 for p in pools)
+    monkeypatch.setenv("SOFTMAX_THREADS", "two")
+    with pytest.raises(ValueError, match="SOFTMAX_THREADS"):
+        bench["common"].threads()
 
 
 # ---------------------------------------------------------------------------- asv itself
@@ -266,7 +282,8 @@ def scratch(tmp_path_factory):
     _git(repo, "commit", "-q", "--allow-empty", "-m", "slow")   # its code is changed at run time
     home = tmp / "home"
     home.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("SOFTMAX_DEVICE", "SOFTMAX_BACKEND", "SOFTMAX_ASV_SUITE")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("SOFTMAX_DEVICE", "SOFTMAX_BACKEND", "SOFTMAX_ASV_SUITE", "SOFTMAX_THREADS")}
     env.update(HOME=str(home), SOFTMAX_ASV_CACHE=str(tmp / "cache"))
 
     def asv(*args, extra_env=None):

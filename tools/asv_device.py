@@ -9,11 +9,13 @@ root).  It reads, in the shell that runs asv:
 ``SOFTMAX_BACKEND``    optional: ``numpy``, ``cupy``, ``torch``, ``array_api_strict``
 ``SOFTMAX_ASV_SUITE``  ``default`` (default) or ``full`` (every grid point the guard
                        allows, the heavy ones included)
+``SOFTMAX_THREADS``    optional: BLAS threads of the benchmarks (the CLI's
+                       ``--threads``; default: the BLAS's own choice)
 =====================  ==========================================================
 
 and makes each of them an ``env_nobuild`` entry of every asv environment, as if the
 config's matrix held exactly the one value the shell gives (``SOFTMAX_DEVICE`` always;
-the other two only when set to something other than their default):
+the others only when set to something other than their default):
 
 * the values are part of the environment's name, hence of each result file's name
   (``<commit>-virtualenv-py3.11-SOFTMAX_DEVICEcpu.json``,
@@ -51,7 +53,7 @@ class SelectionError(ValueError):
 def selection(environ=None) -> dict[str, str]:
     """The variables that name a run: ``{"SOFTMAX_DEVICE": "cpu"}`` plus the others where set.
 
-    Raises :class:`SelectionError` for an unknown device or suite.
+    Raises :class:`SelectionError` for an unknown device or suite, or a bad thread count.
     """
     environ = os.environ if environ is None else environ
     device = (environ.get("SOFTMAX_DEVICE") or "cpu").strip().lower()
@@ -66,6 +68,11 @@ def selection(environ=None) -> dict[str, str]:
         raise SelectionError(f"SOFTMAX_ASV_SUITE={suite!r} is not a suite: use one of {', '.join(SUITES)}")
     if suite != "default":
         chosen["SOFTMAX_ASV_SUITE"] = suite
+    threads = (environ.get("SOFTMAX_THREADS") or "").strip()
+    if threads:
+        if not threads.isdigit() or int(threads) < 1:
+            raise SelectionError(f"SOFTMAX_THREADS={threads!r} is not a thread count: use a positive integer")
+        chosen["SOFTMAX_THREADS"] = str(int(threads))
     return chosen
 
 

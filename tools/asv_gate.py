@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         repo, c = make_clone(tmp, Path(args.source))
         print("commits: " + ", ".join(f"{k} {v[:8]}" for k, v in c.items()), flush=True)
+        # the shell's SOFTMAX_THREADS passes (one BLAS thread steadies a shared machine)
         env = {k: v for k, v in os.environ.items() if k not in ("SOFTMAX_DEVICE", "SOFTMAX_BACKEND",
                                                                  "SOFTMAX_ASV_SUITE")}
         env["HOME"] = str(tmp / "home")
