@@ -9,6 +9,7 @@ time budgets, so that nothing is ever OOM-killed or runs for hours.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -172,10 +173,24 @@ class Grid:
 DEFAULT_GRID = Grid()
 
 
-#: Calls a point makes at least: the cold call, one warm-up call, the minimum
-#: number of samples (each at least one call) and the peak-memory pass.
+#: Samples a point takes at least, over all its rounds.
 MIN_SAMPLES = 5
-CALLS_PER_POINT = 1 + 1 + MIN_SAMPLES + 1
+#: Rounds a sweep measures each point in by default (interleaved, minutes apart).
+DEFAULT_ROUNDS = 3
+
+
+def samples_per_round(rounds: int = 1) -> int:
+    """Least samples of one round: :data:`MIN_SAMPLES` shared out, at least 2 a round."""
+    return max(2, math.ceil(MIN_SAMPLES / rounds))
+
+
+def calls_per_point(rounds: int = 1) -> int:
+    """Calls a point makes at least: the cold call; in each round one warm-up call
+    and its samples (each at least one call); the peak-memory pass."""
+    return 1 + rounds * (1 + samples_per_round(rounds)) + 1
+
+
+CALLS_PER_POINT = calls_per_point(1)
 
 
 @dataclass
@@ -234,4 +249,5 @@ def check_memory_budget(budget: float, backend: Backend) -> int:
 
 
 __all__ = ["Case", "Grid", "Guard", "DEFAULT_GRID", "METHODS", "KINDS", "CALLS_PER_POINT", "MIN_SAMPLES",
+           "DEFAULT_ROUNDS", "calls_per_point", "samples_per_round",
            "default_memory_budget", "check_memory_budget"]

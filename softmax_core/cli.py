@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="measure time and memory across methods, batch sizes and class counts",
                        description="Measure every point of the grid (guarded by memory and time budgets) "
                                    "and write results.csv, environment.json and the report.")
-    from .cases import DEFAULT_GRID, METHODS
+    from .cases import DEFAULT_GRID, DEFAULT_ROUNDS, METHODS
 
     p.add_argument("--methods", type=_name_list(METHODS), default=list(DEFAULT_GRID.methods),
                    help="gradient methods, comma-separated (default: %(default)s)")
@@ -180,9 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-budget", type=_positive_float, default=DEFAULT_GRID.time_budget_s,
                    help="seconds one point may take (points predicted to take longer are skipped; "
                         "sampling stops after a tenth of it) (default: %(default)s)")
-    p.add_argument("--rounds", type=_rounds, default=1,
+    p.add_argument("--rounds", type=_rounds, default=DEFAULT_ROUNDS,
                    help="measure the grid this many times (at most 20), interleaved, pooling each point's "
-                        "samples; a point's row is written after its last round (default: %(default)s)")
+                        "samples, so a drift of the machine's speed between rounds widens the point's "
+                        "interval; a point's row is written after its last round (default: %(default)s)")
     p.add_argument("--out", type=Path,
                    help=f"results folder (default: a new folder {DEFAULT_SWEEP_ROOT}/<time>-<backend> per run, "
                         f"with {DEFAULT_SWEEP_ROOT}/latest pointing at it)")

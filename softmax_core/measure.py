@@ -14,11 +14,16 @@ in alternating rounds.  A measurement goes through four states:
 3. **calibration**: a call shorter than ``min_sample_s`` is looped within a
    sample (as ``timeit``'s autorange does), timed once around the loop and
    synchronized once at the end, so timer and launch overheads do not count.
-4. **sampling**: samples until the 95% confidence interval of the median lies
-   within ``target`` (±2%) of it, with at least ``min_samples``, or until
-   ``max_time_s`` is spent.  The interval comes from order statistics (the
-   binomial distribution of how many samples fall below the median: no
-   assumption on the shape of the distribution).  Garbage collection is off.
+4. **sampling**: samples for at least ``min_time_s`` and until the 95%
+   confidence interval of the median lies within ``target`` (±2%) of it, with
+   at least ``min_samples``, or until ``max_time_s`` is spent.  The interval
+   comes from order statistics (the binomial distribution of how many samples
+   fall below the median: no assumption on the shape of the distribution), of
+   the samples and of the medians of ten chronological blocks of them, the
+   wider of the two: back-to-back samples are not independent on a shared
+   machine whose speed drifts (see :func:`softmax_core.stats.block_medians`),
+   so a point must be sampled over a stretch of time, not a burst of calls.
+   Garbage collection is off.
 
 While it samples, the loop also watches the rest of the machine: the share of
 all cores' time that *other* processes used (``others_cpu``, from the kernel's
@@ -51,6 +56,10 @@ from .stats import (  # noqa: F401  (re-exported: the loop's result and its rule
     Measurement,
     median_ci,
 )
+
+
+#: Least sampling time of a point (see :func:`measure`).
+MIN_TIME_S = 0.2
 
 
 # --------------------------------------------------------------------------- the loop
@@ -112,10 +121,15 @@ class _OthersCPU:
     """The share of all cores' time that other processes used between start and :meth:`share`.
 
     The kernel's system-wide busy time (``psutil.cpu_times``, steal included)
-    less this process's own CPU time (all its threads, BLAS included).  The
-    counters tick every 10 ms, so a share over a very short interval is coarse;
-    it is floored at 0.
+    less this process's own CPU time (all its threads, BLAS included).  Both
+    counters tick every 10 ms and are read at different moments, so two ticks
+    per core are forgiven (over a 30 ms window one stray tick would otherwise
+    read as 15% of a 2-core machine); the share is floored at 0.
     """
+
+    #: ticks per core of the kernel's counters forgiven as reading error
+    SLACK_TICKS = 2
+    TICK_S = 0.01
 
     def __init__(self):
         import psutil
@@ -135,7 +149,8 @@ class _OthersCPU:
     def share(self) -> float:
         (w0, b0, m0), (w1, b1, m1) = self._start, self._read()
         wall = max(w1 - w0, 1e-9)
-        return max(0.0, ((b1 - b0) - (m1 - m0)) / (wall * self._cores))
+        others = (b1 - b0) - (m1 - m0) - self.SLACK_TICKS * self.TICK_S * self._cores
+        return max(0.0, others / (wall * self._cores))
 
 
 def _nice_ceil(x: float) -> int:
@@ -153,7 +168,8 @@ def _converged(times: list[float], target: float) -> bool:
     return Measurement(tuple(times)).rel_ci <= target
 
 
-def _check_args(fn, min_samples, max_samples, max_time_s, target, warmup_s, min_sample_s) -> None:
+def _check_args(fn, min_samples, max_samples, max_time_s, target, warmup_s, min_sample_s,
+                min_time_s: float = 0.0) -> None:
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {type(fn).__name__}")
     for name, v, least in (("min_samples", min_samples, 1), ("max_samples", max_samples, 1)):
@@ -161,7 +177,8 @@ def _check_args(fn, min_samples, max_samples, max_time_s, target, warmup_s, min_
             raise ValueError(f"{name} must be an integer >= {least}, got {v!r}")
     if max_samples < min_samples:
         raise ValueError(f"max_samples ({max_samples}) must be >= min_samples ({min_samples})")
-    for name, v in (("max_time_s", max_time_s), ("warmup_s", warmup_s), ("min_sample_s", min_sample_s)):
+    for name, v in (("max_time_s", max_time_s), ("warmup_s", warmup_s), ("min_sample_s", min_sample_s),
+                    ("min_time_s", min_time_s)):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 <= v < math.inf):
             raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
     if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target < 1:
@@ -171,7 +188,7 @@ def _check_args(fn, min_samples, max_samples, max_time_s, target, warmup_s, min_
 def measure(fn: Callable[..., Any], *args: Any, backend: Backend | None = None,
             target: float = TARGET_REL_CI, min_samples: int = 5, max_samples: int = 10_000,
             max_time_s: float = 2.0, warmup_s: float = 0.05, min_sample_s: float = 1e-3,
-            cold: bool = True) -> Measurement:
+            cold: bool = True, min_time_s: float = MIN_TIME_S) -> Measurement:
     """Measure ``fn(*args)``: cold call, warm-up, calibration, samples until converged.
 
     Parameters
@@ -195,6 +212,9 @@ def measure(fn: Callable[..., Any], *args: Any, backend: Backend | None = None,
         faster, up to a quarter of ``max_time_s``).
     min_sample_s : float
         Calls shorter than this are looped within one sample.
+    min_time_s : float
+        Least sampling time (at most ``max_time_s``): the samples span the
+        machine's changes of speed, not one moment of it.
     cold : bool
         Time the first call alone as ``first_s`` (default).  False when the
         caller already made it (a later round of the same prepared point).
@@ -203,13 +223,14 @@ def measure(fn: Callable[..., Any], *args: Any, backend: Backend | None = None,
     -------
     Measurement
     """
-    _check_args(fn, min_samples, max_samples, max_time_s, target, warmup_s, min_sample_s)
+    _check_args(fn, min_samples, max_samples, max_time_s, target, warmup_s, min_sample_s, min_time_s)
     backend = backend or get_backend()
     return _measure(_Sampler(fn, args, backend, min_sample_s), target, min_samples, max_samples,
-                    max_time_s, warmup_s, cold)
+                    max_time_s, warmup_s, cold, min(min_time_s, max_time_s))
 
 
-def _measure(s: _Sampler, target, min_samples, max_samples, max_time_s, warmup_s, cold) -> Measurement:
+def _measure(s: _Sampler, target, min_samples, max_samples, max_time_s, warmup_s, cold,
+             min_time_s) -> Measurement:
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -225,10 +246,11 @@ def _measure(s: _Sampler, target, min_samples, max_samples, max_time_s, warmup_s
                 return s.result(not _converged(s.times, target), others.share())
             if n < min_samples:
                 continue
+            spent = time.perf_counter() - start
             # checking every sample is O(n log n) each: thin the checks out as n grows
-            if (n < 64 or n % max(1, n // 16) == 0) and _converged(s.times, target):
+            if spent >= min_time_s and (n < 64 or n % max(1, n // 16) == 0) and _converged(s.times, target):
                 return s.result(False, others.share())
-            if time.perf_counter() - start >= max_time_s:
+            if spent >= max_time_s:
                 return s.result(not _converged(s.times, target), others.share())
     finally:
         if gc_was_enabled:

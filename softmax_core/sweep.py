@@ -5,9 +5,12 @@ point as soon as the point is done (flushed and fsynced), so a kill loses at
 most the point in flight.  ``DIR/environment.json`` records where it ran
 (:mod:`softmax_core.environment`), the machine probe and the fitted time model.
 
-* **Rounds** (``rounds=R``): the grid is measured R times, interleaved, and each
-  point's samples are pooled, so a burst of load hits one round of a point,
-  not the whole point.  A point's row is written after its last round.
+* **Rounds** (``rounds=R``, 3 by default): the grid is measured R times,
+  interleaved, and each point's samples are pooled, so a burst of load hits one
+  round of a point, not the whole point, and a machine whose speed drifts over
+  seconds shows it as a wide interval (the rounds' blocks disagree) instead of
+  one round's speed with a tight one.  A point's row is written after its
+  last round.
 * **Resume**: only a file with this version's header is continued (anything
   else is refused, untouched); a half-written last line is dropped; damaged
   rows are reported and their points measured again; ``skipped`` and
@@ -34,9 +37,10 @@ from typing import TextIO
 
 from ._io import atomic_write_text
 from .backend import Backend
-from .cases import CALLS_PER_POINT, MIN_SAMPLES, Case, Grid, Guard, check_memory_budget, default_memory_budget
+from .cases import (DEFAULT_ROUNDS, Case, Grid, Guard, calls_per_point, check_memory_budget, default_memory_budget,
+                    samples_per_round)
 from .environment import load_average, record
-from .measure import Measurement, measure, probe_machine
+from .measure import MIN_TIME_S, Measurement, measure, probe_machine
 from .results import COLUMNS, SchemaError, check_header, read_rows, row_case
 from .timemodel import TimeModel
 
@@ -68,7 +72,7 @@ class SweepSummary:
 
 def run_sweep(grid: Grid, backend: Backend, out_dir: str | os.PathLike, *, resume: bool = False,
               memory_budget: float | None = None, data_dir: str | os.PathLike | None = None,
-              progress: bool | None = None, rounds: int = 1, log: TextIO | None = None) -> Path:
+              progress: bool | None = None, rounds: int = DEFAULT_ROUNDS, log: TextIO | None = None) -> Path:
     """Run ``grid`` on ``backend``, writing ``out_dir/results.csv`` and ``environment.json``.
 
     Parameters
@@ -143,7 +147,8 @@ def _run_locked(grid, backend, out, resume, budget, epoch_data, progress, rounds
     todo = [c for c in grid.cases() if c.key not in done]
     pooled: dict[tuple, Measurement] = {}
     run_id = uuid.uuid4().hex[:12]
-    bar = _Progress([guard.predicted_time_s(c) * CALLS_PER_POINT for c in todo] * rounds, log, progress)
+    calls = calls_per_point(rounds)
+    bar = _Progress([guard.predicted_time_s(c) * calls / rounds for c in todo] * rounds, log, progress)
     with open(results, "a", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=COLUMNS, lineterminator="\n")
         if fh.tell() == 0:
@@ -155,7 +160,7 @@ def _run_locked(grid, backend, out, resume, budget, epoch_data, progress, rounds
             for case in todo:
                 bar.advance(case.label() + (f" (round {r + 1}/{rounds})" if rounds > 1 else ""))
                 if r == 0:
-                    reason = guard.skip_reason(case)
+                    reason = guard.skip_reason(case, calls)
                     if reason:
                         pooled[case.key] = None
                         if case.key not in retry:  # a point skipped before and still: no second row
@@ -165,7 +170,7 @@ def _run_locked(grid, backend, out, resume, budget, epoch_data, progress, rounds
                 elif pooled.get(case.key) is None:
                     continue
                 row = _measure_point(case, backend, guard, epoch_data if case.kind == "epoch" else None,
-                                     pooled, grid.time_budget_s * POINT_TIME_SHARE / rounds, last)
+                                     pooled, rounds, last)
                 if row is not None:
                     _write(writer, fh, row, run_id, backend)
                     status = row["status"]
@@ -192,14 +197,20 @@ def _skipped_row(case: Case, guard: Guard, reason: str) -> dict:
 
 
 def _measure_point(case: Case, backend: Backend, guard: Guard, data, pooled: dict,
-                   max_time_s: float, last_round: bool) -> dict | None:
-    """One round of ``case``; its row after the last round (None before), or an error row."""
+                   rounds: int, last_round: bool) -> dict | None:
+    """One round of ``case``; its row after the last round (None before), or an error row.
+
+    Each round samples for at least ``MIN_TIME_S / rounds`` and at most
+    ``POINT_TIME_SHARE`` of the time budget over ``rounds``; the cold call is
+    the first round's."""
     row = _point_row(case, guard)
     load_before = load_average()
     first_round = case.key not in pooled
     try:
         fn, args = case.prepare(backend, data)
-        m = measure(fn, *args, backend=backend, min_samples=MIN_SAMPLES, max_time_s=max_time_s)
+        m = measure(fn, *args, backend=backend, min_samples=samples_per_round(rounds),
+                    max_time_s=guard.time_budget_s * POINT_TIME_SHARE / rounds,
+                    min_time_s=MIN_TIME_S / rounds, cold=first_round)
         peak = backend.peak_bytes(fn, *args) if last_round else None
         del fn, args
     except Exception as exc:  # one failing point (even out of memory) must not end the sweep

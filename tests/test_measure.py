@@ -253,3 +253,55 @@ def test_contention_is_averaged_over_pooled_rounds():
     busy = Measurement.from_samples([1.0] * 10, others_cpu=0.5)
     assert quiet.stable and not busy.stable
     assert quiet.pooled(busy).others_cpu == pytest.approx(0.25)
+
+
+# --------------------------------------------------------------------------- drift and the counters' ticks
+
+def test_a_drift_late_in_the_samples_widens_the_interval():
+    """Back-to-back samples of one speed give a tight interval even when the speed then
+    changes; the medians of chronological blocks show the change (seen on the 2-core VM:
+    one call at 1.2 ms for a second, then at 2.1 ms)."""
+    times = [1.0 + 1e-4 * (i % 7) for i in range(800)] + [1.3 + 1e-4 * (i % 5) for i in range(200)]
+    m = Measurement.from_samples(times)
+    samples_only = median_ci(times)
+    assert samples_only[1] < 1.01                 # the samples alone: tight around 1.0
+    assert m.ci[1] >= 1.3 and not m.stable        # the blocks: the late 1.3 is inside
+
+
+def test_rounds_that_disagree_are_not_stable_whatever_their_sample_counts():
+    fast = Measurement.from_samples([1.0] * 300)  # one round caught the machine fast, with many samples
+    slow = Measurement.from_samples([2.0] * 20)
+    p = fast.pooled(slow).pooled(slow)
+    assert median_ci(p.times_s) == (1.0, 1.0)     # the pooled samples alone would hide the slow rounds
+    assert p.ci == (1.0, 2.0) and not p.stable
+    same = fast.pooled(Measurement.from_samples([1.0] * 20))
+    assert same.stable and same.ci == (1.0, 1.0)
+
+
+def test_steady_samples_keep_a_tight_interval():
+    rng = np.random.default_rng(1)
+    m = Measurement.from_samples(1.0 + 0.01 * rng.standard_normal(2000))
+    assert m.rel_ci < 0.005 and m.stable
+
+
+def test_sampling_spans_at_least_min_time(cpu):
+    start = time.perf_counter()
+    m = measure(lambda: None, backend=cpu, min_time_s=0.3, max_time_s=2)
+    assert time.perf_counter() - start >= 0.3
+    assert sum(m.times_s) * m.loops >= 0.25      # the samples themselves cover it
+    quick = measure(lambda: None, backend=cpu, min_time_s=0.3, max_time_s=0.05)
+    assert quick.repeats >= 5                     # capped by max_time_s, not stuck
+
+
+def test_one_stray_tick_of_the_cpu_counters_is_not_contention(monkeypatch):
+    """Over a 30 ms window, one 10 ms tick the kernel counted elsewhere is 17% of a
+    2-core machine: the counters' resolution, not another process."""
+    from softmax_core import measure as engine
+
+    watch = engine._OthersCPU()
+    watch._cores = 2
+    watch._start = (0.0, 100.0, 50.0)
+    monkeypatch.setattr(watch, "_read", lambda: (0.03, 100.05, 50.04))   # 10 ms more busy than ours
+    assert watch.share() == 0.0
+    monkeypatch.setattr(watch, "_read", lambda: (0.5, 100.9, 50.4))      # a core busy elsewhere half the time
+    assert watch.share() >= 0.2

@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 
 from softmax_core import get_backend
-from softmax_core.cases import CALLS_PER_POINT, Case, Grid, Guard, default_memory_budget
+from softmax_core.cases import CALLS_PER_POINT, DEFAULT_ROUNDS, Case, Grid, Guard, default_memory_budget
 from softmax_core.results import COLUMNS, SchemaError, read_rows as read_results
 from softmax_core.sweep import run_sweep
 from softmax_core.timemodel import TimeModel
@@ -43,7 +43,7 @@ def test_sweep_writes_one_row_per_point_and_environment(tmp_path, cpu):
     assert {r["status"] for r in rows} == {"ok"}
     for r in rows:
         assert float(r["time_ci_low_s"]) <= float(r["time_median_s"]) <= float(r["time_ci_high_s"])
-        assert int(r["repeats"]) >= 5 and int(r["loops"]) >= 1 and r["rounds"] == "1"
+        assert int(r["repeats"]) >= 5 and int(r["loops"]) >= 1 and r["rounds"] == str(DEFAULT_ROUNDS)
         assert r["stable"] in ("True", "False") and float(r["time_first_s"]) > 0
         assert float(r["predicted_time_s"]) > 0
         assert float(r["samples_per_s"]) == pytest.approx(int(r["samples"]) / float(r["time_median_s"]))

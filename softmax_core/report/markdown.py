@@ -57,8 +57,8 @@ def notes_section(notes: list[str], df: pd.DataFrame) -> str:
 def _blas(env: dict, backend: dict) -> str:
     pools = [p for p in env.get("blas") or [] if isinstance(p, dict) and p.get("user_api") == "blas"]
     if pools:
-        return "; ".join(f"{p.get('internal_api')} {p.get('version')} ({p.get('num_threads')} threads)"
-                         for p in pools)
+        return "; ".join(f"{p.get('internal_api')} {p.get('version')} ({p.get('num_threads')} "
+                         f"thread{'' if p.get('num_threads') == 1 else 's'})" for p in pools)
     return backend.get("blas") or NA
 
 
