@@ -31,8 +31,10 @@ import numpy as np
 
 #: Rows per generation block: the unit of determinism (chunks of any size cut across blocks).
 BLOCK_ROWS = 1000
-#: Rows per Dask chunk unless told otherwise: 31 MB of float32 at n = 784.
-DEFAULT_CHUNK_ROWS = 10_000
+#: Rows per Dask chunk unless told otherwise: 63 MB of float32 at n = 784 (MNIST: 3 chunks).
+#: Dask's overhead is a few ms per task and a gradient is ~13 tasks per chunk, so a chunk
+#: should hold ~100 ms of work (see results/dask); a multiple of the usual batch sizes.
+DEFAULT_CHUNK_ROWS = 20_000
 
 _CENTRES, _LABELS, _NOISE = 0, 1, 2  # the spawn_key streams
 

@@ -86,7 +86,7 @@ def worker_peaks(s: DaskSession, fn: Callable[..., Any], *args: Any) -> tuple[Wo
     wait_in_flight(client)
     start = client.run(_worker_start_peak)
     mine = _worker_start_peak()
-    result = materialize(fn(*args))
+    result = materialize(fn(*args), client)
     ends = {w: client.run(_worker_read_peak, start[w]["count"], start[w]["reset"], workers=[w])[w] for w in start}
     me = _worker_read_peak(reset=mine["reset"])
     pids = {v["pid"] for v in start.values()}
@@ -124,7 +124,7 @@ def engine_stats(b: DaskBackend, fn: Callable[..., Any], *args: Any) -> dict:
     wait_in_flight(b.client)
     with get_task_stream(b.client) as ts:
         t0 = time.perf_counter()
-        materialize(fn(*args))
+        materialize(fn(*args), b.client)
         wall = time.perf_counter() - t0
     return task_summary(ts.data, wall, cluster_threads(b.session))
 
@@ -154,6 +154,68 @@ def task_summary(records: list, wall_s: float, threads: int) -> dict:
             "overhead_per_task_s": max(0.0, wall_s * threads - spent["compute"]) / tasks if tasks else nan}
 
 
+class ChildrenCPU:
+    """The share of all cores that this process's children (a LocalCluster's nannies and
+    workers) used since it was made: measure's ``others_cpu`` counts them as other processes."""
+
+    def __init__(self):
+        import psutil
+
+        self._time, self._me, self._cores = time.perf_counter, psutil.Process(), psutil.cpu_count() or 1
+        self._start = self._read()
+
+    def _read(self) -> tuple[float, float]:
+        total = 0.0
+        for p in self._me.children(recursive=True):
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except Exception:  # a process that just ended
+                pass
+        return self._time(), total
+
+    def share(self) -> float:
+        (w0, c0), (w1, c1) = self._start, self._read()
+        return max(0.0, (c1 - c0) / (max(w1 - w0, 1e-9) * self._cores))
+
+
+def _busy(blocks: int) -> float:
+    """Single-threaded work (uniform random numbers) in a fresh process: its seconds."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    t0 = time.perf_counter()
+    for _ in range(blocks):
+        rng.random((1000, 784), dtype=np.float32)
+    return time.perf_counter() - t0
+
+
+def parallelism(processes: int | None = None, blocks: int = 300, repeats: int = 3) -> dict:
+    """How much faster ``processes`` busy single-threaded processes run together than one alone.
+
+    ``speedup`` = processes · T(alone) / T(together) (the median of ``repeats``):
+    ``processes`` on a machine whose cores are real and idle, less where cores are
+    SMT siblings, throttled or busy with other work.  It bounds what w Dask
+    workers can gain: parallel efficiency <= speedup / w.
+    """
+    import multiprocessing as mp
+
+    import psutil
+
+    processes = processes or psutil.cpu_count() or 1
+    ctx = mp.get_context("spawn")
+    ratios = []
+    with ctx.Pool(processes) as pool:
+        pool.map(_busy, [1] * processes)  # start-up and imports, not timed
+        for _ in range(repeats):
+            alone = pool.apply(_busy, (blocks,))
+            together = max(pool.map(_busy, [blocks] * processes))
+            ratios.append(processes * alone / together)
+    ratios.sort()
+    return {"processes": processes, "speedup": ratios[len(ratios) // 2], "speedups": ratios,
+            "load_average_1min": psutil.getloadavg()[0]}
+
+
 def describe(b: DaskBackend) -> dict:
     """The cluster as :meth:`Backend.describe` reports it."""
     import distributed
@@ -166,5 +228,6 @@ def describe(b: DaskBackend) -> dict:
             "chunk_rows": b.chunk_rows}
 
 
-__all__ = ["WorkerPeaks", "worker_peaks", "backend_peak", "engine_stats", "task_summary", "cluster_threads",
+__all__ = ["ChildrenCPU", "WorkerPeaks", "parallelism", "worker_peaks", "backend_peak", "engine_stats", "task_summary",
+           "cluster_threads",
            "free_memory", "describe"]

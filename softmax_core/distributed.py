@@ -11,7 +11,7 @@ unchanged on Dask arrays with NumPy chunks: X and y row-chunked, θ one chunk
                             process per core, RAM split between them) starts
                             with the command and stops with it
 ``SOFTMAX_DASK_WORKERS``    workers of that LocalCluster (default: cores)
-``SOFTMAX_DASK_CHUNK_ROWS`` rows per chunk of X and y (default 10000)
+``SOFTMAX_DASK_CHUNK_ROWS`` rows per chunk of X and y (default 20000)
 =========================  ==================================================
 
 **What a call is on a lazy library.**  A Dask function returns a task graph at
@@ -121,12 +121,13 @@ def start_session(scheduler: str | None = None, workers: int | None = None, *, p
             return DaskSession(Client(scheduler, timeout="10s", set_as_default=True), key=("scheduler", scheduler))
         except (OSError, TimeoutError, ValueError) as exc:
             raise BackendError(f"cannot reach the Dask scheduler at {scheduler!r} ({exc}); fix: start it "
-                               f"('dask scheduler'), or unset {ENV_SCHEDULER} to start a local cluster") from None
+                               f"('dask scheduler'), or drop --scheduler / unset {ENV_SCHEDULER} "
+                               "for a local cluster") from None
     import psutil
 
     workers = workers or psutil.cpu_count() or 1
     cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=processes,
-                           memory_limit=memory_limit, dashboard_address=None, silence_logs=logging.ERROR)
+                           memory_limit=memory_limit, dashboard_address=":0", silence_logs=logging.ERROR)
     return DaskSession(Client(cluster, set_as_default=True), cluster, key=("local", workers, processes))
 
 
@@ -227,7 +228,8 @@ def dask_backend(scheduler: str | None = None, workers: int | None = None,
 
     s = session_ or shared_session(scheduler, workers)
     sync = functools.partial(wait_in_flight, s.client)
-    return DaskBackend("dask", "cpu", xp, "cpu", sync, _to_numpy, _peak=functools.partial(backend_peak, s),
+    return DaskBackend("dask", "cpu", xp, "cpu", sync, functools.partial(_to_numpy, client=s.client),
+                       _peak=functools.partial(backend_peak, s),
                        _free_memory=functools.partial(free_memory, s), session=s, chunk_rows=int(chunk_rows))
 
 
@@ -257,20 +259,22 @@ def wait_in_flight(client) -> None:
             client.sync(state.wait)
 
 
-def _to_numpy(a: Any) -> np.ndarray:
+def _to_numpy(a: Any, client: Any = None) -> np.ndarray:
     import dask
 
-    return np.asarray(a.compute() if dask.is_dask_collection(a) else a)
+    return np.asarray(a.compute(scheduler=client) if dask.is_dask_collection(a) else a)
 
 
 # --------------------------------------------------------------------------- calls
 
-def materialize(result: Any) -> Any:
+def materialize(result: Any, client: Any = None) -> Any:
     """Compute the Dask arrays in ``result`` (an array, or a tuple/list of them) in one pass.
 
     Arrays come back as one-chunk Dask arrays around the computed NumPy arrays
     (in this process's memory), so they can enter the next call; 0-d results
-    come back as Python floats.  Anything else is returned as it is.
+    come back as Python floats.  Anything else is returned as it is.  ``client``:
+    the cluster to compute on (default: the current client; name it where one
+    process holds several, as ``softmax-bench scale`` does).
     """
     import dask
     import dask.array as da
@@ -279,19 +283,19 @@ def materialize(result: Any) -> Any:
     items = list(result) if many else [result]
     lazy = [i for i, v in enumerate(items) if dask.is_dask_collection(v)]
     if lazy:
-        values = dask.compute(*[items[i] for i in lazy])
+        values = dask.compute(*[items[i] for i in lazy], scheduler=client)
         for i, v in zip(lazy, values):
             v = np.asarray(v)
             items[i] = float(v) if v.ndim == 0 else da.from_array(v, chunks=v.shape)
     return type(result)(items) if many else items[0]
 
 
-def computed(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` made a call that returns computed results: what :func:`measure` times on Dask."""
+def computed(fn: Callable[..., Any], client: Any = None) -> Callable[..., Any]:
+    """``fn`` made a call that returns computed results (on ``client``): what :func:`measure` times on Dask."""
 
     @functools.wraps(fn)
     def call(*args, **kwargs):
-        return materialize(fn(*args, **kwargs))
+        return materialize(fn(*args, **kwargs), client)
 
     return call
 
@@ -301,13 +305,14 @@ SEGMENT_STEPS = 8
 
 
 def sgd_epoch(X, y, theta, lr: float, batch: int, grad=None, *, seed: int | None = None,
-              check: bool = True, segment_steps: int = SEGMENT_STEPS):
+              check: bool = True, segment_steps: int = SEGMENT_STEPS, client: Any = None):
     """:func:`softmax_core.model.sgd_epoch`, computed ``segment_steps`` batches at a time.
 
     The same epoch, the same steps, the same math: each segment is the model's
     ``sgd_epoch`` on rows ``s0:s1`` with ``s0`` a multiple of ``batch``, i.e. on
     exactly the epoch's batches from ``s0`` on, and its θ, computed, starts the
-    next.  With ``seed``, the model's own permutation is applied first.  Why:
+    next (on ``client``, see :func:`materialize`).  With ``seed``, the model's own
+    permutation is applied first.  Why:
     each op on a lazy Dask array copies the graph's layer dependencies, so one
     graph for a whole small-batch epoch costs O(steps²) to build (MNIST at
     batch 100: 600 steps, minutes); in segments it is linear.  Returns θ computed.
@@ -322,7 +327,7 @@ def sgd_epoch(X, y, theta, lr: float, batch: int, grad=None, *, seed: int | None
     rows = int(batch) * max(1, int(segment_steps))
     for s0 in range(0, X.shape[0], rows):
         theta = materialize(model.sgd_epoch(X[s0:s0 + rows], y[s0:s0 + rows], theta, lr, batch, grad,
-                                            check=check))
+                                            check=check), client)
     return theta
 
 
@@ -335,9 +340,10 @@ def time_once(fn: Callable[..., Any], *args: Any, backend: Backend | None = None
     from . import model
     from .measure import time_once as _time_once
 
+    client = getattr(backend, "client", None)
     if fn is model.sgd_epoch:
-        fn = sgd_epoch
-    return _time_once(computed(fn), *args, backend=backend, **kwargs)
+        fn = functools.partial(sgd_epoch, client=client)
+    return _time_once(computed(fn, client), *args, backend=backend, **kwargs)
 
 
 __all__ = ["DaskBackend", "DaskSession", "dask_backend", "session", "start_session", "shared_session",

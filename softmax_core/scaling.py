@@ -1,24 +1,28 @@
 """``softmax-bench scale``: the Dask backend measured as it scales, NumPy as the baseline.
 
-Every point is one *computed* call (see :mod:`softmax_core.distributed`) timed by
-:func:`softmax_core.measure.measure`, on synthetic data from
-:mod:`softmax_core.chunked` (the same rows for NumPy and Dask):
+Every point is one *computed* call (see :mod:`softmax_core.distributed`) on synthetic
+data from :mod:`softmax_core.chunked` (the same rows for NumPy and Dask):
 
 * ``gradient``: the full-batch gradient over m rows; ``epoch``: one epoch of
-  large-batch SGD (``--batch``, default 40000: 4 chunks a step) over them;
+  large-batch SGD (``--batch``, default 80000: 4 chunks a step) over them;
 * ``memory``: X and y in the workers' memory (persisted before timing);
   ``stream``: X generated chunk by chunk inside the call, never whole (the
   larger-than-memory case; the time includes making the rows);
-* against the number of workers (a fresh LocalCluster of w single-threaded
-  worker processes per w, or the cluster at ``--scheduler``), m and the chunk size.
+* against the number of workers (one LocalCluster of w single-threaded worker
+  processes per w, all held at once, or the cluster at ``--scheduler``), m and the
+  chunk size.
 
 The NumPy baseline is the same call in this one process (``memory``: on the whole
 X; ``stream``: :func:`softmax_core.chunked.reference_gradient`, chunk by chunk),
-with one BLAS thread and with all of them.  After timing, one more call measures
-each worker's peak memory, and one more records the engine's statistics (tasks,
-compute and overhead per task).  Rows go to ``DIR/scaling.csv`` one by one;
-``--out-of-core ROWS`` instead runs the larger-than-memory gradient once, with
-memory watched, against the chunked NumPy reference (``DIR/out_of_core.json``).
+with one BLAS thread and with all of them.  All engines of one (kind, data, m) are
+timed by :func:`softmax_core.measure.measure_side_by_side`, in alternating rounds,
+so that load from other processes hits them alike, and their ratios (speedup over
+NumPy, parallel efficiency) are taken round by round, with intervals.  After
+timing, one more call per Dask engine measures each worker's peak memory, and one
+more records the engine's statistics (tasks, compute and overhead per task).
+Rows go to ``DIR/scaling.csv`` one by one; ``--out-of-core ROWS`` instead runs
+the larger-than-memory gradient once, with memory watched, against the chunked
+NumPy reference (``DIR/out_of_core.json``).
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ COLUMNS = (
     "repeats", "loops", "rounds", "stable", "host_time_median_s", "others_cpu",
     "samples_per_s", "gbytes_per_s", "peak_worker_bytes", "peak_worker_above_bytes", "peak_client_bytes",
     "peak_source", "tasks", "task_compute_s", "task_transfer_s", "compute_per_task_s", "overhead_per_task_s",
+    "speedup_numpy_1t", "speedup_numpy_1t_low", "speedup_numpy_1t_high",
+    "parallel_eff", "parallel_eff_low", "parallel_eff_high",
 )
 KINDS, DATA = ("gradient", "epoch"), ("memory", "stream")
 #: Share of the free memory (the cluster's, or this process's for NumPy) a ``memory`` point may fill.
@@ -61,10 +67,11 @@ class ScaleConfig:
     dtype: str = "float32"
     data: tuple = DATA
     kinds: tuple = ("gradient", "epoch")
-    batch: int = 40_000                  # 4 chunks of 10000: every step spans the workers
+    batch: int = 80_000                  # 4 default chunks: every step spans the workers
     lr: float = 0.1
     seed: int = 0
-    max_time_s: float = 3.0
+    max_time_s: float = 20.0             # sampling cap of a point's side-by-side rounds
+    rounds: int = 5                      # least rounds of a point
     scheduler: str | None = None
     numpy: bool = True
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
@@ -111,7 +118,7 @@ class _Writer:
 
 # --------------------------------------------------------------------------- the points
 
-def _call(kind: str, cfg, engine: str):
+def _call(kind: str, cfg, engine: str, client=None):
     from .model import grad_structured, sgd_epoch
 
     if kind == "gradient":
@@ -119,115 +126,145 @@ def _call(kind: str, cfg, engine: str):
     if engine == "dask":
         from .distributed import sgd_epoch as dask_epoch
 
-        return functools.partial(dask_epoch, lr=cfg.lr, batch=cfg.batch, check=False)
+        return functools.partial(dask_epoch, lr=cfg.lr, batch=cfg.batch, check=False, client=client)
     return functools.partial(sgd_epoch, lr=cfg.lr, batch=cfg.batch, check=False)
 
 
-def numpy_points(cfg, kind: str, data: str, m: int, chunk: int) -> list[dict]:
-    """The baseline in this process, with 1 BLAS thread and with all: rows for the CSV."""
-    from threadpoolctl import threadpool_limits
+def _limited(fn, threads: int):
+    """``fn`` run with ``threads`` BLAS threads (threadpoolctl; ~10 µs a call)."""
+    from threadpoolctl import ThreadpoolController
 
-    from .backend import get_backend, host_available_bytes
-    from .measure import measure
+    controller = ThreadpoolController()
 
-    b = get_backend("cpu", "numpy")
-    theta = _theta0(cfg)
-    base = dict(engine="numpy", kind=kind, data=data, rows=m, chunk_rows=chunk if data == "stream" else "",
-                batch=cfg.batch if kind == "epoch" else "", workers=0)
-    if data == "stream" and kind == "epoch":
-        return []
-    need = m * cfg.features * np.dtype(cfg.dtype).itemsize
-    if data == "memory" and need > MEMORY_SHARE * host_available_bytes():
-        return [_row(cfg, **base, status="skipped", reason=f"X needs {need / 1e9:.1f} GB in one process")]
-    if data == "memory":
-        X, y = synthetic(m, cfg.features, cfg.classes, cfg.seed, cfg.dtype)
-        fn, args = _call(kind, cfg, "numpy"), (X, y, theta)
-    else:
-        fn = functools.partial(reference_gradient, m=m, k=cfg.classes, seed=cfg.seed, chunk_rows=chunk, dtype=cfg.dtype)
-        args = (theta,)
-    rows = []
-    for threads in sorted({1, os.cpu_count() or 1}):
-        with threadpool_limits(threads):
-            meas = measure(fn, *args, backend=b, max_time_s=cfg.max_time_s)
-        row = _row(cfg, **base, threads=threads, **meas.row())
-        _throughput(row, m, cfg)
-        row.update(peak_worker_bytes=b.peak_bytes(fn, *args), peak_source="tracemalloc")
-        rows.append(row)
-    return rows
+    def call(*args):
+        with controller.limit(limits=threads):
+            return fn(*args)
+
+    return call
 
 
-def dask_point(b, cfg, kind: str, data: str, m: int, chunk: int) -> dict:
-    """One Dask point on backend ``b``: timed, then its per-worker peaks and engine statistics."""
+def _fits(need: int, available: int) -> bool:
+    return need <= MEMORY_SHARE * available
+
+
+def measure_group(cfg, backends: dict, kind: str, data: str, m: int) -> list[dict]:
+    """One (kind, data, m): NumPy (1 thread, all cores) and Dask (each cluster x chunk size)
+    measured side by side in alternating rounds, so that a burst of load from other
+    processes hits every engine alike; then each Dask call's peaks and engine statistics."""
     from distributed import wait
 
-    from .dask_metrics import cluster_threads, engine_stats, worker_peaks
+    from .backend import get_backend, host_available_bytes
+    from .dask_metrics import ChildrenCPU, cluster_threads, engine_stats, worker_peaks
     from .distributed import computed
-    from .measure import measure
+    from .measure import MAX_OTHERS_CPU, STABLE_REL_CI, measure_side_by_side
 
-    workers = len(b.session.workers())
-    base = dict(engine="dask", kind=kind, data=data, rows=m, chunk_rows=chunk,
-                batch=cfg.batch if kind == "epoch" else "", workers=workers, threads=cluster_threads(b.session))
-    if data == "stream" and kind == "epoch":
-        return _row(cfg, **base, status="skipped", reason="SGD on streamed rows remakes a chunk for every step")
+    nb = get_backend("cpu", "numpy")
+    theta = _theta0(cfg)
     need = m * cfg.features * np.dtype(cfg.dtype).itemsize
-    if data == "memory" and need > MEMORY_SHARE * b.free_memory_bytes():
-        return _row(cfg, **base, status="skipped", reason=f"X needs {need / 1e9:.1f} GB of worker memory")
-    X, y = synthetic_dask(m, cfg.features, cfg.classes, cfg.seed, chunk, cfg.dtype)
-    if data == "memory":
-        X, y = b.client.persist([X, y])
-        wait([X, y])
-    theta = b.asarray(_theta0(cfg))
-    fn = _call(kind, cfg, "dask")
-    meas = measure(computed(fn), X, y, theta, backend=b, max_time_s=cfg.max_time_s)
-    row = _row(cfg, **base, **meas.row())
-    _throughput(row, m, cfg)
-    peaks, _ = worker_peaks(b.session, fn, X, y, theta)
-    row.update(peak_worker_bytes=peaks.max_peak, peak_worker_above_bytes=peaks.max_above,
-               peak_client_bytes=peaks.client_peak, peak_source=peaks.source + (" (shared)" if peaks.shared else ""))
-    stats = engine_stats(b, fn, X, y, theta)
-    row.update({k: stats[k] for k in ("tasks", "task_compute_s", "task_transfer_s", "compute_per_task_s",
-                                      "overhead_per_task_s")})
-    del X, y
-    return row
+    common = dict(kind=kind, data=data, rows=m, batch=cfg.batch if kind == "epoch" else "")
+    calls, points, rows = {}, {}, []
+    if cfg.numpy:
+        point = dict(common, engine="numpy", workers=0, chunk_rows=cfg.chunk_rows[0] if data == "stream" else "")
+        if data == "memory" and not _fits(need, host_available_bytes()):
+            rows.append(_row(cfg, **point, status="skipped", reason=f"X needs {need / 1e9:.1f} GB in one process"))
+        else:
+            if data == "memory":
+                X, y = synthetic(m, cfg.features, cfg.classes, cfg.seed, cfg.dtype)
+                fn, args = _call(kind, cfg, "numpy"), (X, y, theta)
+            else:
+                fn = functools.partial(reference_gradient, m=m, k=cfg.classes, seed=cfg.seed,
+                                       chunk_rows=cfg.chunk_rows[0], dtype=cfg.dtype)
+                args = (theta,)
+            for threads in sorted({1, os.cpu_count() or 1}):
+                calls[f"numpy {threads}T"] = (_limited(fn, threads), args)
+                points[f"numpy {threads}T"] = (dict(point, threads=threads), None, fn)
+    for w, b in backends.items():
+        workers = len(b.session.workers())
+        for chunk in cfg.chunk_rows:
+            point = dict(common, engine="dask", workers=workers, threads=cluster_threads(b.session), chunk_rows=chunk)
+            if data == "memory" and not _fits(need, b.free_memory_bytes()):
+                rows.append(_row(cfg, **point, status="skipped",
+                                 reason=f"X needs {need / 1e9:.1f} GB of worker memory"))
+                continue
+            X, y = synthetic_dask(m, cfg.features, cfg.classes, cfg.seed, chunk, cfg.dtype)
+            if data == "memory":
+                X, y = b.client.persist([X, y])
+                wait([X, y])
+            fn = _call(kind, cfg, "dask", b.client)
+            name = f"dask {workers}w {chunk}"
+            calls[name] = (computed(fn, b.client), (X, y, b.asarray(theta)))
+            points[name] = (point, b, fn)
+    if not calls:
+        return rows
+    cpu = ChildrenCPU()
+    sbs = measure_side_by_side(calls, backend=nb, min_rounds=cfg.rounds, max_time_s=cfg.max_time_s)
+    ours = cpu.share()  # the loop counts our own worker processes as "others"
+    for name, meas in sbs.measurements.items():
+        point, b, fn = points[name]
+        row = _row(cfg, **point, **meas.row())
+        if meas.others_cpu is not None:
+            row["others_cpu"] = max(0.0, meas.others_cpu - ours)
+            row["stable"] = meas.rel_ci <= STABLE_REL_CI and row["others_cpu"] <= MAX_OTHERS_CPU
+        _throughput(row, m, cfg)
+        if "numpy 1T" in calls:
+            r = sbs.ratio("numpy 1T", name)
+            row.update(speedup_numpy_1t=r.median, speedup_numpy_1t_low=r.ci[0], speedup_numpy_1t_high=r.ci[1])
+        one = f"dask 1w {point['chunk_rows']}"
+        if b is not None and one in calls:
+            r, w = sbs.ratio(one, name), point["workers"]
+            row.update(parallel_eff=r.median / w, parallel_eff_low=r.ci[0] / w, parallel_eff_high=r.ci[1] / w)
+        args = calls[name][1]
+        if b is None:
+            row.update(peak_worker_above_bytes=nb.peak_bytes(fn, *args), peak_source="tracemalloc")
+        else:
+            peaks, _ = worker_peaks(b.session, fn, *args)
+            row.update(peak_worker_bytes=peaks.max_peak, peak_worker_above_bytes=peaks.max_above,
+                       peak_client_bytes=peaks.client_peak,
+                       peak_source=peaks.source + (" (shared)" if peaks.shared else ""))
+            stats = engine_stats(b, fn, *args)
+            row.update({k: stats[k] for k in ("tasks", "task_compute_s", "task_transfer_s", "compute_per_task_s",
+                                              "overhead_per_task_s")})
+        rows.append(row)
+    calls.clear()  # drop the persisted chunks before the next group
+    return rows
 
 
 # --------------------------------------------------------------------------- the run
 
 def run_scale(cfg: ScaleConfig, out: Path, say=print) -> Path:
-    """Measure the grid into ``out/scaling.csv`` (appending), then write the report."""
+    """Measure the grid into ``out/scaling.csv`` (appending), then write the report.
+
+    One cluster per worker count, all started first and held together, so that
+    every engine of a point is measured in the same rounds.
+    """
+    import contextlib
+
+    from .dask_metrics import describe
     from .distributed import session
 
     out = Path(out)
     writer = _Writer(out / "scaling.csv")
     cores = os.cpu_count() or 1
     workers = (None,) if cfg.scheduler else (cfg.workers or tuple(range(1, cores + 1)))
-    points = [(kind, data, m, chunk) for kind in cfg.kinds for data in cfg.data for m in cfg.rows
-              for chunk in cfg.chunk_rows]
+    groups = [(kind, data, m) for kind in cfg.kinds for data in cfg.data for m in cfg.rows
+              if not (kind == "epoch" and data == "stream")]  # SGD on streamed rows remakes a chunk per step
     clusters = {}
-    try:
-        if cfg.numpy:
-            done = set()
-            for kind, data, m, chunk in points:
-                key = (kind, data, m, chunk if data == "stream" else None)
-                if key not in done:
-                    done.add(key)
-                    for row in _safely(lambda: numpy_points(cfg, kind, data, m, chunk), cfg, engine="numpy",
-                                       kind=kind, data=data, rows=m, chunk_rows=chunk):
-                        writer.write(row)
-                        say(_line(row))
-        for w in workers:
-            with session(cfg.scheduler, w, processes=True) as b:
-                from .dask_metrics import describe
+    from .dask_metrics import parallelism
 
-                clusters[str(w or "existing")] = describe(b)
-                for kind, data, m, chunk in points:
-                    (row,) = _safely(lambda: [dask_point(b, cfg, kind, data, m, chunk)], cfg, engine="dask",
-                                     kind=kind, data=data, rows=m, chunk_rows=chunk)
+    probe = parallelism()  # the ceiling of any parallel efficiency on this machine, now
+    say(f"machine: {probe['processes']} busy processes run {probe['speedup']:.2f}x as fast as one")
+    try:
+        with contextlib.ExitStack() as stack:
+            backends = {w: stack.enter_context(session(cfg.scheduler, w, processes=True)) for w in workers}
+            clusters = {str(w or "existing"): describe(b) for w, b in backends.items()}
+            for kind, data, m in groups:
+                for row in _safely(lambda: measure_group(cfg, backends, kind, data, m), cfg, engine="",
+                                   kind=kind, data=data, rows=m):
                     writer.write(row)
                     say(_line(row))
     finally:
         writer.close()
-        _write_environment(out, cfg, clusters)
+        _write_environment(out, cfg, clusters, probe)
     from .scaling_report import write_report
 
     return write_report(out)
@@ -242,7 +279,7 @@ def _safely(make_rows, cfg, **point) -> list[dict]:
 
 
 def _line(row: dict) -> str:
-    who = f"{row['engine']} w={row['workers']}" if row["engine"] == "dask" else f"numpy {row['threads']}T"
+    who = {"dask": f"dask w={row['workers']}", "numpy": f"numpy {row['threads']}T"}.get(row["engine"], "all")
     what = f"{row['kind']} {row['data']} m={row['rows']} chunk={row['chunk_rows'] or '-'}"
     if row["status"] != "ok":
         return f"{who:<12} {what}: {row['status']} ({row['reason']})"
@@ -250,14 +287,17 @@ def _line(row: dict) -> str:
             f" {row['samples_per_s']:.3g} samples/s{'' if row['stable'] else ' UNSTABLE'}")
 
 
-def _write_environment(out: Path, cfg: ScaleConfig, clusters: dict) -> None:
+def _write_environment(out: Path, cfg: ScaleConfig, clusters: dict, probe: dict | None = None) -> None:
     from .backend import get_backend
     from .environment import record
 
+    path = out / "environment.json"
+    runs = json.loads(path.read_text()).get("scale_runs", []) if path.exists() else []
     env = record(get_backend("cpu", "numpy"))
-    env["dask_clusters"] = clusters
-    env["scale_config"] = asdict(cfg)
-    atomic_write_text(out / "environment.json", json.dumps(env, indent=2, default=str) + "\n")
+    env["parallelism"] = probe  # the latest run's; each run's is in scale_runs
+    env["scale_runs"] = runs + [{"run_id": cfg.run_id, "config": asdict(cfg), "dask_clusters": clusters,
+                                 "parallelism": probe}]
+    atomic_write_text(path, json.dumps(env, indent=2, default=str) + "\n")
 
 
 # --------------------------------------------------------------------------- the command line
@@ -301,7 +341,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--kinds", type=_names(KINDS), default=d.kinds, help="gradient,epoch (default: both)")
     p.add_argument("--batch", type=int, default=d.batch, help="SGD batch of the epoch points (default: %(default)s)")
     p.add_argument("--seed", type=int, default=d.seed, help="synthetic data seed (default: %(default)s)")
-    p.add_argument("--max-time", type=float, default=d.max_time_s, help="sampling seconds per point (default: %(default)s)")
+    p.add_argument("--max-time", type=float, default=d.max_time_s,
+                   help="sampling seconds per point, past its least rounds (default: %(default)s)")
+    p.add_argument("--rounds", type=int, default=d.rounds,
+                   help="least alternating rounds per point (default: %(default)s)")
     p.add_argument("--scheduler", help="use the Dask cluster at this address (default: $SOFTMAX_DASK_SCHEDULER, "
                                        "else LocalClusters of each --workers count)")
     p.add_argument("--no-numpy", action="store_true", help="skip the NumPy baseline")
@@ -316,7 +359,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     """The ``scale`` command: 0 on success (errors are raised for the CLI to print in one line)."""
-    for name in ("features", "classes", "batch", "samples"):
+    for name in ("features", "classes", "batch", "samples", "rounds"):
         if getattr(args, name) < 1 or (name == "classes" and args.classes < 2):
             raise ValueError(f"--{name} must be a positive whole number (classes >= 2), got {getattr(args, name)}")
     if not args.max_time > 0:
@@ -336,9 +379,10 @@ def run(args) -> int:
         return 0
     cfg = ScaleConfig(workers=args.workers, rows=args.rows, chunk_rows=args.chunk_rows, features=args.features,
                       classes=args.classes, dtype=args.dtype, data=args.data, kinds=args.kinds, batch=args.batch,
-                      seed=args.seed, max_time_s=args.max_time, scheduler=scheduler, numpy=not args.no_numpy)
+                      seed=args.seed, max_time_s=args.max_time, rounds=args.rounds, scheduler=scheduler,
+                      numpy=not args.no_numpy)
     print(f"report: {run_scale(cfg, args.out)}")
     return 0
 
 
-__all__ = ["ScaleConfig", "COLUMNS", "run_scale", "numpy_points", "dask_point", "add_parser", "run"]
+__all__ = ["ScaleConfig", "COLUMNS", "run_scale", "measure_group", "add_parser", "run"]

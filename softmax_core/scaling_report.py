@@ -56,20 +56,25 @@ def _baseline(df, kind, data, m, chunk, threads: int | None):
 
 
 def efficiencies(df):
-    """Dask rows with speedup/efficiency columns against 1 worker and against NumPy."""
+    """Dask rows with speedup and efficiency columns: the round-by-round ratios measured
+    side by side where the CSV has them, else ratios of medians."""
     d = df[df.engine == "dask"].copy()
-    for col in ("parallel_eff", "numpy_eff", "speedup_numpy_1t", "speedup_numpy_all"):
-        d[col] = np.nan
+    for col in ("parallel_eff", "speedup_numpy_1t", "parallel_eff_low", "parallel_eff_high",
+                "speedup_numpy_1t_low", "speedup_numpy_1t_high"):
+        if col not in d:
+            d[col] = np.nan
+    d["speedup_numpy_all"] = np.nan
     for idx, r in d.iterrows():
-        one = d[(d.kind == r.kind) & (d.data == r.data) & (d.rows == r.rows) & (d.chunk_rows == r.chunk_rows)
-                & (d.workers == 1)]
         t = r.time_median_s
-        if len(one):
-            d.at[idx, "parallel_eff"] = float(one.time_median_s.iloc[0]) / (r.workers * t)
-        t1 = _baseline(df, r.kind, r.data, r.rows, r.chunk_rows, 1)
-        d.at[idx, "numpy_eff"] = t1 / (r.workers * t)
-        d.at[idx, "speedup_numpy_1t"] = t1 / t
+        if not math.isfinite(r.parallel_eff):
+            one = d[(d.kind == r.kind) & (d.data == r.data) & (d.rows == r.rows) & (d.chunk_rows == r.chunk_rows)
+                    & (d.workers == 1)]
+            if len(one):
+                d.at[idx, "parallel_eff"] = float(one.time_median_s.iloc[0]) / (r.workers * t)
+        if not math.isfinite(r.speedup_numpy_1t):
+            d.at[idx, "speedup_numpy_1t"] = _baseline(df, r.kind, r.data, r.rows, r.chunk_rows, 1) / t
         d.at[idx, "speedup_numpy_all"] = _baseline(df, r.kind, r.data, r.rows, r.chunk_rows, None) / t
+    d["numpy_eff"] = d.speedup_numpy_1t / d.workers
     return d
 
 
@@ -85,10 +90,13 @@ def _table(df, eff, kind: str, data: str) -> list[str]:
         who = f"Dask, {r.workers} worker{'s' if r.workers > 1 else ''}" if r.engine == "dask" \
             else f"NumPy, {r.threads} thread{'s' if r.threads > 1 else ''}"
         flag = "" if str(r.stable) == "True" else " (unstable)"
-        peak = _si(r.peak_worker_bytes, "B")
-        if r.engine == "dask":
-            peak += f" ({_si(r.peak_worker_above_bytes, 'B')})"
-        f = (lambda c: f"{e[c]:.2f}" if e is not None and math.isfinite(e[c]) else "–")
+        peak = f"{_si(r.peak_worker_bytes, 'B')} ({_si(r.peak_worker_above_bytes, 'B')})"
+        def f(c: str) -> str:
+            if e is None or not math.isfinite(e[c]):
+                return "–"
+            lo, hi = e.get(f"{c}_low", math.nan), e.get(f"{c}_high", math.nan)
+            return f"{e[c]:.2f}" + (f" [{lo:.2f}, {hi:.2f}]" if math.isfinite(lo) and math.isfinite(hi) else "")
+
         lines.append(
             f"| {r.rows:,} | {r.chunk_rows or '–'} | {who} | {_si(r.time_median_s, 's')} "
             f"[{_si(r.time_ci_low_s, 's')}, {_si(r.time_ci_high_s, 's')}]{flag} | {_si(r.samples_per_s)} | "
@@ -110,8 +118,12 @@ def _plots(out: Path, df, eff) -> list[str]:
         for key, g in eff.groupby(["kind", "data", "rows", "chunk_rows"]):
             g = g.sort_values("workers")
             label = f"{key[0]} {key[1]} m={key[2]:,}" + (f" chunk {key[3]}" if eff.chunk_rows.nunique() > 1 else "")
-            axes[0].plot(g.workers, g.parallel_eff, "o-", label=label)
-            axes[1].plot(g.workers, g.numpy_eff, "o-", label=label)
+            for ax, col in zip(axes, ("parallel_eff", "speedup_numpy_1t")):
+                mid = g[col] / (1 if col == "parallel_eff" else g.workers)
+                lo = g.get(f"{col}_low", mid) / (1 if col == "parallel_eff" else g.workers)
+                hi = g.get(f"{col}_high", mid) / (1 if col == "parallel_eff" else g.workers)
+                err = np.vstack([(mid - lo).clip(lower=0).fillna(0), (hi - mid).clip(lower=0).fillna(0)])
+                ax.errorbar(g.workers, mid, yerr=err, fmt="o-", capsize=3, label=label)
         for ax, title in zip(axes, ("parallel efficiency  T(1) / (w·T(w))",
                                     "efficiency against NumPy  T_NumPy,1 thread / (w·T(w))")):
             ax.axhline(1.0, color="grey", lw=0.8, ls="--")
@@ -126,11 +138,14 @@ def _plots(out: Path, df, eff) -> list[str]:
         made.append("efficiency.png")
     if df.rows.nunique() > 1:
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+        dask_chunks = df[df.engine == "dask"].chunk_rows
+        usual = int(dask_chunks.mode().iloc[0]) if len(dask_chunks) else 0  # the chunk size most points have
         for ax, data in zip(axes, ("memory", "stream")):
-            g = df[(df.kind == "gradient") & (df.data == data)]
+            g = df[(df.kind == "gradient") & (df.data == data) & ((df.engine == "numpy") | (df.chunk_rows == usual))]
             for (engine, workers, threads), h in g.groupby(["engine", "workers", "threads"]):
-                h = h.groupby("rows").samples_per_s.max().sort_index()
-                label = f"Dask {workers} workers" if engine == "dask" else f"NumPy {threads} thread(s)"
+                h = h.groupby("rows").samples_per_s.median().sort_index()
+                label = (f"Dask, {workers} worker{'s' if workers > 1 else ''} (chunks of {usual:,} rows)"
+                         if engine == "dask" else f"NumPy, {threads} thread{'s' if threads > 1 else ''}")
                 ax.plot(h.index, h.values, "o-" if engine == "dask" else "s--", label=label)
             ax.set_xscale("log")
             ax.set_yscale("log")
@@ -147,6 +162,8 @@ def _plots(out: Path, df, eff) -> list[str]:
     if d.chunk_rows.nunique() > 1:
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
         for (data, m, w), g in d.groupby(["data", "rows", "workers"]):
+            if g.chunk_rows.nunique() < 2:
+                continue
             g = g.sort_values("chunk_rows")
             label = f"{data} m={m:,} w={w}"
             axes[0].plot(g.chunk_rows, g.time_median_s, "o-", label=label)
@@ -186,12 +203,14 @@ def _out_of_core(out: Path) -> list[str]:
         f"| peak RSS per worker ({r['peak_source']}) | {peaks} |",
         f"| peak RSS of the client | {_si(r['client_peak_rss_bytes'], 'B')} |",
         f"| host memory used at most (all processes, sampled every 0.2 s) | {_si(mem['host_peak_used_bytes'], 'B')} |",
-        f"| tasks; compute / overhead per task | {r['engine']['tasks']:,}; {_si(r['engine']['compute_per_task_s'], 's')}"
+        f"| tasks; compute / overhead per task | {r['engine']['tasks']:,}; "
+        f"{_si(r['engine']['compute_per_task_s'], 's')}"
         f" / {_si(r['engine']['overhead_per_task_s'], 's')} |",
         f"| NumPy reference (same chunks, one process, one call) | {ref['seconds']:.1f} s, "
         f"{_si(ref['samples_per_s'])} samples/s |",
         f"| max abs. difference Dask − NumPy (relative) | {r['max_abs_diff']:.3g} ({r['max_rel_diff']:.3g}): "
-        f"{'equal' if r['equal'] else 'NOT equal'} within rtol {r['tolerance']['rtol']}, atol {r['tolerance']['atol']} |",
+        f"{'equal' if r['equal'] else 'NOT equal'} within rtol {r['tolerance']['rtol']}, "
+        f"atol {r['tolerance']['atol']} |",
         "",
     ]
 
@@ -207,6 +226,12 @@ def write_report(out: str | Path) -> Path:
         lines += [f"Machine: {mach.get('cpu_model', '?')}, {mach.get('cpu_cores_logical', '?')} cores, "
                   f"{_si(mach.get('memory_total_bytes'), 'B')} RAM; dask {env.get('versions', {}).get('dask', '?')}. "
                   "Each Dask worker is one single-threaded process (BLAS on 1 thread).", ""]
+        probe = env.get("parallelism")
+        if probe:
+            n, x = probe["processes"], probe["speedup"]
+            lines += [f"**This machine's parallelism:** {n} busy single-threaded processes together run "
+                      f"{x:.2f}x as fast as one alone (probe, 1-min load {probe['load_average_1min']:.1f}), so "
+                      f"no parallel efficiency with {n} workers can exceed {x / n:.2f} here, Dask or not.", ""]
     if (out / "scaling.csv").exists():
         df = _load(out)
         eff = efficiencies(df)
@@ -227,7 +252,8 @@ def write_report(out: str | Path) -> Path:
     lines += _out_of_core(out)
     lines += ["Columns: *vs NumPy 1T / all* = NumPy's time (1 BLAS thread / all cores) over this one; "
               "*parallel eff.* = T(1 worker) / (w · T(w)); *peak / worker* = the largest worker's peak RSS "
-              "(its rise during the call); *overhead / task* = (wall · threads − Σ task compute) / tasks.", ""]
+              "(its rise during the call; NumPy: the call's allocations, tracemalloc); "
+              "*overhead / task* = (wall · threads − Σ task compute) / tasks.", ""]
     path = out / "report.md"
     atomic_write_text(path, "\n".join(lines))
     return path

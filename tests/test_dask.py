@@ -208,15 +208,26 @@ def test_info_command_describes_the_cluster(dask_b, capsys):
     assert info["backend"]["backend"] == "dask" and info["backend"]["workers"] == 2
 
 
-def test_scale_command_on_the_existing_cluster(dask_b, tmp_path, capsys):
+def test_parallelism_probe():
+    from softmax_core.dask_metrics import parallelism
+
+    probe = parallelism(2, blocks=3, repeats=1)
+    assert probe["processes"] == 2 and probe["speedup"] > 0
+
+
+def test_scale_command_on_the_existing_cluster(dask_b, tmp_path, capsys, monkeypatch):
     import argparse
 
-    from softmax_core import scaling
+    from softmax_core import dask_metrics, scaling
+
+    monkeypatch.setattr(dask_metrics, "parallelism", lambda: {"processes": 2, "speedup": 1.5, "speedups": [1.5],
+                                                              "load_average_1min": 0.0})
 
     parser = argparse.ArgumentParser()
     scaling.add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["scale", "--rows", "3000", "--chunk-rows", "1000", "--features", "16",
-                              "--classes", "3", "--batch", "2000", "--max-time", "0.05", "--out", str(tmp_path)])
+                              "--classes", "3", "--batch", "2000", "--max-time", "0.05", "--rounds", "2",
+                              "--out", str(tmp_path)])
     assert scaling.run(args) == 0
     text = (tmp_path / "scaling.csv").read_text().splitlines()
     assert text[0].split(",") == list(scaling.COLUMNS)
@@ -229,6 +240,8 @@ def test_scale_command_on_the_existing_cluster(dask_b, tmp_path, capsys):
         ("dask", "gradient", "stream"), ("dask", "epoch", "memory"), ("numpy", "epoch", "memory")}
     assert all(float(r["peak_worker_bytes"]) > 0 for r in ok if r["engine"] == "dask")
     assert "Full-batch gradient" in (tmp_path / "report.md").read_text()
-    assert json.loads((tmp_path / "environment.json").read_text())["dask_clusters"]["existing"]["workers"] == 2
+    env = json.loads((tmp_path / "environment.json").read_text())
+    assert env["scale_runs"][-1]["dask_clusters"]["existing"]["workers"] == 2
+    assert "can exceed 0.75 here" in (tmp_path / "report.md").read_text()
     args = parser.parse_args(["scale", "--report-only", "--out", str(tmp_path)])
     assert scaling.run(args) == 0
