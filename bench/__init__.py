@@ -1,4 +1,4 @@
-"""The asv (airspeed velocity) benchmark suite of softmax-bench: see bench/README-asv.md.
+"""The asv (airspeed velocity) benchmark suite of softmax-bench: see docs/asv.md.
 
 Every point is a :class:`softmax_core.cases.Case` of the sweep's grid
 (:data:`softmax_core.cases.DEFAULT_GRID`), measured by the sweep's engine
