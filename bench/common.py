@@ -61,11 +61,11 @@ DEFAULT_MAX_CALL_S = 0.3
 REFERENCE_GEMM_FLOPS_PER_S = 179.6e9
 REFERENCE_COPY_BYTES_PER_S = 22.0e9
 #: Sampling cap of one point, seconds.  The sweep gives a point a tenth of its time budget
-#: (2 s); a commit's asv run must end in minutes, so half of that.  The engine stops as soon
-#: as the median's interval is within ±2%, which on a quiet machine most points reach well
-#: before; the cap only bounds what a noisy point may take.  It sets the interval's width,
-#: not where the median lies.
-MAX_TIME_S = GRID.time_budget_s * POINT_TIME_SHARE / 2
+#: (3 s, over its rounds); a commit's asv run must end in minutes, so a third of that.  The
+#: engine stops as soon as the median's interval is within ±2%, which on a quiet machine
+#: most points reach well before; the cap only bounds what a noisy point may take.  It sets
+#: the interval's width, not where the median lies.
+MAX_TIME_S = GRID.time_budget_s * POINT_TIME_SHARE / 3
 #: Where the machine probe is cached (default: the system's temporary folder).
 CACHE_ENV = "SOFTMAX_ASV_CACHE"
 #: BLAS threads of the benchmarks (tools/asv_device.py puts it in asv's environment name).

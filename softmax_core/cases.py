@@ -135,7 +135,7 @@ class Grid:
     dtype: str = "float32"
     epochs_on: str = "synthetic"   # mnist | synthetic | none
     epoch_methods: tuple[str, ...] = ("structured",)
-    time_budget_s: float = 20.0
+    time_budget_s: float = 30.0
 
     def __post_init__(self):
         for name in ("methods", "epoch_methods"):
@@ -184,10 +184,16 @@ def samples_per_round(rounds: int = 1) -> int:
     return max(2, math.ceil(MIN_SAMPLES / rounds))
 
 
-def calls_per_point(rounds: int = 1) -> int:
-    """Calls a point makes at least: the cold call; in each round one warm-up call
-    and its samples (each at least one call); the peak-memory pass."""
-    return 1 + rounds * (1 + samples_per_round(rounds)) + 1
+#: A call this long is warm from its first call on in a later round: no warm-up call there.
+LONG_CALL_S = 0.25
+
+
+def calls_per_point(rounds: int = 1, long: bool = False) -> int:
+    """Calls a point makes at least: the cold call; one warm-up call in each round
+    (in the first only, for ``long`` calls, see :data:`LONG_CALL_S`); each round's
+    samples (each at least one call); the peak-memory pass."""
+    warm_ups = 1 if long else rounds
+    return 1 + warm_ups + rounds * samples_per_round(rounds) + 1
 
 
 CALLS_PER_POINT = calls_per_point(1)
@@ -249,5 +255,5 @@ def check_memory_budget(budget: float, backend: Backend) -> int:
 
 
 __all__ = ["Case", "Grid", "Guard", "DEFAULT_GRID", "METHODS", "KINDS", "CALLS_PER_POINT", "MIN_SAMPLES",
-           "DEFAULT_ROUNDS", "calls_per_point", "samples_per_round",
+           "DEFAULT_ROUNDS", "LONG_CALL_S", "calls_per_point", "samples_per_round",
            "default_memory_budget", "check_memory_budget"]

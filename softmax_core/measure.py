@@ -188,7 +188,7 @@ def _check_args(fn, min_samples, max_samples, max_time_s, target, warmup_s, min_
 def measure(fn: Callable[..., Any], *args: Any, backend: Backend | None = None,
             target: float = TARGET_REL_CI, min_samples: int = 5, max_samples: int = 10_000,
             max_time_s: float = 2.0, warmup_s: float = 0.05, min_sample_s: float = 1e-3,
-            cold: bool = True, min_time_s: float = MIN_TIME_S) -> Measurement:
+            cold: bool = True, min_time_s: float = MIN_TIME_S, warm_up: bool = True) -> Measurement:
     """Measure ``fn(*args)``: cold call, warm-up, calibration, samples until converged.
 
     Parameters
@@ -217,16 +217,23 @@ def measure(fn: Callable[..., Any], *args: Any, backend: Backend | None = None,
         machine's changes of speed, not one moment of it.
     cold : bool
         Time the first call alone as ``first_s`` (default).  False when the
-        caller already made it (a later round of the same prepared point).
+        caller already made it (a later round of the same point).
+    warm_up : bool
+        Warm up first (default).  False only with ``cold=False``, where the
+        caller knows the call is in its steady state from the first call on:
+        a later round of a point whose calls take seconds and allocate their
+        own memory every time (the naive Jacobian).
 
     Returns
     -------
     Measurement
     """
     _check_args(fn, min_samples, max_samples, max_time_s, target, warmup_s, min_sample_s, min_time_s)
+    if not warm_up and cold:
+        raise ValueError("warm_up=False needs cold=False: a cold call is never a steady state")
     backend = backend or get_backend()
     return _measure(_Sampler(fn, args, backend, min_sample_s), target, min_samples, max_samples,
-                    max_time_s, warmup_s, cold, min(min_time_s, max_time_s))
+                    max_time_s, warmup_s if warm_up else None, cold, min(min_time_s, max_time_s))
 
 
 def _measure(s: _Sampler, target, min_samples, max_samples, max_time_s, warmup_s, cold,
@@ -236,7 +243,8 @@ def _measure(s: _Sampler, target, min_samples, max_samples, max_time_s, warmup_s
     try:
         if cold:
             s.cold()
-        s.warm_up(min(warmup_s, max_time_s), max(max_time_s / 4, warmup_s))
+        if warmup_s is not None:
+            s.warm_up(min(warmup_s, max_time_s), max(max_time_s / 4, warmup_s))
         start = time.perf_counter()
         others = _OthersCPU()
         while True:

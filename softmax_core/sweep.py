@@ -37,8 +37,8 @@ from typing import TextIO
 
 from ._io import atomic_write_text
 from .backend import Backend
-from .cases import (DEFAULT_ROUNDS, Case, Grid, Guard, calls_per_point, check_memory_budget, default_memory_budget,
-                    samples_per_round)
+from .cases import (DEFAULT_ROUNDS, LONG_CALL_S, Case, Grid, Guard, calls_per_point, check_memory_budget,
+                    default_memory_budget, samples_per_round)
 from .environment import load_average, record
 from .measure import MIN_TIME_S, Measurement, measure, probe_machine
 from .results import COLUMNS, SchemaError, check_header, read_rows, row_case
@@ -147,8 +147,10 @@ def _run_locked(grid, backend, out, resume, budget, epoch_data, progress, rounds
     todo = [c for c in grid.cases() if c.key not in done]
     pooled: dict[tuple, Measurement] = {}
     run_id = uuid.uuid4().hex[:12]
-    calls = calls_per_point(rounds)
-    bar = _Progress([guard.predicted_time_s(c) * calls / rounds for c in todo] * rounds, log, progress)
+    def calls(case: Case) -> int:
+        return calls_per_point(rounds, long=guard.predicted_time_s(case) >= LONG_CALL_S)
+
+    bar = _Progress([guard.predicted_time_s(c) * calls(c) / rounds for c in todo] * rounds, log, progress)
     with open(results, "a", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=COLUMNS, lineterminator="\n")
         if fh.tell() == 0:
@@ -160,7 +162,7 @@ def _run_locked(grid, backend, out, resume, budget, epoch_data, progress, rounds
             for case in todo:
                 bar.advance(case.label() + (f" (round {r + 1}/{rounds})" if rounds > 1 else ""))
                 if r == 0:
-                    reason = guard.skip_reason(case, calls)
+                    reason = guard.skip_reason(case, calls(case))
                     if reason:
                         pooled[case.key] = None
                         if case.key not in retry:  # a point skipped before and still: no second row
@@ -202,15 +204,17 @@ def _measure_point(case: Case, backend: Backend, guard: Guard, data, pooled: dic
 
     Each round samples for at least ``MIN_TIME_S / rounds`` and at most
     ``POINT_TIME_SHARE`` of the time budget over ``rounds``; the cold call is
-    the first round's."""
+    the first round's, and so is the only warm-up of a call that takes
+    :data:`LONG_CALL_S` or more."""
     row = _point_row(case, guard)
     load_before = load_average()
     first_round = case.key not in pooled
+    long = not first_round and pooled[case.key].median >= LONG_CALL_S
     try:
         fn, args = case.prepare(backend, data)
         m = measure(fn, *args, backend=backend, min_samples=samples_per_round(rounds),
                     max_time_s=guard.time_budget_s * POINT_TIME_SHARE / rounds,
-                    min_time_s=MIN_TIME_S / rounds, cold=first_round)
+                    min_time_s=MIN_TIME_S / rounds, cold=first_round, warm_up=not long)
         peak = backend.peak_bytes(fn, *args) if last_round else None
         del fn, args
     except Exception as exc:  # one failing point (even out of memory) must not end the sweep

@@ -305,3 +305,12 @@ def test_one_stray_tick_of_the_cpu_counters_is_not_contention(monkeypatch):
     assert watch.share() == 0.0
     monkeypatch.setattr(watch, "_read", lambda: (0.5, 100.9, 50.4))      # a core busy elsewhere half the time
     assert watch.share() >= 0.2
+
+
+def test_a_later_round_of_a_long_call_may_skip_the_warm_up(cpu):
+    calls = []
+    m = measure(lambda: calls.append(1), backend=cpu, cold=False, warm_up=False, min_samples=3,
+                min_sample_s=0, max_time_s=0, min_time_s=0)
+    assert m.repeats == 3 and len(calls) == 3 and m.first_s is None   # every call is a sample
+    with pytest.raises(ValueError, match="warm_up=False needs cold=False"):
+        measure(lambda: None, backend=cpu, warm_up=False)

@@ -251,3 +251,15 @@ def test_bad_asv_dir(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no asv results"):
         load_asv_results(tmp_path / "empty")
+
+
+def test_throughput_caption_names_only_the_panels_drawn(tmp_path):
+
+    gradients_only = write_set(tmp_path / "g", grid_rows(features=(784,), classes=(10,), epochs=()))
+    text = make_report([gradients_only], tmp_path / "g").read_text(encoding="utf-8")
+    caption = text[text.index("### Throughput vs batch size"):].split("\n\n")[2]
+    assert "whole SGD epochs" not in caption and "(left)" not in caption
+    both = write_set(tmp_path / "b", grid_rows(features=(784,), classes=(10,)))
+    text = make_report([both], tmp_path / "b").read_text(encoding="utf-8")
+    caption = text[text.index("### Throughput vs batch size"):].split("\n\n")[2]
+    assert "whole SGD epochs (left)" in caption

@@ -379,3 +379,21 @@ def test_cli_refuses_threads_beyond_the_cores_and_too_many_rounds(tmp_path, argv
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_calls_a_point_makes_with_rounds():
+    from softmax_core.cases import calls_per_point, samples_per_round
+
+    assert calls_per_point(1) == CALLS_PER_POINT == 1 + 1 + 5 + 1          # cold, warm-up, 5 samples, peak
+    assert samples_per_round(3) == 2 and calls_per_point(3) == 1 + 3 + 6 + 1
+    assert calls_per_point(3, long=True) == 1 + 1 + 6 + 1                 # one warm-up for a long call
+
+
+def test_the_default_sweep_keeps_the_lectures_naive_point_at_n_k_1000():
+    """The lecture's headline point (one 4 GB Jacobian, ~2 s a call on the 2-core VM with one
+    BLAS thread) must fit the default time budget with the default rounds."""
+    from softmax_core.cases import DEFAULT_GRID, DEFAULT_ROUNDS, LONG_CALL_S, calls_per_point
+
+    per_call = 2.5
+    assert per_call >= LONG_CALL_S
+    assert per_call * calls_per_point(DEFAULT_ROUNDS, long=True) <= DEFAULT_GRID.time_budget_s

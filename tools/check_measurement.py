@@ -1,6 +1,6 @@
 """Does the measuring loop agree with itself?  The numbers behind the README's "Trusting the numbers".
 
-    python tools/check_measurement.py QUIET_A QUIET_B [--burst BURST] [--asv ASV_RESULTS_DIR]
+    python tools/check_measurement.py QUIET_A QUIET_B [--burst BURST] [--asv ASV_RESULTS_DIR [--asv-env PART]]
 
 QUIET_A and QUIET_B are two default sweeps run back to back on a quiet
 machine; BURST (optional) a third, run while ``tools/burst_load.py`` loaded one
@@ -50,9 +50,11 @@ def naive_twins(folder: Path) -> None:
             continue
         a, b = rows["naive"], rows["naive_batched"]
         ratio = b.time_median_s / a.time_median_s
+        lo, hi = b.time_ci_low_s / a.time_ci_high_s, b.time_ci_high_s / a.time_ci_low_s
         print(f"   n = {n}: naive {a.time_median_s:.3f} s [{a.time_ci_low_s:.3f}, {a.time_ci_high_s:.3f}], "
               f"naive_batched {b.time_median_s:.3f} s [{b.time_ci_low_s:.3f}, {b.time_ci_high_s:.3f}]: "
-              f"ratio {ratio:.3f} ({'within' if abs(ratio - 1) <= 0.15 else 'OUTSIDE'} 15%)")
+              f"ratio {ratio:.3f} [{lo:.2f}, {hi:.2f}] ({'within' if abs(ratio - 1) <= 0.15 else 'OUTSIDE'} 15%"
+              f"{'' if a.stable and b.stable else '; not both stable'})")
 
 
 def structured_monotone(folder: Path) -> None:
@@ -86,10 +88,16 @@ def burst(quiet: Path, noisy: Path) -> None:
     print(f"   (points marked not stable in the burst run: {int((~stable_b).sum())} of {len(both)})")
 
 
-def asv_agreement(quiet: Path, asv_dir: Path) -> None:
+def asv_agreement(quiet: Path, asv_dir: Path, env: str | None) -> None:
     from softmax_core.report.asv import load_asv_results
 
     a = load_asv_results(asv_dir)
+    if env:
+        a = a[a["env_name"].astype(str).str.contains(env, regex=False)]
+    envs = sorted(a["env_name"].dropna().unique())
+    if len(envs) != 1:
+        sys.exit(f"5. asv: {len(envs)} environments in {asv_dir} ({', '.join(envs) or 'none'}); "
+                 "fix: pick the one measured like QUIET_A with --asv-env (e.g. SOFTMAX_THREADS1)")
     a = a[(a["status"] == "ok") & a["unit"].astype(str).str.startswith("second")]
     q = load_ok_points(quiet).reset_index()
     rows = []
@@ -110,7 +118,7 @@ def asv_agreement(quiet: Path, asv_dir: Path) -> None:
     df = pd.DataFrame(rows, columns=["benchmark", "point", "asv_s", "sweep_s"])
     df["ratio"] = df.asv_s / df.sweep_s
     off = df[(df.ratio - 1).abs() > 0.10]
-    print(f"5. sweep vs asv: {len(df)} points in both; ratio asv/sweep median {df.ratio.median():.3f}, "
+    print(f"5. sweep vs asv ({envs[0]}): {len(df)} points in both; ratio asv/sweep median {df.ratio.median():.3f}, "
           f"range {df.ratio.min():.3f}-{df.ratio.max():.3f}; {len(off)} beyond 10%")
     for r in off.itertuples():
         print(f"   {r.benchmark} {r.point}: asv {r.asv_s:.4g} s, sweep {r.sweep_s:.4g} s")
@@ -122,6 +130,8 @@ def main() -> int:
     p.add_argument("quiet_b", type=Path)
     p.add_argument("--burst", type=Path, help="a sweep run under tools/burst_load.py")
     p.add_argument("--asv", type=Path, help="an asv results folder with this machine's results")
+    p.add_argument("--asv-env", help="the asv environment to compare (a part of its name), where the "
+                                     "folder holds several")
     args = p.parse_args()
     try:
         quiet_pair(args.quiet_a, args.quiet_b)
@@ -130,7 +140,7 @@ def main() -> int:
         if args.burst:
             burst(args.quiet_a, args.burst)
         if args.asv:
-            asv_agreement(args.quiet_a, args.asv)
+            asv_agreement(args.quiet_a, args.asv, args.asv_env)
     except ValueError as exc:
         print(f"check_measurement: error: {exc}", file=sys.stderr)
         return 1

@@ -34,8 +34,8 @@ from .plots import NotDrawn, memory_vs_classes, ratio_vs_classes, save, time_vs_
 from .plots_machine import asv_history, cpu_vs_gpu, predicted_vs_measured, roofline, throughput_vs_batch
 from .results import ResultSets, as_paths, empty_frame, load_results
 
-#: name: (draw(df), title, caption, the section that follows it)
-PLOTS: dict[str, tuple[Callable, str, str, Callable | None]] = {
+#: name: (draw(df), title, caption (or caption(df)), the section that follows it)
+PLOTS: dict[str, tuple[Callable, str, str | Callable, Callable | None]] = {
     "time_vs_classes.png": (time_vs_classes, "Gradient time vs k", (
         "Time of one gradient call against the number of classes k, log-log, one panel per feature "
         "count n (rows) and batch size B (columns) of the grid, so a custom grid is drawn whole. Bars: "
@@ -52,11 +52,10 @@ PLOTS: dict[str, tuple[Callable, str, str, Callable | None]] = {
         "How many times slower (top, with the ratio's interval from both CIs) and bigger (bottom) "
         "naive is than structured, one colour per B; dotted: the cost model's ratio, dashed: the "
         "lecture's ratio k."), None),
-    "throughput_vs_batch.png": (throughput_vs_batch, "Throughput vs batch size", (
-        "Samples per second of whole SGD epochs (left) and single structured gradient calls at "
-        "MNIST's shape (right), per result set, with the 95% interval as a band; dotted: the bound "
-        "the set's machine allows (the roofline at its probed GEMM rate and copy bandwidth)."),
-        md.throughput_section),
+    "throughput_vs_batch.png": (throughput_vs_batch, "Throughput vs batch size", lambda df: (
+        "Samples per second of " + _throughput_panels(df) + ", per result set, with the 95% interval "
+        "as a band; dotted: the bound the set's machine allows (the roofline at its probed GEMM rate "
+        "and copy bandwidth)."), md.throughput_section),
     "roofline.png": (roofline, "Roofline", (
         "Achieved FLOP/s (cost-model FLOPs over the measured median, bars from the CI) against "
         "arithmetic intensity (FLOPs per byte of traffic), one panel per result set, under the "
@@ -71,6 +70,17 @@ PLOTS: dict[str, tuple[Callable, str, str, Callable | None]] = {
         "faster. Dotted vertical lines mark a crossover batch size."), md.crossover_section),
 }
 ASV_PLOT = "asv_history.png"
+
+
+def _throughput_panels(df: pd.DataFrame) -> str:
+    """What throughput_vs_batch.png draws, in its panels' order."""
+    sources = set(throughput_table(df)["source"]) if not df.empty else set()
+    panels = {"epoch": "whole SGD epochs", "gradient": "single structured gradient calls at MNIST's shape"}
+    drawn = [panels[s] for s in ("epoch", "gradient") if s in sources]
+    if len(drawn) == 2:
+        return f"{drawn[0]} (left) and {drawn[1]} (right)"
+    return (drawn[0] if drawn else "nothing") + " (the only panel: the sweep measured no " + \
+        ("single gradient at that shape)" if "epoch" in sources else "whole epoch)")
 PLOT_FILES = (*PLOTS, ASV_PLOT)
 
 
@@ -158,6 +168,7 @@ def _text(sets: ResultSets, dirs, drawn, not_drawn, asv, asv_dir, benchmark, his
                       "hollow: a result whose interval is wider than ±5% of it."]
             continue
         _, title, caption, section = PLOTS[name]
+        caption = caption(df) if callable(caption) else caption
         parts += [f"### {title}", f"![{title}]({name})", caption, section(df) if section else ""]
     if not_drawn:
         parts += ["### Plots not drawn", "\n".join(f"- `{n}`: {why}" for n, why in not_drawn.items())]
