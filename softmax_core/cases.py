@@ -224,9 +224,10 @@ class Guard:
         if need > self.memory_budget_bytes:
             return f"needs {format_bytes(need)}, budget {format_bytes(self.memory_budget_bytes)}"
         t = self.predicted_time_s(case)
-        if t * calls > self.time_budget_s:
-            return (f"predicted {t * calls:.1f} s for {calls} calls, "
-                    f"time budget {self.time_budget_s:g} s")
+        seconds = t * calls
+        if seconds > self.time_budget_s:
+            shown = f"{seconds:.1f}" if seconds >= 0.1 else f"{seconds:.2g}"
+            return f"predicted {shown} s for {calls} calls, time budget {self.time_budget_s:g} s"
         return None
 
     def record(self, case: Case, seconds: float) -> None:

@@ -285,7 +285,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"softmax-bench {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        print(f"softmax-bench {args.command}: interrupted", file=sys.stderr)
+        hint = ("; the rows of finished points are kept: add --resume to go on"
+                if args.command == "sweep" else "")
+        print(f"softmax-bench {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
 
 

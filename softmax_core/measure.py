@@ -50,6 +50,7 @@ import numpy as np
 from .backend import Backend, get_backend
 from .stats import (  # noqa: F401  (re-exported: the loop's result and its rules)
     CONFIDENCE,
+    others_share,
     MAX_OTHERS_CPU,
     STABLE_REL_CI,
     TARGET_REL_CI,
@@ -111,10 +112,11 @@ class _Sampler:
         self.times.append(counted)
         self.host_times.append(host)
 
-    def result(self, capped: bool, others_cpu: float | None = None) -> Measurement:
+    def result(self, capped: bool, others: "_OthersCPU | None" = None) -> Measurement:
         host = tuple(self.host_times) if self.backend.is_gpu else None
+        share, raw = others.reading() if others is not None else (None, None)
         return Measurement(tuple(self.times), self.loops, self.first_s, host, capped=capped,
-                           others_cpu=others_cpu)
+                           others_cpu=share, others_raw_s=raw)
 
 
 class _OthersCPU:
@@ -146,11 +148,18 @@ class _OthersCPU:
         mine = self._me.cpu_times()
         return time.perf_counter(), busy, mine.user + mine.system
 
-    def share(self) -> float:
+    def reading(self) -> tuple[float, tuple[float, float, float]]:
+        """(share, (others' CPU seconds, all cores' seconds, seconds forgiven)) since start.
+
+        The raw seconds let rounds of one point be added up before the slack is
+        taken once (:meth:`Measurement.pooled`): a slack taken per short round
+        would swallow real load."""
         (w0, b0, m0), (w1, b1, m1) = self._start, self._read()
-        wall = max(w1 - w0, 1e-9)
-        others = (b1 - b0) - (m1 - m0) - self.SLACK_TICKS * self.TICK_S * self._cores
-        return max(0.0, others / (wall * self._cores))
+        raw = ((b1 - b0) - (m1 - m0), max(w1 - w0, 1e-9) * self._cores, self.SLACK_TICKS * self.TICK_S * self._cores)
+        return others_share(raw), raw
+
+    def share(self) -> float:
+        return self.reading()[0]
 
 
 def _nice_ceil(x: float) -> int:
@@ -179,9 +188,9 @@ def _check_args(fn, min_samples, max_samples, max_time_s, target, warmup_s, min_
         raise ValueError(f"max_samples ({max_samples}) must be >= min_samples ({min_samples})")
     for name, v in (("max_time_s", max_time_s), ("warmup_s", warmup_s), ("min_sample_s", min_sample_s),
                     ("min_time_s", min_time_s)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 <= v < math.inf):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not (0 <= v < math.inf):
             raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
-    if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target < 1:
+    if isinstance(target, bool) or not isinstance(target, (int, float, np.floating)) or not 0 < target < 1:
         raise ValueError(f"target must be a fraction between 0 and 1, got {target!r}")
 
 
@@ -222,13 +231,18 @@ def measure(fn: Callable[..., Any], *args: Any, backend: Backend | None = None,
         Warm up first (default).  False only with ``cold=False``, where the
         caller knows the call is in its steady state from the first call on:
         a later round of a point whose calls take seconds and allocate their
-        own memory every time (the naive Jacobian).
+        own memory every time (the naive Jacobian).  Without a warm-up there is
+        no calibration either: each sample is one call, right only for calls
+        well above ``min_sample_s``.
 
     Returns
     -------
     Measurement
     """
     _check_args(fn, min_samples, max_samples, max_time_s, target, warmup_s, min_sample_s, min_time_s)
+    for name, flag in (("cold", cold), ("warm_up", warm_up)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be True or False, got {flag!r}")
     if not warm_up and cold:
         raise ValueError("warm_up=False needs cold=False: a cold call is never a steady state")
     backend = backend or get_backend()
@@ -251,15 +265,15 @@ def _measure(s: _Sampler, target, min_samples, max_samples, max_time_s, warmup_s
             s.sample()
             n = len(s.times)
             if n >= max_samples:
-                return s.result(not _converged(s.times, target), others.share())
+                return s.result(not _converged(s.times, target), others)
             if n < min_samples:
                 continue
             spent = time.perf_counter() - start
             # checking every sample is O(n log n) each: thin the checks out as n grows
             if spent >= min_time_s and (n < 64 or n % max(1, n // 16) == 0) and _converged(s.times, target):
-                return s.result(False, others.share())
+                return s.result(False, others)
             if spent >= max_time_s:
-                return s.result(not _converged(s.times, target), others.share())
+                return s.result(not _converged(s.times, target), others)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -314,8 +328,7 @@ def measure_side_by_side(calls: dict[str, tuple[Callable[..., Any], tuple]], *,
             converged = all(_converged(s.times, target) for s in order)
             if rounds >= max_rounds or (rounds >= min_rounds and
                                         (converged or time.perf_counter() - start >= max_time_s)):
-                share = others.share()
-                return SideBySide({name: s.result(not converged, share) for name, s in samplers.items()})
+                return SideBySide({name: s.result(not converged, others) for name, s in samplers.items()})
     finally:
         if gc_was_enabled:
             gc.enable()

@@ -18,6 +18,8 @@ STABLE_REL_CI = 0.05
 #: ... and other processes used at most this share of all cores while it was sampled.
 MAX_OTHERS_CPU = 0.10
 CONFIDENCE = 0.95
+#: Fewer samples than this are never ``stable``: [min, max] of 4 covers the median only 87.5% of the time.
+MIN_STABLE_SAMPLES = 5
 #: Samples are also summarised as this many chronological blocks (their medians),
 #: once there are at least two samples a block; fewer samples are each a block.
 BLOCKS = 10
@@ -38,6 +40,13 @@ def median_ci(times, confidence: float = CONFIDENCE) -> tuple[float, float]:
         return math.nan, math.nan
     rank = _lower_rank(n, confidence)
     return float(x[rank - 1]), float(x[n - rank])
+
+
+def others_share(raw: tuple[float, float, float]) -> float:
+    """Other processes' share of all cores from (their CPU seconds, all cores' seconds,
+    seconds forgiven as the counters' resolution), floored at 0."""
+    others_s, capacity_s, slack_s = raw
+    return max(0.0, (others_s - slack_s) / capacity_s) if capacity_s > 0 else 0.0
 
 
 def block_medians(times) -> tuple[float, ...]:
@@ -102,6 +111,8 @@ class Measurement:
     confidence: float = CONFIDENCE
     #: share of all cores' time used by other processes while sampling (None: not watched)
     others_cpu: float | None = None
+    #: (other processes' CPU seconds, all cores' seconds, seconds forgiven) behind ``others_cpu``
+    others_raw_s: tuple[float, float, float] | None = None
     #: medians of chronological blocks of samples (None: made from ``times_s``);
     #: a pooled measurement keeps each round's blocks
     blocks_s: tuple[float, ...] | None = None
@@ -150,7 +161,9 @@ class Measurement:
 
     @property
     def stable(self) -> bool:
-        return self.rel_ci <= STABLE_REL_CI and not self.contended
+        """Interval within ±5% of the median, from at least :data:`MIN_STABLE_SAMPLES`
+        samples (fewer give no 95% interval), and the machine not busy meanwhile."""
+        return self.repeats >= MIN_STABLE_SAMPLES and self.rel_ci <= STABLE_REL_CI and not self.contended
 
     @property
     def min(self) -> float:
@@ -173,11 +186,17 @@ class Measurement:
         if self.host_times_s is not None and other.host_times_s is not None:
             host = self.host_times_s + other.host_times_s
         others = [m.others_cpu for m in (self, other) if m.others_cpu is not None]
+        raw = None
+        if self.others_raw_s is not None and other.others_raw_s is not None:
+            # add the rounds' seconds, then forgive the counters' resolution once
+            raw = (self.others_raw_s[0] + other.others_raw_s[0], self.others_raw_s[1] + other.others_raw_s[1],
+                   max(self.others_raw_s[2], other.others_raw_s[2]))
         return replace(self, times_s=self.times_s + other.times_s, host_times_s=host,
                        loops=max(self.loops, other.loops), rounds=self.rounds + other.rounds,
                        first_s=self.first_s if self.first_s is not None else other.first_s,
                        capped=self.capped and other.capped,
-                       others_cpu=sum(others) / len(others) if others else None,
+                       others_cpu=others_share(raw) if raw else sum(others) / len(others) if others else None,
+                       others_raw_s=raw,
                        blocks_s=self.blocks + other.blocks)
 
     def row(self) -> dict:
@@ -207,4 +226,5 @@ def _si(seconds: float) -> str:
     return f"{seconds:.3g} "
 
 
-__all__ = ["Measurement", "median_ci", "block_medians", "BLOCKS", "TARGET_REL_CI", "STABLE_REL_CI", "MAX_OTHERS_CPU", "CONFIDENCE"]
+__all__ = ["Measurement", "median_ci", "block_medians", "others_share", "BLOCKS", "TARGET_REL_CI", "STABLE_REL_CI",
+           "MAX_OTHERS_CPU", "MIN_STABLE_SAMPLES", "CONFIDENCE"]

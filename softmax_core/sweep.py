@@ -1,8 +1,9 @@
 """The sweep: measure every case of a grid, guard each point, append each result.
 
 ``DIR/results.csv`` (columns: :mod:`softmax_core.results`) gets one row per
-point as soon as the point is done (flushed and fsynced), so a kill loses at
-most the point in flight.  ``DIR/environment.json`` records where it ran
+point as soon as the point is done, after its last round (flushed and fsynced):
+a kill loses only the points not yet done, i.e. with R rounds what the rounds so
+far measured of them; ``--resume`` measures those again.  ``DIR/environment.json`` records where it ran
 (:mod:`softmax_core.environment`), the machine probe and the fitted time model.
 
 * **Rounds** (``rounds=R``, 3 by default): the grid is measured R times,
@@ -146,6 +147,7 @@ def _run_locked(grid, backend, out, resume, budget, epoch_data, progress, rounds
             retry.add(case.key)
     todo = [c for c in grid.cases() if c.key not in done]
     pooled: dict[tuple, Measurement] = {}
+    predicted: dict[tuple, float] = {}  # each point's predicted seconds, made before its first round
     run_id = uuid.uuid4().hex[:12]
     def calls(case: Case) -> int:
         return calls_per_point(rounds, long=guard.predicted_time_s(case) >= LONG_CALL_S)
@@ -162,6 +164,7 @@ def _run_locked(grid, backend, out, resume, budget, epoch_data, progress, rounds
             for case in todo:
                 bar.advance(case.label() + (f" (round {r + 1}/{rounds})" if rounds > 1 else ""))
                 if r == 0:
+                    predicted[case.key] = guard.predicted_time_s(case)
                     reason = guard.skip_reason(case, calls(case))
                     if reason:
                         pooled[case.key] = None
@@ -172,7 +175,7 @@ def _run_locked(grid, backend, out, resume, budget, epoch_data, progress, rounds
                 elif pooled.get(case.key) is None:
                     continue
                 row = _measure_point(case, backend, guard, epoch_data if case.kind == "epoch" else None,
-                                     pooled, rounds, last)
+                                     pooled, rounds, last, predicted[case.key])
                 if row is not None:
                     _write(writer, fh, row, run_id, backend)
                     status = row["status"]
@@ -185,28 +188,30 @@ def _run_locked(grid, backend, out, resume, budget, epoch_data, progress, rounds
     return summary
 
 
-def _point_row(case: Case, guard: Guard) -> dict:
+def _point_row(case: Case, predicted_s: float) -> dict:
+    """The point's columns and its predictions; ``predicted_s`` is the time model's
+    prediction made before the point's first round ran (never after it learnt from it)."""
     cost = case.cost
     return {"kind": case.kind, "method": case.method, "batch": case.batch, "features": case.features,
             "classes": case.classes, "dtype": case.dtype, "data": case.data, "samples": case.samples,
             "predicted_bytes": int(cost.peak_bytes), "predicted_lecture_bytes": int(cost.lecture_bytes),
             "predicted_flops": int(cost.flops), "predicted_traffic_bytes": int(cost.traffic_bytes),
-            "predicted_time_s": guard.predicted_time_s(case)}
+            "predicted_time_s": predicted_s}
 
 
 def _skipped_row(case: Case, guard: Guard, reason: str) -> dict:
-    return {**_point_row(case, guard), "status": "skipped", "reason": reason}
+    return {**_point_row(case, guard.predicted_time_s(case)), "status": "skipped", "reason": reason}
 
 
 def _measure_point(case: Case, backend: Backend, guard: Guard, data, pooled: dict,
-                   rounds: int, last_round: bool) -> dict | None:
+                   rounds: int, last_round: bool, predicted_s: float) -> dict | None:
     """One round of ``case``; its row after the last round (None before), or an error row.
 
     Each round samples for at least ``MIN_TIME_S / rounds`` and at most
     ``POINT_TIME_SHARE`` of the time budget over ``rounds``; the cold call is
     the first round's, and so is the only warm-up of a call that takes
     :data:`LONG_CALL_S` or more."""
-    row = _point_row(case, guard)
+    row = _point_row(case, predicted_s)
     load_before = load_average()
     first_round = case.key not in pooled
     long = not first_round and pooled[case.key].median >= LONG_CALL_S

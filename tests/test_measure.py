@@ -314,3 +314,29 @@ def test_a_later_round_of_a_long_call_may_skip_the_warm_up(cpu):
     assert m.repeats == 3 and len(calls) == 3 and m.first_s is None   # every call is a sample
     with pytest.raises(ValueError, match="warm_up=False needs cold=False"):
         measure(lambda: None, backend=cpu, warm_up=False)
+
+
+def test_short_rounds_add_up_their_cpu_seconds_before_the_slack():
+    """Three 70 ms rounds of a 3-round sweep, each with another process on 10% of the machine:
+    per round the two forgiven ticks swallow it; added up, it shows."""
+    from softmax_core.stats import others_share
+
+    one = Measurement.from_samples([1.0] * 10, others_cpu=others_share((0.05, 0.14, 0.04)),
+                                   others_raw_s=(0.05, 0.14, 0.04))
+    assert one.others_cpu < 0.1
+    pooled = one.pooled(one).pooled(one)
+    assert pooled.others_cpu == pytest.approx((0.15 - 0.04) / 0.42) and pooled.contended
+
+
+def test_fewer_than_five_samples_are_never_stable():
+    assert not Measurement.from_samples([1.0, 1.01]).stable        # [min, max] of 2: a 50% interval
+    assert Measurement.from_samples([1.0, 1.01, 1.0, 1.01, 1.0]).stable
+
+
+def test_measure_takes_numpy_scalars_and_refuses_non_bool_flags(cpu):
+    m = measure(lambda: None, backend=cpu, min_time_s=np.float32(0.01), max_time_s=np.float64(0.05),
+                target=np.float32(0.5))
+    assert m.repeats >= 5
+    for bad in ({"cold": None}, {"warm_up": "no", "cold": False}):
+        with pytest.raises(TypeError, match="must be True or False"):
+            measure(lambda: None, backend=cpu, **bad)

@@ -397,3 +397,23 @@ def test_the_default_sweep_keeps_the_lectures_naive_point_at_n_k_1000():
     per_call = 2.5
     assert per_call >= LONG_CALL_S
     assert per_call * calls_per_point(DEFAULT_ROUNDS, long=True) <= DEFAULT_GRID.time_budget_s
+
+
+def test_the_prediction_is_made_before_the_point_ran(tmp_path, cpu):
+    """With several rounds the row is written after the last one: its predicted time must still
+    be the model's guess before round 1, not the point's own round-1 median."""
+    grid = Grid(methods=("structured",), batches=(2,), classes=(3,), features=(5,), epochs_on="none",
+                time_budget_s=0.5)
+    out = run_sweep(grid, cpu, tmp_path / "p", memory_budget=10**9, progress=False, rounds=3)
+    row = read_results(out / "results.csv")[0]
+    probe = json.loads((out / "environment.json").read_text())["probe"]
+    fresh = TimeModel(probe["gemm_gflops"] * 1e9, probe["copy_gbps"] * 1e9)   # nothing learnt yet
+    assert float(row["predicted_time_s"]) == pytest.approx(fresh.predict(grid.cases()[0]))
+
+
+def test_a_skip_for_time_at_a_tiny_budget_states_its_numbers():
+    guard = Guard(10**9, 0.001, model())
+    reason = guard.skip_reason(Case("gradient", "structured", 8, 50, 10), calls=11)
+    assert "predicted 0.0 s" not in reason and reason.startswith("predicted ")
+    shown = float(reason.split()[1])
+    assert shown > 0.001

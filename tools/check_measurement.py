@@ -33,6 +33,9 @@ from softmax_core.compare import compare, load_ok_points
 
 def quiet_pair(a: Path, b: Path) -> None:
     _, s = compare(a, b)
+    if not s["stable_both"]:
+        sys.exit(f"1. two quiet runs: {s['points']} points, none stable in both: nothing to judge; "
+                 "fix: measure on a quieter machine (or with --threads 1), see README 'Trusting the numbers'")
     print(f"1. two quiet runs: {s['points']} points, {s['stable_both']} stable in both; "
           f"median |B/A - 1| = {s['median_abs_change']:.1%} (goal <= 3%), "
           f"95th percentile = {s['p95_abs_change']:.1%} (goal <= 10%); "
@@ -92,12 +95,17 @@ def asv_agreement(quiet: Path, asv_dir: Path, env: str | None) -> None:
     from softmax_core.report.asv import load_asv_results
 
     a = load_asv_results(asv_dir)
+    every = sorted(a["env_name"].dropna().unique())
     if env:
         a = a[a["env_name"].astype(str).str.contains(env, regex=False)]
     envs = sorted(a["env_name"].dropna().unique())
     if len(envs) != 1:
-        sys.exit(f"5. asv: {len(envs)} environments in {asv_dir} ({', '.join(envs) or 'none'}); "
+        picked = f" matching {env!r}" if env else ""
+        sys.exit(f"5. asv: {len(envs)} environments{picked} in {asv_dir} (there: {', '.join(every) or 'none'}); "
                  "fix: pick the one measured like QUIET_A with --asv-env (e.g. SOFTMAX_THREADS1)")
+    # one result per point: the newest commit's (asv keeps every commit it measured)
+    newest = a.sort_values("date")["commit_hash"].iloc[-1] if len(a) else None
+    a = a[a["commit_hash"] == newest]
     a = a[(a["status"] == "ok") & a["unit"].astype(str).str.startswith("second")]
     q = load_ok_points(quiet).reset_index()
     rows = []
@@ -105,12 +113,15 @@ def asv_agreement(quiet: Path, asv_dir: Path, env: str | None) -> None:
         if r.get("method") is None or r.get("batch") != r.get("batch"):
             continue
         kind = "gradient" if r.get("classes") == r.get("classes") and r.get("classes") is not None else "epoch"
+        features = r.get("features")
+        if kind == "gradient" and not (features == features and features):
+            continue  # an old result whose n is only in its class name: not matched by guessing
         m = q[(q.kind == kind) & (q.method == r["method"]) & (q.batch == int(r["batch"]))]
         if kind == "gradient":
-            m = m[(m.classes == int(r["classes"])) & (m.features == int(r.get("features") or 784))]
+            m = m[(m.classes == int(r["classes"])) & (m.features == int(features))]
         if len(m) == 1:
             point = f"{kind} {r['method']} B={int(r['batch'])}" + (
-                f" n={int(r.get('features') or 784)} k={int(r['classes'])}" if kind == "gradient" else "")
+                f" n={int(features)} k={int(r['classes'])}" if kind == "gradient" else "")
             rows.append((r["benchmark"], point, float(r["value"]), float(m.time_median_s.iloc[0])))
     if not rows:
         print("5. asv: no point in common")
@@ -118,7 +129,7 @@ def asv_agreement(quiet: Path, asv_dir: Path, env: str | None) -> None:
     df = pd.DataFrame(rows, columns=["benchmark", "point", "asv_s", "sweep_s"])
     df["ratio"] = df.asv_s / df.sweep_s
     off = df[(df.ratio - 1).abs() > 0.10]
-    print(f"5. sweep vs asv ({envs[0]}): {len(df)} points in both; ratio asv/sweep median {df.ratio.median():.3f}, "
+    print(f"5. sweep vs asv ({envs[0]}, commit {str(newest)[:8]}): {len(df)} points in both; ratio asv/sweep median {df.ratio.median():.3f}, "
           f"range {df.ratio.min():.3f}-{df.ratio.max():.3f}; {len(off)} beyond 10%")
     for r in off.itertuples():
         print(f"   {r.benchmark} {r.point}: asv {r.asv_s:.4g} s, sweep {r.sweep_s:.4g} s")
