@@ -44,7 +44,7 @@ def quiet_pair(a: Path, b: Path) -> None:
 
 def naive_twins(folder: Path) -> None:
     d = load_ok_points(folder).reset_index()
-    print("2. naive vs naive_batched at B = 1, k = 1000 (one Jacobian, two ways):")
+    print(f"2. naive vs naive_batched at B = 1, k = 1000 (one Jacobian, two ways), in {folder}:")
     for n in sorted(d.features.unique()):
         pick = d[(d.kind == "gradient") & (d.batch == 1) & (d.classes == 1000) & (d.features == n)]
         rows = {r.method: r for r in pick.itertuples()}

@@ -59,7 +59,8 @@ PLOTS: dict[str, tuple[Callable, str, str | Callable, Callable | None]] = {
     "roofline.png": (roofline, "Roofline", (
         "Achieved FLOP/s (cost-model FLOPs over the measured median, bars from the CI) against "
         "arithmetic intensity (FLOPs per byte of traffic), one panel per result set, under the "
-        "ceilings the sweep probed on that machine: a square GEMM (flat) and a large copy (slope 1)."),
+        "ceilings the sweep probed on that machine: a square GEMM (flat) and a large copy (slope 1). "
+        "A probe taken while other work loaded the machine reads low, and points can then sit above it."),
         None),
     "predicted_vs_measured.png": (predicted_vs_measured, "Measured vs predicted time", (
         "Each ok point's measured median (with its CI) against the time model's prediction made "
