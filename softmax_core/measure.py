@@ -50,12 +50,12 @@ import numpy as np
 from .backend import Backend, get_backend
 from .stats import (  # noqa: F401  (re-exported: the loop's result and its rules)
     CONFIDENCE,
-    others_share,
     MAX_OTHERS_CPU,
     STABLE_REL_CI,
     TARGET_REL_CI,
     Measurement,
     median_ci,
+    others_share,
 )
 
 

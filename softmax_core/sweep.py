@@ -3,8 +3,9 @@
 ``DIR/results.csv`` (columns: :mod:`softmax_core.results`) gets one row per
 point as soon as the point is done, after its last round (flushed and fsynced):
 a kill loses only the points not yet done, i.e. with R rounds what the rounds so
-far measured of them; ``--resume`` measures those again.  ``DIR/environment.json`` records where it ran
-(:mod:`softmax_core.environment`), the machine probe and the fitted time model.
+far measured of them; ``--resume`` measures those again.  ``DIR/environment.json``
+records where it ran (:mod:`softmax_core.environment`), the machine probe and the
+fitted time model.
 
 * **Rounds** (``rounds=R``, 3 by default): the grid is measured R times,
   interleaved, and each point's samples are pooled, so a burst of load hits one
@@ -149,10 +150,12 @@ def _run_locked(grid, backend, out, resume, budget, epoch_data, progress, rounds
     pooled: dict[tuple, Measurement] = {}
     predicted: dict[tuple, float] = {}  # each point's predicted seconds, made before its first round
     run_id = uuid.uuid4().hex[:12]
-    def calls(case: Case) -> int:
-        return calls_per_point(rounds, long=guard.predicted_time_s(case) >= LONG_CALL_S)
 
-    bar = _Progress([guard.predicted_time_s(c) * calls(c) / rounds for c in todo] * rounds, log, progress)
+    def calls(seconds: float) -> int:
+        return calls_per_point(rounds, long=seconds >= LONG_CALL_S)
+
+    weights = [t * calls(t) / rounds for t in map(guard.predicted_time_s, todo)]
+    bar = _Progress(weights * rounds, log, progress)
     with open(results, "a", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=COLUMNS, lineterminator="\n")
         if fh.tell() == 0:
@@ -165,7 +168,7 @@ def _run_locked(grid, backend, out, resume, budget, epoch_data, progress, rounds
                 bar.advance(case.label() + (f" (round {r + 1}/{rounds})" if rounds > 1 else ""))
                 if r == 0:
                     predicted[case.key] = guard.predicted_time_s(case)
-                    reason = guard.skip_reason(case, calls(case))
+                    reason = guard.skip_reason(case, calls(predicted[case.key]))
                     if reason:
                         pooled[case.key] = None
                         if case.key not in retry:  # a point skipped before and still: no second row

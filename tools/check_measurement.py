@@ -129,7 +129,8 @@ def asv_agreement(quiet: Path, asv_dir: Path, env: str | None) -> None:
     df = pd.DataFrame(rows, columns=["benchmark", "point", "asv_s", "sweep_s"])
     df["ratio"] = df.asv_s / df.sweep_s
     off = df[(df.ratio - 1).abs() > 0.10]
-    print(f"5. sweep vs asv ({envs[0]}, commit {str(newest)[:8]}): {len(df)} points in both; ratio asv/sweep median {df.ratio.median():.3f}, "
+    print(f"5. sweep vs asv ({envs[0]}, commit {str(newest)[:8]}): {len(df)} points in both; "
+          f"ratio asv/sweep median {df.ratio.median():.3f}, "
           f"range {df.ratio.min():.3f}-{df.ratio.max():.3f}; {len(off)} beyond 10%")
     for r in off.itertuples():
         print(f"   {r.benchmark} {r.point}: asv {r.asv_s:.4g} s, sweep {r.sweep_s:.4g} s")
