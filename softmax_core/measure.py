@@ -2,7 +2,10 @@
 
 One loop, :func:`measure`, serves the sweep, the asv suite, ``train`` and
 ``overhead``; :func:`measure_side_by_side` runs the same loop for several calls
-in alternating rounds.  A measurement goes through four states:
+in alternating rounds.  Before its first measurement in a process, the backend
+is settled (:meth:`~softmax_core.backend.Backend.settle`: one square matmul,
+because OpenBLAS runs some shapes 2x slower until it has done one), so that a
+point does not depend on what ran before it.  A measurement goes through four states:
 
 1. **cold**: the first call is timed alone (``first_s``): compilation, first
    touch of the inputs and of the allocator's pages, the memory pool's growth.
@@ -252,6 +255,7 @@ def measure(fn: Callable[..., Any], *args: Any, backend: Backend | None = None,
 
 def _measure(s: _Sampler, target, min_samples, max_samples, max_time_s, warmup_s, cold,
              min_time_s) -> Measurement:
+    s.backend.settle()
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -311,6 +315,7 @@ def measure_side_by_side(calls: dict[str, tuple[Callable[..., Any], tuple]], *,
         _check_args(call[0], min_rounds, max_rounds, max_time_s, target, warmup_s, min_sample_s)
     backend = backend or get_backend()
     samplers = {name: _Sampler(fn, tuple(args), backend, min_sample_s) for name, (fn, args) in calls.items()}
+    backend.settle()
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -340,6 +345,7 @@ def time_once(fn: Callable[..., Any], *args: Any, backend: Backend | None = None
     calls that cannot be repeated (an epoch of training, which changes θ).
     Collect the seconds into :meth:`Measurement.from_samples` for their statistics."""
     backend = backend or get_backend()
+    backend.settle()
     timer = backend.timer()
     timer.start()
     result = fn(*args, **kwargs)

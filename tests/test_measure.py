@@ -115,6 +115,40 @@ def test_warm_up_reaches_the_steady_state_before_sampling(cpu):
     assert max(m.times_s) < 0.01  # no cold call among the samples
 
 
+def test_settle_multiplies_once_per_process_and_backend(cpu, monkeypatch):
+    """OpenBLAS runs some shapes 2x slower until it has done a square matmul (Backend.settle)."""
+    from softmax_core import backend as backend_module
+
+    monkeypatch.setattr(backend_module, "_SETTLED", set())
+    shapes = []
+    real = cpu.xp.matmul
+    monkeypatch.setattr(cpu.xp, "matmul", lambda a, b: shapes.append((a.shape, a.dtype)) or real(a, b))
+    cpu.settle()
+    cpu.settle()
+    size = backend_module.SETTLE_MATMUL_SIZE
+    assert size >= 384 and shapes == [((size, size), np.dtype("float32"))]
+    assert backend_module._SETTLED == {"numpy-cpu"}
+
+
+@pytest.mark.parametrize("entry", ["measure", "side_by_side", "time_once"])
+def test_every_timing_entry_settles_the_backend_before_the_first_call(cpu, monkeypatch, entry):
+    from softmax_core.backend import Backend
+
+    events = []
+    monkeypatch.setattr(Backend, "settle", lambda self: events.append("settle"))
+
+    def call():
+        events.append("call")
+
+    if entry == "measure":
+        measure(call, backend=cpu, min_samples=2, max_time_s=0.01, min_time_s=0.0)
+    elif entry == "side_by_side":
+        measure_side_by_side({"a": (call, ())}, backend=cpu, min_rounds=2, max_time_s=0.01)
+    else:
+        time_once(call, backend=cpu)
+    assert events[0] == "settle" and "call" in events
+
+
 def test_garbage_collection_is_off_while_sampling(cpu):
     seen = []
     measure(lambda: seen.append(gc.isenabled()), backend=cpu, max_time_s=0.05)
