@@ -160,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Measure every point of the grid (guarded by memory and time budgets) "
                                    "and write results.csv, environment.json and the report.")
     from .cases import DEFAULT_GRID, DEFAULT_ROUNDS, METHODS
+    from .sweep import MAX_ROUNDS
 
     p.add_argument("--methods", type=_name_list(METHODS), default=list(DEFAULT_GRID.methods),
                    help="gradient methods, comma-separated (default: %(default)s)")
@@ -181,8 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds one point may take (points predicted to take longer are skipped; "
                         "sampling stops after a tenth of it) (default: %(default)s)")
     p.add_argument("--rounds", type=_rounds, default=DEFAULT_ROUNDS,
-                   help="measure the grid this many times (at most 20), interleaved, pooling each point's "
-                        "samples, so a drift of the machine's speed between rounds widens the point's "
+                   help=f"measure the grid this many times (at most {MAX_ROUNDS}), interleaved, pooling "
+                        "each point's samples, so a drift of the machine's speed between rounds widens the point's "
                         "interval; a point's row is written after its last round (default: %(default)s)")
     p.add_argument("--out", type=Path,
                    help=f"results folder (default: a new folder {DEFAULT_SWEEP_ROOT}/<time>-<backend> per run, "

@@ -134,6 +134,7 @@ def _run_locked(grid, backend, out, resume, budget, epoch_data, progress, rounds
     results = out / "results.csv"
     summary = SweepSummary(out)
     kept, summary.damaged_rows = _rows_to_keep(results, log) if resume else ([], [])
+    _check_same_rounds(results, kept, rounds)
     for line, reason in summary.damaged_rows:
         print(f"{results}:{line}: damaged row dropped ({reason}); its point is measured again", file=log)
     env = _environment(out, backend, resume)
@@ -332,6 +333,15 @@ def _rows_to_keep(results: Path, log=None) -> tuple[list[tuple[Case, dict]], lis
         else:
             kept.append((case, row))
     return kept, damaged
+
+
+def _check_same_rounds(results: Path, kept: list[tuple[Case, dict]], rounds: int) -> None:
+    """ValueError unless the measured rows being resumed were pooled from ``rounds`` rounds:
+    a folder whose points had different sampling would compare unlike with unlike."""
+    found = sorted({row.get("rounds") for _, row in kept if row["status"] == "ok"} - {str(rounds)})
+    if found:
+        raise ValueError(f"{results} holds points measured with --rounds {', '.join(map(str, found))}, "
+                         f"not {rounds}; fix: resume with --rounds {found[0]}, or choose another --out")
 
 
 def _now() -> str:

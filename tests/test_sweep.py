@@ -182,6 +182,22 @@ def test_resume_refuses_a_foreign_header_and_touches_nothing(tmp_path, cpu):
     assert path.read_text() == foreign
 
 
+def test_resume_with_other_rounds_is_refused_and_touches_nothing(tmp_path, cpu):
+    """Rows pooled from 1 round beside rows pooled from 3 would compare unlike with unlike."""
+    grid = Grid(methods=("structured",), batches=(1, 4), classes=(3,), features=(5,), epochs_on="none",
+                time_budget_s=0.5)
+    run_sweep(grid, cpu, tmp_path, memory_budget=10**9, progress=False, rounds=1)
+    path = tmp_path / "results.csv"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:-1]))  # one point still to measure
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match="--rounds 1, not 3; fix: resume with --rounds 1"):
+        run_sweep(grid, cpu, tmp_path, resume=True, memory_budget=10**9, progress=False, rounds=3)
+    assert path.read_bytes() == before
+    run_sweep(grid, cpu, tmp_path, resume=True, memory_budget=10**9, progress=False, rounds=1)
+    assert [r["rounds"] for r in read_results(path)] == ["1", "1"]
+
+
 def test_resume_reports_damaged_rows_and_measures_them_again(tmp_path, cpu):
     import io
 
