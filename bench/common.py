@@ -38,8 +38,8 @@ from typing import Any, Callable
 from softmax_core import measure as engine  # a module: a bare function here could be taken for a benchmark
 from softmax_core._io import atomic_write_text
 from softmax_core.backend import Backend, BackendError, get_backend
-from softmax_core.cases import (CALLS_PER_POINT, DEFAULT_GRID, EPOCH_CLASSES, EPOCH_FEATURES, MIN_SAMPLES,
-                                Case, Guard, default_memory_budget)
+from softmax_core.cases import (CALLS_PER_POINT, DEFAULT_GRID, EPOCH_CLASSES, EPOCH_FEATURES, Case, Guard,
+                                default_memory_budget, samples_per_round)
 from softmax_core.environment import cpu_model, set_threads
 from softmax_core.sweep import POINT_TIME_SHARE
 from softmax_core.timemodel import TimeModel
@@ -206,37 +206,58 @@ def prepare(case: Case) -> tuple[Callable, tuple]:
 
 # --------------------------------------------------------------------------- measuring
 
-def asv_quick() -> bool:
-    """Whether asv runs this benchmark with ``--quick`` ("every benchmark once").
+def _asv_extra_params() -> dict:
+    """The attributes asv hands this benchmark process (``--quick``'s, ``-a name=value``'s).
 
-    asv hands ``--quick`` to its benchmark process as the attributes ``repeat=1``,
-    ``number=1``, ``warmup_time=0``, which steer only asv's own timing loop; a benchmark has
-    no API to see them.  They are read from the ``extra_params`` of asv_runner's ``_run``
-    (the function that runs one benchmark, in a spawned or a forked process alike).  Should
-    asv_runner change that, this returns False and ``--quick`` measures fully: right, only
-    slower (``tests/test_asv.py`` notices).
+    asv has no API for a benchmark to see them: they are the ``extra_params`` of
+    asv_runner's ``_run`` (the function that runs one benchmark, in a spawned or a forked
+    process alike), read from its frame.  Should asv_runner change that, this returns {}
+    and the suite measures as plain ``asv run`` does: right, only slower
+    (``tests/test_asv.py`` notices).
     """
     frame = sys._getframe(1)
     while frame is not None:
         if frame.f_code.co_name == "_run" and frame.f_globals.get("__name__") == "asv_runner.run":
-            params = frame.f_locals.get("extra_params") or {}
-            return params.get("repeat") == 1 and params.get("number") == 1 and params.get("warmup_time") == 0
+            return dict(frame.f_locals.get("extra_params") or {})
         frame = frame.f_back
-    return False
+    return {}
+
+
+def asv_quick() -> bool:
+    """Whether asv runs this benchmark with ``--quick`` ("every benchmark once"), which asv
+    hands over as the attributes ``repeat=1``, ``number=1``, ``warmup_time=0``."""
+    params = _asv_extra_params()
+    return params.get("repeat") == 1 and params.get("number") == 1 and params.get("warmup_time") == 0
+
+
+def asv_rounds() -> int:
+    """asv's rounds of this benchmark (``-a rounds=N``; 1 without it, as asv counts a
+    ``track_`` benchmark's).  asv runs each round in a fresh process and pools the samples."""
+    try:
+        rounds = int(_asv_extra_params().get("rounds", 1))
+    except (TypeError, ValueError):
+        return 1
+    return max(1, rounds)
 
 
 def measured(fn: Callable, args: tuple, label: str = "") -> engine.Measurement:
     """``fn(*args)`` measured by the engine as the sweep measures a point.
 
     Under ``asv run --quick`` (:func:`asv_quick`): one warm-up call and one sample, a smoke
-    test of the point.  A full measurement that the engine does not call
-    stable (a wide interval, or other processes busy meanwhile) is printed: asv keeps a
-    benchmark's output with its result and shows it with ``--show-stderr``.
+    test of the point.  Over asv's rounds (``-a rounds=N``, e.g. the interleaved regression
+    gate) the point's sampling time is shared out as the sweep's ``--rounds`` shares it: at
+    least :data:`~softmax_core.measure.MIN_TIME_S` and at most :data:`MAX_TIME_S` in all, so
+    that interleaving the rounds of two commits costs no more time than one round.  A full
+    measurement that the engine does not call stable (a wide interval, or other processes
+    busy meanwhile) is printed: asv keeps a benchmark's output with its result and shows it
+    with ``--show-stderr``.
     """
     if asv_quick():
         return engine.measure(fn, *args, backend=backend(), min_samples=1, max_samples=1, max_time_s=0,
                               warmup_s=0, cold=False)
-    m = engine.measure(fn, *args, backend=backend(), min_samples=MIN_SAMPLES, max_time_s=MAX_TIME_S)
+    rounds = asv_rounds()
+    m = engine.measure(fn, *args, backend=backend(), min_samples=samples_per_round(rounds),
+                       max_time_s=MAX_TIME_S / rounds, min_time_s=engine.MIN_TIME_S / rounds)
     if not m.stable:
         print(f"{label or 'this point'}: {m}")
     return m

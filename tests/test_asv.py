@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 
 from softmax_core import BackendError, get_backend
-from softmax_core.cases import DEFAULT_GRID, Case, Guard
+from softmax_core.cases import DEFAULT_GRID, MIN_SAMPLES, Case, Guard
 from softmax_core.timemodel import TimeModel
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -161,7 +161,7 @@ def test_track_time_is_the_engines_measurement_of_a_prepared_point(bench):
     bm.setup("structured", 8, 784, 10, "float32")   # as asv may: fresh inputs, same point
     out = bm.track_time("structured", 8, 784, 10, "float32")
     assert set(out) == {"samples", "number"}
-    assert len(out["samples"]) >= bench["common"].MIN_SAMPLES and out["number"] >= 1
+    assert len(out["samples"]) >= MIN_SAMPLES and out["number"] >= 1
     assert all(isinstance(t, float) and 0 < t < 0.1 for t in out["samples"])
     value, stats = compute_stats(out["samples"], out["number"])
     assert value == pytest.approx(float(np.median(out["samples"])))
@@ -183,7 +183,30 @@ def test_asv_quick_is_seen_in_a_real_asv_runner_process(bench, tmp_path):
               str(result)))
         counts[label] = len(json.loads(result.read_text())["samples"])
     assert counts["quick"] == 1
-    assert counts["full"] >= bench["common"].MIN_SAMPLES
+    assert counts["full"] >= MIN_SAMPLES
+
+
+def test_asv_rounds_share_out_the_points_sampling_time_as_the_sweeps_rounds_do(bench, monkeypatch):
+    """``-a rounds=3`` (the interleaved gate): each round samples a third of one round's
+    time, so interleaving two commits' rounds costs what one plain round does."""
+    from softmax_core import measure as engine
+    from softmax_core.cases import samples_per_round
+
+    common = bench["common"]
+    seen = []
+    monkeypatch.setattr(common.engine, "measure", lambda fn, *a, **kw: seen.append(kw) or
+                        engine.Measurement.from_samples([1e-3] * 5))
+    # asv_runner's _run, as the suite finds it: a function of that name in module asv_runner.run
+    runner = {"__name__": "asv_runner.run", "common": common}
+    exec("def _run(extra_params):\n    return common.asv_rounds(), common.measured(len, ((),))", runner)
+    assert runner["_run"]({"rounds": 3})[0] == 3
+    assert runner["_run"]({})[0] == 1 and common.asv_rounds() == 1
+    three, one = seen
+    assert three["max_time_s"] == pytest.approx(common.MAX_TIME_S / 3)
+    assert three["min_time_s"] == pytest.approx(engine.MIN_TIME_S / 3)
+    assert three["min_samples"] == samples_per_round(3)
+    assert one["max_time_s"] == common.MAX_TIME_S and one["min_time_s"] == engine.MIN_TIME_S
+    assert one["min_samples"] == MIN_SAMPLES
 
 
 def test_overhead_is_a_ratio_of_sgd_epoch_over_numpy(bench, monkeypatch):
