@@ -38,7 +38,7 @@ from typing import Any, Callable
 from softmax_core import measure as engine  # a module: a bare function here could be taken for a benchmark
 from softmax_core._io import atomic_write_text
 from softmax_core.backend import Backend, BackendError, get_backend
-from softmax_core.cases import (CALLS_PER_POINT, DEFAULT_GRID, EPOCH_CLASSES, EPOCH_FEATURES, Case, Guard,
+from softmax_core.cases import (DEFAULT_GRID, EPOCH_CLASSES, EPOCH_FEATURES, Case, Guard, calls_per_point,
                                 default_memory_budget, samples_per_round)
 from softmax_core.environment import cpu_model, set_threads
 from softmax_core.sweep import POINT_TIME_SHARE
@@ -66,6 +66,10 @@ REFERENCE_COPY_BYTES_PER_S = 22.0e9
 #: most points reach well before; the cap only bounds what a noisy point may take.  It sets
 #: the interval's width, not where the median lies.
 MAX_TIME_S = GRID.time_budget_s * POINT_TIME_SHARE / 3
+#: Fewest samples a point gives asv per commit (over all rounds).  asv tells two commits
+#: apart with a Mann-Whitney U test at p < 0.002 once the samples allow it: 6 against 6
+#: never reach it (fully separated, p = 0.0022) and are then never "slower"; 7 against 7 can.
+ASV_MIN_SAMPLES = 7
 #: Where the machine probe is cached (default: the system's temporary folder).
 CACHE_ENV = "SOFTMAX_ASV_CACHE"
 #: BLAS threads of the benchmarks (tools/asv_device.py puts it in asv's environment name).
@@ -193,7 +197,7 @@ def require(case: Case) -> None:
     if name == "default" and not in_default_suite(case):
         raise NotImplementedError(f"{case.label()}: not in the default suite; "
                                   f"run it with {SUITE_ENV}=full")
-    reason = guard().skip_reason(case, calls=CALLS_PER_POINT)
+    reason = guard().skip_reason(case, calls=calls_per_point(1, min_samples=ASV_MIN_SAMPLES))
     if reason:
         raise NotImplementedError(f"{case.label()}: {reason}")
 
@@ -246,8 +250,8 @@ def measured(fn: Callable, args: tuple, label: str = "") -> engine.Measurement:
     Under ``asv run --quick`` (:func:`asv_quick`): one warm-up call and one sample, a smoke
     test of the point.  Over asv's rounds (``-a rounds=N``, e.g. the interleaved regression
     gate) the point's sampling time is shared out as the sweep's ``--rounds`` shares it: at
-    least :data:`~softmax_core.measure.MIN_TIME_S` and at most :data:`MAX_TIME_S` in all, so
-    that interleaving the rounds of two commits costs no more time than one round.  A full
+    least :data:`~softmax_core.measure.MIN_TIME_S` and at most :data:`MAX_TIME_S` in all,
+    and at least :data:`ASV_MIN_SAMPLES` samples in all (2 a round at least).  A full
     measurement that the engine does not call stable (a wide interval, or other processes
     busy meanwhile) is printed: asv keeps a benchmark's output with its result and shows it
     with ``--show-stderr``.
@@ -256,7 +260,7 @@ def measured(fn: Callable, args: tuple, label: str = "") -> engine.Measurement:
         return engine.measure(fn, *args, backend=backend(), min_samples=1, max_samples=1, max_time_s=0,
                               warmup_s=0, cold=False)
     rounds = asv_rounds()
-    m = engine.measure(fn, *args, backend=backend(), min_samples=samples_per_round(rounds),
+    m = engine.measure(fn, *args, backend=backend(), min_samples=samples_per_round(rounds, ASV_MIN_SAMPLES),
                        max_time_s=MAX_TIME_S / rounds, min_time_s=engine.MIN_TIME_S / rounds)
     if not m.stable:
         print(f"{label or 'this point'}: {m}")

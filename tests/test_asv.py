@@ -204,9 +204,24 @@ def test_asv_rounds_share_out_the_points_sampling_time_as_the_sweeps_rounds_do(b
     three, one = seen
     assert three["max_time_s"] == pytest.approx(common.MAX_TIME_S / 3)
     assert three["min_time_s"] == pytest.approx(engine.MIN_TIME_S / 3)
-    assert three["min_samples"] == samples_per_round(3)
+    assert three["min_samples"] == samples_per_round(3, common.ASV_MIN_SAMPLES) == 3
     assert one["max_time_s"] == common.MAX_TIME_S and one["min_time_s"] == engine.MIN_TIME_S
-    assert one["min_samples"] == MIN_SAMPLES
+    assert one["min_samples"] == common.ASV_MIN_SAMPLES
+
+
+@pytest.mark.parametrize("rounds", [1, 2, 3, 6])
+def test_a_point_gives_asv_enough_samples_to_be_found_slower(bench, rounds):
+    """asv's Mann-Whitney test at p < 0.002 can never separate 6 samples from 6: the gate's
+    3 rounds of 2 samples hid a 2x slowdown of its slowest point."""
+    is_different = pytest.importorskip("asv._stats", reason="asv is not installed").is_different
+    from softmax_core.cases import samples_per_round
+
+    common = bench["common"]
+    n = rounds * samples_per_round(rounds, common.ASV_MIN_SAMPLES)
+    before = [1.0 + 0.001 * i for i in range(n)]
+    after = [2.0 + 0.001 * i for i in range(n)]
+    ci = {"ci_99_a": 1.0, "ci_99_b": 1.01}, {"ci_99_a": 2.0, "ci_99_b": 2.01}
+    assert is_different(before, after, *ci)
 
 
 def test_overhead_is_a_ratio_of_sgd_epoch_over_numpy(bench, monkeypatch):
