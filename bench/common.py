@@ -38,8 +38,8 @@ from typing import Any, Callable
 from softmax_core import measure as engine  # a module: a bare function here could be taken for a benchmark
 from softmax_core._io import atomic_write_text
 from softmax_core.backend import Backend, BackendError, get_backend
-from softmax_core.cases import (DEFAULT_GRID, EPOCH_CLASSES, EPOCH_FEATURES, Case, Guard, calls_per_point,
-                                default_memory_budget, samples_per_round)
+from softmax_core.cases import (DEFAULT_GRID, EPOCH_CLASSES, EPOCH_FEATURES, Case, Guard,
+                                default_memory_budget)
 from softmax_core.environment import cpu_model, set_threads
 from softmax_core.sweep import POINT_TIME_SHARE
 from softmax_core.timemodel import TimeModel
@@ -70,6 +70,11 @@ MAX_TIME_S = GRID.time_budget_s * POINT_TIME_SHARE / 3
 #: apart with a Mann-Whitney U test at p < 0.002 once the samples allow it: 6 against 6
 #: never reach it (fully separated, p = 0.0022) and are then never "slower"; 7 against 7 can.
 ASV_MIN_SAMPLES = 7
+#: Calls one asv process makes at least: cold, warm-up, ASV_MIN_SAMPLES samples, the peak
+#: pass (softmax_core.cases.calls_per_point's count with asv's samples).  Spelled out here,
+#: as is :func:`asv_samples_per_round`, because asv runs today's bench/ against every
+#: commit's softmax_core: the suite may use only what older commits' library has.
+ASV_CALLS_PER_POINT = 1 + 1 + ASV_MIN_SAMPLES + 1
 #: Where the machine probe is cached (default: the system's temporary folder).
 CACHE_ENV = "SOFTMAX_ASV_CACHE"
 #: BLAS threads of the benchmarks (tools/asv_device.py puts it in asv's environment name).
@@ -197,7 +202,7 @@ def require(case: Case) -> None:
     if name == "default" and not in_default_suite(case):
         raise NotImplementedError(f"{case.label()}: not in the default suite; "
                                   f"run it with {SUITE_ENV}=full")
-    reason = guard().skip_reason(case, calls=calls_per_point(1, min_samples=ASV_MIN_SAMPLES))
+    reason = guard().skip_reason(case, calls=ASV_CALLS_PER_POINT)
     if reason:
         raise NotImplementedError(f"{case.label()}: {reason}")
 
@@ -244,6 +249,11 @@ def asv_rounds() -> int:
     return max(1, rounds)
 
 
+def asv_samples_per_round(rounds: int) -> int:
+    """Least samples of one of asv's rounds: :data:`ASV_MIN_SAMPLES` shared out, 2 a round at least."""
+    return max(2, math.ceil(ASV_MIN_SAMPLES / rounds))
+
+
 def measured(fn: Callable, args: tuple, label: str = "") -> engine.Measurement:
     """``fn(*args)`` measured by the engine as the sweep measures a point.
 
@@ -260,7 +270,7 @@ def measured(fn: Callable, args: tuple, label: str = "") -> engine.Measurement:
         return engine.measure(fn, *args, backend=backend(), min_samples=1, max_samples=1, max_time_s=0,
                               warmup_s=0, cold=False)
     rounds = asv_rounds()
-    m = engine.measure(fn, *args, backend=backend(), min_samples=samples_per_round(rounds, ASV_MIN_SAMPLES),
+    m = engine.measure(fn, *args, backend=backend(), min_samples=asv_samples_per_round(rounds),
                        max_time_s=MAX_TIME_S / rounds, min_time_s=engine.MIN_TIME_S / rounds)
     if not m.stable:
         print(f"{label or 'this point'}: {m}")

@@ -179,21 +179,21 @@ MIN_SAMPLES = 5
 DEFAULT_ROUNDS = 3
 
 
-def samples_per_round(rounds: int = 1, min_samples: int = MIN_SAMPLES) -> int:
-    """Least samples of one round: ``min_samples`` shared out, at least 2 a round."""
-    return max(2, math.ceil(min_samples / rounds))
+def samples_per_round(rounds: int = 1) -> int:
+    """Least samples of one round: :data:`MIN_SAMPLES` shared out, at least 2 a round."""
+    return max(2, math.ceil(MIN_SAMPLES / rounds))
 
 
 #: A call this long is warm from its first call on in a later round: no warm-up call there.
 LONG_CALL_S = 0.25
 
 
-def calls_per_point(rounds: int = 1, long: bool = False, min_samples: int = MIN_SAMPLES) -> int:
+def calls_per_point(rounds: int = 1, long: bool = False) -> int:
     """Calls a point makes at least: the cold call; one warm-up call in each round
     (in the first only, for ``long`` calls, see :data:`LONG_CALL_S`); each round's
-    samples (each at least one call, ``min_samples`` in all); the peak-memory pass."""
+    samples (each at least one call); the peak-memory pass."""
     warm_ups = 1 if long else rounds
-    return 1 + warm_ups + rounds * samples_per_round(rounds, min_samples) + 1
+    return 1 + warm_ups + rounds * samples_per_round(rounds) + 1
 
 
 CALLS_PER_POINT = calls_per_point(1)

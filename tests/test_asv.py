@@ -188,9 +188,8 @@ def test_asv_quick_is_seen_in_a_real_asv_runner_process(bench, tmp_path):
 
 def test_asv_rounds_share_out_the_points_sampling_time_as_the_sweeps_rounds_do(bench, monkeypatch):
     """``-a rounds=3`` (the interleaved gate): each round samples a third of one round's
-    time, so interleaving two commits' rounds costs what one plain round does."""
+    time, and the rounds together give asv at least ASV_MIN_SAMPLES samples."""
     from softmax_core import measure as engine
-    from softmax_core.cases import samples_per_round
 
     common = bench["common"]
     seen = []
@@ -204,7 +203,7 @@ def test_asv_rounds_share_out_the_points_sampling_time_as_the_sweeps_rounds_do(b
     three, one = seen
     assert three["max_time_s"] == pytest.approx(common.MAX_TIME_S / 3)
     assert three["min_time_s"] == pytest.approx(engine.MIN_TIME_S / 3)
-    assert three["min_samples"] == samples_per_round(3, common.ASV_MIN_SAMPLES) == 3
+    assert three["min_samples"] == common.asv_samples_per_round(3) == 3
     assert one["max_time_s"] == common.MAX_TIME_S and one["min_time_s"] == engine.MIN_TIME_S
     assert one["min_samples"] == common.ASV_MIN_SAMPLES
 
@@ -214,14 +213,44 @@ def test_a_point_gives_asv_enough_samples_to_be_found_slower(bench, rounds):
     """asv's Mann-Whitney test at p < 0.002 can never separate 6 samples from 6: the gate's
     3 rounds of 2 samples hid a 2x slowdown of its slowest point."""
     is_different = pytest.importorskip("asv._stats", reason="asv is not installed").is_different
-    from softmax_core.cases import samples_per_round
 
     common = bench["common"]
-    n = rounds * samples_per_round(rounds, common.ASV_MIN_SAMPLES)
+    n = rounds * common.asv_samples_per_round(rounds)
     before = [1.0 + 0.001 * i for i in range(n)]
     after = [2.0 + 0.001 * i for i in range(n)]
     ci = {"ci_99_a": 1.0, "ci_99_b": 1.01}, {"ci_99_a": 2.0, "ci_99_b": 2.01}
     assert is_different(before, after, *ci)
+
+
+#: The newest commit before the gate's change (1b4a426): the base an `asv_gate.py origin/main HEAD`
+#: of that push compares against.  asv runs today's bench/ against each commit's softmax_core.
+OLDER_LIBRARY = "1dfc00d"
+
+
+def test_the_suite_runs_against_an_older_commits_library(bench, tmp_path):
+    """bench/ may use only what older commits' softmax_core has: with calls_per_point(...,
+    min_samples=...) from a newer library, every point of 1dfc00d failed with a TypeError."""
+    have = subprocess.run(["git", "cat-file", "-e", f"{OLDER_LIBRARY}^{{commit}}"], cwd=REPO_ROOT,
+                          capture_output=True)
+    if have.returncode != 0:
+        pytest.skip(f"commit {OLDER_LIBRARY} is not in this clone (shallow?)")
+    archive = subprocess.run(["git", "archive", OLDER_LIBRARY, "softmax_core"], cwd=REPO_ROOT,
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=archive, check=True)
+    code = (f"import sys; sys.path[:0] = [{str(tmp_path)!r}, {str(REPO_ROOT)!r}]\n"
+            "import softmax_core\n"
+            f"assert softmax_core.__file__.startswith({str(tmp_path)!r}), softmax_core.__file__\n"
+            "from bench import gradient\n"
+            "bm = gradient.Gradient()\n"
+            "bm.setup('structured', 1, 784, 10, 'float32')\n"
+            "out = bm.track_time('structured', 1, 784, 10, 'float32')\n"
+            "print(len(out['samples']))\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOFTMAX_")}
+    env["SOFTMAX_ASV_CACHE"] = str(tmp_path / "cache")
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert int(run.stdout.split()[-1]) >= bench["common"].ASV_MIN_SAMPLES
 
 
 def test_overhead_is_a_ratio_of_sgd_epoch_over_numpy(bench, monkeypatch):
