@@ -8,6 +8,7 @@ a point fails the gate only when every pass reports it slower.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -39,9 +40,10 @@ class FakeAsv:
         return status, table(*rows)
 
 
-def test_the_table_parser_finds_slower_and_newly_failing_points():
-    out = table(("+", A), ("-", B), ("!", C))
-    assert regressions(out) == [A] and regressions(out, "!") == [C]
+def test_the_table_parser_finds_each_slower_point_once_without_its_environment():
+    out = table(("+", A), ("-", B), ("+", C + " [vm/virtualenv-py3.11-SOFTMAX_DEVICEcpu]"),
+                ("+", C + " [vm/virtualenv-py3.11-SOFTMAX_DEVICEcpu-SOFTMAX_THREADS1]"))
+    assert regressions(out) == [A, C]
     assert regressions("PERFORMANCE DECREASED.\n| + | garbage") == []
 
 
@@ -80,18 +82,35 @@ def test_confirm_zero_is_one_interleaved_pass():
     assert result.status == 1 and result.regressions == [A]
 
 
-def test_a_new_failure_or_an_asv_error_is_not_confirmed_away():
-    broke = run_gate("c0", "c1", asv=FakeAsv((1, [("!", C), ("+", A)])))
-    assert broke.status == 1 and broke.regressions == [C]
+def test_asv_failing_is_an_error_not_a_regression():
+    """asv exits 1 on an unknown commit or an empty selection, with no '+' row: exit 2, not 1."""
+    assert run_gate("nosuchcommit", "c1", asv=lambda args: (1, "· Unknown commit nosuchcommit")).status == 2
     assert run_gate("c0", "c1", asv=FakeAsv((2, []))).status == 2
+    # a confirming pass that asv cannot run is an error too, not a pass
+    assert run_gate("c0", "c1", asv=FakeAsv((1, [("+", A)]), (1, []))).status == 2
 
 
-def test_the_users_selection_holds_for_the_first_pass_only():
+@pytest.mark.parametrize("selection", [("--bench", "gradient"), ("-bgradient",), ("--ben", "gradient"),
+                                       ("--bench=gradient",)])
+def test_the_users_selection_holds_for_the_first_pass_only(selection):
     asv = FakeAsv((1, [("+", A)]), (0, []))
-    run_gate("c0", "c1", asv=asv, asv_args=("--bench", "gradient", "--show-stderr"))
+    run_gate("c0", "c1", asv=asv, asv_args=(*selection, "--show-stderr", "-a", "warmup_time=0"))
     first, confirm = asv.calls
-    assert first.count("--bench") == 1 and "gradient" in first
-    assert confirm.count("--bench") == 1 and "gradient" not in confirm and "--show-stderr" in confirm
+    assert all(token in first for token in selection)
+    assert not any(token in confirm for token in selection if token != "--bench")
+    assert confirm.count("--bench") == 1 and confirm[confirm.index("--bench") + 1] == selection_regex([A])
+    assert "--show-stderr" in confirm and "warmup_time=0" in confirm
+
+
+@pytest.mark.parametrize("asv_args, message", [(("--factor", "5"), "--factor belongs to the gate"),
+                                               (("-f5",), "--factor belongs to the gate"),
+                                               (("-a", "rounds=1"), "rounds= is the gate's"),
+                                               (("--attribute=rounds=2",), "rounds= is the gate's")])
+def test_asv_arguments_that_would_override_the_gate_are_refused(asv_args, message):
+    asv = FakeAsv()
+    with pytest.raises(ValueError, match=message):
+        run_gate("c0", "c1", asv=asv, asv_args=asv_args)
+    assert asv.calls == []
 
 
 @pytest.mark.parametrize("kw, message", [({"factor": 1.0}, "factor must be above 1"),
@@ -103,6 +122,20 @@ def test_bad_settings_are_refused_before_asv_runs(kw, message):
     with pytest.raises(ValueError, match=message):
         run_gate("c0", "c1", asv=asv, **kw)
     assert asv.calls == []
+
+
+def test_the_cli_takes_its_options_anywhere_before_the_double_dash(monkeypatch, capsys):
+    import tools.asv_gate as gate
+
+    asv = FakeAsv((0, []))
+    monkeypatch.setattr(gate, "_run_asv", asv)
+    monkeypatch.chdir(Path(gate.__file__).resolve().parent.parent)  # where asv.conf.json is
+    assert main(["base", "head", "--confirm", "1", "--", "--show-stderr"]) == 0
+    (args,) = asv.calls
+    assert args[-3:] == ["--show-stderr", "base", "head"]
+    assert "PASS" in capsys.readouterr().out
+    assert main(["base", "head", "--", "--factor", "2"]) == 2
+    assert "--factor belongs to the gate" in capsys.readouterr().err
 
 
 def test_the_cli_outside_a_repository_says_where_to_run_it(tmp_path, monkeypatch, capsys):

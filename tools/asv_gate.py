@@ -42,9 +42,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-#: A row of asv's comparison table: "| mark | before | after | ratio | benchmark |"; mark "+"
-#: is a slower point, "!" a point that failed at head only.
-TABLE_ROW = re.compile(r"^\|\s*([+!])\s*\|.*\|\s*([^|]+?)\s*\|\s*$")
+#: A regression row of asv's comparison table: "| + | before | after | ratio | benchmark |".
+REGRESSION_ROW = re.compile(r"^\|\s*\+\s*\|.*\|\s*([^|]+?)\s*\|\s*$")
+#: What asv appends to a benchmark's name when the table holds several environments.
+ENV_SUFFIX = re.compile(r"\s+\[[^\]]*\]$")
 ROUNDS = 3
 CONFIRM_ROUNDS = 6
 CONFIRM_PASSES = 2
@@ -64,10 +65,12 @@ class GateResult:
         return self.flagged[-1] if self.status == 1 and self.flagged else []
 
 
-def regressions(output: str, mark: str = "+") -> list[str]:
+def regressions(output: str) -> list[str]:
     """The benchmarks (with their parameters) that an ``asv continuous``/``compare`` table
-    marks ``mark``: ``+`` slower, ``!`` newly failing."""
-    return [m.group(2) for m in map(TABLE_ROW.match, output.splitlines()) if m and m.group(1) == mark]
+    marks ``+`` (slower), each once, without the ``[machine/env]`` asv adds for several
+    environments."""
+    names = [ENV_SUFFIX.sub("", m.group(1)) for m in map(REGRESSION_ROW.match, output.splitlines()) if m]
+    return list(dict.fromkeys(names))
 
 
 def selection_regex(benchmarks: list[str]) -> str:
@@ -111,10 +114,10 @@ def run_gate(base: str, head: str, *, factor: float = 1.2, rounds: int = ROUNDS,
             raise ValueError(f"{name} must be a positive whole number, got {value!r}")
     if isinstance(confirm, bool) or not isinstance(confirm, int) or confirm < 0:
         raise ValueError(f"confirm must be a whole number >= 0, got {confirm!r}")
+    narrowed = _split_asv_args(asv_args)  # the args less the user's selection: a confirming pass selects its own
     asv = asv or _run_asv
     result = GateResult(status=0)
     selection: list[str] | None = None
-    narrowed = _without_bench(asv_args)  # a confirming pass selects its own points
     for attempt in range(confirm + 1):
         n = rounds if attempt == 0 else confirm_rounds
         args = ["continuous", "--factor", str(factor), "--interleave-rounds", "-a", f"rounds={n}"]
@@ -127,10 +130,11 @@ def run_gate(base: str, head: str, *, factor: float = 1.2, rounds: int = ROUNDS,
         if status not in (0, 1):
             result.status = 2
             return result
-        flagged, broken = regressions(output), regressions(output, "!")
-        if broken or (status == 1 and not flagged):  # a new failure is no drift: no confirming it
-            result.flagged.append(broken or flagged)
-            result.status = 1
+        flagged = regressions(output)
+        if status == 1 and not flagged:
+            # asv exits 1 on its own errors too (an unknown commit, no benchmark selected);
+            # a slower point always has its '+' row (a failing benchmark makes asv exit 2)
+            result.status = 2
             return result
         if selection is not None:  # a point counts only if it was flagged by every pass so far
             flagged = [b for b in flagged if b in selection]
@@ -143,17 +147,23 @@ def run_gate(base: str, head: str, *, factor: float = 1.2, rounds: int = ROUNDS,
     return result
 
 
-def _without_bench(asv_args) -> list[str]:
-    """``asv_args`` less any ``--bench``/``-b`` selection."""
-    out, skip = [], False
-    for arg in asv_args:
-        if skip:
-            skip = False
-        elif arg in ("--bench", "-b"):
-            skip = True
-        elif not arg.startswith(("--bench=", "-b=")):
-            out.append(arg)
-    return out
+def _split_asv_args(asv_args) -> list[str]:
+    """``asv_args`` less the user's ``--bench`` selection, read as asv's own parser reads
+    them (``-bX``, ``--ben X``, ``--bench=X`` alike).  ValueError for ``--factor`` and
+    ``-a rounds=``: the gate sets them (its own ``--factor``, ``--rounds``, ``--confirm-rounds``)."""
+    parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    parser.add_argument("--bench", "-b", action="append", default=[])
+    parser.add_argument("--factor", "-f")
+    parser.add_argument("--attribute", "-a", action="append", default=[])
+    try:
+        known, rest = parser.parse_known_args(list(asv_args))
+    except (argparse.ArgumentError, SystemExit) as exc:
+        raise ValueError(f"cannot read the asv arguments {' '.join(asv_args)!r} ({exc})") from None
+    if known.factor is not None:
+        raise ValueError("--factor belongs to the gate, not to asv: put it before the '--'")
+    if any(a.replace(" ", "").startswith("rounds=") for a in known.attribute):
+        raise ValueError("-a rounds= is the gate's to set: use its --rounds and --confirm-rounds")
+    return rest + [x for a in known.attribute for x in ("-a", a)]
 
 
 def _run_asv(args: list[str]) -> tuple[int, str]:
@@ -190,14 +200,18 @@ def main(argv: list[str] | None = None) -> int:
                    help="interleaved rounds of a confirming pass (default: %(default)s)")
     p.add_argument("--confirm", type=int, default=CONFIRM_PASSES,
                    help="confirming passes at most; 0: one pass only (default: %(default)s)")
-    p.add_argument("asv_args", nargs="*", help="extra arguments for asv continuous (after --)")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # everything after the first '--' is asv's, wherever the gate's own options stand
+    cut = argv.index("--") if "--" in argv else len(argv)
+    argv, asv_args = argv[:cut], argv[cut + 1:]
+    p.epilog = "Arguments after '--' go to every asv continuous, e.g. -- --bench gradient --show-stderr"
     args = p.parse_args(argv)
     if not Path("asv.conf.json").is_file():
         print("asv_gate: error: no asv.conf.json here; fix: run from the repository root", file=sys.stderr)
         return 2
     try:
         result = run_gate(args.base, args.head, factor=args.factor, rounds=args.rounds,
-                          confirm_rounds=args.confirm_rounds, confirm=args.confirm, asv_args=tuple(args.asv_args))
+                          confirm_rounds=args.confirm_rounds, confirm=args.confirm, asv_args=tuple(asv_args))
     except ValueError as exc:
         print(f"asv_gate: error: {exc}", file=sys.stderr)
         return 2

@@ -65,8 +65,9 @@ def git(repo: Path, *args: str) -> str:
 
 
 def slow_down(model_py: Path) -> None:
-    """Make ``grad_structured`` call the original twice; ``GRADIENTS`` and sgd_epoch's kernel
-    table (both defined below it) then hold the slow one."""
+    """Make ``grad_structured`` call the original twice; ``GRADIENTS`` (defined below it)
+    then holds the slow one, so every structured gradient point slows down; the epochs
+    do not (``sgd_epoch`` runs its own fused kernel, not ``grad_structured``)."""
     src = model_py.read_text(encoding="utf-8")
     if "\ndef grad_structured(" not in src or "\nGRADIENTS" not in src:
         raise SystemExit(f"asv_gate_demo: {model_py} has no grad_structured before GRADIENTS; update slow_down()")
