@@ -133,8 +133,9 @@ def _run_locked(grid, backend, out, resume, budget, epoch_data, progress, rounds
     t_start = time.monotonic()
     results = out / "results.csv"
     summary = SweepSummary(out)
+    if resume and results.exists():
+        _check_same_rounds(results, rounds)  # before _rows_to_keep repairs anything
     kept, summary.damaged_rows = _rows_to_keep(results, log) if resume else ([], [])
-    _check_same_rounds(results, kept, rounds)
     for line, reason in summary.damaged_rows:
         print(f"{results}:{line}: damaged row dropped ({reason}); its point is measured again", file=log)
     env = _environment(out, backend, resume)
@@ -335,13 +336,23 @@ def _rows_to_keep(results: Path, log=None) -> tuple[list[tuple[Case, dict]], lis
     return kept, damaged
 
 
-def _check_same_rounds(results: Path, kept: list[tuple[Case, dict]], rounds: int) -> None:
-    """ValueError unless the measured rows being resumed were pooled from ``rounds`` rounds:
-    a folder whose points had different sampling would compare unlike with unlike."""
-    found = sorted({row.get("rounds") for _, row in kept if row["status"] == "ok"} - {str(rounds)})
-    if found:
-        raise ValueError(f"{results} holds points measured with --rounds {', '.join(map(str, found))}, "
-                         f"not {rounds}; fix: resume with --rounds {found[0]}, or choose another --out")
+def _check_same_rounds(results: Path, rounds: int) -> None:
+    """ValueError unless every measured row of ``results`` was pooled from ``rounds`` rounds
+    (a folder whose points had different sampling would compare unlike with unlike).
+    Reads only: a refused resume leaves the folder as it was."""
+    found: dict[str, int] = {}
+    for line, row in enumerate(read_rows(results), start=2):
+        if row.get("status") != "ok" or row_case(row) is None:
+            continue  # damaged rows are measured again anyway
+        value = (row.get("rounds") or "").strip()
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"{results}:{line}: rounds is {row.get('rounds')!r}, not a whole number; fix: "
+                             "delete that row to measure its point again, or choose another --out")
+        found.setdefault(str(int(value)), line)
+    other = sorted(set(found) - {str(rounds)}, key=int)
+    if other:
+        raise ValueError(f"{results} holds points measured with --rounds {', '.join(other)}, not {rounds}; "
+                         f"fix: resume with --rounds {other[0]}, or choose another --out")
 
 
 def _now() -> str:

@@ -189,13 +189,29 @@ def test_resume_with_other_rounds_is_refused_and_touches_nothing(tmp_path, cpu):
     run_sweep(grid, cpu, tmp_path, memory_budget=10**9, progress=False, rounds=1)
     path = tmp_path / "results.csv"
     lines = path.read_text().splitlines(keepends=True)
-    path.write_text("".join(lines[:-1]))  # one point still to measure
+    path.write_text("".join(lines[:-1]) + lines[-1][:40])  # one point half-written: still to measure
     before = path.read_bytes()
     with pytest.raises(ValueError, match="--rounds 1, not 3; fix: resume with --rounds 1"):
         run_sweep(grid, cpu, tmp_path, resume=True, memory_budget=10**9, progress=False, rounds=3)
-    assert path.read_bytes() == before
+    assert path.read_bytes() == before  # refused before the half line is repaired
     run_sweep(grid, cpu, tmp_path, resume=True, memory_budget=10**9, progress=False, rounds=1)
     assert [r["rounds"] for r in read_results(path)] == ["1", "1"]
+
+
+@pytest.mark.parametrize("value", ["", "abc", "3.0", "0"])
+def test_resume_names_a_rounds_cell_that_is_not_a_whole_number(tmp_path, cpu, value):
+    run_sweep(TINY, cpu, tmp_path, memory_budget=10**9, progress=False, rounds=1)
+    path = tmp_path / "results.csv"
+    rows = read_results(path)
+    rows[1]["rounds"] = value
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match=f"results.csv:3: rounds is {value!r}, not a whole number; fix: delete"):
+        run_sweep(TINY, cpu, tmp_path, resume=True, memory_budget=10**9, progress=False, rounds=1)
+    assert path.read_bytes() == before
 
 
 def test_resume_reports_damaged_rows_and_measures_them_again(tmp_path, cpu):
