@@ -5,6 +5,8 @@ The goal is within 5% (``softmax-bench overhead`` prints the same on real MNIST)
 
 from __future__ import annotations
 
+import math
+
 from softmax_core.cases import EPOCH_CLASSES, EPOCH_FEATURES, EPOCH_SAMPLES, synthetic_data
 from softmax_core.reference import epoch_overhead
 
@@ -31,9 +33,12 @@ class EpochOverhead:
     def track_ratio(self):
         """The per-round ratios: asv shows their median and spread (4 decimals: asv prints a
         unit it does not know as the bare number)."""
-        quick = common.asv_quick()
-        result = epoch_overhead(self.X, self.y, batch=BATCH, rounds=1 if quick else ROUNDS,
-                                max_time_s=0 if quick else MAX_TIME_S)
+        quick, asv_rounds = common.asv_quick(), common.asv_rounds()
+        # over asv's rounds (-a rounds=N) each shares out the alternating rounds and the time,
+        # as track_time's points do; still at least ASV_MIN_SAMPLES ratios in all
+        rounds = 1 if quick else math.ceil(max(ROUNDS, common.ASV_MIN_SAMPLES) / asv_rounds)
+        result = epoch_overhead(self.X, self.y, batch=BATCH, rounds=rounds,
+                                max_time_s=0 if quick else MAX_TIME_S / asv_rounds)
         ratio = result.ratio("numpy")
         return {"samples": [round(r, 4) for r in ratio.times_s], "number": 1}
 
