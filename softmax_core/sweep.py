@@ -382,7 +382,7 @@ class _Progress:
         elif time.monotonic() - self.last_line >= PLAIN_PROGRESS_EVERY_S:
             self.last_line = time.monotonic()
             elapsed = self.last_line - self.t0
-            print(f"[sweep] {self.i}/{len(self.weights)} points, {elapsed:.0f} s, now: {label}",
+            print(f"[sweep] {self.i}/{len(self.weights)} point-rounds, {elapsed:.0f} s, now: {label}",
                   file=self.stream, flush=True)
         self.i += 1
 

@@ -361,7 +361,7 @@ def test_progress_on_a_terminal_and_plain_lines_otherwise(monkeypatch):
             bar.advance(label)
         bar.close()
     assert "3/3 c" in tty.getvalue() and "100%" in tty.getvalue()
-    assert "[sweep] 2/3 points" in pipe.getvalue() and "\r" not in pipe.getvalue()
+    assert "[sweep] 2/3 point-rounds" in pipe.getvalue() and "\r" not in pipe.getvalue()
 
 
 def test_output_files_get_the_usual_permissions(tmp_path, cpu):

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -168,7 +169,7 @@ def _split_asv_args(asv_args) -> list[str]:
 
 def _run_asv(args: list[str]) -> tuple[int, str]:
     cmd = [sys.executable, "-m", "asv", *args]
-    print(f"\n$ {' '.join(cmd)}", flush=True)
+    print(f"\n$ {shlex.join(cmd)}", flush=True)
     start = time.monotonic()
     proc = subprocess.run(cmd, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     print(proc.stdout, end="", flush=True)
@@ -204,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     # everything after the first '--' is asv's, wherever the gate's own options stand
     cut = argv.index("--") if "--" in argv else len(argv)
     argv, asv_args = argv[:cut], argv[cut + 1:]
-    p.epilog = "Arguments after '--' go to every asv continuous, e.g. -- --bench gradient --show-stderr"
+    p.epilog = ("Arguments after '--' go to every asv continuous, e.g. -- --bench gradient --show-stderr. "
+                "Exit status: 0 no confirmed regression, 1 a confirmed regression, 2 asv or a benchmark "
+                "failed, or bad arguments.")
     args = p.parse_args(argv)
     if not Path("asv.conf.json").is_file():
         print("asv_gate: error: no asv.conf.json here; fix: run from the repository root", file=sys.stderr)
