@@ -1,0 +1,108 @@
+"""Do asv and the sweep measure the same thing?  Side by side, so the host's drift cancels.
+
+    SOFTMAX_THREADS=1 python tools/asv_vs_sweep.py [--pairs 5] [--points 'structured']
+
+asv measures each point in a fresh process (forked per point), the sweep in one long-lived
+process; both with the same engine.  Run minutes apart, the two disagree by 10-20% at many
+points on a VM whose host drifts (README, "Trusting the numbers"), which hides whether they
+measure the same thing.  This script alternates them instead, pair after pair: a fresh
+process measures every gradient point of the asv default suite with asv's settings, then
+this long-lived process (which has already measured every point once, as the sweep's has)
+measures them with the same settings; the ratio fresh / long-lived is taken within each pair,
+and each point's median over the pairs is printed with the spread, then a summary (goal:
+every point within 10%).  A script that prints numbers, not a test; about 4 minutes with 5
+pairs on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: the repository root holds bench/
+    sys.path.insert(0, str(ROOT))
+
+from bench import common  # noqa: E402  (asv's settings and its default suite)
+from softmax_core.cases import Case  # noqa: E402
+from softmax_core.measure import measure  # noqa: E402
+
+CHILD = r"""
+import json, sys
+sys.path.insert(0, sys.argv[2])
+from bench import common
+from softmax_core.cases import Case
+from softmax_core.measure import measure
+out = []
+for key in json.loads(sys.argv[1]):
+    fn, args = Case(*key).prepare(common.backend())
+    out.append(measure(fn, *args, backend=common.backend(), min_samples=common.ASV_MIN_SAMPLES,
+                       max_time_s=common.MAX_TIME_S).median)
+print(json.dumps(out))
+"""
+
+
+def measure_here(points: list[Case]) -> list[float]:
+    out = []
+    for case in points:
+        fn, args = case.prepare(common.backend())
+        out.append(measure(fn, *args, backend=common.backend(), min_samples=common.ASV_MIN_SAMPLES,
+                           max_time_s=common.MAX_TIME_S).median)
+    return out
+
+
+def measure_fresh(points: list[Case]) -> list[float]:
+    keys = [[c.kind, c.method, c.batch, c.features, c.classes, c.dtype, c.data] for c in points]
+    run = subprocess.run([sys.executable, "-c", CHILD, json.dumps(keys), str(ROOT)], capture_output=True,
+                         text=True, env=os.environ.copy(), timeout=1800)
+    if run.returncode != 0:
+        raise SystemExit(f"asv_vs_sweep: the fresh process failed:\n{run.stderr[-2000:]}")
+    return json.loads(run.stdout.splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--pairs", type=int, default=5, help="alternating pairs (default: %(default)s)")
+    p.add_argument("--points", default="", help="only points whose label matches this regex")
+    args = p.parse_args(argv)
+    if args.pairs < 1:
+        p.error("--pairs must be at least 1")
+    try:
+        rx = re.compile(args.points)
+    except re.error as exc:
+        p.error(f"--points is not a regex ({exc})")
+    points = [c for c in common.suite_points("gradient", "default")
+              if rx.search(c.label()) and common.guard().skip_reason(c) is None]
+    if not points:
+        p.error("no point of the default suite matches --points")
+    print(f"{len(points)} points, {args.pairs} pairs; BLAS threads: {common.threads() or 'the BLAS default'}",
+          flush=True)
+    measure_here(points)  # this process has measured every point once, as the sweep's has
+    ratios = []
+    for i in range(args.pairs):
+        fresh = measure_fresh(points)
+        here = measure_here(points)
+        ratios.append(np.array(fresh) / np.array(here))
+        print(f"pair {i + 1}: median fresh / long-lived {np.median(ratios[-1]):.3f}", flush=True)
+    r = np.array(ratios)  # [pairs, points]
+    med = np.median(r, axis=0)
+    for case, m, lo, hi in zip(points, med, r.min(axis=0), r.max(axis=0)):
+        flag = "" if abs(m - 1) <= 0.10 else "  BEYOND 10%"
+        print(f"  {case.label():45s} {m:.3f} (pairs {lo:.2f}-{hi:.2f}){flag}")
+    dev = np.abs(med - 1)
+    print(f"fresh process (asv) / long-lived process (sweep), median over {args.pairs} alternating pairs: "
+          f"geometric mean {np.exp(np.log(med).mean()):.3f}; median |r - 1| {np.median(dev):.1%}, "
+          f"95th percentile {np.quantile(dev, 0.95):.1%}, max {dev.max():.1%}; "
+          f"{int((dev > 0.10).sum())} of {len(points)} beyond 10% (goal: none)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
