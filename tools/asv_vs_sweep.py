@@ -10,7 +10,7 @@ process measures every gradient point of the asv default suite with asv's settin
 this long-lived process (which has already measured every point once, as the sweep's has)
 measures them with the same settings; the ratio fresh / long-lived is taken within each pair,
 and each point's median over the pairs is printed with the spread, then a summary (goal:
-every point within 10%).  A script that prints numbers, not a test; about 4 minutes with 5
+every point within 10%).  A script that prints numbers, not a test; about 9 minutes with 5
 pairs on 2 cores.
 """
 
