@@ -77,8 +77,7 @@ def compare(a: str | Path, b: str | Path, *, threshold: float = 0.05) -> tuple[p
     table = pd.DataFrame({
         "median_a_s": A["time_median_s"], "median_b_s": B["time_median_s"],
         "ratio": B["time_median_s"] / A["time_median_s"],
-        "ratio_low": B["time_ci_low_s"] / A["time_ci_high_s"],
-        "ratio_high": B["time_ci_high_s"] / A["time_ci_low_s"],
+        **dict(zip(("ratio_low", "ratio_high"), ratio_interval(A, B))),
         "stable_a": A["stable"], "stable_b": B["stable"],
     })
     table["verdict"] = [verdict(lo, hi, threshold) for lo, hi in zip(table["ratio_low"], table["ratio_high"])]
@@ -95,6 +94,13 @@ def compare(a: str | Path, b: str | Path, *, threshold: float = 0.05) -> tuple[p
         "threshold": threshold,
     }
     return table.reset_index(), summary
+
+
+def ratio_interval(a, b):
+    """(low, high) of the ratio b / a of two medians from their intervals:
+    ``[low_b / high_a, high_b / low_a]``; ``a`` and ``b`` are rows (or columns) with
+    ``time_ci_low_s`` and ``time_ci_high_s``."""
+    return b["time_ci_low_s"] / a["time_ci_high_s"], b["time_ci_high_s"] / a["time_ci_low_s"]
 
 
 def verdict(ratio_low: float, ratio_high: float, threshold: float) -> str:

@@ -174,7 +174,7 @@ def _run_locked(grid, backend, out, resume, budget, epoch_data, progress, rounds
                     if reason:
                         pooled[case.key] = None
                         if case.key not in retry:  # a point skipped before and still: no second row
-                            _write(writer, fh, _skipped_row(case, guard, reason), run_id, backend)
+                            _write(writer, fh, _skipped_row(case, predicted[case.key], reason), run_id, backend)
                         summary.counts["skipped"] += 1
                         continue
                 elif pooled.get(case.key) is None:
@@ -204,8 +204,8 @@ def _point_row(case: Case, predicted_s: float) -> dict:
             "predicted_time_s": predicted_s}
 
 
-def _skipped_row(case: Case, guard: Guard, reason: str) -> dict:
-    return {**_point_row(case, guard.predicted_time_s(case)), "status": "skipped", "reason": reason}
+def _skipped_row(case: Case, predicted_s: float, reason: str) -> dict:
+    return {**_point_row(case, predicted_s), "status": "skipped", "reason": reason}
 
 
 def _measure_point(case: Case, backend: Backend, guard: Guard, data, pooled: dict,
@@ -340,7 +340,7 @@ def _check_same_rounds(results: Path, rounds: int) -> None:
     """ValueError unless every measured row of ``results`` was pooled from ``rounds`` rounds
     (a folder whose points had different sampling would compare unlike with unlike).
     Reads only: a refused resume leaves the folder as it was."""
-    found: dict[str, int] = {}
+    found: set[int] = set()
     for line, row in enumerate(read_rows(results), start=2):
         if row.get("status") != "ok" or row_case(row) is None:
             continue  # damaged rows are measured again anyway
@@ -348,11 +348,11 @@ def _check_same_rounds(results: Path, rounds: int) -> None:
         if not value.isdigit() or int(value) < 1:
             raise ValueError(f"{results}:{line}: rounds is {row.get('rounds')!r}, not a whole number; fix: "
                              "delete that row to measure its point again, or choose another --out")
-        found.setdefault(str(int(value)), line)
-    other = sorted(set(found) - {str(rounds)}, key=int)
+        found.add(int(value))
+    other = sorted(found - {rounds})
     if other:
-        raise ValueError(f"{results} holds points measured with --rounds {', '.join(other)}, not {rounds}; "
-                         f"fix: resume with --rounds {other[0]}, or choose another --out")
+        raise ValueError(f"{results} holds points measured with --rounds {', '.join(map(str, other))}, "
+                         f"not {rounds}; fix: resume with --rounds {other[0]}, or choose another --out")
 
 
 def _now() -> str:

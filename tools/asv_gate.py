@@ -167,13 +167,18 @@ def _split_asv_args(asv_args) -> list[str]:
     return rest + [x for a in known.attribute for x in ("-a", a)]
 
 
-def _run_asv(args: list[str]) -> tuple[int, str]:
-    cmd = [sys.executable, "-m", "asv", *args]
+def run_echoed(cmd: list[str], cwd=None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``cmd``, echoing it (shell-quoted), its output and its exit status with the time taken."""
     print(f"\n$ {shlex.join(cmd)}", flush=True)
     start = time.monotonic()
-    proc = subprocess.run(cmd, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.run(cmd, cwd=cwd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     print(proc.stdout, end="", flush=True)
     print(f"[exit {proc.returncode} after {time.monotonic() - start:.0f} s]", flush=True)
+    return proc
+
+
+def _run_asv(args: list[str]) -> tuple[int, str]:
+    proc = run_echoed([sys.executable, "-m", "asv", *args])
     return proc.returncode, proc.stdout
 
 

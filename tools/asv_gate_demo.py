@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: tools/ is on the path, the repository root is not
     sys.path.insert(0, str(ROOT))
 
-from tools.asv_gate import CONFIRM_PASSES, run_gate, summary  # noqa: E402
+from tools.asv_gate import CONFIRM_PASSES, run_echoed, run_gate, summary  # noqa: E402
 
 MACHINE = "asv-gate"
 #: The points asv find bisects on: the structured gradient of one example at k <= 100.  asv
@@ -50,11 +50,7 @@ FIND_BENCH = r"gradient.Gradient.track_time\('structured', 1, \d+, (10|100), "
 
 
 def run(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    print(f"\n$ {' '.join(cmd)}", flush=True)
-    start = time.monotonic()
-    proc = subprocess.run(cmd, cwd=cwd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    print(proc.stdout, end="", flush=True)
-    print(f"[exit {proc.returncode} after {time.monotonic() - start:.0f} s]", flush=True)
+    proc = run_echoed(cmd, cwd, env)
     if check and proc.returncode != 0:
         raise SystemExit(f"asv_gate_demo: {' '.join(cmd)} failed")
     return proc

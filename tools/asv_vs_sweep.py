@@ -34,21 +34,6 @@ from bench import common  # noqa: E402  (asv's settings and its default suite)
 from softmax_core.cases import Case  # noqa: E402
 from softmax_core.measure import measure  # noqa: E402
 
-CHILD = r"""
-import json, sys
-sys.path.insert(0, sys.argv[2])
-from bench import common
-from softmax_core.cases import Case
-from softmax_core.measure import measure
-out = []
-for key in json.loads(sys.argv[1]):
-    fn, args = Case(*key).prepare(common.backend())
-    out.append(measure(fn, *args, backend=common.backend(), min_samples=common.ASV_MIN_SAMPLES,
-                       max_time_s=common.MAX_TIME_S).median)
-print(json.dumps(out))
-"""
-
-
 def measure_here(points: list[Case]) -> list[float]:
     out = []
     for case in points:
@@ -59,8 +44,9 @@ def measure_here(points: list[Case]) -> list[float]:
 
 
 def measure_fresh(points: list[Case]) -> list[float]:
+    """:func:`measure_here` in a fresh process (this script, with ``--child``)."""
     keys = [[c.kind, c.method, c.batch, c.features, c.classes, c.dtype, c.data] for c in points]
-    run = subprocess.run([sys.executable, "-c", CHILD, json.dumps(keys), str(ROOT)], capture_output=True,
+    run = subprocess.run([sys.executable, __file__, "--child", json.dumps(keys)], capture_output=True,
                          text=True, env=os.environ.copy(), timeout=1800)
     if run.returncode != 0:
         raise SystemExit(f"asv_vs_sweep: the fresh process failed:\n{run.stderr[-2000:]}")
@@ -71,7 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pairs", type=int, default=5, help="alternating pairs (default: %(default)s)")
     p.add_argument("--points", default="", help="only points whose label matches this regex")
+    p.add_argument("--child", help=argparse.SUPPRESS)  # the fresh process: measure these points, print JSON
     args = p.parse_args(argv)
+    if args.child:
+        print(json.dumps(measure_here([Case(*key) for key in json.loads(args.child)])))
+        return 0
     if args.pairs < 1:
         p.error("--pairs must be at least 1")
     try:

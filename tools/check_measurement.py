@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from softmax_core.compare import compare, load_ok_points
+from softmax_core.compare import compare, load_ok_points, ratio_interval
 
 
 def quiet_pair(a: Path, b: Path) -> None:
@@ -47,13 +47,13 @@ def naive_twins(folder: Path) -> None:
     print(f"2. naive vs naive_batched at B = 1, k = 1000 (one Jacobian, two ways), in {folder}:")
     for n in sorted(d.features.unique()):
         pick = d[(d.kind == "gradient") & (d.batch == 1) & (d.classes == 1000) & (d.features == n)]
-        rows = {r.method: r for r in pick.itertuples()}
+        rows = {r["method"]: r for _, r in pick.iterrows()}
         if not {"naive", "naive_batched"} <= set(rows):
             print(f"   n = {n}: not both measured")
             continue
         a, b = rows["naive"], rows["naive_batched"]
         ratio = b.time_median_s / a.time_median_s
-        lo, hi = b.time_ci_low_s / a.time_ci_high_s, b.time_ci_high_s / a.time_ci_low_s
+        lo, hi = ratio_interval(a, b)
         print(f"   n = {n}: naive {a.time_median_s:.3f} s [{a.time_ci_low_s:.3f}, {a.time_ci_high_s:.3f}], "
               f"naive_batched {b.time_median_s:.3f} s [{b.time_ci_low_s:.3f}, {b.time_ci_high_s:.3f}]: "
               f"ratio {ratio:.3f} [{lo:.2f}, {hi:.2f}] ({'within' if abs(ratio - 1) <= 0.15 else 'OUTSIDE'} 15%"
