@@ -29,6 +29,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .host_memory import retain_freed_memory
+
 DEVICES = ("cpu", "gpu")
 BACKENDS = ("numpy", "cupy", "torch", "array_api_strict", "dask")
 DEFAULT_BACKEND = {"cpu": "numpy", "gpu": "cupy"}
@@ -136,10 +138,17 @@ class Backend:
         the structured gradient at B = 1024, k = 100 read 20 ms in asv and 10 ms in the
         sweep.  Settling first makes a measurement independent of what ran before it in
         the process.  The measuring loop calls this before a point's first call.
+
+        On the CPU it also makes the C allocator keep what the process frees
+        (:func:`softmax_core.host_memory.retain_freed_memory`), so a call that
+        allocates gigabytes finds its memory mapped, as a GPU's memory pool does,
+        instead of paying the kernel (and the VM's host) for fresh pages at random.
         Dask's math runs in its workers, which this process cannot settle: a no-op there.
         """
         if self.label in _SETTLED or self.name == "dask":
             return
+        if not self.is_gpu:
+            retain_freed_memory()
         a = self.asarray(np.ones((SETTLE_MATMUL_SIZE, SETTLE_MATMUL_SIZE)), "float32", copy=True)
         self.xp.matmul(a, a)
         self.synchronize()

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .backend import Backend
+from .host_memory import allocator
 
 #: Libraries whose versions go into every record, where installed.
 LIBRARIES = ("softmax-bench", "numpy", "array-api-compat", "array-api-strict", "cupy", "cupy-cuda11x",
@@ -46,7 +47,7 @@ def record(backend: Backend | None = None) -> dict:
     """Everything that decides what a measurement means, as a JSON-able dict.
 
     Keys: ``machine`` (platform, CPU model, cores, frequency governor, memory,
-    load), ``blas`` (threadpoolctl's view of each thread pool), ``backend``
+    load, the host allocator's state), ``blas (threadpoolctl's view of each thread pool), ``backend``
     (the library, device and, on a GPU, card, memory, driver and CUDA versions),
     ``versions`` (Python and libraries) and ``git_commit``.
     """
@@ -73,6 +74,7 @@ def machine() -> dict:
         "cpu_governor": _read_text("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
         "memory_total_bytes": int(mem.total),
         "memory_available_bytes": int(mem.available),
+        "allocator": allocator(),
         # a busy machine slows BLAS threads badly: the load says how quiet it was
         "load_average_1_5_15min": load,
         "openblas_env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",

@@ -2,6 +2,9 @@
 
 import gc
 import math
+import platform
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -128,6 +131,36 @@ def test_settle_multiplies_once_per_process_and_backend(cpu, monkeypatch):
     size = backend_module.SETTLE_MATMUL_SIZE
     assert size >= 384 and shapes == [((size, size), np.dtype("float32"))]
     assert backend_module._SETTLED == {"numpy-cpu"}
+
+
+_FAULTS_SCRIPT = """
+import resource, sys
+import numpy as np
+from softmax_core.backend import get_backend
+if sys.argv[1] == "settle":
+    get_backend("cpu", "numpy").settle()
+def call():  # allocates and writes 64 MB, as the naive Jacobian does its gigabytes
+    np.ones(2**24, dtype=np.float32)
+call()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(5):
+    call()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the allocator policy is glibc's")
+def test_settled_cpu_process_reuses_the_memory_a_call_frees():
+    """Fresh pages cost what the kernel and a VM's host make them cost, at random
+    (host_memory): after settle a call that allocates finds its memory mapped."""
+    def faults(mode):
+        out = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT, mode], capture_output=True, text=True,
+                             timeout=120, check=True)
+        return int(out.stdout.split()[-1])
+
+    # 64 MB of fresh pages a call: 32 huge pages or 16384 small ones, each faulted in
+    assert faults("plain") >= 5 * 32
+    assert faults("settle") < 16
 
 
 @pytest.mark.parametrize("entry", ["measure", "side_by_side", "time_once"])
