@@ -13,11 +13,14 @@ with a threshold t (default 5%):
 
 The summary gives the geometric mean ratio, the verdict counts and, over the
 points marked stable on both sides, the median and 95th percentile of
-|ratio - 1|: how far two runs of the same code drift on this machine.
+|ratio - 1|: how far two runs of the same code drift on this machine; and the
+ratio of the two runs' machine probes, which shows a host that was itself
+slower or faster during one of them.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -92,8 +95,24 @@ def compare(a: str | Path, b: str | Path, *, threshold: float = 0.05) -> tuple[p
         "median_abs_change": float(change.median()) if len(stable) else math.nan,
         "p95_abs_change": float(change.quantile(0.95)) if len(stable) else math.nan,
         "threshold": threshold,
+        **_probe_ratios(a, b),
     }
     return table.reset_index(), summary
+
+
+def _probe_ratios(a, b) -> dict:
+    """B/A of the time the machine probes took (GEMM, copy), from each side's
+    environment.json: a host that ran slower for a while shifts every point alike,
+    and the probes show it.  NaN where a side has no readable probe."""
+    probes = []
+    for folder in (a, b):
+        try:
+            probe = json.loads((Path(folder) / "environment.json").read_text(encoding="utf-8"))["probe"]
+            probes.append((float(probe["gemm_gflops"]), float(probe["copy_gbps"])))
+        except (OSError, ValueError, KeyError, TypeError):
+            probes.append((math.nan, math.nan))
+    (gemm_a, copy_a), (gemm_b, copy_b) = probes
+    return {"probe_gemm_time_ratio": gemm_a / gemm_b, "probe_copy_time_ratio": copy_a / copy_b}
 
 
 def ratio_interval(a, b):
@@ -137,6 +156,10 @@ def format_comparison(table: pd.DataFrame, summary: dict, a, b) -> str:
              + f" (threshold ±{s['threshold']:.0%}).",
              f"Over the {s['stable_both']} points stable in both: median |B/A - 1| "
              f"{_pct(s['median_abs_change'])}, 95th percentile {_pct(s['p95_abs_change'])}."]
+    if math.isfinite(s.get("probe_gemm_time_ratio", math.nan)):
+        lines.append(f"The machine probes of the two runs, B/A in time: GEMM {s['probe_gemm_time_ratio']:.3f}, "
+                     f"copy {s['probe_copy_time_ratio']:.3f} (a machine that itself ran slower or faster "
+                     "shifts every point alike).")
     return "\n".join(lines) + "\n"
 
 

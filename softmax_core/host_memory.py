@@ -84,12 +84,14 @@ def release_retained_memory() -> None:
 
 
 def allocator() -> dict:
-    """The host allocator's state, for the environment record."""
+    """The host allocator, for the environment record: the C library, whether the
+    measuring loop keeps freed memory on the CPU (where the C library is glibc),
+    and whether the machine reports free pages to a host."""
     libc = platform.libc_ver()
     reporting = PAGE_REPORTING / "page_reporting_order"
     return {
         "libc": " ".join(v for v in libc if v) or None,
-        "freed_memory_retained": _state["retained"],
+        "cpu_measurements_keep_freed_memory": _glibc() is not None,
         # the host takes back memory this machine frees: fresh pages cost more than once
         "free_page_reporting": reporting.exists(),
     }

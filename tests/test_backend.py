@@ -217,3 +217,18 @@ def test_environment_record_has_machine_blas_and_versions(backend):
     assert env["versions"]["numpy"] == np.__version__
     assert env["machine"]["cpu_cores_logical"] >= 1 and env["machine"]["memory_total_bytes"] > 0
     assert "threads" in blas_summary() or blas_summary() == "no BLAS loaded"
+
+
+def test_environment_record_says_how_host_memory_behaves(tmp_path, monkeypatch):
+    """Whether freed memory is kept while measuring, and whether the host takes freed pages back."""
+    import platform
+
+    from softmax_core import host_memory
+    from softmax_core.environment import record
+
+    monkeypatch.setattr(host_memory, "PAGE_REPORTING", tmp_path)
+    alloc = record()["machine"]["allocator"]
+    assert alloc["cpu_measurements_keep_freed_memory"] == (platform.libc_ver()[0] == "glibc")
+    assert alloc["free_page_reporting"] is False
+    (tmp_path / "page_reporting_order").write_text("9\n")
+    assert record()["machine"]["allocator"]["free_page_reporting"] is True

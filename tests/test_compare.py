@@ -59,6 +59,27 @@ def test_a_ten_times_slower_copy_is_slower(two_runs, tmp_path):
     assert set(table["verdict"]) <= {"SLOWER", "UNSURE"} and summary["SLOWER"] >= 1
 
 
+def test_the_summary_shows_a_machine_that_ran_slower_in_its_probes(two_runs, tmp_path):
+    import json
+
+    from softmax_core.compare import format_comparison
+
+    a, _ = two_runs
+    slow = tmp_path / "slow_host"
+    shutil.copytree(a, slow)
+    env = json.loads((slow / "environment.json").read_text())
+    env["probe"]["gemm_gflops"] /= 1.25
+    env["probe"]["copy_gbps"] /= 2
+    (slow / "environment.json").write_text(json.dumps(env))
+    table, summary = compare(a, slow)
+    assert summary["probe_gemm_time_ratio"] == pytest.approx(1.25)
+    assert summary["probe_copy_time_ratio"] == pytest.approx(2.0)
+    assert "GEMM 1.250, copy 2.000" in format_comparison(table, summary, a, slow)
+    (slow / "environment.json").unlink()
+    table, summary = compare(a, slow)
+    assert "machine probes" not in format_comparison(table, summary, a, slow)
+
+
 @pytest.mark.parametrize("args,needle", [(["SAME", "SAME"], "same result set"),
                                          (["A", "/nonexistent"], "does not exist"),
                                          (["A", "B", "--out", "DIR"], "is a folder"),

@@ -422,11 +422,12 @@ def test_calls_a_point_makes_with_rounds():
 
 
 def test_the_default_sweep_keeps_the_lectures_naive_point_at_n_k_1000():
-    """The lecture's headline point (one 4 GB Jacobian, ~2 s a call on the 2-core VM with one
-    BLAS thread) must fit the default time budget with the default rounds."""
+    """The lecture's headline point (one 4 GB Jacobian, ~1 s a call on the 2-core VM with one
+    BLAS thread, the time model predicting 1.3 s) must fit the default time budget with the
+    default rounds, with room for a slower machine."""
     from softmax_core.cases import DEFAULT_GRID, DEFAULT_ROUNDS, LONG_CALL_S, calls_per_point
 
-    per_call = 2.5
+    per_call = 2.0
     assert per_call >= LONG_CALL_S
     assert per_call * calls_per_point(DEFAULT_ROUNDS, long=True) <= DEFAULT_GRID.time_budget_s
 
