@@ -83,6 +83,26 @@ def release_retained_memory() -> None:
         libc.malloc_trim(0)
 
 
+def make_room(need_bytes: int, budget_bytes: int) -> bool:
+    """Hand the kept memory back when this process's resident memory plus ``need_bytes``
+    would pass ``budget_bytes``; True when it did.
+
+    Kept memory is reused by the next allocations, but a heap holding an 8 GB free
+    block with a small array placed in front of it may not fit a 10 GB one there
+    and grow instead: checked before each point, the process's resident memory
+    stays within the budget however the heap is cut up.  The point then starts
+    from fresh pages (its cold call and warm-up fault them in again).
+    """
+    if not _state["retained"]:
+        return False
+    import psutil
+
+    if psutil.Process().memory_info().rss + need_bytes <= budget_bytes:
+        return False
+    release_retained_memory()
+    return True
+
+
 def allocator() -> dict:
     """The host allocator, for the environment record: the C library, whether the
     measuring loop keeps freed memory on the CPU (where the C library is glibc),
@@ -97,4 +117,4 @@ def allocator() -> dict:
     }
 
 
-__all__ = ["retain_freed_memory", "release_retained_memory", "allocator", "PAGE_REPORTING"]
+__all__ = ["retain_freed_memory", "release_retained_memory", "make_room", "allocator", "PAGE_REPORTING"]

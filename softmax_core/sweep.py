@@ -42,6 +42,7 @@ from .backend import Backend
 from .cases import (DEFAULT_ROUNDS, LONG_CALL_S, Case, Grid, Guard, calls_per_point, check_memory_budget,
                     default_memory_budget, samples_per_round)
 from .environment import load_average, record
+from .host_memory import make_room
 from .measure import MIN_TIME_S, Measurement, measure, probe_machine
 from .results import COLUMNS, SchemaError, check_header, read_rows, row_case
 from .timemodel import TimeModel
@@ -219,7 +220,11 @@ def _measure_point(case: Case, backend: Backend, guard: Guard, data, pooled: dic
     row = _point_row(case, predicted_s)
     load_before = load_average()
     first_round = case.key not in pooled
-    long = not first_round and pooled[case.key].median >= LONG_CALL_S
+    # memory kept from earlier points is handed back if the heap could outgrow the budget;
+    # a later round then warms up again, its pages being fresh
+    refaults = not backend.is_gpu and make_room(case.cost.peak_bytes + case.input_bytes,
+                                                guard.memory_budget_bytes)
+    long = not first_round and pooled[case.key].median >= LONG_CALL_S and not refaults
     try:
         fn, args = case.prepare(backend, data)
         m = measure(fn, *args, backend=backend, min_samples=samples_per_round(rounds),

@@ -163,6 +163,37 @@ def test_settled_cpu_process_reuses_the_memory_a_call_frees():
     assert faults("settle") < 16
 
 
+_ROOM_SCRIPT = """
+import numpy as np, psutil
+from softmax_core.backend import get_backend
+from softmax_core.host_memory import make_room
+get_backend("cpu", "numpy").settle()
+rss = lambda: psutil.Process().memory_info().rss
+np.ones(2**26, dtype=np.float32)  # 256 MB, freed and kept
+kept = rss()
+within = make_room(need_bytes=1, budget_bytes=kept + 2**20)
+after_within = rss()
+beyond = make_room(need_bytes=2**20, budget_bytes=kept)
+print(within, beyond, kept - after_within, kept - rss())
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the allocator policy is glibc's")
+def test_kept_memory_is_handed_back_only_when_a_point_could_pass_the_budget():
+    out = subprocess.run([sys.executable, "-c", _ROOM_SCRIPT], capture_output=True, text=True,
+                         timeout=120, check=True).stdout.split()
+    within, beyond, freed_within, freed_beyond = out[0], out[1], int(out[2]), int(out[3])
+    assert within == "False" and freed_within < 2**24
+    assert beyond == "True" and freed_beyond > 2**27
+
+
+def test_make_room_is_a_no_op_where_memory_is_not_kept(monkeypatch):
+    from softmax_core import host_memory
+
+    monkeypatch.setitem(host_memory._state, "retained", False)
+    assert host_memory.make_room(10**15, 1) is False
+
+
 @pytest.mark.parametrize("entry", ["measure", "side_by_side", "time_once"])
 def test_every_timing_entry_settles_the_backend_before_the_first_call(cpu, monkeypatch, entry):
     from softmax_core.backend import Backend

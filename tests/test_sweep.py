@@ -450,3 +450,37 @@ def test_a_skip_for_time_at_a_tiny_budget_states_its_numbers():
     assert "predicted 0.0 s" not in reason and reason.startswith("predicted ")
     shown = float(reason.split()[1])
     assert shown > 0.001
+
+
+def test_each_point_makes_room_for_its_need_within_the_memory_budget(tmp_path, cpu, monkeypatch):
+    """Memory kept from earlier points is handed back before one that could push the
+    process past the budget (host_memory.make_room), with the point's predicted need."""
+    from softmax_core import sweep as sweep_module
+
+    asked = []
+    monkeypatch.setattr(sweep_module, "make_room", lambda need, budget: asked.append((need, budget)) or False)
+    grid = Grid(methods=("structured",), batches=(2,), classes=(3,), features=(5,), epochs_on="none",
+                time_budget_s=0.5)
+    run_sweep(grid, cpu, tmp_path / "r", memory_budget=10**9, progress=False, rounds=2)
+    case = grid.cases()[0]
+    assert asked == [(case.cost.peak_bytes + case.input_bytes, 10**9)] * 2
+
+
+@pytest.mark.parametrize("handed_back", [False, True])
+def test_a_later_round_warms_a_long_call_up_again_after_its_memory_was_handed_back(tmp_path, cpu, monkeypatch,
+                                                                                   handed_back):
+    from softmax_core import sweep as sweep_module
+    from softmax_core.measure import Measurement
+
+    seen = []
+
+    def fake_measure(fn, *args, **kw):
+        seen.append(kw["warm_up"])
+        return Measurement((1.0, 1.0, 1.0), first_s=1.0 if kw["cold"] else None)
+
+    monkeypatch.setattr(sweep_module, "measure", fake_measure)
+    monkeypatch.setattr(sweep_module, "make_room", lambda need, budget: handed_back)
+    grid = Grid(methods=("structured",), batches=(2,), classes=(3,), features=(5,), epochs_on="none",
+                time_budget_s=1000)
+    run_sweep(grid, cpu, tmp_path / "r", memory_budget=10**9, progress=False, rounds=2)
+    assert seen == [True, handed_back]  # a 1 s call skips the later warm-up only on kept pages
