@@ -49,8 +49,12 @@ def record(backend: Backend | None = None) -> dict:
     Keys: ``machine`` (platform, CPU model, cores, frequency governor, memory,
     load, the host allocator's state), ``blas (threadpoolctl's view of each thread pool), ``backend``
     (the library, device and, on a GPU, card, memory, driver and CUDA versions),
-    ``versions`` (Python and libraries) and ``git_commit``.
+    ``versions`` (Python and libraries) and ``git_commit``.  With a backend, the
+    backend is settled first (:meth:`Backend.settle`), so the record describes the
+    state its measurements are taken in.
     """
+    if backend is not None:
+        backend.settle()  # the state measurements are taken in: BLAS, and the allocator's policy
     env = {"machine": machine(), "blas": blas_pools(), "versions": versions(), "git_commit": git_commit()}
     if backend is not None:
         env["backend"] = backend.describe()
@@ -97,7 +101,7 @@ def blas_summary() -> str:
     if not pools:
         return "no BLAS loaded"
     return "; ".join(f"{p.get('internal_api')} {p.get('version')} ({p.get('architecture')}, "
-                     f"{p.get('num_threads')} threads)" for p in pools)
+                     f"{p.get('num_threads')} thread{'' if p.get('num_threads') == 1 else 's'})" for p in pools)
 
 
 def versions() -> dict:

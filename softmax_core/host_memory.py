@@ -15,12 +15,14 @@ call then pays to fault those pages in again is not a property of the call:
   (the same arithmetic, the same 4 GB) read 1.02 s and 1.56 s.
 
 So the measuring process keeps what it frees: :func:`retain_freed_memory`
-makes glibc serve every allocation from the process's own heap and never give
-freed memory back.  After the warm-up every call finds its memory already
+makes glibc serve the main thread's allocations (NumPy's arrays here; a worker
+thread's arena still maps fresh pages) from the process's own heap and never
+give freed memory back.  After the warm-up every call finds its memory already
 mapped, as CuPy's memory pool and torch's caching allocator do on a GPU; the
 call still allocates and writes its Jacobian every time (that cost, O(k²n)
 bytes written, is the method's), and the cost of fresh pages is the cold first
-call's (``time_first_s``).  Measured on the reference VM, 8 alternating calls
+call's (``time_first_s``) when the process had handed its kept memory back
+before it (the sweep does so before each point's first round).  Measured on the reference VM, 8 alternating calls
 each at n = 784, k = 1000: naive 0.75-0.77 s and naive_batched 0.75-0.77 s,
 where they ranged over 0.90-2.44 s before.
 
@@ -37,6 +39,7 @@ from pathlib import Path
 # mallopt parameters, from glibc's <malloc.h>
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
+_DEFAULT_MMAP_MAX = 65536  # glibc's own default of M_MMAP_MAX
 #: sysfs folder of the kernel's free page reporting (present where the guest reports to a host)
 PAGE_REPORTING = Path("/sys/module/page_reporting/parameters")
 
@@ -58,15 +61,19 @@ def retain_freed_memory() -> bool:
 
     No ``mmap`` for large blocks (they come from the heap) and no trimming of
     the heap (a trim threshold of ``SIZE_MAX``: mallopt takes an int, and -1 is
-    what glibc reads as that).  Lasts for the rest of the process, until
-    :func:`release_retained_memory`.  True when in force; False where the C
-    library is not glibc (nothing is changed there).
+    what glibc reads as that).  Lasts for the rest of the process;
+    :func:`release_retained_memory` hands back what is free at that moment.
+    True when in force; False where the C library is not glibc or refuses
+    (nothing is left changed then).
     """
     libc = _glibc()
     if libc is None:
         return False
     if not _state["retained"]:
-        if libc.mallopt(_M_MMAP_MAX, 0) != 1 or libc.mallopt(_M_TRIM_THRESHOLD, -1) != 1:
+        if libc.mallopt(_M_MMAP_MAX, 0) != 1:
+            return False
+        if libc.mallopt(_M_TRIM_THRESHOLD, -1) != 1:
+            libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)  # not half of the policy
             return False
         _state["retained"] = True
     return True
@@ -104,14 +111,15 @@ def make_room(need_bytes: int, budget_bytes: int) -> bool:
 
 
 def allocator() -> dict:
-    """The host allocator, for the environment record: the C library, whether the
-    measuring loop keeps freed memory on the CPU (where the C library is glibc),
-    and whether the machine reports free pages to a host."""
+    """The host allocator, for the environment record: the C library, whether this
+    process keeps the memory it frees (once a CPU backend has settled; never for
+    Dask, whose work runs in other processes), and whether the machine reports
+    free pages to a host."""
     libc = platform.libc_ver()
     reporting = PAGE_REPORTING / "page_reporting_order"
     return {
         "libc": " ".join(v for v in libc if v) or None,
-        "cpu_measurements_keep_freed_memory": _glibc() is not None,
+        "freed_memory_kept": _state["retained"],
         # the host takes back memory this machine frees: fresh pages cost more than once
         "free_page_reporting": reporting.exists(),
     }

@@ -42,7 +42,7 @@ from .backend import Backend
 from .cases import (DEFAULT_ROUNDS, LONG_CALL_S, Case, Grid, Guard, calls_per_point, check_memory_budget,
                     default_memory_budget, samples_per_round)
 from .environment import load_average, record
-from .host_memory import make_room
+from .host_memory import make_room, release_retained_memory
 from .measure import MIN_TIME_S, Measurement, measure, probe_machine
 from .results import COLUMNS, SchemaError, check_header, read_rows, row_case
 from .timemodel import TimeModel
@@ -215,15 +215,21 @@ def _measure_point(case: Case, backend: Backend, guard: Guard, data, pooled: dic
 
     Each round samples for at least ``MIN_TIME_S / rounds`` and at most
     ``POINT_TIME_SHARE`` of the time budget over ``rounds``; the cold call is
-    the first round's, and so is the only warm-up of a call that takes
-    :data:`LONG_CALL_S` or more."""
+    the first round's, on fresh pages, and so is the only warm-up of a call that
+    takes :data:`LONG_CALL_S` or more (unless its kept memory had to be handed
+    back, see :func:`~softmax_core.host_memory.make_room`)."""
     row = _point_row(case, predicted_s)
     load_before = load_average()
     first_round = case.key not in pooled
-    # memory kept from earlier points is handed back if the heap could outgrow the budget;
-    # a later round then warms up again, its pages being fresh
-    refaults = not backend.is_gpu and make_room(case.cost.peak_bytes + case.input_bytes,
-                                                guard.memory_budget_bytes)
+    # the cold call takes fresh pages: memory kept from earlier points is handed back
+    # first (host_memory); a later round hands it back only if the heap could outgrow the
+    # budget, and then warms up again
+    refaults = False
+    if not backend.is_gpu:
+        if first_round:
+            release_retained_memory()
+        else:
+            refaults = make_room(case.cost.peak_bytes + case.input_bytes, guard.memory_budget_bytes)
     long = not first_round and pooled[case.key].median >= LONG_CALL_S and not refaults
     try:
         fn, args = case.prepare(backend, data)

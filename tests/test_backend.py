@@ -227,8 +227,30 @@ def test_environment_record_says_how_host_memory_behaves(tmp_path, monkeypatch):
     from softmax_core.environment import record
 
     monkeypatch.setattr(host_memory, "PAGE_REPORTING", tmp_path)
-    alloc = record()["machine"]["allocator"]
-    assert alloc["cpu_measurements_keep_freed_memory"] == (platform.libc_ver()[0] == "glibc")
+    from softmax_core import backend as backend_module
+
+    monkeypatch.setitem(host_memory._state, "retained", False)
+    monkeypatch.setattr(backend_module, "_SETTLED", set())
+    assert record()["machine"]["allocator"]["freed_memory_kept"] is False  # nothing settled yet
+    alloc = record(get_backend("cpu", "numpy"))["machine"]["allocator"]  # settles first
+    assert alloc["freed_memory_kept"] == (platform.libc_ver()[0] == "glibc")
     assert alloc["free_page_reporting"] is False
     (tmp_path / "page_reporting_order").write_text("9\n")
     assert record()["machine"]["allocator"]["free_page_reporting"] is True
+
+
+def test_a_refused_mallopt_leaves_no_half_policy_and_is_not_recorded_as_kept(monkeypatch):
+    from softmax_core import host_memory
+
+    calls = []
+
+    class Libc:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+            return 0 if param == host_memory._M_TRIM_THRESHOLD else 1
+
+    monkeypatch.setattr(host_memory, "_glibc", lambda: Libc())
+    monkeypatch.setitem(host_memory._state, "retained", False)
+    assert host_memory.retain_freed_memory() is False
+    assert calls[-1] == (host_memory._M_MMAP_MAX, host_memory._DEFAULT_MMAP_MAX)  # mmap allowed again
+    assert host_memory.allocator()["freed_memory_kept"] is False

@@ -218,10 +218,12 @@ def test_parallelism_probe():
 def test_scale_command_on_the_existing_cluster(dask_b, tmp_path, capsys, monkeypatch):
     import argparse
 
-    from softmax_core import dask_metrics, scaling
+    from softmax_core import dask_metrics, host_memory, scaling
 
     monkeypatch.setattr(dask_metrics, "parallelism", lambda: {"processes": 2, "speedup": 1.5, "speedups": [1.5],
                                                               "load_average_1min": 0.0})
+    released = []  # the NumPy baseline's kept memory goes back before each group's memory checks
+    monkeypatch.setattr(host_memory, "release_retained_memory", lambda: released.append(1))
 
     parser = argparse.ArgumentParser()
     scaling.add_parser(parser.add_subparsers(dest="command"))
@@ -239,6 +241,7 @@ def test_scale_command_on_the_existing_cluster(dask_b, tmp_path, capsys, monkeyp
         ("numpy", "gradient", "memory"), ("numpy", "gradient", "stream"), ("dask", "gradient", "memory"),
         ("dask", "gradient", "stream"), ("dask", "epoch", "memory"), ("numpy", "epoch", "memory")}
     assert all(float(r["peak_worker_bytes"]) > 0 for r in ok if r["engine"] == "dask")
+    assert len(released) == len({(r["kind"], r["data"], r["rows"]) for r in got})
     assert "Full-batch gradient" in (tmp_path / "report.md").read_text()
     env = json.loads((tmp_path / "environment.json").read_text())
     assert env["scale_runs"][-1]["dask_clusters"]["existing"]["workers"] == 2

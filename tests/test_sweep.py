@@ -423,11 +423,12 @@ def test_calls_a_point_makes_with_rounds():
 
 def test_the_default_sweep_keeps_the_lectures_naive_point_at_n_k_1000():
     """The lecture's headline point (one 4 GB Jacobian, ~1 s a call on the 2-core VM with one
-    BLAS thread, the time model predicting 1.3 s) must fit the default time budget with the
-    default rounds, with room for a slower machine."""
+    BLAS thread; the time model predicted 1.4 s a call there when quiet and 2.33 s while other
+    jobs loaded it, when a 20 s budget skipped it) must fit the default time budget with the
+    default rounds, with room for a busy machine."""
     from softmax_core.cases import DEFAULT_GRID, DEFAULT_ROUNDS, LONG_CALL_S, calls_per_point
 
-    per_call = 2.0
+    per_call = 2.5
     assert per_call >= LONG_CALL_S
     assert per_call * calls_per_point(DEFAULT_ROUNDS, long=True) <= DEFAULT_GRID.time_budget_s
 
@@ -453,17 +454,19 @@ def test_a_skip_for_time_at_a_tiny_budget_states_its_numbers():
 
 
 def test_each_point_makes_room_for_its_need_within_the_memory_budget(tmp_path, cpu, monkeypatch):
-    """Memory kept from earlier points is handed back before one that could push the
-    process past the budget (host_memory.make_room), with the point's predicted need."""
+    """Memory kept from earlier points is handed back before a point's cold call, and before
+    a later round that could push the process past the budget (host_memory.make_room)."""
     from softmax_core import sweep as sweep_module
 
-    asked = []
+    asked, released = [], []
     monkeypatch.setattr(sweep_module, "make_room", lambda need, budget: asked.append((need, budget)) or False)
+    monkeypatch.setattr(sweep_module, "release_retained_memory", lambda: released.append(1))
     grid = Grid(methods=("structured",), batches=(2,), classes=(3,), features=(5,), epochs_on="none",
                 time_budget_s=0.5)
-    run_sweep(grid, cpu, tmp_path / "r", memory_budget=10**9, progress=False, rounds=2)
+    run_sweep(grid, cpu, tmp_path / "r", memory_budget=10**9, progress=False, rounds=3)
     case = grid.cases()[0]
-    assert asked == [(case.cost.peak_bytes + case.input_bytes, 10**9)] * 2
+    assert released == [1]  # before the cold call: it takes fresh pages
+    assert asked == [(case.cost.peak_bytes + case.input_bytes, 10**9)] * 2  # rounds 2 and 3
 
 
 @pytest.mark.parametrize("handed_back", [False, True])
