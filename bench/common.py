@@ -164,11 +164,12 @@ def machine_rates(b: Backend) -> dict:
     """:func:`softmax_core.measure.probe_machine` of this machine and backend, probed once.
 
     The best of three probes (a few seconds) is cached as JSON in ``$SOFTMAX_ASV_CACHE``
-    (default: the temporary folder)``/softmax-bench-asv/``, keyed by host, backend and
-    processor, so that every process of a run, and every later run, predicts with the same
+    (default: the temporary folder)``/softmax-bench-asv/``, keyed by host, backend,
+    processor and the probe's version, so that every process of a run, and every later run, predicts with the same
     rates and skips the same points.  Delete the file to probe again.
     """
-    ident = [platform.node(), b.label, cpu_model(), os.cpu_count()]
+    # older libraries have no PROBE_VERSION: their probe is version 1 (see softmax_core.measure)
+    ident = [platform.node(), b.label, cpu_model(), os.cpu_count(), getattr(engine, "PROBE_VERSION", 1)]
     if b.is_gpu:
         ident.append(b.describe().get("gpu_name"))
     digest = hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:16]

@@ -63,8 +63,11 @@ def compare(a: str | Path, b: str | Path, *, threshold: float = 0.05) -> tuple[p
     Returns ``(table, summary)``: the table has one row per point in both sets
     (``median_a_s, median_b_s, ratio, ratio_low, ratio_high, stable_a,
     stable_b, verdict``); the summary holds ``points, only_a, only_b,
-    geomean_ratio``, the count of each verdict, and ``median_abs_change`` /
-    ``p95_abs_change`` over the points stable on both sides (NaN if none).
+    geomean_ratio``, the count of each verdict, ``median_abs_change`` /
+    ``p95_abs_change`` over the points stable on both sides (NaN if none), and
+    ``probe_gemm_time_ratio`` / ``probe_copy_time_ratio``, B/A of the two runs'
+    machine probes in time (NaN where a side has none, or where the probe
+    versions differ: then ``probe_versions`` holds them).
     """
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
         raise ValueError(f"threshold must be a fraction between 0 and 1, got {threshold!r}")
@@ -96,6 +99,7 @@ def compare(a: str | Path, b: str | Path, *, threshold: float = 0.05) -> tuple[p
         "p95_abs_change": float(change.quantile(0.95)) if len(stable) else math.nan,
         "threshold": threshold,
         **_probe_ratios(a, b),
+        "blas_threads": (_blas_threads(a), _blas_threads(b)),
     }
     return table.reset_index(), summary
 
@@ -103,16 +107,52 @@ def compare(a: str | Path, b: str | Path, *, threshold: float = 0.05) -> tuple[p
 def _probe_ratios(a, b) -> dict:
     """B/A of the time the machine probes took (GEMM, copy), from each side's
     environment.json: a host that ran slower for a while shifts every point alike,
-    and the probes show it.  NaN where a side has no readable probe."""
-    probes = []
-    for folder in (a, b):
-        try:
-            probe = json.loads((Path(folder) / "environment.json").read_text(encoding="utf-8"))["probe"]
-            probes.append((float(probe["gemm_gflops"]), float(probe["copy_gbps"])))
-        except (OSError, ValueError, KeyError, TypeError):
-            probes.append((math.nan, math.nan))
-    (gemm_a, copy_a), (gemm_b, copy_b) = probes
+    and the probes show it.  NaN where a side has no readable, positive probe, or
+    where the two were made by different probe versions (then ``probe_versions``
+    says which)."""
+    probes = [_read_probe(folder) for folder in (a, b)]
+    out = {"probe_gemm_time_ratio": math.nan, "probe_copy_time_ratio": math.nan}
+    if None in probes:
+        return out
+    (gemm_a, copy_a, version_a), (gemm_b, copy_b, version_b) = probes
+    if version_a != version_b:
+        return {**out, "probe_versions": (version_a, version_b)}
     return {"probe_gemm_time_ratio": gemm_a / gemm_b, "probe_copy_time_ratio": copy_a / copy_b}
+
+
+def _environment(where) -> dict:
+    """The environment.json of a results folder (or of the folder of a results.csv); {} if unreadable."""
+    folder = Path(where)
+    if not folder.is_dir():
+        folder = folder.parent
+    try:
+        env = json.loads((folder / "environment.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return env if isinstance(env, dict) else {}
+
+
+def _blas_threads(where) -> int | None:
+    """The BLAS thread count a run measured with (None where not recorded)."""
+    pools = _environment(where).get("blas")
+    threads = {p.get("num_threads") for p in pools if isinstance(p, dict) and p.get("user_api") == "blas"} \
+        if isinstance(pools, list) else set()
+    return threads.pop() if len(threads) == 1 else None
+
+
+def _read_probe(where) -> tuple[float, float, int] | None:
+    """(GEMM rate, copy bandwidth, probe version) of a results folder (or of the folder
+    of a results.csv), or None where it has no usable probe."""
+    try:
+        probe = _environment(where)["probe"]
+        rates = [probe["gemm_gflops"], probe["copy_gbps"]]
+        version = probe.get("probe_version", 1)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+               for v in rates):
+        return None
+    return float(rates[0]), float(rates[1]), version
 
 
 def ratio_interval(a, b):
@@ -160,6 +200,13 @@ def format_comparison(table: pd.DataFrame, summary: dict, a, b) -> str:
         lines.append(f"The machine probes of the two runs, B/A in time: GEMM {s['probe_gemm_time_ratio']:.3f}, "
                      f"copy {s['probe_copy_time_ratio']:.3f} (a machine that itself ran slower or faster "
                      "shifts every point alike).")
+    elif "probe_versions" in s:
+        va, vb = s["probe_versions"]
+        lines.append(f"The machine probes are not compared: A's is of probe version {va}, B's of {vb} "
+                     "(softmax_core.measure.PROBE_VERSION says what changed).")
+    ta, tb = s.get("blas_threads", (None, None))
+    if ta is not None and tb is not None and ta != tb:
+        lines.append(f"A ran with {ta} BLAS thread(s), B with {tb}: the ratios include that change of setting.")
     return "\n".join(lines) + "\n"
 
 

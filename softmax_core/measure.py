@@ -361,6 +361,13 @@ def peak_memory(fn: Callable[..., Any], *args: Any, backend: Backend | None = No
     return (backend or get_backend()).peak_bytes(fn, *args)
 
 
+#: What the probe measures.  2: the copy's destination pages are kept by the allocator
+#: (:mod:`softmax_core.host_memory`); 1 (results without the key): fresh pages every copy,
+#: which read about half the bandwidth on the reference VM.  Probes of two versions are
+#: not compared.
+PROBE_VERSION = 2
+
+
 def probe_machine(backend: Backend | None = None, *, gemm_size: int = 1024,
                   copy_bytes: int = 64 * 2**20, dtype: str = "float32") -> dict:
     """The machine's ceilings: GEMM rate (GFLOP/s) and copy bandwidth (GB/s, read + write).
@@ -382,6 +389,7 @@ def probe_machine(backend: Backend | None = None, *, gemm_size: int = 1024,
         "copy_gbps": 2 * copy_bytes / copy.min / 1e9,
         "probe_gemm_size": gemm_size,
         "probe_copy_bytes": copy_bytes,
+        "probe_version": PROBE_VERSION,
     }
 
 

@@ -504,3 +504,20 @@ def test_reference_results_are_copied_only_by_the_deliberate_step(tmp_path, monk
     assert (dest / "benchmarks.json").is_file() and len(copied) == 3
     with pytest.raises(SystemExit, match="no results of commit"):
         copy_reference(src, dest, "box", ["c" * 40])
+
+
+def test_a_cached_probe_of_another_probe_version_is_not_reused(tmp_path, monkeypatch):
+    """A probe cached before the copy probe kept its pages measured something else."""
+    from bench import common
+    from softmax_core import measure as engine
+
+    monkeypatch.setenv(common.CACHE_ENV, str(tmp_path))
+    probes = []
+    monkeypatch.setattr(engine, "probe_machine", lambda b: probes.append(1) or {"gemm_gflops": 1.0, "copy_gbps": 1.0})
+    b = common.backend()
+    common.machine_rates(b)
+    common.machine_rates(b)
+    assert len(probes) == 3  # the best of three, once
+    monkeypatch.setattr(engine, "PROBE_VERSION", engine.PROBE_VERSION + 1)
+    common.machine_rates(b)
+    assert len(probes) == 6

@@ -80,6 +80,62 @@ def test_the_summary_shows_a_machine_that_ran_slower_in_its_probes(two_runs, tmp
     assert "machine probes" not in format_comparison(table, summary, a, slow)
 
 
+@pytest.mark.parametrize("gemm", [0, -1.0, float("inf"), True, "fast", None])
+def test_an_unusable_probe_drops_the_probe_line_instead_of_failing(two_runs, tmp_path, gemm):
+    import json
+
+    from softmax_core.compare import format_comparison
+
+    a, _ = two_runs
+    odd = tmp_path / "odd"
+    shutil.copytree(a, odd)
+    env = json.loads((odd / "environment.json").read_text())
+    env["probe"]["gemm_gflops"] = gemm
+    (odd / "environment.json").write_text(json.dumps(env))
+    for x, y in ((a, odd), (odd, a)):
+        table, summary = compare(x, y)
+        assert "machine probes" not in format_comparison(table, summary, x, y)
+
+
+def test_probes_of_two_versions_are_not_compared(two_runs, tmp_path):
+    import json
+
+    from softmax_core.compare import format_comparison
+
+    a, _ = two_runs
+    old = tmp_path / "old"
+    shutil.copytree(a, old)
+    env = json.loads((old / "environment.json").read_text())
+    del env["probe"]["probe_version"]  # results made before the probe kept its pages
+    (old / "environment.json").write_text(json.dumps(env))
+    table, summary = compare(old, a)
+    text = format_comparison(table, summary, old, a)
+    assert "not compared: A's is of probe version 1, B's of 2" in text and "GEMM" not in text.split("not compared")[0]
+    table, summary = compare(a / "results.csv", old / "results.csv")  # files name their folders
+    assert summary["probe_versions"] == (2, 1)
+
+
+def test_two_runs_with_different_blas_threads_say_so(two_runs, tmp_path):
+    import json
+
+    from softmax_core.compare import format_comparison
+
+    a, _ = two_runs
+    other = tmp_path / "threads"
+    shutil.copytree(a, other)
+    env = json.loads((other / "environment.json").read_text())
+    blas = [p for p in env["blas"] if p.get("user_api") == "blas"]
+    if not blas:
+        pytest.skip("no BLAS pool recorded")
+    for p in blas:
+        p["num_threads"] = p["num_threads"] + 1
+    (other / "environment.json").write_text(json.dumps(env))
+    table, summary = compare(a, other)
+    assert "B with" in format_comparison(table, summary, a, other)
+    table, summary = compare(a, a.parent / "b")
+    assert "BLAS thread" not in format_comparison(table, summary, a, a.parent / "b")
+
+
 @pytest.mark.parametrize("args,needle", [(["SAME", "SAME"], "same result set"),
                                          (["A", "/nonexistent"], "does not exist"),
                                          (["A", "B", "--out", "DIR"], "is a folder"),
