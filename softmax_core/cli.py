@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "each point's samples, so a drift of the machine's speed between rounds widens the point's "
                         "interval; a point's row is written after its last round (default: %(default)s)")
     p.add_argument("--out", type=Path,
-                   help=f"results folder (default: a new folder {DEFAULT_SWEEP_ROOT}/<time>-<backend> per run, "
+                   help=f"results folder (default: a new folder {DEFAULT_SWEEP_ROOT}/<time>-<library>-<device> per run, "
                         f"with {DEFAULT_SWEEP_ROOT}/latest pointing at it)")
     p.add_argument("--resume", action="store_true",
                    help=f"continue the results in --out (default: {DEFAULT_SWEEP_ROOT}/latest), "

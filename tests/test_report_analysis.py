@@ -150,3 +150,13 @@ def test_lecture_rows_fall_back_to_the_largest_k(tmp_path):
     at_1000 = _frame(tmp_path, [skipped, row(Case("gradient", "structured", 96, 1000, 1000))], name="l")
     rows, n, k = lecture_rows(at_1000)
     assert (n, k) == (1000, 1000) and "skipped" in set(rows["status"])
+
+
+@pytest.mark.parametrize("others, says", [([0.0, 0.0, 0.02], "the spread is the machine's own drift"),
+                                          ([0.6, 0.7, 0.0], "measure again on a quieter machine")])
+def test_read_this_first_says_whether_other_processes_were_busy(others, says):
+    from softmax_core.report.markdown import notes_section
+
+    df = pd.DataFrame({"set": "numpy-cpu", "status": "ok", "stability": "unstable", "others_cpu": others})
+    text = notes_section([], df)
+    assert "3 of 3 ok points are not marked stable" in text and says in text

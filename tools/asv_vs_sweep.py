@@ -36,6 +36,10 @@ from bench import common  # noqa: E402  (asv's settings and its default suite)
 from softmax_core.cases import Case  # noqa: E402
 from softmax_core.measure import measure  # noqa: E402
 
+#: Longest one fresh process may take (a point takes seconds).
+CHILD_TIMEOUT_S = 600
+
+
 def measure_here(points: list[Case]) -> list[float]:
     out = []
     for case in points:
@@ -48,10 +52,17 @@ def measure_here(points: list[Case]) -> list[float]:
 def measure_fresh(points: list[Case]) -> list[float]:
     """:func:`measure_here` in a fresh process (this script, with ``--child``)."""
     keys = [[c.kind, c.method, c.batch, c.features, c.classes, c.dtype, c.data] for c in points]
-    run = subprocess.run([sys.executable, __file__, "--child", json.dumps(keys)], capture_output=True,
-                         text=True, env=os.environ.copy(), timeout=1800)
+    what = ", ".join(c.label() for c in points)
+    try:
+        run = subprocess.run([sys.executable, __file__, "--child", json.dumps(keys)], capture_output=True,
+                             text=True, env=os.environ.copy(), timeout=CHILD_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise SystemExit(f"asv_vs_sweep: the fresh process measuring {what} ran past {CHILD_TIMEOUT_S} s; "
+                         "fix: run on a quieter machine, or leave that point out with --points") from None
     if run.returncode != 0:
-        raise SystemExit(f"asv_vs_sweep: the fresh process failed:\n{run.stderr[-2000:]}")
+        how = f"was killed by signal {-run.returncode}" if run.returncode < 0 else f"exited {run.returncode}"
+        raise SystemExit(f"asv_vs_sweep: the fresh process measuring {what} {how}:\n"
+                         f"{run.stderr[-2000:] or '(nothing on stderr)'}")
     return json.loads(run.stdout.splitlines()[-1])
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..stats import MAX_OTHERS_CPU
 from .analysis import (cpu_gpu_table, crossovers, lecture_rows, loglog_slopes, method_rank, ok_rows,
                        throughput_table, time_model_error, WIDE_SLOPE)
 from .fmt import NA, number, one_line, si, stability_cell, times, with_interval
@@ -50,8 +51,21 @@ def notes_section(notes: list[str], df: pd.DataFrame) -> str:
         if bad:
             lines.append(f"- {set_}: {bad} of {len(g)} ok points are not marked stable (their confidence interval "
                          "is wider than ±5% of the median, or other processes were busy meanwhile): drawn "
-                         "hollow, marked **no** ⚠ in every table.")
+                         "hollow, marked **no** ⚠ in every table." + _busy_note(g))
     return "\n".join(lines)
+
+
+def _busy_note(g: pd.DataFrame) -> str:
+    """Which of the two causes: how busy other processes kept the machine."""
+    if "others_cpu" not in g:
+        return ""
+    others = pd.to_numeric(g["others_cpu"], errors="coerce").dropna()
+    if others.empty:
+        return ""
+    busy = int((others > MAX_OTHERS_CPU).sum())
+    return (f" Other processes used {others.median():.0%} of the CPUs at the median point, more than "
+            f"{MAX_OTHERS_CPU:.0%} at {busy} of {len(others)}: "
+            + ("measure again on a quieter machine." if busy else "the spread is the machine's own drift."))
 
 
 def _blas(env: dict, backend: dict) -> str:
