@@ -71,7 +71,7 @@ def compare(a: str | Path, b: str | Path, *, threshold: float = 0.05) -> tuple[p
     """
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
         raise ValueError(f"threshold must be a fraction between 0 and 1, got {threshold!r}")
-    if Path(a).resolve() == Path(b).resolve():
+    if _folder(a) == _folder(b):
         raise ValueError(f"A and B are the same result set ({a}); fix: compare two runs, e.g. two sweeps "
                          "of the same grid")
     da, db = load_ok_points(a), load_ok_points(b)
@@ -120,22 +120,31 @@ def _probe_ratios(a, b) -> dict:
     return {"probe_gemm_time_ratio": gemm_a / gemm_b, "probe_copy_time_ratio": copy_a / copy_b}
 
 
+def _folder(where) -> Path:
+    """A results folder, given it or its results.csv."""
+    path = Path(where).resolve()
+    return path.parent if path.is_file() else path
+
+
 def _environment(where) -> dict:
     """The environment.json of a results folder (or of the folder of a results.csv); {} if unreadable."""
-    folder = Path(where)
-    if not folder.is_dir():
-        folder = folder.parent
+    folder = _folder(where)
     try:
         env = json.loads((folder / "environment.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     return env if isinstance(env, dict) else {}
 
 
+def _whole(v) -> int | None:
+    """``v`` if it is a positive whole number (not a bool), else None."""
+    return int(v) if isinstance(v, int) and not isinstance(v, bool) and v >= 1 else None
+
+
 def _blas_threads(where) -> int | None:
-    """The BLAS thread count a run measured with (None where not recorded)."""
+    """The BLAS thread count a run measured with (None where not recorded, or not one number)."""
     pools = _environment(where).get("blas")
-    threads = {p.get("num_threads") for p in pools if isinstance(p, dict) and p.get("user_api") == "blas"} \
+    threads = {_whole(p.get("num_threads")) for p in pools if isinstance(p, dict) and p.get("user_api") == "blas"} \
         if isinstance(pools, list) else set()
     return threads.pop() if len(threads) == 1 else None
 
@@ -145,14 +154,17 @@ def _read_probe(where) -> tuple[float, float, int] | None:
     of a results.csv), or None where it has no usable probe."""
     try:
         probe = _environment(where)["probe"]
-        rates = [probe["gemm_gflops"], probe["copy_gbps"]]
-        version = probe.get("probe_version", 1)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raw = [probe["gemm_gflops"], probe["copy_gbps"]]
+        version = _whole(probe.get("probe_version", 1))
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in raw):
+            return None
+        rates = [float(v) for v in raw]  # an integer too large for a float raises OverflowError
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError):
         return None
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
-               for v in rates):
+    # a rate must be a number whose ratio to another one is a number
+    if version is None or not all(1e-30 < v < 1e30 for v in rates):
         return None
-    return float(rates[0]), float(rates[1]), version
+    return rates[0], rates[1], version
 
 
 def ratio_interval(a, b):

@@ -221,18 +221,17 @@ def _measure_point(case: Case, backend: Backend, guard: Guard, data, pooled: dic
     row = _point_row(case, predicted_s)
     load_before = load_average()
     first_round = case.key not in pooled
-    # the cold call takes fresh pages: memory kept from earlier points is handed back
-    # first (host_memory); a later round hands it back only if the heap could outgrow the
-    # budget, and then warms up again
-    refaults = False
-    if not backend.is_gpu:
-        if first_round:
-            release_retained_memory()
-        else:
-            refaults = make_room(case.cost.peak_bytes + case.input_bytes, guard.memory_budget_bytes)
+    # a later round hands the memory kept from earlier points back only if the heap could
+    # outgrow the budget (host_memory), and then warms up again
+    refaults = not first_round and not backend.is_gpu and make_room(case.cost.peak_bytes + case.input_bytes,
+                                                                    guard.memory_budget_bytes)
     long = not first_round and pooled[case.key].median >= LONG_CALL_S and not refaults
     try:
         fn, args = case.prepare(backend, data)
+        if first_round and not backend.is_gpu:
+            # the cold call takes fresh pages: what prepare's check call and earlier points
+            # left kept goes back first
+            release_retained_memory()
         m = measure(fn, *args, backend=backend, min_samples=samples_per_round(rounds),
                     max_time_s=guard.time_budget_s * POINT_TIME_SHARE / rounds,
                     min_time_s=MIN_TIME_S / rounds, cold=first_round, warm_up=not long)

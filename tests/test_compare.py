@@ -80,7 +80,7 @@ def test_the_summary_shows_a_machine_that_ran_slower_in_its_probes(two_runs, tmp
     assert "machine probes" not in format_comparison(table, summary, a, slow)
 
 
-@pytest.mark.parametrize("gemm", [0, -1.0, float("inf"), True, "fast", None])
+@pytest.mark.parametrize("gemm", [0, -1.0, float("inf"), True, "fast", None, 10**400, 5e-324, [1]])
 def test_an_unusable_probe_drops_the_probe_line_instead_of_failing(two_runs, tmp_path, gemm):
     import json
 
@@ -95,6 +95,34 @@ def test_an_unusable_probe_drops_the_probe_line_instead_of_failing(two_runs, tmp
     for x, y in ((a, odd), (odd, a)):
         table, summary = compare(x, y)
         assert "machine probes" not in format_comparison(table, summary, x, y)
+
+
+@pytest.mark.parametrize("field, value", [("probe_version", "2"), ("probe_version", True), ("num_threads", "2"),
+                                          ("num_threads", [2]), ("num_threads", True)])
+def test_odd_versions_and_thread_counts_are_not_read_as_facts(two_runs, tmp_path, field, value):
+    import json
+
+    from softmax_core.compare import format_comparison
+
+    a, _ = two_runs
+    odd = tmp_path / "odd"
+    shutil.copytree(a, odd)
+    env = json.loads((odd / "environment.json").read_text())
+    if field == "probe_version":
+        env["probe"][field] = value
+    else:
+        for pool in env["blas"]:
+            pool[field] = value
+    (odd / "environment.json").write_text(json.dumps(env))
+    table, summary = compare(a, odd)
+    text = format_comparison(table, summary, a, odd)
+    assert "probe version" not in text and "BLAS thread" not in text
+
+
+def test_a_folder_and_its_results_file_are_the_same_set(two_runs):
+    a, _ = two_runs
+    with pytest.raises(ValueError, match="same result set"):
+        compare(a, a / "results.csv")
 
 
 def test_probes_of_two_versions_are_not_compared(two_runs, tmp_path):

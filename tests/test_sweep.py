@@ -458,14 +458,18 @@ def test_each_point_makes_room_for_its_need_within_the_memory_budget(tmp_path, c
     a later round that could push the process past the budget (host_memory.make_room)."""
     from softmax_core import sweep as sweep_module
 
-    asked, released = [], []
+    asked, events = [], []
     monkeypatch.setattr(sweep_module, "make_room", lambda need, budget: asked.append((need, budget)) or False)
-    monkeypatch.setattr(sweep_module, "release_retained_memory", lambda: released.append(1))
+    monkeypatch.setattr(sweep_module, "release_retained_memory", lambda: events.append("release"))
+    real_prepare, real_measure = Case.prepare, sweep_module.measure
+    monkeypatch.setattr(Case, "prepare", lambda self, *a: events.append("prepare") or real_prepare(self, *a))
+    monkeypatch.setattr(sweep_module, "measure", lambda *a, **kw: events.append("measure") or real_measure(*a, **kw))
     grid = Grid(methods=("structured",), batches=(2,), classes=(3,), features=(5,), epochs_on="none",
                 time_budget_s=0.5)
     run_sweep(grid, cpu, tmp_path / "r", memory_budget=10**9, progress=False, rounds=3)
     case = grid.cases()[0]
-    assert released == [1]  # before the cold call: it takes fresh pages
+    # after prepare (whose check call maps the call's memory), right before the cold call
+    assert events == ["prepare", "release", "measure"] + ["prepare", "measure"] * 2
     assert asked == [(case.cost.peak_bytes + case.input_bytes, 10**9)] * 2  # rounds 2 and 3
 
 
