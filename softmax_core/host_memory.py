@@ -22,9 +22,9 @@ mapped, as CuPy's memory pool and torch's caching allocator do on a GPU; the
 call still allocates and writes its Jacobian every time (that cost, O(k²n)
 bytes written, is the method's), and the cost of fresh pages is the cold first
 call's (``time_first_s``) when the process had handed its kept memory back
-before it (the sweep does so before each point's first round).  Measured on the reference VM, 8 alternating calls
-each at n = 784, k = 1000: naive 0.75-0.77 s and naive_batched 0.75-0.77 s,
-where they ranged over 0.90-2.44 s before.
+before it (the sweep does so right before each point's cold call).  Measured on
+the reference VM, 6 alternating calls each at n = 784, k = 1000: naive 0.75-0.77 s
+and naive_batched 0.75-0.77 s, where they ranged over 0.90-2.44 s before.
 
 Other C libraries (musl, macOS) are left as they are; :func:`allocator`
 says which state the process is in, and the environment record keeps it.
