@@ -64,13 +64,16 @@ class SweepSummary:
     counts: dict = field(default_factory=lambda: {"ok": 0, "skipped": 0, "error": 0, "unstable": 0})
     wall_s: float = 0.0
     damaged_rows: list = field(default_factory=list)
+    #: points measured by an earlier run and kept by --resume
+    kept: int = 0
 
     def text(self) -> str:
         c = self.counts
         if not any(c[k] for k in ("ok", "skipped", "error")):
             return f"nothing left to measure: every point is in {self.out / 'results.csv'}"
+        kept = f" ({self.kept} ok measured before, kept)" if self.kept else ""
         return (f"{c['ok']} ok ({c['unstable']} not stable), {c['skipped']} skipped, {c['error']} error "
-                f"in {self.wall_s:.0f} s; results: {self.out / 'results.csv'}")
+                f"in {self.wall_s:.0f} s{kept}; results: {self.out / 'results.csv'}")
 
 
 def run_sweep(grid: Grid, backend: Backend, out_dir: str | os.PathLike, *, resume: bool = False,
@@ -150,6 +153,7 @@ def _run_locked(grid, backend, out, resume, budget, epoch_data, progress, rounds
         else:
             retry.add(case.key)
     todo = [c for c in grid.cases() if c.key not in done]
+    summary.kept = len(done)
     pooled: dict[tuple, Measurement] = {}
     predicted: dict[tuple, float] = {}  # each point's predicted seconds, made before its first round
     run_id = uuid.uuid4().hex[:12]

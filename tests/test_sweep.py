@@ -263,6 +263,18 @@ def test_resume_runs_skipped_points_that_now_fit_the_budget(tmp_path, cpu):
     assert [r["status"] for r in read_results(tmp_path / "results.csv")] == ["skipped", "ok"]
 
 
+def test_a_resumed_sweep_counts_the_points_it_kept(tmp_path, cpu):
+    """A resume that re-checks skipped points said '0 ok', as if nothing had been measured."""
+    grid = Grid(methods=("structured",), batches=(2, 4096), classes=(3,), features=(5,), epochs_on="none",
+                time_budget_s=2)
+    big = Case("gradient", "structured", 4096, 5, 3)
+    budget = big.cost.peak_bytes + big.input_bytes - 1  # the small point fits, the big one does not
+    run_sweep(grid, cpu, tmp_path, memory_budget=budget, progress=False)
+    run_sweep(grid, cpu, tmp_path, memory_budget=budget, resume=True, progress=False)
+    text = run_sweep.last_summary.text()
+    assert text.startswith("0 ok (0 not stable), 1 skipped") and "(1 ok measured before, kept)" in text
+
+
 def test_duplicate_grid_values_are_one_point():
     grid = Grid(methods=("structured", "structured"), batches=(1, 1, 8), classes=(3,), features=(5, 5),
                 epochs_on="none")
