@@ -61,7 +61,7 @@ DEFAULT_MAX_CALL_S = 0.3
 REFERENCE_GEMM_FLOPS_PER_S = 179.6e9
 REFERENCE_COPY_BYTES_PER_S = 22.0e9
 #: Sampling cap of one point, seconds.  The sweep gives a point a tenth of its time budget
-#: (2 s at the default 20 s, over its rounds); a commit's asv run must end in minutes, so a third of that.  The
+#: (2.5 s at the default 25 s, over its rounds); a commit's asv run must end in minutes, so a third of that.  The
 #: engine stops as soon as the median's interval is within ±2%, which on a quiet machine
 #: most points reach well before; the cap only bounds what a noisy point may take.  It sets
 #: the interval's width, not where the median lies.
