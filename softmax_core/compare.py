@@ -20,13 +20,13 @@ slower or faster during one of them.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .report.results import read_environment
 from .results import COLUMNS, KEY_COLUMNS, SchemaError, check_header, parse_stable, read_rows, row_case
 
 VERDICTS = ("SAME", "FASTER", "SLOWER", "UNSURE")
@@ -98,26 +98,26 @@ def compare(a: str | Path, b: str | Path, *, threshold: float = 0.05) -> tuple[p
         "median_abs_change": float(change.median()) if len(stable) else math.nan,
         "p95_abs_change": float(change.quantile(0.95)) if len(stable) else math.nan,
         "threshold": threshold,
-        **_probe_ratios(a, b),
-        "blas_threads": (_blas_threads(a), _blas_threads(b)),
+        **_machine_facts(_environment(a), _environment(b)),
     }
     return table.reset_index(), summary
 
 
-def _probe_ratios(a, b) -> dict:
-    """B/A of the time the machine probes took (GEMM, copy), from each side's
-    environment.json: a host that ran slower for a while shifts every point alike,
-    and the probes show it.  NaN where a side has no readable, positive probe, or
-    where the two were made by different probe versions (then ``probe_versions``
-    says which)."""
-    probes = [_read_probe(folder) for folder in (a, b)]
-    out = {"probe_gemm_time_ratio": math.nan, "probe_copy_time_ratio": math.nan}
+def _machine_facts(env_a: dict, env_b: dict) -> dict:
+    """What the two runs' environment records say about the machines: B/A of the time
+    their probes took (GEMM, copy; a host that ran slower for a while shifts every point
+    alike, and the probes show it), NaN where a side has no usable probe or the two are
+    of different probe versions (then ``probe_versions`` says which); and each side's
+    BLAS threads (``blas_threads``)."""
+    out = {"probe_gemm_time_ratio": math.nan, "probe_copy_time_ratio": math.nan,
+           "blas_threads": (_blas_threads(env_a), _blas_threads(env_b))}
+    probes = [_read_probe(env_a), _read_probe(env_b)]
     if None in probes:
         return out
     (gemm_a, copy_a, version_a), (gemm_b, copy_b, version_b) = probes
     if version_a != version_b:
         return {**out, "probe_versions": (version_a, version_b)}
-    return {"probe_gemm_time_ratio": gemm_a / gemm_b, "probe_copy_time_ratio": copy_a / copy_b}
+    return {**out, "probe_gemm_time_ratio": gemm_a / gemm_b, "probe_copy_time_ratio": copy_a / copy_b}
 
 
 def _folder(where) -> Path:
@@ -127,13 +127,12 @@ def _folder(where) -> Path:
 
 
 def _environment(where) -> dict:
-    """The environment.json of a results folder (or of the folder of a results.csv); {} if unreadable."""
-    folder = _folder(where)
+    """The environment record of a results folder (or of the folder of a results.csv);
+    {} where it is missing or unreadable: the comparison does not need it."""
     try:
-        env = json.loads((folder / "environment.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
+        return read_environment(_folder(where))
+    except ValueError:
         return {}
-    return env if isinstance(env, dict) else {}
 
 
 def _whole(v) -> int | None:
@@ -141,25 +140,25 @@ def _whole(v) -> int | None:
     return int(v) if isinstance(v, int) and not isinstance(v, bool) and v >= 1 else None
 
 
-def _blas_threads(where) -> int | None:
+def _blas_threads(env: dict) -> int | None:
     """The BLAS thread count a run measured with (None where not recorded, or not one number)."""
-    pools = _environment(where).get("blas")
+    pools = env.get("blas")
     threads = {_whole(p.get("num_threads")) for p in pools if isinstance(p, dict) and p.get("user_api") == "blas"} \
         if isinstance(pools, list) else set()
     return threads.pop() if len(threads) == 1 else None
 
 
-def _read_probe(where) -> tuple[float, float, int] | None:
-    """(GEMM rate, copy bandwidth, probe version) of a results folder (or of the folder
-    of a results.csv), or None where it has no usable probe."""
+def _read_probe(env: dict) -> tuple[float, float, int] | None:
+    """(GEMM rate, copy bandwidth, probe version) of an environment record, or None where
+    it has no usable probe."""
     try:
-        probe = _environment(where)["probe"]
+        probe = env["probe"]
         raw = [probe["gemm_gflops"], probe["copy_gbps"]]
         version = _whole(probe.get("probe_version", 1))
         if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in raw):
             return None
         rates = [float(v) for v in raw]  # an integer too large for a float raises OverflowError
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError):
+    except (KeyError, TypeError, AttributeError, OverflowError):
         return None
     # a rate must be a number whose ratio to another one is a number
     if version is None or not all(1e-30 < v < 1e30 for v in rates):

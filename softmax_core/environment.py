@@ -47,7 +47,7 @@ def record(backend: Backend | None = None) -> dict:
     """Everything that decides what a measurement means, as a JSON-able dict.
 
     Keys: ``machine`` (platform, CPU model, cores, frequency governor, memory,
-    load, the host allocator's state), ``blas (threadpoolctl's view of each thread pool), ``backend``
+    load, the host allocator's state), ``blas`` (threadpoolctl's view of each thread pool), ``backend``
     (the library, device and, on a GPU, card, memory, driver and CUDA versions),
     ``versions`` (Python and libraries) and ``git_commit``.  With a backend, the
     backend is settled first (:meth:`Backend.settle`), so the record describes the

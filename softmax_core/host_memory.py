@@ -33,6 +33,7 @@ says which state the process is in, and the environment record keeps it.
 from __future__ import annotations
 
 import ctypes
+import functools
 import platform
 from pathlib import Path
 
@@ -46,7 +47,9 @@ PAGE_REPORTING = Path("/sys/module/page_reporting/parameters")
 _state: dict = {"retained": False}
 
 
+@functools.cache
 def _glibc():
+    """The C library's handle where it is glibc (looked up once), else None."""
     if platform.libc_ver()[0] != "glibc":
         return None
     try:

@@ -178,7 +178,7 @@ def read_json_object(path: Path, fix: str) -> dict:
         return {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, RecursionError) as exc:  # RecursionError: JSON nested too deep
         raise ValueError(f"cannot read {path} ({exc}); fix: {fix}") from None
     return data if isinstance(data, dict) else {}
 
