@@ -1,8 +1,8 @@
 """The asv (airspeed velocity) benchmark suite of softmax-bench: see docs/asv.md.
 
-Every point is a :class:`softmax_core.cases.Case` of the sweep's grid
-(:data:`softmax_core.cases.DEFAULT_GRID`), measured by the sweep's engine
-(:func:`softmax_core.measure.measure`) with the sweep's settings; asv only stores and
+Every point is a :class:`softmax_core.runs.cases.Case` of the sweep's grid
+(:data:`softmax_core.runs.cases.DEFAULT_GRID`), measured by the sweep's engine
+(:func:`softmax_core.measure.engine.measure`) with the sweep's settings; asv only stores and
 compares what the engine measured.
 
 * :mod:`.gradient`: ``Gradient.track_time`` (seconds) and ``Gradient.track_peak_bytes``

@@ -1,6 +1,6 @@
 """Shared helpers of the asv suite: suite selection, backend, guard, and the measuring engine.
 
-Every time this suite reports comes from :func:`softmax_core.measure.measure`, called as
+Every time this suite reports comes from :func:`softmax_core.measure.engine.measure`, called as
 the sweep calls it for a point, with a shorter sampling cap (:func:`measured`): asv's own
 timing loop is never used.  asv runs each benchmark and parameter combination in a fresh process (forked
 from a server that has imported this package, see ``launch_method`` in ``asv.conf.json``),
@@ -9,7 +9,7 @@ time predictions rest on is cached on disk instead (:func:`machine_rates`).
 
 Which points run
 ----------------
-Each benchmark's parameters are the whole grid (:data:`softmax_core.cases.DEFAULT_GRID`),
+Each benchmark's parameters are the whole grid (:data:`softmax_core.runs.cases.DEFAULT_GRID`),
 so a result always names its point.  A point is measured when
 
 1. it belongs to the suite chosen by ``SOFTMAX_ASV_SUITE``: ``default`` (unset) holds the
@@ -35,14 +35,23 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from softmax_core import measure as engine  # a module: a bare function here could be taken for a benchmark
-from softmax_core._io import atomic_write_text
-from softmax_core.backend import Backend, BackendError, get_backend
-from softmax_core.cases import (DEFAULT_GRID, EPOCH_CLASSES, EPOCH_FEATURES, Case, Guard,
-                                default_memory_budget)
-from softmax_core.environment import cpu_model, set_threads
-from softmax_core.sweep import POINT_TIME_SHARE
-from softmax_core.timemodel import TimeModel
+from .library import (
+    DEFAULT_GRID,
+    EPOCH_CLASSES,
+    EPOCH_FEATURES,
+    POINT_TIME_SHARE,
+    Backend,
+    BackendError,
+    Case,
+    Guard,
+    TimeModel,
+    atomic_write_text,
+    cpu_model,
+    default_memory_budget,
+    engine,  # a module: a bare function here could be taken for a benchmark
+    get_backend,
+    set_threads,
+)
 
 #: The sweep's grid: every parameter list of the suite comes from here.
 GRID = DEFAULT_GRID
@@ -71,7 +80,7 @@ MAX_TIME_S = GRID.time_budget_s * POINT_TIME_SHARE / 3
 #: never reach it (fully separated, p = 0.0022) and are then never "slower"; 7 against 7 can.
 ASV_MIN_SAMPLES = 7
 #: Calls one asv process makes at least: cold, warm-up, ASV_MIN_SAMPLES samples, the peak
-#: pass (softmax_core.cases.calls_per_point's count with asv's samples).  Spelled out here,
+#: pass (softmax_core.runs.cases.calls_per_point's count with asv's samples).  Spelled out here,
 #: as is :func:`asv_samples_per_round`, because asv runs today's bench/ against every
 #: commit's softmax_core: the suite may use only what older commits' library has.
 ASV_CALLS_PER_POINT = 1 + 1 + ASV_MIN_SAMPLES + 1
@@ -161,14 +170,14 @@ def backend() -> Backend:
 
 
 def machine_rates(b: Backend) -> dict:
-    """:func:`softmax_core.measure.probe_machine` of this machine and backend, probed once.
+    """:func:`softmax_core.measure.engine.probe_machine` of this machine and backend, probed once.
 
     The best of three probes (a few seconds) is cached as JSON in ``$SOFTMAX_ASV_CACHE``
     (default: the temporary folder)``/softmax-bench-asv/``, keyed by host, backend,
     processor and the probe's version, so that every process of a run, and every later run, predicts with the same
     rates and skips the same points.  Delete the file to probe again.
     """
-    # older libraries have no PROBE_VERSION: their probe is version 1 (see softmax_core.measure)
+    # older libraries have no PROBE_VERSION: their probe is version 1 (see softmax_core.measure.engine)
     ident = [platform.node(), b.label, cpu_model(), os.cpu_count(), getattr(engine, "PROBE_VERSION", 1)]
     if b.is_gpu:
         ident.append(b.describe().get("gpu_name"))
@@ -261,7 +270,7 @@ def measured(fn: Callable, args: tuple, label: str = "") -> engine.Measurement:
     Under ``asv run --quick`` (:func:`asv_quick`): one warm-up call and one sample, a smoke
     test of the point.  Over asv's rounds (``-a rounds=N``, e.g. the interleaved regression
     gate) the point's sampling time is shared out as the sweep's ``--rounds`` shares it: at
-    least :data:`~softmax_core.measure.MIN_TIME_S` and at most :data:`MAX_TIME_S` in all,
+    least :data:`~softmax_core.measure.engine.MIN_TIME_S` and at most :data:`MAX_TIME_S` in all,
     and at least :data:`ASV_MIN_SAMPLES` samples in all (2 a round at least).  A full
     measurement that the engine does not call stable (a wide interval, or other processes
     busy meanwhile) is printed: asv keeps a benchmark's output with its result and shows it

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import math
 
-from softmax_core.cases import EPOCH_CLASSES, EPOCH_FEATURES, EPOCH_SAMPLES, synthetic_data
-from softmax_core.reference import epoch_overhead
-
 from . import common
+from .library import EPOCH_CLASSES, EPOCH_FEATURES, EPOCH_SAMPLES, epoch_overhead, synthetic_data
 
 #: Batch size of the overhead check (the README's MNIST training).
 BATCH = 100

@@ -1,14 +1,14 @@
 """softmax-bench: what softmax regression really costs on your hardware.
 
-The math lives in :mod:`softmax_core.model`, backends in :mod:`.backend`, data in
+The math lives in :mod:`softmax_core.model.softmax`, backends in :mod:`.backend`, data in
 :mod:`.data`, the cost model in :mod:`.costmodel`, timing and memory in
 :mod:`.measure`, the benchmark grid and its guard in :mod:`.cases`, the sweep in
 :mod:`.sweep`, reports in :mod:`.report` and the command line in :mod:`.cli`.
 """
 
-from .backend import Backend, BackendError, get_backend
+from .backends.base import Backend, BackendError, get_backend
 from .data import DataError, MNIST, fetch_mnist, load_mnist, make_synthetic
-from .model import (
+from .model.softmax import (
     GRADIENTS,
     cross_entropy,
     error_rate,

@@ -18,10 +18,10 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from ._io import atomic_write_text
-from .backend import BACKENDS, DEVICES, BackendError, get_backend
+from .fileio import atomic_write_text
+from .backends.base import BACKENDS, DEVICES, BackendError, get_backend
 from .data import DEFAULT_MIRRORS, DataError, default_data_dir, fetch_mnist, load_mnist
-from .model import GRADIENTS, get_gradient, train
+from .model.softmax import GRADIENTS, get_gradient, train
 
 EPOCH_COLUMNS = ("epoch", "train_loss", "train_err", "test_loss", "test_err", "seconds")
 EXIT_ERROR = 1
@@ -66,7 +66,7 @@ def _thread_count(text: str) -> int:
 
 
 def _rounds(text: str) -> int:
-    from .sweep import MAX_ROUNDS
+    from .runs.sweep import MAX_ROUNDS
 
     value = _positive_int(text)
     if value > MAX_ROUNDS:
@@ -159,8 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="measure time and memory across methods, batch sizes and class counts",
                        description="Measure every point of the grid (guarded by memory and time budgets) "
                                    "and write results.csv, environment.json and the report.")
-    from .cases import DEFAULT_GRID, DEFAULT_ROUNDS, METHODS
-    from .sweep import MAX_ROUNDS
+    from .runs.cases import DEFAULT_GRID, DEFAULT_ROUNDS, METHODS
+    from .runs.sweep import MAX_ROUNDS
 
     p.add_argument("--methods", type=_name_list(METHODS), default=list(DEFAULT_GRID.methods),
                    help="gradient methods, comma-separated (default: %(default)s)")
@@ -232,14 +232,14 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--timeout", type=_positive_float, default=60.0,
                    help="seconds a read may stall (default: %(default)s)")
     _add_reference_set_parsers(sub)
-    from .scaling import add_parser as add_scale_parser
+    from .dask.scale import add_parser as add_scale_parser
 
     add_scale_parser(sub)
     return parser
 
 
 def _add_reference_set_parsers(sub) -> None:
-    """The ``suite`` and ``sidebyside`` commands (softmax_core.suite, softmax_core.sidebyside)."""
+    """The ``suite`` and ``sidebyside`` commands (softmax_core.suite, softmax_core.baseline.sidebyside)."""
     from .suite import STAGES
 
     p = sub.add_parser("suite", help="the whole reference set on this device within a time budget, and one archive",
@@ -271,7 +271,7 @@ def _add_reference_set_parsers(sub) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        from .environment import set_threads
+        from .measure.environment import set_threads
 
         set_threads(getattr(args, "threads", None))
         code = _COMMANDS[args.command](args)
@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
 def _cmd_train(args) -> int:
     import functools
 
-    from .measure import Measurement, time_once
+    from .measure.engine import Measurement, time_once
 
     backend = get_backend(args.device, args.backend)
     data = load_mnist(args.data_dir)
@@ -332,7 +332,7 @@ def _csv_text(columns, rows) -> str:
 
 def _cmd_info(args) -> int:
     backend = get_backend(args.device, args.backend)
-    from .environment import blas_summary, record
+    from .measure.environment import blas_summary, record
 
     info = record(backend)
     if args.json:
@@ -353,7 +353,7 @@ def _cmd_data(args) -> int:
 
 
 def _cmd_overhead(args) -> int:
-    from .reference import epoch_overhead
+    from .baseline.plain import epoch_overhead
 
     data = load_mnist(args.data_dir)
     print(f"measuring three MNIST epochs side by side: at least {args.rounds} rounds, at most "
@@ -364,8 +364,8 @@ def _cmd_overhead(args) -> int:
 
 
 def _cmd_sweep(args) -> int:
-    from .cases import Grid
-    from .sweep import run_sweep
+    from .runs.cases import Grid
+    from .runs.sweep import run_sweep
 
     backend = get_backend(args.device, args.backend)
     grid = Grid(methods=tuple(args.methods), batches=tuple(args.batch), classes=tuple(args.classes),
@@ -419,7 +419,7 @@ def _point_latest(folder: Path) -> None:
 
 
 def _cmd_compare(args) -> int:
-    from .compare import compare, format_comparison
+    from .report.compare import compare, format_comparison
 
     if args.out is not None and args.out.is_dir():
         raise ValueError(f"--out {args.out} is a folder; fix: give a file name, e.g. {args.out / 'compare.md'}")
@@ -446,7 +446,7 @@ _COMMANDS = {"train": _cmd_train, "info": _cmd_info, "data": _cmd_data, "overhea
 
 
 def _cmd_scale(args) -> int:
-    from .scaling import run
+    from .dask.scale import run
 
     return run(args)
 
@@ -469,7 +469,7 @@ def _cmd_suite(args) -> int:
 def _cmd_sidebyside(args) -> int:
     import time
 
-    from . import sidebyside as sbs
+    from .baseline import sidebyside as sbs
 
     start = time.monotonic()
     workloads = None

@@ -10,7 +10,7 @@ killed or recorded, and the suite goes on to write what it has):
    library this device has: CuPy on a GPU, NumPy, array-api-strict, torch);
 3. ``train`` / ``train-torch``: the MNIST recipe (θ = 0, lr 0.2, batch 100, 10
    epochs) on the device's library and on torch, checked against 7.97 %;
-4. ``sidebyside``: :mod:`softmax_core.sidebyside`;
+4. ``sidebyside``: :mod:`softmax_core.baseline.sidebyside`;
 5. ``sweep``: the default grid, in two passes into one folder (structured
    gradients and epochs at B > 1 first, then ``--resume`` with the whole grid,
    whose last point is the B = 1 epoch), its per-point ``--time-budget`` shrunk
@@ -35,8 +35,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ._io import atomic_write_text
-from .environment import load_average
+from .fileio import atomic_write_text
+from .measure.environment import load_average
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_FILES = ("tests/test_backend.py", "tests/test_model.py", "tests/test_measure.py", "tests/test_sidebyside.py")
@@ -275,7 +275,7 @@ class Suite:
         st.status, st.detail = "failed" if bad else "ok" if rc == 0 else st.status, "; ".join(notes)
 
     def _sweep(self, st: Stage) -> None:
-        from .cases import DEFAULT_GRID, Grid
+        from .runs.cases import DEFAULT_GRID, Grid
 
         grid = Grid(batches=QUICK_SWEEP["batch"], classes=QUICK_SWEEP["classes"],
                     features=QUICK_SWEEP["features"]) if self.quick else DEFAULT_GRID

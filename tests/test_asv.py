@@ -29,8 +29,8 @@ import numpy as np
 import pytest
 
 from softmax_core import BackendError, get_backend
-from softmax_core.cases import DEFAULT_GRID, MIN_SAMPLES, Case, Guard
-from softmax_core.timemodel import TimeModel
+from softmax_core.runs.cases import DEFAULT_GRID, MIN_SAMPLES, Case, Guard
+from softmax_core.measure.timemodel import TimeModel
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MACHINE = "softmax-bench-test"
@@ -189,7 +189,7 @@ def test_asv_quick_is_seen_in_a_real_asv_runner_process(bench, tmp_path):
 def test_asv_rounds_share_out_the_points_sampling_time_as_the_sweeps_rounds_do(bench, monkeypatch):
     """``-a rounds=3`` (the interleaved gate): each round samples a third of one round's
     time, and the rounds together give asv at least ASV_MIN_SAMPLES samples."""
-    from softmax_core import measure as engine
+    from softmax_core.measure import engine
 
     common = bench["common"]
     seen = []
@@ -509,7 +509,7 @@ def test_reference_results_are_copied_only_by_the_deliberate_step(tmp_path, monk
 def test_a_cached_probe_of_another_probe_version_is_not_reused(tmp_path, monkeypatch):
     """A probe cached before the copy probe kept its pages measured something else."""
     from bench import common
-    from softmax_core import measure as engine
+    from softmax_core.measure import engine
 
     monkeypatch.setenv(common.CACHE_ENV, str(tmp_path))
     probes = []

@@ -210,7 +210,7 @@ def test_describe(backend):
 
 def test_environment_record_has_machine_blas_and_versions(backend):
     """The machine facts moved from describe() to the one environment record."""
-    from softmax_core.environment import blas_summary, record
+    from softmax_core.measure.environment import blas_summary, record
 
     env = record(backend)
     assert env["backend"]["label"] == backend.label
@@ -223,11 +223,11 @@ def test_environment_record_says_how_host_memory_behaves(tmp_path, monkeypatch):
     """Whether freed memory is kept while measuring, and whether the host takes freed pages back."""
     import platform
 
-    from softmax_core import host_memory
-    from softmax_core.environment import record
+    from softmax_core.measure import host_memory
+    from softmax_core.measure.environment import record
 
     monkeypatch.setattr(host_memory, "PAGE_REPORTING", tmp_path)
-    from softmax_core import backend as backend_module
+    from softmax_core.backends import base as backend_module
 
     monkeypatch.setitem(host_memory._state, "retained", False)
     monkeypatch.setattr(backend_module, "_SETTLED", set())
@@ -240,7 +240,7 @@ def test_environment_record_says_how_host_memory_behaves(tmp_path, monkeypatch):
 
 
 def test_a_refused_mallopt_leaves_no_half_policy_and_is_not_recorded_as_kept(monkeypatch):
-    from softmax_core import host_memory
+    from softmax_core.measure import host_memory
 
     calls = []
 

@@ -7,9 +7,9 @@ import sys
 import pytest
 
 from softmax_core import get_backend
-from softmax_core.cases import Grid
-from softmax_core.compare import compare, verdict
-from softmax_core.sweep import run_sweep
+from softmax_core.runs.cases import Grid
+from softmax_core.report.compare import compare, verdict
+from softmax_core.runs.sweep import run_sweep
 
 
 @pytest.mark.parametrize("lo,hi,expected", [(0.99, 1.02, "SAME"), (1.2, 1.4, "SLOWER"), (0.5, 0.7, "FASTER"),
@@ -62,7 +62,7 @@ def test_a_ten_times_slower_copy_is_slower(two_runs, tmp_path):
 def test_the_summary_shows_a_machine_that_ran_slower_in_its_probes(two_runs, tmp_path):
     import json
 
-    from softmax_core.compare import format_comparison
+    from softmax_core.report.compare import format_comparison
 
     a, _ = two_runs
     slow = tmp_path / "slow_host"
@@ -84,7 +84,7 @@ def test_the_summary_shows_a_machine_that_ran_slower_in_its_probes(two_runs, tmp
 def test_an_unusable_probe_drops_the_probe_line_instead_of_failing(two_runs, tmp_path, gemm):
     import json
 
-    from softmax_core.compare import format_comparison
+    from softmax_core.report.compare import format_comparison
 
     a, _ = two_runs
     odd = tmp_path / "odd"
@@ -102,7 +102,7 @@ def test_an_unusable_probe_drops_the_probe_line_instead_of_failing(two_runs, tmp
 def test_odd_versions_and_thread_counts_are_not_read_as_facts(two_runs, tmp_path, field, value):
     import json
 
-    from softmax_core.compare import format_comparison
+    from softmax_core.report.compare import format_comparison
 
     a, _ = two_runs
     odd = tmp_path / "odd"
@@ -128,7 +128,7 @@ def test_a_folder_and_its_results_file_are_the_same_set(two_runs):
 def test_probes_of_two_versions_are_not_compared(two_runs, tmp_path):
     import json
 
-    from softmax_core.compare import format_comparison
+    from softmax_core.report.compare import format_comparison
 
     a, _ = two_runs
     old = tmp_path / "old"
@@ -146,7 +146,7 @@ def test_probes_of_two_versions_are_not_compared(two_runs, tmp_path):
 def test_two_runs_with_different_blas_threads_say_so(two_runs, tmp_path):
     import json
 
-    from softmax_core.compare import format_comparison
+    from softmax_core.report.compare import format_comparison
 
     a, _ = two_runs
     other = tmp_path / "threads"

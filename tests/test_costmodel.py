@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from softmax_core import get_backend
-from softmax_core.cases import Case
-from softmax_core.costmodel import epoch_cost, format_bytes, gradient_cost, sgd_step_cost
-from softmax_core.measure import peak_memory
-from softmax_core.model import sgd_epoch
+from softmax_core.runs.cases import Case
+from softmax_core.model.cost import epoch_cost, format_bytes, gradient_cost, sgd_step_cost
+from softmax_core.measure.engine import peak_memory
+from softmax_core.model.softmax import sgd_epoch
 
 
 def test_lecture_table_at_imagenet_scale():

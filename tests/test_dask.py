@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from softmax_core import BackendError, get_backend
-from softmax_core.chunked import BLOCK_ROWS, chunk_bounds, reference_gradient, rows, synthetic, synthetic_dask
-from softmax_core.model import grad_naive, grad_structured, sgd_epoch, train
+from softmax_core.dask.chunked import BLOCK_ROWS, chunk_bounds, reference_gradient, rows, synthetic, synthetic_dask
+from softmax_core.model.softmax import grad_naive, grad_structured, sgd_epoch, train
 
 CHUNK = 64
 
@@ -72,7 +72,7 @@ def cluster():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
                                   dashboard_address=None, silence_logs=50) as c:
         yield c
-        from softmax_core.distributed import close_all
+        from softmax_core.dask.cluster import close_all
 
         close_all()  # the backend's client, before its cluster goes
 
@@ -126,7 +126,7 @@ def test_gradient_equals_numpy(dask_b, problem, grad, dtype):
 
 
 def test_sgd_epoch_equals_numpy(dask_b, problem):
-    from softmax_core import distributed as dd
+    from softmax_core.dask import cluster as dd
 
     X, y, theta = problem
     X, y = X[:150], y[:150]  # 5 steps of 32 (the last of 22), across chunks of 64
@@ -152,8 +152,8 @@ def test_streamed_gradient_equals_the_chunked_numpy_reference(dask_b):
 def test_a_measured_call_is_computed(dask_b, problem):
     import dask
 
-    from softmax_core.distributed import computed, materialize
-    from softmax_core.measure import measure
+    from softmax_core.dask.cluster import computed, materialize
+    from softmax_core.measure.engine import measure
 
     X, y, theta = problem
     args = dask_b.asarray(X), dask_b.asarray(y), dask_b.asarray(theta)
@@ -174,7 +174,7 @@ def test_a_measured_call_is_computed(dask_b, problem):
 
 
 def test_peak_memory_per_worker(dask_b, problem):
-    from softmax_core.dask_metrics import engine_stats, worker_peaks
+    from softmax_core.dask.metrics import engine_stats, worker_peaks
 
     X, y, theta = problem
     args = dask_b.asarray(X), dask_b.asarray(y), dask_b.asarray(theta)
@@ -188,8 +188,8 @@ def test_peak_memory_per_worker(dask_b, problem):
 
 
 def test_train_on_mnist_matches_numpy(dask_b, mnist):
-    from softmax_core import distributed as dd
-    from softmax_core.measure import time_once
+    from softmax_core.dask import cluster as dd
+    from softmax_core.measure.engine import time_once
 
     host = (mnist.X_train[:500], mnist.y_train[:500], mnist.X_test[:300], mnist.y_test[:300])
     arrays = [dask_b.asarray(a) for a in host]
@@ -209,7 +209,7 @@ def test_info_command_describes_the_cluster(dask_b, capsys):
 
 
 def test_parallelism_probe():
-    from softmax_core.dask_metrics import parallelism
+    from softmax_core.dask.metrics import parallelism
 
     probe = parallelism(2, blocks=3, repeats=1)
     assert probe["processes"] == 2 and probe["speedup"] > 0
@@ -218,7 +218,9 @@ def test_parallelism_probe():
 def test_scale_command_on_the_existing_cluster(dask_b, tmp_path, capsys, monkeypatch):
     import argparse
 
-    from softmax_core import dask_metrics, host_memory, scaling
+    from softmax_core.dask import metrics as dask_metrics
+    from softmax_core.dask import scale as scaling
+    from softmax_core.measure import host_memory
 
     monkeypatch.setattr(dask_metrics, "parallelism", lambda: {"processes": 2, "speedup": 1.5, "speedups": [1.5],
                                                               "load_average_1min": 0.0})

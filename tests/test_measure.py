@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from softmax_core import get_backend
-from softmax_core.backend import EventTimer, PeakCounter
-from softmax_core.measure import (
+from softmax_core.backends.base import EventTimer, PeakCounter
+from softmax_core.measure.engine import (
     Measurement,
     measure,
     measure_side_by_side,
@@ -120,7 +120,7 @@ def test_warm_up_reaches_the_steady_state_before_sampling(cpu):
 
 def test_settle_multiplies_once_per_process_and_backend(cpu, monkeypatch):
     """OpenBLAS runs some shapes 2x slower until it has done a square matmul (Backend.settle)."""
-    from softmax_core import backend as backend_module
+    from softmax_core.backends import base as backend_module
 
     monkeypatch.setattr(backend_module, "_SETTLED", set())
     shapes = []
@@ -136,7 +136,7 @@ def test_settle_multiplies_once_per_process_and_backend(cpu, monkeypatch):
 _FAULTS_SCRIPT = """
 import resource, sys
 import numpy as np
-from softmax_core.backend import get_backend
+from softmax_core.backends.base import get_backend
 if sys.argv[1] == "settle":
     get_backend("cpu", "numpy").settle()
 def call():  # allocates and writes 64 MB, as the naive Jacobian does its gigabytes
@@ -165,8 +165,8 @@ def test_settled_cpu_process_reuses_the_memory_a_call_frees():
 
 _ROOM_SCRIPT = """
 import numpy as np, psutil
-from softmax_core.backend import get_backend
-from softmax_core.host_memory import make_room
+from softmax_core.backends.base import get_backend
+from softmax_core.measure.host_memory import make_room
 get_backend("cpu", "numpy").settle()
 rss = lambda: psutil.Process().memory_info().rss
 np.ones(2**26, dtype=np.float32)  # 256 MB, freed and kept
@@ -188,7 +188,7 @@ def test_kept_memory_is_handed_back_only_when_a_point_could_pass_the_budget():
 
 
 def test_make_room_is_a_no_op_where_memory_is_not_kept(monkeypatch):
-    from softmax_core import host_memory
+    from softmax_core.measure import host_memory
 
     monkeypatch.setitem(host_memory._state, "retained", False)
     assert host_memory.make_room(10**15, 1) is False
@@ -196,7 +196,7 @@ def test_make_room_is_a_no_op_where_memory_is_not_kept(monkeypatch):
 
 @pytest.mark.parametrize("entry", ["measure", "side_by_side", "time_once"])
 def test_every_timing_entry_settles_the_backend_before_the_first_call(cpu, monkeypatch, entry):
-    from softmax_core.backend import Backend
+    from softmax_core.backends.base import Backend
 
     events = []
     monkeypatch.setattr(Backend, "settle", lambda self: events.append("settle"))
@@ -394,7 +394,7 @@ def test_sampling_spans_at_least_min_time(cpu):
 def test_one_stray_tick_of_the_cpu_counters_is_not_contention(monkeypatch):
     """Over a 30 ms window, one 10 ms tick the kernel counted elsewhere is 17% of a
     2-core machine: the counters' resolution, not another process."""
-    from softmax_core import measure as engine
+    from softmax_core.measure import engine
 
     watch = engine._OthersCPU()
     watch._cores = 2
@@ -417,7 +417,7 @@ def test_a_later_round_of_a_long_call_may_skip_the_warm_up(cpu):
 def test_short_rounds_add_up_their_cpu_seconds_before_the_slack():
     """Three 70 ms rounds of a 3-round sweep, each with another process on 10% of the machine:
     per round the two forgiven ticks swallow it; added up, it shows."""
-    from softmax_core.stats import others_share
+    from softmax_core.measure.stats import others_share
 
     one = Measurement.from_samples([1.0] * 10, others_cpu=others_share((0.05, 0.14, 0.04)),
                                    others_raw_s=(0.05, 0.14, 0.04))

@@ -1,4 +1,4 @@
-"""The math of softmax_core.model, on every backend of the ``backend`` fixture.
+"""The math of softmax_core.model.softmax, on every backend of the ``backend`` fixture.
 
 Data are made in NumPy, moved with ``backend.asarray`` and compared in NumPy
 after ``backend.to_numpy``.  Reference values come from independent NumPy code
@@ -28,7 +28,7 @@ from softmax_core import (
     softmax,
     train,
 )
-from softmax_core.reference import lecture_epoch, numpy_epoch
+from softmax_core.baseline.plain import lecture_epoch, numpy_epoch
 
 GRAD_SHAPES = [(1, 3, 2), (4, 5, 3), (7, 4, 6), (3, 1, 2)]
 GRAD_NAMES = list(GRADIENTS)  # structured, naive, naive_batched
@@ -416,7 +416,7 @@ def test_sgd_epoch_with_a_seed_matches_the_reference_on_the_permuted_data(backen
 
 def test_sgd_epoch_one_hot_chunks_give_the_same_theta(backend, rng, monkeypatch):
     """I_y is built in chunks of whole batches; tiny chunks must not change the result."""
-    import softmax_core.model as model
+    import softmax_core.model.softmax as model
 
     X, y, theta = make_problem(rng, 50, 5, 3)
     args = on(backend, X, y, theta)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from test_report_sets import CPU, GPU, Machine, grid_rows, row, write_set
 
-from softmax_core.cases import EPOCH_CLASSES, EPOCH_FEATURES, Case
+from softmax_core.runs.cases import EPOCH_CLASSES, EPOCH_FEATURES, Case
 from softmax_core.report.analysis import (WIDE_SLOPE, cpu_gpu_table, crossovers, fit_loglog, lecture_rows,
                                           loglog_slopes, ratio_table, throughput_table, time_model_error)
 from softmax_core.report.results import load_results

@@ -11,7 +11,7 @@ from test_report_results import OLD_COLUMNS
 from test_report_sets import CPU, GPU, example_sets, grid_rows, write_set
 
 from softmax_core.cli import main
-from softmax_core.costmodel import gradient_cost
+from softmax_core.model.cost import gradient_cost
 from softmax_core.report import PLOT_FILES, load_asv_results, make_report
 from softmax_core.report.asv import asv_points, history_table, pick_benchmark
 
@@ -111,8 +111,8 @@ def test_nothing_to_report():
 
 def test_real_tiny_sweep(tmp_path):
     from softmax_core import get_backend
-    from softmax_core.cases import Grid
-    from softmax_core.sweep import run_sweep
+    from softmax_core.runs.cases import Grid
+    from softmax_core.runs.sweep import run_sweep
 
     grid = Grid(methods=("structured",), batches=(1, 4), classes=(10, 20), features=(16,), epochs_on="none",
                 time_budget_s=2.0)

@@ -8,10 +8,10 @@ import csv
 import pytest
 from test_report_sets import CPU, GPU, grid_rows, row, write_set
 
-from softmax_core.cases import EPOCH_CLASSES, EPOCH_FEATURES, Case
+from softmax_core.runs.cases import EPOCH_CLASSES, EPOCH_FEATURES, Case
 from softmax_core.report.fmt import si, with_interval
 from softmax_core.report.results import load_results
-from softmax_core.results import COLUMNS
+from softmax_core.runs.resultformat import COLUMNS
 
 OLD_COLUMNS = ("run_id", "timestamp", "backend", "device", "kind", "method", "batch", "features", "classes",
                "dtype", "status", "reason", "time_median_s", "time_iqr_s", "time_min_s", "repeats",

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-from softmax_core.cases import EPOCH_CLASSES, EPOCH_FEATURES, EPOCH_SAMPLES, Case
-from softmax_core.results import COLUMNS
+from softmax_core.runs.cases import EPOCH_CLASSES, EPOCH_FEATURES, EPOCH_SAMPLES, Case
+from softmax_core.runs.resultformat import COLUMNS
 
 SKIP_REASON = "needs 384.0 GB, budget 11.2 GB"
 ERROR_REASON = "MemoryError: Unable to allocate 4.0 GiB"

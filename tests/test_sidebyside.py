@@ -1,4 +1,4 @@
-"""The side-by-side comparison (softmax_core.sidebyside) and its command.
+"""The side-by-side comparison (softmax_core.baseline.sidebyside) and its command.
 
 Tiny workloads on the CPU (NumPy, and torch where installed); the operation counts
 tied to the model's code path; the profiler-event counting on stand-in events; and,
@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from softmax_core import BackendError, get_backend, grad_structured, model
-from softmax_core import sidebyside as sbs
+from softmax_core import BackendError, get_backend, grad_structured
+from softmax_core.model import softmax as model
+from softmax_core.baseline import sidebyside as sbs
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TINY = [(sbs.Workload("mnist_epoch", "tiny epoch", 400, 20, 5, 100, lr=0.2), None),

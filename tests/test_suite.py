@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from softmax_core import backend as backend_mod
+from softmax_core.backends import base as backend_mod
 from softmax_core import get_backend
 from softmax_core import suite as suite_mod
-from softmax_core.backend import Backend, EventTimer
+from softmax_core.backends.base import Backend, EventTimer
 from softmax_core.suite import Stage, Suite, check_test_error, stage_cap, sweep_point_budget, write_archive
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -295,9 +295,9 @@ class _Event:
 def test_sweep_and_report_on_a_backend_timed_by_cuda_events(tmp_path):
     """The sweep's and the report's GPU branches (device times, host times beside them, the
     GPU memory fraction, the CPU/GPU comparison) on NumPy timed through stand-in events."""
-    from softmax_core.cases import Grid
+    from softmax_core.runs.cases import Grid
     from softmax_core.report import make_report
-    from softmax_core.sweep import run_sweep
+    from softmax_core.runs.sweep import run_sweep
 
     cpu = get_backend("cpu", "numpy")
     gpu_like = dataclasses.replace(cpu, device_kind="gpu", _timer=lambda: EventTimer(

@@ -12,10 +12,10 @@ from collections import Counter
 import pytest
 
 from softmax_core import get_backend
-from softmax_core.cases import CALLS_PER_POINT, DEFAULT_ROUNDS, Case, Grid, Guard, default_memory_budget
-from softmax_core.results import COLUMNS, SchemaError, read_rows as read_results
-from softmax_core.sweep import run_sweep
-from softmax_core.timemodel import TimeModel
+from softmax_core.runs.cases import CALLS_PER_POINT, DEFAULT_ROUNDS, Case, Grid, Guard, default_memory_budget
+from softmax_core.runs.resultformat import COLUMNS, SchemaError, read_rows as read_results
+from softmax_core.runs.sweep import run_sweep
+from softmax_core.measure.timemodel import TimeModel
 
 TINY = Grid(methods=("structured", "naive"), batches=(1, 4), classes=(3, 8), features=(5,),
             epochs_on="none", time_budget_s=0.5)
@@ -230,7 +230,7 @@ def test_resume_reports_damaged_rows_and_measures_them_again(tmp_path, cpu):
 
 
 def test_a_second_sweep_on_the_same_folder_is_refused_while_the_first_runs(tmp_path, cpu):
-    from softmax_core.sweep import _folder_lock
+    from softmax_core.runs.sweep import _folder_lock
 
     with _folder_lock(tmp_path):
         with pytest.raises(ValueError, match=f"in use by another sweep \\(pid {os.getpid()}\\)"):
@@ -241,7 +241,7 @@ def test_a_second_sweep_on_the_same_folder_is_refused_while_the_first_runs(tmp_p
 
 def test_a_killed_sweeps_lock_does_not_block(tmp_path, cpu):
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from pathlib import Path; from softmax_core.sweep import _folder_lock\n"
+        "import sys, time; from pathlib import Path; from softmax_core.runs.sweep import _folder_lock\n"
         f"with _folder_lock(Path({str(tmp_path)!r})):\n    print('held', flush=True); time.sleep(60)")],
         stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
@@ -359,7 +359,7 @@ def test_the_main_command_works_every_time_it_is_run(tmp_path):
 def test_progress_on_a_terminal_and_plain_lines_otherwise(monkeypatch):
     import io
 
-    from softmax_core import sweep
+    from softmax_core.runs import sweep
 
     class Terminal(io.StringIO):
         def isatty(self):
@@ -426,7 +426,7 @@ def test_cli_refuses_threads_beyond_the_cores_and_too_many_rounds(tmp_path, argv
 
 
 def test_calls_a_point_makes_with_rounds():
-    from softmax_core.cases import calls_per_point, samples_per_round
+    from softmax_core.runs.cases import calls_per_point, samples_per_round
 
     assert calls_per_point(1) == CALLS_PER_POINT == 1 + 1 + 5 + 1          # cold, warm-up, 5 samples, peak
     assert samples_per_round(3) == 2 and calls_per_point(3) == 1 + 3 + 6 + 1
@@ -438,7 +438,7 @@ def test_the_default_sweep_keeps_the_lectures_naive_point_at_n_k_1000():
     BLAS thread; the time model predicted 1.4 s a call there when quiet and 2.33 s while other
     jobs loaded it, when a 20 s budget skipped it) must fit the default time budget with the
     default rounds, with room for a busy machine."""
-    from softmax_core.cases import DEFAULT_GRID, DEFAULT_ROUNDS, LONG_CALL_S, calls_per_point
+    from softmax_core.runs.cases import DEFAULT_GRID, DEFAULT_ROUNDS, LONG_CALL_S, calls_per_point
 
     per_call = 2.5
     assert per_call >= LONG_CALL_S
@@ -468,7 +468,7 @@ def test_a_skip_for_time_at_a_tiny_budget_states_its_numbers():
 def test_each_point_makes_room_for_its_need_within_the_memory_budget(tmp_path, cpu, monkeypatch):
     """Memory kept from earlier points is handed back before a point's cold call, and before
     a later round that could push the process past the budget (host_memory.make_room)."""
-    from softmax_core import sweep as sweep_module
+    from softmax_core.runs import sweep as sweep_module
 
     asked, events = [], []
     monkeypatch.setattr(sweep_module, "make_room", lambda need, budget: asked.append((need, budget)) or False)
@@ -488,8 +488,8 @@ def test_each_point_makes_room_for_its_need_within_the_memory_budget(tmp_path, c
 @pytest.mark.parametrize("handed_back", [False, True])
 def test_a_later_round_warms_a_long_call_up_again_after_its_memory_was_handed_back(tmp_path, cpu, monkeypatch,
                                                                                    handed_back):
-    from softmax_core import sweep as sweep_module
-    from softmax_core.measure import Measurement
+    from softmax_core.runs import sweep as sweep_module
+    from softmax_core.measure.engine import Measurement
 
     seen = []
 

@@ -33,8 +33,8 @@ if str(ROOT) not in sys.path:  # run as a script: the repository root holds benc
     sys.path.insert(0, str(ROOT))
 
 from bench import common  # noqa: E402  (asv's settings and its default suite)
-from softmax_core.cases import Case  # noqa: E402
-from softmax_core.measure import measure  # noqa: E402
+from softmax_core.runs.cases import Case  # noqa: E402
+from softmax_core.measure.engine import measure  # noqa: E402
 
 #: Longest one fresh process may take (a point takes seconds).
 CHILD_TIMEOUT_S = 600

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from softmax_core.compare import compare, load_ok_points, ratio_interval
+from softmax_core.report.compare import compare, load_ok_points, ratio_interval
 
 
 def quiet_pair(a: Path, b: Path) -> None:

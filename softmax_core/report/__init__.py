@@ -26,7 +26,7 @@ from typing import Callable, Iterable
 
 import pandas as pd
 
-from .._io import atomic_write_text
+from ..fileio import atomic_write_text
 from . import markdown as md
 from .analysis import fit_loglog, fit_loglog_slope, loglog_slopes, ratio_table, throughput_table
 from .asv import asv_points, commits_in_order, history_table, load_asv_results, pick_benchmark
@@ -145,7 +145,7 @@ def _text(sets: ResultSets, dirs, drawn, not_drawn, asv, asv_dir, benchmark, his
     sources = ([f"sweep folder(s) {', '.join(f'`{d}`' for d in dirs)}"] if dirs else []) + (
         [f"asv results `{asv_dir}`"] if asv_dir else [])
     parts = ["# softmax-bench report",
-             f"Generated {now} from {' and '.join(sources)}. Predictions come from `softmax_core.costmodel`; "
+             f"Generated {now} from {' and '.join(sources)}. Predictions come from `softmax_core.model.cost`; "
              "times are medians with their 95% confidence interval in brackets; units are decimal SI "
              "(1 GB = 10⁹ bytes)."]
     notes = md.notes_section(sets.notes, df)

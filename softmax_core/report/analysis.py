@@ -15,8 +15,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..cases import EPOCH_CLASSES, EPOCH_FEATURES
-from ..costmodel import METHODS
+from ..runs.cases import EPOCH_CLASSES, EPOCH_FEATURES
+from ..model.cost import METHODS
 from .fmt import number
 
 #: A fitted exponent whose 95% interval is wider than +-this is flagged, not stated.

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..cases import EPOCH_CLASSES, EPOCH_FEATURES, Case
-from ..measure import STABLE_REL_CI
-from ..results import COLUMNS
+from ..runs.cases import EPOCH_CLASSES, EPOCH_FEATURES, Case
+from ..measure.engine import STABLE_REL_CI
+from ..runs.resultformat import COLUMNS
 from .results import derive, empty_frame
 
 #: Parameter names the suite uses for the parts of a point.

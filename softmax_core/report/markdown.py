@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..stats import MAX_OTHERS_CPU
+from ..measure.stats import MAX_OTHERS_CPU
 from .analysis import (cpu_gpu_table, crossovers, lecture_rows, loglog_slopes, method_rank, ok_rows,
                        throughput_table, time_model_error, WIDE_SLOPE)
 from .fmt import NA, number, one_line, si, stability_cell, times, with_interval

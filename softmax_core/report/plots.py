@@ -21,8 +21,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
-from .._io import atomic_write_bytes
-from ..costmodel import gradient_cost
+from ..fileio import atomic_write_bytes
+from ..model.cost import gradient_cost
 from .analysis import method_rank, ok_rows, ratio_table
 from .fmt import axis_formatter
 

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from ..cases import EPOCH_CLASSES, EPOCH_FEATURES
+from ..runs.cases import EPOCH_CLASSES, EPOCH_FEATURES
 from .analysis import SERIES, cpu_gpu_table, crossovers, ok_rows, throughput_table
 from .fmt import axis_formatter, si
 from .plots import (DPI, MARKERS, METHOD_COLORS, NotDrawn, Styles, draw_series, facets, figure_legend,

@@ -1,8 +1,8 @@
 """Loading sweep folders: valid rows only, one row per point, machine ceilings beside each row.
 
-A row is valid when :func:`softmax_core.results.row_case` accepts it: the
+A row is valid when :func:`softmax_core.runs.resultformat.row_case` accepts it: the
 one definition the sweep's ``--resume`` uses too.  Rows of the same point
-(the :data:`~softmax_core.results.KEY_COLUMNS`, which keep dtype and data
+(the :data:`~softmax_core.runs.resultformat.KEY_COLUMNS`, which keep dtype and data
 source apart) are deduplicated, the last one written winning.  Results files
 of older versions (without the CI and stability columns) are read leniently:
 their points are drawn without intervals, and :class:`ResultSets` says so.
@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from ..results import COLUMNS, KEY_COLUMNS, NUMERIC_COLUMNS, is_number, parse_stable, read_rows, row_case
+from ..runs.resultformat import COLUMNS, KEY_COLUMNS, NUMERIC_COLUMNS, is_number, parse_stable, read_rows, row_case
 
 #: Columns a results file must have to be read at all.
 REQUIRED = ("kind", "method", "batch", "features", "classes", "status")

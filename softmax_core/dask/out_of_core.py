@@ -1,14 +1,14 @@
 """The larger-than-memory gradient, once, with memory watched: ``softmax-bench scale --out-of-core ROWS``.
 
-X is the lazy synthetic array of :func:`softmax_core.chunked.synthetic_dask`
+X is the lazy synthetic array of :func:`softmax_core.dask.chunked.synthetic_dask`
 (ROWS x n, e.g. 10,000,000 x 784 float32 = 31 GB): each chunk is made by the
 task that needs it and dropped once both of its uses (Xθ and Xᵀ(...)) are done,
 so X never exists at once.  One call is watched (each worker's peak RSS, the
 host's memory every 0.2 s, distributed's task stream), then the call is timed
-with :func:`softmax_core.measure.measure` (one warm-up and ``samples`` calls),
-then the NumPy reference, :func:`softmax_core.chunked.reference_gradient` (the
+with :func:`softmax_core.measure.engine.measure` (one warm-up and ``samples`` calls),
+then the NumPy reference, :func:`softmax_core.dask.chunked.reference_gradient` (the
 same chunks, one at a time, in this process), is run once through
-:func:`softmax_core.measure.time_once` and compared.  Everything goes to
+:func:`softmax_core.measure.engine.time_once` and compared.  Everything goes to
 ``DIR/out_of_core.json``.
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import atomic_write_text
+from ..fileio import atomic_write_text
 from .chunked import chunk_bounds, reference_gradient, synthetic_dask
 
 #: The Dask gradient equals the chunked NumPy reference to this (float32 sums in another order).
@@ -80,11 +80,11 @@ def run_out_of_core(rows: int, n: int, k: int, chunk_rows: int, out: Path, *, wo
     """The streamed full-batch gradient over ``rows`` rows on Dask, against the chunked NumPy reference."""
     from distributed import get_task_stream
 
-    from .backend import get_backend
-    from .dask_metrics import ChildrenCPU, cluster_threads, describe, task_summary, worker_peaks
-    from .distributed import computed, session
-    from .measure import measure, time_once
-    from .model import grad_structured
+    from ..backends.base import get_backend
+    from .metrics import ChildrenCPU, cluster_threads, describe, task_summary, worker_peaks
+    from .cluster import computed, session
+    from ..measure.engine import measure, time_once
+    from ..model.softmax import grad_structured
 
     x_bytes = rows * n * np.dtype(dtype).itemsize
     theta0 = (0.01 * np.random.default_rng(seed).standard_normal((n, k))).astype(dtype)

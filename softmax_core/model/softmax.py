@@ -419,7 +419,7 @@ def train(X_train, y_train, X_test, y_test, theta=None, *, lr: float = 0.2, batc
     where history is a list of dicts with the keys ``epoch, train_loss,
     train_err, test_loss, test_err, seconds`` (seconds: the SGD epoch alone).
     ``timer(fn, *args) -> (result, seconds)`` times each epoch: pass
-    :func:`softmax_core.measure.time_once` bound to the device's backend, so
+    :func:`softmax_core.measure.engine.time_once` bound to the device's backend, so
     that asynchronous devices are synchronized and timed with their own
     clock (default: the host clock, right for synchronous libraries only).
     ``on_epoch`` is called with each row as it is made.

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backend import Backend
+from ..backends.base import Backend
 from .host_memory import allocator
 
 #: Libraries whose versions go into every record, where installed.

@@ -154,7 +154,7 @@ def reference_gradient(theta: np.ndarray, m: int, k: int, seed: int = 0,
     chunk), summed in float64 and returned in θ's dtype.  What the Dask
     full-batch gradient must equal.
     """
-    from .model import grad_structured
+    from ..model.softmax import grad_structured
 
     n = theta.shape[0]
     _check_sizes(m, n, k)

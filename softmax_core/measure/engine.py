@@ -3,7 +3,7 @@
 One loop, :func:`measure`, serves the sweep, the asv suite, ``train`` and
 ``overhead``; :func:`measure_side_by_side` runs the same loop for several calls
 in alternating rounds.  Before its first measurement in a process, the backend
-is settled (:meth:`~softmax_core.backend.Backend.settle`: one square matmul,
+is settled (:meth:`~softmax_core.backends.base.Backend.settle`: one square matmul,
 because OpenBLAS runs some shapes 2x slower until it has done one), so that a
 point does not depend on what ran before it.  A measurement goes through four states:
 
@@ -24,7 +24,7 @@ point does not depend on what ran before it.  A measurement goes through four st
    fall below the median: no assumption on the shape of the distribution), of
    the samples and of the medians of ten chronological blocks of them, the
    wider of the two: back-to-back samples are not independent on a shared
-   machine whose speed drifts (see :func:`softmax_core.stats.block_medians`),
+   machine whose speed drifts (see :func:`softmax_core.measure.stats.block_medians`),
    so a point must be sampled over a stretch of time, not a burst of calls.
    Garbage collection is off.
 
@@ -50,7 +50,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .backend import Backend, get_backend
+from ..backends.base import Backend, get_backend
 from .stats import (  # noqa: F401  (re-exported: the loop's result and its rules)
     CONFIDENCE,
     MAX_OTHERS_CPU,
@@ -362,7 +362,7 @@ def peak_memory(fn: Callable[..., Any], *args: Any, backend: Backend | None = No
 
 
 #: What the probe measures.  2: the copy's destination pages are kept by the allocator
-#: (:mod:`softmax_core.host_memory`); 1 (results without the key): fresh pages every copy,
+#: (:mod:`softmax_core.measure.host_memory`); 1 (results without the key): fresh pages every copy,
 #: which read about half the bandwidth on the reference VM.  Probes of two versions are
 #: not compared.
 PROBE_VERSION = 2

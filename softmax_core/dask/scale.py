@@ -1,7 +1,7 @@
 """``softmax-bench scale``: the Dask backend measured as it scales, NumPy as the baseline.
 
-Every point is one *computed* call (see :mod:`softmax_core.distributed`) on synthetic
-data from :mod:`softmax_core.chunked` (the same rows for NumPy and Dask):
+Every point is one *computed* call (see :mod:`softmax_core.dask.cluster`) on synthetic
+data from :mod:`softmax_core.dask.chunked` (the same rows for NumPy and Dask):
 
 * ``gradient``: the full-batch gradient over m rows; ``epoch``: one epoch of
   large-batch SGD (``--batch``, default 80000: 4 chunks a step) over them;
@@ -13,9 +13,9 @@ data from :mod:`softmax_core.chunked` (the same rows for NumPy and Dask):
   chunk size.
 
 The NumPy baseline is the same call in this one process (``memory``: on the whole
-X; ``stream``: :func:`softmax_core.chunked.reference_gradient`, chunk by chunk),
+X; ``stream``: :func:`softmax_core.dask.chunked.reference_gradient`, chunk by chunk),
 with one BLAS thread and with all of them.  All engines of one (kind, data, m) are
-timed by :func:`softmax_core.measure.measure_side_by_side`, in alternating rounds,
+timed by :func:`softmax_core.measure.engine.measure_side_by_side`, in alternating rounds,
 so that load from other processes hits them alike, and their ratios (speedup over
 NumPy, parallel efficiency) are taken round by round, with intervals.  After
 timing, one more call per Dask engine measures each worker's peak memory, and one
@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import atomic_write_text
+from ..fileio import atomic_write_text
 from .chunked import DEFAULT_CHUNK_ROWS, reference_gradient, synthetic, synthetic_dask
 
 COLUMNS = (
@@ -119,12 +119,12 @@ class _Writer:
 # --------------------------------------------------------------------------- the points
 
 def _call(kind: str, cfg, engine: str, client=None):
-    from .model import grad_structured, sgd_epoch
+    from ..model.softmax import grad_structured, sgd_epoch
 
     if kind == "gradient":
         return functools.partial(grad_structured, check=False)
     if engine == "dask":
-        from .distributed import sgd_epoch as dask_epoch
+        from .cluster import sgd_epoch as dask_epoch
 
         return functools.partial(dask_epoch, lr=cfg.lr, batch=cfg.batch, check=False, client=client)
     return functools.partial(sgd_epoch, lr=cfg.lr, batch=cfg.batch, check=False)
@@ -153,11 +153,11 @@ def measure_group(cfg, backends: dict, kind: str, data: str, m: int) -> list[dic
     processes hits every engine alike; then each Dask call's peaks and engine statistics."""
     from distributed import wait
 
-    from .backend import get_backend, host_available_bytes
-    from .dask_metrics import ChildrenCPU, cluster_threads, engine_stats, worker_peaks
-    from .distributed import computed
-    from .host_memory import release_retained_memory
-    from .measure import MAX_OTHERS_CPU, STABLE_REL_CI, measure_side_by_side
+    from ..backends.base import get_backend, host_available_bytes
+    from .metrics import ChildrenCPU, cluster_threads, engine_stats, worker_peaks
+    from .cluster import computed
+    from ..measure.host_memory import release_retained_memory
+    from ..measure.engine import MAX_OTHERS_CPU, STABLE_REL_CI, measure_side_by_side
 
     # what the NumPy baseline of earlier groups kept (host_memory) goes back before the
     # checks below read the free memory, and the workers get it
@@ -243,8 +243,8 @@ def run_scale(cfg: ScaleConfig, out: Path, say=print) -> Path:
     """
     import contextlib
 
-    from .dask_metrics import describe
-    from .distributed import session
+    from .metrics import describe
+    from .cluster import session
 
     out = Path(out)
     writer = _Writer(out / "scaling.csv")
@@ -253,7 +253,7 @@ def run_scale(cfg: ScaleConfig, out: Path, say=print) -> Path:
     groups = [(kind, data, m) for kind in cfg.kinds for data in cfg.data for m in cfg.rows
               if not (kind == "epoch" and data == "stream")]  # SGD on streamed rows remakes a chunk per step
     clusters = {}
-    from .dask_metrics import parallelism
+    from .metrics import parallelism
 
     probe = parallelism()  # the ceiling of any parallel efficiency on this machine, now
     say(f"machine: {probe['processes']} busy processes run {probe['speedup']:.2f}x as fast as one")
@@ -269,7 +269,7 @@ def run_scale(cfg: ScaleConfig, out: Path, say=print) -> Path:
     finally:
         writer.close()
         _write_environment(out, cfg, clusters, probe)
-    from .scaling_report import write_report
+    from ..report.scaling import write_report
 
     return write_report(out)
 
@@ -292,8 +292,8 @@ def _line(row: dict) -> str:
 
 
 def _write_environment(out: Path, cfg: ScaleConfig, clusters: dict, probe: dict | None = None) -> None:
-    from .backend import get_backend
-    from .environment import record
+    from ..backends.base import get_backend
+    from ..measure.environment import record
 
     path = out / "environment.json"
     runs = json.loads(path.read_text()).get("scale_runs", []) if path.exists() else []
@@ -370,7 +370,7 @@ def run(args) -> int:
         raise ValueError(f"--max-time must be positive, got {args.max_time}")
     scheduler = args.scheduler or os.environ.get("SOFTMAX_DASK_SCHEDULER", "").strip() or None
     if args.report_only:
-        from .scaling_report import write_report
+        from ..report.scaling import write_report
 
         print(f"report: {write_report(args.out)}")
         return 0

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import atomic_write_text
+from ..fileio import atomic_write_text
 
 
 def _load(out: Path):

@@ -1,6 +1,6 @@
 """Array backends: which array library runs the math, on which device.
 
-The math in :mod:`softmax_core.model` never asks this module anything: it derives
+The math in :mod:`softmax_core.model.softmax` never asks this module anything: it derives
 its namespace from the arrays it is given.  This module is only for the code that
 *creates* arrays and *times* them (CLI, sweep, benchmarks): it turns the
 environment variables ``SOFTMAX_DEVICE`` and ``SOFTMAX_BACKEND`` into a
@@ -14,7 +14,7 @@ environment variables ``SOFTMAX_DEVICE`` and ``SOFTMAX_BACKEND`` into a
 =================  ===========================================================
 
 ``dask`` runs on a dask.distributed cluster (``SOFTMAX_DASK_SCHEDULER``, or a
-LocalCluster started with the command): see :mod:`softmax_core.distributed`.
+LocalCluster started with the command): see :mod:`softmax_core.dask.cluster`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .host_memory import retain_freed_memory
+from ..measure.host_memory import retain_freed_memory
 
 DEVICES = ("cpu", "gpu")
 BACKENDS = ("numpy", "cupy", "torch", "array_api_strict", "dask")
@@ -140,7 +140,7 @@ class Backend:
         the process.  The measuring loop calls this before a point's first call.
 
         On the CPU it also makes the C allocator keep what the process frees
-        (:func:`softmax_core.host_memory.retain_freed_memory`), so a call that
+        (:func:`softmax_core.measure.host_memory.retain_freed_memory`), so a call that
         allocates gigabytes finds its memory mapped, as a GPU's memory pool does,
         instead of paying the kernel (and the VM's host) for fresh pages at random.
         Dask's math runs in its workers, which this process cannot settle: a no-op there.
@@ -420,7 +420,7 @@ def _dask(device: str) -> Backend:
         raise ValueError("dask runs on the CPU here (NumPy chunks on its workers): use SOFTMAX_DEVICE=cpu")
     _import("dask.array", "pip install 'softmax-bench[dask]'")
     _import("distributed", "pip install 'softmax-bench[dask]'")
-    from .distributed import dask_backend  # the cluster, its timer, peak and free-memory hooks
+    from ..dask.cluster import dask_backend  # the cluster, its timer, peak and free-memory hooks
 
     return dask_backend()
 
@@ -456,7 +456,7 @@ def _describe(b: Backend) -> dict:
             cuda_runtime_version=cupy.cuda.runtime.runtimeGetVersion(),
         )
     elif b.name == "dask":
-        from .dask_metrics import describe
+        from ..dask.metrics import describe
 
         info.update(describe(b))
     elif b.name == "torch" and b.is_gpu:

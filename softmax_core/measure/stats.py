@@ -1,6 +1,6 @@
 """Statistics of a measurement: the confidence interval of a median, and the result object.
 
-:class:`Measurement` is what the measuring loop (:mod:`softmax_core.measure`)
+:class:`Measurement` is what the measuring loop (:mod:`softmax_core.measure.engine`)
 returns and what every results row, report and comparison is made from.
 """
 
@@ -200,7 +200,7 @@ class Measurement:
                        blocks_s=self.blocks + other.blocks)
 
     def row(self) -> dict:
-        """The time columns of a results row (see :mod:`softmax_core.results`)."""
+        """The time columns of a results row (see :mod:`softmax_core.runs.resultformat`)."""
         lo, hi = self.ci
         return {"time_median_s": self.median, "time_ci_low_s": lo, "time_ci_high_s": hi,
                 "time_min_s": self.min, "time_iqr_s": self.iqr, "time_first_s": self.first_s,

@@ -31,13 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import atomic_write_text
-from .backend import DEFAULT_BACKEND, Backend, BackendError, get_backend
-from .costmodel import epoch_cost, format_bytes, gradient_cost
-from .data import make_synthetic
-from .environment import blas_summary
-from .measure import Measurement, measure, measure_side_by_side, probe_machine, time_once
-from .model import _ONE_HOT_CHUNK, grad_structured, sgd_epoch
+from ..fileio import atomic_write_text
+from ..backends.base import DEFAULT_BACKEND, Backend, BackendError, get_backend
+from ..model.cost import epoch_cost, format_bytes, gradient_cost
+from ..data import make_synthetic
+from ..measure.environment import blas_summary
+from ..measure.engine import Measurement, measure, measure_side_by_side, probe_machine, time_once
+from ..model.softmax import _ONE_HOT_CHUNK, grad_structured, sgd_epoch
 
 #: The array operations of one SGD step of the structured method (model._sgd_step_structured).
 STEP_OPS = ("X @ theta", "max over rows", "R -= max", "exp", "sum over rows", "R /= sum",

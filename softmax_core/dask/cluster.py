@@ -1,6 +1,6 @@
 """The Dask backend: the same softmax regression on a dask.distributed cluster.
 
-``SOFTMAX_BACKEND=dask`` (or ``--backend dask``) runs :mod:`softmax_core.model`
+``SOFTMAX_BACKEND=dask`` (or ``--backend dask``) runs :mod:`softmax_core.model.softmax`
 unchanged on Dask arrays with NumPy chunks: X and y row-chunked, θ one chunk
 (in memory).  Dask schedules and moves the data; nothing here does.
 
@@ -19,7 +19,7 @@ once; the work happens when it is computed.  So on Dask a measured *call* is
 the result computed: ``computed(grad)(X, y, θ)`` builds the graph, runs it on the
 cluster and returns θ's gradient as a NumPy-backed array (one chunk, in the
 client's memory), as a NumPy call returns its array.  Time it with
-:func:`softmax_core.measure.measure` as any other call::
+:func:`softmax_core.measure.engine.measure` as any other call::
 
     b = get_backend("cpu", "dask")
     X, y, theta = b.asarray(X_host, "float32"), b.asarray(y_host), b.asarray(theta_host, "float32")
@@ -44,7 +44,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .backend import Backend, BackendError
+from ..backends.base import Backend, BackendError
 from .chunked import DEFAULT_CHUNK_ROWS, chunk_bounds
 
 DASK_INSTALL_HINT = "pip install 'softmax-bench[dask]'"
@@ -224,7 +224,7 @@ def dask_backend(scheduler: str | None = None, workers: int | None = None,
     scheduler = scheduler or os.environ.get(ENV_SCHEDULER, "").strip() or None
     workers = workers or _positive_env(ENV_WORKERS)
     chunk_rows = chunk_rows or _positive_env(ENV_CHUNK_ROWS) or DEFAULT_CHUNK_ROWS
-    from .dask_metrics import backend_peak, free_memory
+    from .metrics import backend_peak, free_memory
 
     s = session_ or shared_session(scheduler, workers)
     sync = functools.partial(wait_in_flight, s.client)
@@ -306,7 +306,7 @@ SEGMENT_STEPS = 8
 
 def sgd_epoch(X, y, theta, lr: float, batch: int, grad=None, *, seed: int | None = None,
               check: bool = True, segment_steps: int = SEGMENT_STEPS, client: Any = None):
-    """:func:`softmax_core.model.sgd_epoch`, computed ``segment_steps`` batches at a time.
+    """:func:`softmax_core.model.softmax.sgd_epoch`, computed ``segment_steps`` batches at a time.
 
     The same epoch, the same steps, the same math: each segment is the model's
     ``sgd_epoch`` on rows ``s0:s1`` with ``s0`` a multiple of ``batch``, i.e. on
@@ -319,7 +319,7 @@ def sgd_epoch(X, y, theta, lr: float, batch: int, grad=None, *, seed: int | None
     """
     from array_api_compat import array_namespace
 
-    from . import model
+    from ..model import softmax as model
 
     grad = grad or model.grad_structured
     xp = array_namespace(X, y, theta)
@@ -332,13 +332,13 @@ def sgd_epoch(X, y, theta, lr: float, batch: int, grad=None, *, seed: int | None
 
 
 def time_once(fn: Callable[..., Any], *args: Any, backend: Backend | None = None, **kwargs: Any):
-    """:func:`softmax_core.measure.time_once` of the computed call (the result in memory).
+    """:func:`softmax_core.measure.engine.time_once` of the computed call (the result in memory).
 
     An epoch (``fn`` is the model's ``sgd_epoch``) runs as :func:`sgd_epoch` here:
     the same epoch, computed in segments.  For ``train(..., timer=...)`` on Dask.
     """
-    from . import model
-    from .measure import time_once as _time_once
+    from ..model import softmax as model
+    from ..measure.engine import time_once as _time_once
 
     client = getattr(backend, "client", None)
     if fn is model.sgd_epoch:

@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .backend import host_available_bytes
-from .distributed import DaskBackend, DaskSession, materialize, wait_in_flight
+from ..backends.base import host_available_bytes
+from .cluster import DaskBackend, DaskSession, materialize, wait_in_flight
 
 
 # --------------------------------------------------------------------------- memory

@@ -7,8 +7,8 @@ Two views of memory, both in bytes:
   batch's Jacobians [B, k, n·k] for ``naive_batched``, the gradient [n, k] for
   ``structured``.  At n = k = 1000, float32: 4 GB, 384 GB at B = 96, and 4 MB.
 * ``peak_bytes``: this implementation's full peak above the inputs: every
-  temporary :mod:`softmax_core.model` holds at its worst moment, the returned
-  gradient included.  Measurement (:mod:`softmax_core.measure`) must match it.
+  temporary :mod:`softmax_core.model.softmax` holds at its worst moment, the returned
+  gradient included.  Measurement (:mod:`softmax_core.measure.engine`) must match it.
 
 FLOPs count multiply and add separately (a GEMM [a, b] @ [b, c] is 2abc) and
 count exp, max and division as one each.
@@ -112,7 +112,7 @@ def _epoch_peak(method: str, m: int, n: int, k: int, batch: int, s: int) -> floa
     """sgd_epoch's working memory: its copy of θ, updated in place, plus per step either
     (structured) I_y for a chunk of whole batches and one [B, k] buffer, or (the
     Jacobian methods) the gradient kernel's own peak."""
-    from .model import _ONE_HOT_CHUNK  # the chunk size lives with the code that uses it
+    from .softmax import _ONE_HOT_CHUNK  # the chunk size lives with the code that uses it
 
     B = min(batch, m)
     theta_copy = s * n * k

@@ -1,10 +1,10 @@
 """The sweep: measure every case of a grid, guard each point, append each result.
 
-``DIR/results.csv`` (columns: :mod:`softmax_core.results`) gets one row per
+``DIR/results.csv`` (columns: :mod:`softmax_core.runs.resultformat`) gets one row per
 point as soon as the point is done, after its last round (flushed and fsynced):
 a kill loses only the points not yet done, i.e. with R rounds what the rounds so
 far measured of them; ``--resume`` measures those again.  ``DIR/environment.json``
-records where it ran (:mod:`softmax_core.environment`), the machine probe and the
+records where it ran (:mod:`softmax_core.measure.environment`), the machine probe and the
 fitted time model.
 
 * **Rounds** (``rounds=R``, 3 by default): the grid is measured R times,
@@ -37,15 +37,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from ._io import atomic_write_text
-from .backend import Backend
+from ..fileio import atomic_write_text
+from ..backends.base import Backend
 from .cases import (DEFAULT_ROUNDS, LONG_CALL_S, Case, Grid, Guard, calls_per_point, check_memory_budget,
                     default_memory_budget, samples_per_round)
-from .environment import load_average, record
-from .host_memory import make_room, release_retained_memory
-from .measure import MIN_TIME_S, Measurement, measure, probe_machine
-from .results import COLUMNS, SchemaError, check_header, read_rows, row_case
-from .timemodel import TimeModel
+from ..measure.environment import load_average, record
+from ..measure.host_memory import make_room, release_retained_memory
+from ..measure.engine import MIN_TIME_S, Measurement, measure, probe_machine
+from .resultformat import COLUMNS, SchemaError, check_header, read_rows, row_case
+from ..measure.timemodel import TimeModel
 
 #: A point's sampling stops after this share of the time budget (when it has
 #: its minimum samples); the guard keeps the minimum within the budget.
@@ -84,7 +84,7 @@ def run_sweep(grid: Grid, backend: Backend, out_dir: str | os.PathLike, *, resum
     Parameters
     ----------
     grid : Grid
-        The points (:data:`softmax_core.cases.DEFAULT_GRID` in the CLI), with the
+        The points (:data:`softmax_core.runs.cases.DEFAULT_GRID` in the CLI), with the
         time budget per point.
     backend : Backend
         Where to run.
@@ -221,7 +221,7 @@ def _measure_point(case: Case, backend: Backend, guard: Guard, data, pooled: dic
     ``POINT_TIME_SHARE`` of the time budget over ``rounds``; the cold call is
     the first round's, on fresh pages, and so is the only warm-up of a call that
     takes :data:`LONG_CALL_S` or more (unless its kept memory had to be handed
-    back, see :func:`~softmax_core.host_memory.make_room`)."""
+    back, see :func:`~softmax_core.measure.host_memory.make_room`)."""
     row = _point_row(case, predicted_s)
     load_before = load_average()
     first_round = case.key not in pooled
@@ -269,7 +269,7 @@ def _write(writer, fh, row: dict, run_id: str, backend: Backend) -> None:
 def _epoch_data(grid: Grid, data_dir):
     if grid.epochs_on != "mnist":
         return None
-    from .data import load_mnist
+    from ..data import load_mnist
 
     mnist = load_mnist(data_dir)
     return mnist.X_train, mnist.y_train

@@ -15,11 +15,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .backend import Backend
-from .costmodel import METHODS, Cost, epoch_cost, format_bytes, gradient_cost, itemsize
-from .data import make_synthetic
-from .model import get_gradient, sgd_epoch
-from .timemodel import TimeModel
+from ..backends.base import Backend
+from ..model.cost import METHODS, Cost, epoch_cost, format_bytes, gradient_cost, itemsize
+from ..data import make_synthetic
+from ..model.softmax import get_gradient, sgd_epoch
+from ..measure.timemodel import TimeModel
 
 KINDS = ("gradient", "epoch")
 #: Where a point's inputs come from: gradients always use synthetic data of their shape.
@@ -209,7 +209,7 @@ class Guard:
     """Decides whether a case may run: memory first, then time.
 
     Memory: the cost model's peak plus the inputs, against ``memory_budget_bytes``.
-    Time: the :class:`~softmax_core.timemodel.TimeModel`'s prediction for one
+    Time: the :class:`~softmax_core.measure.timemodel.TimeModel`'s prediction for one
     call, times the calls a point makes, against ``time_budget_s``.  Every case
     is checked, the first of each method included (the model has a
     conservative default before it has measured anything).

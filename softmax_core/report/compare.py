@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .report.results import read_environment
-from .results import COLUMNS, KEY_COLUMNS, SchemaError, check_header, parse_stable, read_rows, row_case
+from .results import read_environment
+from ..runs.resultformat import COLUMNS, KEY_COLUMNS, SchemaError, check_header, parse_stable, read_rows, row_case
 
 VERDICTS = ("SAME", "FASTER", "SLOWER", "UNSURE")
 
@@ -214,7 +214,7 @@ def format_comparison(table: pd.DataFrame, summary: dict, a, b) -> str:
     elif "probe_versions" in s:
         va, vb = s["probe_versions"]
         lines.append(f"The machine probes are not compared: A's is of probe version {va}, B's of {vb} "
-                     "(softmax_core.measure.PROBE_VERSION says what changed).")
+                     "(softmax_core.measure.engine.PROBE_VERSION says what changed).")
     ta, tb = s.get("blas_threads", (None, None))
     if ta is not None and tb is not None and ta != tb:
         lines.append(f"A ran with {ta} BLAS thread(s), B with {tb}: the ratios include that change of setting.")

@@ -4,10 +4,10 @@
 keeps its valid rows, and the report and ``compare`` read it.  All of them go
 through this module, so a row that one of them accepts, all of them accept.
 
-Columns (times in seconds, per call; see :mod:`softmax_core.measure`):
+Columns (times in seconds, per call; see :mod:`softmax_core.measure.engine`):
 
 =========================  ==================================================
-``kind, method, batch,``   the point (:class:`softmax_core.cases.Case`); with
+``kind, method, batch,``   the point (:class:`softmax_core.runs.cases.Case`); with
 ``features, classes,``     ``dtype`` and ``data`` (the epoch's data source,
 ``dtype, data``            ``synthetic`` or ``mnist``; empty for a gradient)
 ``status, reason``         ``ok``, ``skipped`` (and why) or ``error`` (and what)
@@ -98,7 +98,7 @@ def is_number(value) -> bool:
 
 
 def row_case(row: dict):
-    """The :class:`~softmax_core.cases.Case` of a valid row, or None if the row is damaged.
+    """The :class:`~softmax_core.runs.cases.Case` of a valid row, or None if the row is damaged.
 
     Valid: the point's sizes, kind, method, dtype and data source parse, the
     status is known, and an ``ok`` row has a positive median time.

@@ -1,0 +1,44 @@
+"""The names of softmax_core that the suite uses, in one place.
+
+asv runs today's ``bench/`` against every commit's ``softmax_core``: the package's layout
+by concern (``softmax_core.measure.engine``, ``softmax_core.runs.cases``, ...) and the flat
+one of older commits (``softmax_core.measure``, ``softmax_core.cases``, ...) both import.
+"""
+
+# ruff: noqa: F401  (re-exports)
+try:
+    from softmax_core.backends import Backend, BackendError, get_backend
+    from softmax_core.baseline.plain import epoch_overhead
+    from softmax_core.fileio import atomic_write_text
+    from softmax_core.measure import engine
+    from softmax_core.measure.environment import cpu_model, set_threads
+    from softmax_core.measure.timemodel import TimeModel
+    from softmax_core.runs.cases import (
+        DEFAULT_GRID,
+        EPOCH_CLASSES,
+        EPOCH_FEATURES,
+        EPOCH_SAMPLES,
+        Case,
+        Guard,
+        default_memory_budget,
+        synthetic_data,
+    )
+    from softmax_core.runs.sweep import POINT_TIME_SHARE
+except ImportError:  # the flat layout
+    from softmax_core import measure as engine
+    from softmax_core._io import atomic_write_text
+    from softmax_core.backend import Backend, BackendError, get_backend
+    from softmax_core.cases import (
+        DEFAULT_GRID,
+        EPOCH_CLASSES,
+        EPOCH_FEATURES,
+        EPOCH_SAMPLES,
+        Case,
+        Guard,
+        default_memory_budget,
+        synthetic_data,
+    )
+    from softmax_core.environment import cpu_model, set_threads
+    from softmax_core.reference import epoch_overhead
+    from softmax_core.sweep import POINT_TIME_SHARE
+    from softmax_core.timemodel import TimeModel

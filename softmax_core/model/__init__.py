@@ -1,0 +1,1 @@
+"""The math: softmax regression (:mod:`.softmax`) and its cost model (:mod:`.cost`)."""
