@@ -32,8 +32,9 @@ import os
 import platform
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .library import (
     DEFAULT_GRID,
@@ -94,6 +95,7 @@ EPOCH_DATA = "synthetic"
 
 # --------------------------------------------------------------------------- which points run
 
+
 def suite() -> str:
     """``$SOFTMAX_ASV_SUITE``: ``default`` (also when unset) or ``full``; ValueError otherwise."""
     name = (os.environ.get(SUITE_ENV) or "default").strip().lower()
@@ -102,7 +104,7 @@ def suite() -> str:
     return name
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _reference_model() -> TimeModel:
     return TimeModel(REFERENCE_GEMM_FLOPS_PER_S, REFERENCE_COPY_BYTES_PER_S, "cpu")
 
@@ -148,7 +150,7 @@ def threads() -> int | None:
     return int(value)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def backend() -> Backend:
     """The backend of ``$SOFTMAX_DEVICE``, after limiting the BLAS to ``$SOFTMAX_THREADS``;
     NotImplementedError (asv: n/a) where it cannot run.
@@ -160,9 +162,15 @@ def backend() -> Backend:
     """
     set_threads(threads())
     gpu = (os.environ.get("SOFTMAX_DEVICE") or "").strip().lower() == "gpu"
-    if gpu and sys.platform.startswith("linux") and not any(map(os.path.exists, NVIDIA_DRIVER_FILES)):
-        raise NotImplementedError("SOFTMAX_DEVICE=gpu, but this machine has no NVIDIA driver "
-                                  f"(none of {', '.join(NVIDIA_DRIVER_FILES)})")
+    if (
+        gpu
+        and sys.platform.startswith("linux")
+        and not any(map(os.path.exists, NVIDIA_DRIVER_FILES))
+    ):
+        raise NotImplementedError(
+            "SOFTMAX_DEVICE=gpu, but this machine has no NVIDIA driver "
+            f"(none of {', '.join(NVIDIA_DRIVER_FILES)})"
+        )
     try:
         return get_backend()
     except BackendError as exc:
@@ -178,7 +186,13 @@ def machine_rates(b: Backend) -> dict:
     rates and skips the same points.  Delete the file to probe again.
     """
     # older libraries have no PROBE_VERSION: their probe is version 1 (see softmax_core.measure.engine)
-    ident = [platform.node(), b.label, cpu_model(), os.cpu_count(), getattr(engine, "PROBE_VERSION", 1)]
+    ident = [
+        platform.node(),
+        b.label,
+        cpu_model(),
+        os.cpu_count(),
+        getattr(engine, "PROBE_VERSION", 1),
+    ]
     if b.is_gpu:
         ident.append(b.describe().get("gpu_name"))
     digest = hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:16]
@@ -197,7 +211,7 @@ def machine_rates(b: Backend) -> dict:
     return probe
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def guard() -> Guard:
     """The sweep's guard on this machine: memory budget and the time model at the probed rates."""
     b = backend()
@@ -210,8 +224,9 @@ def require(case: Case) -> None:
     """Raise NotImplementedError (asv: n/a) unless ``case`` is measured here and now."""
     name = suite()
     if name == "default" and not in_default_suite(case):
-        raise NotImplementedError(f"{case.label()}: not in the default suite; "
-                                  f"run it with {SUITE_ENV}=full")
+        raise NotImplementedError(
+            f"{case.label()}: not in the default suite; run it with {SUITE_ENV}=full"
+        )
     reason = guard().skip_reason(case, calls=ASV_CALLS_PER_POINT)
     if reason:
         raise NotImplementedError(f"{case.label()}: {reason}")
@@ -224,6 +239,7 @@ def prepare(case: Case) -> tuple[Callable, tuple]:
 
 
 # --------------------------------------------------------------------------- measuring
+
 
 def _asv_extra_params() -> dict:
     """The attributes asv hands this benchmark process (``--quick``'s, ``-a name=value``'s).
@@ -246,7 +262,9 @@ def asv_quick() -> bool:
     """Whether asv runs this benchmark with ``--quick`` ("every benchmark once"), which asv
     hands over as the attributes ``repeat=1``, ``number=1``, ``warmup_time=0``."""
     params = _asv_extra_params()
-    return params.get("repeat") == 1 and params.get("number") == 1 and params.get("warmup_time") == 0
+    return (
+        params.get("repeat") == 1 and params.get("number") == 1 and params.get("warmup_time") == 0
+    )
 
 
 def asv_rounds() -> int:
@@ -277,11 +295,25 @@ def measured(fn: Callable, args: tuple, label: str = "") -> engine.Measurement:
     with ``--show-stderr``.
     """
     if asv_quick():
-        return engine.measure(fn, *args, backend=backend(), min_samples=1, max_samples=1, max_time_s=0,
-                              warmup_s=0, cold=False)
+        return engine.measure(
+            fn,
+            *args,
+            backend=backend(),
+            min_samples=1,
+            max_samples=1,
+            max_time_s=0,
+            warmup_s=0,
+            cold=False,
+        )
     rounds = asv_rounds()
-    m = engine.measure(fn, *args, backend=backend(), min_samples=asv_samples_per_round(rounds),
-                       max_time_s=MAX_TIME_S / rounds, min_time_s=engine.MIN_TIME_S / rounds)
+    m = engine.measure(
+        fn,
+        *args,
+        backend=backend(),
+        min_samples=asv_samples_per_round(rounds),
+        max_time_s=MAX_TIME_S / rounds,
+        min_time_s=engine.MIN_TIME_S / rounds,
+    )
     if not m.stable:
         print(f"{label or 'this point'}: {m}")
     return m

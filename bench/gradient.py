@@ -13,7 +13,13 @@ from .common import GRID
 class Gradient:
     """One gradient call on the device of ``SOFTMAX_DEVICE``."""
 
-    params = [list(GRID.methods), list(GRID.batches), list(GRID.features), list(GRID.classes), [GRID.dtype]]
+    params = [
+        list(GRID.methods),
+        list(GRID.batches),
+        list(GRID.features),
+        list(GRID.classes),
+        [GRID.dtype],
+    ]
     param_names = ["method", "batch", "features", "classes", "dtype"]
     # the engine stops sampling after 2 s; the slowest point of the full suite that the
     # guard lets through (20 s predicted for 8 calls) still ends well within this

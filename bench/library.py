@@ -25,7 +25,6 @@ try:
     )
     from softmax_core.runs.sweep import POINT_TIME_SHARE
 except ImportError:  # the flat layout
-    from softmax_core import measure as engine
     from softmax_core._io import atomic_write_text
     from softmax_core.backend import Backend, BackendError, get_backend
     from softmax_core.cases import (
@@ -42,3 +41,5 @@ except ImportError:  # the flat layout
     from softmax_core.reference import epoch_overhead
     from softmax_core.sweep import POINT_TIME_SHARE
     from softmax_core.timemodel import TimeModel
+
+    from softmax_core import measure as engine

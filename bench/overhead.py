@@ -35,8 +35,13 @@ class EpochOverhead:
         # over asv's rounds (-a rounds=N) each shares out the alternating rounds and the time,
         # as track_time's points do; still at least ASV_MIN_SAMPLES ratios in all
         rounds = 1 if quick else math.ceil(max(ROUNDS, common.ASV_MIN_SAMPLES) / asv_rounds)
-        result = epoch_overhead(self.X, self.y, batch=BATCH, rounds=rounds,
-                                max_time_s=0 if quick else MAX_TIME_S / asv_rounds)
+        result = epoch_overhead(
+            self.X,
+            self.y,
+            batch=BATCH,
+            rounds=rounds,
+            max_time_s=0 if quick else MAX_TIME_S / asv_rounds,
+        )
         ratio = result.ratio("numpy")
         return {"samples": [round(r, 4) for r in ratio.times_s], "number": 1}
 

@@ -7,7 +7,7 @@ The math lives in :mod:`softmax_core.model.softmax`, backends in :mod:`.backend`
 """
 
 from .backends.base import Backend, BackendError, get_backend
-from .data import DataError, MNIST, fetch_mnist, load_mnist, make_synthetic
+from .data import MNIST, DataError, fetch_mnist, load_mnist, make_synthetic
 from .model.softmax import (
     GRADIENTS,
     cross_entropy,
@@ -26,9 +26,24 @@ from .model.softmax import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "Backend", "BackendError", "get_backend",
-    "DataError", "MNIST", "fetch_mnist", "load_mnist", "make_synthetic",
-    "GRADIENTS", "cross_entropy", "error_rate", "get_gradient", "grad_naive",
-    "grad_naive_batched", "grad_structured", "jacobian_h_theta", "one_hot",
-    "sgd_epoch", "softmax", "train",
+    "Backend",
+    "BackendError",
+    "get_backend",
+    "DataError",
+    "MNIST",
+    "fetch_mnist",
+    "load_mnist",
+    "make_synthetic",
+    "GRADIENTS",
+    "cross_entropy",
+    "error_rate",
+    "get_gradient",
+    "grad_naive",
+    "grad_naive_batched",
+    "grad_structured",
+    "jacobian_h_theta",
+    "one_hot",
+    "sgd_epoch",
+    "softmax",
+    "train",
 ]

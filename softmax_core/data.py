@@ -47,17 +47,33 @@ class IdxFile:
 
 
 MNIST_FILES = {
-    "train_images": IdxFile("train-images-idx3-ubyte", 2051, 60000,
-                            "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
-    "train_labels": IdxFile("train-labels-idx1-ubyte", 2049, 60000,
-                            "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
-    "test_images": IdxFile("t10k-images-idx3-ubyte", 2051, 10000,
-                           "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
-    "test_labels": IdxFile("t10k-labels-idx1-ubyte", 2049, 10000,
-                           "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
+    "train_images": IdxFile(
+        "train-images-idx3-ubyte",
+        2051,
+        60000,
+        "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    ),
+    "train_labels": IdxFile(
+        "train-labels-idx1-ubyte",
+        2049,
+        60000,
+        "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    ),
+    "test_images": IdxFile(
+        "t10k-images-idx3-ubyte",
+        2051,
+        10000,
+        "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    ),
+    "test_labels": IdxFile(
+        "t10k-labels-idx1-ubyte",
+        2049,
+        10000,
+        "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    ),
 }
 MNIST_SHAPE = (28, 28)
-_CHUNK = 1 << 20            # bytes read (or inflated) at a time: memory stays bounded by it
+_CHUNK = 1 << 20  # bytes read (or inflated) at a time: memory stays bounded by it
 _LOAD_FIX = "fix: replace it with a good copy ('softmax-bench data fetch' or --data-dir)"
 
 #: Mirrors tried in order by :func:`fetch_mnist` (override with ``$SOFTMAX_MNIST_MIRRORS``,
@@ -114,7 +130,9 @@ def load_mnist(data_dir: str | os.PathLike | None = None, *, verify: bool = True
             arrays[key] = _read_idx(path, spec, verify, gz=path.suffix == ".gz", where=str(path))
         except DataError as exc:
             raise DataError(f"{exc}; {_LOAD_FIX}") from None
-    X_train, X_test = (arrays[k].reshape(arrays[k].shape[0], -1) for k in ("train_images", "test_images"))
+    X_train, X_test = (
+        arrays[k].reshape(arrays[k].shape[0], -1) for k in ("train_images", "test_images")
+    )
     return MNIST(
         X_train=(X_train / np.float32(255)).astype(np.float32, copy=False),
         y_train=arrays["train_labels"].astype(np.int64),
@@ -127,8 +145,10 @@ def _find_idx(root: Path, name: str) -> Path:
     for path in (root / f"{name}.gz", root / name):
         if path.is_file():
             return path
-    raise DataError(f"{root} has neither {name}.gz nor {name}; fix: run 'softmax-bench data fetch' "
-                    "or point --data-dir at the MNIST files")
+    raise DataError(
+        f"{root} has neither {name}.gz nor {name}; fix: run 'softmax-bench data fetch' "
+        "or point --data-dir at the MNIST files"
+    )
 
 
 def _idx_layout(spec: IdxFile) -> tuple[int, int, int]:
@@ -146,10 +166,10 @@ def _read_idx(path: Path, spec: IdxFile, verify: bool, *, gz: bool, where: str) 
     chunks, and one byte past it is enough to call the file too long.
     """
     try:
-        with (gzip.open(path, "rb") if gz else open(path, "rb")) as fh:
+        with gzip.open(path, "rb") if gz else open(path, "rb") as fh:
             size = None if gz else os.fstat(fh.fileno()).st_size
             return _parse_idx(fh, size, spec, verify, where)
-    except (OSError, EOFError, zlib.error) as exc:     # zlib.error: a corrupt deflate stream
+    except (OSError, EOFError, zlib.error) as exc:  # zlib.error: a corrupt deflate stream
         kind = "gzip file" if gz else "file"
         raise DataError(f"{where} is not a readable {kind} ({exc})") from None
 
@@ -161,29 +181,35 @@ def _parse_idx(fh, size: int | None, spec: IdxFile, verify: bool, where: str) ->
         raise DataError(f"{where} has magic number {magic}, expected {spec.magic}: not {spec.name}")
     head += fh.read(header - len(head))
     if len(head) < header:
-        raise DataError(f"{where} is truncated: {len(head)} bytes, shorter than its {header}-byte header")
+        raise DataError(
+            f"{where} is truncated: {len(head)} bytes, shorter than its {header}-byte header"
+        )
     dims = struct.unpack(f">{ndim}i", head[4:])
     if dims[0] != spec.count:
         raise DataError(f"{where} holds {dims[0]} items, expected {spec.count}")
     if ndim == 3 and dims[1:] != MNIST_SHAPE:
         raise DataError(f"{where} has {dims[1]}x{dims[2]} images, expected 28x28")
     expected = header + content
-    if size is not None and size != expected:          # a raw file: its size is known without reading
+    if size is not None and size != expected:  # a raw file: its size is known without reading
         state = "truncated" if size < expected else "too long"
         raise DataError(f"{where} is {state}: {size} bytes, expected {expected}")
     data, sha = np.empty(content, dtype=np.uint8), hashlib.sha256(head)
     view, got = memoryview(data), 0
-    while got < content and (n := fh.readinto(view[got:got + _CHUNK])):
-        sha.update(view[got:got + n])
+    while got < content and (n := fh.readinto(view[got : got + _CHUNK])):
+        sha.update(view[got : got + n])
         got += n
     if got < content:
         raise DataError(f"{where} is truncated: {header + got} bytes, expected {expected}")
     if fh.read(1):
-        raise DataError(f"{where} is too long: more than {expected} bytes, expected exactly {expected}")
+        raise DataError(
+            f"{where} is too long: more than {expected} bytes, expected exactly {expected}"
+        )
     if verify and (digest := sha.hexdigest()) != spec.sha256:
-        raise DataError(f"{where} is corrupted: SHA-256 {digest[:12]}... differs from the "
-                        f"published {spec.sha256[:12]}...")
-    if ndim == 1 and content and data.max() > 9:      # only reachable with verify=False
+        raise DataError(
+            f"{where} is corrupted: SHA-256 {digest[:12]}... differs from the "
+            f"published {spec.sha256[:12]}..."
+        )
+    if ndim == 1 and content and data.max() > 9:  # only reachable with verify=False
         raise DataError(f"{where} has labels outside 0..9 (up to {data.max()}): not MNIST labels")
     return data.reshape(dims)
 
@@ -198,8 +224,14 @@ def _max_download(spec: IdxFile) -> int:
     return header + content + (header + content) // 100 + (64 << 10)
 
 
-def fetch_mnist(cache_dir: str | os.PathLike | None = None, mirrors=None, *, timeout: float = 60.0,
-                file_timeout: float = 600.0, total_timeout: float = 1800.0) -> Path:
+def fetch_mnist(
+    cache_dir: str | os.PathLike | None = None,
+    mirrors=None,
+    *,
+    timeout: float = 60.0,
+    file_timeout: float = 600.0,
+    total_timeout: float = 1800.0,
+) -> Path:
     """Download the four MNIST files into ``cache_dir`` with checksum verification.
 
     Each file is tried from each mirror in turn (``https://`` or ``file://``
@@ -231,18 +263,26 @@ def fetch_mnist(cache_dir: str | os.PathLike | None = None, mirrors=None, *, tim
             for base in mirrors:
                 url = base.rstrip("/") + f"/{spec.name}.gz"
                 try:
-                    _download_verified(url, target, spec, timeout, min(time.monotonic() + file_timeout, deadline))
+                    _download_verified(
+                        url, target, spec, timeout, min(time.monotonic() + file_timeout, deadline)
+                    )
                     break
                 except (OSError, DataError, ValueError, http.client.HTTPException) as exc:
                     failures.append(f"{url}: {exc}")
                 if time.monotonic() >= deadline:
-                    raise DataError(f"could not fetch {spec.name}.gz within the overall deadline of "
-                                    f"{total_timeout:g} s: " + "; ".join(failures) +
-                                    f"; fix: try a faster mirror (--mirror) or longer limits ({limits})")
+                    raise DataError(
+                        f"could not fetch {spec.name}.gz within the overall deadline of "
+                        f"{total_timeout:g} s: "
+                        + "; ".join(failures)
+                        + f"; fix: try a faster mirror (--mirror) or longer limits ({limits})"
+                    )
             else:
-                raise DataError(f"could not fetch {spec.name}.gz from any mirror: " + "; ".join(failures) +
-                                f"; fix: try another mirror (--mirror URL) or longer limits ({limits}), "
-                                "or copy the files in by hand")
+                raise DataError(
+                    f"could not fetch {spec.name}.gz from any mirror: "
+                    + "; ".join(failures)
+                    + f"; fix: try another mirror (--mirror URL) or longer limits ({limits}), "
+                    "or copy the files in by hand"
+                )
     return root
 
 
@@ -258,9 +298,13 @@ def _is_valid(path: Path, spec: IdxFile) -> bool:
         return False
 
 
-def _download_verified(url: str, target: Path, spec: IdxFile, timeout: float, deadline: float) -> None:
+def _download_verified(
+    url: str, target: Path, spec: IdxFile, timeout: float, deadline: float
+) -> None:
     # The process id in the name tells a later fetch whether this file's owner still runs.
-    fd, tmp = tempfile.mkstemp(prefix=f".{spec.name}.{os.getpid()}.", suffix=".part", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{spec.name}.{os.getpid()}.", suffix=".part", dir=target.parent
+    )
     try:
         with os.fdopen(fd, "wb") as out:
             _copy_bounded(url, out, _max_download(spec), timeout, deadline)
@@ -278,16 +322,20 @@ def _copy_bounded(url: str, out, limit: int, timeout: float, deadline: float) ->
         with _opener(watchdog).open(url, timeout=timeout) as resp:
             announced = resp.headers.get("Content-Length", "")
             if announced.isdigit() and int(announced) > limit:
-                raise DataError(f"the mirror announces {announced} bytes, more than the {limit} this file can take")
+                raise DataError(
+                    f"the mirror announces {announced} bytes, more than the {limit} this file can take"
+                )
             size = 0
             # read1: whatever has arrived, so that the deadline is checked even on a trickle
             while time.monotonic() < deadline and (chunk := resp.read1(_CHUNK)):
                 size += len(chunk)
                 if size > limit:
-                    raise DataError(f"the download is more than {limit} bytes, more than this file can be")
+                    raise DataError(
+                        f"the download is more than {limit} bytes, more than this file can be"
+                    )
                 out.write(chunk)
     except (OSError, http.client.HTTPException):
-        if not watchdog.fired:                          # else: the watchdog shut the socket
+        if not watchdog.fired:  # else: the watchdog shut the socket
             raise
     finally:
         watchdog.cancel()
@@ -309,7 +357,7 @@ class _Watchdog(threading.Timer):
 
     def watch(self, sock: socket.socket) -> None:
         self._socks.append(sock)
-        if self.fired:      # _fire sets fired before it looks at the list: no socket is missed
+        if self.fired:  # _fire sets fired before it looks at the list: no socket is missed
             _shut(sock)
 
     def _fire(self) -> None:
@@ -319,7 +367,7 @@ class _Watchdog(threading.Timer):
 
 
 def _shut(sock: socket.socket) -> None:
-    try:    # the plain socket's shutdown: wakes a blocked read, even one inside TLS
+    try:  # the plain socket's shutdown: wakes a blocked read, even one inside TLS
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
     except OSError:
         pass
@@ -327,11 +375,13 @@ def _shut(sock: socket.socket) -> None:
 
 def _opener(watchdog: _Watchdog) -> urllib.request.OpenerDirector:
     """A urllib opener whose connections ``watchdog`` can shut, refusing https -> http redirects."""
+
     def watched(base):
         class Watched(base):
             def connect(self):
                 super().connect()
                 watchdog.watch(self.sock)
+
         return Watched
 
     class Handler(urllib.request.HTTPSHandler, urllib.request.HTTPHandler):
@@ -348,7 +398,11 @@ class _NoDowngradeRedirect(urllib.request.HTTPRedirectHandler):
     """Follows redirects, except from https to any other scheme (plain http, ftp)."""
 
     def redirect_request(self, req, fp, code, msg, headers, newurl):
-        if urllib.parse.urlsplit(req.full_url).scheme == "https" != urllib.parse.urlsplit(newurl).scheme:
+        if (
+            urllib.parse.urlsplit(req.full_url).scheme
+            == "https"
+            != urllib.parse.urlsplit(newurl).scheme
+        ):
             if fp is not None:
                 fp.close()
             raise DataError(f"refused the redirect from https to {newurl} (only https is trusted)")
@@ -370,13 +424,13 @@ def _remove_stale_parts(root: Path) -> None:
 
 
 def _is_running(pid: int) -> bool:
-    if os.name != "posix":      # os.kill would end the process there: assume it runs
+    if os.name != "posix":  # os.kill would end the process there: assume it runs
         return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:     # another user's process
+    except PermissionError:  # another user's process
         return True
     return True
 
@@ -392,8 +446,10 @@ def _sigterm_unwinds():
     Only in the main thread (where Python runs signal handlers) and where SIGTERM has
     its default action; elsewhere the next fetch's stale-file cleanup covers it.
     """
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL
+    ):
         yield
         return
 
@@ -405,8 +461,8 @@ def _sigterm_unwinds():
         yield
     except _Terminated:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.raise_signal(signal.SIGTERM)         # ends the process as SIGTERM always did
-        raise SystemExit(128 + signal.SIGTERM) from None   # only if the signal is blocked
+        signal.raise_signal(signal.SIGTERM)  # ends the process as SIGTERM always did
+        raise SystemExit(128 + signal.SIGTERM) from None  # only if the signal is blocked
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 

@@ -16,7 +16,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
-            os.fchmod(fh.fileno(), 0o666 & ~_umask())  # mkstemp makes 0600; a result file is for all
+            os.fchmod(
+                fh.fileno(), 0o666 & ~_umask()
+            )  # mkstemp makes 0600; a result file is for all
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:

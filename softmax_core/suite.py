@@ -39,12 +39,23 @@ from .fileio import atomic_write_text
 from .measure.environment import load_average
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-TEST_FILES = ("tests/test_backend.py", "tests/test_model.py", "tests/test_measure.py", "tests/test_sidebyside.py")
+TEST_FILES = (
+    "tests/test_backend.py",
+    "tests/test_model.py",
+    "tests/test_measure.py",
+    "tests/test_sidebyside.py",
+)
 STAGES = ("environment", "tests", "train", "train-torch", "sidebyside", "sweep", "report")
 #: Each stage's cap: (fraction of the budget, at least, at most seconds); never past the
 #: deadline less the report's cap and the archive's reserve.  The sweep takes what is left.
-CAPS = {"environment": (0.05, 20, 40), "tests": (0.2, 30, 150), "train": (0.1, 30, 90),
-        "train-torch": (0.1, 30, 90), "sidebyside": (0.25, 30, 150), "report": (0.08, 30, 60)}
+CAPS = {
+    "environment": (0.05, 20, 40),
+    "tests": (0.2, 30, 150),
+    "train": (0.1, 30, 90),
+    "train-torch": (0.1, 30, 90),
+    "sidebyside": (0.25, 30, 150),
+    "report": (0.08, 30, 60),
+}
 #: Seconds kept back for suite.json and the archive.
 ARCHIVE_RESERVE_S = 10.0
 #: The device tool brings back files of at most 16 MiB.
@@ -65,11 +76,13 @@ KILL_GRACE_S = 3.0
 @dataclass
 class Stage:
     name: str
-    status: str = "skipped"      # ok | failed | timeout | skipped
+    status: str = "skipped"  # ok | failed | timeout | skipped
     seconds: float = 0.0
     detail: str = ""
     files: list = field(default_factory=list)
-    load_1min: float | None = None   # the machine's load average when the stage ended (others' work too)
+    load_1min: float | None = (
+        None  # the machine's load average when the stage ended (others' work too)
+    )
 
 
 def sweep_point_budget(seconds_left: float) -> float:
@@ -91,26 +104,42 @@ def check_test_error(test_err: float) -> tuple[bool, str]:
     if off == 0:
         return True, f"test error {test_err:.2%}: the reference 7.97 %, exactly"
     ok = abs(off) <= TEST_ERROR_TOLERANCE
-    return ok, (f"test error {test_err:.2%}: {off:+d} images against the reference 7.97 % "
-                f"({'within' if ok else 'outside'} the {TEST_ERROR_TOLERANCE}-image tolerance)")
+    return ok, (
+        f"test error {test_err:.2%}: {off:+d} images against the reference 7.97 % "
+        f"({'within' if ok else 'outside'} the {TEST_ERROR_TOLERANCE}-image tolerance)"
+    )
 
 
 class Suite:
     """Runs the stages in order against one deadline; see the module's docstring."""
 
-    def __init__(self, out, *, budget_s: float = 480.0, device: str | None = None, data_dir=None,
-                 archive=None, skip=(), quick: bool = False, log=None):
+    def __init__(
+        self,
+        out,
+        *,
+        budget_s: float = 480.0,
+        device: str | None = None,
+        data_dir=None,
+        archive=None,
+        skip=(),
+        quick: bool = False,
+        log=None,
+    ):
         if not (isinstance(budget_s, (int, float)) and 0 < budget_s < float("inf")):
             raise ValueError(f"budget must be a positive number of seconds, got {budget_s!r}")
         unknown = set(skip) - set(STAGES)
         if unknown:
-            raise ValueError(f"unknown stage(s) {', '.join(sorted(unknown))}: choose from {', '.join(STAGES)}")
+            raise ValueError(
+                f"unknown stage(s) {', '.join(sorted(unknown))}: choose from {', '.join(STAGES)}"
+            )
         self.out = Path(out).resolve()
         if self.out.exists() and any(self.out.iterdir()):
             raise ValueError(f"{self.out} exists and is not empty; fix: choose another --out")
         self.device = (device or os.environ.get("SOFTMAX_DEVICE") or "cpu").strip().lower()
         self.data_dir = Path(data_dir).resolve() if data_dir else None
-        self.archive = Path(archive).resolve() if archive else self.out.with_name(self.out.name + ".tar.gz")
+        self.archive = (
+            Path(archive).resolve() if archive else self.out.with_name(self.out.name + ".tar.gz")
+        )
         self.budget_s, self.skip, self.quick = float(budget_s), set(skip), quick
         self.log = log or sys.stderr
         self.stages: list[Stage] = []
@@ -137,7 +166,10 @@ class Suite:
                 try:
                     getattr(self, "_" + name.replace("-", "_"))(st)
                 except Exception as exc:  # a stage's own bug must not cost the archive
-                    st.status, st.detail = "failed", f"suite error: {type(exc).__name__}: {exc}"[:300]
+                    st.status, st.detail = (
+                        "failed",
+                        f"suite error: {type(exc).__name__}: {exc}"[:300],
+                    )
             st.seconds = round(time.monotonic() - start, 1)
             st.load_1min = load_average()
             self.stages.append(st)
@@ -145,24 +177,46 @@ class Suite:
             self.say(f"{name}: {st.status} in {st.seconds:.0f} s (load {st.load_1min}){detail}")
         return self._finish()
 
-    def _cli(self, st: Stage, args: list, timeout_s: float, log_name: str, *, env=None) -> int | None:
+    def _cli(
+        self, st: Stage, args: list, timeout_s: float, log_name: str, *, env=None
+    ) -> int | None:
         """Run ``python -m softmax_core.cli ARGS`` (``python ARGS`` when ARGS start with an
         option, e.g. ``-m pytest``); its output goes to ``DIR/log_name``.  Its exit status,
         or None when it was killed at its deadline or not started for want of time."""
-        later = stage_cap("report", self.budget_s) if st.name != "report" and "report" not in self.skip else 0
+        later = (
+            stage_cap("report", self.budget_s)
+            if st.name != "report" and "report" not in self.skip
+            else 0
+        )
         timeout_s = min(timeout_s, self.left() - ARCHIVE_RESERVE_S - later)
         if timeout_s < 2:
             st.status, st.detail = "skipped", "no time left in the budget"
             return None
-        cmd = [sys.executable, *(args if args[0].startswith("-") else ["-m", "softmax_core.cli", *args])]
-        env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1", "SOFTMAX_DEVICE": self.device,
-               "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)}
+        cmd = [
+            sys.executable,
+            *(args if args[0].startswith("-") else ["-m", "softmax_core.cli", *args]),
+        ]
+        env = {
+            **os.environ,
+            **(env or {}),
+            "PYTHONUNBUFFERED": "1",
+            "SOFTMAX_DEVICE": self.device,
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p
+            ),
+        }
         path = self.out / log_name
         with open(path, "ab") as fh:
             fh.write(f"$ {' '.join(map(str, cmd))}   (deadline {timeout_s:.0f} s)\n".encode())
             fh.flush()
-            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                cmd,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                cwd=REPO_ROOT,
+                env=env,
+                start_new_session=True,
+            )
             try:
                 rc = proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
@@ -183,18 +237,30 @@ class Suite:
     # ------------------------------------------------------------------ stages
 
     def _environment(self, st: Stage) -> None:
-        rc = self._cli(st, ["info", "--json", "--device", self.device], stage_cap("environment", self.budget_s),
-                       "environment.log")
+        rc = self._cli(
+            st,
+            ["info", "--json", "--device", self.device],
+            stage_cap("environment", self.budget_s),
+            "environment.log",
+        )
         if rc != 0:
             return self._fail(st, rc, "environment.log")
         text = (self.out / "environment.log").read_text(errors="replace")
-        record = json.loads(text[text.index("{"):text.rindex("}") + 1])
-        record["suite"] = {"created": _now(), "budget_s": self.budget_s, "quick": self.quick,
-                           "source_commit": record.get("git_commit") or os.environ.get("SOFTMAX_BENCH_COMMIT")}
-        atomic_write_text(self.out / "environment.json", json.dumps(record, indent=2, default=str) + "\n")
+        record = json.loads(text[text.index("{") : text.rindex("}") + 1])
+        record["suite"] = {
+            "created": _now(),
+            "budget_s": self.budget_s,
+            "quick": self.quick,
+            "source_commit": record.get("git_commit") or os.environ.get("SOFTMAX_BENCH_COMMIT"),
+        }
+        atomic_write_text(
+            self.out / "environment.json", json.dumps(record, indent=2, default=str) + "\n"
+        )
         st.files.append("environment.json")
-        for name, cmd in (("nvidia-smi.txt", ["nvidia-smi"]),
-                          ("pip-list.txt", [sys.executable, "-m", "pip", "list", "--format=freeze"])):
+        for name, cmd in (
+            ("nvidia-smi.txt", ["nvidia-smi"]),
+            ("pip-list.txt", [sys.executable, "-m", "pip", "list", "--format=freeze"]),
+        ):
             try:
                 res = subprocess.run(cmd, capture_output=True, text=True, timeout=15)
                 if res.returncode == 0:
@@ -203,7 +269,10 @@ class Suite:
             except (OSError, subprocess.SubprocessError):
                 pass
         b = record.get("backend", {})
-        st.status, st.detail = "ok", f"{b.get('label')} {b.get('gpu_name', record['machine'].get('cpu_model'))}"
+        st.status, st.detail = (
+            "ok",
+            f"{b.get('label')} {b.get('gpu_name', record['machine'].get('cpu_model'))}",
+        )
 
     def _tests(self, st: Stage) -> None:
         files = [f for f in TEST_FILES if (REPO_ROOT / f).is_file()]
@@ -215,9 +284,22 @@ class Suite:
         except ImportError:
             st.detail = "pytest is not installed"
             return
-        args = ["-m", "pytest", "-v", "--durations=15", "-m", "not slow", "-p", "no:cacheprovider",
-                "--junitxml", str(self.out / "tests.xml"), *files]
-        mnist = {"SOFTMAX_MNIST_DIR": str(self.data_dir)} if self.data_dir else {}  # the MNIST tests too
+        args = [
+            "-m",
+            "pytest",
+            "-v",
+            "--durations=15",
+            "-m",
+            "not slow",
+            "-p",
+            "no:cacheprovider",
+            "--junitxml",
+            str(self.out / "tests.xml"),
+            *files,
+        ]
+        mnist = (
+            {"SOFTMAX_MNIST_DIR": str(self.data_dir)} if self.data_dir else {}
+        )  # the MNIST tests too
         rc = self._cli(st, args, stage_cap("tests", self.budget_s), "tests.log", env=mnist)
         if (self.out / "tests.xml").exists():
             st.files.append("tests.xml")
@@ -232,10 +314,29 @@ class Suite:
             return
         label = backend or "default"
         metrics = self.out / f"train-{label}.csv"
-        args = ["train", "--data-dir", str(self.data_dir), "--epochs", "10", "--lr", "0.2", "--batch", "100",
-                "--dtype", "float32", "--metrics-out", str(metrics), "--device", self.device]
-        rc = self._cli(st, args + (["--backend", backend] if backend else []),
-                       stage_cap(st.name, self.budget_s), f"train-{label}.log")
+        args = [
+            "train",
+            "--data-dir",
+            str(self.data_dir),
+            "--epochs",
+            "10",
+            "--lr",
+            "0.2",
+            "--batch",
+            "100",
+            "--dtype",
+            "float32",
+            "--metrics-out",
+            str(metrics),
+            "--device",
+            self.device,
+        ]
+        rc = self._cli(
+            st,
+            args + (["--backend", backend] if backend else []),
+            stage_cap(st.name, self.budget_s),
+            f"train-{label}.log",
+        )
         if rc != 0:
             return self._fail(st, rc, f"train-{label}.log")
         rows = list(csv.DictReader(open(metrics, newline="", encoding="utf-8")))
@@ -252,10 +353,19 @@ class Suite:
         self._train(st, "torch")
 
     def _sidebyside(self, st: Stage) -> None:
-        cap = min(stage_cap("sidebyside", self.budget_s), self.left() - ARCHIVE_RESERVE_S)  # _cli trims it more
+        cap = min(
+            stage_cap("sidebyside", self.budget_s), self.left() - ARCHIVE_RESERVE_S
+        )  # _cli trims it more
         folder = self.out / "sidebyside"
-        args = ["sidebyside", "--out", str(folder), "--device", self.device,
-                "--time-budget", f"{max(1.0, 0.6 * cap):.0f}"]
+        args = [
+            "sidebyside",
+            "--out",
+            str(folder),
+            "--device",
+            self.device,
+            "--time-budget",
+            f"{max(1.0, 0.6 * cap):.0f}",
+        ]
         if self.quick:
             args.append("--quick")
         elif self.data_dir is not None:
@@ -269,7 +379,10 @@ class Suite:
         rows = [(w["name"], v) for w in res["workloads"] for v in w["variants"]]
         bad = [f"{w}/{v['variant']}" for w, v in rows if v["status"] == "ok" and not v["agrees"]]
         skipped = sorted({v["variant"] for _, v in rows if v["status"] != "ok"})
-        notes = [f"{len(res['workloads'])} workload(s) measured" + (f", then {st.detail}" if rc is None else "")]
+        notes = [
+            f"{len(res['workloads'])} workload(s) measured"
+            + (f", then {st.detail}" if rc is None else "")
+        ]
         notes.append(f"results disagree: {', '.join(bad)}" if bad else "the results agree")
         notes += [f"skipped: {', '.join(skipped)}"] if skipped else []
         st.status, st.detail = "failed" if bad else "ok" if rc == 0 else st.status, "; ".join(notes)
@@ -277,19 +390,37 @@ class Suite:
     def _sweep(self, st: Stage) -> None:
         from .runs.cases import DEFAULT_GRID, Grid
 
-        grid = Grid(batches=QUICK_SWEEP["batch"], classes=QUICK_SWEEP["classes"],
-                    features=QUICK_SWEEP["features"]) if self.quick else DEFAULT_GRID
+        grid = (
+            Grid(
+                batches=QUICK_SWEEP["batch"],
+                classes=QUICK_SWEEP["classes"],
+                features=QUICK_SWEEP["features"],
+            )
+            if self.quick
+            else DEFAULT_GRID
+        )
         quick = [a for k, v in QUICK_SWEEP.items() for a in (f"--{k}", ",".join(map(str, v)))]
         reserve = stage_cap("report", self.budget_s) if "report" not in self.skip else 0.0
         room = self.left() - ARCHIVE_RESERVE_S - reserve
         t = sweep_point_budget(room)
-        base = ["sweep", "--out", str(self.out / "sweep"), "--time-budget", str(t), "--no-report",
-                "--no-progress", "--device", self.device] + (quick if self.quick else [])
+        base = [
+            "sweep",
+            "--out",
+            str(self.out / "sweep"),
+            "--time-budget",
+            str(t),
+            "--no-report",
+            "--no-progress",
+            "--device",
+            self.device,
+        ] + (quick if self.quick else [])
         start = time.monotonic()
         # first the structured points past B = 1; the --resume pass adds the rest of the grid, so
         # that its last point is the B = 1 epoch (60 000 steps: on a GPU each pays its launches)
         first = ",".join(str(b) for b in grid.batches if b > 1) or str(grid.batches[0])
-        rc = self._cli(st, base + ["--methods", "structured", "--batch", first], room * 0.45, "sweep.log")
+        rc = self._cli(
+            st, base + ["--methods", "structured", "--batch", first], room * 0.45, "sweep.log"
+        )
         if rc not in (None, 0):
             return self._fail(st, rc, "sweep.log")
         detail = f"--time-budget {t:g} s for {room:.0f} s"
@@ -299,21 +430,32 @@ class Suite:
         if rc is None:
             detail += f" (the --resume pass: {st.detail})"
         results = self.out / "sweep" / "results.csv"
-        statuses = [r.get("status") for r in csv.DictReader(open(results, newline="", encoding="utf-8"))] \
-            if results.exists() else []
+        statuses = (
+            [r.get("status") for r in csv.DictReader(open(results, newline="", encoding="utf-8"))]
+            if results.exists()
+            else []
+        )
         total = len(grid.cases())
         st.status = "ok" if len(statuses) >= total else "timeout"
         counts = ", ".join(f"{statuses.count(k)} {k}" for k in ("ok", "skipped", "error"))
-        st.detail = (f"{detail}: {len(statuses)} of {total} points have a row ({counts})"
-                     f"{'' if len(statuses) >= total else ', stopped at its deadline'}")
-        st.files += [f for f in ("sweep/results.csv", "sweep/environment.json") if (self.out / f).exists()]
+        st.detail = (
+            f"{detail}: {len(statuses)} of {total} points have a row ({counts})"
+            f"{'' if len(statuses) >= total else ', stopped at its deadline'}"
+        )
+        st.files += [
+            f for f in ("sweep/results.csv", "sweep/environment.json") if (self.out / f).exists()
+        ]
 
     def _report(self, st: Stage) -> None:
         if not (self.out / "sweep" / "results.csv").exists():
             st.detail = "no sweep results"
             return
-        rc = self._cli(st, ["report", str(self.out / "sweep"), "--out", str(self.out / "sweep")],
-                       stage_cap("report", self.budget_s), "report.log")
+        rc = self._cli(
+            st,
+            ["report", str(self.out / "sweep"), "--out", str(self.out / "sweep")],
+            stage_cap("report", self.budget_s),
+            "report.log",
+        )
         if rc != 0:
             return self._fail(st, rc, "report.log")
         st.status, st.detail = "ok", "sweep/report.md"
@@ -324,13 +466,22 @@ class Suite:
     def _finish(self) -> int:
         wall = time.monotonic() - self.t0
         bad = [s.name for s in self.stages if s.status in ("failed", "timeout")]
-        summary = {"created": _now(), "device": self.device, "budget_s": self.budget_s, "wall_s": round(wall, 1),
-                   "ok": not bad, "archive": self.archive.name, "stages": [asdict(s) for s in self.stages]}
+        summary = {
+            "created": _now(),
+            "device": self.device,
+            "budget_s": self.budget_s,
+            "wall_s": round(wall, 1),
+            "ok": not bad,
+            "archive": self.archive.name,
+            "stages": [asdict(s) for s in self.stages],
+        }
         atomic_write_text(self.out / "suite.json", json.dumps(summary, indent=2) + "\n")
         atomic_write_text(self.out / "suite.md", _markdown(summary))
         size = write_archive(self.out, self.archive)
-        self.say(f"archive {self.archive} ({size / 2**20:.2f} MiB); wall {time.monotonic() - self.t0:.0f} s "
-                 f"of {self.budget_s:.0f} s; {'all stages ok or skipped' if not bad else 'NOT ok: ' + ', '.join(bad)}")
+        self.say(
+            f"archive {self.archive} ({size / 2**20:.2f} MiB); wall {time.monotonic() - self.t0:.0f} s "
+            f"of {self.budget_s:.0f} s; {'all stages ok or skipped' if not bad else 'NOT ok: ' + ', '.join(bad)}"
+        )
         return 1 if bad else 0
 
 
@@ -341,8 +492,11 @@ def write_archive(folder: Path, archive: Path, limit: int = ARCHIVE_LIMIT_BYTES)
     for skip_png in (False, True):
         tmp = archive.with_name(f".{archive.name}.{os.getpid()}.tmp")
         with tarfile.open(tmp, "w:gz") as tar:
-            tar.add(folder, arcname=folder.name,
-                    filter=lambda ti: None if skip_png and ti.name.endswith(".png") else ti)
+            tar.add(
+                folder,
+                arcname=folder.name,
+                filter=lambda ti: None if skip_png and ti.name.endswith(".png") else ti,
+            )
         os.replace(tmp, archive)
         if archive.stat().st_size <= limit:
             break
@@ -364,8 +518,11 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 def _last_line(path: Path, containing: str = "") -> str:
     try:
-        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines()
-                 if ln.strip() and not ln.startswith(("[exit status", "$ "))]
+        lines = [
+            ln.strip()
+            for ln in path.read_text(errors="replace").splitlines()
+            if ln.strip() and not ln.startswith(("[exit status", "$ "))
+        ]
     except OSError:
         return "no log"
     picked = [ln for ln in lines if containing in ln] if containing else lines
@@ -377,14 +534,28 @@ def _now() -> str:
 
 
 def _markdown(s: dict) -> str:
-    rows = "\n".join(f"| {st['name']} | {st['status']} | {st['seconds']:.0f} | {st['load_1min']} | {st['detail']} | "
-                     f"{', '.join(st['files'])} |" for st in s["stages"])
-    return (f"# softmax-bench suite\n\n{s['created']}, device {s['device']}: {s['wall_s']:.0f} s of a "
-            f"{s['budget_s']:.0f} s budget; {'all stages ok or skipped' if s['ok'] else 'NOT all ok'}.\n\n"
-            "| stage | status | s | load | detail | files |\n| --- | --- | --- | --- | --- | --- |\n" + rows +
-            "\n\nload: the machine's 1-minute load average as the stage ended (other processes' work "
-            "counts too: above the core count, times stretch and stages may reach their deadlines).\n")
+    rows = "\n".join(
+        f"| {st['name']} | {st['status']} | {st['seconds']:.0f} | {st['load_1min']} | {st['detail']} | "
+        f"{', '.join(st['files'])} |"
+        for st in s["stages"]
+    )
+    return (
+        f"# softmax-bench suite\n\n{s['created']}, device {s['device']}: {s['wall_s']:.0f} s of a "
+        f"{s['budget_s']:.0f} s budget; {'all stages ok or skipped' if s['ok'] else 'NOT all ok'}.\n\n"
+        "| stage | status | s | load | detail | files |\n| --- | --- | --- | --- | --- | --- |\n"
+        + rows
+        + "\n\nload: the machine's 1-minute load average as the stage ended (other processes' work "
+        "counts too: above the core count, times stretch and stages may reach their deadlines).\n"
+    )
 
 
-__all__ = ["Suite", "Stage", "STAGES", "TEST_FILES", "sweep_point_budget", "stage_cap", "check_test_error",
-           "write_archive"]
+__all__ = [
+    "Suite",
+    "Stage",
+    "STAGES",
+    "TEST_FILES",
+    "sweep_point_budget",
+    "stage_cap",
+    "check_test_error",
+    "write_archive",
+]

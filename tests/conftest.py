@@ -66,11 +66,15 @@ def mnist_dir() -> Path:
     """Folder with the four real MNIST IDX files (``.gz``)."""
     env = os.environ.get("SOFTMAX_MNIST_DIR")
     path = Path(env) if env else (REPO_ROOT / ".." / "shared" / "data" / "mnist").resolve()
-    missing = [n for n in MNIST_FILE_NAMES if not (path / f"{n}.gz").is_file() and not (path / n).is_file()]
+    missing = [
+        n for n in MNIST_FILE_NAMES if not (path / f"{n}.gz").is_file() and not (path / n).is_file()
+    ]
     if not path.is_dir() or missing:
-        reason = (f"MNIST files not found in {path} (missing: {', '.join(missing) or 'the folder'}); "
-                  "set SOFTMAX_MNIST_DIR to a folder with the four IDX files, place them in "
-                  "../shared/data/mnist beside the repository, or run 'softmax-bench data fetch --dir DIR'")
+        reason = (
+            f"MNIST files not found in {path} (missing: {', '.join(missing) or 'the folder'}); "
+            "set SOFTMAX_MNIST_DIR to a folder with the four IDX files, place them in "
+            "../shared/data/mnist beside the repository, or run 'softmax-bench data fetch --dir DIR'"
+        )
         if _on_ci():
             pytest.fail("CI=true requires the MNIST data: " + reason)
         pytest.skip(reason)

@@ -29,15 +29,18 @@ import numpy as np
 import pytest
 
 from softmax_core import BackendError, get_backend
-from softmax_core.runs.cases import DEFAULT_GRID, MIN_SAMPLES, Case, Guard
-from softmax_core.measure.timemodel import TimeModel
+from softmax_core.runs.cases import DEFAULT_GRID, MIN_SAMPLES, Case
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MACHINE = "softmax-bench-test"
 ASV_TIMEOUT_S = 240
 #: The benchmarks of the suite, all ``track_``: the engine measures, asv never times.
-BENCHMARKS = {"gradient.Gradient.track_time": "seconds", "gradient.Gradient.track_peak_bytes": "bytes",
-              "epoch.Epoch.track_time": "seconds", "overhead.EpochOverhead.track_ratio": "ratio"}
+BENCHMARKS = {
+    "gradient.Gradient.track_time": "seconds",
+    "gradient.Gradient.track_peak_bytes": "bytes",
+    "epoch.Epoch.track_time": "seconds",
+    "overhead.EpochOverhead.track_ratio": "ratio",
+}
 GRADIENT_PARAMS = ["method", "batch", "features", "classes", "dtype"]
 
 
@@ -70,7 +73,9 @@ def bench(monkeypatch, tmp_path):
 def reference_rates(bench, monkeypatch):
     """The guard of the 2-core reference machine: its probed rates and half of 24 GB."""
     common = bench["common"]
-    monkeypatch.setattr(common, "machine_rates", lambda b: {"gemm_gflops": 179.6, "copy_gbps": 22.0})
+    monkeypatch.setattr(
+        common, "machine_rates", lambda b: {"gemm_gflops": 179.6, "copy_gbps": 22.0}
+    )
     monkeypatch.setattr(common, "default_memory_budget", lambda b: 12 * 10**9)
     return common
 
@@ -85,13 +90,23 @@ def _n_a(common, case: Case) -> str | None:
 
 # ---------------------------------------------------------------------------- the suite, in process
 
+
 def test_parameters_come_from_the_grid_and_name_the_whole_point(bench):
     g, e = bench["gradient"].Gradient, bench["epoch"].Epoch
     assert g.param_names == GRADIENT_PARAMS
-    assert g.params == [list(DEFAULT_GRID.methods), list(DEFAULT_GRID.batches), list(DEFAULT_GRID.features),
-                        list(DEFAULT_GRID.classes), [DEFAULT_GRID.dtype]]
+    assert g.params == [
+        list(DEFAULT_GRID.methods),
+        list(DEFAULT_GRID.batches),
+        list(DEFAULT_GRID.features),
+        list(DEFAULT_GRID.classes),
+        [DEFAULT_GRID.dtype],
+    ]
     assert e.param_names == ["method", "batch", "dtype"]
-    assert e.params == [list(DEFAULT_GRID.epoch_methods), list(DEFAULT_GRID.batches), [DEFAULT_GRID.dtype]]
+    assert e.params == [
+        list(DEFAULT_GRID.epoch_methods),
+        list(DEFAULT_GRID.batches),
+        [DEFAULT_GRID.dtype],
+    ]
 
 
 def test_every_benchmark_is_a_track_with_a_unit_and_none_measures_twice():
@@ -116,23 +131,27 @@ def test_default_suite_is_the_grid_under_the_time_limit(bench):
     for method in ("naive", "naive_batched"):
         assert {g(method, b, n, 10) for b in DEFAULT_GRID.batches for n in (784, 1000)} <= default
         assert g(method, 8, 1000, 100) in default
-        assert g(method, 32, 784, 100) not in default      # 0.16-0.26 s a call: full suite only
-        assert not {k for k in default if k[1] == method and k[4] == 1000}   # naive at k = 1000
+        assert g(method, 32, 784, 100) not in default  # 0.16-0.26 s a call: full suite only
+        assert not {k for k in default if k[1] == method and k[4] == 1000}  # naive at k = 1000
     assert len(default) == 36 + 2 * 16
     epochs = {c.batch for c in common.suite_points("epoch", "default")}
     assert epochs == {32, 96, 256, 1024}
     assert {c.batch for c in common.suite_points("epoch", "full")} == set(DEFAULT_GRID.batches)
 
 
-def test_points_outside_the_suite_or_the_guard_are_n_a_with_the_reason(reference_rates, monkeypatch):
+def test_points_outside_the_suite_or_the_guard_are_n_a_with_the_reason(
+    reference_rates, monkeypatch
+):
     common = reference_rates
     heavy = Case("gradient", "naive", 1, 784, 1000)
     assert "SOFTMAX_ASV_SUITE=full" in _n_a(common, heavy)
     assert _n_a(common, Case("gradient", "structured", 1024, 1000, 1000)) is None
     monkeypatch.setenv("SOFTMAX_ASV_SUITE", "full")
-    assert _n_a(common, heavy) is None                                       # ~0.6 s a call: runs
-    assert "predicted" in _n_a(common, Case("gradient", "naive", 8, 1000, 1000))   # ~10 s a call
-    assert "needs 384" in _n_a(common, Case("gradient", "naive_batched", 96, 1000, 1000))  # the lecture's 384 GB
+    assert _n_a(common, heavy) is None  # ~0.6 s a call: runs
+    assert "predicted" in _n_a(common, Case("gradient", "naive", 8, 1000, 1000))  # ~10 s a call
+    assert "needs 384" in _n_a(
+        common, Case("gradient", "naive_batched", 96, 1000, 1000)
+    )  # the lecture's 384 GB
     monkeypatch.setenv("SOFTMAX_ASV_SUITE", "everything")
     with pytest.raises(ValueError, match="SOFTMAX_ASV_SUITE"):
         common.require(heavy)
@@ -158,7 +177,7 @@ def test_track_time_is_the_engines_measurement_of_a_prepared_point(bench):
 
     bm = bench["gradient"].Gradient()
     bm.setup("structured", 8, 784, 10, "float32")
-    bm.setup("structured", 8, 784, 10, "float32")   # as asv may: fresh inputs, same point
+    bm.setup("structured", 8, 784, 10, "float32")  # as asv may: fresh inputs, same point
     out = bm.track_time("structured", 8, 784, 10, "float32")
     assert set(out) == {"samples", "number"}
     assert len(out["samples"]) >= MIN_SAMPLES and out["number"] >= 1
@@ -179,8 +198,15 @@ def test_asv_quick_is_seen_in_a_real_asv_runner_process(bench, tmp_path):
     counts = {}
     for label, params in (("quick", {"number": 1, "repeat": 1, "warmup_time": 0}), ("full", {})):
         result = tmp_path / f"{label}.json"
-        _run((str(REPO_ROOT / "bench"), "gradient.Gradient.track_time-0", json.dumps(params), "None",
-              str(result)))
+        _run(
+            (
+                str(REPO_ROOT / "bench"),
+                "gradient.Gradient.track_time-0",
+                json.dumps(params),
+                "None",
+                str(result),
+            )
+        )
         counts[label] = len(json.loads(result.read_text())["samples"])
     assert counts["quick"] == 1
     assert counts["full"] >= MIN_SAMPLES
@@ -193,11 +219,17 @@ def test_asv_rounds_share_out_the_points_sampling_time_as_the_sweeps_rounds_do(b
 
     common = bench["common"]
     seen = []
-    monkeypatch.setattr(common.engine, "measure", lambda fn, *a, **kw: seen.append(kw) or
-                        engine.Measurement.from_samples([1e-3] * 5))
+    monkeypatch.setattr(
+        common.engine,
+        "measure",
+        lambda fn, *a, **kw: seen.append(kw) or engine.Measurement.from_samples([1e-3] * 5),
+    )
     # asv_runner's _run, as the suite finds it: a function of that name in module asv_runner.run
     runner = {"__name__": "asv_runner.run", "common": common}
-    exec("def _run(extra_params):\n    return common.asv_rounds(), common.measured(len, ((),))", runner)
+    exec(
+        "def _run(extra_params):\n    return common.asv_rounds(), common.measured(len, ((),))",
+        runner,
+    )
     assert runner["_run"]({"rounds": 3})[0] == 3
     assert runner["_run"]({})[0] == 1 and common.asv_rounds() == 1
     three, one = seen
@@ -230,25 +262,38 @@ OLDER_LIBRARY = "1dfc00d"
 def test_the_suite_runs_against_an_older_commits_library(bench, tmp_path):
     """bench/ may use only what older commits' softmax_core has: with calls_per_point(...,
     min_samples=...) from a newer library, every point of 1dfc00d failed with a TypeError."""
-    have = subprocess.run(["git", "cat-file", "-e", f"{OLDER_LIBRARY}^{{commit}}"], cwd=REPO_ROOT,
-                          capture_output=True)
+    have = subprocess.run(
+        ["git", "cat-file", "-e", f"{OLDER_LIBRARY}^{{commit}}"], cwd=REPO_ROOT, capture_output=True
+    )
     if have.returncode != 0:
         pytest.skip(f"commit {OLDER_LIBRARY} is not in this clone (shallow?)")
-    archive = subprocess.run(["git", "archive", OLDER_LIBRARY, "softmax_core"], cwd=REPO_ROOT,
-                             capture_output=True, check=True).stdout
+    archive = subprocess.run(
+        ["git", "archive", OLDER_LIBRARY, "softmax_core"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout
     subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=archive, check=True)
-    code = (f"import sys; sys.path[:0] = [{str(tmp_path)!r}, {str(REPO_ROOT)!r}]\n"
-            "import softmax_core\n"
-            f"assert softmax_core.__file__.startswith({str(tmp_path)!r}), softmax_core.__file__\n"
-            "from bench import gradient\n"
-            "bm = gradient.Gradient()\n"
-            "bm.setup('structured', 1, 784, 10, 'float32')\n"
-            "out = bm.track_time('structured', 1, 784, 10, 'float32')\n"
-            "print(len(out['samples']))\n")
+    code = (
+        f"import sys; sys.path[:0] = [{str(tmp_path)!r}, {str(REPO_ROOT)!r}]\n"
+        "import softmax_core\n"
+        f"assert softmax_core.__file__.startswith({str(tmp_path)!r}), softmax_core.__file__\n"
+        "from bench import gradient\n"
+        "bm = gradient.Gradient()\n"
+        "bm.setup('structured', 1, 784, 10, 'float32')\n"
+        "out = bm.track_time('structured', 1, 784, 10, 'float32')\n"
+        "print(len(out['samples']))\n"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOFTMAX_")}
     env["SOFTMAX_ASV_CACHE"] = str(tmp_path / "cache")
-    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
-                         timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert int(run.stdout.split()[-1]) >= bench["common"].ASV_MIN_SAMPLES
 
@@ -257,7 +302,7 @@ def test_overhead_is_a_ratio_of_sgd_epoch_over_numpy(bench, monkeypatch):
     ov = bench["overhead"]
     monkeypatch.setattr(ov, "ROUNDS", 3)
     monkeypatch.setattr(ov, "MAX_TIME_S", 0.0)
-    monkeypatch.setattr(ov, "EPOCH_SAMPLES", 2000)   # 20 steps: the same loops, faster
+    monkeypatch.setattr(ov, "EPOCH_SAMPLES", 2000)  # 20 steps: the same loops, faster
     bm = ov.EpochOverhead()
     bm.setup()
     out = bm.track_ratio()
@@ -266,6 +311,7 @@ def test_overhead_is_a_ratio_of_sgd_epoch_over_numpy(bench, monkeypatch):
 
 
 # ---------------------------------------------------------------------------- the plugin
+
 
 def _env_names(monkeypatch, **environ) -> list[tuple]:
     from asv import config, environment
@@ -279,8 +325,11 @@ def _env_names(monkeypatch, **environ) -> list[tuple]:
     conf = config.Config.load(str(REPO_ROOT / "asv.conf.json"))
     for plugin in conf.plugins:
         plugin_manager.import_plugin(plugin)
-    return [(env.name, env.dir_name, dict(env.requirements), env.env_vars)
-            for spec in (None, ["existing:same"]) for env in environment.get_environments(conf, spec, verbose=False)]
+    return [
+        (env.name, env.dir_name, dict(env.requirements), env.env_vars)
+        for spec in (None, ["existing:same"])
+        for env in environment.get_environments(conf, spec, verbose=False)
+    ]
 
 
 def test_device_and_suite_from_the_shell_name_asvs_environments(monkeypatch):
@@ -292,13 +341,18 @@ def test_device_and_suite_from_the_shell_name_asvs_environments(monkeypatch):
     (venv_cpu, dir_cpu, req_cpu, vars_cpu), (existing_cpu, *_) = cpu
     (venv_gpu, dir_gpu, req_gpu, vars_gpu), (existing_gpu, *_) = gpu
     assert venv_cpu.endswith("-SOFTMAX_DEVICEcpu") and existing_cpu.startswith("existing-")
-    assert existing_cpu.endswith("-SOFTMAX_DEVICEcpu") and existing_gpu.endswith("-SOFTMAX_DEVICEgpu")
+    assert existing_cpu.endswith("-SOFTMAX_DEVICEcpu") and existing_gpu.endswith(
+        "-SOFTMAX_DEVICEgpu"
+    )
     assert venv_gpu.endswith("-cupy-cuda12x-SOFTMAX_DEVICEgpu") and req_gpu == {"cupy-cuda12x": ""}
-    assert req_cpu == {} and dir_cpu != dir_gpu                     # CuPy in a virtualenv of its own
+    assert req_cpu == {} and dir_cpu != dir_gpu  # CuPy in a virtualenv of its own
     assert vars_cpu == {"SOFTMAX_DEVICE": "cpu"} and vars_gpu == {"SOFTMAX_DEVICE": "gpu"}
     assert "-SOFTMAX_ASV_SUITEfull-" in full[0][0] and full[0][0].endswith("-SOFTMAX_DEVICEgpu")
     one = _env_names(monkeypatch, SOFTMAX_THREADS="1")
-    assert one[0][0].endswith("-SOFTMAX_DEVICEcpu-SOFTMAX_THREADS1") and one[0][3]["SOFTMAX_THREADS"] == "1"
+    assert (
+        one[0][0].endswith("-SOFTMAX_DEVICEcpu-SOFTMAX_THREADS1")
+        and one[0][3]["SOFTMAX_THREADS"] == "1"
+    )
     from asv import util
 
     with pytest.raises(util.UserError, match="SOFTMAX_DEVICE='tpu'"):
@@ -310,7 +364,7 @@ def test_device_and_suite_from_the_shell_name_asvs_environments(monkeypatch):
 def test_softmax_threads_limits_the_blas_of_a_benchmark(bench, monkeypatch):
     threadpoolctl = pytest.importorskip("threadpoolctl")
     monkeypatch.setenv("SOFTMAX_THREADS", "1")
-    with threadpoolctl.threadpool_limits(limits=None):   # restores the pools afterwards
+    with threadpoolctl.threadpool_limits(limits=None):  # restores the pools afterwards
         bench["common"].backend()
         pools = [p for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
         assert pools and all(p["num_threads"] == 1 for p in pools)
@@ -321,8 +375,11 @@ def test_softmax_threads_limits_the_blas_of_a_benchmark(bench, monkeypatch):
 
 # ---------------------------------------------------------------------------- asv itself
 
+
 def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
+    return subprocess.run(
+        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout
 
 
 @pytest.fixture(scope="module")
@@ -334,28 +391,43 @@ def scratch(tmp_path_factory):
         pytest.skip("asv needs the project's git repository")
     tmp = tmp_path_factory.mktemp("asv")
     repo = tmp / "repo"
-    files = _git(REPO_ROOT, "ls-files", "-z", "--cached", "--others", "--exclude-standard").split("\0")
+    files = _git(REPO_ROOT, "ls-files", "-z", "--cached", "--others", "--exclude-standard").split(
+        "\0"
+    )
     for name in filter(None, files):
         src = REPO_ROOT / name
         if src.is_file() and not name.startswith("results/"):
             (repo / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, repo / name)
     _git(repo, "init", "-q", "-b", "main")
-    for key, value in (("user.name", "test"), ("user.email", "test@example.com"), ("commit.gpgsign", "false")):
+    for key, value in (
+        ("user.name", "test"),
+        ("user.email", "test@example.com"),
+        ("commit.gpgsign", "false"),
+    ):
         _git(repo, "config", key, value)
     _git(repo, "add", "-A")
     _git(repo, "commit", "-q", "-m", "base")
     _git(repo, "commit", "-q", "--allow-empty", "-m", "head")
-    _git(repo, "commit", "-q", "--allow-empty", "-m", "slow")   # its code is changed at run time
+    _git(repo, "commit", "-q", "--allow-empty", "-m", "slow")  # its code is changed at run time
     home = tmp / "home"
     home.mkdir()
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("SOFTMAX_DEVICE", "SOFTMAX_BACKEND", "SOFTMAX_ASV_SUITE", "SOFTMAX_THREADS")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("SOFTMAX_DEVICE", "SOFTMAX_BACKEND", "SOFTMAX_ASV_SUITE", "SOFTMAX_THREADS")
+    }
     env.update(HOME=str(home), SOFTMAX_ASV_CACHE=str(tmp / "cache"))
 
     def asv(*args, extra_env=None):
-        proc = subprocess.run([sys.executable, "-m", "asv", *args], cwd=repo, env=dict(env, **(extra_env or {})),
-                              capture_output=True, text=True, timeout=ASV_TIMEOUT_S)
+        proc = subprocess.run(
+            [sys.executable, "-m", "asv", *args],
+            cwd=repo,
+            env=dict(env, **(extra_env or {})),
+            capture_output=True,
+            text=True,
+            timeout=ASV_TIMEOUT_S,
+        )
         return proc
 
     proc = asv("machine", "--yes", "--machine", MACHINE)
@@ -377,14 +449,18 @@ def _values(path: Path, name: str) -> dict:
     data = json.loads(path.read_text(encoding="utf-8"))
     row = dict(zip(data["result_columns"], data["results"][name]))
     combos = [tuple(ast.literal_eval(p) for p in c) for c in itertools.product(*row["params"])]
-    return dict(zip(combos, row["result"])), dict(zip(combos, row.get("stats_repeat") or [None] * len(combos)))
+    return dict(zip(combos, row["result"])), dict(
+        zip(combos, row.get("stats_repeat") or [None] * len(combos))
+    )
 
 
 #: A few cheap points: asv selects parameter combinations by a regex on "name(param, ...)".
-SMOKE = (r"gradient.Gradient.track_time\('structured', (1|8), 784, (10|1000), 'float32'\)",
-         r"gradient.Gradient.track_time\('naive', 1, 784, 1000, 'float32'\)",
-         r"gradient.Gradient.track_peak_bytes\('naive', 1, 784, 10, 'float32'\)",
-         r"epoch.Epoch.track_time\('structured', 1024, 'float32'\)")
+SMOKE = (
+    r"gradient.Gradient.track_time\('structured', (1|8), 784, (10|1000), 'float32'\)",
+    r"gradient.Gradient.track_time\('naive', 1, 784, 1000, 'float32'\)",
+    r"gradient.Gradient.track_peak_bytes\('naive', 1, 784, 10, 'float32'\)",
+    r"epoch.Epoch.track_time\('structured', 1024, 'float32'\)",
+)
 
 
 def _bench_args(*regexes: str) -> list[str]:
@@ -400,29 +476,48 @@ def test_asv_check_passes(scratch):
 
 @pytest.mark.slow
 def test_quick_run_then_gpu_run_keep_apart_and_leave_the_tree_clean(scratch):
-    proc = scratch("run", "--python=same", "--quick", "--set-commit-hash", scratch.head, "--machine", MACHINE,
-                   *_bench_args(*SMOKE))
+    proc = scratch(
+        "run",
+        "--python=same",
+        "--quick",
+        "--set-commit-hash",
+        scratch.head,
+        "--machine",
+        MACHINE,
+        *_bench_args(*SMOKE),
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     cpu = _result_file(scratch, scratch.head, "cpu")
     times, repeats = _values(cpu, "gradient.Gradient.track_time")
     for b, k in itertools.product((1, 8), (10, 1000)):
         point = ("structured", b, 784, k, "float32")
-        assert 0 < times[point] < 1 and repeats[point] == 1, (point, out)   # --quick: one sample
-    assert math.isnan(times["naive", 1, 784, 1000, "float32"])   # not in the default suite: n/a
+        assert 0 < times[point] < 1 and repeats[point] == 1, (point, out)  # --quick: one sample
+    assert math.isnan(times["naive", 1, 784, 1000, "float32"])  # not in the default suite: n/a
     peaks, _ = _values(cpu, "gradient.Gradient.track_peak_bytes")
     assert peaks["naive", 1, 784, 10, "float32"] > 0
     epochs, _ = _values(cpu, "epoch.Epoch.track_time")
     assert 0 < epochs["structured", 1024, "float32"] < 30
     cpu_bytes = cpu.read_bytes()
 
-    proc = scratch("run", "--python=same", "--quick", "--set-commit-hash", scratch.head, "--machine", MACHINE,
-                   *_bench_args(*SMOKE), extra_env={"SOFTMAX_DEVICE": "gpu"})
+    proc = scratch(
+        "run",
+        "--python=same",
+        "--quick",
+        "--set-commit-hash",
+        scratch.head,
+        "--machine",
+        MACHINE,
+        *_bench_args(*SMOKE),
+        extra_env={"SOFTMAX_DEVICE": "gpu"},
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    gpu_times, _ = _values(_result_file(scratch, scratch.head, "gpu"), "gradient.Gradient.track_time")
+    gpu_times, _ = _values(
+        _result_file(scratch, scratch.head, "gpu"), "gradient.Gradient.track_time"
+    )
     if not _has_gpu():
-        assert all(v is not None and math.isnan(v) for v in gpu_times.values())   # n/a, not failed
-    assert cpu.read_bytes() == cpu_bytes   # the CPU results of the same commit are untouched
+        assert all(v is not None and math.isnan(v) for v in gpu_times.values())  # n/a, not failed
+    assert cpu.read_bytes() == cpu_bytes  # the CPU results of the same commit are untouched
 
     proc = scratch("publish")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -447,30 +542,68 @@ def test_compare_flags_a_2x_slower_structured_gradient_and_not_a_no_op(scratch):
 
     name = "gradient.Gradient.track_time"
     points = r"gradient.Gradient.track_time\('structured', (1|8), 784, 100, 'float32'\)"
-    proc = scratch("run", "--python=same", "--set-commit-hash", scratch.base, "--machine", MACHINE,
-                   "--record-samples", "--bench", points)
+    proc = scratch(
+        "run",
+        "--python=same",
+        "--set-commit-hash",
+        scratch.base,
+        "--machine",
+        MACHINE,
+        "--record-samples",
+        "--bench",
+        points,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     base = Results.load(str(_result_file(scratch, scratch.base, "cpu")), MACHINE)
     bench = load_json(str(scratch.repo / ".asv" / "results" / "benchmarks.json"))[name]
     samples = base.get_result_samples(name, bench["params"])
     measured = [s for s in samples if s]
-    assert len(measured) == 2 and all(len(s) >= 5 for s in measured)   # the engine's samples, kept by asv
+    assert len(measured) == 2 and all(
+        len(s) >= 5 for s in measured
+    )  # the engine's samples, kept by asv
     stats = base.get_result_stats(name, bench["params"])
     rng = np.random.default_rng(0)
-    for commit, change in ((scratch.head, lambda s: list(rng.choice(s, size=len(s)))),
-                           (scratch.slow, lambda s: [2 * t for t in s])):
+    for commit, change in (
+        (scratch.head, lambda s: list(rng.choice(s, size=len(s)))),
+        (scratch.slow, lambda s: [2 * t for t in s]),
+    ):
         new = [change(s) if s else None for s in samples]
-        result = Results(base.params, base._requirements, commit, base.date, base._python, base.env_name,
-                         base.env_vars)
-        result.add_result(bench, BenchmarkResult(
-            result=[True if s else math.nan for s in new], samples=new,
-            number=[st["number"] if st else None for st in stats], errcode=0, stderr="", profile=None),
-            record_samples=True)
+        result = Results(
+            base.params,
+            base._requirements,
+            commit,
+            base.date,
+            base._python,
+            base.env_name,
+            base.env_vars,
+        )
+        result.add_result(
+            bench,
+            BenchmarkResult(
+                result=[True if s else math.nan for s in new],
+                samples=new,
+                number=[st["number"] if st else None for st in stats],
+                errcode=0,
+                stderr="",
+                profile=None,
+            ),
+            record_samples=True,
+        )
         result.save(str(scratch.repo / ".asv" / "results"))
 
     def regressions(after):
-        proc = scratch("compare", "--machine", MACHINE, "--factor", "1.2", "--only-changed",
-                       "-E", base.env_name, scratch.base, after)
+        proc = scratch(
+            "compare",
+            "--machine",
+            MACHINE,
+            "--factor",
+            "1.2",
+            "--only-changed",
+            "-E",
+            base.env_name,
+            scratch.base,
+            after,
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return [line for line in proc.stdout.splitlines() if line.startswith("| +")], proc.stdout
 
@@ -492,15 +625,19 @@ def test_reference_results_are_copied_only_by_the_deliberate_step(tmp_path, monk
     (src / "benchmarks.json").write_text("{}")
     (src / "box" / "machine.json").write_text("{}")
     a, b = "a" * 40, "b" * 40
-    for name in (f"{a[:8]}-virtualenv-py3.11-SOFTMAX_DEVICEcpu.json",
-                 f"{a[:8]}-virtualenv-py3.11-cupy-cuda12x-SOFTMAX_DEVICEgpu.json",
-                 f"{b[:8]}-virtualenv-py3.11-SOFTMAX_DEVICEcpu.json"):
+    for name in (
+        f"{a[:8]}-virtualenv-py3.11-SOFTMAX_DEVICEcpu.json",
+        f"{a[:8]}-virtualenv-py3.11-cupy-cuda12x-SOFTMAX_DEVICEgpu.json",
+        f"{b[:8]}-virtualenv-py3.11-SOFTMAX_DEVICEcpu.json",
+    ):
         (src / "box" / name).write_text(name)
     (dest / "box").mkdir(parents=True)
     (dest / "box" / "0ld00000-virtualenv-py3.11-SOFTMAX_DEVICEcpu.json").write_text("old")
     copied = copy_reference(src, dest, None, [a], replace=True, env="SOFTMAX_DEVICEcpu")
     assert sorted(p.name for p in (dest / "box").iterdir()) == [
-        f"{a[:8]}-virtualenv-py3.11-SOFTMAX_DEVICEcpu.json", "machine.json"]
+        f"{a[:8]}-virtualenv-py3.11-SOFTMAX_DEVICEcpu.json",
+        "machine.json",
+    ]
     assert (dest / "benchmarks.json").is_file() and len(copied) == 3
     with pytest.raises(SystemExit, match="no results of commit"):
         copy_reference(src, dest, "box", ["c" * 40])
@@ -513,7 +650,11 @@ def test_a_cached_probe_of_another_probe_version_is_not_reused(tmp_path, monkeyp
 
     monkeypatch.setenv(common.CACHE_ENV, str(tmp_path))
     probes = []
-    monkeypatch.setattr(engine, "probe_machine", lambda b: probes.append(1) or {"gemm_gflops": 1.0, "copy_gbps": 1.0})
+    monkeypatch.setattr(
+        engine,
+        "probe_machine",
+        lambda b: probes.append(1) or {"gemm_gflops": 1.0, "copy_gbps": 1.0},
+    )
     b = common.backend()
     common.machine_rates(b)
     common.machine_rates(b)

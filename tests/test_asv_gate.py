@@ -21,11 +21,17 @@ C = "epoch.Epoch.track_time('structured', 96, 'float32')"
 
 def table(*rows: tuple[str, str]) -> str:
     """asv continuous's output with a table of (mark, benchmark) rows."""
-    lines = ["| Change   | Before [c0] <main~1>   | After [c1] <main>   |   Ratio | Benchmark (Parameter) |",
-             "|----------|------------------------|---------------------|---------|-----------------------|"]
-    lines += [f"| {mark}        | 100±1μs   | 150±2μs   |    1.50 | {name} |" for mark, name in rows]
+    lines = [
+        "| Change   | Before [c0] <main~1>   | After [c1] <main>   |   Ratio | Benchmark (Parameter) |",
+        "|----------|------------------------|---------------------|---------|-----------------------|",
+    ]
+    lines += [
+        f"| {mark}        | 100±1μs   | 150±2μs   |    1.50 | {name} |" for mark, name in rows
+    ]
     worse = any(mark in "+!" for mark, _ in rows)
-    return "\n".join(lines + ["", "PERFORMANCE DECREASED." if worse else "BENCHMARKS NOT SIGNIFICANTLY CHANGED."])
+    return "\n".join(
+        lines + ["", "PERFORMANCE DECREASED." if worse else "BENCHMARKS NOT SIGNIFICANTLY CHANGED."]
+    )
 
 
 class FakeAsv:
@@ -41,8 +47,12 @@ class FakeAsv:
 
 
 def test_the_table_parser_finds_each_slower_point_once_without_its_environment():
-    out = table(("+", A), ("-", B), ("+", C + " [vm/virtualenv-py3.11-SOFTMAX_DEVICEcpu]"),
-                ("+", C + " [vm/virtualenv-py3.11-SOFTMAX_DEVICEcpu-SOFTMAX_THREADS1]"))
+    out = table(
+        ("+", A),
+        ("-", B),
+        ("+", C + " [vm/virtualenv-py3.11-SOFTMAX_DEVICEcpu]"),
+        ("+", C + " [vm/virtualenv-py3.11-SOFTMAX_DEVICEcpu-SOFTMAX_THREADS1]"),
+    )
     assert regressions(out) == [A, C]
     assert regressions("PERFORMANCE DECREASED.\n| + | garbage") == []
 
@@ -84,28 +94,40 @@ def test_confirm_zero_is_one_interleaved_pass():
 
 def test_asv_failing_is_an_error_not_a_regression():
     """asv exits 1 on an unknown commit or an empty selection, with no '+' row: exit 2, not 1."""
-    assert run_gate("nosuchcommit", "c1", asv=lambda args: (1, "· Unknown commit nosuchcommit")).status == 2
+    assert (
+        run_gate("nosuchcommit", "c1", asv=lambda args: (1, "· Unknown commit nosuchcommit")).status
+        == 2
+    )
     assert run_gate("c0", "c1", asv=FakeAsv((2, []))).status == 2
     # a confirming pass that asv cannot run is an error too, not a pass
     assert run_gate("c0", "c1", asv=FakeAsv((1, [("+", A)]), (1, []))).status == 2
 
 
-@pytest.mark.parametrize("selection", [("--bench", "gradient"), ("-bgradient",), ("--ben", "gradient"),
-                                       ("--bench=gradient",)])
+@pytest.mark.parametrize(
+    "selection",
+    [("--bench", "gradient"), ("-bgradient",), ("--ben", "gradient"), ("--bench=gradient",)],
+)
 def test_the_users_selection_holds_for_the_first_pass_only(selection):
     asv = FakeAsv((1, [("+", A)]), (0, []))
     run_gate("c0", "c1", asv=asv, asv_args=(*selection, "--show-stderr", "-a", "warmup_time=0"))
     first, confirm = asv.calls
     assert all(token in first for token in selection)
     assert not any(token in confirm for token in selection if token != "--bench")
-    assert confirm.count("--bench") == 1 and confirm[confirm.index("--bench") + 1] == selection_regex([A])
+    assert confirm.count("--bench") == 1 and confirm[
+        confirm.index("--bench") + 1
+    ] == selection_regex([A])
     assert "--show-stderr" in confirm and "warmup_time=0" in confirm
 
 
-@pytest.mark.parametrize("asv_args, message", [(("--factor", "5"), "--factor belongs to the gate"),
-                                               (("-f5",), "--factor belongs to the gate"),
-                                               (("-a", "rounds=1"), "rounds= is the gate's"),
-                                               (("--attribute=rounds=2",), "rounds= is the gate's")])
+@pytest.mark.parametrize(
+    "asv_args, message",
+    [
+        (("--factor", "5"), "--factor belongs to the gate"),
+        (("-f5",), "--factor belongs to the gate"),
+        (("-a", "rounds=1"), "rounds= is the gate's"),
+        (("--attribute=rounds=2",), "rounds= is the gate's"),
+    ],
+)
 def test_asv_arguments_that_would_override_the_gate_are_refused(asv_args, message):
     asv = FakeAsv()
     with pytest.raises(ValueError, match=message):
@@ -113,10 +135,15 @@ def test_asv_arguments_that_would_override_the_gate_are_refused(asv_args, messag
     assert asv.calls == []
 
 
-@pytest.mark.parametrize("kw, message", [({"factor": 1.0}, "factor must be above 1"),
-                                         ({"rounds": 0}, "rounds must be a positive"),
-                                         ({"confirm_rounds": 2.5}, "confirm_rounds must be"),
-                                         ({"confirm": -1}, "confirm must be a whole number")])
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"factor": 1.0}, "factor must be above 1"),
+        ({"rounds": 0}, "rounds must be a positive"),
+        ({"confirm_rounds": 2.5}, "confirm_rounds must be"),
+        ({"confirm": -1}, "confirm must be a whole number"),
+    ],
+)
 def test_bad_settings_are_refused_before_asv_runs(kw, message):
     asv = FakeAsv()
     with pytest.raises(ValueError, match=message):

@@ -38,6 +38,7 @@ def fake_cupy(get_device_count, compute_capability="90") -> types.ModuleType:
 
 # --------------------------------------------------------------------------- selection
 
+
 def test_default_is_numpy_on_cpu():
     b = get_backend()
     assert isinstance(b, Backend)
@@ -84,7 +85,9 @@ def test_empty_env_values_mean_default(monkeypatch):
 def test_unknown_device_names_variable_and_choices(monkeypatch, via_env):
     if via_env:
         monkeypatch.setenv("SOFTMAX_DEVICE", "tpu")
-    with pytest.raises(ValueError, match=r"SOFTMAX_DEVICE='tpu' is not a device: use one of cpu, gpu"):
+    with pytest.raises(
+        ValueError, match=r"SOFTMAX_DEVICE='tpu' is not a device: use one of cpu, gpu"
+    ):
         get_backend() if via_env else get_backend("tpu")
 
 
@@ -92,8 +95,11 @@ def test_unknown_device_names_variable_and_choices(monkeypatch, via_env):
 def test_unknown_backend_names_variable_and_choices(monkeypatch, via_env):
     if via_env:
         monkeypatch.setenv("SOFTMAX_BACKEND", "nonsense")
-    with pytest.raises(ValueError, match=r"SOFTMAX_BACKEND='nonsense' is not a backend: "
-                                         r"use one of numpy, cupy, torch, array_api_strict"):
+    with pytest.raises(
+        ValueError,
+        match=r"SOFTMAX_BACKEND='nonsense' is not a backend: "
+        r"use one of numpy, cupy, torch, array_api_strict",
+    ):
         get_backend() if via_env else get_backend(None, "nonsense")
 
 
@@ -118,6 +124,7 @@ def test_backend_error_is_a_runtime_error():
 
 # --------------------------------------------------------------------------- GPU unavailable
 
+
 def test_gpu_here_without_cupy_says_how_to_install(monkeypatch):
     if cupy_works():
         pytest.skip("cupy and a CUDA device work here")
@@ -126,7 +133,7 @@ def test_gpu_here_without_cupy_says_how_to_install(monkeypatch):
         get_backend()
     msg = str(info.value)
     if "cupy" in sys.modules or _cupy_importable():
-        assert "no usable CUDA device" in msg      # cupy installed, no GPU/driver
+        assert "no usable CUDA device" in msg  # cupy installed, no GPU/driver
     else:
         assert "pip install" in msg and "softmax-bench[gpu]" in msg
 
@@ -138,9 +145,11 @@ def _cupy_importable() -> bool:
 
 
 def test_gpu_with_cupy_not_installed_says_pip_install(monkeypatch):
-    monkeypatch.setitem(sys.modules, "cupy", None)   # makes `import cupy` raise ImportError
+    monkeypatch.setitem(sys.modules, "cupy", None)  # makes `import cupy` raise ImportError
     monkeypatch.setenv("SOFTMAX_DEVICE", "gpu")
-    with pytest.raises(BackendError, match=r"cannot be imported.*fix: pip install 'softmax-bench\[gpu\]'"):
+    with pytest.raises(
+        BackendError, match=r"cannot be imported.*fix: pip install 'softmax-bench\[gpu\]'"
+    ):
         get_backend()
 
 
@@ -154,7 +163,7 @@ def test_cupy_installed_but_no_driver(monkeypatch):
         get_backend()
     msg = str(info.value)
     assert "no usable CUDA device" in msg
-    assert "cudaErrorNoDevice" in msg                 # the driver's own words are kept
+    assert "cudaErrorNoDevice" in msg  # the driver's own words are kept
     assert "fix:" in msg and "SOFTMAX_DEVICE=cpu" in msg
     assert isinstance(info.value.__cause__, RuntimeError)
 
@@ -172,6 +181,7 @@ def test_torch_not_installed_says_pip_install(monkeypatch):
 
 
 # --------------------------------------------------------------------------- Backend methods
+
 
 @pytest.mark.parametrize("dtype", ["float32", "float64", "int64"])
 def test_asarray_to_numpy_round_trip(backend, xp, dtype):
@@ -252,5 +262,8 @@ def test_a_refused_mallopt_leaves_no_half_policy_and_is_not_recorded_as_kept(mon
     monkeypatch.setattr(host_memory, "_glibc", lambda: Libc())
     monkeypatch.setitem(host_memory._state, "retained", False)
     assert host_memory.retain_freed_memory() is False
-    assert calls[-1] == (host_memory._M_MMAP_MAX, host_memory._DEFAULT_MMAP_MAX)  # mmap allowed again
+    assert calls[-1] == (
+        host_memory._M_MMAP_MAX,
+        host_memory._DEFAULT_MMAP_MAX,
+    )  # mmap allowed again
     assert host_memory.allocator()["freed_memory_kept"] is False

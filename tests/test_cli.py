@@ -26,8 +26,14 @@ def run_cli(*args, env: dict | None = None, timeout: float = 120) -> subprocess.
     """Run the CLI in a fresh interpreter with no SOFTMAX_* variables except ``env``'s."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("SOFTMAX_")}
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "softmax_core.cli", *map(str, args)],
-                          cwd=REPO_ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "softmax_core.cli", *map(str, args)],
+        cwd=REPO_ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def read_metrics(path: Path) -> list[dict]:
@@ -47,15 +53,27 @@ def assert_one_line_error(proc: subprocess.CompletedProcess) -> str:
 
 # --------------------------------------------------------------------------- train
 
+
 def test_train_one_epoch_prints_table_and_writes_csv(mnist_dir, tmp_path):
     out = tmp_path / "tmp" / "m.csv"
-    proc = run_cli("train", "--data-dir", mnist_dir, "--epochs", 1, "--lr", 0.2, "--batch", 100,
-                   "--metrics-out", out)
+    proc = run_cli(
+        "train",
+        "--data-dir",
+        mnist_dir,
+        "--epochs",
+        1,
+        "--lr",
+        0.2,
+        "--batch",
+        100,
+        "--metrics-out",
+        out,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     lines = proc.stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.split() == EPOCH_COLUMNS)
-    table = [line.split() for line in lines[header + 1:] if line.strip()]
+    table = [line.split() for line in lines[header + 1 :] if line.strip()]
     assert len(table) == 1 and table[0][0] == "1"
 
     rows = read_metrics(out)
@@ -68,15 +86,28 @@ def test_train_one_epoch_prints_table_and_writes_csv(mnist_dir, tmp_path):
     assert float(row["seconds"]) > 0
     # the printed table and the CSV say the same thing
     assert table[0][1:5] == [f"{float(row[c]):.5f}" for c in EPOCH_COLUMNS[1:5]]
-    assert [p.name for p in out.parent.iterdir()] == ["m.csv"]     # no temporary file left
+    assert [p.name for p in out.parent.iterdir()] == ["m.csv"]  # no temporary file left
 
 
 @pytest.mark.slow
 def test_train_reference_mnist_run(mnist_dir, tmp_path):
     """10 epochs, lr 0.2, batch 100, float32, in order: the reference test error 0.0797."""
     out = tmp_path / "m.csv"
-    proc = run_cli("train", "--data-dir", mnist_dir, "--epochs", 10, "--lr", 0.2, "--batch", 100,
-                   "--dtype", "float32", "--metrics-out", out)
+    proc = run_cli(
+        "train",
+        "--data-dir",
+        mnist_dir,
+        "--epochs",
+        10,
+        "--lr",
+        0.2,
+        "--batch",
+        100,
+        "--dtype",
+        "float32",
+        "--metrics-out",
+        out,
+    )
     assert proc.returncode == 0, proc.stderr
     rows = read_metrics(out)
     assert [int(r["epoch"]) for r in rows] == list(range(1, 11))
@@ -86,22 +117,41 @@ def test_train_reference_mnist_run(mnist_dir, tmp_path):
 
 # --------------------------------------------------------------------------- bad input
 
-@pytest.mark.parametrize("args,env,code,needle", [
-    (["--batch", "0"], {}, 2, "--batch"),
-    (["--batch", "2.5"], {}, 2, "--batch"),
-    (["--lr", "-1"], {}, 2, "--lr"),
-    (["--lr", "nan"], {}, 2, "--lr"),
-    (["--epochs", "0"], {}, 2, "--epochs"),
-    (["--dtype", "float16"], {}, 2, "float16"),
-    (["--grad", "fast"], {}, 2, "--grad"),
-    (["--data-dir", "/nonexistent"], {}, 1, "does not exist"),
-    ([], {"SOFTMAX_BACKEND": "nonsense"}, 1, "SOFTMAX_BACKEND='nonsense'"),
-    ([], {"SOFTMAX_DEVICE": "tpu"}, 1, "SOFTMAX_DEVICE='tpu'"),
-], ids=["batch0", "batch-float", "lr-negative", "lr-nan", "epochs0", "dtype-float16", "grad-unknown",
-        "data-dir-missing", "backend-nonsense", "device-tpu"])
+
+@pytest.mark.parametrize(
+    "args,env,code,needle",
+    [
+        (["--batch", "0"], {}, 2, "--batch"),
+        (["--batch", "2.5"], {}, 2, "--batch"),
+        (["--lr", "-1"], {}, 2, "--lr"),
+        (["--lr", "nan"], {}, 2, "--lr"),
+        (["--epochs", "0"], {}, 2, "--epochs"),
+        (["--dtype", "float16"], {}, 2, "float16"),
+        (["--grad", "fast"], {}, 2, "--grad"),
+        (["--data-dir", "/nonexistent"], {}, 1, "does not exist"),
+        ([], {"SOFTMAX_BACKEND": "nonsense"}, 1, "SOFTMAX_BACKEND='nonsense'"),
+        ([], {"SOFTMAX_DEVICE": "tpu"}, 1, "SOFTMAX_DEVICE='tpu'"),
+    ],
+    ids=[
+        "batch0",
+        "batch-float",
+        "lr-negative",
+        "lr-nan",
+        "epochs0",
+        "dtype-float16",
+        "grad-unknown",
+        "data-dir-missing",
+        "backend-nonsense",
+        "device-tpu",
+    ],
+)
 def test_train_bad_input_is_one_line_error(tmp_path, args, env, code, needle):
     if "--data-dir" not in args:
-        args = ["--data-dir", tmp_path, *args]   # an empty folder: the data error must not come first
+        args = [
+            "--data-dir",
+            tmp_path,
+            *args,
+        ]  # an empty folder: the data error must not come first
     proc = run_cli("train", *args, env=env)
     line = assert_one_line_error(proc)
     assert proc.returncode == code
@@ -122,6 +172,7 @@ def test_train_on_gpu_without_gpu_is_one_line_error(tmp_path):
 
 
 # --------------------------------------------------------------------------- info, data fetch
+
 
 def test_info_prints_backend_and_device():
     proc = run_cli("info")
@@ -174,12 +225,19 @@ def test_data_fetch_from_file_mirror(mnist_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "MNIST verified in" in proc.stdout and str(target) in proc.stdout
     assert sorted(p.name for p in target.iterdir()) == sorted(
-        ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-         "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"])
+        [
+            "train-images-idx3-ubyte.gz",
+            "train-labels-idx1-ubyte.gz",
+            "t10k-images-idx3-ubyte.gz",
+            "t10k-labels-idx1-ubyte.gz",
+        ]
+    )
 
 
 def test_data_fetch_refuses_http_in_one_line(tmp_path):
-    proc = run_cli("data", "fetch", "--dir", tmp_path / "d", "--mirror", "http://example.com/mnist/")
+    proc = run_cli(
+        "data", "fetch", "--dir", tmp_path / "d", "--mirror", "http://example.com/mnist/"
+    )
     line = assert_one_line_error(proc)
     assert proc.returncode == 1
     assert "https" in line

@@ -7,21 +7,35 @@ import sys
 import pytest
 
 from softmax_core import get_backend
-from softmax_core.runs.cases import Grid
 from softmax_core.report.compare import compare, verdict
+from softmax_core.runs.cases import Grid
 from softmax_core.runs.sweep import run_sweep
 
 
-@pytest.mark.parametrize("lo,hi,expected", [(0.99, 1.02, "SAME"), (1.2, 1.4, "SLOWER"), (0.5, 0.7, "FASTER"),
-                                            (0.98, 1.10, "UNSURE"), (float("nan"), 1.0, "UNSURE")])
+@pytest.mark.parametrize(
+    "lo,hi,expected",
+    [
+        (0.99, 1.02, "SAME"),
+        (1.2, 1.4, "SLOWER"),
+        (0.5, 0.7, "FASTER"),
+        (0.98, 1.10, "UNSURE"),
+        (float("nan"), 1.0, "UNSURE"),
+    ],
+)
 def test_verdict_from_the_ratio_interval(lo, hi, expected):
     assert verdict(lo, hi, 0.05) == expected
 
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
-    grid = Grid(methods=("structured",), batches=(2, 64), classes=(3,), features=(5,), epochs_on="none",
-                time_budget_s=1)
+    grid = Grid(
+        methods=("structured",),
+        batches=(2, 64),
+        classes=(3,),
+        features=(5,),
+        epochs_on="none",
+        time_budget_s=1,
+    )
     root = tmp_path_factory.mktemp("runs")
     cpu = get_backend("cpu", "numpy")
     for name in ("a", "b"):
@@ -33,7 +47,9 @@ def test_compare_matches_points_and_summarises(two_runs):
     a, b = two_runs
     table, summary = compare(a, b)
     assert summary["points"] == len(table) == 2 and summary["only_a"] == summary["only_b"] == 0
-    assert (table["ratio_low"] <= table["ratio"]).all() and (table["ratio"] <= table["ratio_high"]).all()
+    assert (table["ratio_low"] <= table["ratio"]).all() and (
+        table["ratio"] <= table["ratio_high"]
+    ).all()
     assert sum(summary[v] for v in ("SAME", "FASTER", "SLOWER", "UNSURE")) == 2
 
 
@@ -97,8 +113,16 @@ def test_an_unusable_probe_drops_the_probe_line_instead_of_failing(two_runs, tmp
         assert "machine probes" not in format_comparison(table, summary, x, y)
 
 
-@pytest.mark.parametrize("field, value", [("probe_version", "2"), ("probe_version", True), ("num_threads", "2"),
-                                          ("num_threads", [2]), ("num_threads", True)])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("probe_version", "2"),
+        ("probe_version", True),
+        ("num_threads", "2"),
+        ("num_threads", [2]),
+        ("num_threads", True),
+    ],
+)
 def test_odd_versions_and_thread_counts_are_not_read_as_facts(two_runs, tmp_path, field, value):
     import json
 
@@ -138,7 +162,10 @@ def test_probes_of_two_versions_are_not_compared(two_runs, tmp_path):
     (old / "environment.json").write_text(json.dumps(env))
     table, summary = compare(old, a)
     text = format_comparison(table, summary, old, a)
-    assert "not compared: A's is of probe version 1, B's of 2" in text and "GEMM" not in text.split("not compared")[0]
+    assert (
+        "not compared: A's is of probe version 1, B's of 2" in text
+        and "GEMM" not in text.split("not compared")[0]
+    )
     table, summary = compare(a / "results.csv", old / "results.csv")  # files name their folders
     assert summary["probe_versions"] == (2, 1)
 
@@ -164,14 +191,23 @@ def test_two_runs_with_different_blas_threads_say_so(two_runs, tmp_path):
     assert "BLAS thread" not in format_comparison(table, summary, a, a.parent / "b")
 
 
-@pytest.mark.parametrize("args,needle", [(["SAME", "SAME"], "same result set"),
-                                         (["A", "/nonexistent"], "does not exist"),
-                                         (["A", "B", "--out", "DIR"], "is a folder"),
-                                         (["A", "B", "--threshold", "2"], "--threshold")])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["SAME", "SAME"], "same result set"),
+        (["A", "/nonexistent"], "does not exist"),
+        (["A", "B", "--out", "DIR"], "is a folder"),
+        (["A", "B", "--threshold", "2"], "--threshold"),
+    ],
+)
 def test_cli_compare_errors_are_one_line(two_runs, tmp_path, args, needle):
     a, b = two_runs
     subst = {"SAME": str(a), "A": str(a), "B": str(b), "DIR": str(tmp_path)}
-    r = subprocess.run([sys.executable, "-m", "softmax_core.cli", "compare", *[subst.get(x, x) for x in args]],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "softmax_core.cli", "compare", *[subst.get(x, x) for x in args]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1
     assert needle in r.stderr and "Traceback" not in r.stderr

@@ -16,18 +16,31 @@ import numpy as np
 import pytest
 
 from softmax_core import BackendError, get_backend
-from softmax_core.dask.chunked import BLOCK_ROWS, chunk_bounds, reference_gradient, rows, synthetic, synthetic_dask
+from softmax_core.dask.chunked import (
+    BLOCK_ROWS,
+    chunk_bounds,
+    reference_gradient,
+    rows,
+    synthetic,
+    synthetic_dask,
+)
 from softmax_core.model.softmax import grad_naive, grad_structured, sgd_epoch, train
 
 CHUNK = 64
 
 
 def test_missing_dask_is_one_line_with_the_fix(monkeypatch):
-    monkeypatch.setitem(sys.modules, "dask.array", None)  # `import dask.array` now raises ImportError
+    monkeypatch.setitem(
+        sys.modules, "dask.array", None
+    )  # `import dask.array` now raises ImportError
     with pytest.raises(BackendError) as err:
         get_backend("cpu", "dask")
     msg = str(err.value)
-    assert "\n" not in msg and "cannot be imported" in msg and "pip install 'softmax-bench[dask]'" in msg
+    assert (
+        "\n" not in msg
+        and "cannot be imported" in msg
+        and "pip install 'softmax-bench[dask]'" in msg
+    )
 
 
 def test_dask_is_cpu_only():
@@ -36,6 +49,7 @@ def test_dask_is_cpu_only():
 
 
 # --------------------------------------------------------------------------- chunked synthetic data
+
 
 def test_synthetic_is_the_same_however_chunked():
     pytest.importorskip("dask.array")
@@ -48,9 +62,9 @@ def test_synthetic_is_the_same_however_chunked():
         Xc, yc = dask.compute(Xd, yd, scheduler="sync")
         np.testing.assert_array_equal(Xc, X)
         np.testing.assert_array_equal(yc, y)
-    X2, y2 = synthetic(1200, 9, 4, seed=3)                   # a prefix: the same rows for a smaller m
+    X2, y2 = synthetic(1200, 9, 4, seed=3)  # a prefix: the same rows for a smaller m
     np.testing.assert_array_equal(X2, X[:1200])
-    Xr, yr = rows(3, 1500, 2100, 9, 4)                       # any range, across blocks
+    Xr, yr = rows(3, 1500, 2100, 9, 4)  # any range, across blocks
     np.testing.assert_array_equal(Xr, X[1500:2100])
     assert not np.array_equal(synthetic(100, 9, 4, seed=4)[0], X[:100])
 
@@ -65,12 +79,14 @@ def test_reference_gradient_is_the_sum_over_chunks():
 
 # --------------------------------------------------------------------------- the backend on a cluster
 
+
 @pytest.fixture(scope="module")
 def cluster():
     pytest.importorskip("dask.array")
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                  dashboard_address=None, silence_logs=50) as c:
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None, silence_logs=50
+    ) as c:
         yield c
         from softmax_core.dask.cluster import close_all
 
@@ -105,9 +121,17 @@ def test_asarray_row_chunks_in_worker_memory(dask_b, problem):
     import dask.array as da
 
     X, y, theta = problem
-    Xd, yd, td = dask_b.asarray(X, "float32"), dask_b.asarray(y), dask_b.asarray(theta, dask_b.xp.float64)
+    Xd, yd, td = (
+        dask_b.asarray(X, "float32"),
+        dask_b.asarray(y),
+        dask_b.asarray(theta, dask_b.xp.float64),
+    )
     assert isinstance(Xd, da.Array) and Xd.chunks == ((64, 64, 64, 64, 44), (20,))
-    assert yd.chunks == ((64, 64, 64, 64, 44),) and td.chunks == ((20,), (5,)) and td.dtype == np.float64
+    assert (
+        yd.chunks == ((64, 64, 64, 64, 44),)
+        and td.chunks == ((20,), (5,))
+        and td.dtype == np.float64
+    )
     np.testing.assert_array_equal(dask_b.to_numpy(Xd), X)
     held = dask_b.client.who_has()
     assert len(held) >= 5  # the chunks are futures in the workers, not in the graph
@@ -134,19 +158,25 @@ def test_sgd_epoch_equals_numpy(dask_b, problem):
     want = sgd_epoch(X, y, theta, 0.5, 32)
     assert not np.array_equal(want, theta)
     # the model itself on Dask arrays: every step's new theta is carried on (no in-place -= on Dask)
-    np.testing.assert_allclose(dask_b.to_numpy(sgd_epoch(Xd, yd, td, 0.5, 32)), want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        dask_b.to_numpy(sgd_epoch(Xd, yd, td, 0.5, 32)), want, rtol=1e-5, atol=1e-6
+    )
     # the same epoch computed in segments of 3 batches
     got = dd.sgd_epoch(Xd, yd, td, 0.5, 32, segment_steps=2)
     np.testing.assert_allclose(dask_b.to_numpy(got), want, rtol=1e-5, atol=1e-6)
     shuffled = dd.sgd_epoch(Xd, yd, td, 0.5, 32, seed=4, segment_steps=3)
-    np.testing.assert_allclose(dask_b.to_numpy(shuffled), sgd_epoch(X, y, theta, 0.5, 32, seed=4), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        dask_b.to_numpy(shuffled), sgd_epoch(X, y, theta, 0.5, 32, seed=4), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_streamed_gradient_equals_the_chunked_numpy_reference(dask_b):
     theta = (0.1 * np.random.default_rng(2).standard_normal((30, 6))).astype(np.float32)
     X, y = synthetic_dask(5000, 30, 6, seed=9, chunk_rows=700)
     g = dask_b.to_numpy(grad_structured(X, y, dask_b.asarray(theta), check=False))
-    np.testing.assert_allclose(g, reference_gradient(theta, 5000, 6, seed=9, chunk_rows=700), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        g, reference_gradient(theta, 5000, 6, seed=9, chunk_rows=700), rtol=1e-5, atol=1e-7
+    )
 
 
 def test_a_measured_call_is_computed(dask_b, problem):
@@ -160,10 +190,12 @@ def test_a_measured_call_is_computed(dask_b, problem):
     call = computed(functools.partial(grad_structured, check=False))
     out = call(*args)
     assert dask.is_dask_collection(out) and out.numblocks == (1, 1)  # θ-sized, in memory
-    np.testing.assert_allclose(dask_b.to_numpy(out), grad_structured(X, y, theta), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        dask_b.to_numpy(out), grad_structured(X, y, theta), rtol=1e-5, atol=1e-7
+    )
     m = measure(call, *args, backend=dask_b, max_time_s=0.2, min_samples=3)
     assert m.repeats >= 3 and m.median > 0
-    assert materialize((out, 3)) [1] == 3
+    assert materialize((out, 3))[1] == 3
     # the timer waits for persisted work before it stops
     fut = (args[0] * 2).sum().persist()
     timer = dask_b.timer()
@@ -180,7 +212,9 @@ def test_peak_memory_per_worker(dask_b, problem):
     args = dask_b.asarray(X), dask_b.asarray(y), dask_b.asarray(theta)
     fn = functools.partial(grad_structured, check=False)
     peaks, g = worker_peaks(dask_b.session, fn, *args)
-    assert set(peaks.peak) == set(dask_b.session.workers()) and peaks.shared  # threads of this process
+    assert (
+        set(peaks.peak) == set(dask_b.session.workers()) and peaks.shared
+    )  # threads of this process
     assert all(peaks.peak[w] >= peaks.before[w] > 0 for w in peaks.peak)
     assert isinstance(dask_b.peak_bytes(fn, *args), int)
     stats = engine_stats(dask_b, fn, *args)
@@ -194,7 +228,9 @@ def test_train_on_mnist_matches_numpy(dask_b, mnist):
     host = (mnist.X_train[:500], mnist.y_train[:500], mnist.X_test[:300], mnist.y_test[:300])
     arrays = [dask_b.asarray(a) for a in host]
     _, got = train(*arrays, epochs=2, timer=functools.partial(dd.time_once, backend=dask_b))
-    _, want = train(*host, epochs=2, timer=functools.partial(time_once, backend=get_backend("cpu", "numpy")))
+    _, want = train(
+        *host, epochs=2, timer=functools.partial(time_once, backend=get_backend("cpu", "numpy"))
+    )
     for g, w in zip(got, want):
         for key in ("train_loss", "train_err", "test_loss", "test_err"):
             assert f"{g[key]:.5f}" == f"{w[key]:.5f}", (g["epoch"], key)
@@ -222,16 +258,37 @@ def test_scale_command_on_the_existing_cluster(dask_b, tmp_path, capsys, monkeyp
     from softmax_core.dask import scale as scaling
     from softmax_core.measure import host_memory
 
-    monkeypatch.setattr(dask_metrics, "parallelism", lambda: {"processes": 2, "speedup": 1.5, "speedups": [1.5],
-                                                              "load_average_1min": 0.0})
+    monkeypatch.setattr(
+        dask_metrics,
+        "parallelism",
+        lambda: {"processes": 2, "speedup": 1.5, "speedups": [1.5], "load_average_1min": 0.0},
+    )
     released = []  # the NumPy baseline's kept memory goes back before each group's memory checks
     monkeypatch.setattr(host_memory, "release_retained_memory", lambda: released.append(1))
 
     parser = argparse.ArgumentParser()
     scaling.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["scale", "--rows", "3000", "--chunk-rows", "1000", "--features", "16",
-                              "--classes", "3", "--batch", "2000", "--max-time", "0.05", "--rounds", "2",
-                              "--out", str(tmp_path)])
+    args = parser.parse_args(
+        [
+            "scale",
+            "--rows",
+            "3000",
+            "--chunk-rows",
+            "1000",
+            "--features",
+            "16",
+            "--classes",
+            "3",
+            "--batch",
+            "2000",
+            "--max-time",
+            "0.05",
+            "--rounds",
+            "2",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert scaling.run(args) == 0
     text = (tmp_path / "scaling.csv").read_text().splitlines()
     assert text[0].split(",") == list(scaling.COLUMNS)
@@ -240,8 +297,13 @@ def test_scale_command_on_the_existing_cluster(dask_b, tmp_path, capsys, monkeyp
     got = list(csv.DictReader(text))
     ok = [r for r in got if r["status"] == "ok"]
     assert {(r["engine"], r["kind"], r["data"]) for r in ok} >= {
-        ("numpy", "gradient", "memory"), ("numpy", "gradient", "stream"), ("dask", "gradient", "memory"),
-        ("dask", "gradient", "stream"), ("dask", "epoch", "memory"), ("numpy", "epoch", "memory")}
+        ("numpy", "gradient", "memory"),
+        ("numpy", "gradient", "stream"),
+        ("dask", "gradient", "memory"),
+        ("dask", "gradient", "stream"),
+        ("dask", "epoch", "memory"),
+        ("numpy", "epoch", "memory"),
+    }
     assert all(float(r["peak_worker_bytes"]) > 0 for r in ok if r["engine"] == "dask")
     assert len(released) == len({(r["kind"], r["data"], r["rows"]) for r in got})
     assert "Full-batch gradient" in (tmp_path / "report.md").read_text()

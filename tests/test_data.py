@@ -11,10 +11,10 @@ import gzip
 import hashlib
 import math
 import os
+import shutil
 import signal
 import socket
 import ssl
-import shutil
 import struct
 import subprocess
 import sys
@@ -33,12 +33,17 @@ from softmax_core import data as data_module
 from softmax_core.data import MNIST_FILES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-MNIST_FILE_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                    "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+MNIST_FILE_NAMES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS = MNIST_FILE_NAMES
 
 
 # --------------------------------------------------------------------------- helpers
+
 
 def real_bytes(mnist_dir: Path, name: str) -> bytes:
     """The decompressed IDX bytes of one real file."""
@@ -77,7 +82,7 @@ def header(magic: int, *dims: int) -> bytes:
 
 def with_byte_changed(raw: bytes, offset: int) -> bytes:
     b = bytearray(raw)
-    b[offset] = (b[offset] + 1) % 10   # still a valid digit label / pixel value
+    b[offset] = (b[offset] + 1) % 10  # still a valid digit label / pixel value
     return bytes(b)
 
 
@@ -87,6 +92,7 @@ def mnist_copy(mnist_dir, tmp_path) -> Path:
 
 
 # --------------------------------------------------------------------------- facts of the real data
+
 
 def test_mnist_shapes_and_dtypes(mnist):
     assert mnist.X_train.shape == (60000, 784)
@@ -99,9 +105,11 @@ def test_mnist_shapes_and_dtypes(mnist):
 
 def test_mnist_pixels_scaled_to_unit_interval_and_labels_are_digits(mnist):
     for X in (mnist.X_train, mnist.X_test):
-        assert X.min() == 0.0 and X.max() == 1.0          # pixels 0 and 255 both occur
+        assert X.min() == 0.0 and X.max() == 1.0  # pixels 0 and 255 both occur
     # pixels / 255: every value is a multiple of 1/255
-    np.testing.assert_allclose(mnist.X_train[:100] * 255, np.round(mnist.X_train[:100] * 255), atol=1e-4)
+    np.testing.assert_allclose(
+        mnist.X_train[:100] * 255, np.round(mnist.X_train[:100] * 255), atol=1e-4
+    )
     for y in (mnist.y_train, mnist.y_test):
         assert set(np.unique(y).tolist()) == set(range(10))
 
@@ -118,6 +126,7 @@ def test_data_error_is_a_value_error():
 
 
 # --------------------------------------------------------------------------- loader errors
+
 
 def test_load_missing_directory(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
@@ -140,7 +149,9 @@ def test_load_wrong_magic_number(mnist_copy, mnist_dir):
 
 def test_load_truncated_content(mnist_copy):
     put(mnist_copy, TRAIN_IMAGES, header(2051, 60000, 28, 28) + bytes(100))
-    with pytest.raises(DataError, match=f"{TRAIN_IMAGES}.gz is truncated: 116 bytes, expected 47040016"):
+    with pytest.raises(
+        DataError, match=f"{TRAIN_IMAGES}.gz is truncated: 116 bytes, expected 47040016"
+    ):
         load_mnist(mnist_copy)
 
 
@@ -207,14 +218,20 @@ def test_load_raw_uncompressed_files(mnist_copy, mnist_dir, mnist):
     for name in (TRAIN_LABELS, TEST_IMAGES, TEST_LABELS):
         put(mnist_copy, name, real_bytes(mnist_dir, name), compress=False)
     assert sorted(p.name for p in mnist_copy.iterdir()) == sorted(
-        [f"{TRAIN_IMAGES}.gz", TRAIN_LABELS, TEST_IMAGES, TEST_LABELS])
+        [f"{TRAIN_IMAGES}.gz", TRAIN_LABELS, TEST_IMAGES, TEST_LABELS]
+    )
     data = load_mnist(mnist_copy)
     for field in ("X_train", "y_train", "X_test", "y_test"):
         np.testing.assert_array_equal(getattr(data, field), getattr(mnist, field), err_msg=field)
 
 
 def test_load_raw_file_is_checked_too(mnist_copy, mnist_dir):
-    put(mnist_copy, TRAIN_LABELS, with_byte_changed(real_bytes(mnist_dir, TRAIN_LABELS), 8), compress=False)
+    put(
+        mnist_copy,
+        TRAIN_LABELS,
+        with_byte_changed(real_bytes(mnist_dir, TRAIN_LABELS), 8),
+        compress=False,
+    )
     with pytest.raises(DataError, match=f"{TRAIN_LABELS} is corrupted"):
         load_mnist(mnist_copy)
 
@@ -222,7 +239,7 @@ def test_load_raw_file_is_checked_too(mnist_copy, mnist_dir):
 # --------------------------------------------------------------------------- loader: hostile files, bounded memory
 
 MB = 1 << 20
-ZEROS_MEMBER = gzip.compress(bytes(MB), compresslevel=9)    # ~1 KB that inflates to 1 MiB
+ZEROS_MEMBER = gzip.compress(bytes(MB), compresslevel=9)  # ~1 KB that inflates to 1 MiB
 
 
 def gzip_zeros(megabytes: int, head: bytes = b"") -> bytes:
@@ -251,12 +268,16 @@ def peak_bytes_of(fn) -> int:
 TRAIN_IMAGES_BYTES = 16 + 60000 * 784
 
 
-@pytest.mark.parametrize("gz,match", [
-    # the issue's case: a small .gz of zeros named train-labels; it used to inflate whole before the magic check
-    (gzip_zeros(256), "magic number 0, expected 2049"),
-    # a right header followed by far more than 60000 labels
-    (gzip_zeros(256, header(2049, 60000)), "is too long: more than 60008 bytes"),
-], ids=["zeros", "right-header-then-zeros"])
+@pytest.mark.parametrize(
+    "gz,match",
+    [
+        # the issue's case: a small .gz of zeros named train-labels; it used to inflate whole before the magic check
+        (gzip_zeros(256), "magic number 0, expected 2049"),
+        # a right header followed by far more than 60000 labels
+        (gzip_zeros(256, header(2049, 60000)), "is too long: more than 60008 bytes"),
+    ],
+    ids=["zeros", "right-header-then-zeros"],
+)
 def test_load_gzip_bomb_is_refused_with_bounded_memory(mnist_copy, gz, match):
     path = gz_put(mnist_copy, TRAIN_LABELS, gz)
 
@@ -272,12 +293,14 @@ def test_load_gzip_bomb_is_refused_with_bounded_memory(mnist_copy, gz, match):
 def test_load_huge_sparse_raw_file_is_refused_by_its_size_without_reading_it(mnist_copy):
     remove(mnist_copy, TRAIN_IMAGES)
     path = mnist_copy / TRAIN_IMAGES
-    with open(path, "wb") as fh:                  # right header, then a hole of 1 GiB (sparse: no disk)
+    with open(path, "wb") as fh:  # right header, then a hole of 1 GiB (sparse: no disk)
         fh.write(header(2051, 60000, 28, 28))
         fh.truncate(1 << 30)
 
     def load():
-        with pytest.raises(DataError, match=f"{TRAIN_IMAGES} is too long: {1 << 30} bytes, expected 47040016"):
+        with pytest.raises(
+            DataError, match=f"{TRAIN_IMAGES} is too long: {1 << 30} bytes, expected 47040016"
+        ):
             load_mnist(mnist_copy)
 
     assert peak_bytes_of(load) < 4 * MB
@@ -290,23 +313,41 @@ def corrupt_deflate() -> bytes:
 
 def wrong_crc(mnist_dir: Path) -> bytes:
     gz = bytearray((mnist_dir / f"{TEST_LABELS}.gz").read_bytes())
-    gz[-8] ^= 0xFF                                 # the CRC-32 of the trailer
+    gz[-8] ^= 0xFF  # the CRC-32 of the trailer
     return bytes(gz)
 
 
 MALFORMED = {
     # name: (file, gz bytes or raw bytes, compressed?, message)
-    "corrupt-deflate": (TRAIN_IMAGES, lambda d: corrupt_deflate(), False, "not a readable gzip file"),
+    "corrupt-deflate": (
+        TRAIN_IMAGES,
+        lambda d: corrupt_deflate(),
+        False,
+        "not a readable gzip file",
+    ),
     "wrong-crc": (TEST_LABELS, wrong_crc, False, "not a readable gzip file"),
     "empty-gz": (TRAIN_IMAGES, lambda d: b"", False, "truncated"),
     "gz-of-nothing": (TRAIN_IMAGES, lambda d: gzip.compress(b""), False, "truncated"),
-    "junk-after-gzip": (TRAIN_IMAGES, lambda d: gzip.compress(header(2051, 60000, 28, 28)) + b"junk", False,
-                        "not a readable gzip file"),
+    "junk-after-gzip": (
+        TRAIN_IMAGES,
+        lambda d: gzip.compress(header(2051, 60000, 28, 28)) + b"junk",
+        False,
+        "not a readable gzip file",
+    ),
     "empty-raw": (TRAIN_IMAGES, lambda d: b"", True, "truncated"),
     "negative-count": (TRAIN_IMAGES, lambda d: header(2051, -1, 28, 28), True, "holds -1 items"),
-    "huge-dims": (TRAIN_IMAGES, lambda d: header(2051, 60000, 2**31 - 1, 2**31 - 1), True,
-                  "2147483647x2147483647 images, expected 28x28"),
-    "header-only": (TRAIN_IMAGES, lambda d: header(2051, 60000, 28, 28), True, "truncated: 16 bytes"),
+    "huge-dims": (
+        TRAIN_IMAGES,
+        lambda d: header(2051, 60000, 2**31 - 1, 2**31 - 1),
+        True,
+        "2147483647x2147483647 images, expected 28x28",
+    ),
+    "header-only": (
+        TRAIN_IMAGES,
+        lambda d: header(2051, 60000, 28, 28),
+        True,
+        "truncated: 16 bytes",
+    ),
 }
 
 
@@ -314,7 +355,9 @@ MALFORMED = {
 def test_load_malformed_file_is_one_data_error_without_warnings(mnist_copy, mnist_dir, case):
     name, build, raw, match = MALFORMED[case]
     content = build(mnist_dir)
-    path = put(mnist_copy, name, content, compress=False) if raw else gz_put(mnist_copy, name, content)
+    path = (
+        put(mnist_copy, name, content, compress=False) if raw else gz_put(mnist_copy, name, content)
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with pytest.raises(DataError, match=match) as info:
@@ -333,6 +376,7 @@ def test_load_labels_outside_0_to_9_are_refused_even_unverified(mnist_copy, mnis
 
 # --------------------------------------------------------------------------- fetch_mnist
 
+
 def sha_of_gz(path: Path) -> str:
     return hashlib.sha256(gzip.decompress(path.read_bytes())).hexdigest()
 
@@ -347,7 +391,9 @@ def no_env_mirrors(monkeypatch):
     monkeypatch.delenv("SOFTMAX_MNIST_MIRRORS", raising=False)
 
 
-def test_fetch_from_file_mirror_writes_all_four_and_they_load(mnist_dir, tmp_path, mnist, no_env_mirrors):
+def test_fetch_from_file_mirror_writes_all_four_and_they_load(
+    mnist_dir, tmp_path, mnist, no_env_mirrors
+):
     cache = tmp_path / "cache" / "nested"
     assert fetch_mnist(cache, [mnist_dir.as_uri()]) == cache
     assert sorted(p.name for p in cache.iterdir()) == sorted(f"{n}.gz" for n in MNIST_FILE_NAMES)
@@ -356,7 +402,9 @@ def test_fetch_from_file_mirror_writes_all_four_and_they_load(mnist_dir, tmp_pat
     np.testing.assert_array_equal(data.X_test, mnist.X_test)
 
 
-def test_fetch_from_corrupted_mirror_leaves_nothing_and_names_the_file(mnist_dir, tmp_path, no_env_mirrors):
+def test_fetch_from_corrupted_mirror_leaves_nothing_and_names_the_file(
+    mnist_dir, tmp_path, no_env_mirrors
+):
     mirror = linked_copy(mnist_dir, tmp_path / "mirror")
     put(mirror, TRAIN_LABELS, with_byte_changed(real_bytes(mnist_dir, TRAIN_LABELS), 8 + 5))
     cache = tmp_path / "cache"
@@ -390,11 +438,13 @@ def test_fetch_falls_through_bad_mirrors_to_a_good_one(mnist_dir, tmp_path, no_e
     fetch_mnist(cache, [empty.as_uri(), corrupt.as_uri(), mnist_dir.as_uri() + "/"])
     assert sorted(p.name for p in cache.iterdir()) == sorted(f"{n}.gz" for n in MNIST_FILE_NAMES)
     for key, spec in MNIST_FILES.items():
-        if key != "train_images":       # the 47 MB one is verified by the fetch itself
+        if key != "train_images":  # the 47 MB one is verified by the fetch itself
             assert sha_of_gz(cache / f"{spec.name}.gz") == spec.sha256, key
 
 
-@pytest.mark.parametrize("url", ["http://example.com/mnist/", "ftp://example.com/mnist/", "/some/local/dir"])
+@pytest.mark.parametrize(
+    "url", ["http://example.com/mnist/", "ftp://example.com/mnist/", "/some/local/dir"]
+)
 def test_fetch_refuses_non_https_mirrors(tmp_path, url, no_env_mirrors):
     cache = tmp_path / "cache"
     with pytest.raises(ValueError, match="not an https:// or file:// URL"):
@@ -408,7 +458,7 @@ def test_fetch_keeps_valid_files_without_downloading(mnist_dir, tmp_path, no_env
     empty.mkdir()
     before = {p.name: os.readlink(p) for p in cache.iterdir()}
     assert fetch_mnist(cache, [empty.as_uri()]) == cache
-    assert {p.name: os.readlink(p) for p in cache.iterdir()} == before   # nothing replaced
+    assert {p.name: os.readlink(p) for p in cache.iterdir()} == before  # nothing replaced
 
 
 def test_fetch_replaces_only_an_invalid_cached_file(mnist_dir, tmp_path, no_env_mirrors):
@@ -424,12 +474,15 @@ def test_fetch_replaces_only_an_invalid_cached_file(mnist_dir, tmp_path, no_env_
 def test_fetch_reads_mirrors_from_environment(mnist_dir, tmp_path, monkeypatch):
     cache = linked_copy(mnist_dir, tmp_path / "cache")
     remove(cache, TEST_LABELS)
-    monkeypatch.setenv("SOFTMAX_MNIST_MIRRORS", f" {tmp_path.as_uri()}/nowhere , {mnist_dir.as_uri()} ")
+    monkeypatch.setenv(
+        "SOFTMAX_MNIST_MIRRORS", f" {tmp_path.as_uri()}/nowhere , {mnist_dir.as_uri()} "
+    )
     fetch_mnist(cache)
     assert sha_of_gz(cache / f"{TEST_LABELS}.gz") == MNIST_FILES["test_labels"].sha256
 
 
 # --------------------------------------------------------------------------- fetch_mnist: bounded in time, size and trust
+
 
 @pytest.fixture
 def only_test_labels(monkeypatch, no_env_mirrors):
@@ -454,12 +507,36 @@ def allow_http(monkeypatch, no_proxy):
 def tls_files(tmp_path_factory):
     """A self-signed certificate for 127.0.0.1 (made by the openssl command) and its key."""
     if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is needed to make a certificate for the local HTTPS server")
+        pytest.skip(
+            "the openssl command is needed to make a certificate for the local HTTPS server"
+        )
     folder = tmp_path_factory.mktemp("tls")
     cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                    "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=30)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            key,
+            "-out",
+            cert,
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
     return cert, key
 
 
@@ -493,7 +570,7 @@ def local_server(respond, *, tls=None, lifetime=8.0):
             requests.append(conn.recv(65536).split(b"\r\n")[0].decode())
             respond(conn, alive, requests[-1])
         except OSError:
-            pass                                     # the client hung up (as it should) or TLS failed
+            pass  # the client hung up (as it should) or TLS failed
         finally:
             conn.close()
 
@@ -531,42 +608,62 @@ def trickle_headers(conn, alive, request_line):
 
 def serve_bytes(body: bytes, extra_headers: str = ""):
     def respond(conn, alive, request_line):
-        conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n{extra_headers}"
-                     "Connection: close\r\n\r\n".encode() + body)
+        conn.sendall(
+            f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n{extra_headers}"
+            "Connection: close\r\n\r\n".encode()
+            + body
+        )
+
     return respond
 
 
 def redirect_to(location: str):
     def respond(conn, alive, request_line):
-        conn.sendall(f"HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n"
-                     "Connection: close\r\n\r\n".encode())
+        conn.sendall(
+            f"HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n"
+            "Connection: close\r\n\r\n".encode()
+        )
+
     return respond
 
 
-@pytest.mark.parametrize("respond,scheme", [(trickle_body, "http"), (trickle_headers, "http"),
-                                            (trickle_body, "https")], ids=["body", "headers", "body-https"])
-def test_fetch_trickling_mirror_ends_at_the_deadline_per_file(request, tmp_path, only_test_labels, allow_http,
-                                                              respond, scheme):
+@pytest.mark.parametrize(
+    "respond,scheme",
+    [(trickle_body, "http"), (trickle_headers, "http"), (trickle_body, "https")],
+    ids=["body", "headers", "body-https"],
+)
+def test_fetch_trickling_mirror_ends_at_the_deadline_per_file(
+    request, tmp_path, only_test_labels, allow_http, respond, scheme
+):
     tls = request.getfixturevalue("tls") if scheme == "https" else None
     cache = tmp_path / "cache"
     with local_server(respond, tls=tls) as (url, _):
         start = time.monotonic()
         with pytest.raises(DataError, match=f"{TEST_LABELS}.gz.*deadline.*fix:"):
             fetch_mnist(cache, [url], timeout=5.0, file_timeout=0.5)
-        assert time.monotonic() - start < 4.0       # the per-read timeout (5 s) never fired: each read got a byte
+        assert (
+            time.monotonic() - start < 4.0
+        )  # the per-read timeout (5 s) never fired: each read got a byte
     assert leftovers(cache) == []
 
 
-def test_fetch_overall_deadline_stops_trying_further_mirrors(tmp_path, only_test_labels, allow_http):
+def test_fetch_overall_deadline_stops_trying_further_mirrors(
+    tmp_path, only_test_labels, allow_http
+):
     cache = tmp_path / "cache"
     with local_server(trickle_body) as (url, _):
         start = time.monotonic()
         with pytest.raises(DataError, match="overall deadline of 0.7 s.*fix:") as info:
-            fetch_mnist(cache, [f"{url}/a", f"{url}/b", f"{url}/c"], timeout=5.0, file_timeout=0.5,
-                        total_timeout=0.7)
+            fetch_mnist(
+                cache,
+                [f"{url}/a", f"{url}/b", f"{url}/c"],
+                timeout=5.0,
+                file_timeout=0.5,
+                total_timeout=0.7,
+            )
         assert time.monotonic() - start < 4.0
     assert f"{url}/a/" in str(info.value) and f"{url}/b/" in str(info.value)
-    assert f"{url}/c/" not in str(info.value)       # not tried: the 0.7 s were spent
+    assert f"{url}/c/" not in str(info.value)  # not tried: the 0.7 s were spent
     assert leftovers(cache) == []
 
 
@@ -597,12 +694,15 @@ def test_fetch_from_endless_file_mirror_stops_at_the_size_cap(tmp_path, only_tes
 
 def test_fetch_refuses_a_download_announced_too_large(tmp_path, only_test_labels, allow_http):
     cache = tmp_path / "cache"
-    body = gzip_zeros(4)                            # what it really sends: 4 MiB of zeros, compressed
+    body = gzip_zeros(4)  # what it really sends: 4 MiB of zeros, compressed
 
-    def lying(conn, alive, request_line):           # announces a terabyte
+    def lying(conn, alive, request_line):  # announces a terabyte
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000000\r\n\r\n" + body)
 
-    with local_server(lying) as (url, _), pytest.raises(DataError, match="announces 1000000000000 bytes.*fix:"):
+    with (
+        local_server(lying) as (url, _),
+        pytest.raises(DataError, match="announces 1000000000000 bytes.*fix:"),
+    ):
         fetch_mnist(cache, [url])
     assert leftovers(cache) == []
 
@@ -627,13 +727,20 @@ def test_redirect_from_https_to_http_is_refused():
     req = urllib.request.Request("https://mirror.example/mnist/x.gz")
     with pytest.raises(DataError, match="redirect from https to http://other.example/x.gz"):
         handler.redirect_request(req, None, 302, "Found", {}, "http://other.example/x.gz")
-    assert handler.redirect_request(req, None, 302, "Found", {}, "https://other.example/x.gz") is not None
+    assert (
+        handler.redirect_request(req, None, 302, "Found", {}, "https://other.example/x.gz")
+        is not None
+    )
 
 
-def test_fetch_refuses_https_to_http_redirect_end_to_end(mnist_dir, tmp_path, only_test_labels, tls):
+def test_fetch_refuses_https_to_http_redirect_end_to_end(
+    mnist_dir, tmp_path, only_test_labels, tls
+):
     body = (mnist_dir / f"{TEST_LABELS}.gz").read_bytes()
-    with local_server(serve_bytes(body)) as (plain, plain_requests), \
-            local_server(redirect_to(f"{plain}/{TEST_LABELS}.gz"), tls=tls) as (secure, _):
+    with (
+        local_server(serve_bytes(body)) as (plain, plain_requests),
+        local_server(redirect_to(f"{plain}/{TEST_LABELS}.gz"), tls=tls) as (secure, _),
+    ):
         with pytest.raises(DataError, match="redirect from https to http://127.0.0.1"):
             fetch_mnist(tmp_path / "cache", [secure])
         assert plain_requests == []
@@ -643,7 +750,11 @@ def test_fetch_follows_https_to_https_redirect(mnist_dir, tmp_path, only_test_la
     body = (mnist_dir / f"{TEST_LABELS}.gz").read_bytes()
 
     def respond(conn, alive, request_line):
-        answer = serve_bytes(body) if "/real/" in request_line else redirect_to(f"{url}/real/{TEST_LABELS}.gz")
+        answer = (
+            serve_bytes(body)
+            if "/real/" in request_line
+            else redirect_to(f"{url}/real/{TEST_LABELS}.gz")
+        )
         answer(conn, alive, request_line)
 
     cache = tmp_path / "cache"
@@ -666,19 +777,29 @@ def wait_for(predicate, seconds: float) -> bool:
 def test_sigterm_during_fetch_removes_the_partial_file(tmp_path):
     mirror = tmp_path / "mirror"
     mirror.mkdir()
-    os.mkfifo(mirror / f"{TRAIN_IMAGES}.gz")       # a mirror that sends a little, then nothing
+    os.mkfifo(mirror / f"{TRAIN_IMAGES}.gz")  # a mirror that sends a little, then nothing
     cache = tmp_path / "cache"
     env = {k: v for k, v in os.environ.items() if k != "SOFTMAX_MNIST_MIRRORS"}
-    child = subprocess.Popen([sys.executable, "-c", "import sys; from softmax_core import fetch_mnist; "
-                              "fetch_mnist(sys.argv[1], [sys.argv[2]])", str(cache), mirror.as_uri()],
-                             cwd=REPO_ROOT, env=env)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from softmax_core import fetch_mnist; "
+            "fetch_mnist(sys.argv[1], [sys.argv[2]])",
+            str(cache),
+            mirror.as_uri(),
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+    )
     writer = None
     try:
+
         def open_writer():
             nonlocal writer
             try:
                 writer = os.open(mirror / f"{TRAIN_IMAGES}.gz", os.O_WRONLY | os.O_NONBLOCK)
-            except OSError:                          # ENXIO: the child has not opened it yet
+            except OSError:  # ENXIO: the child has not opened it yet
                 return False
             return True
 
@@ -687,7 +808,7 @@ def test_sigterm_during_fetch_removes_the_partial_file(tmp_path):
         assert wait_for(lambda: cache.is_dir() and leftovers(cache), 10)
         wait_for(lambda: any(p.stat().st_size for p in cache.iterdir()), 1)
         child.send_signal(signal.SIGTERM)
-        assert child.wait(timeout=10) == -signal.SIGTERM   # still ends by the signal, as before
+        assert child.wait(timeout=10) == -signal.SIGTERM  # still ends by the signal, as before
         assert leftovers(cache) == []
     finally:
         if child.poll() is None:
@@ -700,13 +821,22 @@ def test_sigterm_during_fetch_removes_the_partial_file(tmp_path):
 def test_fetch_removes_partial_files_of_killed_runs(mnist_dir, tmp_path, only_test_labels):
     cache = tmp_path / "cache"
     cache.mkdir()
-    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                           capture_output=True, text=True, check=True)
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     dead_pid = int(ended.stdout)
-    stale = [cache / f".{TEST_LABELS}.{dead_pid}.k3j2h1g0.part",   # a fetch killed by SIGKILL
-             cache / f".{TEST_LABELS}.abc_defg.part"]             # the naming of earlier versions
-    kept = [cache / f".{TEST_LABELS}.{os.getpid()}.zzzz0000.part",  # a fetch running now (this process)
-            cache / "notes.part", cache / ".hidden"]                # not ours
+    stale = [
+        cache / f".{TEST_LABELS}.{dead_pid}.k3j2h1g0.part",  # a fetch killed by SIGKILL
+        cache / f".{TEST_LABELS}.abc_defg.part",
+    ]  # the naming of earlier versions
+    kept = [
+        cache / f".{TEST_LABELS}.{os.getpid()}.zzzz0000.part",  # a fetch running now (this process)
+        cache / "notes.part",
+        cache / ".hidden",
+    ]  # not ours
     for p in stale + kept:
         p.write_bytes(b"x" * 1000)
     fetch_mnist(cache, [mnist_dir.as_uri()])
@@ -716,6 +846,7 @@ def test_fetch_removes_partial_files_of_killed_runs(mnist_dir, tmp_path, only_te
 
 
 # --------------------------------------------------------------------------- synthetic data
+
 
 @pytest.mark.parametrize("m,n,k", [(1, 1, 2), (50, 7, 3), (300, 784, 10)])
 def test_make_synthetic_shapes_dtype_labels(m, n, k):
@@ -748,11 +879,20 @@ def test_make_synthetic_is_deterministic_by_seed():
     assert not np.array_equal(y1, y3)
 
 
-@pytest.mark.parametrize("args,name", [
-    ((0, 5, 3), "m"), ((-1, 5, 3), "m"), ((2.5, 5, 3), "m"), ((True, 5, 3), "m"),
-    ((10, 0, 3), "n"), ((10, "5", 3), "n"),
-    ((10, 5, 1), "k"), ((10, 5, 0), "k"), ((10, 5, 3.0), "k"),
-])
+@pytest.mark.parametrize(
+    "args,name",
+    [
+        ((0, 5, 3), "m"),
+        ((-1, 5, 3), "m"),
+        ((2.5, 5, 3), "m"),
+        ((True, 5, 3), "m"),
+        ((10, 0, 3), "n"),
+        ((10, "5", 3), "n"),
+        ((10, 5, 1), "k"),
+        ((10, 5, 0), "k"),
+        ((10, 5, 3.0), "k"),
+    ],
+)
 def test_make_synthetic_rejects_bad_arguments(args, name):
     with pytest.raises(ValueError, match=rf"^{name} must be an integer >= "):
         make_synthetic(*args)

@@ -30,6 +30,7 @@ def cpu():
 
 # --------------------------------------------------------------------------- statistics
 
+
 def _binom_coverage(n, lo_rank):
     """P(x_(lo) <= median <= x_(n+1-lo)) for a continuous distribution."""
     below = sum(math.comb(n, j) for j in range(lo_rank)) / 2**n
@@ -80,6 +81,7 @@ def test_pooled_rounds_keep_every_sample():
 
 # --------------------------------------------------------------------------- the loop
 
+
 def test_measure_converges_on_a_steady_call_and_reports_its_cost(cpu):
     m = measure(time.sleep, 0.002, backend=cpu, max_time_s=5)
     assert not m.capped and m.rel_ci <= 0.02  # stable too, unless other processes load the machine
@@ -90,14 +92,15 @@ def test_measure_converges_on_a_steady_call_and_reports_its_cost(cpu):
 
 def test_short_calls_are_looped_within_a_sample(cpu):
     m = measure(lambda: None, backend=cpu, min_sample_s=1e-3, max_time_s=1)
-    assert m.loops >= 100                 # one call is well under a microsecond
-    assert m.median < 1e-5                # the per-call time, not the sample's
+    assert m.loops >= 100  # one call is well under a microsecond
+    assert m.median < 1e-5  # the per-call time, not the sample's
 
 
 def test_noisy_call_is_capped_and_flagged_unstable(cpu):
     rng = np.random.default_rng(0)
-    m = measure(lambda: time.sleep(rng.choice([0.001, 0.004])), backend=cpu,
-                max_time_s=0.15, min_sample_s=0)
+    m = measure(
+        lambda: time.sleep(rng.choice([0.001, 0.004])), backend=cpu, max_time_s=0.15, min_sample_s=0
+    )
     assert m.capped and not m.stable
 
 
@@ -125,7 +128,9 @@ def test_settle_multiplies_once_per_process_and_backend(cpu, monkeypatch):
     monkeypatch.setattr(backend_module, "_SETTLED", set())
     shapes = []
     real = cpu.xp.matmul
-    monkeypatch.setattr(cpu.xp, "matmul", lambda a, b: shapes.append((a.shape, a.dtype)) or real(a, b))
+    monkeypatch.setattr(
+        cpu.xp, "matmul", lambda a, b: shapes.append((a.shape, a.dtype)) or real(a, b)
+    )
     cpu.settle()
     cpu.settle()
     size = backend_module.SETTLE_MATMUL_SIZE
@@ -153,9 +158,15 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 def test_settled_cpu_process_reuses_the_memory_a_call_frees():
     """Fresh pages cost what the kernel and a VM's host make them cost, at random
     (host_memory): after settle a call that allocates finds its memory mapped."""
+
     def faults(mode):
-        out = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT, mode], capture_output=True, text=True,
-                             timeout=120, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", _FAULTS_SCRIPT, mode],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
         return int(out.stdout.split()[-1])
 
     # 64 MB of fresh pages a call: 32 huge pages or 16384 small ones, each faulted in
@@ -180,8 +191,13 @@ print(within, beyond, kept - after_within, kept - rss())
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the allocator policy is glibc's")
 def test_kept_memory_is_handed_back_only_when_a_point_could_pass_the_budget():
-    out = subprocess.run([sys.executable, "-c", _ROOM_SCRIPT], capture_output=True, text=True,
-                         timeout=120, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", _ROOM_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout.split()
     within, beyond, freed_within, freed_beyond = out[0], out[1], int(out[2]), int(out[3])
     assert within == "False" and freed_within < 2**24
     assert beyond == "True" and freed_beyond > 2**27
@@ -221,9 +237,16 @@ def test_garbage_collection_is_off_while_sampling(cpu):
 
 def test_side_by_side_alternates_and_gives_paired_ratios(cpu):
     order = []
-    sb = measure_side_by_side({"fast": (lambda: (order.append("f"), time.sleep(0.001)), ()),
-                               "slow": (lambda: (order.append("s"), time.sleep(0.003)), ())},
-                              backend=cpu, min_rounds=7, max_time_s=2, min_sample_s=0)
+    sb = measure_side_by_side(
+        {
+            "fast": (lambda: (order.append("f"), time.sleep(0.001)), ()),
+            "slow": (lambda: (order.append("s"), time.sleep(0.003)), ()),
+        },
+        backend=cpu,
+        min_rounds=7,
+        max_time_s=2,
+        min_sample_s=0,
+    )
     ratio = sb.ratio("slow", "fast")
     assert 2.0 < ratio.median < 3.5
     assert sb.measurements["fast"].repeats == sb.measurements["slow"].repeats >= 7
@@ -231,9 +254,18 @@ def test_side_by_side_alternates_and_gives_paired_ratios(cpu):
     assert sampled in ("fssf", "sffs")  # the order reverses every round
 
 
-@pytest.mark.parametrize("kwargs", [dict(min_samples=0), dict(max_time_s=-1), dict(max_time_s=math.inf),
-                                    dict(min_samples=5, max_samples=2), dict(target=0), dict(target=1.5),
-                                    dict(warmup_s=float("nan"))])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(min_samples=0),
+        dict(max_time_s=-1),
+        dict(max_time_s=math.inf),
+        dict(min_samples=5, max_samples=2),
+        dict(target=0),
+        dict(target=1.5),
+        dict(warmup_s=float("nan")),
+    ],
+)
 def test_measure_rejects_bad_arguments(cpu, kwargs):
     with pytest.raises(ValueError):
         measure(lambda: None, backend=cpu, **kwargs)
@@ -251,6 +283,7 @@ def test_time_once_returns_the_result_and_its_time(cpu):
 
 # --------------------------------------------------------------------------- device timers
 
+
 class _FakeEvent:
     """A stand-in CUDA event: records the host clock, as a stream would at that point."""
 
@@ -267,8 +300,11 @@ class _FakeEvent:
 
 def test_event_timer_syncs_first_records_around_the_calls_and_reads_device_time():
     log = []
-    timer = EventTimer(lambda: _FakeEvent(log), lambda a, b: (b.t - a.t) * 1e3 + 5.0,
-                       lambda: log.append("stream-sync"))
+    timer = EventTimer(
+        lambda: _FakeEvent(log),
+        lambda a, b: (b.t - a.t) * 1e3 + 5.0,
+        lambda: log.append("stream-sync"),
+    )
     timer.start()
     time.sleep(0.01)
     host, device = timer.stop()
@@ -283,10 +319,12 @@ def test_measure_counts_device_time_on_a_gpu_backend(cpu):
 
     log = []
     gpu_like = dataclasses.replace(
-        cpu, device_kind="gpu",
-        _timer=lambda: EventTimer(lambda: _FakeEvent(log), lambda a, b: 1.0, lambda: None))
+        cpu,
+        device_kind="gpu",
+        _timer=lambda: EventTimer(lambda: _FakeEvent(log), lambda a, b: 1.0, lambda: None),
+    )
     m = measure(time.sleep, 0.001, backend=gpu_like, max_time_s=0.5, min_sample_s=0)
-    assert m.median == pytest.approx(1e-3 / m.loops)   # 1 ms of "device" time per sample
+    assert m.median == pytest.approx(1e-3 / m.loops)  # 1 ms of "device" time per sample
     assert m.host_times_s is not None and m.host_median >= 0.001
 
 
@@ -301,6 +339,7 @@ def test_peak_counter_arithmetic():
 
 # --------------------------------------------------------------------------- memory, probe
 
+
 def test_peak_memory_sees_a_numpy_allocation(cpu):
     nbytes = 50 * 2**20
     measured = peak_memory(lambda: np.ones(nbytes // 8), backend=cpu)
@@ -309,9 +348,9 @@ def test_peak_memory_sees_a_numpy_allocation(cpu):
 
 def test_peak_memory_counts_temporaries_not_just_the_result(cpu):
     def two_temporaries():
-        a = np.ones(2**20)          # 8 MiB
-        b = a * 2                   # 8 MiB more, alive with a
-        return float(b[0])          # returns a scalar: the peak was 16 MiB
+        a = np.ones(2**20)  # 8 MiB
+        b = a * 2  # 8 MiB more, alive with a
+        return float(b[0])  # returns a scalar: the peak was 16 MiB
 
     assert peak_memory(two_temporaries, backend=cpu) == pytest.approx(2 * 8 * 2**20, rel=0.02)
 
@@ -333,7 +372,9 @@ def test_a_point_measured_while_another_process_holds_a_core_is_not_stable(cpu):
     import subprocess
     import sys
 
-    hog = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 20\nwhile time.time() < end: pass"])
+    hog = subprocess.Popen(
+        [sys.executable, "-c", "import time\nend = time.time() + 20\nwhile time.time() < end: pass"]
+    )
     try:
         time.sleep(0.3)  # let it start spinning
         m = measure(time.sleep, 0.002, backend=cpu, max_time_s=0.5, min_sample_s=0)
@@ -341,7 +382,7 @@ def test_a_point_measured_while_another_process_holds_a_core_is_not_stable(cpu):
         hog.kill()
         hog.wait()
     cores = __import__("psutil").cpu_count()
-    assert m.others_cpu >= 0.6 / cores       # most of one core went to the other process
+    assert m.others_cpu >= 0.6 / cores  # most of one core went to the other process
     assert m.contended and not m.stable
     assert m.row()["others_cpu"] == m.others_cpu
 
@@ -355,6 +396,7 @@ def test_contention_is_averaged_over_pooled_rounds():
 
 # --------------------------------------------------------------------------- drift and the counters' ticks
 
+
 def test_a_drift_late_in_the_samples_widens_the_interval():
     """Back-to-back samples of one speed give a tight interval even when the speed then
     changes; the medians of chronological blocks show the change (seen on the 2-core VM:
@@ -362,15 +404,17 @@ def test_a_drift_late_in_the_samples_widens_the_interval():
     times = [1.0 + 1e-4 * (i % 7) for i in range(800)] + [1.3 + 1e-4 * (i % 5) for i in range(200)]
     m = Measurement.from_samples(times)
     samples_only = median_ci(times)
-    assert samples_only[1] < 1.01                 # the samples alone: tight around 1.0
-    assert m.ci[1] >= 1.3 and not m.stable        # the blocks: the late 1.3 is inside
+    assert samples_only[1] < 1.01  # the samples alone: tight around 1.0
+    assert m.ci[1] >= 1.3 and not m.stable  # the blocks: the late 1.3 is inside
 
 
 def test_rounds_that_disagree_are_not_stable_whatever_their_sample_counts():
-    fast = Measurement.from_samples([1.0] * 300)  # one round caught the machine fast, with many samples
+    fast = Measurement.from_samples(
+        [1.0] * 300
+    )  # one round caught the machine fast, with many samples
     slow = Measurement.from_samples([2.0] * 20)
     p = fast.pooled(slow).pooled(slow)
-    assert median_ci(p.times_s) == (1.0, 1.0)     # the pooled samples alone would hide the slow rounds
+    assert median_ci(p.times_s) == (1.0, 1.0)  # the pooled samples alone would hide the slow rounds
     assert p.ci == (1.0, 2.0) and not p.stable
     same = fast.pooled(Measurement.from_samples([1.0] * 20))
     assert same.stable and same.ci == (1.0, 1.0)
@@ -386,9 +430,9 @@ def test_sampling_spans_at_least_min_time(cpu):
     start = time.perf_counter()
     m = measure(lambda: None, backend=cpu, min_time_s=0.3, max_time_s=2)
     assert time.perf_counter() - start >= 0.3
-    assert sum(m.times_s) * m.loops >= 0.25      # the samples themselves cover it
+    assert sum(m.times_s) * m.loops >= 0.25  # the samples themselves cover it
     quick = measure(lambda: None, backend=cpu, min_time_s=0.3, max_time_s=0.05)
-    assert quick.repeats >= 5                     # capped by max_time_s, not stuck
+    assert quick.repeats >= 5  # capped by max_time_s, not stuck
 
 
 def test_one_stray_tick_of_the_cpu_counters_is_not_contention(monkeypatch):
@@ -399,17 +443,27 @@ def test_one_stray_tick_of_the_cpu_counters_is_not_contention(monkeypatch):
     watch = engine._OthersCPU()
     watch._cores = 2
     watch._start = (0.0, 100.0, 50.0)
-    monkeypatch.setattr(watch, "_read", lambda: (0.03, 100.05, 50.04))   # 10 ms more busy than ours
+    monkeypatch.setattr(watch, "_read", lambda: (0.03, 100.05, 50.04))  # 10 ms more busy than ours
     assert watch.share() == 0.0
-    monkeypatch.setattr(watch, "_read", lambda: (0.5, 100.9, 50.4))      # a core busy elsewhere half the time
+    monkeypatch.setattr(
+        watch, "_read", lambda: (0.5, 100.9, 50.4)
+    )  # a core busy elsewhere half the time
     assert watch.share() >= 0.2
 
 
 def test_a_later_round_of_a_long_call_may_skip_the_warm_up(cpu):
     calls = []
-    m = measure(lambda: calls.append(1), backend=cpu, cold=False, warm_up=False, min_samples=3,
-                min_sample_s=0, max_time_s=0, min_time_s=0)
-    assert m.repeats == 3 and len(calls) == 3 and m.first_s is None   # every call is a sample
+    m = measure(
+        lambda: calls.append(1),
+        backend=cpu,
+        cold=False,
+        warm_up=False,
+        min_samples=3,
+        min_sample_s=0,
+        max_time_s=0,
+        min_time_s=0,
+    )
+    assert m.repeats == 3 and len(calls) == 3 and m.first_s is None  # every call is a sample
     with pytest.raises(ValueError, match="warm_up=False needs cold=False"):
         measure(lambda: None, backend=cpu, warm_up=False)
 
@@ -419,21 +473,27 @@ def test_short_rounds_add_up_their_cpu_seconds_before_the_slack():
     per round the two forgiven ticks swallow it; added up, it shows."""
     from softmax_core.measure.stats import others_share
 
-    one = Measurement.from_samples([1.0] * 10, others_cpu=others_share((0.05, 0.14, 0.04)),
-                                   others_raw_s=(0.05, 0.14, 0.04))
+    one = Measurement.from_samples(
+        [1.0] * 10, others_cpu=others_share((0.05, 0.14, 0.04)), others_raw_s=(0.05, 0.14, 0.04)
+    )
     assert one.others_cpu < 0.1
     pooled = one.pooled(one).pooled(one)
     assert pooled.others_cpu == pytest.approx((0.15 - 0.04) / 0.42) and pooled.contended
 
 
 def test_fewer_than_five_samples_are_never_stable():
-    assert not Measurement.from_samples([1.0, 1.01]).stable        # [min, max] of 2: a 50% interval
+    assert not Measurement.from_samples([1.0, 1.01]).stable  # [min, max] of 2: a 50% interval
     assert Measurement.from_samples([1.0, 1.01, 1.0, 1.01, 1.0]).stable
 
 
 def test_measure_takes_numpy_scalars_and_refuses_non_bool_flags(cpu):
-    m = measure(lambda: None, backend=cpu, min_time_s=np.float32(0.01), max_time_s=np.float64(0.05),
-                target=np.float32(0.5))
+    m = measure(
+        lambda: None,
+        backend=cpu,
+        min_time_s=np.float32(0.01),
+        max_time_s=np.float64(0.05),
+        target=np.float32(0.5),
+    )
     assert m.repeats >= 5
     for bad in ({"cold": None}, {"warm_up": "no", "cold": False}):
         with pytest.raises(TypeError, match="must be True or False"):

@@ -44,8 +44,11 @@ def make_problem(rng, B, n, k, dtype=np.float64):
 
 def on(backend, X, y, theta):
     """Move a host problem to the backend, keeping each array's dtype."""
-    return (backend.asarray(X, X.dtype.name), backend.asarray(y, y.dtype.name),
-            backend.asarray(theta, theta.dtype.name))
+    return (
+        backend.asarray(X, X.dtype.name),
+        backend.asarray(y, y.dtype.name),
+        backend.asarray(theta, theta.dtype.name),
+    )
 
 
 def np_softmax(logits):
@@ -66,6 +69,7 @@ def rel_err(a, b) -> float:
 
 
 # --------------------------------------------------------------------------- gradients
+
 
 @pytest.mark.parametrize("B,n,k", GRAD_SHAPES)
 def test_gradients_match_central_finite_differences_float64(backend, rng, B, n, k):
@@ -89,7 +93,9 @@ def test_gradients_match_central_finite_differences_float64(backend, rng, B, n, 
     for name in GRAD_NAMES:
         got = backend.to_numpy(get_gradient(name)(Xb, yb, theta_b))
         assert got.shape == (n, k), name
-        np.testing.assert_allclose(got, fd, rtol=1e-6, atol=1e-8, err_msg=f"{name} vs finite differences")
+        np.testing.assert_allclose(
+            got, fd, rtol=1e-6, atol=1e-8, err_msg=f"{name} vs finite differences"
+        )
 
 
 @pytest.mark.parametrize("B,n,k", GRAD_SHAPES + [(32, 20, 10)])
@@ -99,7 +105,10 @@ def test_gradient_methods_agree_in_float32(backend, rng, B, n, k):
     ref = backend.to_numpy(grad_structured(Xb, yb, tb))
     assert ref.dtype == np.float32
     # float32 structured vs a float64 NumPy reference: float32 rounding only
-    assert rel_err(ref.astype(np.float64), np_grad(X.astype(np.float64), y, theta.astype(np.float64))) < 1e-5
+    assert (
+        rel_err(ref.astype(np.float64), np_grad(X.astype(np.float64), y, theta.astype(np.float64)))
+        < 1e-5
+    )
     for fn in (grad_naive, grad_naive_batched):
         got = backend.to_numpy(fn(Xb, yb, tb))
         assert got.dtype == np.float32
@@ -145,7 +154,9 @@ def test_sgd_epoch_numpy_scalar_lr_keeps_float32(backend, xp, rng):
 
 
 @pytest.mark.parametrize("batch", [np.int64(4), np.int32(4)], ids=["int64", "int32"])
-@pytest.mark.parametrize("lr", [0.1, np.float32(0.1), np.float64(0.1)], ids=["float", "np.float32", "np.float64"])
+@pytest.mark.parametrize(
+    "lr", [0.1, np.float32(0.1), np.float64(0.1)], ids=["float", "np.float32", "np.float64"]
+)
 def test_sgd_epoch_numpy_scalar_hyperparameters_keep_float32(backend, xp, rng, lr, batch):
     """A NumPy integer batch made lr / (stop - start) a np.float64, which promoted float32 theta."""
     X, y, theta = make_problem(rng, 10, 4, 3, np.float32)
@@ -154,7 +165,9 @@ def test_sgd_epoch_numpy_scalar_hyperparameters_keep_float32(backend, xp, rng, l
         out = sgd_epoch(Xb, yb, tb, lr, batch, get_gradient(name))
         assert out.dtype == xp.float32, name
         expected = sgd_epoch(Xb, yb, tb, float(lr), 4, get_gradient(name))
-        np.testing.assert_array_equal(backend.to_numpy(out), backend.to_numpy(expected), err_msg=name)
+        np.testing.assert_array_equal(
+            backend.to_numpy(out), backend.to_numpy(expected), err_msg=name
+        )
 
 
 @pytest.mark.parametrize("batch", [np.int64(8), np.int32(8)], ids=["int64", "int32"])
@@ -172,6 +185,7 @@ def test_train_with_a_numpy_integer_batch_keeps_float32(backend, xp, batch):
 
 # --------------------------------------------------------------------------- softmax, loss, error
 
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_softmax_rows_are_distributions(backend, rng, dtype):
     logits = (3 * rng.standard_normal((6, 5))).astype(dtype)
@@ -179,7 +193,9 @@ def test_softmax_rows_are_distributions(backend, rng, dtype):
     assert p.shape == (6, 5)
     assert np.all(p > 0) and np.all(p < 1)
     np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-6 if dtype == "float32" else 1e-12)
-    np.testing.assert_allclose(p, np_softmax(logits.astype(np.float64)), rtol=1e-5 if dtype == "float32" else 1e-12)
+    np.testing.assert_allclose(
+        p, np_softmax(logits.astype(np.float64)), rtol=1e-5 if dtype == "float32" else 1e-12
+    )
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -221,11 +237,17 @@ def test_cross_entropy_matches_numpy_reference(backend, rng):
 
 
 def test_error_rate_on_a_hand_example(backend):
-    logits = backend.asarray(np.array([[1.0, 2.0, 0.0],    # argmax 1, label 1: right
-                                       [3.0, 0.0, 0.0],    # argmax 0, label 0: right
-                                       [0.0, 0.0, 5.0],    # argmax 2, label 0: wrong
-                                       [0.0, 1.0, 0.0]]),  # argmax 1, label 2: wrong
-                             "float64")
+    logits = backend.asarray(
+        np.array(
+            [
+                [1.0, 2.0, 0.0],  # argmax 1, label 1: right
+                [3.0, 0.0, 0.0],  # argmax 0, label 0: right
+                [0.0, 0.0, 5.0],  # argmax 2, label 0: wrong
+                [0.0, 1.0, 0.0],
+            ]
+        ),  # argmax 1, label 2: wrong
+        "float64",
+    )
     assert error_rate(logits, backend.asarray(np.array([1, 0, 0, 2]))) == 0.5
     assert error_rate(logits, backend.asarray(np.array([1, 0, 2, 1]))) == 0.0
     assert error_rate(logits, backend.asarray(np.array([0, 1, 0, 0]))) == 1.0
@@ -237,7 +259,9 @@ def test_one_hot(backend, xp):
     assert I.dtype == xp.float64
     np.testing.assert_array_equal(backend.to_numpy(I), np.eye(3)[[2, 0, 1, 2]])
     assert one_hot(y, 4, dtype=xp.float32).dtype == xp.float32
-    np.testing.assert_array_equal(backend.to_numpy(one_hot(y, 4, dtype=xp.float32)), np.eye(4, dtype=np.float32)[[2, 0, 1, 2]])
+    np.testing.assert_array_equal(
+        backend.to_numpy(one_hot(y, 4, dtype=xp.float32)), np.eye(4, dtype=np.float32)[[2, 0, 1, 2]]
+    )
 
 
 @pytest.mark.parametrize("labels", [[5], [0, 3], [-1, 1]])
@@ -255,6 +279,7 @@ def test_one_hot_rejects_a_bad_number_of_classes(backend, k):
 
 # --------------------------------------------------------------------------- Jacobian
 
+
 @pytest.mark.parametrize("n,k", [(3, 2), (5, 4), (1, 3)])
 def test_jacobian_h_theta_shape_and_action(backend, xp, rng, n, k):
     x = rng.standard_normal(n)
@@ -266,8 +291,9 @@ def test_jacobian_h_theta_shape_and_action(backend, xp, rng, n, k):
     Jn = backend.to_numpy(J)
     # J @ vec(theta) == theta.T @ x, with vec the row-major flatten
     np.testing.assert_allclose(Jn @ theta.reshape(-1), theta.T @ x, rtol=1e-12)
-    np.testing.assert_allclose(backend.to_numpy(J @ xp.reshape(tb, (n * k,))),
-                               backend.to_numpy(tb.T @ xb), rtol=1e-12)
+    np.testing.assert_allclose(
+        backend.to_numpy(J @ xp.reshape(tb, (n * k,))), backend.to_numpy(tb.T @ xb), rtol=1e-12
+    )
     # entry by entry: J[i, j*k + l] = x_j * delta_il
     expected = np.zeros((k, n * k))
     for i in range(k):
@@ -283,13 +309,14 @@ def test_jacobian_h_theta_rejects_a_batch(backend):
 
 # --------------------------------------------------------------------------- SGD
 
+
 def numpy_sgd_epoch(X, y, theta, lr, batch, last="own"):
     """Reference epoch in plain NumPy.  ``last``: how the short last batch is treated
     ("own": averaged over its own size; "nominal": divided by ``batch``; "drop")."""
     theta = theta.copy()
     m = len(y)
     for start in range(0, m, batch):
-        Xb, yb = X[start:start + batch], y[start:start + batch]
+        Xb, yb = X[start : start + batch], y[start : start + batch]
         if len(yb) < batch and last == "drop":
             break
         R = np_softmax(Xb @ theta)
@@ -341,13 +368,15 @@ def test_sgd_epoch_seed_gives_a_reproducible_permutation(backend, rng):
     assert np.max(np.abs(seeded - other)) > 1e-4
     # the permutation keeps each row with its label: a full-batch step is order-free
     full_seeded = backend.to_numpy(sgd_epoch(Xb, yb, tb, 0.5, 10, seed=7))
-    np.testing.assert_allclose(full_seeded, theta - 0.5 * np_grad(X, y, theta), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        full_seeded, theta - 0.5 * np_grad(X, y, theta), rtol=1e-10, atol=1e-12
+    )
 
 
-@pytest.mark.filterwarnings("ignore::RuntimeWarning")   # the overflow is the point
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the overflow is the point
 def test_sgd_epoch_reports_divergence(backend, rng):
     X, y, theta = make_problem(rng, 10, 4, 3, np.float32)
-    X *= np.float32(1e10)                 # finite data; lr * gradient overflows float32
+    X *= np.float32(1e10)  # finite data; lr * gradient overflows float32
     with pytest.raises(ValueError, match="diverged.*lower lr"):
         sgd_epoch(*on(backend, X, y, theta), 1e30, 5)
 
@@ -411,7 +440,9 @@ def test_sgd_epoch_with_a_seed_matches_the_reference_on_the_permuted_data(backen
     X, y, theta = make_problem(rng, 23, 5, 3)
     got = backend.to_numpy(sgd_epoch(*on(backend, X, y, theta), 0.5, 4, seed=11))
     perm = np.random.default_rng(11).permutation(23)
-    np.testing.assert_allclose(got, lecture_epoch(X[perm], y[perm], theta, 0.5, 4), rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(
+        got, lecture_epoch(X[perm], y[perm], theta, 0.5, 4), rtol=1e-12, atol=1e-13
+    )
 
 
 def test_sgd_epoch_one_hot_chunks_give_the_same_theta(backend, rng, monkeypatch):
@@ -423,7 +454,9 @@ def test_sgd_epoch_one_hot_chunks_give_the_same_theta(backend, rng, monkeypatch)
     whole = backend.to_numpy(sgd_epoch(*args, 0.5, 7))
     monkeypatch.setattr(model, "_ONE_HOT_CHUNK", 1)  # one batch per chunk
     np.testing.assert_array_equal(backend.to_numpy(sgd_epoch(*args, 0.5, 7)), whole)
-    monkeypatch.setattr(model, "_ONE_HOT_CHUNK", 3 * 7 * 3)  # three batches per chunk, a short last chunk
+    monkeypatch.setattr(
+        model, "_ONE_HOT_CHUNK", 3 * 7 * 3
+    )  # three batches per chunk, a short last chunk
     np.testing.assert_array_equal(backend.to_numpy(sgd_epoch(*args, 0.5, 7)), whole)
     np.testing.assert_allclose(whole, lecture_epoch(X, y, theta, 0.5, 7), rtol=1e-12, atol=1e-13)
 
@@ -433,8 +466,12 @@ def test_train_is_repeated_sgd_epochs_and_records_history(backend, xp):
 
     X, y = make_synthetic(200, 6, 3, seed=1, dtype=np.float64)
     Xt, yt = make_synthetic(50, 6, 3, seed=2, dtype=np.float64)
-    Xb, yb, Xtb, ytb = (backend.asarray(X, "float64"), backend.asarray(y),
-                        backend.asarray(Xt, "float64"), backend.asarray(yt))
+    Xb, yb, Xtb, ytb = (
+        backend.asarray(X, "float64"),
+        backend.asarray(y),
+        backend.asarray(Xt, "float64"),
+        backend.asarray(yt),
+    )
     seen = []
     theta, history = train(Xb, yb, Xtb, ytb, lr=0.5, batch=32, epochs=3, on_epoch=seen.append)
     assert tuple(theta.shape) == (6, 3) and theta.dtype == xp.float64
@@ -447,8 +484,11 @@ def test_train_is_repeated_sgd_epochs_and_records_history(backend, xp):
     for _ in range(3):
         expected = numpy_sgd_epoch(X, y, expected, 0.5, 32)
     np.testing.assert_allclose(backend.to_numpy(theta), expected, rtol=1e-10, atol=1e-12)
-    assert math.isclose(history[-1]["train_loss"],
-                        float(np.mean(-np.log(np_softmax(X @ expected)[np.arange(200), y]))), rel_tol=1e-9)
+    assert math.isclose(
+        history[-1]["train_loss"],
+        float(np.mean(-np.log(np_softmax(X @ expected)[np.arange(200), y]))),
+        rel_tol=1e-9,
+    )
     assert history[-1]["train_loss"] < history[0]["train_loss"] < math.log(3)
 
 
@@ -461,7 +501,9 @@ def test_mnist_reference_run(mnist):
     one = sgd_epoch(X, y, theta0, 0.2, 100)
     assert one.dtype == np.float32
     for ref in (lecture_epoch, numpy_epoch):
-        np.testing.assert_allclose(one, ref(X, y, theta0, 0.2, 100), rtol=1e-4, atol=1e-6, err_msg=ref.__name__)
+        np.testing.assert_allclose(
+            one, ref(X, y, theta0, 0.2, 100), rtol=1e-4, atol=1e-6, err_msg=ref.__name__
+        )
     theta, history = train(X, y, mnist.X_test, mnist.y_test, lr=0.2, batch=100, epochs=10)
     assert theta.dtype == np.float32
     assert round(history[-1]["test_err"], 4) == 0.0797
@@ -480,7 +522,9 @@ def test_train_with_seed_reshuffles_every_epoch_reproducibly(backend):
     expected = theta0
     for e in (1, 2, 3):
         expected = sgd_epoch(Xb, yb, expected, 0.5, 8, seed=10 + e)
-    np.testing.assert_allclose(backend.to_numpy(t1), backend.to_numpy(expected), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(
+        backend.to_numpy(t1), backend.to_numpy(expected), rtol=1e-12, atol=1e-14
+    )
     same_order = theta0
     for _ in range(3):
         same_order = sgd_epoch(Xb, yb, same_order, 0.5, 8, seed=11)
@@ -490,6 +534,7 @@ def test_train_with_seed_reshuffles_every_epoch_reproducibly(backend):
 
 
 # --------------------------------------------------------------------------- bad input
+
 
 def _bad_problem(case: str):
     """(X, y, theta) on the host with one defect named by ``case``."""
@@ -548,7 +593,11 @@ BAD_PROBLEMS = [
     ("dtype_mismatch", TypeError, "one float dtype"),
     ("integer_X", TypeError, "float32 or float64"),
     ("float16", TypeError, r"X must be a float32 or float64 array, got dtype .*float16.*fix: cast"),
-    ("float16_theta", TypeError, r"theta must be a float32 or float64 array, got dtype .*float16.*fix: cast"),
+    (
+        "float16_theta",
+        TypeError,
+        r"theta must be a float32 or float64 array, got dtype .*float16.*fix: cast",
+    ),
     ("nan_X", ValueError, "X contains NaN"),
     ("inf_X", ValueError, "X contains NaN or infinite"),
     ("nan_theta", ValueError, "theta contains NaN"),
@@ -598,18 +647,21 @@ def test_train_with_default_theta_rejects_bad_labels(backend):
         train(Xn, yn, X, y, epochs=1)
 
 
-@pytest.mark.parametrize("lr,batch,exc,match", [
-    (0.1, 0, ValueError, "batch must be a positive"),
-    (0.1, -3, ValueError, "batch must be a positive"),
-    (0.1, 2.5, TypeError, "batch must be an integer"),
-    (0.1, 2.0, TypeError, "batch must be an integer"),
-    (0.1, True, TypeError, "batch must be an integer"),
-    (0.0, 2, ValueError, "lr must be"),
-    (-0.1, 2, ValueError, "lr must be"),
-    (float("nan"), 2, ValueError, "lr must be"),
-    (float("inf"), 2, ValueError, "lr must be"),
-    ("0.1", 2, ValueError, "lr must be"),
-])
+@pytest.mark.parametrize(
+    "lr,batch,exc,match",
+    [
+        (0.1, 0, ValueError, "batch must be a positive"),
+        (0.1, -3, ValueError, "batch must be a positive"),
+        (0.1, 2.5, TypeError, "batch must be an integer"),
+        (0.1, 2.0, TypeError, "batch must be an integer"),
+        (0.1, True, TypeError, "batch must be an integer"),
+        (0.0, 2, ValueError, "lr must be"),
+        (-0.1, 2, ValueError, "lr must be"),
+        (float("nan"), 2, ValueError, "lr must be"),
+        (float("inf"), 2, ValueError, "lr must be"),
+        ("0.1", 2, ValueError, "lr must be"),
+    ],
+)
 def test_bad_hyperparameters_are_rejected(backend, lr, batch, exc, match):
     X, y, theta = on(backend, *_bad_problem("none"))
     with pytest.raises(exc, match=match):

@@ -10,10 +10,19 @@ import pandas as pd
 import pytest
 from test_report_sets import CPU, GPU, Machine, grid_rows, row, write_set
 
-from softmax_core.runs.cases import EPOCH_CLASSES, EPOCH_FEATURES, Case
-from softmax_core.report.analysis import (WIDE_SLOPE, cpu_gpu_table, crossovers, fit_loglog, lecture_rows,
-                                          loglog_slopes, ratio_table, throughput_table, time_model_error)
+from softmax_core.report.analysis import (
+    WIDE_SLOPE,
+    cpu_gpu_table,
+    crossovers,
+    fit_loglog,
+    lecture_rows,
+    loglog_slopes,
+    ratio_table,
+    throughput_table,
+    time_model_error,
+)
 from softmax_core.report.results import load_results
+from softmax_core.runs.cases import EPOCH_CLASSES, EPOCH_FEATURES, Case
 
 # a machine with no per-call overhead, so that times follow the cost model's exponents in k
 PURE = Machine("numpy-cpu", overhead_s=0.0)
@@ -49,7 +58,10 @@ def _frame(tmp_path, rows, machine=CPU, name="cpu"):
 
 
 def test_slopes_of_known_exponents_are_stated(tmp_path):
-    df = _frame(tmp_path, grid_rows(PURE, batches=(1,), classes=(100, 300, 1000), features=(784,), epochs=()))
+    df = _frame(
+        tmp_path,
+        grid_rows(PURE, batches=(1,), classes=(100, 300, 1000), features=(784,), epochs=()),
+    )
     slopes = loglog_slopes(df).set_index("method")
     # bandwidth-bound here: naive moves a k x nk Jacobian per example, structured an n x k gradient
     assert slopes.loc["naive", "slope"] == pytest.approx(2.0, abs=0.05)
@@ -58,12 +70,20 @@ def test_slopes_of_known_exponents_are_stated(tmp_path):
 
 
 def test_wide_and_unstable_slopes_are_flagged_not_stated(tmp_path):
-    rows = grid_rows(CPU, batches=(1,), classes=(10, 100, 1000), features=(784,), epochs=(),
-                     unstable={("naive", 1, 784, 100)})
+    rows = grid_rows(
+        CPU,
+        batches=(1,),
+        classes=(10, 100, 1000),
+        features=(784,),
+        epochs=(),
+        unstable={("naive", 1, 784, 100)},
+    )
     slopes = loglog_slopes(_frame(tmp_path, rows)).set_index("method")
     structured = slopes.loc["structured"]  # overhead-bound at small k: not one power law
     assert "wide" in structured["flags"] and structured["text"].startswith("≈")
-    assert "unstable" in slopes.loc["naive", "flags"] and slopes.loc["naive", "text"].startswith("≈")
+    assert "unstable" in slopes.loc["naive", "flags"] and slopes.loc["naive", "text"].startswith(
+        "≈"
+    )
     assert "±" not in structured["text"]
 
 
@@ -76,8 +96,11 @@ def test_two_point_slopes_say_so(tmp_path):
 def test_old_files_slopes_say_stability_unknown(tmp_path):
     from test_report_results import OLD_COLUMNS
 
-    folder = write_set(tmp_path / "old", grid_rows(PURE, batches=(1,), classes=(100, 300, 1000), epochs=()),
-                       columns=OLD_COLUMNS)
+    folder = write_set(
+        tmp_path / "old",
+        grid_rows(PURE, batches=(1,), classes=(100, 300, 1000), epochs=()),
+        columns=OLD_COLUMNS,
+    )
     slopes = loglog_slopes(load_results(folder).frame)
     assert slopes["flags"].str.contains("stability unknown").all()
 
@@ -89,33 +112,49 @@ def test_ratio_table_with_interval_and_cost_model(tmp_path):
     assert (ratios["time_ratio_low"] < ratios["time_ratio"]).all()
     assert (ratios["time_ratio"] < ratios["time_ratio_high"]).all()
     r = ratios[(ratios["batch"] == 1) & (ratios["classes"] == 100)].iloc[0]
-    naive, structured = Case("gradient", "naive", 1, 784, 100).cost, Case("gradient", "structured", 1, 784, 100).cost
+    naive, structured = (
+        Case("gradient", "naive", 1, 784, 100).cost,
+        Case("gradient", "structured", 1, 784, 100).cost,
+    )
     assert r["predicted_flops_ratio"] == pytest.approx(naive.flops / structured.flops)
     assert r["predicted_memory_ratio"] == pytest.approx(naive.peak_bytes / structured.peak_bytes)
 
 
 def test_throughput_has_intervals_and_the_machines_bound(tmp_path):
-    table = throughput_table(_frame(tmp_path, grid_rows(CPU, batches=(1, 32), classes=(10,), features=(784,))))
+    table = throughput_table(
+        _frame(tmp_path, grid_rows(CPU, batches=(1, 32), classes=(10,), features=(784,)))
+    )
     assert set(table["source"]) == {"epoch", "gradient"}
     assert (table["samples_per_s_low"] < table["samples_per_s"]).all()
     # the machine's bound is the roofline at the set's probed ceilings: never beaten by the model's points
     assert (table["bound_samples_per_s"] > table["samples_per_s"]).all()
     epoch = table[(table["source"] == "epoch") & (table["batch"] == 32)].iloc[0]
-    cost = Case("epoch", "structured", 32, EPOCH_FEATURES, EPOCH_CLASSES, "float32", "synthetic").cost
+    cost = Case(
+        "epoch", "structured", 32, EPOCH_FEATURES, EPOCH_CLASSES, "float32", "synthetic"
+    ).cost
     roof = max(cost.flops / (CPU.gemm_gflops * 1e9), cost.traffic_bytes / (CPU.copy_gbps * 1e9))
     assert epoch["bound_samples_per_s"] == pytest.approx(60_000 / roof)
 
 
 def test_time_model_error(tmp_path):
-    err = time_model_error(_frame(tmp_path, grid_rows(CPU, batches=(1,), classes=(10,), features=(784,))))
+    err = time_model_error(
+        _frame(tmp_path, grid_rows(CPU, batches=(1,), classes=(10,), features=(784,)))
+    )
     assert np.allclose(err["median_ratio"], 1 / 1.3)  # the fabricated model predicts 30% slow
     assert (err["within_2x"] == 1).all() and np.allclose(err["worst_factor"], 1.3)
 
 
 def test_crossover_named_from_cpu_and_gpu_sets(tmp_path):
-    grid = dict(batches=(1, 8, 32, 96, 256, 1024), classes=(10,), features=(784,), epochs=(1, 32, 1024))
-    df = pd.concat([_frame(tmp_path, grid_rows(CPU, **grid)),
-                    _frame(tmp_path, grid_rows(GPU, **grid), GPU, "gpu")], ignore_index=True)
+    grid = dict(
+        batches=(1, 8, 32, 96, 256, 1024), classes=(10,), features=(784,), epochs=(1, 32, 1024)
+    )
+    df = pd.concat(
+        [
+            _frame(tmp_path, grid_rows(CPU, **grid)),
+            _frame(tmp_path, grid_rows(GPU, **grid), GPU, "gpu"),
+        ],
+        ignore_index=True,
+    )
     cross = crossovers(cpu_gpu_table(df))
     structured = cross[(cross["kind"] == "gradient") & (cross["method"] == "structured")].iloc[0]
     assert structured["crossover_batch"] == 1024 and structured["below_batch"] == 256
@@ -129,9 +168,21 @@ def test_crossover_ties_and_no_crossover():
     def table(cpu, gpu, ci=0.0):
         rows = []
         for b, (c, g) in enumerate(zip(cpu, gpu)):
-            rows.append({"cpu_set": "c", "gpu_set": "g", "kind": "gradient", "method": "structured",
-                         "features": 784, "classes": 10, "dtype": "float32", "data": "", "batch": 2**b,
-                         "speedup": c / g, "faster": "gpu" if c / g > 1 + ci else "cpu" if c / g < 1 - ci else "tie"})
+            rows.append(
+                {
+                    "cpu_set": "c",
+                    "gpu_set": "g",
+                    "kind": "gradient",
+                    "method": "structured",
+                    "features": 784,
+                    "classes": 10,
+                    "dtype": "float32",
+                    "data": "",
+                    "batch": 2**b,
+                    "speedup": c / g,
+                    "faster": "gpu" if c / g > 1 + ci else "cpu" if c / g < 1 - ci else "tie",
+                }
+            )
         return pd.DataFrame(rows)
 
     assert "no crossover up to B = 4" in crossovers(table([1, 1, 1], [2, 2, 2]))["text"].item()
@@ -141,22 +192,40 @@ def test_crossover_ties_and_no_crossover():
 
 
 def test_lecture_rows_fall_back_to_the_largest_k(tmp_path):
-    df = _frame(tmp_path, grid_rows(CPU, batches=(1, 96), classes=(10, 100), features=(784,), epochs=()))
+    df = _frame(
+        tmp_path, grid_rows(CPU, batches=(1, 96), classes=(10, 100), features=(784,), epochs=())
+    )
     rows, n, k = lecture_rows(df)
     assert (n, k) == (784, 100)
-    assert set(zip(rows["method"], rows["batch"])) == {("naive", 1), ("naive_batched", 1), ("naive_batched", 96),
-                                                       ("structured", 1), ("structured", 96)}
-    skipped = row(Case("gradient", "naive_batched", 96, 1000, 1000), status="skipped", reason="too big")
-    at_1000 = _frame(tmp_path, [skipped, row(Case("gradient", "structured", 96, 1000, 1000))], name="l")
+    assert set(zip(rows["method"], rows["batch"])) == {
+        ("naive", 1),
+        ("naive_batched", 1),
+        ("naive_batched", 96),
+        ("structured", 1),
+        ("structured", 96),
+    }
+    skipped = row(
+        Case("gradient", "naive_batched", 96, 1000, 1000), status="skipped", reason="too big"
+    )
+    at_1000 = _frame(
+        tmp_path, [skipped, row(Case("gradient", "structured", 96, 1000, 1000))], name="l"
+    )
     rows, n, k = lecture_rows(at_1000)
     assert (n, k) == (1000, 1000) and "skipped" in set(rows["status"])
 
 
-@pytest.mark.parametrize("others, says", [([0.0, 0.0, 0.02], "the spread is the machine's own drift"),
-                                          ([0.6, 0.7, 0.0], "measure again on a quieter machine")])
+@pytest.mark.parametrize(
+    "others, says",
+    [
+        ([0.0, 0.0, 0.02], "the spread is the machine's own drift"),
+        ([0.6, 0.7, 0.0], "measure again on a quieter machine"),
+    ],
+)
 def test_read_this_first_says_whether_other_processes_were_busy(others, says):
     from softmax_core.report.markdown import notes_section
 
-    df = pd.DataFrame({"set": "numpy-cpu", "status": "ok", "stability": "unstable", "others_cpu": others})
+    df = pd.DataFrame(
+        {"set": "numpy-cpu", "status": "ok", "stability": "unstable", "others_cpu": others}
+    )
     text = notes_section([], df)
     assert "3 of 3 ok points are not marked stable" in text and says in text

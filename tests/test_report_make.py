@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from test_report_results import OLD_COLUMNS
-from test_report_sets import CPU, GPU, example_sets, grid_rows, write_set
+from test_report_sets import CPU, example_sets, grid_rows, write_set
 
 from softmax_core.cli import main
 from softmax_core.model.cost import gradient_cost
@@ -44,19 +44,27 @@ def test_cpu_and_gpu_report_draws_every_view(pair_report):
 
 def test_crossover_named_in_text(pair_report):
     _, text = pair_report
-    assert ("cupy-gpu vs numpy-cpu, whole epochs (synthetic, float32): the GPU is faster from B = 1024 on; "
-            "at B = 256 the CPU is faster.") in text
+    assert (
+        "cupy-gpu vs numpy-cpu, whole epochs (synthetic, float32): the GPU is faster from B = 1024 on; "
+        "at B = 256 the CPU is faster."
+    ) in text
 
 
 def test_unstable_points_flagged_in_every_table(pair_report):
     _, text = pair_report
     assert "numpy-cpu: 2 of" in text and "drawn hollow" in text
-    unstable_row = next(line for line in text.splitlines()
-                        if "gradient structured B=1 n=784 k=100 float32" in line and "numpy-cpu" in line)
+    unstable_row = next(
+        line
+        for line in text.splitlines()
+        if "gradient structured B=1 n=784 k=100 float32" in line and "numpy-cpu" in line
+    )
     assert "**no** ⚠" in unstable_row
     summary = text.split("## Summary at the smallest batch")[1].split("<details>")[0]
-    row = next(line for line in summary.splitlines() if line.startswith("| structured") and "| 784 " in line
-               and "| 100 " in line)
+    row = next(
+        line
+        for line in summary.splitlines()
+        if line.startswith("| structured") and "| 784 " in line and "| 100 " in line
+    )
     assert "**no** ⚠" in row
     assert "| stable" in text.split("## The lecture's table")[1].split("## Plots")[0]
 
@@ -71,7 +79,12 @@ def test_slopes_with_intervals_and_flags(pair_report):
 def test_custom_grid_report(sets, tmp_path):
     out = tmp_path / "custom"
     text = make_report([sets["custom"]], out).read_text(encoding="utf-8")
-    for name in ("time_vs_classes.png", "time_vs_batch.png", "roofline.png", "predicted_vs_measured.png"):
+    for name in (
+        "time_vs_classes.png",
+        "time_vs_batch.png",
+        "roofline.png",
+        "predicted_vs_measured.png",
+    ):
         _png(out / name)
     assert "| B = 1 " in text and "| B = 4096 " in text
     assert "`cpu_vs_gpu.png`: needs a CPU set and a GPU set" in text  # one set: said, not drawn
@@ -79,7 +92,9 @@ def test_custom_grid_report(sets, tmp_path):
 
 
 def test_old_results_file_report_says_it_has_no_intervals(tmp_path):
-    folder = write_set(tmp_path / "old", grid_rows(CPU, batches=(1, 32), classes=(10, 100)), columns=OLD_COLUMNS)
+    folder = write_set(
+        tmp_path / "old", grid_rows(CPU, batches=(1, 32), classes=(10, 100)), columns=OLD_COLUMNS
+    )
     text = make_report([folder], tmp_path / "r").read_text(encoding="utf-8")
     assert "## Read this first" in text and "drawn without intervals" in text
     assert "stability unknown" in text
@@ -98,9 +113,15 @@ def test_missing_data_skips_plots_says_why_and_removes_stale_ones(tmp_path):
 
 
 def test_only_skipped_and_errors_does_not_crash(tmp_path):
-    rows = [dict(r, status="error", reason="MemoryError:\nUnable to allocate") if r["status"] == "ok" else r
-            for r in grid_rows(CPU, batches=(1,), classes=(10,))]
-    text = make_report([write_set(tmp_path / "s", rows)], tmp_path / "r").read_text(encoding="utf-8")
+    rows = [
+        dict(r, status="error", reason="MemoryError:\nUnable to allocate")
+        if r["status"] == "ok"
+        else r
+        for r in grid_rows(CPU, batches=(1,), classes=(10,))
+    ]
+    text = make_report([write_set(tmp_path / "s", rows)], tmp_path / "r").read_text(
+        encoding="utf-8"
+    )
     assert "MemoryError: Unable to allocate" in text  # a multi-line reason stays one list item
 
 
@@ -114,8 +135,14 @@ def test_real_tiny_sweep(tmp_path):
     from softmax_core.runs.cases import Grid
     from softmax_core.runs.sweep import run_sweep
 
-    grid = Grid(methods=("structured",), batches=(1, 4), classes=(10, 20), features=(16,), epochs_on="none",
-                time_budget_s=2.0)
+    grid = Grid(
+        methods=("structured",),
+        batches=(1, 4),
+        classes=(10, 20),
+        features=(16,),
+        epochs_on="none",
+        time_budget_s=2.0,
+    )
     out = tmp_path / "sweep"
     try:
         run_sweep(grid, get_backend("cpu", "numpy"), out)
@@ -129,6 +156,7 @@ def test_real_tiny_sweep(tmp_path):
 # ---------------------------------------------------------------------------
 # The command line
 # ---------------------------------------------------------------------------
+
 
 def test_cli_report(sets, tmp_path, capsys):
     out = tmp_path / "r"
@@ -146,8 +174,21 @@ def test_cli_report_bad_folder_fails_with_one_line(tmp_path, capsys):
 # asv results, in asv's own format, with named parameters
 # ---------------------------------------------------------------------------
 
-ASV_COLUMNS = ["result", "params", "version", "started_at", "duration", "stats_ci_99_a", "stats_ci_99_b",
-               "stats_q_25", "stats_q_75", "stats_number", "stats_repeat", "samples", "profile"]
+ASV_COLUMNS = [
+    "result",
+    "params",
+    "version",
+    "started_at",
+    "duration",
+    "stats_ci_99_a",
+    "stats_ci_99_b",
+    "stats_q_25",
+    "stats_q_75",
+    "stats_number",
+    "stats_repeat",
+    "samples",
+    "profile",
+]
 # as the suite names them: a track_time returning the engine's samples (unit seconds), a time_ one
 TIME = "gradient.Gradient.track_time"
 PEAK = "gradient.Gradient.track_peak_bytes"
@@ -160,38 +201,88 @@ EPOCH_PARAMS = [["'structured'"], ["1", "32"], ["'float32'"]]
 
 def write_asv(root: Path, commits=("aaaa1111", "bbbb2222", "cccc3333")) -> Path:
     """An asv results folder as asv writes it (results format 2)."""
-    def bench(name, names, params, type_, unit):
-        return {"name": name, "param_names": names, "params": params, "type": type_, "unit": unit, "version": "1"}
 
-    benchmarks = {TIME: bench(TIME, GRAD_NAMES, GRAD_PARAMS, "track", "seconds"),
-                  PEAK: bench(PEAK, GRAD_NAMES, GRAD_PARAMS, "track", "bytes"),
-                  RSS: bench(RSS, GRAD_NAMES, GRAD_PARAMS, "peakmemory", "bytes"),
-                  EPOCH: bench(EPOCH, ["method", "batch", "dtype"], EPOCH_PARAMS, "time", "seconds"), "version": 2}
+    def bench(name, names, params, type_, unit):
+        return {
+            "name": name,
+            "param_names": names,
+            "params": params,
+            "type": type_,
+            "unit": unit,
+            "version": "1",
+        }
+
+    benchmarks = {
+        TIME: bench(TIME, GRAD_NAMES, GRAD_PARAMS, "track", "seconds"),
+        PEAK: bench(PEAK, GRAD_NAMES, GRAD_PARAMS, "track", "bytes"),
+        RSS: bench(RSS, GRAD_NAMES, GRAD_PARAMS, "peakmemory", "bytes"),
+        EPOCH: bench(EPOCH, ["method", "batch", "dtype"], EPOCH_PARAMS, "time", "seconds"),
+        "version": 2,
+    }
     root.mkdir(parents=True)
     (root / "benchmarks.json").write_text(json.dumps(benchmarks))
     machine = root / "testbox"
     machine.mkdir()
-    (machine / "machine.json").write_text(json.dumps({"machine": "testbox", "os": "Linux", "cpu": "Test CPU",
-                                                      "num_cpu": "4", "ram": "16000000000", "version": 1}))
+    (machine / "machine.json").write_text(
+        json.dumps(
+            {
+                "machine": "testbox",
+                "os": "Linux",
+                "cpu": "Test CPU",
+                "num_cpu": "4",
+                "ram": "16000000000",
+                "version": 1,
+            }
+        )
+    )
     for i, commit in enumerate(commits):
         speed = 1.0 - 0.2 * i
-        times = [speed * (1e-4 if m == "structured" else 1e-2) * b * k / 10
-                 for m in ("structured", "naive") for b in (1, 32) for k in (10, 100)]
-        peaks = [gradient_cost(m, b, 784, k).peak_bytes for m in ("structured", "naive") for b in (1, 32)
-                 for k in (10, 100)]
+        times = [
+            speed * (1e-4 if m == "structured" else 1e-2) * b * k / 10
+            for m in ("structured", "naive")
+            for b in (1, 32)
+            for k in (10, 100)
+        ]
+        peaks = [
+            gradient_cost(m, b, 784, k).peak_bytes
+            for m in ("structured", "naive")
+            for b in (1, 32)
+            for k in (10, 100)
+        ]
         times[-1] = None if i == 0 else float("nan")  # failed, then skipped
-        wide = 0.3 if i == len(commits) - 1 else 0.01  # the latest commit's first point is not stable
+        wide = (
+            0.3 if i == len(commits) - 1 else 0.01
+        )  # the latest commit's first point is not stable
         low = [t * (1 - (wide if j == 0 else 0.01)) if t else None for j, t in enumerate(times)]
         high = [t * (1 + (wide if j == 0 else 0.01)) if t else None for j, t in enumerate(times)]
         epochs = [speed * 2.0, speed * 0.1]
-        results = {TIME: [times, GRAD_PARAMS, "1", 1.7e12, 3.0, low, high],
-                   PEAK: [peaks, GRAD_PARAMS, "1", 1.7e12, 1.0],
-                   RSS: [[1e8] * 8, GRAD_PARAMS, "1", 1.7e12, 1.0],
-                   EPOCH: [epochs, EPOCH_PARAMS, "1", 1.7e12, 5.0, [e * 0.99 for e in epochs],
-                           [e * 1.01 for e in epochs]]}
-        data = {"commit_hash": commit * 5, "env_name": "virtualenv-py3.11", "date": 1.7e12 + i * 86_400_000,
-                "params": {"machine": "testbox", "python": "3.11"}, "python": "3.11", "requirements": {},
-                "env_vars": {}, "result_columns": ASV_COLUMNS, "results": results, "durations": {}, "version": 2}
+        results = {
+            TIME: [times, GRAD_PARAMS, "1", 1.7e12, 3.0, low, high],
+            PEAK: [peaks, GRAD_PARAMS, "1", 1.7e12, 1.0],
+            RSS: [[1e8] * 8, GRAD_PARAMS, "1", 1.7e12, 1.0],
+            EPOCH: [
+                epochs,
+                EPOCH_PARAMS,
+                "1",
+                1.7e12,
+                5.0,
+                [e * 0.99 for e in epochs],
+                [e * 1.01 for e in epochs],
+            ],
+        }
+        data = {
+            "commit_hash": commit * 5,
+            "env_name": "virtualenv-py3.11",
+            "date": 1.7e12 + i * 86_400_000,
+            "params": {"machine": "testbox", "python": "3.11"},
+            "python": "3.11",
+            "requirements": {},
+            "env_vars": {},
+            "result_columns": ASV_COLUMNS,
+            "results": results,
+            "durations": {},
+            "version": 2,
+        }
         (machine / f"{commit}-virtualenv-py3.11.json").write_text(json.dumps(data))
     return root
 
@@ -202,7 +293,11 @@ def test_asv_read_by_asvs_own_api_with_named_parameters(tmp_path):
     assert len(time_rows) == 3 * 8
     assert set(time_rows["features"]) == {784} and set(time_rows["dtype"]) == {"float32"}
     assert time_rows["status"].value_counts().to_dict() == {"ok": 21, "skipped": 2, "failed": 1}
-    one = time_rows[(time_rows["method"] == "structured") & (time_rows["batch"] == 1) & (time_rows["classes"] == 10)]
+    one = time_rows[
+        (time_rows["method"] == "structured")
+        & (time_rows["batch"] == 1)
+        & (time_rows["classes"] == 10)
+    ]
     assert one.sort_values("date")["value"].tolist() == pytest.approx([1e-4, 0.8e-4, 0.6e-4])
     assert one.sort_values("date")["stable"].tolist() == [True, True, False]
     assert (one["low"] < one["value"]).all()
@@ -210,17 +305,28 @@ def test_asv_read_by_asvs_own_api_with_named_parameters(tmp_path):
 
 def test_asv_points_map_by_name_only(tmp_path):
     points, envs, notes = asv_points(load_asv_results(write_asv(tmp_path / "asv")))
-    assert notes[0] == (f"asv benchmark {RSS} is not in the plots: its type and unit (peakmemory, bytes) "
-                        "fill no results.csv column")
-    assert set(points["set"]) == {"asv:testbox"} and envs["asv:testbox"]["backend"]["cpu_model"] == "Test CPU"
+    assert notes[0] == (
+        f"asv benchmark {RSS} is not in the plots: its type and unit (peakmemory, bytes) "
+        "fill no results.csv column"
+    )
+    assert (
+        set(points["set"]) == {"asv:testbox"}
+        and envs["asv:testbox"]["backend"]["cpu_model"] == "Test CPU"
+    )
     grads = points[points["kind"] == "gradient"]
     assert len(grads) == 8 and (grads["features"] == 784).all()
-    r = grads[(grads["method"] == "naive") & (grads["batch"] == 32) & (grads["classes"] == 10)].iloc[0]
-    assert r["peak_bytes"] == gradient_cost("naive", 32, 784, 10).peak_bytes  # track_ bytes, not peakmemory
+    r = grads[
+        (grads["method"] == "naive") & (grads["batch"] == 32) & (grads["classes"] == 10)
+    ].iloc[0]
+    assert (
+        r["peak_bytes"] == gradient_cost("naive", 32, 784, 10).peak_bytes
+    )  # track_ bytes, not peakmemory
     assert r["time_ci_low_s"] < r["time_median_s"] < r["time_ci_high_s"]
     epochs = points[points["kind"] == "epoch"]
     assert sorted(epochs["batch"]) == [1, 32] and set(epochs["data"]) == {"synthetic"}
-    assert sorted(epochs["time_median_s"]) == pytest.approx([0.1 * 0.6, 2.0 * 0.6])  # the latest commit
+    assert sorted(epochs["time_median_s"]) == pytest.approx(
+        [0.1 * 0.6, 2.0 * 0.6]
+    )  # the latest commit
 
 
 def test_asv_benchmark_choice_and_history(tmp_path):
@@ -240,7 +346,9 @@ def test_make_report_with_asv(sets, tmp_path):
     text = make_report([sets["custom"]], out, asv_dir=root).read_text(encoding="utf-8")
     _png(out / "asv_history.png")
     assert TIME in text and "asv:testbox" in text and "99% CI" in text
-    asv_only = make_report([], tmp_path / "r2", asv_dir=root, asv_benchmark="time_epoch").read_text(encoding="utf-8")
+    asv_only = make_report([], tmp_path / "r2", asv_dir=root, asv_benchmark="time_epoch").read_text(
+        encoding="utf-8"
+    )
     assert EPOCH in asv_only
     _png(tmp_path / "r2" / "asv_history.png")
 
@@ -257,9 +365,9 @@ def test_throughput_caption_names_only_the_panels_drawn(tmp_path):
 
     gradients_only = write_set(tmp_path / "g", grid_rows(features=(784,), classes=(10,), epochs=()))
     text = make_report([gradients_only], tmp_path / "g").read_text(encoding="utf-8")
-    caption = text[text.index("### Throughput vs batch size"):].split("\n\n")[2]
+    caption = text[text.index("### Throughput vs batch size") :].split("\n\n")[2]
     assert "whole SGD epochs" not in caption and "(left)" not in caption
     both = write_set(tmp_path / "b", grid_rows(features=(784,), classes=(10,)))
     text = make_report([both], tmp_path / "b").read_text(encoding="utf-8")
-    caption = text[text.index("### Throughput vs batch size"):].split("\n\n")[2]
+    caption = text[text.index("### Throughput vs batch size") :].split("\n\n")[2]
     assert "whole SGD epochs (left)" in caption

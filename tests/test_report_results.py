@@ -8,28 +8,59 @@ import csv
 import pytest
 from test_report_sets import CPU, GPU, grid_rows, row, write_set
 
-from softmax_core.runs.cases import EPOCH_CLASSES, EPOCH_FEATURES, Case
 from softmax_core.report.fmt import si, with_interval
 from softmax_core.report.results import load_results
+from softmax_core.runs.cases import EPOCH_CLASSES, EPOCH_FEATURES, Case
 from softmax_core.runs.resultformat import COLUMNS
 
-OLD_COLUMNS = ("run_id", "timestamp", "backend", "device", "kind", "method", "batch", "features", "classes",
-               "dtype", "status", "reason", "time_median_s", "time_iqr_s", "time_min_s", "repeats",
-               "host_time_median_s", "peak_bytes", "predicted_bytes", "predicted_lecture_bytes",
-               "predicted_flops", "predicted_traffic_bytes", "predicted_time_s", "samples", "samples_per_s",
-               "gflops", "gbytes_per_s")
+OLD_COLUMNS = (
+    "run_id",
+    "timestamp",
+    "backend",
+    "device",
+    "kind",
+    "method",
+    "batch",
+    "features",
+    "classes",
+    "dtype",
+    "status",
+    "reason",
+    "time_median_s",
+    "time_iqr_s",
+    "time_min_s",
+    "repeats",
+    "host_time_median_s",
+    "peak_bytes",
+    "predicted_bytes",
+    "predicted_lecture_bytes",
+    "predicted_flops",
+    "predicted_traffic_bytes",
+    "predicted_time_s",
+    "samples",
+    "samples_per_s",
+    "gflops",
+    "gbytes_per_s",
+)
 
 
 def test_types_stability_and_machine_ceilings(tmp_path):
     rows = grid_rows(CPU, batches=(1, 32), classes=(10, 100), unstable={("naive", 1, 1000, 10)})
-    sets = load_results([write_set(tmp_path / "cpu", rows), write_set(tmp_path / "gpu", grid_rows(GPU), GPU)])
+    sets = load_results(
+        [write_set(tmp_path / "cpu", rows), write_set(tmp_path / "gpu", grid_rows(GPU), GPU)]
+    )
     df = sets.frame
     assert list(sets.environments) == ["numpy-cpu", "cupy-gpu"]
     assert set(df["set"]) == {"numpy-cpu", "cupy-gpu"}
-    assert df.groupby("set")["device_kind"].first().to_dict() == {"cupy-gpu": "gpu", "numpy-cpu": "cpu"}
+    assert df.groupby("set")["device_kind"].first().to_dict() == {
+        "cupy-gpu": "gpu",
+        "numpy-cpu": "cpu",
+    }
     # the ceilings come from each folder's environment.json
-    assert df.groupby("set")["gemm_gflops"].first().to_dict() == {"cupy-gpu": GPU.gemm_gflops,
-                                                                   "numpy-cpu": CPU.gemm_gflops}
+    assert df.groupby("set")["gemm_gflops"].first().to_dict() == {
+        "cupy-gpu": GPU.gemm_gflops,
+        "numpy-cpu": CPU.gemm_gflops,
+    }
     assert df["batch"].dtype.kind in "if" and df["time_ci_low_s"].dtype.kind == "f"
     unstable = df[(df["set"] == "numpy-cpu") & ~df["stable"] & (df["status"] == "ok")]
     assert unstable[["method", "batch", "classes"]].values.tolist() == [["naive", 1, 10]]
@@ -42,8 +73,12 @@ def test_types_stability_and_machine_ceilings(tmp_path):
 
 def test_damaged_rows_left_out_by_the_definition_resume_uses(tmp_path):
     good = [row(Case("gradient", "structured", 1, 784, k)) for k in (10, 100)]
-    bad = [dict(good[0], batch="1.5"), dict(good[0], method="nope"), dict(good[0], status="weird"),
-           dict(good[0], time_median_s="", classes=7)]  # an ok row without a time
+    bad = [
+        dict(good[0], batch="1.5"),
+        dict(good[0], method="nope"),
+        dict(good[0], status="weird"),
+        dict(good[0], time_median_s="", classes=7),
+    ]  # an ok row without a time
     sets = load_results(write_set(tmp_path / "s", good + bad))
     assert len(sets.frame) == 2
     assert any("4 damaged row(s)" in n for n in sets.notes)
@@ -65,12 +100,16 @@ def test_duplicates_keep_the_last_row_and_dtype_and_data_stay_apart(tmp_path):
 
 
 def test_old_results_file_is_read_without_intervals_and_says_so(tmp_path):
-    folder = write_set(tmp_path / "old", grid_rows(CPU, batches=(1,), classes=(10, 100)), columns=OLD_COLUMNS)
+    folder = write_set(
+        tmp_path / "old", grid_rows(CPU, batches=(1,), classes=(10, 100)), columns=OLD_COLUMNS
+    )
     sets = load_results(folder)
     df = sets.frame
     assert df["time_ci_low_s"].isna().all() and not df["stable"].any()
     assert set(df["stability"]) == {"unknown"}
-    assert set(df.loc[df["kind"] == "epoch", "data"]) == {"synthetic"}  # old epochs ran on synthetic data
+    assert set(df.loc[df["kind"] == "epoch", "data"]) == {
+        "synthetic"
+    }  # old epochs ran on synthetic data
     assert any("predates the confidence-interval" in n for n in sets.notes)
 
 
@@ -87,8 +126,10 @@ def test_same_label_gets_the_folder_name(tmp_path):
     assert list(sets.environments) == ["numpy-cpu (a)", "numpy-cpu (b)"]
 
 
-@pytest.mark.parametrize("case", ["missing", "file", "no_csv", "empty", "header_only", "foreign", "all_damaged",
-                                  "bad_env"])
+@pytest.mark.parametrize(
+    "case",
+    ["missing", "file", "no_csv", "empty", "header_only", "foreign", "all_damaged", "bad_env"],
+)
 def test_bad_input_raises_value_error_with_fix(tmp_path, case):
     folder = tmp_path / "s"
     if case == "file":
@@ -105,8 +146,16 @@ def test_bad_input_raises_value_error_with_fix(tmp_path, case):
         with open(folder / "results.csv", "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=COLUMNS)
             w.writeheader()
-            w.writerow({"kind": "gradient", "method": "naive", "batch": "x", "features": 1, "classes": 1,
-                        "status": "ok"})
+            w.writerow(
+                {
+                    "kind": "gradient",
+                    "method": "naive",
+                    "batch": "x",
+                    "features": 1,
+                    "classes": 1,
+                    "status": "ok",
+                }
+            )
     if case == "bad_env":
         write_set(folder, grid_rows(CPU, batches=(1,), classes=(10,), epochs=()))
         (folder / "environment.json").write_text("{not json")
@@ -116,7 +165,9 @@ def test_bad_input_raises_value_error_with_fix(tmp_path, case):
 
 def test_one_si_formatter():
     assert si(4e9, "B") == "4.00 GB" and si(384e9, "B") == "384 GB" and si(31360, "B") == "31.4 kB"
-    assert si(3.3e-5, "s") == "33.0 µs" and si(1.5, "s") == "1.50 s" and si(2e-10, "s") == "0.200 ns"
+    assert (
+        si(3.3e-5, "s") == "33.0 µs" and si(1.5, "s") == "1.50 s" and si(2e-10, "s") == "0.200 ns"
+    )
     assert si(1.2e9, "FLOP/s") == "1.20 GFLOP/s" and si(999.96e3, "B") == "1.00 MB"
     assert si(float("nan"), "s") == "—" and si(None, "B") == "—" and si(0.5, "B") == "0.500 B"
     assert with_interval(3.3e-5, 3.28e-5, 3.34e-5) == "33.0 µs (32.8–33.4)"

@@ -19,17 +19,20 @@ import numpy as np
 import pytest
 
 from softmax_core import BackendError, get_backend, grad_structured
-from softmax_core.model import softmax as model
 from softmax_core.baseline import sidebyside as sbs
+from softmax_core.model import softmax as model
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-TINY = [(sbs.Workload("mnist_epoch", "tiny epoch", 400, 20, 5, 100, lr=0.2), None),
-        (sbs.Workload("gradient", "tiny gradient", 64, 16, 16, 64), None)]
+TINY = [
+    (sbs.Workload("mnist_epoch", "tiny epoch", 400, 20, 5, 100, lr=0.2), None),
+    (sbs.Workload("gradient", "tiny gradient", 64, 16, 16, 64), None),
+]
 
 
 def has_torch() -> bool:
     try:
         import torch  # noqa: F401
+
         return True
     except ImportError:
         return False
@@ -58,6 +61,7 @@ def gpu(name: str):
 
 
 # --------------------------------------------------------------------------- operation counts
+
 
 class Counting(np.ndarray):
     """An ndarray that records every ufunc call made on it (matmul and reductions included)."""
@@ -103,16 +107,22 @@ def test_static_launches_per_step():
 
 
 def event(name, device, parent=None, activity=None):
-    return types.SimpleNamespace(name=name, device_type=f"DeviceType.{device}", cpu_parent=parent,
-                                 activity_type=activity)
+    return types.SimpleNamespace(
+        name=name, device_type=f"DeviceType.{device}", cpu_parent=parent, activity_type=activity
+    )
 
 
 def test_count_launches_on_a_gpu_counts_device_work_not_annotations_or_host_ops():
     mm = event("aten::mm", "CPU")
-    events = [mm, event("aten::add_", "CPU"), event("sm90_xmma_gemm", "CUDA", activity="kernel"),
-              event("Memcpy HtoD", "CUDA", activity="gpu_memcpy"), event("Memset", "CUDA", activity="gpu_memset"),
-              event("elementwise_kernel", "CUDA"),                       # no activity type: counted
-              event("ProfilerStep#1", "CUDA", activity="gpu_user_annotation")]
+    events = [
+        mm,
+        event("aten::add_", "CPU"),
+        event("sm90_xmma_gemm", "CUDA", activity="kernel"),
+        event("Memcpy HtoD", "CUDA", activity="gpu_memcpy"),
+        event("Memset", "CUDA", activity="gpu_memset"),
+        event("elementwise_kernel", "CUDA"),  # no activity type: counted
+        event("ProfilerStep#1", "CUDA", activity="gpu_user_annotation"),
+    ]
     assert sbs.count_launches(events, "gpu") == 4
     assert sbs.count_launches(events[:2], "gpu") is None
 
@@ -120,10 +130,17 @@ def test_count_launches_on_a_gpu_counts_device_work_not_annotations_or_host_ops(
 def test_count_launches_on_the_cpu_counts_outermost_aten_ops():
     matmul = event("aten::matmul", "CPU")
     engine = event("autograd::engine::evaluate_function: MmBackward0", "CPU")
-    events = [matmul, event("aten::mm", "CPU", matmul), event("aten::resolve_conj", "CPU", event("x", "CPU", matmul)),
-              event("aten::slice", "CPU"), engine, event("aten::mm", "CPU", engine),
-              event("cudaLaunchKernel", "CPU"), event("kernel", "CUDA", activity="kernel")]
-    assert sbs.count_launches(events, "cpu") == 3     # matmul, slice, the backward mm
+    events = [
+        matmul,
+        event("aten::mm", "CPU", matmul),
+        event("aten::resolve_conj", "CPU", event("x", "CPU", matmul)),
+        event("aten::slice", "CPU"),
+        engine,
+        event("aten::mm", "CPU", engine),
+        event("cudaLaunchKernel", "CPU"),
+        event("kernel", "CUDA", activity="kernel"),
+    ]
+    assert sbs.count_launches(events, "cpu") == 3  # matmul, slice, the backward mm
     assert sbs.count_launches([], "cpu") is None
 
 
@@ -137,6 +154,7 @@ def test_step_bound_takes_the_largest_of_launches_bandwidth_and_flops():
 
 
 # --------------------------------------------------------------------------- the comparison
+
 
 def test_run_sidebyside_on_tiny_workloads(tmp_path, one_torch_thread, monkeypatch):
     monkeypatch.setattr(sbs, "MIN_CALLS", 0)  # no variant left out for time on a loaded machine
@@ -169,7 +187,9 @@ def test_run_sidebyside_on_tiny_workloads(tmp_path, one_torch_thread, monkeypatc
     assert json.loads((tmp_path / "sidebyside.json").read_text())["device"] == "cpu"
 
 
-def test_without_torch_the_torch_variants_are_skipped_with_the_reason(monkeypatch, one_torch_thread):
+def test_without_torch_the_torch_variants_are_skipped_with_the_reason(
+    monkeypatch, one_torch_thread
+):
     real = sbs.get_backend
 
     def no_torch(device=None, backend=None):
@@ -204,11 +224,19 @@ def test_a_variant_predicted_over_the_time_left_is_left_out(monkeypatch, one_tor
 
 def run_cli(*args):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOFTMAX_")}
-    return subprocess.run([sys.executable, "-m", "softmax_core.cli", *map(str, args)], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "softmax_core.cli", *map(str, args)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
-@pytest.mark.parametrize("args, code", [(["--time-budget", "0"], 2), (["--data-dir", "/nonexistent/mnist"], 1)])
+@pytest.mark.parametrize(
+    "args, code", [(["--time-budget", "0"], 2), (["--data-dir", "/nonexistent/mnist"], 1)]
+)
 def test_sidebyside_cli_failures_are_one_line(args, code):
     proc = run_cli("sidebyside", *args)
     assert proc.returncode == code
@@ -216,6 +244,7 @@ def test_sidebyside_cli_failures_are_one_line(args, code):
 
 
 # --------------------------------------------------------------------------- on a real GPU only
+
 
 def test_gpu_cupy_peak_hook_sees_an_allocation():
     b = gpu("cupy")
@@ -243,16 +272,26 @@ def test_gpu_torch_backend_gradient_matches_numpy():
     X, y = rng.standard_normal((64, 30)), rng.integers(0, 7, 64)
     theta = 0.1 * rng.standard_normal((30, 7))
     want = grad_structured(X, y, theta)
-    got = b.to_numpy(grad_structured(b.asarray(X, "float64"), b.asarray(y), b.asarray(theta, "float64")))
+    got = b.to_numpy(
+        grad_structured(b.asarray(X, "float64"), b.asarray(y), b.asarray(theta, "float64"))
+    )
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
-    assert b.peak_bytes(grad_structured, b.asarray(X, "float64"), b.asarray(y), b.asarray(theta, "float64")) > 0
+    assert (
+        b.peak_bytes(
+            grad_structured, b.asarray(X, "float64"), b.asarray(y), b.asarray(theta, "float64")
+        )
+        > 0
+    )
 
 
 @pytest.mark.parametrize("library", ["torch", "cupy"])
 def test_gpu_profiler_counts_kernels_of_an_sgd_epoch(library):
     b = gpu(library)
     pytest.importorskip("torch")
-    X, y = np.random.default_rng(0).standard_normal((500, 20)).astype(np.float32), np.arange(500) % 5
+    X, y = (
+        np.random.default_rng(0).standard_normal((500, 20)).astype(np.float32),
+        np.arange(500) % 5,
+    )
     args = (b.asarray(X, "float32"), b.asarray(y), b.asarray(np.zeros((20, 5)), "float32"))
     n, how = sbs.profile_launches(lambda *a: model.sgd_epoch(*a, 0.1, 100), args, b)
     if library == "torch":

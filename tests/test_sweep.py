@@ -12,13 +12,27 @@ from collections import Counter
 import pytest
 
 from softmax_core import get_backend
-from softmax_core.runs.cases import CALLS_PER_POINT, DEFAULT_ROUNDS, Case, Grid, Guard, default_memory_budget
-from softmax_core.runs.resultformat import COLUMNS, SchemaError, read_rows as read_results
-from softmax_core.runs.sweep import run_sweep
 from softmax_core.measure.timemodel import TimeModel
+from softmax_core.runs.cases import (
+    CALLS_PER_POINT,
+    DEFAULT_ROUNDS,
+    Case,
+    Grid,
+    Guard,
+    default_memory_budget,
+)
+from softmax_core.runs.resultformat import COLUMNS, SchemaError
+from softmax_core.runs.resultformat import read_rows as read_results
+from softmax_core.runs.sweep import run_sweep
 
-TINY = Grid(methods=("structured", "naive"), batches=(1, 4), classes=(3, 8), features=(5,),
-            epochs_on="none", time_budget_s=0.5)
+TINY = Grid(
+    methods=("structured", "naive"),
+    batches=(1, 4),
+    classes=(3, 8),
+    features=(5,),
+    epochs_on="none",
+    time_budget_s=0.5,
+)
 
 
 @pytest.fixture
@@ -27,8 +41,18 @@ def cpu():
 
 
 def keys(rows):
-    return [(r["kind"], r["method"], int(r["batch"]), int(r["features"]), int(r["classes"]), r["dtype"],
-             r["data"]) for r in rows]
+    return [
+        (
+            r["kind"],
+            r["method"],
+            int(r["batch"]),
+            int(r["features"]),
+            int(r["classes"]),
+            r["dtype"],
+            r["data"],
+        )
+        for r in rows
+    ]
 
 
 def model(gemm=1e9, copy=1e9, **kw):
@@ -43,10 +67,14 @@ def test_sweep_writes_one_row_per_point_and_environment(tmp_path, cpu):
     assert {r["status"] for r in rows} == {"ok"}
     for r in rows:
         assert float(r["time_ci_low_s"]) <= float(r["time_median_s"]) <= float(r["time_ci_high_s"])
-        assert int(r["repeats"]) >= 5 and int(r["loops"]) >= 1 and r["rounds"] == str(DEFAULT_ROUNDS)
+        assert (
+            int(r["repeats"]) >= 5 and int(r["loops"]) >= 1 and r["rounds"] == str(DEFAULT_ROUNDS)
+        )
         assert r["stable"] in ("True", "False") and float(r["time_first_s"]) > 0
         assert float(r["predicted_time_s"]) > 0
-        assert float(r["samples_per_s"]) == pytest.approx(int(r["samples"]) / float(r["time_median_s"]))
+        assert float(r["samples_per_s"]) == pytest.approx(
+            int(r["samples"]) / float(r["time_median_s"])
+        )
     env = json.loads((out / "environment.json").read_text())
     assert env["backend"]["label"] == "numpy-cpu"
     assert env["probe"]["gemm_gflops"] > 0
@@ -64,13 +92,21 @@ def test_existing_results_are_never_overwritten(tmp_path, cpu):
 
 
 def test_memory_guard_skips_with_reason_and_prediction(tmp_path, cpu):
-    grid = Grid(methods=("naive_batched",), batches=(2,), classes=(50,), features=(100,),
-                epochs_on="none", time_budget_s=0.5)
+    grid = Grid(
+        methods=("naive_batched",),
+        batches=(2,),
+        classes=(50,),
+        features=(100,),
+        epochs_on="none",
+        time_budget_s=0.5,
+    )
     run_sweep(grid, cpu, tmp_path, memory_budget=1_000_000, progress=False)
     (row,) = read_results(tmp_path / "results.csv")
     assert row["status"] == "skipped"
     assert row["reason"].startswith("needs ") and "budget 1.0 MB" in row["reason"]
-    assert int(row["predicted_bytes"]) == int(Case("gradient", "naive_batched", 2, 100, 50).cost.peak_bytes)
+    assert int(row["predicted_bytes"]) == int(
+        Case("gradient", "naive_batched", 2, 100, 50).cost.peak_bytes
+    )
     assert row["time_median_s"] == ""
 
 
@@ -140,9 +176,27 @@ def test_resume_drops_a_half_written_line(tmp_path, cpu):
 def test_sweep_killed_midway_then_resumed_has_every_point_once(tmp_path):
     """SIGKILL the CLI sweep after a few points; --resume completes it exactly."""
     out = tmp_path / "killed"
-    args = [sys.executable, "-m", "softmax_core.cli", "sweep", "--out", str(out), "--no-report",
-            "--methods", "naive,structured", "--batch", "1,8,32", "--classes", "20,60,120",
-            "--features", "60", "--epochs-on", "none", "--memory-budget", "2GB"]
+    args = [
+        sys.executable,
+        "-m",
+        "softmax_core.cli",
+        "sweep",
+        "--out",
+        str(out),
+        "--no-report",
+        "--methods",
+        "naive,structured",
+        "--batch",
+        "1,8,32",
+        "--classes",
+        "20,60,120",
+        "--features",
+        "60",
+        "--epochs-on",
+        "none",
+        "--memory-budget",
+        "2GB",
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     results = out / "results.csv"
     deadline = time.monotonic() + 60
@@ -163,8 +217,14 @@ def test_sweep_killed_midway_then_resumed_has_every_point_once(tmp_path):
 
 
 def test_rounds_pool_samples_into_one_row_per_point(tmp_path, cpu):
-    grid = Grid(methods=("structured",), batches=(1, 4), classes=(3,), features=(5,), epochs_on="none",
-                time_budget_s=2)
+    grid = Grid(
+        methods=("structured",),
+        batches=(1, 4),
+        classes=(3,),
+        features=(5,),
+        epochs_on="none",
+        time_budget_s=2,
+    )
     run_sweep(grid, cpu, tmp_path, memory_budget=10**9, progress=False, rounds=3)
     rows = read_results(tmp_path / "results.csv")
     assert len(rows) == 2
@@ -184,12 +244,20 @@ def test_resume_refuses_a_foreign_header_and_touches_nothing(tmp_path, cpu):
 
 def test_resume_with_other_rounds_is_refused_and_touches_nothing(tmp_path, cpu):
     """Rows pooled from 1 round beside rows pooled from 3 would compare unlike with unlike."""
-    grid = Grid(methods=("structured",), batches=(1, 4), classes=(3,), features=(5,), epochs_on="none",
-                time_budget_s=0.5)
+    grid = Grid(
+        methods=("structured",),
+        batches=(1, 4),
+        classes=(3,),
+        features=(5,),
+        epochs_on="none",
+        time_budget_s=0.5,
+    )
     run_sweep(grid, cpu, tmp_path, memory_budget=10**9, progress=False, rounds=1)
     path = tmp_path / "results.csv"
     lines = path.read_text().splitlines(keepends=True)
-    path.write_text("".join(lines[:-1]) + lines[-1][:40])  # one point half-written: still to measure
+    path.write_text(
+        "".join(lines[:-1]) + lines[-1][:40]
+    )  # one point half-written: still to measure
     before = path.read_bytes()
     with pytest.raises(ValueError, match="--rounds 1, not 3; fix: resume with --rounds 1"):
         run_sweep(grid, cpu, tmp_path, resume=True, memory_budget=10**9, progress=False, rounds=3)
@@ -209,7 +277,9 @@ def test_resume_names_a_rounds_cell_that_is_not_a_whole_number(tmp_path, cpu, va
         writer.writeheader()
         writer.writerows(rows)
     before = path.read_bytes()
-    with pytest.raises(ValueError, match=f"results.csv:3: rounds is {value!r}, not a whole number; fix: delete"):
+    with pytest.raises(
+        ValueError, match=f"results.csv:3: rounds is {value!r}, not a whole number; fix: delete"
+    ):
         run_sweep(TINY, cpu, tmp_path, resume=True, memory_budget=10**9, progress=False, rounds=1)
     assert path.read_bytes() == before
 
@@ -240,10 +310,18 @@ def test_a_second_sweep_on_the_same_folder_is_refused_while_the_first_runs(tmp_p
 
 
 def test_a_killed_sweeps_lock_does_not_block(tmp_path, cpu):
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from pathlib import Path; from softmax_core.runs.sweep import _folder_lock\n"
-        f"with _folder_lock(Path({str(tmp_path)!r})):\n    print('held', flush=True); time.sleep(60)")],
-        stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time; from pathlib import Path; from softmax_core.runs.sweep import _folder_lock\n"
+                f"with _folder_lock(Path({str(tmp_path)!r})):\n    print('held', flush=True); time.sleep(60)"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "held"
     with pytest.raises(ValueError, match="in use"):
         run_sweep(TINY, cpu, tmp_path, memory_budget=10**9, progress=False)
@@ -254,8 +332,14 @@ def test_a_killed_sweeps_lock_does_not_block(tmp_path, cpu):
 
 
 def test_resume_runs_skipped_points_that_now_fit_the_budget(tmp_path, cpu):
-    grid = Grid(methods=("structured",), batches=(2,), classes=(3,), features=(5,), epochs_on="none",
-                time_budget_s=2)
+    grid = Grid(
+        methods=("structured",),
+        batches=(2,),
+        classes=(3,),
+        features=(5,),
+        epochs_on="none",
+        time_budget_s=2,
+    )
     run_sweep(grid, cpu, tmp_path, memory_budget=1, progress=False)
     run_sweep(grid, cpu, tmp_path, memory_budget=1, resume=True, progress=False)  # still too small
     assert [r["status"] for r in read_results(tmp_path / "results.csv")] == ["skipped"]
@@ -265,19 +349,32 @@ def test_resume_runs_skipped_points_that_now_fit_the_budget(tmp_path, cpu):
 
 def test_a_resumed_sweep_counts_the_points_it_kept(tmp_path, cpu):
     """A resume that re-checks skipped points said '0 ok', as if nothing had been measured."""
-    grid = Grid(methods=("structured",), batches=(2, 4096), classes=(3,), features=(5,), epochs_on="none",
-                time_budget_s=2)
+    grid = Grid(
+        methods=("structured",),
+        batches=(2, 4096),
+        classes=(3,),
+        features=(5,),
+        epochs_on="none",
+        time_budget_s=2,
+    )
     big = Case("gradient", "structured", 4096, 5, 3)
     budget = big.cost.peak_bytes + big.input_bytes - 1  # the small point fits, the big one does not
     run_sweep(grid, cpu, tmp_path, memory_budget=budget, progress=False)
     run_sweep(grid, cpu, tmp_path, memory_budget=budget, resume=True, progress=False)
     text = run_sweep.last_summary.text()
-    assert text.startswith("0 ok (0 not stable), 1 skipped") and "(1 ok measured before, kept)" in text
+    assert (
+        text.startswith("0 ok (0 not stable), 1 skipped") and "(1 ok measured before, kept)" in text
+    )
 
 
 def test_duplicate_grid_values_are_one_point():
-    grid = Grid(methods=("structured", "structured"), batches=(1, 1, 8), classes=(3,), features=(5, 5),
-                epochs_on="none")
+    grid = Grid(
+        methods=("structured", "structured"),
+        batches=(1, 1, 8),
+        classes=(3,),
+        features=(5, 5),
+        epochs_on="none",
+    )
     assert [c.batch for c in grid.cases()] == [1, 8]
 
 
@@ -301,32 +398,60 @@ def test_resume_with_a_corrupt_environment_names_the_file(tmp_path, cpu, content
         run_sweep(TINY, cpu, tmp_path, resume=True, memory_budget=10**9, progress=False)
 
 
-@pytest.mark.parametrize("argv,needle", [
-    (["--batch", "0"], "--batch"),
-    (["--classes", "ten"], "--classes"),
-    (["--methods", "fast"], "fast"),
-    (["--memory-budget", "lots"], "--memory-budget"),
-    (["--time-budget", "-3"], "--time-budget"),
-    (["--memory-budget", "inf"], "--memory-budget"),
-    (["--memory-budget", "1e400"], "--memory-budget"),
-    (["--memory-budget", "nan"], "--memory-budget"),
-    (["--memory-budget", "100TB"], "memory budget"),
-    (["--classes", "1"], "classes must be >= 2"),
-    (["--rounds", "0"], "--rounds"),
-])
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["--batch", "0"], "--batch"),
+        (["--classes", "ten"], "--classes"),
+        (["--methods", "fast"], "fast"),
+        (["--memory-budget", "lots"], "--memory-budget"),
+        (["--time-budget", "-3"], "--time-budget"),
+        (["--memory-budget", "inf"], "--memory-budget"),
+        (["--memory-budget", "1e400"], "--memory-budget"),
+        (["--memory-budget", "nan"], "--memory-budget"),
+        (["--memory-budget", "100TB"], "memory budget"),
+        (["--classes", "1"], "classes must be >= 2"),
+        (["--rounds", "0"], "--rounds"),
+    ],
+)
 def test_cli_sweep_bad_arguments_one_line(tmp_path, argv, needle):
-    r = subprocess.run([sys.executable, "-m", "softmax_core.cli", "sweep", "--out", str(tmp_path), *argv],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "softmax_core.cli", "sweep", "--out", str(tmp_path), *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode != 0
     assert len(r.stderr.strip().splitlines()) == 1 and needle in r.stderr
     assert "Traceback" not in r.stderr
 
 
 def test_cli_sweep_runs_and_reports(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "softmax_core.cli", "sweep", "--out", str(tmp_path),
-                        "--methods", "structured,naive", "--batch", "64,256", "--classes", "3,9,27",
-                        "--features", "8", "--epochs-on", "synthetic", "--time-budget", "10"],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "softmax_core.cli",
+            "sweep",
+            "--out",
+            str(tmp_path),
+            "--methods",
+            "structured,naive",
+            "--batch",
+            "64,256",
+            "--classes",
+            "3,9,27",
+            "--features",
+            "8",
+            "--epochs-on",
+            "synthetic",
+            "--time-budget",
+            "10",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     with open(tmp_path / "results.csv") as fh:
         rows = list(csv.DictReader(fh))
@@ -334,16 +459,35 @@ def test_cli_sweep_runs_and_reports(tmp_path):
     epochs = [r for r in rows if r["kind"] == "epoch"]
     assert [int(r["samples"]) for r in epochs] == [60000, 60000]
     # on a loaded machine the guard may skip an epoch for time: then it says why
-    assert all(float(r["samples_per_s"]) > 0 if r["status"] == "ok" else r["reason"].startswith("predicted")
-               for r in epochs)
+    assert all(
+        float(r["samples_per_s"]) > 0
+        if r["status"] == "ok"
+        else r["reason"].startswith("predicted")
+        for r in epochs
+    )
     assert all(r["status"] == "ok" for r in rows if r["kind"] == "gradient")
     assert (tmp_path / "report.md").exists()
 
 
 def test_the_main_command_works_every_time_it_is_run(tmp_path):
     """Defect: a second run of the README's sweep stopped at 'results.csv already exists'."""
-    args = [sys.executable, "-m", "softmax_core.cli", "sweep", "--no-report", "--methods", "structured",
-            "--batch", "2", "--classes", "3", "--features", "4", "--epochs-on", "none"]
+    args = [
+        sys.executable,
+        "-m",
+        "softmax_core.cli",
+        "sweep",
+        "--no-report",
+        "--methods",
+        "structured",
+        "--batch",
+        "2",
+        "--classes",
+        "3",
+        "--features",
+        "4",
+        "--epochs-on",
+        "none",
+    ]
     for _ in range(2):
         r = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr
@@ -351,7 +495,9 @@ def test_the_main_command_works_every_time_it_is_run(tmp_path):
     runs = sorted(p for p in (tmp_path / "out" / "sweep").iterdir() if not p.is_symlink())
     assert len(runs) == 2 and all((p / "results.csv").is_file() for p in runs)
     assert (tmp_path / "out" / "sweep" / "latest").resolve() == runs[-1].resolve()
-    r = subprocess.run(args + ["--resume"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        args + ["--resume"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 0, r.stderr
     assert len(read_results(runs[-1] / "results.csv")) == 1  # nothing was missing
 
@@ -406,21 +552,50 @@ def test_a_latest_that_is_not_our_link_is_refused_in_one_line(tmp_path):
     (tmp_path / "out" / "sweep").mkdir(parents=True)
     (tmp_path / "out" / "sweep" / "latest").write_text("mine")
     for extra in ([], ["--resume"]):
-        r = subprocess.run([sys.executable, "-m", "softmax_core.cli", "sweep", "--no-report", "--methods",
-                            "structured", "--batch", "2", "--classes", "3", "--features", "4",
-                            "--epochs-on", "none", *extra], cwd=tmp_path, capture_output=True, text=True,
-                           timeout=120)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "softmax_core.cli",
+                "sweep",
+                "--no-report",
+                "--methods",
+                "structured",
+                "--batch",
+                "2",
+                "--classes",
+                "3",
+                "--features",
+                "4",
+                "--epochs-on",
+                "none",
+                *extra,
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
         assert "is not the link softmax-bench keeps" in r.stderr
     assert (tmp_path / "out" / "sweep" / "latest").read_text() == "mine"
 
 
-@pytest.mark.parametrize("argv,needle", [(["--threads", "100000"], "--threads"),
-                                         (["--threads", "99999999999999999999"], "--threads"),
-                                         (["--rounds", "21"], "--rounds")])
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["--threads", "100000"], "--threads"),
+        (["--threads", "99999999999999999999"], "--threads"),
+        (["--rounds", "21"], "--rounds"),
+    ],
+)
 def test_cli_refuses_threads_beyond_the_cores_and_too_many_rounds(tmp_path, argv, needle):
-    r = subprocess.run([sys.executable, "-m", "softmax_core.cli", "sweep", "--out", str(tmp_path / "x"), *argv],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "softmax_core.cli", "sweep", "--out", str(tmp_path / "x"), *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "x").exists()
 
@@ -428,9 +603,9 @@ def test_cli_refuses_threads_beyond_the_cores_and_too_many_rounds(tmp_path, argv
 def test_calls_a_point_makes_with_rounds():
     from softmax_core.runs.cases import calls_per_point, samples_per_round
 
-    assert calls_per_point(1) == CALLS_PER_POINT == 1 + 1 + 5 + 1          # cold, warm-up, 5 samples, peak
+    assert calls_per_point(1) == CALLS_PER_POINT == 1 + 1 + 5 + 1  # cold, warm-up, 5 samples, peak
     assert samples_per_round(3) == 2 and calls_per_point(3) == 1 + 3 + 6 + 1
-    assert calls_per_point(3, long=True) == 1 + 1 + 6 + 1                 # one warm-up for a long call
+    assert calls_per_point(3, long=True) == 1 + 1 + 6 + 1  # one warm-up for a long call
 
 
 def test_the_default_sweep_keeps_the_lectures_naive_point_at_n_k_1000():
@@ -448,12 +623,18 @@ def test_the_default_sweep_keeps_the_lectures_naive_point_at_n_k_1000():
 def test_the_prediction_is_made_before_the_point_ran(tmp_path, cpu):
     """With several rounds the row is written after the last one: its predicted time must still
     be the model's guess before round 1, not the point's own round-1 median."""
-    grid = Grid(methods=("structured",), batches=(2,), classes=(3,), features=(5,), epochs_on="none",
-                time_budget_s=0.5)
+    grid = Grid(
+        methods=("structured",),
+        batches=(2,),
+        classes=(3,),
+        features=(5,),
+        epochs_on="none",
+        time_budget_s=0.5,
+    )
     out = run_sweep(grid, cpu, tmp_path / "p", memory_budget=10**9, progress=False, rounds=3)
     row = read_results(out / "results.csv")[0]
     probe = json.loads((out / "environment.json").read_text())["probe"]
-    fresh = TimeModel(probe["gemm_gflops"] * 1e9, probe["copy_gbps"] * 1e9)   # nothing learnt yet
+    fresh = TimeModel(probe["gemm_gflops"] * 1e9, probe["copy_gbps"] * 1e9)  # nothing learnt yet
     assert float(row["predicted_time_s"]) == pytest.approx(fresh.predict(grid.cases()[0]))
 
 
@@ -471,13 +652,25 @@ def test_each_point_makes_room_for_its_need_within_the_memory_budget(tmp_path, c
     from softmax_core.runs import sweep as sweep_module
 
     asked, events = [], []
-    monkeypatch.setattr(sweep_module, "make_room", lambda need, budget: asked.append((need, budget)) or False)
+    monkeypatch.setattr(
+        sweep_module, "make_room", lambda need, budget: asked.append((need, budget)) or False
+    )
     monkeypatch.setattr(sweep_module, "release_retained_memory", lambda: events.append("release"))
     real_prepare, real_measure = Case.prepare, sweep_module.measure
-    monkeypatch.setattr(Case, "prepare", lambda self, *a: events.append("prepare") or real_prepare(self, *a))
-    monkeypatch.setattr(sweep_module, "measure", lambda *a, **kw: events.append("measure") or real_measure(*a, **kw))
-    grid = Grid(methods=("structured",), batches=(2,), classes=(3,), features=(5,), epochs_on="none",
-                time_budget_s=0.5)
+    monkeypatch.setattr(
+        Case, "prepare", lambda self, *a: events.append("prepare") or real_prepare(self, *a)
+    )
+    monkeypatch.setattr(
+        sweep_module, "measure", lambda *a, **kw: events.append("measure") or real_measure(*a, **kw)
+    )
+    grid = Grid(
+        methods=("structured",),
+        batches=(2,),
+        classes=(3,),
+        features=(5,),
+        epochs_on="none",
+        time_budget_s=0.5,
+    )
     run_sweep(grid, cpu, tmp_path / "r", memory_budget=10**9, progress=False, rounds=3)
     case = grid.cases()[0]
     # after prepare (whose check call maps the call's memory), right before the cold call
@@ -486,10 +679,11 @@ def test_each_point_makes_room_for_its_need_within_the_memory_budget(tmp_path, c
 
 
 @pytest.mark.parametrize("handed_back", [False, True])
-def test_a_later_round_warms_a_long_call_up_again_after_its_memory_was_handed_back(tmp_path, cpu, monkeypatch,
-                                                                                   handed_back):
-    from softmax_core.runs import sweep as sweep_module
+def test_a_later_round_warms_a_long_call_up_again_after_its_memory_was_handed_back(
+    tmp_path, cpu, monkeypatch, handed_back
+):
     from softmax_core.measure.engine import Measurement
+    from softmax_core.runs import sweep as sweep_module
 
     seen = []
 
@@ -499,7 +693,13 @@ def test_a_later_round_warms_a_long_call_up_again_after_its_memory_was_handed_ba
 
     monkeypatch.setattr(sweep_module, "measure", fake_measure)
     monkeypatch.setattr(sweep_module, "make_room", lambda need, budget: handed_back)
-    grid = Grid(methods=("structured",), batches=(2,), classes=(3,), features=(5,), epochs_on="none",
-                time_budget_s=1000)
+    grid = Grid(
+        methods=("structured",),
+        batches=(2,),
+        classes=(3,),
+        features=(5,),
+        epochs_on="none",
+        time_budget_s=1000,
+    )
     run_sweep(grid, cpu, tmp_path / "r", memory_budget=10**9, progress=False, rounds=2)
     assert seen == [True, handed_back]  # a 1 s call skips the later warm-up only on kept pages

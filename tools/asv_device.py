@@ -58,25 +58,33 @@ def selection(environ=None) -> dict[str, str]:
     environ = os.environ if environ is None else environ
     device = (environ.get("SOFTMAX_DEVICE") or "cpu").strip().lower()
     if device not in DEVICES:
-        raise SelectionError(f"SOFTMAX_DEVICE={device!r} is not a device: use one of {', '.join(DEVICES)}")
+        raise SelectionError(
+            f"SOFTMAX_DEVICE={device!r} is not a device: use one of {', '.join(DEVICES)}"
+        )
     chosen = {"SOFTMAX_DEVICE": device}
     backend = (environ.get("SOFTMAX_BACKEND") or "").strip().lower().replace("-", "_")
     if backend:
         chosen["SOFTMAX_BACKEND"] = backend
     suite = (environ.get("SOFTMAX_ASV_SUITE") or "default").strip().lower()
     if suite not in SUITES:
-        raise SelectionError(f"SOFTMAX_ASV_SUITE={suite!r} is not a suite: use one of {', '.join(SUITES)}")
+        raise SelectionError(
+            f"SOFTMAX_ASV_SUITE={suite!r} is not a suite: use one of {', '.join(SUITES)}"
+        )
     if suite != "default":
         chosen["SOFTMAX_ASV_SUITE"] = suite
     threads = (environ.get("SOFTMAX_THREADS") or "").strip()
     if threads:
         if not threads.isdigit() or int(threads) < 1:
-            raise SelectionError(f"SOFTMAX_THREADS={threads!r} is not a thread count: use a positive integer")
+            raise SelectionError(
+                f"SOFTMAX_THREADS={threads!r} is not a thread count: use a positive integer"
+            )
         chosen["SOFTMAX_THREADS"] = str(int(threads))
     return chosen
 
 
-def tag_environment(tool_name: str | None, requirements: dict, tagged_env_vars: dict, environ=None) -> None:
+def tag_environment(
+    tool_name: str | None, requirements: dict, tagged_env_vars: dict, environ=None
+) -> None:
     """Add the selection to one environment's requirements and variables, in place.
 
     In place because asv's environment classes keep a reference to the very

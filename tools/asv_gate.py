@@ -39,9 +39,9 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 #: A regression row of asv's comparison table: "| + | before | after | ratio | benchmark |".
 REGRESSION_ROW = re.compile(r"^\|\s*\+\s*\|.*\|\s*([^|]+?)\s*\|\s*$")
@@ -70,7 +70,9 @@ def regressions(output: str) -> list[str]:
     """The benchmarks (with their parameters) that an ``asv continuous``/``compare`` table
     marks ``+`` (slower), each once, without the ``[machine/env]`` asv adds for several
     environments."""
-    names = [ENV_SUFFIX.sub("", m.group(1)) for m in map(REGRESSION_ROW.match, output.splitlines()) if m]
+    names = [
+        ENV_SUFFIX.sub("", m.group(1)) for m in map(REGRESSION_ROW.match, output.splitlines()) if m
+    ]
     return list(dict.fromkeys(names))
 
 
@@ -80,10 +82,17 @@ def selection_regex(benchmarks: list[str]) -> str:
     return "^(" + "|".join(re.escape(b) for b in benchmarks) + ")$"
 
 
-def run_gate(base: str, head: str, *, factor: float = 1.2, rounds: int = ROUNDS,
-             confirm_rounds: int = CONFIRM_ROUNDS, confirm: int = CONFIRM_PASSES,
-             asv_args: tuple[str, ...] = (), asv: Callable[[list[str]], tuple[int, str]] | None = None
-             ) -> GateResult:
+def run_gate(
+    base: str,
+    head: str,
+    *,
+    factor: float = 1.2,
+    rounds: int = ROUNDS,
+    confirm_rounds: int = CONFIRM_ROUNDS,
+    confirm: int = CONFIRM_PASSES,
+    asv_args: tuple[str, ...] = (),
+    asv: Callable[[list[str]], tuple[int, str]] | None = None,
+) -> GateResult:
     """Compare ``base`` and ``head`` with asv and confirm every regression (see the module's text).
 
     Parameters
@@ -115,7 +124,9 @@ def run_gate(base: str, head: str, *, factor: float = 1.2, rounds: int = ROUNDS,
             raise ValueError(f"{name} must be a positive whole number, got {value!r}")
     if isinstance(confirm, bool) or not isinstance(confirm, int) or confirm < 0:
         raise ValueError(f"confirm must be a whole number >= 0, got {confirm!r}")
-    narrowed = _split_asv_args(asv_args)  # the args less the user's selection: a confirming pass selects its own
+    narrowed = _split_asv_args(
+        asv_args
+    )  # the args less the user's selection: a confirming pass selects its own
     asv = asv or _run_asv
     result = GateResult(status=0)
     selection: list[str] | None = None
@@ -171,7 +182,9 @@ def run_echoed(cmd: list[str], cwd=None, env: dict | None = None) -> subprocess.
     """Run ``cmd``, echoing it (shell-quoted), its output and its exit status with the time taken."""
     print(f"\n$ {shlex.join(cmd)}", flush=True)
     start = time.monotonic()
-    proc = subprocess.run(cmd, cwd=cwd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.run(
+        cmd, cwd=cwd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     print(proc.stdout, end="", flush=True)
     print(f"[exit {proc.returncode} after {time.monotonic() - start:.0f} s]", flush=True)
     return proc
@@ -187,39 +200,70 @@ def summary(result: GateResult) -> str:
     lines = []
     for i, flagged in enumerate(result.flagged):
         what = "first pass" if i == 0 else f"confirming pass {i}"
-        lines.append(f"{what}: {len(flagged)} point(s) slower" + "".join(f"\n    {b}" for b in flagged))
-    verdict = {0: "PASS: no confirmed regression",
-               1: f"FAIL: {len(result.regressions) or 'some'} confirmed regression(s)",
-               2: "ERROR: asv or a benchmark failed (see its output above)"}[result.status]
+        lines.append(
+            f"{what}: {len(flagged)} point(s) slower" + "".join(f"\n    {b}" for b in flagged)
+        )
+    verdict = {
+        0: "PASS: no confirmed regression",
+        1: f"FAIL: {len(result.regressions) or 'some'} confirmed regression(s)",
+        2: "ERROR: asv or a benchmark failed (see its output above)",
+    }[result.status]
     return "\n".join(lines + [verdict])
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("base", help="the commit to compare against (e.g. origin/main)")
     p.add_argument("head", help="the commit under test (e.g. HEAD)")
-    p.add_argument("--factor", type=float, default=1.2, help="asv's --factor (default: %(default)s)")
-    p.add_argument("--rounds", type=int, default=ROUNDS, help="interleaved rounds of the first pass "
-                                                              "(default: %(default)s)")
-    p.add_argument("--confirm-rounds", type=int, default=CONFIRM_ROUNDS,
-                   help="interleaved rounds of a confirming pass (default: %(default)s)")
-    p.add_argument("--confirm", type=int, default=CONFIRM_PASSES,
-                   help="confirming passes at most; 0: one pass only (default: %(default)s)")
+    p.add_argument(
+        "--factor", type=float, default=1.2, help="asv's --factor (default: %(default)s)"
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=ROUNDS,
+        help="interleaved rounds of the first pass (default: %(default)s)",
+    )
+    p.add_argument(
+        "--confirm-rounds",
+        type=int,
+        default=CONFIRM_ROUNDS,
+        help="interleaved rounds of a confirming pass (default: %(default)s)",
+    )
+    p.add_argument(
+        "--confirm",
+        type=int,
+        default=CONFIRM_PASSES,
+        help="confirming passes at most; 0: one pass only (default: %(default)s)",
+    )
     argv = list(sys.argv[1:] if argv is None else argv)
     # everything after the first '--' is asv's, wherever the gate's own options stand
     cut = argv.index("--") if "--" in argv else len(argv)
-    argv, asv_args = argv[:cut], argv[cut + 1:]
-    p.epilog = ("Arguments after '--' go to every asv continuous, e.g. -- --bench gradient --show-stderr. "
-                "Exit status: 0 no confirmed regression, 1 a confirmed regression, 2 asv or a benchmark "
-                "failed, or bad arguments.")
+    argv, asv_args = argv[:cut], argv[cut + 1 :]
+    p.epilog = (
+        "Arguments after '--' go to every asv continuous, e.g. -- --bench gradient --show-stderr. "
+        "Exit status: 0 no confirmed regression, 1 a confirmed regression, 2 asv or a benchmark "
+        "failed, or bad arguments."
+    )
     args = p.parse_args(argv)
     if not Path("asv.conf.json").is_file():
-        print("asv_gate: error: no asv.conf.json here; fix: run from the repository root", file=sys.stderr)
+        print(
+            "asv_gate: error: no asv.conf.json here; fix: run from the repository root",
+            file=sys.stderr,
+        )
         return 2
     try:
-        result = run_gate(args.base, args.head, factor=args.factor, rounds=args.rounds,
-                          confirm_rounds=args.confirm_rounds, confirm=args.confirm, asv_args=tuple(asv_args))
+        result = run_gate(
+            args.base,
+            args.head,
+            factor=args.factor,
+            rounds=args.rounds,
+            confirm_rounds=args.confirm_rounds,
+            confirm=args.confirm,
+            asv_args=tuple(asv_args),
+        )
     except ValueError as exc:
         print(f"asv_gate: error: {exc}", file=sys.stderr)
         return 2

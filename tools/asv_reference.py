@@ -35,15 +35,25 @@ def asv_results_dir(config: Path) -> Path:
 
 
 def commit_hash(name: str, repo: Path = ROOT) -> str:
-    out = subprocess.run(["git", "rev-parse", "--verify", f"{name}^{{commit}}"], cwd=repo,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        ["git", "rev-parse", "--verify", f"{name}^{{commit}}"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+    )
     if out.returncode != 0:
         raise SystemExit(f"asv_reference: {name!r} is not a commit of {repo}")
     return out.stdout.strip()
 
 
-def copy_reference(source: Path, dest: Path, machine: str | None, commits: list[str],
-                   replace: bool = False, env: str = "") -> list[Path]:
+def copy_reference(
+    source: Path,
+    dest: Path,
+    machine: str | None,
+    commits: list[str],
+    replace: bool = False,
+    env: str = "",
+) -> list[Path]:
     """Copy the results of ``commits`` (full hashes) from ``source`` to ``dest``; return the copies.
 
     ``env``: only result files whose environment name contains it (e.g. ``SOFTMAX_DEVICEcpu``).
@@ -51,18 +61,24 @@ def copy_reference(source: Path, dest: Path, machine: str | None, commits: list[
     machines = sorted(p.parent.name for p in source.glob("*/machine.json"))
     if machine is None:
         if len(machines) != 1:
-            raise SystemExit(f"asv_reference: {source} holds results of machines {machines or 'none'}; "
-                             "fix: pass --machine NAME")
+            raise SystemExit(
+                f"asv_reference: {source} holds results of machines {machines or 'none'}; "
+                "fix: pass --machine NAME"
+            )
         machine = machines[0]
     src = source / machine
     if not (src / "machine.json").is_file():
-        raise SystemExit(f"asv_reference: no results of machine {machine!r} in {source} "
-                         f"(machines there: {', '.join(machines) or 'none'}); fix: asv run --machine {machine}")
+        raise SystemExit(
+            f"asv_reference: no results of machine {machine!r} in {source} "
+            f"(machines there: {', '.join(machines) or 'none'}); fix: asv run --machine {machine}"
+        )
     files = [f for c in commits for f in sorted(src.glob(f"{c[:8]}-*.json")) if env in f.name]
     missing = [c[:8] for c in commits if not any(f.name.startswith(c[:8]) for f in files)]
     if missing:
-        raise SystemExit(f"asv_reference: no results of commit(s) {', '.join(missing)} in {src}; "
-                         f"fix: asv run --machine {machine} <commit>^!")
+        raise SystemExit(
+            f"asv_reference: no results of commit(s) {', '.join(missing)} in {src}; "
+            f"fix: asv run --machine {machine} <commit>^!"
+        )
     out = dest / machine
     out.mkdir(parents=True, exist_ok=True)
     if replace:
@@ -79,20 +95,38 @@ def copy_reference(source: Path, dest: Path, machine: str | None, commits: list[
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("commits", nargs="*", default=["HEAD"], help="commits whose results to copy (default: HEAD)")
+    parser.add_argument(
+        "commits", nargs="*", default=["HEAD"], help="commits whose results to copy (default: HEAD)"
+    )
     parser.add_argument("--machine", help="asv machine name (default: the only one in the results)")
-    parser.add_argument("--config", default=str(ROOT / "asv.conf.json"), help="asv config (default: the repository's)")
-    parser.add_argument("--dest", default=str(ROOT / "results" / "asv"), help="reference folder (default: results/asv)")
-    parser.add_argument("--env", default="", help="only environments whose name contains this, "
-                        "e.g. SOFTMAX_DEVICEcpu (default: all)")
-    parser.add_argument("--replace", action="store_true",
-                        help="remove the machine's other result files from the reference folder first")
+    parser.add_argument(
+        "--config",
+        default=str(ROOT / "asv.conf.json"),
+        help="asv config (default: the repository's)",
+    )
+    parser.add_argument(
+        "--dest",
+        default=str(ROOT / "results" / "asv"),
+        help="reference folder (default: results/asv)",
+    )
+    parser.add_argument(
+        "--env",
+        default="",
+        help="only environments whose name contains this, e.g. SOFTMAX_DEVICEcpu (default: all)",
+    )
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="remove the machine's other result files from the reference folder first",
+    )
     args = parser.parse_args(argv)
     source = asv_results_dir(Path(args.config))
     if not (source / "benchmarks.json").is_file():
         raise SystemExit(f"asv_reference: no asv results in {source}; fix: asv run first")
     commits = [commit_hash(c) for c in args.commits]
-    for path in copy_reference(source, Path(args.dest), args.machine, commits, args.replace, args.env):
+    for path in copy_reference(
+        source, Path(args.dest), args.machine, commits, args.replace, args.env
+    ):
         print(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
     print("now review and commit them: git add results/asv && git commit", file=sys.stderr)
     return 0

@@ -33,8 +33,8 @@ if str(ROOT) not in sys.path:  # run as a script: the repository root holds benc
     sys.path.insert(0, str(ROOT))
 
 from bench import common  # noqa: E402  (asv's settings and its default suite)
-from softmax_core.runs.cases import Case  # noqa: E402
 from softmax_core.measure.engine import measure  # noqa: E402
+from softmax_core.runs.cases import Case  # noqa: E402
 
 #: Longest one fresh process may take (a point takes seconds).
 CHILD_TIMEOUT_S = 600
@@ -44,8 +44,15 @@ def measure_here(points: list[Case]) -> list[float]:
     out = []
     for case in points:
         fn, args = case.prepare(common.backend())
-        out.append(measure(fn, *args, backend=common.backend(), min_samples=common.ASV_MIN_SAMPLES,
-                           max_time_s=common.MAX_TIME_S).median)
+        out.append(
+            measure(
+                fn,
+                *args,
+                backend=common.backend(),
+                min_samples=common.ASV_MIN_SAMPLES,
+                max_time_s=common.MAX_TIME_S,
+            ).median
+        )
     return out
 
 
@@ -54,15 +61,28 @@ def measure_fresh(points: list[Case]) -> list[float]:
     keys = [[c.kind, c.method, c.batch, c.features, c.classes, c.dtype, c.data] for c in points]
     what = ", ".join(c.label() for c in points)
     try:
-        run = subprocess.run([sys.executable, __file__, "--child", json.dumps(keys)], capture_output=True,
-                             text=True, env=os.environ.copy(), timeout=CHILD_TIMEOUT_S)
+        run = subprocess.run(
+            [sys.executable, __file__, "--child", json.dumps(keys)],
+            capture_output=True,
+            text=True,
+            env=os.environ.copy(),
+            timeout=CHILD_TIMEOUT_S,
+        )
     except subprocess.TimeoutExpired:
-        raise SystemExit(f"asv_vs_sweep: the fresh process measuring {what} ran past {CHILD_TIMEOUT_S} s; "
-                         "fix: run on a quieter machine, or leave that point out with --points") from None
+        raise SystemExit(
+            f"asv_vs_sweep: the fresh process measuring {what} ran past {CHILD_TIMEOUT_S} s; "
+            "fix: run on a quieter machine, or leave that point out with --points"
+        ) from None
     if run.returncode != 0:
-        how = f"was killed by signal {-run.returncode}" if run.returncode < 0 else f"exited {run.returncode}"
-        raise SystemExit(f"asv_vs_sweep: the fresh process measuring {what} {how}:\n"
-                         f"{run.stderr[-2000:] or '(nothing on stderr)'}")
+        how = (
+            f"was killed by signal {-run.returncode}"
+            if run.returncode < 0
+            else f"exited {run.returncode}"
+        )
+        raise SystemExit(
+            f"asv_vs_sweep: the fresh process measuring {what} {how}:\n"
+            f"{run.stderr[-2000:] or '(nothing on stderr)'}"
+        )
     return json.loads(run.stdout.splitlines()[-1])
 
 
@@ -70,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pairs", type=int, default=5, help="alternating pairs (default: %(default)s)")
     p.add_argument("--points", default="", help="only points whose label matches this regex")
-    p.add_argument("--child", help=argparse.SUPPRESS)  # the fresh process: measure these points, print JSON
+    p.add_argument(
+        "--child", help=argparse.SUPPRESS
+    )  # the fresh process: measure these points, print JSON
     args = p.parse_args(argv)
     if args.child:
         print(json.dumps(measure_here([Case(*key) for key in json.loads(args.child)])))
@@ -81,12 +103,17 @@ def main(argv: list[str] | None = None) -> int:
         rx = re.compile(args.points)
     except re.error as exc:
         p.error(f"--points is not a regex ({exc})")
-    points = [c for c in common.suite_points("gradient", "default")
-              if rx.search(c.label()) and common.guard().skip_reason(c) is None]
+    points = [
+        c
+        for c in common.suite_points("gradient", "default")
+        if rx.search(c.label()) and common.guard().skip_reason(c) is None
+    ]
     if not points:
         p.error("no point of the default suite matches --points")
-    print(f"{len(points)} points, {args.pairs} pairs; BLAS threads: {common.threads() or 'the BLAS default'}",
-          flush=True)
+    print(
+        f"{len(points)} points, {args.pairs} pairs; BLAS threads: {common.threads() or 'the BLAS default'}",
+        flush=True,
+    )
     measure_here(points)  # this process has measured every point once, as the sweep's has
     ratios = []
     for i in range(args.pairs):
@@ -109,10 +136,12 @@ def main(argv: list[str] | None = None) -> int:
         flag = "" if abs(m - 1) <= 0.10 else "  BEYOND 10%"
         print(f"  {case.label():45s} {m:.3f} (pairs {lo:.2f}-{hi:.2f}){flag}")
     dev = np.abs(med - 1)
-    print(f"fresh process (asv) / long-lived process (sweep), median over {args.pairs} alternating pairs: "
-          f"geometric mean {np.exp(np.log(med).mean()):.3f}; median |r - 1| {np.median(dev):.1%}, "
-          f"95th percentile {np.quantile(dev, 0.95):.1%}, max {dev.max():.1%}; "
-          f"{int((dev > 0.10).sum())} of {len(points)} beyond 10% (goal: none)")
+    print(
+        f"fresh process (asv) / long-lived process (sweep), median over {args.pairs} alternating pairs: "
+        f"geometric mean {np.exp(np.log(med).mean()):.3f}; median |r - 1| {np.median(dev):.1%}, "
+        f"95th percentile {np.quantile(dev, 0.95):.1%}, max {dev.max():.1%}; "
+        f"{int((dev > 0.10).sum())} of {len(points)} beyond 10% (goal: none)"
+    )
     return 0
 
 

@@ -16,8 +16,12 @@ import time
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seconds", type=float, default=300.0, help="total run time (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=1, help="random seed of the spells (default: %(default)s)")
+    p.add_argument(
+        "--seconds", type=float, default=300.0, help="total run time (default: %(default)s)"
+    )
+    p.add_argument(
+        "--seed", type=int, default=1, help="random seed of the spells (default: %(default)s)"
+    )
     args = p.parse_args()
     if not 0 < args.seconds <= 3600:
         p.error("--seconds must be in (0, 3600]")

@@ -34,12 +34,16 @@ from softmax_core.report.compare import compare, load_ok_points, ratio_interval
 def quiet_pair(a: Path, b: Path) -> None:
     _, s = compare(a, b)
     if not s["stable_both"]:
-        sys.exit(f"1. two quiet runs: {s['points']} points, none stable in both: nothing to judge; "
-                 "fix: measure on a quieter machine (or with --threads 1), see README 'Trusting the numbers'")
-    print(f"1. two quiet runs: {s['points']} points, {s['stable_both']} stable in both; "
-          f"median |B/A - 1| = {s['median_abs_change']:.1%} (goal <= 3%), "
-          f"95th percentile = {s['p95_abs_change']:.1%} (goal <= 10%); "
-          f"verdicts SAME {s['SAME']}, FASTER {s['FASTER']}, SLOWER {s['SLOWER']}, UNSURE {s['UNSURE']}")
+        sys.exit(
+            f"1. two quiet runs: {s['points']} points, none stable in both: nothing to judge; "
+            "fix: measure on a quieter machine (or with --threads 1), see README 'Trusting the numbers'"
+        )
+    print(
+        f"1. two quiet runs: {s['points']} points, {s['stable_both']} stable in both; "
+        f"median |B/A - 1| = {s['median_abs_change']:.1%} (goal <= 3%), "
+        f"95th percentile = {s['p95_abs_change']:.1%} (goal <= 10%); "
+        f"verdicts SAME {s['SAME']}, FASTER {s['FASTER']}, SLOWER {s['SLOWER']}, UNSURE {s['UNSURE']}"
+    )
 
 
 def naive_twins(folder: Path) -> None:
@@ -54,10 +58,12 @@ def naive_twins(folder: Path) -> None:
         a, b = rows["naive"], rows["naive_batched"]
         ratio = b.time_median_s / a.time_median_s
         lo, hi = ratio_interval(a, b)
-        print(f"   n = {n}: naive {a.time_median_s:.3f} s [{a.time_ci_low_s:.3f}, {a.time_ci_high_s:.3f}], "
-              f"naive_batched {b.time_median_s:.3f} s [{b.time_ci_low_s:.3f}, {b.time_ci_high_s:.3f}]: "
-              f"ratio {ratio:.3f} [{lo:.2f}, {hi:.2f}] ({'within' if abs(ratio - 1) <= 0.15 else 'OUTSIDE'} 15%"
-              f"{'' if a.stable and b.stable else '; not both stable'})")
+        print(
+            f"   n = {n}: naive {a.time_median_s:.3f} s [{a.time_ci_low_s:.3f}, {a.time_ci_high_s:.3f}], "
+            f"naive_batched {b.time_median_s:.3f} s [{b.time_ci_low_s:.3f}, {b.time_ci_high_s:.3f}]: "
+            f"ratio {ratio:.3f} [{lo:.2f}, {hi:.2f}] ({'within' if abs(ratio - 1) <= 0.15 else 'OUTSIDE'} 15%"
+            f"{'' if a.stable and b.stable else '; not both stable'})"
+        )
 
 
 def structured_monotone(folder: Path) -> None:
@@ -68,10 +74,15 @@ def structured_monotone(folder: Path) -> None:
         g = g.sort_values("classes")
         for (_, lo), (_, hi) in zip(g.iterrows(), g.iloc[1:].iterrows()):
             if hi.time_ci_high_s < lo.time_ci_low_s:
-                drops.append(f"B={b} n={n}: k={lo.classes} {lo.time_median_s:.3g} s -> "
-                             f"k={hi.classes} {hi.time_median_s:.3g} s")
-    print(f"3. structured time against k, stable points: {len(s)} points, "
-          f"{len(drops)} decreasing steps beyond their intervals" + "".join(f"\n   {x}" for x in drops))
+                drops.append(
+                    f"B={b} n={n}: k={lo.classes} {lo.time_median_s:.3g} s -> "
+                    f"k={hi.classes} {hi.time_median_s:.3g} s"
+                )
+    print(
+        f"3. structured time against k, stable points: {len(s)} points, "
+        f"{len(drops)} decreasing steps beyond their intervals"
+        + "".join(f"\n   {x}" for x in drops)
+    )
 
 
 def burst(quiet: Path, noisy: Path) -> None:
@@ -82,13 +93,17 @@ def burst(quiet: Path, noisy: Path) -> None:
     moved = (b.loc[trusted, "time_median_s"] / q.loc[trusted, "time_median_s"] - 1).abs()
     moved = moved[moved > 0.10]
     flagged = b.loc[moved.index, "stable"].eq(False)
-    print(f"4. burst load: {len(both)} points, {len(trusted)} of them stable in the quiet run; "
-          f"{len(moved)} of those moved more than 10%; {int(flagged.sum())} of them marked not stable "
-          "(goal: all)")
+    print(
+        f"4. burst load: {len(both)} points, {len(trusted)} of them stable in the quiet run; "
+        f"{len(moved)} of those moved more than 10%; {int(flagged.sum())} of them marked not stable "
+        "(goal: all)"
+    )
     for key in moved.index[~flagged.values]:
         print(f"   NOT FLAGGED: {key}: moved {moved[key]:.0%}")
     stable_b = b.loc[both, "stable"]
-    print(f"   (points marked not stable in the burst run: {int((~stable_b).sum())} of {len(both)})")
+    print(
+        f"   (points marked not stable in the burst run: {int((~stable_b).sum())} of {len(both)})"
+    )
 
 
 def asv_agreement(quiet: Path, asv_dir: Path, env: str | None) -> None:
@@ -101,8 +116,10 @@ def asv_agreement(quiet: Path, asv_dir: Path, env: str | None) -> None:
     envs = sorted(a["env_name"].dropna().unique())
     if len(envs) != 1:
         picked = f" matching {env!r}" if env else ""
-        sys.exit(f"5. asv: {len(envs)} environments{picked} in {asv_dir} (there: {', '.join(every) or 'none'}); "
-                 "fix: pick the one measured like QUIET_A with --asv-env (e.g. SOFTMAX_THREADS1)")
+        sys.exit(
+            f"5. asv: {len(envs)} environments{picked} in {asv_dir} (there: {', '.join(every) or 'none'}); "
+            "fix: pick the one measured like QUIET_A with --asv-env (e.g. SOFTMAX_THREADS1)"
+        )
     # one result per point: the newest commit's (asv keeps every commit it measured)
     newest = a.sort_values("date")["commit_hash"].iloc[-1] if len(a) else None
     a = a[a["commit_hash"] == newest]
@@ -112,7 +129,11 @@ def asv_agreement(quiet: Path, asv_dir: Path, env: str | None) -> None:
     for r in a.to_dict("records"):
         if r.get("method") is None or r.get("batch") != r.get("batch"):
             continue
-        kind = "gradient" if r.get("classes") == r.get("classes") and r.get("classes") is not None else "epoch"
+        kind = (
+            "gradient"
+            if r.get("classes") == r.get("classes") and r.get("classes") is not None
+            else "epoch"
+        )
         features = r.get("features")
         if kind == "gradient" and not (features == features and features):
             continue  # an old result whose n is only in its class name: not matched by guessing
@@ -121,7 +142,8 @@ def asv_agreement(quiet: Path, asv_dir: Path, env: str | None) -> None:
             m = m[(m.classes == int(r["classes"])) & (m.features == int(features))]
         if len(m) == 1:
             point = f"{kind} {r['method']} B={int(r['batch'])}" + (
-                f" n={int(features)} k={int(r['classes'])}" if kind == "gradient" else "")
+                f" n={int(features)} k={int(r['classes'])}" if kind == "gradient" else ""
+            )
             rows.append((r["benchmark"], point, float(r["value"]), float(m.time_median_s.iloc[0])))
     if not rows:
         print("5. asv: no point in common")
@@ -129,9 +151,11 @@ def asv_agreement(quiet: Path, asv_dir: Path, env: str | None) -> None:
     df = pd.DataFrame(rows, columns=["benchmark", "point", "asv_s", "sweep_s"])
     df["ratio"] = df.asv_s / df.sweep_s
     off = df[(df.ratio - 1).abs() > 0.10]
-    print(f"5. sweep vs asv ({envs[0]}, commit {str(newest)[:8]}): {len(df)} points in both; "
-          f"ratio asv/sweep median {df.ratio.median():.3f}, "
-          f"range {df.ratio.min():.3f}-{df.ratio.max():.3f}; {len(off)} beyond 10%")
+    print(
+        f"5. sweep vs asv ({envs[0]}, commit {str(newest)[:8]}): {len(df)} points in both; "
+        f"ratio asv/sweep median {df.ratio.median():.3f}, "
+        f"range {df.ratio.min():.3f}-{df.ratio.max():.3f}; {len(off)} beyond 10%"
+    )
     for r in off.itertuples():
         print(f"   {r.benchmark} {r.point}: asv {r.asv_s:.4g} s, sweep {r.sweep_s:.4g} s")
 
@@ -142,8 +166,10 @@ def main() -> int:
     p.add_argument("quiet_b", type=Path)
     p.add_argument("--burst", type=Path, help="a sweep run under tools/burst_load.py")
     p.add_argument("--asv", type=Path, help="an asv results folder with this machine's results")
-    p.add_argument("--asv-env", help="the asv environment to compare (a part of its name), where the "
-                                     "folder holds several")
+    p.add_argument(
+        "--asv-env",
+        help="the asv environment to compare (a part of its name), where the folder holds several",
+    )
     args = p.parse_args()
     try:
         quiet_pair(args.quiet_a, args.quiet_b)

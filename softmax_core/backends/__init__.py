@@ -10,5 +10,12 @@ from .base import (
     host_available_bytes,
 )
 
-__all__ = ["BACKENDS", "DEFAULT_BACKEND", "DEVICES", "Backend", "BackendError", "get_backend",
-           "host_available_bytes"]
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_BACKEND",
+    "DEVICES",
+    "Backend",
+    "BackendError",
+    "get_backend",
+    "host_available_bytes",
+]

@@ -24,8 +24,9 @@ import importlib
 import os
 import time
 import tracemalloc
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -68,8 +69,10 @@ class Backend:
     device: Any = field(repr=False)
     _sync: Callable[[], None] = field(repr=False, compare=False)
     _to_numpy: Callable[[Any], np.ndarray] = field(repr=False, compare=False)
-    _timer: Callable[[], "Timer"] = field(repr=False, compare=False, default=None)
-    _peak: Callable[[Callable, tuple], "int | None"] | None = field(repr=False, compare=False, default=None)
+    _timer: Callable[[], Timer] = field(repr=False, compare=False, default=None)
+    _peak: Callable[[Callable, tuple], int | None] | None = field(
+        repr=False, compare=False, default=None
+    )
     _free_memory: Callable[[], int] | None = field(repr=False, compare=False, default=None)
 
     @property
@@ -96,7 +99,7 @@ class Backend:
             dtype = getattr(self.xp, dtype)
         return self.xp.asarray(a, dtype=dtype, device=self.device, copy=copy)
 
-    def timer(self) -> "Timer":
+    def timer(self) -> Timer:
         """A fresh :class:`Timer`: the host clock on the CPU, CUDA events on a GPU."""
         return self._timer() if self._timer is not None else HostTimer(self._sync)
 
@@ -157,6 +160,7 @@ class Backend:
 
 # --------------------------------------------------------------------------- timers
 
+
 class Timer:
     """Times the calls between :meth:`start` and :meth:`stop`, after all queued work."""
 
@@ -192,8 +196,12 @@ class EventTimer(Timer):
     with ``record()`` and ``synchronize()``; ``elapsed_ms(start, end)`` reads it.
     """
 
-    def __init__(self, make_event: Callable[[], Any], elapsed_ms: Callable[[Any, Any], float],
-                 sync: Callable[[], None]):
+    def __init__(
+        self,
+        make_event: Callable[[], Any],
+        elapsed_ms: Callable[[Any, Any], float],
+        sync: Callable[[], None],
+    ):
         self._make_event, self._elapsed_ms, self._sync = make_event, elapsed_ms, sync
         self._start = self._end = None
         self._t0 = 0.0
@@ -212,6 +220,7 @@ class EventTimer(Timer):
 
 
 # --------------------------------------------------------------------------- peak memory
+
 
 def _peak_tracemalloc(fn: Callable, args: tuple) -> int:
     """NumPy (and array-api-strict on it) report their buffers to tracemalloc."""
@@ -325,7 +334,9 @@ def get_backend(device: str | None = None, backend: str | None = None) -> Backen
         raise ValueError(
             f"SOFTMAX_DEVICE={device!r} is not a device: use one of {', '.join(DEVICES)}"
         )
-    backend = (backend or os.environ.get("SOFTMAX_BACKEND") or DEFAULT_BACKEND[device]).strip().lower()
+    backend = (
+        (backend or os.environ.get("SOFTMAX_BACKEND") or DEFAULT_BACKEND[device]).strip().lower()
+    )
     backend = backend.replace("-", "_")
     if backend not in BACKENDS:
         raise ValueError(
@@ -338,7 +349,9 @@ def _import(module: str, hint: str):
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise BackendError(f"backend {module!r} was asked for but cannot be imported ({exc}); fix: {hint}") from exc
+        raise BackendError(
+            f"backend {module!r} was asked for but cannot be imported ({exc}); fix: {hint}"
+        ) from exc
 
 
 def _numpy(device: str) -> Backend:
@@ -356,18 +369,27 @@ def _array_api_strict(device: str) -> Backend:
     if device == "gpu":
         raise ValueError("array_api_strict runs on the CPU only: use SOFTMAX_DEVICE=cpu")
     xp = _import("array_api_strict", "pip install array-api-strict")
-    return Backend("array_api_strict", "cpu", xp, xp.Device("CPU_DEVICE"), _noop, _from_dlpack,
-                   _peak=_peak_tracemalloc)
+    return Backend(
+        "array_api_strict",
+        "cpu",
+        xp,
+        xp.Device("CPU_DEVICE"),
+        _noop,
+        _from_dlpack,
+        _peak=_peak_tracemalloc,
+    )
 
 
 def _cupy(device: str) -> Backend:
     if device == "cpu":
-        raise ValueError("cupy runs on the GPU only: use SOFTMAX_DEVICE=gpu, or SOFTMAX_BACKEND=numpy")
+        raise ValueError(
+            "cupy runs on the GPU only: use SOFTMAX_DEVICE=gpu, or SOFTMAX_BACKEND=numpy"
+        )
     cupy = _import("cupy", GPU_INSTALL_HINT)
     try:
         count = cupy.cuda.runtime.getDeviceCount()
         dev = cupy.cuda.Device()
-        dev.compute_capability  # first real call into the driver
+        dev.compute_capability  # noqa: B018 - first real call into the driver
     except Exception as exc:  # CUDARuntimeError lives in cupy_backends; catch any driver failure
         raise BackendError(
             f"SOFTMAX_DEVICE=gpu was asked for but CuPy finds no usable CUDA device ({exc}); "
@@ -386,9 +408,17 @@ def _cupy(device: str) -> Backend:
         free, _ = cupy.cuda.runtime.memGetInfo()
         return int(free + cupy.get_default_memory_pool().free_bytes())  # cached blocks are reusable
 
-    return Backend("cupy", "gpu", xp, dev, sync, cupy.asnumpy,
-                   _timer=lambda: EventTimer(cupy.cuda.Event, cupy.cuda.get_elapsed_time, sync),
-                   _peak=_cupy_peak_tracker(cupy, sync), _free_memory=free_memory)
+    return Backend(
+        "cupy",
+        "gpu",
+        xp,
+        dev,
+        sync,
+        cupy.asnumpy,
+        _timer=lambda: EventTimer(cupy.cuda.Event, cupy.cuda.get_elapsed_time, sync),
+        _peak=_cupy_peak_tracker(cupy, sync),
+        _free_memory=free_memory,
+    )
 
 
 def _torch(device: str) -> Backend:
@@ -407,17 +437,29 @@ def _torch(device: str) -> Backend:
             free, _ = torch.cuda.mem_get_info()
             return int(free + torch.cuda.memory_reserved() - torch.cuda.memory_allocated())
 
-        return Backend("torch", "gpu", xp, dev, torch.cuda.synchronize,
-                       lambda a: a.detach().cpu().numpy(),
-                       _timer=lambda: EventTimer(lambda: torch.cuda.Event(enable_timing=True),
-                                                 lambda a, b: a.elapsed_time(b), torch.cuda.synchronize),
-                       _peak=_torch_cuda_peak(torch), _free_memory=free_memory)
+        return Backend(
+            "torch",
+            "gpu",
+            xp,
+            dev,
+            torch.cuda.synchronize,
+            lambda a: a.detach().cpu().numpy(),
+            _timer=lambda: EventTimer(
+                lambda: torch.cuda.Event(enable_timing=True),
+                lambda a, b: a.elapsed_time(b),
+                torch.cuda.synchronize,
+            ),
+            _peak=_torch_cuda_peak(torch),
+            _free_memory=free_memory,
+        )
     return Backend("torch", "cpu", xp, torch.device("cpu"), _noop, lambda a: a.detach().numpy())
 
 
 def _dask(device: str) -> Backend:
     if device == "gpu":
-        raise ValueError("dask runs on the CPU here (NumPy chunks on its workers): use SOFTMAX_DEVICE=cpu")
+        raise ValueError(
+            "dask runs on the CPU here (NumPy chunks on its workers): use SOFTMAX_DEVICE=cpu"
+        )
     _import("dask.array", "pip install 'softmax-bench[dask]'")
     _import("distributed", "pip install 'softmax-bench[dask]'")
     from ..dask.cluster import dask_backend  # the cluster, its timer, peak and free-memory hooks
@@ -433,8 +475,13 @@ def _from_dlpack(a: Any) -> np.ndarray:
     return np.from_dlpack(a)
 
 
-_FACTORIES = {"numpy": _numpy, "cupy": _cupy, "torch": _torch, "array_api_strict": _array_api_strict,
-              "dask": _dask}
+_FACTORIES = {
+    "numpy": _numpy,
+    "cupy": _cupy,
+    "torch": _torch,
+    "array_api_strict": _array_api_strict,
+    "dask": _dask,
+}
 
 
 def _describe(b: Backend) -> dict:

@@ -25,7 +25,9 @@ from ..measure.engine import Measurement, SideBySide, measure_side_by_side
 from ..model.softmax import sgd_epoch
 
 
-def lecture_epoch(X: np.ndarray, y: np.ndarray, theta: np.ndarray, lr: float, batch: int) -> np.ndarray:
+def lecture_epoch(
+    X: np.ndarray, y: np.ndarray, theta: np.ndarray, lr: float, batch: int
+) -> np.ndarray:
     """hw0's plain NumPy loop: X [m, n], y [m], theta [n, k] -> new theta [n, k].
 
     The lecture's code (softmax, minus 1 at the labels, Xᵀ times that) with
@@ -33,7 +35,7 @@ def lecture_epoch(X: np.ndarray, y: np.ndarray, theta: np.ndarray, lr: float, ba
     """
     theta = theta.copy()
     for i in range(0, X.shape[0], batch):
-        Xb, yb = X[i:i + batch], y[i:i + batch]
+        Xb, yb = X[i : i + batch], y[i : i + batch]
         logits = Xb @ theta
         Z = np.exp(logits - logits.max(axis=1, keepdims=True))
         Z /= Z.sum(axis=1, keepdims=True)
@@ -42,7 +44,9 @@ def lecture_epoch(X: np.ndarray, y: np.ndarray, theta: np.ndarray, lr: float, ba
     return theta
 
 
-def numpy_epoch(X: np.ndarray, y: np.ndarray, theta: np.ndarray, lr: float, batch: int) -> np.ndarray:
+def numpy_epoch(
+    X: np.ndarray, y: np.ndarray, theta: np.ndarray, lr: float, batch: int
+) -> np.ndarray:
     """A tuned NumPy loop with preallocated buffers: X [m, n], y [m], theta [n, k] -> new theta [n, k].
 
     The [B, k] logits, the [B, 1] row statistics and the [n, k] gradient are
@@ -59,7 +63,7 @@ def numpy_epoch(X: np.ndarray, y: np.ndarray, theta: np.ndarray, lr: float, batc
     G = np.empty((n, k), dtype=theta.dtype)
     rows = np.arange(rows_max)
     for i in range(0, m, batch):
-        Xb, yb = X[i:i + batch], y[i:i + batch]
+        Xb, yb = X[i : i + batch], y[i : i + batch]
         b = yb.shape[0]
         h, s = (H, stat) if b == rows_max else (H[:b], stat[:b])
         np.matmul(Xb, theta, out=h)
@@ -98,26 +102,42 @@ class OverheadResult:
 
     def text(self) -> str:
         m = self.measurements
-        lines = [f"MNIST epoch, batch {self.batch}, NumPy on the CPU, {m['numpy'].repeats} alternating rounds:"]
+        lines = [
+            f"MNIST epoch, batch {self.batch}, NumPy on the CPU, {m['numpy'].repeats} alternating rounds:"
+        ]
         for name, label in LOOPS.items():
             lines.append(f"  {label:<34} {m[name]}")
         for base in ("numpy", "lecture"):
             r = self.ratio(base)
             lo, hi = r.ci
             q1, q3 = np.percentile(r.times_s, [25, 75])
-            lines.append(f"  sgd_epoch / {LOOPS[base]:<22} {r.median:.3f}x  [95% CI {lo:.3f}, {hi:.3f}; "
-                         f"IQR {q1:.3f}-{q3:.3f}]")
-        lines.append(f"  overhead against the tuned loop: {self.overhead * 100:+.1f} %  (goal: within +5 %)")
+            lines.append(
+                f"  sgd_epoch / {LOOPS[base]:<22} {r.median:.3f}x  [95% CI {lo:.3f}, {hi:.3f}; "
+                f"IQR {q1:.3f}-{q3:.3f}]"
+            )
+        lines.append(
+            f"  overhead against the tuned loop: {self.overhead * 100:+.1f} %  (goal: within +5 %)"
+        )
         return "\n".join(lines)
 
 
 #: The loops compared, as ``overhead`` prints them.
-LOOPS = {"softmax_core": "softmax_core sgd_epoch", "numpy": "tuned NumPy loop",
-         "lecture": "lecture's plain NumPy loop"}
+LOOPS = {
+    "softmax_core": "softmax_core sgd_epoch",
+    "numpy": "tuned NumPy loop",
+    "lecture": "lecture's plain NumPy loop",
+}
 
 
-def epoch_overhead(X: np.ndarray, y: np.ndarray, *, lr: float = 0.2, batch: int = 100,
-                   rounds: int = 31, max_time_s: float = 60.0) -> OverheadResult:
+def epoch_overhead(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    lr: float = 0.2,
+    batch: int = 100,
+    rounds: int = 31,
+    max_time_s: float = 60.0,
+) -> OverheadResult:
     """Measure :func:`sgd_epoch` against :func:`numpy_epoch` and :func:`lecture_epoch`.
 
     The three run in alternating rounds through the measuring loop
@@ -132,9 +152,12 @@ def epoch_overhead(X: np.ndarray, y: np.ndarray, *, lr: float = 0.2, batch: int 
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise ValueError(f"rounds must be a positive integer, got {rounds!r}")
     theta = np.zeros((X.shape[1], int(y.max()) + 1), dtype=X.dtype)
-    calls = {"softmax_core": (sgd_epoch, (X, y, theta, lr, batch)),
-             "numpy": (numpy_epoch, (X, y, theta, lr, batch)),
-             "lecture": (lecture_epoch, (X, y, theta, lr, batch))}
+    calls = {
+        "softmax_core": (sgd_epoch, (X, y, theta, lr, batch)),
+        "numpy": (numpy_epoch, (X, y, theta, lr, batch)),
+        "lecture": (lecture_epoch, (X, y, theta, lr, batch)),
+    }
     cpu = get_backend("cpu", "numpy")
-    return OverheadResult(measure_side_by_side(calls, backend=cpu, min_rounds=rounds, max_time_s=max_time_s),
-                          batch)
+    return OverheadResult(
+        measure_side_by_side(calls, backend=cpu, min_rounds=rounds, max_time_s=max_time_s), batch
+    )

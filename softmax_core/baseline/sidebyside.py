@@ -31,22 +31,44 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fileio import atomic_write_text
 from ..backends.base import DEFAULT_BACKEND, Backend, BackendError, get_backend
-from ..model.cost import epoch_cost, format_bytes, gradient_cost
 from ..data import make_synthetic
-from ..measure.environment import blas_summary
+from ..fileio import atomic_write_text
 from ..measure.engine import Measurement, measure, measure_side_by_side, probe_machine, time_once
+from ..measure.environment import blas_summary
+from ..model.cost import epoch_cost, format_bytes, gradient_cost
 from ..model.softmax import _ONE_HOT_CHUNK, grad_structured, sgd_epoch
 
 #: The array operations of one SGD step of the structured method (model._sgd_step_structured).
-STEP_OPS = ("X @ theta", "max over rows", "R -= max", "exp", "sum over rows", "R /= sum",
-            "R -= I_y", "R *= lr/B", "X.T @ R", "theta -= X.T @ R")
+STEP_OPS = (
+    "X @ theta",
+    "max over rows",
+    "R -= max",
+    "exp",
+    "sum over rows",
+    "R /= sum",
+    "R -= I_y",
+    "R *= lr/B",
+    "X.T @ R",
+    "theta -= X.T @ R",
+)
 #: I_y per chunk of batches in sgd_epoch: the comparison and the cast.
 ONE_HOT_OPS = ("y == classes", "astype")
 #: grad_structured's operations (model._grad_structured_sum and its / B).
-GRAD_OPS = ("arange(k)", "X @ theta", "max over rows", "- max", "exp", "sum over rows", "/ sum",
-            "y == classes", "astype", "Z - I_y", "X.T @ R", "/ B")
+GRAD_OPS = (
+    "arange(k)",
+    "X @ theta",
+    "max over rows",
+    "- max",
+    "exp",
+    "sum over rows",
+    "/ sum",
+    "y == classes",
+    "astype",
+    "Z - I_y",
+    "X.T @ R",
+    "/ B",
+)
 VARIANTS = ("softmax-bench", "softmax-bench-torch", "pytorch", "pytorch-autograd")
 BASELINE = "pytorch"
 #: Tiny in-place additions per latency sample (a chain, as a step's operations are); the least
@@ -91,19 +113,34 @@ class Workload:
     def theta0(self) -> np.ndarray:
         if self.lr is not None:  # the recipe: theta = 0
             return np.zeros((self.features, self.classes), np.float32)
-        return (0.01 * np.random.default_rng(0).standard_normal((self.features, self.classes))).astype(np.float32)
+        return (
+            0.01 * np.random.default_rng(0).standard_normal((self.features, self.classes))
+        ).astype(np.float32)
 
 
-MNIST_EPOCH = Workload("mnist_epoch", "MNIST epoch (60000 x 784, k = 10, batch 100, lr 0.2, theta = 0)",
-                       60_000, 784, 10, 100, lr=0.2)
-GRADIENT = Workload("gradient", "structured gradient (B = 1024, n = k = 1000)", 1024, 1000, 1000, 1024)
+MNIST_EPOCH = Workload(
+    "mnist_epoch",
+    "MNIST epoch (60000 x 784, k = 10, batch 100, lr 0.2, theta = 0)",
+    60_000,
+    784,
+    10,
+    100,
+    lr=0.2,
+)
+GRADIENT = Workload(
+    "gradient", "structured gradient (B = 1024, n = k = 1000)", 1024, 1000, 1000, 1024
+)
 
 
 # --------------------------------------------------------------------------- the variants
 
+
 def _inputs(backend: Backend, w: Workload, X, y) -> tuple:
-    return (backend.asarray(X, "float32", copy=True), backend.asarray(y, copy=True),
-            backend.asarray(w.theta0(), "float32", copy=True))
+    return (
+        backend.asarray(X, "float32", copy=True),
+        backend.asarray(y, copy=True),
+        backend.asarray(w.theta0(), "float32", copy=True),
+    )
 
 
 def _softmax_bench_call(backend: Backend, w: Workload, X, y):
@@ -122,16 +159,16 @@ def _pytorch_calls(backend: Backend, w: Workload, X, y) -> dict:
         I = F.one_hot(y, theta.shape[1]).to(X.dtype)
         theta = theta.clone()
         for i in range(0, X.shape[0], batch):
-            Xb = X[i:i + batch]
+            Xb = X[i : i + batch]
             Z = torch.softmax(Xb @ theta, dim=1)
-            Z -= I[i:i + batch]
+            Z -= I[i : i + batch]
             theta.addmm_(Xb.T, Z, alpha=-lr / Xb.shape[0])
         return theta
 
     def autograd_epoch(X, y, theta, lr, batch):
         theta = theta.clone().requires_grad_(True)
         for i in range(0, X.shape[0], batch):
-            loss = F.cross_entropy(X[i:i + batch] @ theta, y[i:i + batch])
+            loss = F.cross_entropy(X[i : i + batch] @ theta, y[i : i + batch])
             (g,) = torch.autograd.grad(loss, theta)
             with torch.no_grad():
                 theta -= lr * g
@@ -149,8 +186,10 @@ def _pytorch_calls(backend: Backend, w: Workload, X, y) -> dict:
     args = _inputs(backend, w, X, y)
     if w.lr is None:
         return {"pytorch": (grad, args), "pytorch-autograd": (autograd_grad, args)}
-    return {"pytorch": (functools.partial(epoch, lr=w.lr, batch=w.batch), args),
-            "pytorch-autograd": (functools.partial(autograd_epoch, lr=w.lr, batch=w.batch), args)}
+    return {
+        "pytorch": (functools.partial(epoch, lr=w.lr, batch=w.batch), args),
+        "pytorch-autograd": (functools.partial(autograd_epoch, lr=w.lr, batch=w.batch), args),
+    }
 
 
 # --------------------------------------------------------------------------- launches
@@ -162,17 +201,29 @@ DEVICE_WORK = (None, "kernel", "gpu_memcpy", "gpu_memset")
 def count_launches(events, device_kind: str) -> int | None:
     """Operations in torch profiler events (or stand-ins of them): on a GPU the device's kernels,
     copies and fills; on the CPU the outermost ``aten::`` operators (autograd's included)."""
+
     def outermost_aten(e) -> bool:
-        while (e := getattr(e, "cpu_parent", None)) is not None and not str(e.name).startswith("aten::"):
+        while (e := getattr(e, "cpu_parent", None)) is not None and not str(e.name).startswith(
+            "aten::"
+        ):
             pass
         return e is None
 
     if device_kind == "gpu":
-        n = sum(1 for e in events if str(e.device_type).upper().endswith("CUDA")
-                and getattr(e, "activity_type", None) in DEVICE_WORK)
+        n = sum(
+            1
+            for e in events
+            if str(e.device_type).upper().endswith("CUDA")
+            and getattr(e, "activity_type", None) in DEVICE_WORK
+        )
     else:
-        n = sum(1 for e in events if str(e.device_type).upper().endswith("CPU")
-                and str(e.name).startswith("aten::") and outermost_aten(e))
+        n = sum(
+            1
+            for e in events
+            if str(e.device_type).upper().endswith("CPU")
+            and str(e.name).startswith("aten::")
+            and outermost_aten(e)
+        )
     return n or None
 
 
@@ -201,29 +252,44 @@ def _prefix(args: tuple, rows: int) -> tuple:  # an epoch's (X, y, theta), its f
 def launch_latency_s(backend: Backend, max_time_s: float = 0.3) -> float:
     """Seconds per tiny operation in a chain of :data:`LATENCY_CHAIN` in-place additions
     (device time on a GPU: the launch and dispatch cost a step's small operations pay)."""
+
     def chain(a):
         for _ in range(LATENCY_CHAIN):
             a += 1
 
     a = backend.asarray(np.zeros(16), "float32", copy=True)
-    return measure(chain, a, backend=backend, max_time_s=max_time_s, min_sample_s=0).median / LATENCY_CHAIN
+    return (
+        measure(chain, a, backend=backend, max_time_s=max_time_s, min_sample_s=0).median
+        / LATENCY_CHAIN
+    )
 
 
-def step_bound(w: Workload, launches: float, latency_s: float, probe: dict) -> tuple[float, str, dict]:
+def step_bound(
+    w: Workload, launches: float, latency_s: float, probe: dict
+) -> tuple[float, str, dict]:
     """(seconds, what binds, each bound) of one step: launches x latency, traffic / copy
     bandwidth, FLOPs / GEMM rate, with the cost model's FLOPs and traffic per step."""
     c = w.cost()
-    bounds = {"launches": launches * latency_s,
-              "bandwidth": c.traffic_bytes / w.steps / (probe["copy_gbps"] * 1e9),
-              "flops": c.flops / w.steps / (probe["gemm_gflops"] * 1e9)}
+    bounds = {
+        "launches": launches * latency_s,
+        "bandwidth": c.traffic_bytes / w.steps / (probe["copy_gbps"] * 1e9),
+        "flops": c.flops / w.steps / (probe["gemm_gflops"] * 1e9),
+    }
     which = max(bounds, key=bounds.get)
     return bounds[which], which, bounds
 
 
 # --------------------------------------------------------------------------- the comparison
 
-def run_sidebyside(device: str | None = None, *, workloads=None, time_budget_s: float = 120.0,
-                   log=None, on_workload=None) -> dict:
+
+def run_sidebyside(
+    device: str | None = None,
+    *,
+    workloads=None,
+    time_budget_s: float = 120.0,
+    log=None,
+    on_workload=None,
+) -> dict:
     """Measure every variant of every workload; return the JSON-able result.
 
     ``workloads``: ``[(Workload, (X, y) or None), ...]`` (None: synthetic data of its
@@ -235,7 +301,9 @@ def run_sidebyside(device: str | None = None, *, workloads=None, time_budget_s: 
         raise ValueError(f"time budget must be a positive number of seconds, got {time_budget_s!r}")
     t_start = time.monotonic()
     deadline, say = t_start + time_budget_s, log or (lambda s: None)
-    workloads = list(workloads) if workloads is not None else [(MNIST_EPOCH, None), (GRADIENT, None)]
+    workloads = (
+        list(workloads) if workloads is not None else [(MNIST_EPOCH, None), (GRADIENT, None)]
+    )
     kind = (device or os.environ.get("SOFTMAX_DEVICE") or "cpu").strip().lower()
     primary = get_backend(kind, DEFAULT_BACKEND.get(kind, "numpy"))  # the device's own library
     try:
@@ -246,15 +314,28 @@ def run_sidebyside(device: str | None = None, *, workloads=None, time_budget_s: 
     say(f"sidebyside: {', '.join(backends)}; probing the machine and the launch latency")
     probe = probe_machine(primary)
     latency = {label: launch_latency_s(b) for label, b in backends.items()}
-    out = {"device": primary.device_kind, "backends": {k: b.describe() for k, b in backends.items()},
-           "threads": {"blas": blas_summary(), "torch": torch_b and __import__("torch").get_num_threads()},
-           "probe": probe, "latency_s": latency, "torch_skipped": torch_why,
-           "workloads": [], "wall_s": time.monotonic() - t_start}
-    weight = [2.0 if w.lr else 1.0 for w, _ in workloads]  # an epoch's Python loop: twice a gradient's time
+    out = {
+        "device": primary.device_kind,
+        "backends": {k: b.describe() for k, b in backends.items()},
+        "threads": {
+            "blas": blas_summary(),
+            "torch": torch_b and __import__("torch").get_num_threads(),
+        },
+        "probe": probe,
+        "latency_s": latency,
+        "torch_skipped": torch_why,
+        "workloads": [],
+        "wall_s": time.monotonic() - t_start,
+    }
+    weight = [
+        2.0 if w.lr else 1.0 for w, _ in workloads
+    ]  # an epoch's Python loop: twice a gradient's time
     for i, (w, data) in enumerate(workloads):
         share = (deadline - time.monotonic()) * weight[i] / sum(weight[i:])
         say(f"sidebyside: {w.title}, {share:.0f} s")
-        out["workloads"].append(_run_workload(w, data, primary, torch_b, torch_why, probe, latency, share))
+        out["workloads"].append(
+            _run_workload(w, data, primary, torch_b, torch_why, probe, latency, share)
+        )
         out["wall_s"] = time.monotonic() - t_start
         if on_workload is not None:
             on_workload(out)
@@ -266,8 +347,10 @@ def _run_workload(w, data, primary, torch_b, torch_why, probe, latency, share_s)
     X, y = data if data is not None else make_synthetic(w.samples, w.features, w.classes, seed=0)
     groups = {primary.label: {"softmax-bench": _softmax_bench_call(primary, w, X, y)}}
     if torch_b is not None:
-        groups[torch_b.label] = {"softmax-bench-torch": _softmax_bench_call(torch_b, w, X, y),
-                                 **_pytorch_calls(torch_b, w, X, y)}
+        groups[torch_b.label] = {
+            "softmax-bench-torch": _softmax_bench_call(torch_b, w, X, y),
+            **_pytorch_calls(torch_b, w, X, y),
+        }
     backend_of = {name: b for b in (primary, torch_b) if b for name in groups.get(b.label, {})}
     calls = {name: call for g in groups.values() for name, call in g.items()}
     # each on a prefix (an epoch's first steps, a whole gradient): the result to compare (a cold
@@ -283,23 +366,29 @@ def _run_workload(w, data, primary, torch_b, torch_why, probe, latency, share_s)
     left = max(share_s - (time.monotonic() - t0), 0.1)
     measured: dict[str, Measurement] = {}
     per_round_ratio, over = {}, {}
-    for label, group in groups.items():
+    for _label, group in groups.items():
         group_share = left * len(group) / len(calls)
         # the guard: the costliest variants (never softmax-bench itself) are left out until the
         # least the loop does (a cold call, two of warm-up, two rounds) fits the time
         for name in sorted(group, key=once.get, reverse=True):
             if MIN_CALLS * sum(once[n] for n in group) <= group_share or name == "softmax-bench":
                 break
-            over[name] = (f"predicted {MIN_CALLS * once[name]:.1f} s for its least {MIN_CALLS} calls, "
-                          f"over the {group_share:.1f} s left to its library")
+            over[name] = (
+                f"predicted {MIN_CALLS * once[name]:.1f} s for its least {MIN_CALLS} calls, "
+                f"over the {group_share:.1f} s left to its library"
+            )
             group = {n: c for n, c in group.items() if n != name}
         if not group:
             continue
         round_s = max(sum(once[n] for n in group), 1e-9)
         # the cold call and two warm-up calls of each come first, then the rounds
         rounds = int(min(21, max(2, group_share / round_s - 3)))
-        sb = measure_side_by_side(group, backend=backend_of[next(iter(group))], min_rounds=rounds,
-                                  max_time_s=max(0.1, 0.8 * (group_share - 3 * round_s)))
+        sb = measure_side_by_side(
+            group,
+            backend=backend_of[next(iter(group))],
+            min_rounds=rounds,
+            max_time_s=max(0.1, 0.8 * (group_share - 3 * round_s)),
+        )
         measured.update(sb.measurements)
         if BASELINE in group:
             per_round_ratio.update({n: sb.ratio(n, BASELINE) for n in group})
@@ -307,83 +396,135 @@ def _run_workload(w, data, primary, torch_b, torch_why, probe, latency, share_s)
     rows = []
     for name in VARIANTS:
         if name not in measured:
-            rows.append({"variant": name, "status": "skipped",
-                         "reason": over.get(name) or torch_why or "not available on this device"})
+            rows.append(
+                {
+                    "variant": name,
+                    "status": "skipped",
+                    "reason": over.get(name) or torch_why or "not available on this device",
+                }
+            )
             continue
         m, b = measured[name], backend_of[name]
         n_ops, note = counted[name]
         if n_ops:
-            launches, how = n_ops / steps, "profiled" + (f", first {steps} steps" if steps < w.steps else "")
+            launches, how = (
+                n_ops / steps,
+                "profiled" + (f", first {steps} steps" if steps < w.steps else ""),
+            )
         elif name.startswith("softmax-bench"):
             launches, how = w.static_launches_per_step(), "static"
         else:
             launches, how = None, "not counted"
         bound, which, bounds = step_bound(w, launches or 0.0, latency[b.label], probe)
         per_step = m.median / w.steps
-        row = {"variant": name, "library": b.label, "status": "ok", **m.row(),
-               "per_step_s": per_step, "launches_per_step": launches, "launches_how": how, "launches_note": note,
-               "latency_s": latency[b.label], "bound_s": bound, "bound_by": which,
-               **{f"bound_{k}_s": v for k, v in bounds.items()}, "over_bound": per_step / bound,
-               "max_rel_diff": float(np.max(np.abs(results[name] - ref))) / scale}
+        row = {
+            "variant": name,
+            "library": b.label,
+            "status": "ok",
+            **m.row(),
+            "per_step_s": per_step,
+            "launches_per_step": launches,
+            "launches_how": how,
+            "launches_note": note,
+            "latency_s": latency[b.label],
+            "bound_s": bound,
+            "bound_by": which,
+            **{f"bound_{k}_s": v for k, v in bounds.items()},
+            "over_bound": per_step / bound,
+            "max_rel_diff": float(np.max(np.abs(results[name] - ref))) / scale,
+        }
         row["agrees"] = row["max_rel_diff"] <= AGREE_REL
         if name in per_round_ratio:
             r = per_round_ratio[name]
             row.update(vs_pytorch=r.median, vs_pytorch_ci=list(r.ci), vs_pytorch_how="per round")
         elif base is not None:
-            row.update(vs_pytorch=m.median / base.median, vs_pytorch_ci=None, vs_pytorch_how="medians")
+            row.update(
+                vs_pytorch=m.median / base.median, vs_pytorch_ci=None, vs_pytorch_how="medians"
+            )
         rows.append(row)
     c = w.cost()
-    return {"name": w.name, "title": w.title, "kind": w.kind, "steps": w.steps, "compared_steps": steps,
-            "flops": c.flops, "traffic_bytes": c.traffic_bytes,
-            "static_launches_per_step": w.static_launches_per_step(),
-            "synthetic": data is None, "variants": rows, "wall_s": time.monotonic() - t0}
+    return {
+        "name": w.name,
+        "title": w.title,
+        "kind": w.kind,
+        "steps": w.steps,
+        "compared_steps": steps,
+        "flops": c.flops,
+        "traffic_bytes": c.traffic_bytes,
+        "static_launches_per_step": w.static_launches_per_step(),
+        "synthetic": data is None,
+        "variants": rows,
+        "wall_s": time.monotonic() - t0,
+    }
 
 
 # --------------------------------------------------------------------------- output
 
+
 def _t(s) -> str:
     if s is None or not math.isfinite(s):
         return "n/a"
-    unit, k = next(((u, k) for u, k in (("s", 1), ("ms", 1e-3), ("µs", 1e-6)) if abs(s) >= k), ("ns", 1e-9))
+    unit, k = next(
+        ((u, k) for u, k in (("s", 1), ("ms", 1e-3), ("µs", 1e-6)) if abs(s) >= k), ("ns", 1e-9)
+    )
     return f"{s / k:.3g} {unit}"
 
 
 def markdown(result: dict) -> str:
     """The comparison as markdown: one table per workload and the notes that read it."""
     p = result["probe"]
-    lines = ["# softmax-bench side by side", "",
-             f"Device: {result['device']}; libraries: {', '.join(result['backends'])}. Probe: GEMM "
-             f"{p['gemm_gflops']:.0f} GFLOP/s, copy {p['copy_gbps']:.0f} GB/s. Latency of one tiny "
-             "operation in a chain: " + ", ".join(f"{k} {_t(v)}" for k, v in result["latency_s"].items()) + "."]
+    lines = [
+        "# softmax-bench side by side",
+        "",
+        f"Device: {result['device']}; libraries: {', '.join(result['backends'])}. Probe: GEMM "
+        f"{p['gemm_gflops']:.0f} GFLOP/s, copy {p['copy_gbps']:.0f} GB/s. Latency of one tiny "
+        "operation in a chain: "
+        + ", ".join(f"{k} {_t(v)}" for k, v in result["latency_s"].items())
+        + ".",
+    ]
     if result.get("torch_skipped"):
         lines.append(f"torch variants skipped: {result['torch_skipped']}")
     for w in result["workloads"]:
         data = " (synthetic data)" if w["synthetic"] and "synthetic" not in w["title"] else ""
-        lines += ["", f"## {w['title']}{data}", "",
-                  f"{w['steps']} step(s) a call; per step {w['flops'] / w['steps'] / 1e6:.3g} MFLOP and "
-                  f"{format_bytes(w['traffic_bytes'] / w['steps'])} of traffic (cost model); softmax-bench's "
-                  f"static count: {w['static_launches_per_step']:.2f} operations a step; results compared "
-                  f"after {w['compared_steps']} step(s).", "",
-                  "| variant | library | median [95% CI] | n | stable | per step | ops/step (how) | "
-                  "bound/step (by) | x bound | vs pytorch | agrees |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            "",
+            f"## {w['title']}{data}",
+            "",
+            f"{w['steps']} step(s) a call; per step {w['flops'] / w['steps'] / 1e6:.3g} MFLOP and "
+            f"{format_bytes(w['traffic_bytes'] / w['steps'])} of traffic (cost model); softmax-bench's "
+            f"static count: {w['static_launches_per_step']:.2f} operations a step; results compared "
+            f"after {w['compared_steps']} step(s).",
+            "",
+            "| variant | library | median [95% CI] | n | stable | per step | ops/step (how) | "
+            "bound/step (by) | x bound | vs pytorch | agrees |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
         for r in w["variants"]:
             if r["status"] != "ok":
                 lines.append(f"| {r['variant']} | | skipped: {r['reason']} | | | | | | | | |")
                 continue
             ci, ops = r.get("vs_pytorch_ci"), r["launches_per_step"]
-            vs = "n/a" if r.get("vs_pytorch") is None else f"{r['vs_pytorch']:.2f}x" + (
-                f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else " (medians)")
+            vs = (
+                "n/a"
+                if r.get("vs_pytorch") is None
+                else f"{r['vs_pytorch']:.2f}x"
+                + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else " (medians)")
+            )
             lines.append(
                 f"| {r['variant']} | {r['library']} | {_t(r['time_median_s'])} [{_t(r['time_ci_low_s'])}, "
                 f"{_t(r['time_ci_high_s'])}] | {r['repeats']}x{r['loops']} | {'yes' if r['stable'] else 'NO'} | "
                 f"{_t(r['per_step_s'])} | {'n/a' if ops is None else f'{ops:.1f}'} ({r['launches_how']}) | "
                 f"{_t(r['bound_s'])} ({r['bound_by']}) | {r['over_bound']:.1f} | {vs} | "
-                f"{'yes' if r['agrees'] else 'NO'} ({r['max_rel_diff']:.1e}) |")
-    lines += ["", "Bound per step: max(ops x latency, traffic / copy bandwidth, FLOPs / GEMM rate). Ops: "
-              "on a GPU the kernels, copies and fills torch's profiler saw; on a CPU, which launches "
-              "nothing, the aten operators torch dispatched (views included); static: softmax-bench's "
-              "code path (STEP_OPS, GRAD_OPS). vs pytorch: per round on one library, else of medians.", ""]
+                f"{'yes' if r['agrees'] else 'NO'} ({r['max_rel_diff']:.1e}) |"
+            )
+    lines += [
+        "",
+        "Bound per step: max(ops x latency, traffic / copy bandwidth, FLOPs / GEMM rate). Ops: "
+        "on a GPU the kernels, copies and fills torch's profiler saw; on a CPU, which launches "
+        "nothing, the aten operators torch dispatched (views included); static: softmax-bench's "
+        "code path (STEP_OPS, GRAD_OPS). vs pytorch: per round on one library, else of medians.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -395,5 +536,18 @@ def write(result: dict, out_dir) -> Path:
     return out / "sidebyside.md"
 
 
-__all__ = ["Workload", "MNIST_EPOCH", "GRADIENT", "VARIANTS", "STEP_OPS", "GRAD_OPS", "run_sidebyside",
-           "count_launches", "profile_launches", "launch_latency_s", "step_bound", "markdown", "write"]
+__all__ = [
+    "Workload",
+    "MNIST_EPOCH",
+    "GRADIENT",
+    "VARIANTS",
+    "STEP_OPS",
+    "GRAD_OPS",
+    "run_sidebyside",
+    "count_launches",
+    "profile_launches",
+    "launch_latency_s",
+    "step_bound",
+    "markdown",
+    "write",
+]

@@ -46,7 +46,9 @@ def _check_sizes(m: int, n: int, k: int) -> None:
 
 
 def _rng(seed: int, *key: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=tuple(int(x) for x in key)))
+    return np.random.default_rng(
+        np.random.SeedSequence(int(seed), spawn_key=tuple(int(x) for x in key))
+    )
 
 
 @functools.lru_cache(maxsize=8)
@@ -54,7 +56,9 @@ def _row_terms(seed: int, n: int, k: int) -> tuple[np.ndarray, np.float32]:
     """``(B [k, n], s)`` with a row = ``u01 * s + B[y]`` for u01 uniform in [0, 1):
     B = (μ − sqrt(3)) / sqrt(n), s = sqrt(12 / n) (uniform noise of unit variance)."""
     centres = _rng(seed, _CENTRES).standard_normal((k, n), dtype=np.float32)
-    offset = ((centres - np.float32(math.sqrt(3))) * np.float32(1 / math.sqrt(n))).astype(np.float32)
+    offset = ((centres - np.float32(math.sqrt(3))) * np.float32(1 / math.sqrt(n))).astype(
+        np.float32
+    )
     offset.setflags(write=False)
     return offset, np.float32(math.sqrt(12 / n))
 
@@ -78,7 +82,9 @@ def _blocks(start: int, stop: int) -> range:
     return range(start // BLOCK_ROWS, (stop - 1) // BLOCK_ROWS + 1)
 
 
-def rows(seed: int, start: int, stop: int, n: int, k: int, dtype="float32") -> tuple[np.ndarray, np.ndarray]:
+def rows(
+    seed: int, start: int, stop: int, n: int, k: int, dtype="float32"
+) -> tuple[np.ndarray, np.ndarray]:
     """Rows ``start:stop`` of the data set: ``(X [stop-start, n], y [stop-start])``."""
     if not 0 <= start < stop:
         raise ValueError(f"need 0 <= start < stop, got {start}:{stop}")
@@ -88,8 +94,8 @@ def rows(seed: int, start: int, stop: int, n: int, k: int, dtype="float32") -> t
         b0 = b * BLOCK_ROWS
         lo, hi = max(start, b0), min(stop, b0 + BLOCK_ROWS)
         Xb, yb = block_rows(seed, b, n, k)
-        X[lo - start:hi - start] = Xb[lo - b0:hi - b0]
-        y[lo - start:hi - start] = yb[lo - b0:hi - b0]
+        X[lo - start : hi - start] = Xb[lo - b0 : hi - b0]
+        y[lo - start : hi - start] = yb[lo - b0 : hi - b0]
     return X, y
 
 
@@ -98,10 +104,12 @@ def labels(seed: int, start: int, stop: int, k: int) -> np.ndarray:
     blocks = _blocks(start, stop)
     y = np.concatenate([block_labels(seed, b, k) for b in blocks])
     first = blocks[0] * BLOCK_ROWS
-    return y[start - first:stop - first]
+    return y[start - first : stop - first]
 
 
-def synthetic(m: int, n: int, k: int, seed: int = 0, dtype="float32") -> tuple[np.ndarray, np.ndarray]:
+def synthetic(
+    m: int, n: int, k: int, seed: int = 0, dtype="float32"
+) -> tuple[np.ndarray, np.ndarray]:
     """The first ``m`` rows in NumPy, all at once: ``(X [m, n], y [m])``."""
     _check_sizes(m, n, k)
     return rows(seed, 0, m, n, k, dtype)
@@ -109,7 +117,11 @@ def synthetic(m: int, n: int, k: int, seed: int = 0, dtype="float32") -> tuple[n
 
 def chunk_bounds(m: int, chunk_rows: int) -> list[tuple[int, int]]:
     """``[(start, stop), ...]``: ``m`` rows cut into chunks of ``chunk_rows`` (the last shorter)."""
-    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
+    if (
+        isinstance(chunk_rows, bool)
+        or not isinstance(chunk_rows, (int, np.integer))
+        or chunk_rows < 1
+    ):
         raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
     return [(s, min(s + chunk_rows, m)) for s in range(0, m, chunk_rows)]
 
@@ -120,12 +132,13 @@ def _x_chunk(seed, n, k, dtype, block_info=None):
 
 
 def _y_chunk(seed, k, block_info=None):
-    (start, stop), = block_info[None]["array-location"]
+    ((start, stop),) = block_info[None]["array-location"]
     return labels(seed, start, stop, k)
 
 
-def synthetic_dask(m: int, n: int, k: int, seed: int = 0, chunk_rows: int = DEFAULT_CHUNK_ROWS,
-                   dtype="float32"):
+def synthetic_dask(
+    m: int, n: int, k: int, seed: int = 0, chunk_rows: int = DEFAULT_CHUNK_ROWS, dtype="float32"
+):
     """The first ``m`` rows as lazy Dask arrays ``(X [m, n], y [m])``, row-chunked.
 
     Nothing is made until computed: each chunk of X is made by the task that
@@ -138,15 +151,37 @@ def synthetic_dask(m: int, n: int, k: int, seed: int = 0, chunk_rows: int = DEFA
     _check_sizes(m, n, k)
     sizes = tuple(b - a for a, b in chunk_bounds(m, chunk_rows))
     dtype = np.dtype(dtype)
-    X = da.map_blocks(_x_chunk, seed, n, k, dtype.name, chunks=(sizes, (n,)), dtype=dtype,
-                      meta=np.empty((0, n), dtype), token="synthetic-X")
-    y = da.map_blocks(_y_chunk, seed, k, chunks=(sizes,), dtype=np.int64,
-                      meta=np.empty((0,), np.int64), token="synthetic-y")
+    X = da.map_blocks(
+        _x_chunk,
+        seed,
+        n,
+        k,
+        dtype.name,
+        chunks=(sizes, (n,)),
+        dtype=dtype,
+        meta=np.empty((0, n), dtype),
+        token="synthetic-X",
+    )
+    y = da.map_blocks(
+        _y_chunk,
+        seed,
+        k,
+        chunks=(sizes,),
+        dtype=np.int64,
+        meta=np.empty((0,), np.int64),
+        token="synthetic-y",
+    )
     return X, y
 
 
-def reference_gradient(theta: np.ndarray, m: int, k: int, seed: int = 0,
-                       chunk_rows: int = DEFAULT_CHUNK_ROWS, dtype="float32") -> np.ndarray:
+def reference_gradient(
+    theta: np.ndarray,
+    m: int,
+    k: int,
+    seed: int = 0,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    dtype="float32",
+) -> np.ndarray:
     """NumPy in one process: Σ over chunks of ``rows · grad_structured(X_c, y_c, θ)``, / m.
 
     The mean-loss gradient over the first ``m`` rows, made one chunk at a time
@@ -166,5 +201,15 @@ def reference_gradient(theta: np.ndarray, m: int, k: int, seed: int = 0,
     return (total / m).astype(theta.dtype)
 
 
-__all__ = ["BLOCK_ROWS", "DEFAULT_CHUNK_ROWS", "block_rows", "block_labels", "rows", "labels",
-           "synthetic", "synthetic_dask", "chunk_bounds", "reference_gradient"]
+__all__ = [
+    "BLOCK_ROWS",
+    "DEFAULT_CHUNK_ROWS",
+    "block_rows",
+    "block_labels",
+    "rows",
+    "labels",
+    "synthetic",
+    "synthetic_dask",
+    "chunk_bounds",
+    "reference_gradient",
+]

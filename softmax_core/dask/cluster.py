@@ -39,8 +39,9 @@ import atexit
 import functools
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -48,10 +49,15 @@ from ..backends.base import Backend, BackendError
 from .chunked import DEFAULT_CHUNK_ROWS, chunk_bounds
 
 DASK_INSTALL_HINT = "pip install 'softmax-bench[dask]'"
-ENV_SCHEDULER, ENV_WORKERS, ENV_CHUNK_ROWS = "SOFTMAX_DASK_SCHEDULER", "SOFTMAX_DASK_WORKERS", "SOFTMAX_DASK_CHUNK_ROWS"
+ENV_SCHEDULER, ENV_WORKERS, ENV_CHUNK_ROWS = (
+    "SOFTMAX_DASK_SCHEDULER",
+    "SOFTMAX_DASK_WORKERS",
+    "SOFTMAX_DASK_CHUNK_ROWS",
+)
 
 
 # --------------------------------------------------------------------------- cluster lifecycle
+
 
 @dataclass
 class DaskSession:
@@ -107,8 +113,14 @@ def _positive_env(name: str) -> int | None:
     return value
 
 
-def start_session(scheduler: str | None = None, workers: int | None = None, *, processes: bool = True,
-                  threads_per_worker: int = 1, memory_limit: str | int = "auto") -> DaskSession:
+def start_session(
+    scheduler: str | None = None,
+    workers: int | None = None,
+    *,
+    processes: bool = True,
+    threads_per_worker: int = 1,
+    memory_limit: str | int = "auto",
+) -> DaskSession:
     """Connect to ``scheduler``, or start a LocalCluster of ``workers`` (default: one per core).
 
     The caller closes it (:meth:`DaskSession.close`, or use :func:`session`).
@@ -118,17 +130,29 @@ def start_session(scheduler: str | None = None, workers: int | None = None, *, p
 
     if scheduler:
         try:
-            return DaskSession(Client(scheduler, timeout="10s", set_as_default=True), key=("scheduler", scheduler))
+            return DaskSession(
+                Client(scheduler, timeout="10s", set_as_default=True), key=("scheduler", scheduler)
+            )
         except (OSError, TimeoutError, ValueError) as exc:
-            raise BackendError(f"cannot reach the Dask scheduler at {scheduler!r} ({exc}); fix: start it "
-                               f"('dask scheduler'), or drop --scheduler / unset {ENV_SCHEDULER} "
-                               "for a local cluster") from None
+            raise BackendError(
+                f"cannot reach the Dask scheduler at {scheduler!r} ({exc}); fix: start it "
+                f"('dask scheduler'), or drop --scheduler / unset {ENV_SCHEDULER} "
+                "for a local cluster"
+            ) from None
     import psutil
 
     workers = workers or psutil.cpu_count() or 1
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=processes,
-                           memory_limit=memory_limit, dashboard_address=":0", silence_logs=logging.ERROR)
-    return DaskSession(Client(cluster, set_as_default=True), cluster, key=("local", workers, processes))
+    cluster = LocalCluster(
+        n_workers=workers,
+        threads_per_worker=threads_per_worker,
+        processes=processes,
+        memory_limit=memory_limit,
+        dashboard_address=":0",
+        silence_logs=logging.ERROR,
+    )
+    return DaskSession(
+        Client(cluster, set_as_default=True), cluster, key=("local", workers, processes)
+    )
 
 
 def shared_session(scheduler: str | None = None, workers: int | None = None) -> DaskSession:
@@ -163,11 +187,13 @@ def _import_dask():
         import dask.array  # noqa: F401
         import distributed  # noqa: F401
     except ImportError as exc:
-        raise BackendError(f"backend 'dask' was asked for but cannot be imported ({exc}); "
-                           f"fix: {DASK_INSTALL_HINT}") from exc
+        raise BackendError(
+            f"backend 'dask' was asked for but cannot be imported ({exc}); fix: {DASK_INSTALL_HINT}"
+        ) from exc
 
 
 # --------------------------------------------------------------------------- the backend
+
 
 @dataclass(frozen=True)
 class DaskBackend(Backend):
@@ -204,16 +230,25 @@ class DaskBackend(Backend):
         for w, addr in enumerate(addresses):  # round-robin: chunk i on worker i mod w
             mine = list(range(w, len(pieces), len(addresses)))
             if mine:
-                for i, f in zip(mine, self.client.scatter([pieces[i] for i in mine], workers=[addr], hash=False)):
+                for i, f in zip(
+                    mine, self.client.scatter([pieces[i] for i in mine], workers=[addr], hash=False)
+                ):
                     futures[i] = f
         wait(futures)
         meta = np.empty((0,) + host.shape[1:], host.dtype)
-        blocks = [da.from_delayed(f, shape=p.shape, dtype=host.dtype, meta=meta) for f, p in zip(futures, pieces)]
+        blocks = [
+            da.from_delayed(f, shape=p.shape, dtype=host.dtype, meta=meta)
+            for f, p in zip(futures, pieces)
+        ]
         return blocks[0] if len(blocks) == 1 else da.concatenate(blocks, axis=0)
 
 
-def dask_backend(scheduler: str | None = None, workers: int | None = None,
-                 chunk_rows: int | None = None, session_: DaskSession | None = None) -> DaskBackend:
+def dask_backend(
+    scheduler: str | None = None,
+    workers: int | None = None,
+    chunk_rows: int | None = None,
+    session_: DaskSession | None = None,
+) -> DaskBackend:
     """The Dask backend; arguments left None come from the environment (see the module doc).
 
     ``session_`` uses a session the caller owns (:func:`session`) instead of the shared one.
@@ -228,24 +263,39 @@ def dask_backend(scheduler: str | None = None, workers: int | None = None,
 
     s = session_ or shared_session(scheduler, workers)
     sync = functools.partial(wait_in_flight, s.client)
-    return DaskBackend("dask", "cpu", xp, "cpu", sync, functools.partial(_to_numpy, client=s.client),
-                       _peak=functools.partial(backend_peak, s),
-                       _free_memory=functools.partial(free_memory, s), session=s, chunk_rows=int(chunk_rows))
+    return DaskBackend(
+        "dask",
+        "cpu",
+        xp,
+        "cpu",
+        sync,
+        functools.partial(_to_numpy, client=s.client),
+        _peak=functools.partial(backend_peak, s),
+        _free_memory=functools.partial(free_memory, s),
+        session=s,
+        chunk_rows=int(chunk_rows),
+    )
 
 
 class session:
     """``with session(workers=2) as b:`` a :class:`DaskBackend` on a cluster of its own, closed after."""
 
-    def __init__(self, scheduler: str | None = None, workers: int | None = None, chunk_rows: int | None = None,
-                 **cluster_kw):
+    def __init__(
+        self,
+        scheduler: str | None = None,
+        workers: int | None = None,
+        chunk_rows: int | None = None,
+        **cluster_kw,
+    ):
         self._args = (scheduler, workers, chunk_rows)
         self._kw = cluster_kw
         self._session: DaskSession | None = None
 
     def __enter__(self) -> DaskBackend:
         scheduler, workers, chunk_rows = self._args
-        self._session = start_session(scheduler or os.environ.get(ENV_SCHEDULER, "").strip() or None,
-                                      workers, **self._kw)
+        self._session = start_session(
+            scheduler or os.environ.get(ENV_SCHEDULER, "").strip() or None, workers, **self._kw
+        )
         return dask_backend(chunk_rows=chunk_rows, session_=self._session)
 
     def __exit__(self, *exc) -> None:
@@ -266,6 +316,7 @@ def _to_numpy(a: Any, client: Any = None) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- calls
+
 
 def materialize(result: Any, client: Any = None) -> Any:
     """Compute the Dask arrays in ``result`` (an array, or a tuple/list of them) in one pass.
@@ -304,8 +355,19 @@ def computed(fn: Callable[..., Any], client: Any = None) -> Callable[..., Any]:
 SEGMENT_STEPS = 8
 
 
-def sgd_epoch(X, y, theta, lr: float, batch: int, grad=None, *, seed: int | None = None,
-              check: bool = True, segment_steps: int = SEGMENT_STEPS, client: Any = None):
+def sgd_epoch(
+    X,
+    y,
+    theta,
+    lr: float,
+    batch: int,
+    grad=None,
+    *,
+    seed: int | None = None,
+    check: bool = True,
+    segment_steps: int = SEGMENT_STEPS,
+    client: Any = None,
+):
     """:func:`softmax_core.model.softmax.sgd_epoch`, computed ``segment_steps`` batches at a time.
 
     The same epoch, the same steps, the same math: each segment is the model's
@@ -326,8 +388,12 @@ def sgd_epoch(X, y, theta, lr: float, batch: int, grad=None, *, seed: int | None
     X, y = model._epoch_order(xp, X, y, seed)  # the permutation model.sgd_epoch would apply
     rows = int(batch) * max(1, int(segment_steps))
     for s0 in range(0, X.shape[0], rows):
-        theta = materialize(model.sgd_epoch(X[s0:s0 + rows], y[s0:s0 + rows], theta, lr, batch, grad,
-                                            check=check), client)
+        theta = materialize(
+            model.sgd_epoch(
+                X[s0 : s0 + rows], y[s0 : s0 + rows], theta, lr, batch, grad, check=check
+            ),
+            client,
+        )
     return theta
 
 
@@ -337,8 +403,8 @@ def time_once(fn: Callable[..., Any], *args: Any, backend: Backend | None = None
     An epoch (``fn`` is the model's ``sgd_epoch``) runs as :func:`sgd_epoch` here:
     the same epoch, computed in segments.  For ``train(..., timer=...)`` on Dask.
     """
-    from ..model import softmax as model
     from ..measure.engine import time_once as _time_once
+    from ..model import softmax as model
 
     client = getattr(backend, "client", None)
     if fn is model.sgd_epoch:
@@ -346,6 +412,19 @@ def time_once(fn: Callable[..., Any], *args: Any, backend: Backend | None = None
     return _time_once(computed(fn, client), *args, backend=backend, **kwargs)
 
 
-__all__ = ["DaskBackend", "DaskSession", "dask_backend", "session", "start_session", "shared_session",
-           "close_all", "computed", "materialize", "sgd_epoch", "time_once", "wait_in_flight",
-           "SEGMENT_STEPS", "DASK_INSTALL_HINT"]
+__all__ = [
+    "DaskBackend",
+    "DaskSession",
+    "dask_backend",
+    "session",
+    "start_session",
+    "shared_session",
+    "close_all",
+    "computed",
+    "materialize",
+    "sgd_epoch",
+    "time_once",
+    "wait_in_flight",
+    "SEGMENT_STEPS",
+    "DASK_INSTALL_HINT",
+]

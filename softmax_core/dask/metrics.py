@@ -15,18 +15,21 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from ..backends.base import host_available_bytes
 from .cluster import DaskBackend, DaskSession, materialize, wait_in_flight
 
-
 # --------------------------------------------------------------------------- memory
+
 
 def _read_status() -> dict:
     with open("/proc/self/status") as fh:
-        return {k: int(v) * 1024 for k, v in re.findall(r"^(VmHWM|VmRSS):\s+(\d+) kB", fh.read(), re.M)}
+        return {
+            k: int(v) * 1024 for k, v in re.findall(r"^(VmHWM|VmRSS):\s+(\d+) kB", fh.read(), re.M)
+        }
 
 
 def _worker_start_peak(dask_worker=None) -> dict:
@@ -40,7 +43,12 @@ def _worker_start_peak(dask_worker=None) -> dict:
     except OSError:  # not Linux, or not allowed: fall back to the worker's memory monitor
         reset = False
     count = dask_worker.monitor.count if dask_worker is not None else 0
-    return {"pid": os.getpid(), "rss": psutil.Process().memory_info().rss, "reset": reset, "count": count}
+    return {
+        "pid": os.getpid(),
+        "rss": psutil.Process().memory_info().rss,
+        "reset": reset,
+        "count": count,
+    }
 
 
 def _worker_read_peak(count: int = 0, reset: bool = True, dask_worker=None) -> dict:
@@ -49,10 +57,19 @@ def _worker_read_peak(count: int = 0, reset: bool = True, dask_worker=None) -> d
 
     rss = psutil.Process().memory_info().rss
     if reset:
-        return {"pid": os.getpid(), "peak": _read_status().get("VmHWM", rss), "rss": rss, "source": "VmHWM"}
+        return {
+            "pid": os.getpid(),
+            "peak": _read_status().get("VmHWM", rss),
+            "rss": rss,
+            "source": "VmHWM",
+        }
     samples = dask_worker.monitor.range_query(start=count).get("memory", []) if dask_worker else []
-    return {"pid": os.getpid(), "peak": max([rss, *[s for s in samples if s]]), "rss": rss,
-            "source": "monitor"}
+    return {
+        "pid": os.getpid(),
+        "peak": max([rss, *[s for s in samples if s]]),
+        "rss": rss,
+        "source": "monitor",
+    }
 
 
 @dataclass(frozen=True)
@@ -87,13 +104,19 @@ def worker_peaks(s: DaskSession, fn: Callable[..., Any], *args: Any) -> tuple[Wo
     start = client.run(_worker_start_peak)
     mine = _worker_start_peak()
     result = materialize(fn(*args), client)
-    ends = {w: client.run(_worker_read_peak, start[w]["count"], start[w]["reset"], workers=[w])[w] for w in start}
+    ends = {
+        w: client.run(_worker_read_peak, start[w]["count"], start[w]["reset"], workers=[w])[w]
+        for w in start
+    }
     me = _worker_read_peak(reset=mine["reset"])
     pids = {v["pid"] for v in start.values()}
-    peaks = WorkerPeaks(before={w: v["rss"] for w, v in start.items()},
-                        peak={w: v["peak"] for w, v in ends.items()},
-                        source="VmHWM" if all(v["reset"] for v in start.values()) else "monitor",
-                        shared=len(pids) < len(start) or os.getpid() in pids, client_peak=me["peak"])
+    peaks = WorkerPeaks(
+        before={w: v["rss"] for w, v in start.items()},
+        peak={w: v["peak"] for w, v in ends.items()},
+        source="VmHWM" if all(v["reset"] for v in start.values()) else "monitor",
+        shared=len(pids) < len(start) or os.getpid() in pids,
+        client_peak=me["peak"],
+    )
     return peaks, result
 
 
@@ -116,6 +139,7 @@ def free_memory(s: DaskSession) -> int:
 
 
 # --------------------------------------------------------------------------- engine statistics
+
 
 def engine_stats(b: DaskBackend, fn: Callable[..., Any], *args: Any) -> dict:
     """One computed call ``fn(*args)`` with distributed's task stream on: :func:`task_summary`."""
@@ -148,10 +172,17 @@ def task_summary(records: list, wall_s: float, threads: int) -> dict:
             if ss.get("action") in spent:
                 spent[ss["action"]] += ss["stop"] - ss["start"]
     nan = float("nan")
-    return {"tasks": tasks, "task_compute_s": spent["compute"], "task_transfer_s": spent["transfer"],
-            "wall_s": wall_s, "threads": threads,
-            "compute_per_task_s": spent["compute"] / tasks if tasks else nan,
-            "overhead_per_task_s": max(0.0, wall_s * threads - spent["compute"]) / tasks if tasks else nan}
+    return {
+        "tasks": tasks,
+        "task_compute_s": spent["compute"],
+        "task_transfer_s": spent["transfer"],
+        "wall_s": wall_s,
+        "threads": threads,
+        "compute_per_task_s": spent["compute"] / tasks if tasks else nan,
+        "overhead_per_task_s": max(0.0, wall_s * threads - spent["compute"]) / tasks
+        if tasks
+        else nan,
+    }
 
 
 class ChildrenCPU:
@@ -161,7 +192,11 @@ class ChildrenCPU:
     def __init__(self):
         import psutil
 
-        self._time, self._me, self._cores = time.perf_counter, psutil.Process(), psutil.cpu_count() or 1
+        self._time, self._me, self._cores = (
+            time.perf_counter,
+            psutil.Process(),
+            psutil.cpu_count() or 1,
+        )
         self._start = self._read()
 
     def _read(self) -> tuple[float, float]:
@@ -212,8 +247,12 @@ def parallelism(processes: int | None = None, blocks: int = 300, repeats: int = 
             together = max(pool.map(_busy, [blocks] * processes))
             ratios.append(processes * alone / together)
     ratios.sort()
-    return {"processes": processes, "speedup": ratios[len(ratios) // 2], "speedups": ratios,
-            "load_average_1min": psutil.getloadavg()[0]}
+    return {
+        "processes": processes,
+        "speedup": ratios[len(ratios) // 2],
+        "speedups": ratios,
+        "load_average_1min": psutil.getloadavg()[0],
+    }
 
 
 def describe(b: DaskBackend) -> dict:
@@ -221,13 +260,28 @@ def describe(b: DaskBackend) -> dict:
     import distributed
 
     workers = b.session.workers().values()
-    return {"distributed": distributed.__version__, "scheduler": b.session.address,
-            "cluster": "LocalCluster started by softmax-bench" if b.session.started_here else "existing",
-            "workers": len(workers), "threads": cluster_threads(b.session),
-            "worker_memory_limit_bytes": sorted(int(w.get("memory_limit") or 0) for w in workers),
-            "chunk_rows": b.chunk_rows}
+    return {
+        "distributed": distributed.__version__,
+        "scheduler": b.session.address,
+        "cluster": "LocalCluster started by softmax-bench"
+        if b.session.started_here
+        else "existing",
+        "workers": len(workers),
+        "threads": cluster_threads(b.session),
+        "worker_memory_limit_bytes": sorted(int(w.get("memory_limit") or 0) for w in workers),
+        "chunk_rows": b.chunk_rows,
+    }
 
 
-__all__ = ["ChildrenCPU", "WorkerPeaks", "parallelism", "worker_peaks", "backend_peak", "engine_stats", "task_summary",
-           "cluster_threads",
-           "free_memory", "describe"]
+__all__ = [
+    "ChildrenCPU",
+    "WorkerPeaks",
+    "parallelism",
+    "worker_peaks",
+    "backend_peak",
+    "engine_stats",
+    "task_summary",
+    "cluster_threads",
+    "free_memory",
+    "describe",
+]

@@ -59,7 +59,7 @@ class MemoryWatch:
         while not self._stop.wait(self.interval):
             self.sample()
 
-    def __enter__(self) -> "MemoryWatch":
+    def __enter__(self) -> MemoryWatch:
         self.sample()
         self._thread.start()
         return self
@@ -70,28 +70,53 @@ class MemoryWatch:
         self.sample()
 
     def summary(self) -> dict:
-        return {"host_total_bytes": self.total, "host_peak_used_bytes": self.peak_used,
-                "host_min_available_bytes": self.min_available, "process_tree_peak_rss_bytes": self.peak_tree_rss}
+        return {
+            "host_total_bytes": self.total,
+            "host_peak_used_bytes": self.peak_used,
+            "host_min_available_bytes": self.min_available,
+            "process_tree_peak_rss_bytes": self.peak_tree_rss,
+        }
 
 
-def run_out_of_core(rows: int, n: int, k: int, chunk_rows: int, out: Path, *, workers: int | None = None,
-                    scheduler: str | None = None, seed: int = 0, dtype: str = "float32", samples: int = 3,
-                    say=print) -> dict:
+def run_out_of_core(
+    rows: int,
+    n: int,
+    k: int,
+    chunk_rows: int,
+    out: Path,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    seed: int = 0,
+    dtype: str = "float32",
+    samples: int = 3,
+    say=print,
+) -> dict:
     """The streamed full-batch gradient over ``rows`` rows on Dask, against the chunked NumPy reference."""
     from distributed import get_task_stream
 
     from ..backends.base import get_backend
-    from .metrics import ChildrenCPU, cluster_threads, describe, task_summary, worker_peaks
-    from .cluster import computed, session
     from ..measure.engine import measure, time_once
     from ..model.softmax import grad_structured
+    from .cluster import computed, session
+    from .metrics import ChildrenCPU, cluster_threads, describe, task_summary, worker_peaks
 
     x_bytes = rows * n * np.dtype(dtype).itemsize
     theta0 = (0.01 * np.random.default_rng(seed).standard_normal((n, k))).astype(dtype)
     fn = functools.partial(grad_structured, check=False)
-    result = {"rows": rows, "features": n, "classes": k, "dtype": dtype, "chunk_rows": chunk_rows,
-              "chunks": len(chunk_bounds(rows, chunk_rows)), "x_bytes": x_bytes, "seed": seed}
-    say(f"out-of-core: X is {rows} x {n} {dtype} = {x_bytes / 1e9:.1f} GB in {result['chunks']} chunks, never whole")
+    result = {
+        "rows": rows,
+        "features": n,
+        "classes": k,
+        "dtype": dtype,
+        "chunk_rows": chunk_rows,
+        "chunks": len(chunk_bounds(rows, chunk_rows)),
+        "x_bytes": x_bytes,
+        "seed": seed,
+    }
+    say(
+        f"out-of-core: X is {rows} x {n} {dtype} = {x_bytes / 1e9:.1f} GB in {result['chunks']} chunks, never whole"
+    )
     with session(scheduler, workers, processes=True) as b, MemoryWatch() as watch:
         result["cluster"] = describe(b)
         X, y = synthetic_dask(rows, n, k, seed, chunk_rows, dtype)
@@ -107,28 +132,56 @@ def run_out_of_core(rows: int, n: int, k: int, chunk_rows: int, out: Path, *, wo
         result["worker_rss_before_bytes"] = peaks.before
         result["peak_source"] = peaks.source
         result["client_peak_rss_bytes"] = peaks.client_peak
-        say(f"out-of-core: first call {first:.1f} s, worker peaks "
-            f"{', '.join(f'{v / 1e6:.0f} MB' for v in peaks.peak.values())} ({peaks.source})")
+        say(
+            f"out-of-core: first call {first:.1f} s, worker peaks "
+            f"{', '.join(f'{v / 1e6:.0f} MB' for v in peaks.peak.values())} ({peaks.source})"
+        )
         ours = ChildrenCPU()
-        meas = measure(computed(fn, b.client), X, y, theta, backend=b, min_samples=samples, max_time_s=0.0,
-                       warmup_s=0.0, cold=False)
-        result["dask"] = {**meas.row(), "samples_per_s": rows / meas.median,
-                          "gbytes_per_s": x_bytes / meas.median / 1e9}
+        meas = measure(
+            computed(fn, b.client),
+            X,
+            y,
+            theta,
+            backend=b,
+            min_samples=samples,
+            max_time_s=0.0,
+            warmup_s=0.0,
+            cold=False,
+        )
+        result["dask"] = {
+            **meas.row(),
+            "samples_per_s": rows / meas.median,
+            "gbytes_per_s": x_bytes / meas.median / 1e9,
+        }
         if meas.others_cpu is not None:  # the loop counts the cluster's own workers as "others"
             result["dask"]["others_cpu"] = max(0.0, meas.others_cpu - ours.share())
         say(f"out-of-core: Dask gradient {meas}")
     result["dask_memory"] = watch.summary()
     with MemoryWatch() as watch:
-        ref, seconds = time_once(reference_gradient, theta0, rows, k, seed, chunk_rows, dtype,
-                                 backend=get_backend("cpu", "numpy"))
-    result["numpy_reference"] = {"seconds": seconds, "samples_per_s": rows / seconds, **watch.summary()}
+        ref, seconds = time_once(
+            reference_gradient,
+            theta0,
+            rows,
+            k,
+            seed,
+            chunk_rows,
+            dtype,
+            backend=get_backend("cpu", "numpy"),
+        )
+    result["numpy_reference"] = {
+        "seconds": seconds,
+        "samples_per_s": rows / seconds,
+        **watch.summary(),
+    }
     diff = np.abs(g.astype(np.float64) - ref.astype(np.float64))
     result["max_abs_diff"] = float(diff.max())
     result["max_rel_diff"] = float(diff.max() / max(np.abs(ref).max(), 1e-30))
     result["equal"] = bool(np.allclose(g, ref, rtol=RTOL, atol=ATOL))
     result["tolerance"] = {"rtol": RTOL, "atol": ATOL}
-    say(f"out-of-core: NumPy chunked reference {seconds:.1f} s; max |Dask - NumPy| = {result['max_abs_diff']:.3g} "
-        f"(relative {result['max_rel_diff']:.3g}): {'EQUAL' if result['equal'] else 'DIFFERENT'}")
+    say(
+        f"out-of-core: NumPy chunked reference {seconds:.1f} s; max |Dask - NumPy| = {result['max_abs_diff']:.3g} "
+        f"(relative {result['max_rel_diff']:.3g}): {'EQUAL' if result['equal'] else 'DIFFERENT'}"
+    )
     out = Path(out)
     atomic_write_text(out / "out_of_core.json", json.dumps(result, indent=2, default=float) + "\n")
     return result

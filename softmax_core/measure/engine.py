@@ -45,8 +45,9 @@ from __future__ import annotations
 import gc
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -61,12 +62,12 @@ from .stats import (  # noqa: F401  (re-exported: the loop's result and its rule
     others_share,
 )
 
-
 #: Least sampling time of a point (see :func:`measure`).
 MIN_TIME_S = 0.2
 
 
 # --------------------------------------------------------------------------- the loop
+
 
 @dataclass
 class _Sampler:
@@ -115,11 +116,18 @@ class _Sampler:
         self.times.append(counted)
         self.host_times.append(host)
 
-    def result(self, capped: bool, others: "_OthersCPU | None" = None) -> Measurement:
+    def result(self, capped: bool, others: _OthersCPU | None = None) -> Measurement:
         host = tuple(self.host_times) if self.backend.is_gpu else None
         share, raw = others.reading() if others is not None else (None, None)
-        return Measurement(tuple(self.times), self.loops, self.first_s, host, capped=capped,
-                           others_cpu=share, others_raw_s=raw)
+        return Measurement(
+            tuple(self.times),
+            self.loops,
+            self.first_s,
+            host,
+            capped=capped,
+            others_cpu=share,
+            others_raw_s=raw,
+        )
 
 
 class _OthersCPU:
@@ -146,8 +154,13 @@ class _OthersCPU:
 
     def _read(self) -> tuple[float, float, float]:
         t = self._psutil.cpu_times()
-        busy = sum(t) - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "guest", 0.0) \
-            - getattr(t, "guest_nice", 0.0)  # guest time is already counted in user
+        busy = (
+            sum(t)
+            - t.idle
+            - getattr(t, "iowait", 0.0)
+            - getattr(t, "guest", 0.0)
+            - getattr(t, "guest_nice", 0.0)
+        )  # guest time is already counted in user
         mine = self._me.cpu_times()
         return time.perf_counter(), busy, mine.user + mine.system
 
@@ -158,7 +171,11 @@ class _OthersCPU:
         taken once (:meth:`Measurement.pooled`): a slack taken per short round
         would swallow real load."""
         (w0, b0, m0), (w1, b1, m1) = self._start, self._read()
-        raw = ((b1 - b0) - (m1 - m0), max(w1 - w0, 1e-9) * self._cores, self.SLACK_TICKS * self.TICK_S * self._cores)
+        raw = (
+            (b1 - b0) - (m1 - m0),
+            max(w1 - w0, 1e-9) * self._cores,
+            self.SLACK_TICKS * self.TICK_S * self._cores,
+        )
         return others_share(raw), raw
 
     def share(self) -> float:
@@ -180,8 +197,16 @@ def _converged(times: list[float], target: float) -> bool:
     return Measurement(tuple(times)).rel_ci <= target
 
 
-def _check_args(fn, min_samples, max_samples, max_time_s, target, warmup_s, min_sample_s,
-                min_time_s: float = 0.0) -> None:
+def _check_args(
+    fn,
+    min_samples,
+    max_samples,
+    max_time_s,
+    target,
+    warmup_s,
+    min_sample_s,
+    min_time_s: float = 0.0,
+) -> None:
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {type(fn).__name__}")
     for name, v, least in (("min_samples", min_samples, 1), ("max_samples", max_samples, 1)):
@@ -189,18 +214,40 @@ def _check_args(fn, min_samples, max_samples, max_time_s, target, warmup_s, min_
             raise ValueError(f"{name} must be an integer >= {least}, got {v!r}")
     if max_samples < min_samples:
         raise ValueError(f"max_samples ({max_samples}) must be >= min_samples ({min_samples})")
-    for name, v in (("max_time_s", max_time_s), ("warmup_s", warmup_s), ("min_sample_s", min_sample_s),
-                    ("min_time_s", min_time_s)):
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not (0 <= v < math.inf):
+    for name, v in (
+        ("max_time_s", max_time_s),
+        ("warmup_s", warmup_s),
+        ("min_sample_s", min_sample_s),
+        ("min_time_s", min_time_s),
+    ):
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, (int, float, np.floating, np.integer))
+            or not (0 <= v < math.inf)
+        ):
             raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
-    if isinstance(target, bool) or not isinstance(target, (int, float, np.floating)) or not 0 < target < 1:
+    if (
+        isinstance(target, bool)
+        or not isinstance(target, (int, float, np.floating))
+        or not 0 < target < 1
+    ):
         raise ValueError(f"target must be a fraction between 0 and 1, got {target!r}")
 
 
-def measure(fn: Callable[..., Any], *args: Any, backend: Backend | None = None,
-            target: float = TARGET_REL_CI, min_samples: int = 5, max_samples: int = 10_000,
-            max_time_s: float = 2.0, warmup_s: float = 0.05, min_sample_s: float = 1e-3,
-            cold: bool = True, min_time_s: float = MIN_TIME_S, warm_up: bool = True) -> Measurement:
+def measure(
+    fn: Callable[..., Any],
+    *args: Any,
+    backend: Backend | None = None,
+    target: float = TARGET_REL_CI,
+    min_samples: int = 5,
+    max_samples: int = 10_000,
+    max_time_s: float = 2.0,
+    warmup_s: float = 0.05,
+    min_sample_s: float = 1e-3,
+    cold: bool = True,
+    min_time_s: float = MIN_TIME_S,
+    warm_up: bool = True,
+) -> Measurement:
     """Measure ``fn(*args)``: cold call, warm-up, calibration, samples until converged.
 
     Parameters
@@ -242,19 +289,30 @@ def measure(fn: Callable[..., Any], *args: Any, backend: Backend | None = None,
     -------
     Measurement
     """
-    _check_args(fn, min_samples, max_samples, max_time_s, target, warmup_s, min_sample_s, min_time_s)
+    _check_args(
+        fn, min_samples, max_samples, max_time_s, target, warmup_s, min_sample_s, min_time_s
+    )
     for name, flag in (("cold", cold), ("warm_up", warm_up)):
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be True or False, got {flag!r}")
     if not warm_up and cold:
         raise ValueError("warm_up=False needs cold=False: a cold call is never a steady state")
     backend = backend or get_backend()
-    return _measure(_Sampler(fn, args, backend, min_sample_s), target, min_samples, max_samples,
-                    max_time_s, warmup_s if warm_up else None, cold, min(min_time_s, max_time_s))
+    return _measure(
+        _Sampler(fn, args, backend, min_sample_s),
+        target,
+        min_samples,
+        max_samples,
+        max_time_s,
+        warmup_s if warm_up else None,
+        cold,
+        min(min_time_s, max_time_s),
+    )
 
 
-def _measure(s: _Sampler, target, min_samples, max_samples, max_time_s, warmup_s, cold,
-             min_time_s) -> Measurement:
+def _measure(
+    s: _Sampler, target, min_samples, max_samples, max_time_s, warmup_s, cold, min_time_s
+) -> Measurement:
     s.backend.settle()
     gc_was_enabled = gc.isenabled()
     gc.disable()
@@ -274,7 +332,11 @@ def _measure(s: _Sampler, target, min_samples, max_samples, max_time_s, warmup_s
                 continue
             spent = time.perf_counter() - start
             # checking every sample is O(n log n) each: thin the checks out as n grows
-            if spent >= min_time_s and (n < 64 or n % max(1, n // 16) == 0) and _converged(s.times, target):
+            if (
+                spent >= min_time_s
+                and (n < 64 or n % max(1, n // 16) == 0)
+                and _converged(s.times, target)
+            ):
                 return s.result(False, others)
             if spent >= max_time_s:
                 return s.result(not _converged(s.times, target), others)
@@ -296,10 +358,17 @@ class SideBySide:
         return Measurement.from_samples([x / y for x, y in zip(ta, tb)])
 
 
-def measure_side_by_side(calls: dict[str, tuple[Callable[..., Any], tuple]], *,
-                         backend: Backend | None = None, target: float = TARGET_REL_CI,
-                         min_rounds: int = 21, max_rounds: int = 10_000, max_time_s: float = 30.0,
-                         warmup_s: float = 0.05, min_sample_s: float = 1e-3) -> SideBySide:
+def measure_side_by_side(
+    calls: dict[str, tuple[Callable[..., Any], tuple]],
+    *,
+    backend: Backend | None = None,
+    target: float = TARGET_REL_CI,
+    min_rounds: int = 21,
+    max_rounds: int = 10_000,
+    max_time_s: float = 30.0,
+    warmup_s: float = 0.05,
+    min_sample_s: float = 1e-3,
+) -> SideBySide:
     """Measure several calls as :func:`measure` does, one sample of each per round.
 
     The calls alternate (their order reverses every round), so a burst of load
@@ -314,7 +383,9 @@ def measure_side_by_side(calls: dict[str, tuple[Callable[..., Any], tuple]], *,
             raise TypeError(f"calls[{name!r}] must be a (fn, args) pair")
         _check_args(call[0], min_rounds, max_rounds, max_time_s, target, warmup_s, min_sample_s)
     backend = backend or get_backend()
-    samplers = {name: _Sampler(fn, tuple(args), backend, min_sample_s) for name, (fn, args) in calls.items()}
+    samplers = {
+        name: _Sampler(fn, tuple(args), backend, min_sample_s) for name, (fn, args) in calls.items()
+    }
     backend.settle()
     gc_was_enabled = gc.isenabled()
     gc.disable()
@@ -331,16 +402,20 @@ def measure_side_by_side(calls: dict[str, tuple[Callable[..., Any], tuple]], *,
                 s.sample()
             rounds += 1
             converged = all(_converged(s.times, target) for s in order)
-            if rounds >= max_rounds or (rounds >= min_rounds and
-                                        (converged or time.perf_counter() - start >= max_time_s)):
-                return SideBySide({name: s.result(not converged, others) for name, s in samplers.items()})
+            if rounds >= max_rounds or (
+                rounds >= min_rounds and (converged or time.perf_counter() - start >= max_time_s)
+            ):
+                return SideBySide(
+                    {name: s.result(not converged, others) for name, s in samplers.items()}
+                )
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
-def time_once(fn: Callable[..., Any], *args: Any, backend: Backend | None = None,
-              **kwargs: Any) -> tuple[Any, float]:
+def time_once(
+    fn: Callable[..., Any], *args: Any, backend: Backend | None = None, **kwargs: Any
+) -> tuple[Any, float]:
     """``(fn(*args, **kwargs), seconds)``: one call through the backend's timer, for
     calls that cannot be repeated (an epoch of training, which changes θ).
     Collect the seconds into :meth:`Measurement.from_samples` for their statistics."""
@@ -368,8 +443,13 @@ def peak_memory(fn: Callable[..., Any], *args: Any, backend: Backend | None = No
 PROBE_VERSION = 2
 
 
-def probe_machine(backend: Backend | None = None, *, gemm_size: int = 1024,
-                  copy_bytes: int = 64 * 2**20, dtype: str = "float32") -> dict:
+def probe_machine(
+    backend: Backend | None = None,
+    *,
+    gemm_size: int = 1024,
+    copy_bytes: int = 64 * 2**20,
+    dtype: str = "float32",
+) -> dict:
     """The machine's ceilings: GEMM rate (GFLOP/s) and copy bandwidth (GB/s, read + write).
 
     A square matmul of ``gemm_size`` and a copy of ``copy_bytes``, each measured
@@ -393,5 +473,16 @@ def probe_machine(backend: Backend | None = None, *, gemm_size: int = 1024,
     }
 
 
-__all__ = ["Measurement", "SideBySide", "measure", "measure_side_by_side", "time_once", "median_ci",
-           "peak_memory", "probe_machine", "TARGET_REL_CI", "STABLE_REL_CI", "MAX_OTHERS_CPU"]
+__all__ = [
+    "Measurement",
+    "SideBySide",
+    "measure",
+    "measure_side_by_side",
+    "time_once",
+    "median_ci",
+    "peak_memory",
+    "probe_machine",
+    "TARGET_REL_CI",
+    "STABLE_REL_CI",
+    "MAX_OTHERS_CPU",
+]

@@ -20,8 +20,21 @@ from ..backends.base import Backend
 from .host_memory import allocator
 
 #: Libraries whose versions go into every record, where installed.
-LIBRARIES = ("softmax-bench", "numpy", "array-api-compat", "array-api-strict", "cupy", "cupy-cuda11x",
-             "cupy-cuda12x", "cupy-cuda13x", "torch", "pandas", "matplotlib", "dask", "asv")
+LIBRARIES = (
+    "softmax-bench",
+    "numpy",
+    "array-api-compat",
+    "array-api-strict",
+    "cupy",
+    "cupy-cuda11x",
+    "cupy-cuda12x",
+    "cupy-cuda13x",
+    "torch",
+    "pandas",
+    "matplotlib",
+    "dask",
+    "asv",
+)
 
 
 def set_threads(threads: int | None) -> None:
@@ -55,7 +68,12 @@ def record(backend: Backend | None = None) -> dict:
     """
     if backend is not None:
         backend.settle()  # the state measurements are taken in: BLAS, and the allocator's policy
-    env = {"machine": machine(), "blas": blas_pools(), "versions": versions(), "git_commit": git_commit()}
+    env = {
+        "machine": machine(),
+        "blas": blas_pools(),
+        "versions": versions(),
+        "git_commit": git_commit(),
+    }
     if backend is not None:
         env["backend"] = backend.describe()
     return env
@@ -81,9 +99,16 @@ def machine() -> dict:
         "allocator": allocator(),
         # a busy machine slows BLAS threads badly: the load says how quiet it was
         "load_average_1_5_15min": load,
-        "openblas_env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
-                                                    "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-                         if k in os.environ},
+        "openblas_env": {
+            k: os.environ[k]
+            for k in (
+                "OPENBLAS_CORETYPE",
+                "OPENBLAS_L2_SIZE",
+                "OMP_NUM_THREADS",
+                "OPENBLAS_NUM_THREADS",
+            )
+            if k in os.environ
+        },
     }
 
 
@@ -100,8 +125,11 @@ def blas_summary() -> str:
     pools = [p for p in blas_pools() if p.get("user_api") == "blas"]
     if not pools:
         return "no BLAS loaded"
-    return "; ".join(f"{p.get('internal_api')} {p.get('version')} ({p.get('architecture')}, "
-                     f"{p.get('num_threads')} thread{'' if p.get('num_threads') == 1 else 's'})" for p in pools)
+    return "; ".join(
+        f"{p.get('internal_api')} {p.get('version')} ({p.get('architecture')}, "
+        f"{p.get('num_threads')} thread{'' if p.get('num_threads') == 1 else 's'})"
+        for p in pools
+    )
 
 
 def versions() -> dict:
@@ -125,8 +153,9 @@ def git_commit(path: str | os.PathLike | None = None) -> str | None:
     """The commit of the working tree holding ``path`` (default: this package), if any."""
     where = Path(path) if path else Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True,
-                             text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=5
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
@@ -139,5 +168,14 @@ def _read_text(path: str) -> str | None:
         return None
 
 
-__all__ = ["record", "machine", "blas_pools", "blas_summary", "versions", "cpu_model", "git_commit",
-           "set_threads", "load_average"]
+__all__ = [
+    "record",
+    "machine",
+    "blas_pools",
+    "blas_summary",
+    "versions",
+    "cpu_model",
+    "git_commit",
+    "set_threads",
+    "load_average",
+]

@@ -128,4 +128,10 @@ def allocator() -> dict:
     }
 
 
-__all__ = ["retain_freed_memory", "release_retained_memory", "make_room", "allocator", "PAGE_REPORTING"]
+__all__ = [
+    "retain_freed_memory",
+    "release_retained_memory",
+    "make_room",
+    "allocator",
+    "PAGE_REPORTING",
+]

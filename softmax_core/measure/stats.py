@@ -118,7 +118,7 @@ class Measurement:
     blocks_s: tuple[float, ...] | None = None
 
     @classmethod
-    def from_samples(cls, times_s, **kw) -> "Measurement":
+    def from_samples(cls, times_s, **kw) -> Measurement:
         """A measurement from times taken elsewhere (e.g. the epochs of ``train``)."""
         return cls(tuple(float(t) for t in times_s), **kw)
 
@@ -163,7 +163,11 @@ class Measurement:
     def stable(self) -> bool:
         """Interval within ±5% of the median, from at least :data:`MIN_STABLE_SAMPLES`
         samples (fewer give no 95% interval), and the machine not busy meanwhile."""
-        return self.repeats >= MIN_STABLE_SAMPLES and self.rel_ci <= STABLE_REL_CI and not self.contended
+        return (
+            self.repeats >= MIN_STABLE_SAMPLES
+            and self.rel_ci <= STABLE_REL_CI
+            and not self.contended
+        )
 
     @property
     def min(self) -> float:
@@ -180,7 +184,7 @@ class Measurement:
     def host_median(self) -> float:
         return float(np.median(self.host_times_s)) if self.host_times_s else self.median
 
-    def pooled(self, other: "Measurement") -> "Measurement":
+    def pooled(self, other: Measurement) -> Measurement:
         """The samples of both, as one measurement (rounds of the same point)."""
         host = None
         if self.host_times_s is not None and other.host_times_s is not None:
@@ -189,32 +193,51 @@ class Measurement:
         raw = None
         if self.others_raw_s is not None and other.others_raw_s is not None:
             # add the rounds' seconds, then forgive the counters' resolution once
-            raw = (self.others_raw_s[0] + other.others_raw_s[0], self.others_raw_s[1] + other.others_raw_s[1],
-                   max(self.others_raw_s[2], other.others_raw_s[2]))
-        return replace(self, times_s=self.times_s + other.times_s, host_times_s=host,
-                       loops=max(self.loops, other.loops), rounds=self.rounds + other.rounds,
-                       first_s=self.first_s if self.first_s is not None else other.first_s,
-                       capped=self.capped and other.capped,
-                       others_cpu=others_share(raw) if raw else sum(others) / len(others) if others else None,
-                       others_raw_s=raw,
-                       blocks_s=self.blocks + other.blocks)
+            raw = (
+                self.others_raw_s[0] + other.others_raw_s[0],
+                self.others_raw_s[1] + other.others_raw_s[1],
+                max(self.others_raw_s[2], other.others_raw_s[2]),
+            )
+        return replace(
+            self,
+            times_s=self.times_s + other.times_s,
+            host_times_s=host,
+            loops=max(self.loops, other.loops),
+            rounds=self.rounds + other.rounds,
+            first_s=self.first_s if self.first_s is not None else other.first_s,
+            capped=self.capped and other.capped,
+            others_cpu=others_share(raw) if raw else sum(others) / len(others) if others else None,
+            others_raw_s=raw,
+            blocks_s=self.blocks + other.blocks,
+        )
 
     def row(self) -> dict:
         """The time columns of a results row (see :mod:`softmax_core.runs.resultformat`)."""
         lo, hi = self.ci
-        return {"time_median_s": self.median, "time_ci_low_s": lo, "time_ci_high_s": hi,
-                "time_min_s": self.min, "time_iqr_s": self.iqr, "time_first_s": self.first_s,
-                "repeats": self.repeats, "loops": self.loops, "rounds": self.rounds,
-                "stable": self.stable, "host_time_median_s": self.host_median,
-                "others_cpu": self.others_cpu}
+        return {
+            "time_median_s": self.median,
+            "time_ci_low_s": lo,
+            "time_ci_high_s": hi,
+            "time_min_s": self.min,
+            "time_iqr_s": self.iqr,
+            "time_first_s": self.first_s,
+            "repeats": self.repeats,
+            "loops": self.loops,
+            "rounds": self.rounds,
+            "stable": self.stable,
+            "host_time_median_s": self.host_median,
+            "others_cpu": self.others_cpu,
+        }
 
     def __str__(self) -> str:
         lo, hi = self.ci
         flag = "" if self.stable else " UNSTABLE"
         if self.contended:
             flag += f" (other processes used {self.others_cpu:.0%} of the CPUs)"
-        return (f"{_si(self.median)}s [95% CI {_si(lo)}s, {_si(hi)}s] "
-                f"n={self.repeats}x{self.loops}{flag}")
+        return (
+            f"{_si(self.median)}s [95% CI {_si(lo)}s, {_si(hi)}s] "
+            f"n={self.repeats}x{self.loops}{flag}"
+        )
 
 
 def _si(seconds: float) -> str:
@@ -226,5 +249,15 @@ def _si(seconds: float) -> str:
     return f"{seconds:.3g} "
 
 
-__all__ = ["Measurement", "median_ci", "block_medians", "others_share", "BLOCKS", "TARGET_REL_CI", "STABLE_REL_CI",
-           "MAX_OTHERS_CPU", "MIN_STABLE_SAMPLES", "CONFIDENCE"]
+__all__ = [
+    "Measurement",
+    "median_ci",
+    "block_medians",
+    "others_share",
+    "BLOCKS",
+    "TARGET_REL_CI",
+    "STABLE_REL_CI",
+    "MAX_OTHERS_CPU",
+    "MIN_STABLE_SAMPLES",
+    "CONFIDENCE",
+]

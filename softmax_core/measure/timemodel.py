@@ -35,7 +35,7 @@ class TimeModel:
     copy_bytes_per_s: float
     device_kind: str = "cpu"
     default_slowdown: float = DEFAULT_SLOWDOWN
-    _points: dict = field(default_factory=dict)   # (kind, method) -> [(roofline, seconds)]
+    _points: dict = field(default_factory=dict)  # (kind, method) -> [(roofline, seconds)]
 
     def __post_init__(self):
         for name in ("gemm_flops_per_s", "copy_bytes_per_s", "default_slowdown"):
@@ -75,15 +75,26 @@ class TimeModel:
         """Learn from a measured median of ``case``."""
         if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
             return
-        self._points.setdefault((case.kind, case.method), []).append((self.roofline_s(case), float(seconds)))
+        self._points.setdefault((case.kind, case.method), []).append(
+            (self.roofline_s(case), float(seconds))
+        )
 
     def to_dict(self) -> dict:
         """The fitted parameters, for environment.json and the report."""
-        return {"formula": "t = a + b * max(flops / gemm_rate, traffic / copy_bandwidth)",
-                "gemm_flops_per_s": self.gemm_flops_per_s, "copy_bytes_per_s": self.copy_bytes_per_s,
-                "default": {"a_s": DEFAULT_OVERHEAD_S.get(self.device_kind, 2e-5), "b": self.default_slowdown},
-                "fitted": {f"{k}/{m}": {"a_s": a, "b": b, "points": len(self._points[(k, m)])}
-                           for (k, m) in sorted(self._points) for a, b in [self.params(k, m)]}}
+        return {
+            "formula": "t = a + b * max(flops / gemm_rate, traffic / copy_bandwidth)",
+            "gemm_flops_per_s": self.gemm_flops_per_s,
+            "copy_bytes_per_s": self.copy_bytes_per_s,
+            "default": {
+                "a_s": DEFAULT_OVERHEAD_S.get(self.device_kind, 2e-5),
+                "b": self.default_slowdown,
+            },
+            "fitted": {
+                f"{k}/{m}": {"a_s": a, "b": b, "points": len(self._points[(k, m)])}
+                for (k, m) in sorted(self._points)
+                for a, b in [self.params(k, m)]
+            },
+        }
 
 
 def _fit_relative(pts: list[tuple[float, float]]) -> tuple[float, float]:

@@ -28,9 +28,9 @@ class Cost:
     """Predicted cost of one call."""
 
     flops: float
-    traffic_bytes: float     # bytes read + written in main memory, roughly
-    peak_bytes: float        # this implementation's peak working memory
-    lecture_bytes: float     # the lecture's idealised memory
+    traffic_bytes: float  # bytes read + written in main memory, roughly
+    peak_bytes: float  # this implementation's peak working memory
+    lecture_bytes: float  # the lecture's idealised memory
 
 
 def itemsize(dtype) -> int:
@@ -64,8 +64,12 @@ def gradient_cost(method: str, B: int, n: int, k: int, dtype="float32") -> Cost:
         flops = 4 * B * n * k + 6 * B * k + n * k
         traffic = s * (2 * B * n + 3 * n * k + 6 * B * k)
         # softmax; then Z, I_y and R=Z-I_y; then Z, R and XᵀR; then XᵀR and XᵀR/B
-        peak = max(s * _softmax_peak(B, k), s * 3 * B * k + label_bytes,
-                   s * (2 * B * k + n * k), s * 2 * n * k)
+        peak = max(
+            s * _softmax_peak(B, k),
+            s * 3 * B * k + label_bytes,
+            s * (2 * B * k + n * k),
+            s * 2 * n * k,
+        )
         lecture = s * n * k
     elif method == "naive":
         per_example = 3 * k * k * n + 3 * n * k + 6 * k
@@ -79,8 +83,11 @@ def gradient_cost(method: str, B: int, n: int, k: int, dtype="float32") -> Cost:
         flops = B * (2 * n * k + 6 * k + k * k * n + 2 * k * k * n + n * k) + n * k
         traffic = s * (2 * B * k * k * n + B * n + 2 * B * n * k)
         # R, eye(k), the Jacobian tensor, the batched product [B, 1, n·k] and its sum
-        peak = max(s * _softmax_peak(B, k), s * 3 * B * k + label_bytes,
-                   s * (B * k + k * k + B * k * k * n + B * n * k + n * k))
+        peak = max(
+            s * _softmax_peak(B, k),
+            s * 3 * B * k + label_bytes,
+            s * (B * k + k * k + B * k * k * n + B * n * k + n * k),
+        )
         lecture = s * B * k * n * k
     else:
         raise ValueError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
@@ -91,8 +98,12 @@ def sgd_step_cost(method: str, B: int, n: int, k: int, dtype="float32") -> Cost:
     """One SGD step θ ← θ − lr·g: the gradient plus the update (2nk FLOPs, two [n, k])."""
     g = gradient_cost(method, B, n, k, dtype)
     s = itemsize(dtype)
-    return Cost(g.flops + 2 * n * k, g.traffic_bytes + s * 3 * n * k,
-                max(g.peak_bytes, s * 3 * n * k) + s * n * k, g.lecture_bytes)
+    return Cost(
+        g.flops + 2 * n * k,
+        g.traffic_bytes + s * 3 * n * k,
+        max(g.peak_bytes, s * 3 * n * k) + s * n * k,
+        g.lecture_bytes,
+    )
 
 
 def epoch_cost(method: str, m: int, n: int, k: int, batch: int, dtype="float32") -> Cost:
@@ -105,7 +116,9 @@ def epoch_cost(method: str, m: int, n: int, k: int, batch: int, dtype="float32")
     if rest:  # the short last batch, or the only one when batch > m
         last = sgd_step_cost(method, rest, n, k, dtype)
         flops, traffic = flops + last.flops, traffic + last.traffic_bytes
-    return Cost(flops, traffic, _epoch_peak(method, m, n, k, batch, itemsize(dtype)), step.lecture_bytes)
+    return Cost(
+        flops, traffic, _epoch_peak(method, m, n, k, batch, itemsize(dtype)), step.lecture_bytes
+    )
 
 
 def _epoch_peak(method: str, m: int, n: int, k: int, batch: int, s: int) -> float:
@@ -117,7 +130,10 @@ def _epoch_peak(method: str, m: int, n: int, k: int, batch: int, s: int) -> floa
     B = min(batch, m)
     theta_copy = s * n * k
     if method != "structured":
-        return theta_copy + gradient_cost(method, B, n, k, "float64" if s == 8 else "float32").peak_bytes
+        return (
+            theta_copy
+            + gradient_cost(method, B, n, k, "float64" if s == 8 else "float32").peak_bytes
+        )
     rows = min(m, max(1, _ONE_HOT_CHUNK // (B * k)) * B)
     labels = s * rows * k
     # while I_y is made, the bool comparison lives beside it; in a step, exp(R)

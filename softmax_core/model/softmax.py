@@ -27,21 +27,25 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
-from array_api_compat import array_namespace, device as device_of
-from array_api_compat import is_array_api_strict_namespace, is_numpy_namespace
+from array_api_compat import array_namespace, is_array_api_strict_namespace, is_numpy_namespace
+from array_api_compat import device as device_of
 
 Gradient = Callable[..., Any]
 
 
 # --------------------------------------------------------------------------- checks
 
+
 def _check_float(xp, name: str, a) -> None:
     # float16 (and bfloat16 etc.) would run but lose the math's precision
     if a.dtype not in (xp.float32, xp.float64):
-        raise TypeError(f"{name} must be a float32 or float64 array, got dtype {a.dtype}; fix: cast it, e.g. X.astype('float32')")
+        raise TypeError(
+            f"{name} must be a float32 or float64 array, got dtype {a.dtype}; fix: cast it, e.g. X.astype('float32')"
+        )
 
 
 def _check_finite(xp, name: str, a) -> None:
@@ -53,7 +57,9 @@ def _check_labels(xp, y, k: int, check: bool) -> None:
     if y.ndim != 1:
         raise ValueError(f"y must be a 1-D array of labels, got shape {tuple(y.shape)}")
     if not xp.isdtype(y.dtype, "integral"):
-        raise TypeError(f"y must hold integer class labels, got dtype {y.dtype}; fix: y.astype('int64')")
+        raise TypeError(
+            f"y must hold integer class labels, got dtype {y.dtype}; fix: y.astype('int64')"
+        )
     if check and y.shape[0] > 0:
         lo, hi = int(xp.min(y)), int(xp.max(y))
         if lo < 0 or hi >= k:
@@ -73,7 +79,9 @@ def _check_problem(X, y, theta, check: bool = True, *, finite_X: bool = True):
         raise ValueError(f"theta must be 2-D [n, k], got shape {tuple(theta.shape)}")
     B, n = X.shape
     if theta.shape[0] != n:
-        raise ValueError(f"X is [B={B}, n={n}] but theta is {tuple(theta.shape)}: theta must be [n={n}, k]")
+        raise ValueError(
+            f"X is [B={B}, n={n}] but theta is {tuple(theta.shape)}: theta must be [n={n}, k]"
+        )
     if y.ndim != 1 or y.shape[0] != B:
         raise ValueError(f"X has {B} rows, so y must be [{B}] labels; got shape {tuple(y.shape)}")
     if B == 0:
@@ -81,7 +89,9 @@ def _check_problem(X, y, theta, check: bool = True, *, finite_X: bool = True):
     _check_float(xp, "X", X)
     _check_float(xp, "theta", theta)
     if X.dtype != theta.dtype:
-        raise TypeError(f"X is {X.dtype} but theta is {theta.dtype}; fix: use one float dtype for both")
+        raise TypeError(
+            f"X is {X.dtype} but theta is {theta.dtype}; fix: use one float dtype for both"
+        )
     _check_labels(xp, y, theta.shape[1], check)
     if check:
         if finite_X:
@@ -91,6 +101,7 @@ def _check_problem(X, y, theta, check: bool = True, *, finite_X: bool = True):
 
 
 # --------------------------------------------------------------------------- the math
+
 
 def _softmax(xp, logits):
     shifted = logits - xp.max(logits, axis=-1, keepdims=True)
@@ -133,7 +144,9 @@ def one_hot(y, k: int, dtype=None):
 def _cross_entropy(xp, logits, y):
     m = xp.max(logits, axis=1, keepdims=True)
     lse = m[:, 0] + xp.log(xp.sum(xp.exp(logits - m), axis=1))
-    picked = xp.sum(logits * _one_hot(xp, y, _classes(xp, y, logits.shape[1]), logits.dtype), axis=1)
+    picked = xp.sum(
+        logits * _one_hot(xp, y, _classes(xp, y, logits.shape[1]), logits.dtype), axis=1
+    )
     return xp.mean(lse - picked)
 
 
@@ -165,15 +178,17 @@ def _check_logits(xp, logits, y) -> None:
     if logits.ndim != 2:
         raise ValueError(f"logits must be 2-D [B, k], got shape {tuple(logits.shape)}")
     if y.ndim != 1 or y.shape[0] != logits.shape[0]:
-        raise ValueError(f"y must be [B={logits.shape[0]}] to match logits, got shape {tuple(y.shape)}")
+        raise ValueError(
+            f"y must be [B={logits.shape[0]}] to match logits, got shape {tuple(y.shape)}"
+        )
     _check_labels(xp, y, logits.shape[1], check=True)
 
 
 def _grad_structured_sum(xp, X, y, theta, classes):
     """Σ_i x_i (z_i − e_{y_i})ᵀ over the batch: the structured gradient times B."""
-    Z = _softmax(xp, X @ theta)                                # [B, n] @ [n, k] -> [B, k]
-    R = Z - _one_hot(xp, y, classes, X.dtype)                  # [B, k]
-    return X.T @ R                                             # [n, B] @ [B, k] -> [n, k]
+    Z = _softmax(xp, X @ theta)  # [B, n] @ [n, k] -> [B, k]
+    R = Z - _one_hot(xp, y, classes, X.dtype)  # [B, k]
+    return X.T @ R  # [n, B] @ [B, k] -> [n, k]
 
 
 def grad_structured(X, y, theta, *, check: bool = True):
@@ -204,9 +219,9 @@ def jacobian_h_theta(x, k: int):
 
 
 def _example_grad_naive(xp, x, label, theta, classes):
-    z = _softmax(xp, x @ theta)                                # [n] @ [n, k] -> [k]
-    r = z - xp.astype(classes == label, x.dtype)               # z - e_y  [k]
-    return r @ _jacobian(xp, x, theta.shape[1])                # [k] @ [k, n·k] -> [n·k]
+    z = _softmax(xp, x @ theta)  # [n] @ [n, k] -> [k]
+    r = z - xp.astype(classes == label, x.dtype)  # z - e_y  [k]
+    return r @ _jacobian(xp, x, theta.shape[1])  # [k] @ [k, n·k] -> [n·k]
 
 
 def _grad_naive_sum(xp, X, y, theta, classes):
@@ -233,10 +248,10 @@ def grad_naive(X, y, theta, *, check: bool = True):
 def _grad_naive_batched_sum(xp, X, y, theta, classes):
     B, n = X.shape
     k = theta.shape[1]
-    R = _softmax(xp, X @ theta) - _one_hot(xp, y, classes, X.dtype)            # [B, k]
+    R = _softmax(xp, X @ theta) - _one_hot(xp, y, classes, X.dtype)  # [B, k]
     eye = xp.eye(k, dtype=X.dtype, device=device_of(X))
     J = xp.reshape(eye[None, :, None, :] * X[:, None, :, None], (B, k, n * k))  # [B, k, n·k]
-    g = xp.sum(R[:, None, :] @ J, axis=0)                                      # [B, 1, k] @ [B, k, n·k] -> [1, n·k]
+    g = xp.sum(R[:, None, :] @ J, axis=0)  # [B, 1, k] @ [B, k, n·k] -> [1, n·k]
     return xp.reshape(g, (n, k))
 
 
@@ -273,6 +288,7 @@ def get_gradient(name: str) -> Gradient:
 
 # --------------------------------------------------------------------------- training
 
+
 def _check_hyper(lr: float, batch: int) -> tuple[float, int]:
     """Validate lr and batch; return them as a Python float and int.
 
@@ -283,8 +299,12 @@ def _check_hyper(lr: float, batch: int) -> tuple[float, int]:
         raise TypeError(f"batch must be an integer, got {batch!r}")
     if batch <= 0:
         raise ValueError(f"batch must be a positive number of examples, got {batch}")
-    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(lr) or lr <= 0:
+    if (
+        isinstance(lr, bool)
+        or not isinstance(lr, (int, float, np.integer, np.floating))
+        or not math.isfinite(lr)
+        or lr <= 0
+    ):
         raise ValueError(f"lr must be a positive finite number, got {lr!r}")
     return float(lr), int(batch)
 
@@ -308,13 +328,13 @@ def _sgd_step_structured(xp, X, I, theta, scale: float, row_max, row_sum):
     use the returned theta: an array without in-place operators (Dask) gets a
     new one.
     """
-    R = X @ theta                                              # [B, n] @ [n, k] -> [B, k]
+    R = X @ theta  # [B, n] @ [n, k] -> [B, k]
     R -= row_max(R, axis=1, keepdims=True)
-    R = xp.exp(R)                                              # the standard has no out=
+    R = xp.exp(R)  # the standard has no out=
     R /= row_sum(R, axis=1, keepdims=True)
     R -= I
     R *= scale
-    theta -= X.T @ R                                           # [n, B] @ [B, k] -> [n, k]
+    theta -= X.T @ R  # [n, B] @ [B, k] -> [n, k]
     return theta
 
 
@@ -341,14 +361,21 @@ _ONE_HOT_CHUNK = 1 << 16
 def _structured_epoch(xp, X, y, theta, lr: float, batch: int, classes):
     m, k = X.shape[0], theta.shape[1]
     row_max, row_sum = _row_reductions(xp)
-    rows = max(1, _ONE_HOT_CHUNK // (batch * k)) * batch      # whole batches per chunk
+    rows = max(1, _ONE_HOT_CHUNK // (batch * k)) * batch  # whole batches per chunk
     for c0 in range(0, m, rows):
         c1 = min(c0 + rows, m)
-        I = _one_hot(xp, y[c0:c1], classes, X.dtype)           # [c1 - c0, k]
+        I = _one_hot(xp, y[c0:c1], classes, X.dtype)  # [c1 - c0, k]
         for start in range(c0, c1, batch):
             stop = min(start + batch, c1)
-            theta = _sgd_step_structured(xp, X[start:stop, :], I[start - c0:stop - c0, :], theta,
-                                         lr / (stop - start), row_max, row_sum)
+            theta = _sgd_step_structured(
+                xp,
+                X[start:stop, :],
+                I[start - c0 : stop - c0, :],
+                theta,
+                lr / (stop - start),
+                row_max,
+                row_sum,
+            )
         del I  # before the next chunk's I_y is made
     return theta
 
@@ -364,8 +391,17 @@ def _quiet_numpy(xp):
     return contextlib.nullcontext()
 
 
-def sgd_epoch(X, y, theta, lr: float, batch: int, grad: Gradient = grad_structured,
-              *, seed: int | None = None, check: bool = True):
+def sgd_epoch(
+    X,
+    y,
+    theta,
+    lr: float,
+    batch: int,
+    grad: Gradient = grad_structured,
+    *,
+    seed: int | None = None,
+    check: bool = True,
+):
     """One epoch of minibatch SGD: θ ← θ − lr · ∇θ mean-loss(batch), batch by batch.
 
     X [m, n], y [m], theta [n, k] -> new theta [n, k] (the input is not modified:
@@ -381,7 +417,9 @@ def sgd_epoch(X, y, theta, lr: float, batch: int, grad: Gradient = grad_structur
     xp = _check_problem(X, y, theta, check, finite_X=False)
     kernel = _KERNELS.get(grad)
     if kernel is None:
-        raise TypeError(f"grad must be one of {', '.join(f.__name__ for f in _KERNELS)}, got {grad!r}")
+        raise TypeError(
+            f"grad must be one of {', '.join(f.__name__ for f in _KERNELS)}, got {grad!r}"
+        )
     X_epoch, y_epoch = _epoch_order(xp, X, y, seed)
     classes = _classes(xp, y, theta.shape[1])
     theta = xp.asarray(theta, copy=True)  # the one copy this epoch updates in place
@@ -405,13 +443,26 @@ def _check_trained(xp, X, theta, lr: float) -> None:
     """After training: a non-finite theta means bad X values or divergence."""
     if not bool(xp.all(xp.isfinite(theta))):
         _check_finite(xp, "X", X)
-        raise ValueError(f"training diverged: theta became NaN or infinite; fix: lower lr (now {lr})")
+        raise ValueError(
+            f"training diverged: theta became NaN or infinite; fix: lower lr (now {lr})"
+        )
 
 
-def train(X_train, y_train, X_test, y_test, theta=None, *, lr: float = 0.2, batch: int = 100,
-          epochs: int = 10, grad: Gradient = grad_structured, seed: int | None = None,
-          timer: Callable[..., tuple[Any, float]] | None = None,
-          on_epoch: Callable[[dict], None] | None = None):
+def train(
+    X_train,
+    y_train,
+    X_test,
+    y_test,
+    theta=None,
+    *,
+    lr: float = 0.2,
+    batch: int = 100,
+    epochs: int = 10,
+    grad: Gradient = grad_structured,
+    seed: int | None = None,
+    timer: Callable[..., tuple[Any, float]] | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+):
     """Train softmax regression with :func:`sgd_epoch`, recording each epoch.
 
     X_train [m, n], y_train [m], X_test [t, n], y_test [t]; theta [n, k]
@@ -431,7 +482,9 @@ def train(X_train, y_train, X_test, y_test, theta=None, *, lr: float = 0.2, batc
         if X_train.ndim != 2:
             raise ValueError(f"X_train must be 2-D [m, n], got shape {tuple(X_train.shape)}")
         # wrong label dtypes or values, and empty data, are reported by _check_problem below
-        k = max([int(xp.max(a)) for a in (y_train, y_test) if a.ndim == 1 and a.shape[0] > 0], default=1)
+        k = max(
+            [int(xp.max(a)) for a in (y_train, y_test) if a.ndim == 1 and a.shape[0] > 0], default=1
+        )
         k = max(k, 1) + 1
         theta = xp.zeros((X_train.shape[1], k), dtype=X_train.dtype, device=device_of(X_train))
     lr, batch = _check_hyper(lr, batch)
@@ -440,15 +493,30 @@ def train(X_train, y_train, X_test, y_test, theta=None, *, lr: float = 0.2, batc
     timer = timer or _host_timer
     history = []
     for epoch in range(1, epochs + 1):
-        theta, seconds = timer(sgd_epoch, X_train, y_train, theta, lr, batch, grad,
-                               seed=None if seed is None else seed + epoch, check=False)
+        theta, seconds = timer(
+            sgd_epoch,
+            X_train,
+            y_train,
+            theta,
+            lr,
+            batch,
+            grad,
+            seed=None if seed is None else seed + epoch,
+            check=False,
+        )
         _check_trained(xp, X_train, theta, lr)
         with _quiet_numpy(xp):  # a huge theta may overflow the loss: reported below
-            row = {"epoch": epoch, **_evaluate(xp, X_train, y_train, theta, "train"),
-                   **_evaluate(xp, X_test, y_test, theta, "test"), "seconds": seconds}
+            row = {
+                "epoch": epoch,
+                **_evaluate(xp, X_train, y_train, theta, "train"),
+                **_evaluate(xp, X_test, y_test, theta, "test"),
+                "seconds": seconds,
+            }
         if not math.isfinite(row["train_loss"]):
-            raise ValueError(f"training diverged: the training loss became {row['train_loss']} "
-                             f"(theta is finite but huge); fix: lower lr (now {lr})")
+            raise ValueError(
+                f"training diverged: the training loss became {row['train_loss']} "
+                f"(theta is finite but huge); fix: lower lr (now {lr})"
+            )
         history.append(row)
         if on_epoch is not None:
             on_epoch(row)
@@ -463,5 +531,7 @@ def _host_timer(fn, *args, **kwargs):
 
 def _evaluate(xp, X, y, theta, prefix: str) -> dict:
     logits = X @ theta
-    return {f"{prefix}_loss": float(_cross_entropy(xp, logits, y)),
-            f"{prefix}_err": float(_error_rate(xp, logits, y))}
+    return {
+        f"{prefix}_loss": float(_cross_entropy(xp, logits, y)),
+        f"{prefix}_err": float(_error_rate(xp, logits, y)),
+    }

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import pandas as pd
 
@@ -30,45 +30,105 @@ from ..fileio import atomic_write_text
 from . import markdown as md
 from .analysis import fit_loglog, fit_loglog_slope, loglog_slopes, ratio_table, throughput_table
 from .asv import asv_points, commits_in_order, history_table, load_asv_results, pick_benchmark
-from .plots import NotDrawn, memory_vs_classes, ratio_vs_classes, save, time_vs_batch, time_vs_classes
-from .plots_machine import asv_history, cpu_vs_gpu, predicted_vs_measured, roofline, throughput_vs_batch
+from .plots import (
+    NotDrawn,
+    memory_vs_classes,
+    ratio_vs_classes,
+    save,
+    time_vs_batch,
+    time_vs_classes,
+)
+from .plots_machine import (
+    asv_history,
+    cpu_vs_gpu,
+    predicted_vs_measured,
+    roofline,
+    throughput_vs_batch,
+)
 from .results import ResultSets, as_paths, empty_frame, load_results
 
 #: name: (draw(df), title, caption (or caption(df)), the section that follows it)
 PLOTS: dict[str, tuple[Callable, str, str | Callable, Callable | None]] = {
-    "time_vs_classes.png": (time_vs_classes, "Gradient time vs k", (
-        "Time of one gradient call against the number of classes k, log-log, one panel per feature "
-        "count n (rows) and batch size B (columns) of the grid, so a custom grid is drawn whole. Bars: "
-        "the 95% confidence interval of the median; hollow markers: points not marked stable."),
-        md.slopes_section),
-    "time_vs_batch.png": (time_vs_batch, "Gradient time vs B", (
-        "The same points against the batch size B, one panel per n and k. Naive's time grows in "
-        "proportion to B (one Jacobian per example); structured's stays flat while the call is "
-        "overhead-bound and grows once the GEMMs dominate."), lambda df: md.slopes_section(df, "batch")),
-    "memory_vs_classes.png": (memory_vs_classes, "Peak memory vs k", (
-        "Measured peak memory above the inputs (markers) over the cost model's prediction (lines), "
-        "one panel per n and B; crosses are points not run, at their predicted peak."), None),
-    "ratio_vs_classes.png": (ratio_vs_classes, "Naive / structured vs k", (
-        "How many times slower (top, with the ratio's interval from both CIs) and bigger (bottom) "
-        "naive is than structured, one colour per B; dotted: the cost model's ratio, dashed: the "
-        "lecture's ratio k."), None),
-    "throughput_vs_batch.png": (throughput_vs_batch, "Throughput vs batch size", lambda df: (
-        "Samples per second of " + _throughput_panels(df) + ", per result set, with the 95% interval "
-        "as a band; dotted: the bound the set's machine allows (the roofline at its probed GEMM rate "
-        "and copy bandwidth)."), md.throughput_section),
-    "roofline.png": (roofline, "Roofline", (
-        "Achieved FLOP/s (cost-model FLOPs over the measured median, bars from the CI) against "
-        "arithmetic intensity (FLOPs per byte of traffic), one panel per result set, under the "
-        "ceilings the sweep probed on that machine: a square GEMM (flat) and a large copy (slope 1). "
-        "A probe taken while other work loaded the machine reads low, and points can then sit above it."),
-        None),
-    "predicted_vs_measured.png": (predicted_vs_measured, "Measured vs predicted time", (
-        "Each ok point's measured median (with its CI) against the time model's prediction made "
-        "before it ran; on the diagonal the model is exact, inside the band within a factor of 2."),
-        md.time_model_section),
-    "cpu_vs_gpu.png": (cpu_vs_gpu, "CPU vs GPU", (
-        "CPU time over GPU time for every point measured on both, against B; above 1 the GPU is "
-        "faster. Dotted vertical lines mark a crossover batch size."), md.crossover_section),
+    "time_vs_classes.png": (
+        time_vs_classes,
+        "Gradient time vs k",
+        (
+            "Time of one gradient call against the number of classes k, log-log, one panel per feature "
+            "count n (rows) and batch size B (columns) of the grid, so a custom grid is drawn whole. Bars: "
+            "the 95% confidence interval of the median; hollow markers: points not marked stable."
+        ),
+        md.slopes_section,
+    ),
+    "time_vs_batch.png": (
+        time_vs_batch,
+        "Gradient time vs B",
+        (
+            "The same points against the batch size B, one panel per n and k. Naive's time grows in "
+            "proportion to B (one Jacobian per example); structured's stays flat while the call is "
+            "overhead-bound and grows once the GEMMs dominate."
+        ),
+        lambda df: md.slopes_section(df, "batch"),
+    ),
+    "memory_vs_classes.png": (
+        memory_vs_classes,
+        "Peak memory vs k",
+        (
+            "Measured peak memory above the inputs (markers) over the cost model's prediction (lines), "
+            "one panel per n and B; crosses are points not run, at their predicted peak."
+        ),
+        None,
+    ),
+    "ratio_vs_classes.png": (
+        ratio_vs_classes,
+        "Naive / structured vs k",
+        (
+            "How many times slower (top, with the ratio's interval from both CIs) and bigger (bottom) "
+            "naive is than structured, one colour per B; dotted: the cost model's ratio, dashed: the "
+            "lecture's ratio k."
+        ),
+        None,
+    ),
+    "throughput_vs_batch.png": (
+        throughput_vs_batch,
+        "Throughput vs batch size",
+        lambda df: (
+            "Samples per second of "
+            + _throughput_panels(df)
+            + ", per result set, with the 95% interval "
+            "as a band; dotted: the bound the set's machine allows (the roofline at its probed GEMM rate "
+            "and copy bandwidth)."
+        ),
+        md.throughput_section,
+    ),
+    "roofline.png": (
+        roofline,
+        "Roofline",
+        (
+            "Achieved FLOP/s (cost-model FLOPs over the measured median, bars from the CI) against "
+            "arithmetic intensity (FLOPs per byte of traffic), one panel per result set, under the "
+            "ceilings the sweep probed on that machine: a square GEMM (flat) and a large copy (slope 1). "
+            "A probe taken while other work loaded the machine reads low, and points can then sit above it."
+        ),
+        None,
+    ),
+    "predicted_vs_measured.png": (
+        predicted_vs_measured,
+        "Measured vs predicted time",
+        (
+            "Each ok point's measured median (with its CI) against the time model's prediction made "
+            "before it ran; on the diagonal the model is exact, inside the band within a factor of 2."
+        ),
+        md.time_model_section,
+    ),
+    "cpu_vs_gpu.png": (
+        cpu_vs_gpu,
+        "CPU vs GPU",
+        (
+            "CPU time over GPU time for every point measured on both, against B; above 1 the GPU is "
+            "faster. Dotted vertical lines mark a crossover batch size."
+        ),
+        md.crossover_section,
+    ),
 }
 ASV_PLOT = "asv_history.png"
 
@@ -76,17 +136,29 @@ ASV_PLOT = "asv_history.png"
 def _throughput_panels(df: pd.DataFrame) -> str:
     """What throughput_vs_batch.png draws, in its panels' order."""
     sources = set(throughput_table(df)["source"]) if not df.empty else set()
-    panels = {"epoch": "whole SGD epochs", "gradient": "single structured gradient calls at MNIST's shape"}
+    panels = {
+        "epoch": "whole SGD epochs",
+        "gradient": "single structured gradient calls at MNIST's shape",
+    }
     drawn = [panels[s] for s in ("epoch", "gradient") if s in sources]
     if len(drawn) == 2:
         return f"{drawn[0]} (left) and {drawn[1]} (right)"
-    return (drawn[0] if drawn else "nothing") + " (the only panel: the sweep measured no " + \
-        ("single gradient at that shape)" if "epoch" in sources else "whole epoch)")
+    return (
+        (drawn[0] if drawn else "nothing")
+        + " (the only panel: the sweep measured no "
+        + ("single gradient at that shape)" if "epoch" in sources else "whole epoch)")
+    )
+
+
 PLOT_FILES = (*PLOTS, ASV_PLOT)
 
 
-def make_report(dirs: Iterable[str | os.PathLike] | None, out: str | os.PathLike,
-                asv_dir: str | os.PathLike | None = None, asv_benchmark: str | None = None) -> Path:
+def make_report(
+    dirs: Iterable[str | os.PathLike] | None,
+    out: str | os.PathLike,
+    asv_dir: str | os.PathLike | None = None,
+    asv_benchmark: str | None = None,
+) -> Path:
     """Write ``out/report.md`` and its PNG plots from sweep folders and/or asv results.
 
     ``dirs``: sweep result folders (may be empty when ``asv_dir`` is given); ``out``: output
@@ -99,7 +171,9 @@ def make_report(dirs: Iterable[str | os.PathLike] | None, out: str | os.PathLike
     """
     dirs = as_paths(dirs)
     if not dirs and asv_dir is None:
-        raise ValueError("nothing to report: give sweep result folders and/or an asv results folder")
+        raise ValueError(
+            "nothing to report: give sweep result folders and/or an asv results folder"
+        )
     sets = load_results(dirs) if dirs else ResultSets(empty_frame())
     asv = benchmark = history = None
     if asv_dir is not None:
@@ -107,17 +181,32 @@ def make_report(dirs: Iterable[str | os.PathLike] | None, out: str | os.PathLike
         benchmark = pick_benchmark(asv, asv_benchmark)
         history = history_table(asv, benchmark, default_filter=asv_benchmark is None)
         points, envs, notes = asv_points(asv)
-        frame = pd.concat([sets.frame, points], ignore_index=True) if len(sets.frame) and len(points) else (
-            points if len(points) else sets.frame)
+        frame = (
+            pd.concat([sets.frame, points], ignore_index=True)
+            if len(sets.frame) and len(points)
+            else (points if len(points) else sets.frame)
+        )
         sets = ResultSets(frame, {**sets.environments, **envs}, sets.notes + notes)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     drawn, not_drawn = {}, {}
     for name, (draw, *_rest) in PLOTS.items():
-        _draw(name, lambda d=draw: d(sets.frame), out, drawn, not_drawn, "no sweep results"
-              if sets.frame.empty else None)
+        _draw(
+            name,
+            lambda d=draw: d(sets.frame),
+            out,
+            drawn,
+            not_drawn,
+            "no sweep results" if sets.frame.empty else None,
+        )
     if asv is not None:
-        _draw(ASV_PLOT, lambda: asv_history(history, benchmark, commits_in_order(asv)), out, drawn, not_drawn)
+        _draw(
+            ASV_PLOT,
+            lambda: asv_history(history, benchmark, commits_in_order(asv)),
+            out,
+            drawn,
+            not_drawn,
+        )
     for name in PLOT_FILES:
         if name not in drawn:
             (out / name).unlink(missing_ok=True)  # an old plot would not match this report
@@ -143,46 +232,74 @@ def _text(sets: ResultSets, dirs, drawn, not_drawn, asv, asv_dir, benchmark, his
     df = sets.frame
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     sources = ([f"sweep folder(s) {', '.join(f'`{d}`' for d in dirs)}"] if dirs else []) + (
-        [f"asv results `{asv_dir}`"] if asv_dir else [])
-    parts = ["# softmax-bench report",
-             f"Generated {now} from {' and '.join(sources)}. Predictions come from `softmax_core.model.cost`; "
-             "times are medians with their 95% confidence interval in brackets; units are decimal SI "
-             "(1 GB = 10⁹ bytes)."]
+        [f"asv results `{asv_dir}`"] if asv_dir else []
+    )
+    parts = [
+        "# softmax-bench report",
+        f"Generated {now} from {' and '.join(sources)}. Predictions come from `softmax_core.model.cost`; "
+        "times are medians with their 95% confidence interval in brackets; units are decimal SI "
+        "(1 GB = 10⁹ bytes).",
+    ]
     notes = md.notes_section(sets.notes, df)
     if notes:
         parts += ["## Read this first", notes]
     if sets.environments:
         parts += ["## Where it ran", md.environment_section(sets.environments)]
     if not df.empty:
-        parts += ["## Points measured", md.counts_section(df),
-                  "## The lecture's table",
-                  "The lecture's memory is the one array that defines each approach (the Jacobian, or the "
-                  "gradient); the implementation peak is every temporary this code holds at its worst "
-                  "moment. Points not run show their predicted values and why they were skipped.",
-                  md.lecture_section(df)]
+        parts += [
+            "## Points measured",
+            md.counts_section(df),
+            "## The lecture's table",
+            "The lecture's memory is the one array that defines each approach (the Jacobian, or the "
+            "gradient); the implementation peak is every temporary this code holds at its worst "
+            "moment. Points not run show their predicted values and why they were skipped.",
+            md.lecture_section(df),
+        ]
     if drawn or not_drawn:
         parts.append("## Plots")
     for name in drawn:
         if name == ASV_PLOT:
-            parts += ["### asv benchmark across commits", f"![asv history]({name})",
-                      f"`{benchmark}` per commit, oldest to newest; bars: asv's 99% confidence interval; "
-                      "hollow: a result whose interval is wider than ±5% of it."]
+            parts += [
+                "### asv benchmark across commits",
+                f"![asv history]({name})",
+                f"`{benchmark}` per commit, oldest to newest; bars: asv's 99% confidence interval; "
+                "hollow: a result whose interval is wider than ±5% of it.",
+            ]
             continue
         _, title, caption, section = PLOTS[name]
         caption = caption(df) if callable(caption) else caption
         parts += [f"### {title}", f"![{title}]({name})", caption, section(df) if section else ""]
     if not_drawn:
-        parts += ["### Plots not drawn", "\n".join(f"- `{n}`: {why}" for n, why in not_drawn.items())]
+        parts += [
+            "### Plots not drawn",
+            "\n".join(f"- `{n}`: {why}" for n, why in not_drawn.items()),
+        ]
     if not df.empty:
-        parts += ["## Summary at the smallest batch",
-                  "FLOP/s and bytes/s are the cost model's FLOPs and traffic over the measured median; % of "
-                  "peak is against the sweep's probe of that machine.", md.summary_section(df),
-                  md.all_points_section(df)]
+        parts += [
+            "## Summary at the smallest batch",
+            "FLOP/s and bytes/s are the cost model's FLOPs and traffic over the measured median; % of "
+            "peak is against the sweep's probe of that machine.",
+            md.summary_section(df),
+            md.all_points_section(df),
+        ]
     if asv is not None:
         parts += ["## asv", md.asv_section(asv, benchmark, asv_dir, history)]
     return "\n\n".join(p for p in parts if p) + "\n"
 
 
-__all__ = ["make_report", "load_results", "load_asv_results", "asv_points", "pick_benchmark", "history_table",
-           "fit_loglog", "fit_loglog_slope", "loglog_slopes", "ratio_table", "throughput_table", "PLOT_FILES",
-           "PLOTS", "NotDrawn"]
+__all__ = [
+    "make_report",
+    "load_results",
+    "load_asv_results",
+    "asv_points",
+    "pick_benchmark",
+    "history_table",
+    "fit_loglog",
+    "fit_loglog_slope",
+    "loglog_slopes",
+    "ratio_table",
+    "throughput_table",
+    "PLOT_FILES",
+    "PLOTS",
+    "NotDrawn",
+]

@@ -15,17 +15,46 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..runs.cases import EPOCH_CLASSES, EPOCH_FEATURES
 from ..model.cost import METHODS
+from ..runs.cases import EPOCH_CLASSES, EPOCH_FEATURES
 from .fmt import number
 
 #: A fitted exponent whose 95% interval is wider than +-this is flagged, not stated.
 WIDE_SLOPE = 0.25
 #: z of a two-sided 95% interval; Student's t for few degrees of freedom.
 Z95 = 1.96
-T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-       2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-       2.052, 2.048, 2.045, 2.042)
+T95 = (
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+)
 LECTURE_N = LECTURE_K = 1000
 LECTURE_BATCH = 96
 #: What identifies a series of points along batch size (the key without the batch).
@@ -59,8 +88,13 @@ def fit_loglog(x, y, low=None, high=None) -> dict:
     hi = np.full_like(y, np.nan) if high is None else np.asarray(high, dtype=float)
     keep = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
     x, y, lo, hi = np.log(x[keep]), np.log(y[keep]), lo[keep], hi[keep]
-    out = {"slope": math.nan, "low": math.nan, "high": math.nan, "half_width": math.nan,
-           "points": int(np.unique(x).size)}
+    out = {
+        "slope": math.nan,
+        "low": math.nan,
+        "high": math.nan,
+        "half_width": math.nan,
+        "points": int(np.unique(x).size),
+    }
     if out["points"] < 2:
         return out
     slope, intercept = np.polyfit(x, y, 1)
@@ -75,7 +109,9 @@ def fit_loglog(x, y, low=None, high=None) -> dict:
         weights = (x - x.mean()) / sxx
         halves.append(Z95 * math.sqrt(float((weights**2 * sigma**2).sum())))
     half = max(halves) if halves else math.nan
-    out.update(slope=float(slope), half_width=half, low=float(slope - half), high=float(slope + half))
+    out.update(
+        slope=float(slope), half_width=half, low=float(slope - half), high=float(slope + half)
+    )
     return out
 
 
@@ -89,7 +125,7 @@ def slope_text(row) -> str:
     if not np.isfinite(row["slope"]):
         return "—"
     if row["flags"]:
-        span = (f"{row['low']:.1f} to {row['high']:.1f}; " if np.isfinite(row["half_width"]) else "")
+        span = f"{row['low']:.1f} to {row['high']:.1f}; " if np.isfinite(row["half_width"]) else ""
         return f"≈ {row['slope']:.1f} ({span}{row['flags']})"
     return f"{row['slope']:.2f} ± {row['half_width']:.2f}"
 
@@ -141,7 +177,9 @@ def ratio_table(df: pd.DataFrame) -> pd.DataFrame:
     peak-memory ratios."""
     g = ok_rows(df, "gradient")
     keys = ["set", "dtype", "batch", "features", "classes"]
-    m = g[g["method"] == "naive"].merge(g[g["method"] == "structured"], on=keys, suffixes=("_n", "_s"))
+    m = g[g["method"] == "naive"].merge(
+        g[g["method"] == "structured"], on=keys, suffixes=("_n", "_s")
+    )
     out = m[keys].copy()
     out["time_ratio"] = m["time_median_s_n"] / m["time_median_s_s"]
     out["time_ratio_low"] = m["time_ci_low_s_n"] / m["time_ci_high_s_s"]
@@ -155,8 +193,10 @@ def ratio_table(df: pd.DataFrame) -> pd.DataFrame:
 
 def roofline_time(df: pd.DataFrame) -> pd.Series:
     """Seconds the machine's ceilings allow each row: max(FLOPs / GEMM rate, traffic / copy rate)."""
-    return np.maximum(df["predicted_flops"] / (df["gemm_gflops"] * 1e9),
-                      df["predicted_traffic_bytes"] / (df["copy_gbps"] * 1e9))
+    return np.maximum(
+        df["predicted_flops"] / (df["gemm_gflops"] * 1e9),
+        df["predicted_traffic_bytes"] / (df["copy_gbps"] * 1e9),
+    )
 
 
 def throughput_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -168,15 +208,35 @@ def throughput_table(df: pd.DataFrame) -> pd.DataFrame:
     (the roofline's limit on that set's machine), stability.
     """
     ok = ok_rows(df)
-    grads = ok[(ok["kind"] == "gradient") & (ok["method"] == "structured")
-               & (ok["features"] == EPOCH_FEATURES) & (ok["classes"] == EPOCH_CLASSES)]
-    out = pd.concat([ok[ok["kind"] == "epoch"].assign(source="epoch"), grads.assign(source="gradient")],
-                    ignore_index=True)
+    grads = ok[
+        (ok["kind"] == "gradient")
+        & (ok["method"] == "structured")
+        & (ok["features"] == EPOCH_FEATURES)
+        & (ok["classes"] == EPOCH_CLASSES)
+    ]
+    out = pd.concat(
+        [ok[ok["kind"] == "epoch"].assign(source="epoch"), grads.assign(source="gradient")],
+        ignore_index=True,
+    )
     out["bound_samples_per_s"] = out["samples"] / roofline_time(out)
-    cols = ["set", "device_kind", "source", "method", "dtype", "data", "batch", "samples_per_s",
-            "samples_per_s_low", "samples_per_s_high", "bound_samples_per_s", "stability"]
+    cols = [
+        "set",
+        "device_kind",
+        "source",
+        "method",
+        "dtype",
+        "data",
+        "batch",
+        "samples_per_s",
+        "samples_per_s_low",
+        "samples_per_s_high",
+        "bound_samples_per_s",
+        "stability",
+    ]
     out = out[np.isfinite(out["samples_per_s"].astype(float))][cols].astype({"batch": int})
-    return out.sort_values(["source", "set", "method", "dtype", "data", "batch"]).reset_index(drop=True)
+    return out.sort_values(["source", "set", "method", "dtype", "data", "batch"]).reset_index(
+        drop=True
+    )
 
 
 def time_model_error(df: pd.DataFrame) -> pd.DataFrame:
@@ -184,15 +244,27 @@ def time_model_error(df: pd.DataFrame) -> pd.DataFrame:
     method: points, the median of measured / predicted, the share within a factor of 2, and the
     worst factor either way."""
     ok = ok_rows(df)
-    ok = ok[ok["predicted_time_s"] > 0].assign(ratio=lambda d: d["time_median_s"] / d["predicted_time_s"])
+    ok = ok[ok["predicted_time_s"] > 0].assign(
+        ratio=lambda d: d["time_median_s"] / d["predicted_time_s"]
+    )
     rows = []
     for (set_, kind, method), g in ok.groupby(["set", "kind", "method"], sort=False):
         factor = np.maximum(g["ratio"], 1 / g["ratio"])
-        rows.append({"set": set_, "kind": kind, "method": method, "points": len(g),
-                     "median_ratio": float(g["ratio"].median()), "within_2x": float((factor <= 2).mean()),
-                     "worst_factor": float(factor.max())})
-    return pd.DataFrame(rows, columns=["set", "kind", "method", "points", "median_ratio", "within_2x",
-                                       "worst_factor"])
+        rows.append(
+            {
+                "set": set_,
+                "kind": kind,
+                "method": method,
+                "points": len(g),
+                "median_ratio": float(g["ratio"].median()),
+                "within_2x": float((factor <= 2).mean()),
+                "worst_factor": float(factor.max()),
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=["set", "kind", "method", "points", "median_ratio", "within_2x", "worst_factor"],
+    )
 
 
 def cpu_gpu_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -207,7 +279,9 @@ def cpu_gpu_table(df: pd.DataFrame) -> pd.DataFrame:
         for gpu in ok.loc[ok["device_kind"] == "gpu", "set"].unique():
             a = ok[ok["set"] == cpu][keys + cols]
             b = ok[ok["set"] == gpu][keys + cols]
-            parts.append(a.merge(b, on=keys, suffixes=("_cpu", "_gpu")).assign(cpu_set=cpu, gpu_set=gpu))
+            parts.append(
+                a.merge(b, on=keys, suffixes=("_cpu", "_gpu")).assign(cpu_set=cpu, gpu_set=gpu)
+            )
     if not parts:
         return pd.DataFrame(columns=["cpu_set", "gpu_set", *keys, "speedup", "faster"])
     m = pd.concat(parts, ignore_index=True)
@@ -234,17 +308,40 @@ def crossovers(table: pd.DataFrame) -> pd.DataFrame:
         cross = batches[tail] if tail < len(batches) else None
         before = batches[tail - 1] if tail > 0 else None
         if cross is None:
-            text = (f"no crossover up to B = {batches[-1]}: the GPU is not faster at the largest batch "
-                    f"(speedup {number(g['speedup'].iloc[-1], '.2g')}x)")
+            text = (
+                f"no crossover up to B = {batches[-1]}: the GPU is not faster at the largest batch "
+                f"(speedup {number(g['speedup'].iloc[-1], '.2g')}x)"
+            )
         elif before is None:
             text = f"the GPU is faster at every batch size measured, from B = {cross}"
         else:
-            was = "the CPU is faster" if faster[tail - 1] == "cpu" else "the two tie within their intervals"
+            was = (
+                "the CPU is faster"
+                if faster[tail - 1] == "cpu"
+                else "the two tie within their intervals"
+            )
             text = f"the GPU is faster from B = {cross} on; at B = {before} {was}"
-        rows.append(dict(zip(["cpu_set", "gpu_set", *SERIES], key)) | {
-            "batches": len(batches), "crossover_batch": cross, "below_batch": before, "text": text})
-    out = pd.DataFrame(rows, columns=["cpu_set", "gpu_set", *SERIES, "batches", "crossover_batch",
-                                      "below_batch", "text"])
+        rows.append(
+            dict(zip(["cpu_set", "gpu_set", *SERIES], key))
+            | {
+                "batches": len(batches),
+                "crossover_batch": cross,
+                "below_batch": before,
+                "text": text,
+            }
+        )
+    out = pd.DataFrame(
+        rows,
+        columns=[
+            "cpu_set",
+            "gpu_set",
+            *SERIES,
+            "batches",
+            "crossover_batch",
+            "below_batch",
+            "text",
+        ],
+    )
     order = out["kind"].map({"epoch": 0}).fillna(1) * 10 + out["method"].map(method_rank)
     return out.iloc[np.argsort(order.to_numpy(), kind="stable")].reset_index(drop=True)
 
@@ -267,13 +364,38 @@ def lecture_rows(df_set: pd.DataFrame) -> tuple[pd.DataFrame, int, int]:
         n = int(pool.loc[pool["classes"] == k, "features"].max())
     at = g[(g["features"] == n) & (g["classes"] == k)]
     smallest, largest = int(at["batch"].min()), int(at["batch"].max())
-    wanted = dict.fromkeys([("naive", smallest), ("naive_batched", smallest), ("naive_batched", LECTURE_BATCH),
-                            ("structured", smallest), ("structured", LECTURE_BATCH), ("structured", largest)])
-    picks = [at[(at["method"] == m) & (at["batch"] == b)].iloc[-1] for m, b in wanted
-             if ((at["method"] == m) & (at["batch"] == b)).any()]
+    wanted = dict.fromkeys(
+        [
+            ("naive", smallest),
+            ("naive_batched", smallest),
+            ("naive_batched", LECTURE_BATCH),
+            ("structured", smallest),
+            ("structured", LECTURE_BATCH),
+            ("structured", largest),
+        ]
+    )
+    picks = [
+        at[(at["method"] == m) & (at["batch"] == b)].iloc[-1]
+        for m, b in wanted
+        if ((at["method"] == m) & (at["batch"] == b)).any()
+    ]
     return pd.DataFrame(picks), n, k
 
 
-__all__ = ["fit_loglog", "fit_loglog_slope", "loglog_slopes", "slope_text", "ratio_table", "roofline_time",
-           "throughput_table", "time_model_error", "cpu_gpu_table", "crossovers", "lecture_rows",
-           "method_rank", "ok_rows", "WIDE_SLOPE", "SERIES"]
+__all__ = [
+    "fit_loglog",
+    "fit_loglog_slope",
+    "loglog_slopes",
+    "slope_text",
+    "ratio_table",
+    "roofline_time",
+    "throughput_table",
+    "time_model_error",
+    "cpu_gpu_table",
+    "crossovers",
+    "lecture_rows",
+    "method_rank",
+    "ok_rows",
+    "WIDE_SLOPE",
+    "SERIES",
+]

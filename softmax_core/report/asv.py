@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..runs.cases import EPOCH_CLASSES, EPOCH_FEATURES, Case
 from ..measure.engine import STABLE_REL_CI
+from ..runs.cases import EPOCH_CLASSES, EPOCH_FEATURES, Case
 from ..runs.resultformat import COLUMNS
 from .results import derive, empty_frame
 
@@ -31,8 +31,21 @@ POINT_PARAMS = ("method", "batch", "features", "classes", "dtype", "data")
 #: A result's relative CI half-width up to which it is called stable (the sweep's rule).
 STABLE_HALF_WIDTH = STABLE_REL_CI  # the sweep's rule, applied to asv's own interval
 MAX_SERIES = 6
-FIXED = ("benchmark", "machine", "env_name", "commit_hash", "date", "value", "low", "high", "stable",
-         "unit", "type", "status", "series")
+FIXED = (
+    "benchmark",
+    "machine",
+    "env_name",
+    "commit_hash",
+    "date",
+    "value",
+    "low",
+    "high",
+    "stable",
+    "unit",
+    "type",
+    "status",
+    "series",
+)
 
 
 def load_asv_results(asv_dir: str | os.PathLike) -> pd.DataFrame:
@@ -48,35 +61,47 @@ def load_asv_results(asv_dir: str | os.PathLike) -> pd.DataFrame:
     is not installed.
     """
     try:
-        from asv import results as asv_results, util as asv_util
+        from asv import results as asv_results
+        from asv import util as asv_util
         from asv.benchmarks import Benchmarks
         from asv.machine import Machine
     except ImportError:
         raise ValueError("reading asv results needs asv; fix: pip install asv") from None
     root = Path(asv_dir)
     if not root.is_dir():
-        raise ValueError(f"asv results folder {root} does not exist; fix: run `asv run` first, or pass "
-                         "the folder named by results_dir in asv.conf.json (e.g. results/asv)")
+        raise ValueError(
+            f"asv results folder {root} does not exist; fix: run `asv run` first, or pass "
+            "the folder named by results_dir in asv.conf.json (e.g. results/asv)"
+        )
     path = root / "benchmarks.json"
     try:
-        benchmarks = asv_util.load_json(str(path), api_version=Benchmarks.api_version) if path.is_file() else {}
+        benchmarks = (
+            asv_util.load_json(str(path), api_version=Benchmarks.api_version)
+            if path.is_file()
+            else {}
+        )
     except asv_util.UserError as exc:
-        raise ValueError(f"cannot read {path} ({exc}); fix: `asv run --bench just-discover`") from None
+        raise ValueError(
+            f"cannot read {path} ({exc}); fix: `asv run --bench just-discover`"
+        ) from None
     rows, machines = [], {}
     for result in asv_results.iter_results(str(root)):
         machine = str(result.params.get("machine", ""))
         if machine not in machines:
             try:
-                machines[machine] = asv_util.load_json(str(root / machine / "machine.json"),
-                                                       api_version=Machine.api_version)
+                machines[machine] = asv_util.load_json(
+                    str(root / machine / "machine.json"), api_version=Machine.api_version
+                )
             except (asv_util.UserError, OSError):
                 machines[machine] = {}
         machines[machine] = {**machines[machine], **result.params}
         for name in result.get_all_result_keys():
             rows += _rows(result, name, benchmarks.get(name) or {}, machine)
     if not rows:
-        raise ValueError(f"no asv results in {root}; fix: run `asv run` (results go to "
-                         "<results_dir>/<machine>/), or pass the folder that holds the machine folders")
+        raise ValueError(
+            f"no asv results in {root}; fix: run `asv run` (results go to "
+            "<results_dir>/<machine>/), or pass the folder that holds the machine folders"
+        )
     df = pd.DataFrame(rows)
     df["date"] = pd.to_datetime(df["date"], unit="ms", utc=True)
     df.attrs["machines"] = machines
@@ -98,12 +123,27 @@ def _rows(result, name: str, bench: dict, machine: str) -> list[dict]:
         low, high = stat.get("ci_99_a", stat.get("q_25")), stat.get("ci_99_b", stat.get("q_75"))
         status = "failed" if value is None else "skipped" if not math.isfinite(value) else "ok"
         value, low, high = (float(v) if v is not None else math.nan for v in (value, low, high))
-        rows.append({"benchmark": name, "machine": machine, "env_name": result.env_name,
-                     "commit_hash": result.commit_hash, "date": result.date, "value": value,
-                     "low": low, "high": high, "stable": bool(status == "ok" and np.isfinite(high - low)
-                                                              and (high - low) / 2 <= STABLE_HALF_WIDTH * value),
-                     "unit": bench.get("unit") or "", "type": bench.get("type") or "", "status": status,
-                     **{p: _literal(v) for p, v in zip(names, combo)}})
+        rows.append(
+            {
+                "benchmark": name,
+                "machine": machine,
+                "env_name": result.env_name,
+                "commit_hash": result.commit_hash,
+                "date": result.date,
+                "value": value,
+                "low": low,
+                "high": high,
+                "stable": bool(
+                    status == "ok"
+                    and np.isfinite(high - low)
+                    and (high - low) / 2 <= STABLE_HALF_WIDTH * value
+                ),
+                "unit": bench.get("unit") or "",
+                "type": bench.get("type") or "",
+                "status": status,
+                **{p: _literal(v) for p, v in zip(names, combo)},
+            }
+        )
     return rows
 
 
@@ -167,46 +207,90 @@ def asv_points(asv: pd.DataFrame) -> tuple[pd.DataFrame, dict, list[str]]:
     for row in asv.to_dict("records"):
         metric, case = _metric(row), _case(row)
         if metric is None:
-            left_out[row["benchmark"]] = (f"its type and unit ({row['type']}, {row['unit'] or 'none'}) "
-                                          "fill no results.csv column")
+            left_out[row["benchmark"]] = (
+                f"its type and unit ({row['type']}, {row['unit'] or 'none'}) "
+                "fill no results.csv column"
+            )
         elif case is None:
-            left_out[row["benchmark"]] = "its parameters do not name a whole point (method, batch, features, classes)"
+            left_out[row["benchmark"]] = (
+                "its parameters do not name a whole point (method, batch, features, classes)"
+            )
         if metric is None or case is None:
             continue
         label = labels[row["machine"], row["env_name"]]
-        point = points.setdefault((label, case.key), {
-            **dict(zip(("kind", "method", "batch", "features", "classes", "dtype", "data"), case.key)),
-            "set": label, "folder": f"asv {row['machine']}", "backend": "asv", "device": row["env_name"],
-            "run_id": row["commit_hash"][:8], "timestamp": str(row["date"]), "status": "", "reason": "",
-            "stability": "unknown", "stable": False, "samples": case.samples})
+        point = points.setdefault(
+            (label, case.key),
+            {
+                **dict(
+                    zip(
+                        ("kind", "method", "batch", "features", "classes", "dtype", "data"),
+                        case.key,
+                    )
+                ),
+                "set": label,
+                "folder": f"asv {row['machine']}",
+                "backend": "asv",
+                "device": row["env_name"],
+                "run_id": row["commit_hash"][:8],
+                "timestamp": str(row["date"]),
+                "status": "",
+                "reason": "",
+                "stability": "unknown",
+                "stable": False,
+                "samples": case.samples,
+            },
+        )
         if metric == "time_median_s" or not point["status"]:
             point["status"] = {"ok": "ok", "skipped": "skipped"}.get(row["status"], "error")
-            point["reason"] = "" if row["status"] == "ok" else f"asv: {row['benchmark']} {row['status']}"
+            point["reason"] = (
+                "" if row["status"] == "ok" else f"asv: {row['benchmark']} {row['status']}"
+            )
         if row["status"] == "ok":
             point[metric] = row["value"]
             if metric == "time_median_s":
-                point.update(time_ci_low_s=row["low"], time_ci_high_s=row["high"], stable=row["stable"],
-                             stability="stable" if row["stable"] else "unstable")
-    notes = [f"asv benchmark {name} is not in the plots: {why}" for name, why in sorted(left_out.items())]
+                point.update(
+                    time_ci_low_s=row["low"],
+                    time_ci_high_s=row["high"],
+                    stable=row["stable"],
+                    stability="stable" if row["stable"] else "unstable",
+                )
+    notes = [
+        f"asv benchmark {name} is not in the plots: {why}" for name, why in sorted(left_out.items())
+    ]
     if points:
         notes.append("the intervals of asv sets are asv's 99% confidence intervals")
     if not points:
         return empty_frame(), {}, notes
     frame = pd.DataFrame(list(points.values()))
-    frame = pd.concat([empty_frame(), frame], ignore_index=True).reindex(columns=empty_frame().columns)
-    frame = frame.astype({c: float for c in COLUMNS if c in empty_frame().select_dtypes(float).columns})
+    frame = pd.concat([empty_frame(), frame], ignore_index=True).reindex(
+        columns=empty_frame().columns
+    )
+    frame = frame.astype(
+        {c: float for c in COLUMNS if c in empty_frame().select_dtypes(float).columns}
+    )
     frame["device_kind"] = np.where(frame["device"].str.lower().str.contains("gpu"), "gpu", "cpu")
     frame["stable"] = frame["stable"].astype(bool)
     # one source per point: where a time was measured, samples/s and its interval come from it
     frame.loc[frame["time_median_s"].notna(), "samples_per_s"] = np.nan
     envs = {}
-    for label, first in frame.groupby("set")[["folder", "device", "run_id", "timestamp"]].first().iterrows():
+    for label, first in (
+        frame.groupby("set")[["folder", "device", "run_id", "timestamp"]].first().iterrows()
+    ):
         info = asv.attrs.get("machines", {}).get(first["folder"].removeprefix("asv "), {})
-        envs[label] = {"source": "asv", "folder": first["folder"], "created": first["timestamp"],
-                       "git_commit": first["run_id"],
-                       "backend": {"label": label, "backend": "asv", "device": first["device"],
-                                   "cpu_model": info.get("cpu"), "cpu_cores": info.get("num_cpu")},
-                       "machine": {"platform": info.get("os"), "memory_total_bytes": info.get("ram")}}
+        envs[label] = {
+            "source": "asv",
+            "folder": first["folder"],
+            "created": first["timestamp"],
+            "git_commit": first["run_id"],
+            "backend": {
+                "label": label,
+                "backend": "asv",
+                "device": first["device"],
+                "cpu_model": info.get("cpu"),
+                "cpu_cores": info.get("num_cpu"),
+            },
+            "machine": {"platform": info.get("os"), "memory_total_bytes": info.get("ram")},
+        }
     return derive(frame), envs, notes
 
 
@@ -228,13 +312,19 @@ def pick_benchmark(asv: pd.DataFrame, name: str | None = None) -> str:
     def score(b: str) -> tuple:
         rows = asv[asv["benchmark"] == b]
         structured = "method" in rows and (rows["method"] == "structured").any()
-        return ((rows["unit"] == "seconds").any(), structured, "classes" in rows and rows["classes"].notna().any(),
-                (rows["status"] == "ok").sum())
+        return (
+            (rows["unit"] == "seconds").any(),
+            structured,
+            "classes" in rows and rows["classes"].notna().any(),
+            (rows["status"] == "ok").sum(),
+        )
 
     return max(names, key=score)
 
 
-def history_table(asv: pd.DataFrame, benchmark: str, *, default_filter: bool = True) -> pd.DataFrame:
+def history_table(
+    asv: pd.DataFrame, benchmark: str, *, default_filter: bool = True
+) -> pd.DataFrame:
     """The rows of ``benchmark`` to draw across commits, each with a ``series`` label (its
     parameters, and its environment where several).  With ``default_filter``, only the
     structured method; at most :data:`MAX_SERIES` series, spread over those with a result
@@ -248,15 +338,24 @@ def history_table(asv: pd.DataFrame, benchmark: str, *, default_filter: bool = T
         notes.append("method=structured")
     labels = set_labels(rows)
     several = len(labels) > 1
-    rows["series"] = [", ".join([f"{p}={_text(r[p])}" for p in params if rows[p].nunique() > 1]
-                                + ([labels[r["machine"], r["env_name"]]] if several else []))
-                      or benchmark.rsplit(".", 1)[-1] for r in rows.to_dict("records")]
+    rows["series"] = [
+        ", ".join(
+            [f"{p}={_text(r[p])}" for p in params if rows[p].nunique() > 1]
+            + ([labels[r["machine"], r["env_name"]]] if several else [])
+        )
+        or benchmark.rsplit(".", 1)[-1]
+        for r in rows.to_dict("records")
+    ]
     fixed = [f"{p}={_text(rows[p].iloc[0])}" for p in params if rows[p].nunique() == 1]
     series = sorted(rows.loc[rows["status"] == "ok", "series"].unique(), key=_natural)
     if len(series) > MAX_SERIES:
         notes.append(f"{MAX_SERIES} of {len(series)} parameter sets")
         series = [series[int(i)] for i in np.linspace(0, len(series) - 1, MAX_SERIES).round()]
-    rows = rows[rows["series"].isin(series)].sort_values(["date", "commit_hash"]).reset_index(drop=True)
+    rows = (
+        rows[rows["series"].isin(series)]
+        .sort_values(["date", "commit_hash"])
+        .reset_index(drop=True)
+    )
     rows.attrs["subtitle"] = ", ".join(fixed + notes)
     return rows
 
@@ -275,5 +374,11 @@ def _natural(text: str) -> list:
     return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", text) if t]
 
 
-__all__ = ["load_asv_results", "asv_points", "pick_benchmark", "history_table", "commits_in_order",
-           "set_labels"]
+__all__ = [
+    "load_asv_results",
+    "asv_points",
+    "pick_benchmark",
+    "history_table",
+    "commits_in_order",
+    "set_labels",
+]

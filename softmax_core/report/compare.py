@@ -26,8 +26,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..runs.resultformat import (
+    COLUMNS,
+    KEY_COLUMNS,
+    SchemaError,
+    check_header,
+    parse_stable,
+    read_rows,
+    row_case,
+)
 from .results import read_environment
-from ..runs.resultformat import COLUMNS, KEY_COLUMNS, SchemaError, check_header, parse_stable, read_rows, row_case
 
 VERDICTS = ("SAME", "FASTER", "SLOWER", "UNSURE")
 
@@ -35,18 +43,26 @@ VERDICTS = ("SAME", "FASTER", "SLOWER", "UNSURE")
 def load_ok_points(folder: str | Path) -> pd.DataFrame:
     """The valid ``ok`` rows of a sweep folder, one per point (the last one measured)."""
     if not Path(folder).exists():
-        raise ValueError(f"{folder} does not exist; fix: pass a folder written by `softmax-bench sweep`")
+        raise ValueError(
+            f"{folder} does not exist; fix: pass a folder written by `softmax-bench sweep`"
+        )
     path = Path(folder) / "results.csv" if Path(folder).is_dir() else Path(folder)
     if not path.is_file():
-        raise ValueError(f"no results.csv in {folder}; fix: pass a folder written by `softmax-bench sweep`")
+        raise ValueError(
+            f"no results.csv in {folder}; fix: pass a folder written by `softmax-bench sweep`"
+        )
     try:
         check_header(path)
     except SchemaError:
-        raise ValueError(f"{path} was written by another version of softmax-bench (other columns); "
-                         "fix: compare result sets of this version (re-run the sweep)") from None
+        raise ValueError(
+            f"{path} was written by another version of softmax-bench (other columns); "
+            "fix: compare result sets of this version (re-run the sweep)"
+        ) from None
     rows = [r for r in read_rows(path) if row_case(r) is not None and r["status"] == "ok"]
     if not rows:
-        raise ValueError(f"{path} holds no measured (ok) points; fix: run or resume the sweep first")
+        raise ValueError(
+            f"{path} holds no measured (ok) points; fix: run or resume the sweep first"
+        )
     df = pd.DataFrame(rows, columns=list(COLUMNS))
     for c in ("batch", "features", "classes"):
         df[c] = df[c].astype(float).astype(int)
@@ -69,28 +85,43 @@ def compare(a: str | Path, b: str | Path, *, threshold: float = 0.05) -> tuple[p
     machine probes in time (NaN where a side has none, or where the probe
     versions differ: then ``probe_versions`` holds them).
     """
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, (int, float))
+        or not 0 < threshold < 1
+    ):
         raise ValueError(f"threshold must be a fraction between 0 and 1, got {threshold!r}")
     if _folder(a) == _folder(b):
-        raise ValueError(f"A and B are the same result set ({a}); fix: compare two runs, e.g. two sweeps "
-                         "of the same grid")
+        raise ValueError(
+            f"A and B are the same result set ({a}); fix: compare two runs, e.g. two sweeps "
+            "of the same grid"
+        )
     da, db = load_ok_points(a), load_ok_points(b)
     both = da.index.intersection(db.index)
     if both.empty:
-        raise ValueError(f"{a} and {b} have no measured point in common; fix: compare sweeps of "
-                         "the same grid, dtype and data")
+        raise ValueError(
+            f"{a} and {b} have no measured point in common; fix: compare sweeps of "
+            "the same grid, dtype and data"
+        )
     A, B = da.loc[both], db.loc[both]
-    table = pd.DataFrame({
-        "median_a_s": A["time_median_s"], "median_b_s": B["time_median_s"],
-        "ratio": B["time_median_s"] / A["time_median_s"],
-        **dict(zip(("ratio_low", "ratio_high"), ratio_interval(A, B))),
-        "stable_a": A["stable"], "stable_b": B["stable"],
-    })
-    table["verdict"] = [verdict(lo, hi, threshold) for lo, hi in zip(table["ratio_low"], table["ratio_high"])]
+    table = pd.DataFrame(
+        {
+            "median_a_s": A["time_median_s"],
+            "median_b_s": B["time_median_s"],
+            "ratio": B["time_median_s"] / A["time_median_s"],
+            **dict(zip(("ratio_low", "ratio_high"), ratio_interval(A, B))),
+            "stable_a": A["stable"],
+            "stable_b": B["stable"],
+        }
+    )
+    table["verdict"] = [
+        verdict(lo, hi, threshold) for lo, hi in zip(table["ratio_low"], table["ratio_high"])
+    ]
     stable = table[table["stable_a"] & table["stable_b"]]
     change = (stable["ratio"] - 1).abs()
     summary = {
-        "points": len(table), "only_a": len(da.index.difference(db.index)),
+        "points": len(table),
+        "only_a": len(da.index.difference(db.index)),
         "only_b": len(db.index.difference(da.index)),
         "geomean_ratio": float(np.exp(np.log(table["ratio"]).mean())),
         **{v: int((table["verdict"] == v).sum()) for v in VERDICTS},
@@ -109,15 +140,22 @@ def _machine_facts(env_a: dict, env_b: dict) -> dict:
     alike, and the probes show it), NaN where a side has no usable probe or the two are
     of different probe versions (then ``probe_versions`` says which); and each side's
     BLAS threads (``blas_threads``)."""
-    out = {"probe_gemm_time_ratio": math.nan, "probe_copy_time_ratio": math.nan,
-           "blas_threads": (_blas_threads(env_a), _blas_threads(env_b))}
+    out = {
+        "probe_gemm_time_ratio": math.nan,
+        "probe_copy_time_ratio": math.nan,
+        "blas_threads": (_blas_threads(env_a), _blas_threads(env_b)),
+    }
     probes = [_read_probe(env_a), _read_probe(env_b)]
     if None in probes:
         return out
     (gemm_a, copy_a, version_a), (gemm_b, copy_b, version_b) = probes
     if version_a != version_b:
         return {**out, "probe_versions": (version_a, version_b)}
-    return {**out, "probe_gemm_time_ratio": gemm_a / gemm_b, "probe_copy_time_ratio": copy_a / copy_b}
+    return {
+        **out,
+        "probe_gemm_time_ratio": gemm_a / gemm_b,
+        "probe_copy_time_ratio": copy_a / copy_b,
+    }
 
 
 def _folder(where) -> Path:
@@ -143,8 +181,15 @@ def _whole(v) -> int | None:
 def _blas_threads(env: dict) -> int | None:
     """The BLAS thread count a run measured with (None where not recorded, or not one number)."""
     pools = env.get("blas")
-    threads = {_whole(p.get("num_threads")) for p in pools if isinstance(p, dict) and p.get("user_api") == "blas"} \
-        if isinstance(pools, list) else set()
+    threads = (
+        {
+            _whole(p.get("num_threads"))
+            for p in pools
+            if isinstance(p, dict) and p.get("user_api") == "blas"
+        }
+        if isinstance(pools, list)
+        else set()
+    )
     return threads.pop() if len(threads) == 1 else None
 
 
@@ -190,34 +235,54 @@ def verdict(ratio_low: float, ratio_high: float, threshold: float) -> str:
 def format_comparison(table: pd.DataFrame, summary: dict, a, b) -> str:
     """The table and summary as markdown."""
     shown = table.assign(
-        point=[f"{r.kind} {r.method} B={r.batch} n={r.features} k={r.classes} {r.dtype}"
-               + (f" {r.data}" if r.data else "") for r in table.itertuples()],
-        A=[_fmt_s(t) for t in table["median_a_s"]], B=[_fmt_s(t) for t in table["median_b_s"]],
-        **{"B/A": [f"{r:.3f} [{lo:.3f}, {hi:.3f}]" for r, lo, hi in
-                   zip(table["ratio"], table["ratio_low"], table["ratio_high"])]},
-        stable=[("" if sa else "A unstable ") + ("" if sb else "B unstable")
-                for sa, sb in zip(table["stable_a"], table["stable_b"])],
+        point=[
+            f"{r.kind} {r.method} B={r.batch} n={r.features} k={r.classes} {r.dtype}"
+            + (f" {r.data}" if r.data else "")
+            for r in table.itertuples()
+        ],
+        A=[_fmt_s(t) for t in table["median_a_s"]],
+        B=[_fmt_s(t) for t in table["median_b_s"]],
+        **{
+            "B/A": [
+                f"{r:.3f} [{lo:.3f}, {hi:.3f}]"
+                for r, lo, hi in zip(table["ratio"], table["ratio_low"], table["ratio_high"])
+            ]
+        },
+        stable=[
+            ("" if sa else "A unstable ") + ("" if sb else "B unstable")
+            for sa, sb in zip(table["stable_a"], table["stable_b"])
+        ],
     )[["point", "A", "B", "B/A", "verdict", "stable"]]
     s = summary
-    lines = [f"# B = {b} against A = {a}", "",
-             shown.to_markdown(index=False), "",
-             f"{s['points']} points in both ({s['only_a']} only in A, {s['only_b']} only in B); "
-             f"geometric mean ratio B/A {s['geomean_ratio']:.3f}; "
-             + ", ".join(f"{v} {s[v]}" for v in VERDICTS)
-             + f" (threshold ±{s['threshold']:.0%}).",
-             f"Over the {s['stable_both']} points stable in both: median |B/A - 1| "
-             f"{_pct(s['median_abs_change'])}, 95th percentile {_pct(s['p95_abs_change'])}."]
+    lines = [
+        f"# B = {b} against A = {a}",
+        "",
+        shown.to_markdown(index=False),
+        "",
+        f"{s['points']} points in both ({s['only_a']} only in A, {s['only_b']} only in B); "
+        f"geometric mean ratio B/A {s['geomean_ratio']:.3f}; "
+        + ", ".join(f"{v} {s[v]}" for v in VERDICTS)
+        + f" (threshold ±{s['threshold']:.0%}).",
+        f"Over the {s['stable_both']} points stable in both: median |B/A - 1| "
+        f"{_pct(s['median_abs_change'])}, 95th percentile {_pct(s['p95_abs_change'])}.",
+    ]
     if math.isfinite(s.get("probe_gemm_time_ratio", math.nan)):
-        lines.append(f"The machine probes of the two runs, B/A in time: GEMM {s['probe_gemm_time_ratio']:.3f}, "
-                     f"copy {s['probe_copy_time_ratio']:.3f} (a machine that itself ran slower or faster "
-                     "shifts every point alike).")
+        lines.append(
+            f"The machine probes of the two runs, B/A in time: GEMM {s['probe_gemm_time_ratio']:.3f}, "
+            f"copy {s['probe_copy_time_ratio']:.3f} (a machine that itself ran slower or faster "
+            "shifts every point alike)."
+        )
     elif "probe_versions" in s:
         va, vb = s["probe_versions"]
-        lines.append(f"The machine probes are not compared: A's is of probe version {va}, B's of {vb} "
-                     "(softmax_core.measure.engine.PROBE_VERSION says what changed).")
+        lines.append(
+            f"The machine probes are not compared: A's is of probe version {va}, B's of {vb} "
+            "(softmax_core.measure.engine.PROBE_VERSION says what changed)."
+        )
     ta, tb = s.get("blas_threads", (None, None))
     if ta is not None and tb is not None and ta != tb:
-        lines.append(f"A ran with {ta} BLAS thread(s), B with {tb}: the ratios include that change of setting.")
+        lines.append(
+            f"A ran with {ta} BLAS thread(s), B with {tb}: the ratios include that change of setting."
+        )
     return "\n".join(lines) + "\n"
 
 

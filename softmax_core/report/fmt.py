@@ -14,8 +14,16 @@ from matplotlib.ticker import FuncFormatter
 
 #: Empty cell: no value (a point not run, a quantity not measured).
 NA = "—"
-_PREFIXES = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""),
-             (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"))
+_PREFIXES = (
+    (1e12, "T"),
+    (1e9, "G"),
+    (1e6, "M"),
+    (1e3, "k"),
+    (1.0, ""),
+    (1e-3, "m"),
+    (1e-6, "µ"),
+    (1e-9, "n"),
+)
 
 
 def is_finite(value) -> bool:
@@ -36,8 +44,15 @@ def si(value, unit: str = "", digits: int = 3) -> str:
     v = float(f"{float(value):.{digits - 1}e}")  # rounded first, so 999.96 k becomes 1.00 M
     if v == 0:
         return f"0 {unit}".strip()
-    scale, prefix = next(((sc, p) for sc, p in _PREFIXES if not (unit == "s" and sc > 1)  # no "ks"
-                          and (abs(v) >= sc or (sc == 1.0 and unit != "s"))), _PREFIXES[-1])
+    scale, prefix = next(
+        (
+            (sc, p)
+            for sc, p in _PREFIXES
+            if not (unit == "s" and sc > 1)  # no "ks"
+            and (abs(v) >= sc or (sc == 1.0 and unit != "s"))
+        ),
+        _PREFIXES[-1],
+    )
     mantissa = v / scale
     decimals = max(0, digits - 1 - int(math.floor(math.log10(abs(mantissa)))))
     return f"{mantissa:.{decimals}f} {prefix}{unit}".strip()
@@ -58,8 +73,14 @@ def times(value) -> str:
 
 def _scale(value, unit: str) -> tuple[float, str]:
     v = abs(float(f"{float(value):.2e}"))
-    return next(((sc, p) for sc, p in _PREFIXES if not (unit == "s" and sc > 1)
-                 and (v >= sc or (sc == 1.0 and unit != "s"))), _PREFIXES[-1])
+    return next(
+        (
+            (sc, p)
+            for sc, p in _PREFIXES
+            if not (unit == "s" and sc > 1) and (v >= sc or (sc == 1.0 and unit != "s"))
+        ),
+        _PREFIXES[-1],
+    )
 
 
 def with_interval(value, low, high, unit: str = "s") -> str:
@@ -92,4 +113,14 @@ def axis_formatter(unit: str) -> FuncFormatter:
     return FuncFormatter(lambda v, _pos: si(v, unit, 2) if v > 0 else "0")
 
 
-__all__ = ["NA", "si", "number", "times", "with_interval", "stability_cell", "one_line", "axis_formatter", "is_finite"]
+__all__ = [
+    "NA",
+    "si",
+    "number",
+    "times",
+    "with_interval",
+    "stability_cell",
+    "one_line",
+    "axis_formatter",
+    "is_finite",
+]

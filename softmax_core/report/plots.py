@@ -45,17 +45,33 @@ def save(fig: Figure, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def facets(row_values, col_values, *, title: str, legend_rows: int = 1, sharey: bool = True, sharex: bool = True,
-           panel: tuple[float, float] = PANEL, xlabel: str = "", ylabel: str = ""):
+def facets(
+    row_values,
+    col_values,
+    *,
+    title: str,
+    legend_rows: int = 1,
+    sharey: bool = True,
+    sharex: bool = True,
+    panel: tuple[float, float] = PANEL,
+    xlabel: str = "",
+    ylabel: str = "",
+):
     """A figure with one panel per (row value, column value); columns wrap after :data:`MAX_COLS`
     (each row value starting a new line of panels).  Returns (figure, {(row, col): axes})."""
     row_values, col_values = list(row_values), list(col_values)
-    ncols = len(col_values) if len(col_values) <= MAX_COLS else min(
-        (MAX_COLS, MAX_COLS - 1), key=lambda c: (-len(col_values) % c, -c))
+    ncols = (
+        len(col_values)
+        if len(col_values) <= MAX_COLS
+        else min((MAX_COLS, MAX_COLS - 1), key=lambda c: (-len(col_values) % c, -c))
+    )
     lines = math.ceil(len(col_values) / ncols)
     nrows = len(row_values) * lines
-    fig = Figure(figsize=(panel[0] * ncols + 0.6, panel[1] * nrows + 0.6 + 0.22 * legend_rows),
-                 dpi=DPI, layout="constrained")
+    fig = Figure(
+        figsize=(panel[0] * ncols + 0.6, panel[1] * nrows + 0.6 + 0.22 * legend_rows),
+        dpi=DPI,
+        layout="constrained",
+    )
     grid = fig.subplots(nrows, ncols, squeeze=False, sharex=sharex, sharey=sharey)
     axes, used = {}, set()
     for r, rv in enumerate(row_values):
@@ -77,10 +93,14 @@ def facets(row_values, col_values, *, title: str, legend_rows: int = 1, sharey: 
 def log_axes(ax, xs, xlabel: str = "", ylabel: str = "", yunit: str | None = None) -> None:
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.xaxis.set_minor_locator(NullLocator())  # minor log ticks cost seconds per figure, and say little
+    ax.xaxis.set_minor_locator(
+        NullLocator()
+    )  # minor log ticks cost seconds per figure, and say little
     ax.yaxis.set_minor_locator(NullLocator())
     for axis, (lo, hi) in ((ax.yaxis, ax.get_ylim()), (ax.xaxis, ax.get_xlim())):
-        narrow = lo > 0 and hi / lo < 100  # under two decades: label 1, 2 and 5 of each, not just one tick
+        narrow = (
+            lo > 0 and hi / lo < 100
+        )  # under two decades: label 1, 2 and 5 of each, not just one tick
         axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if narrow else (1.0,), numticks=7))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ticks = sorted({float(v) for v in xs if np.isfinite(v)})
@@ -98,8 +118,20 @@ def log_axes(ax, xs, xlabel: str = "", ylabel: str = "", yunit: str | None = Non
     ax.grid(True, which="major", alpha=0.3)
 
 
-def draw_series(ax, x, y, low=None, high=None, stable=None, *, color, linestyle="-", marker="o",
-                band: bool = False, markersize: float = 4.5) -> bool:
+def draw_series(
+    ax,
+    x,
+    y,
+    low=None,
+    high=None,
+    stable=None,
+    *,
+    color,
+    linestyle="-",
+    marker="o",
+    band: bool = False,
+    markersize: float = 4.5,
+) -> bool:
     """A line with its interval (error bars, or a band) and markers, hollow where not stable.
     Returns whether any interval was drawn."""
     x, y = np.asarray(x, float), np.asarray(y, float)
@@ -111,16 +143,36 @@ def draw_series(ax, x, y, low=None, high=None, stable=None, *, color, linestyle=
         if has.any():
             drew = True
             if band:
-                ax.fill_between(x, np.where(has, lo, y), np.where(has, hi, y), color=color, alpha=0.2,
-                                linewidth=0)
+                ax.fill_between(
+                    x,
+                    np.where(has, lo, y),
+                    np.where(has, hi, y),
+                    color=color,
+                    alpha=0.2,
+                    linewidth=0,
+                )
             else:
-                ax.errorbar(x[has], y[has], yerr=[np.maximum(y - lo, 0)[has], np.maximum(hi - y, 0)[has]],
-                            fmt="none", ecolor=color, elinewidth=1, capsize=2.5)
+                ax.errorbar(
+                    x[has],
+                    y[has],
+                    yerr=[np.maximum(y - lo, 0)[has], np.maximum(hi - y, 0)[has]],
+                    fmt="none",
+                    ecolor=color,
+                    elinewidth=1,
+                    capsize=2.5,
+                )
     stable = np.ones(len(x), bool) if stable is None else np.asarray(stable, bool)
     for mask, face in ((stable, color), (~stable, "white")):
         if mask.any():
-            ax.plot(x[mask], y[mask], linestyle="none", marker=marker, color=color,
-                    markerfacecolor=face, markersize=markersize)
+            ax.plot(
+                x[mask],
+                y[mask],
+                linestyle="none",
+                marker=marker,
+                color=color,
+                markerfacecolor=face,
+                markersize=markersize,
+            )
     return drew
 
 
@@ -139,16 +191,39 @@ class Styles:
         return ", ".join(str(parts[c]) or "—" for c in self.varying)
 
     def handles(self, *, interval: bool, hollow: bool, extra=()) -> list:
-        out = [Line2D([], [], color=METHOD_COLORS.get(m, "gray"), marker="o", label=m) for m in self.methods]
+        out = [
+            Line2D([], [], color=METHOD_COLORS.get(m, "gray"), marker="o", label=m)
+            for m in self.methods
+        ]
         if len(self.variants) > 1:
-            out += [Line2D([], [], color="black", linestyle=ls, marker=mk, label=self.variant_label(v))
-                    for v, (ls, mk) in self.style.items()]
+            out += [
+                Line2D([], [], color="black", linestyle=ls, marker=mk, label=self.variant_label(v))
+                for v, (ls, mk) in self.style.items()
+            ]
         if interval:
-            out.append(Line2D([], [], color="gray", marker="|", linestyle="none", markersize=10,
-                              label="bars: 95% CI of the median"))
+            out.append(
+                Line2D(
+                    [],
+                    [],
+                    color="gray",
+                    marker="|",
+                    linestyle="none",
+                    markersize=10,
+                    label="bars: 95% CI of the median",
+                )
+            )
         if hollow:
-            out.append(Line2D([], [], color="gray", marker="o", markerfacecolor="white", linestyle="none",
-                              label="hollow: not marked stable"))
+            out.append(
+                Line2D(
+                    [],
+                    [],
+                    color="gray",
+                    marker="o",
+                    markerfacecolor="white",
+                    linestyle="none",
+                    label="hollow: not marked stable",
+                )
+            )
         return out + list(extra)
 
 
@@ -157,8 +232,13 @@ def legend_columns(fig: Figure) -> int:
 
 
 def figure_legend(fig: Figure, handles: list) -> None:
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), legend_columns(fig)),
-               fontsize=8, frameon=False)
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncols=min(len(handles), legend_columns(fig)),
+        fontsize=8,
+        frameon=False,
+    )
 
 
 def _legend_rows(handles: int) -> int:
@@ -180,20 +260,42 @@ def time_facets(df: pd.DataFrame, x: str) -> Figure:
     styles = Styles(ok)
     handles_n = len(styles.methods) + len(styles.variants) * (len(styles.variants) > 1) + 2
     name = {"classes": ("classes k", "k"), "batch": ("batch size B", "B")}
-    fig, axes = facets(ns, others, legend_rows=_legend_rows(handles_n), xlabel=name[x][0],
-                       ylabel="time per gradient (median)",
-                       title=f"Gradient time vs {name[x][0]}, every n and {name[other][1]} of the grid")
+    fig, axes = facets(
+        ns,
+        others,
+        legend_rows=_legend_rows(handles_n),
+        xlabel=name[x][0],
+        ylabel="time per gradient (median)",
+        title=f"Gradient time vs {name[x][0]}, every n and {name[other][1]} of the grid",
+    )
     interval = hollow = False
     for (n, o), ax in axes.items():
         at = ok[(ok["features"] == n) & (ok[other] == o)]
         for (method, *variant), pts in at.groupby(["method", *VARIANT], sort=False):
             pts = pts.sort_values(x)
             ls, mk = styles.style[tuple(variant)]
-            interval |= draw_series(ax, pts[x], pts["time_median_s"], pts["time_ci_low_s"], pts["time_ci_high_s"],
-                                    pts["stable"], color=METHOD_COLORS.get(method, "gray"), linestyle=ls, marker=mk)
+            interval |= draw_series(
+                ax,
+                pts[x],
+                pts["time_median_s"],
+                pts["time_ci_low_s"],
+                pts["time_ci_high_s"],
+                pts["stable"],
+                color=METHOD_COLORS.get(method, "gray"),
+                linestyle=ls,
+                marker=mk,
+            )
             hollow |= not pts["stable"].all()
         if at.empty:
-            ax.text(0.5, 0.5, "no point ran", transform=ax.transAxes, ha="center", va="center", fontsize=8)
+            ax.text(
+                0.5,
+                0.5,
+                "no point ran",
+                transform=ax.transAxes,
+                ha="center",
+                va="center",
+                fontsize=8,
+            )
         log_axes(ax, grads[x], yunit="s")
         ax.set_title(f"n = {n}, {name[other][1]} = {o}", fontsize=9)
     figure_legend(fig, styles.handles(interval=interval, hollow=hollow))
@@ -221,21 +323,42 @@ def memory_vs_classes(df: pd.DataFrame) -> Figure:
         raise NotDrawn("no ok gradient points with a measured peak")
     ns, batches = _sizes(grads["features"]), _sizes(grads["batch"])
     styles = Styles(grads)
-    fig, axes = facets(ns, batches, legend_rows=2, xlabel="classes k", ylabel="peak memory above the inputs",
-                       title="Peak memory above the inputs vs k: measured (markers) and cost model (lines)")
+    fig, axes = facets(
+        ns,
+        batches,
+        legend_rows=2,
+        xlabel="classes k",
+        ylabel="peak memory above the inputs",
+        title="Peak memory above the inputs vs k: measured (markers) and cost model (lines)",
+    )
     dtype = grads["dtype"].mode().iloc[0]
-    ks = np.unique(np.geomspace(grads["classes"].min(), grads["classes"].max(), 40).round().astype(int))
+    ks = np.unique(
+        np.geomspace(grads["classes"].min(), grads["classes"].max(), 40).round().astype(int)
+    )
     missed = False
     for (n, b), ax in axes.items():
         at = grads[(grads["features"] == n) & (grads["batch"] == b)]
         for method in styles.methods:
             color = METHOD_COLORS.get(method, "gray")
-            ax.plot(ks, [gradient_cost(method, b, n, int(k), dtype).peak_bytes for k in ks],
-                    "--" if method == "naive_batched" else "-", color=color, linewidth=1, alpha=0.8)
+            ax.plot(
+                ks,
+                [gradient_cost(method, b, n, int(k), dtype).peak_bytes for k in ks],
+                "--" if method == "naive_batched" else "-",
+                color=color,
+                linewidth=1,
+                alpha=0.8,
+            )
             for variant, pts in at[at["method"] == method].groupby(VARIANT, sort=False):
                 mk = styles.style[variant][1]
                 run = pts[(pts["status"] == "ok") & pts["peak_bytes"].notna()]
-                ax.plot(run["classes"], run["peak_bytes"], mk, color=color, markersize=5, linestyle="none")
+                ax.plot(
+                    run["classes"],
+                    run["peak_bytes"],
+                    mk,
+                    color=color,
+                    markersize=5,
+                    linestyle="none",
+                )
                 miss = pts[pts["status"] != "ok"]
                 missed |= not miss.empty
                 ax.plot(miss["classes"], miss["predicted_bytes"], "x", color=color, markersize=6)
@@ -243,7 +366,9 @@ def memory_vs_classes(df: pd.DataFrame) -> Figure:
         ax.set_title(f"n = {n}, B = {b}", fontsize=9)
     extra = [Line2D([], [], color="gray", label=f"cost model ({dtype})")]
     if missed:
-        extra.append(Line2D([], [], color="gray", marker="x", linestyle="none", label="not run (predicted)"))
+        extra.append(
+            Line2D([], [], color="gray", marker="x", linestyle="none", label="not run (predicted)")
+        )
     figure_legend(fig, styles.handles(interval=False, hollow=False, extra=extra))
     return fig
 
@@ -260,36 +385,88 @@ def ratio_vs_classes(df: pd.DataFrame) -> Figure:
     sets = sorted(ratios["set"].unique())
     markers = dict(zip(sets, cycle(MARKERS)))
     styles = dict(zip(sets, cycle(("-", "--", "-."))))  # dotted is the cost model
-    fig, axes = facets(["time", "peak memory"], ns, legend_rows=_legend_rows(len(batches) + len(sets) + 3),
-                       sharey=False, title="Naive / structured vs k", xlabel="classes k")
+    fig, axes = facets(
+        ["time", "peak memory"],
+        ns,
+        legend_rows=_legend_rows(len(batches) + len(sets) + 3),
+        sharey=False,
+        title="Naive / structured vs k",
+        xlabel="classes k",
+    )
     interval = hollow = False
     for (what, n), ax in axes.items():
         col = "time_ratio" if what == "time" else "memory_ratio"
         model = "predicted_flops_ratio" if what == "time" else "predicted_memory_ratio"
         at = ratios[ratios["features"] == n]
         ks = np.array(sorted(at["classes"].unique()), float)
-        ax.plot(ks, ks, "--", color="gray", linewidth=1, marker="_", markersize=9)  # "_": seen at one k too
-        for (set_, b, dtype), pts in at.groupby(["set", "batch", "dtype"], sort=False):
+        ax.plot(
+            ks, ks, "--", color="gray", linewidth=1, marker="_", markersize=9
+        )  # "_": seen at one k too
+        for (set_, b, _dtype), pts in at.groupby(["set", "batch", "dtype"], sort=False):
             pts = pts.sort_values("classes")
-            ax.plot(pts["classes"], pts[model], ":", color=colors[int(b)], linewidth=1.2, marker="_", markersize=9)
+            ax.plot(
+                pts["classes"],
+                pts[model],
+                ":",
+                color=colors[int(b)],
+                linewidth=1.2,
+                marker="_",
+                markersize=9,
+            )
             if pts[col].notna().any():
-                lo, hi = (pts["time_ratio_low"], pts["time_ratio_high"]) if what == "time" else (None, None)
-                interval |= draw_series(ax, pts["classes"], pts[col], lo, hi, pts["stable"], color=colors[int(b)],
-                                        marker=markers[set_], linestyle=styles[set_])
+                lo, hi = (
+                    (pts["time_ratio_low"], pts["time_ratio_high"])
+                    if what == "time"
+                    else (None, None)
+                )
+                interval |= draw_series(
+                    ax,
+                    pts["classes"],
+                    pts[col],
+                    lo,
+                    hi,
+                    pts["stable"],
+                    color=colors[int(b)],
+                    marker=markers[set_],
+                    linestyle=styles[set_],
+                )
                 hollow |= not pts["stable"].all()
         log_axes(ax, ratios["classes"], ylabel=f"naive / structured, {what}")
         ax.set_title(f"{what}, n = {n}", fontsize=9)
     handles = [Line2D([], [], color=colors[b], marker="o", label=f"B = {b}") for b in batches]
     if len(sets) > 1:
-        handles += [Line2D([], [], color="black", marker=markers[s], linestyle=styles[s], label=s) for s in sets]
-    handles += [Line2D([], [], color="gray", linestyle=":", label="cost model"),
-                Line2D([], [], color="gray", linestyle="--", label="k (lecture)")]
+        handles += [
+            Line2D([], [], color="black", marker=markers[s], linestyle=styles[s], label=s)
+            for s in sets
+        ]
+    handles += [
+        Line2D([], [], color="gray", linestyle=":", label="cost model"),
+        Line2D([], [], color="gray", linestyle="--", label="k (lecture)"),
+    ]
     if interval:
-        handles.append(Line2D([], [], color="gray", marker="|", linestyle="none", markersize=10,
-                              label="bars: 95% interval of the ratio"))
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color="gray",
+                marker="|",
+                linestyle="none",
+                markersize=10,
+                label="bars: 95% interval of the ratio",
+            )
+        )
     if hollow:
-        handles.append(Line2D([], [], color="gray", marker="o", markerfacecolor="white", linestyle="none",
-                              label="hollow: a point not marked stable"))
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color="gray",
+                marker="o",
+                markerfacecolor="white",
+                linestyle="none",
+                label="hollow: a point not marked stable",
+            )
+        )
     figure_legend(fig, handles)
     return fig
 
@@ -301,5 +478,17 @@ def _batch_colors(count: int) -> list:
     return [cmap(0.9 * i / max(count - 1, 1)) for i in range(count)]
 
 
-__all__ = ["NotDrawn", "save", "facets", "draw_series", "Styles", "figure_legend", "log_axes",
-           "time_vs_classes", "time_vs_batch", "memory_vs_classes", "ratio_vs_classes", "METHOD_COLORS"]
+__all__ = [
+    "NotDrawn",
+    "save",
+    "facets",
+    "draw_series",
+    "Styles",
+    "figure_legend",
+    "log_axes",
+    "time_vs_classes",
+    "time_vs_batch",
+    "memory_vs_classes",
+    "ratio_vs_classes",
+    "METHOD_COLORS",
+]

@@ -19,13 +19,31 @@ from matplotlib.patches import Patch
 from ..runs.cases import EPOCH_CLASSES, EPOCH_FEATURES
 from .analysis import SERIES, cpu_gpu_table, crossovers, ok_rows, throughput_table
 from .fmt import axis_formatter, si
-from .plots import (DPI, MARKERS, METHOD_COLORS, NotDrawn, Styles, draw_series, facets, figure_legend,
-                    log_axes)
+from .plots import (
+    DPI,
+    MARKERS,
+    METHOD_COLORS,
+    NotDrawn,
+    Styles,
+    draw_series,
+    facets,
+    figure_legend,
+    log_axes,
+)
 
 KIND_MARKERS = {"gradient": "o", "epoch": "s"}
-_CI = Line2D([], [], color="gray", marker="|", linestyle="none", markersize=10, label="bars: 95% CI")
-_HOLLOW = Line2D([], [], color="gray", marker="o", markerfacecolor="white", linestyle="none",
-                 label="hollow: not marked stable")
+_CI = Line2D(
+    [], [], color="gray", marker="|", linestyle="none", markersize=10, label="bars: 95% CI"
+)
+_HOLLOW = Line2D(
+    [],
+    [],
+    color="gray",
+    marker="o",
+    markerfacecolor="white",
+    linestyle="none",
+    label="hollow: not marked stable",
+)
 
 
 def _series_label(r: dict, varying: list[str]) -> str:
@@ -40,36 +58,71 @@ def throughput_vs_batch(df: pd.DataFrame) -> Figure:
     right: single structured gradient calls at the epochs' shape."""
     table = throughput_table(df)
     if table.empty:
-        raise NotDrawn(f"no epoch rows and no structured gradient rows at n = {EPOCH_FEATURES}, "
-                       f"k = {EPOCH_CLASSES}")
+        raise NotDrawn(
+            f"no epoch rows and no structured gradient rows at n = {EPOCH_FEATURES}, "
+            f"k = {EPOCH_CLASSES}"
+        )
     sources = [s for s in ("epoch", "gradient") if (table["source"] == s).any()]
     sets = list(dict.fromkeys(table["set"]))
     colors = dict(zip(sets, (f"C{i}" for i in cycle(range(10)))))
-    fig, axes = facets(["throughput"], sources, legend_rows=3, sharey=True, panel=(4.2, 3.4),
-                       xlabel="batch size B", ylabel="samples / s",
-                       title=f"Throughput vs batch size (n = {EPOCH_FEATURES}, k = {EPOCH_CLASSES})")
+    fig, axes = facets(
+        ["throughput"],
+        sources,
+        legend_rows=3,
+        sharey=True,
+        panel=(4.2, 3.4),
+        xlabel="batch size B",
+        ylabel="samples / s",
+        title=f"Throughput vs batch size (n = {EPOCH_FEATURES}, k = {EPOCH_CLASSES})",
+    )
     handles, bound, interval, hollow = {}, False, False, False
     for (_, source), ax in axes.items():
         at = table[table["source"] == source]
         varying = [c for c in ("method", "dtype", "data") if at[c].nunique() > 1]
-        styles = dict(zip(at[["method", "dtype", "data"]].drop_duplicates().itertuples(index=False, name=None),
-                          zip(cycle(["-", "--", "-."]), cycle(MARKERS))))
+        styles = dict(
+            zip(
+                at[["method", "dtype", "data"]]
+                .drop_duplicates()
+                .itertuples(index=False, name=None),
+                zip(cycle(["-", "--", "-."]), cycle(MARKERS)),
+            )
+        )
         for (set_, method, dtype, data), pts in at.groupby(
-                ["set", "method", "dtype", "data"], sort=False):
+            ["set", "method", "dtype", "data"], sort=False
+        ):
             pts = pts.sort_values("batch")
             ls, mk = styles[method, dtype, data]
-            interval |= draw_series(ax, pts["batch"], pts["samples_per_s"], pts["samples_per_s_low"],
-                                    pts["samples_per_s_high"], pts["stability"] == "stable",
-                                    color=colors[set_], linestyle=ls, marker=mk, band=True)
+            interval |= draw_series(
+                ax,
+                pts["batch"],
+                pts["samples_per_s"],
+                pts["samples_per_s_low"],
+                pts["samples_per_s_high"],
+                pts["stability"] == "stable",
+                color=colors[set_],
+                linestyle=ls,
+                marker=mk,
+                band=True,
+            )
             hollow |= (pts["stability"] != "stable").any()
             if pts["bound_samples_per_s"].notna().any():
                 bound = True
-                ax.plot(pts["batch"], pts["bound_samples_per_s"], ":", color=colors[set_], linewidth=1.5)
+                ax.plot(
+                    pts["batch"], pts["bound_samples_per_s"], ":", color=colors[set_], linewidth=1.5
+                )
             label = ", ".join(p for p in (set_, _series_label(pts.iloc[0], varying)) if p)
-            handles.setdefault(label, Line2D([], [], color=colors[set_], linestyle=ls, marker=mk, label=label))
+            handles.setdefault(
+                label, Line2D([], [], color=colors[set_], linestyle=ls, marker=mk, label=label)
+            )
         log_axes(ax, table["batch"])
-        ax.set_title("whole SGD epochs" if source == "epoch" else "structured gradient calls", fontsize=9)
-    extra = [Line2D([], [], color="gray", linestyle=":", label="machine bound (roofline)")] if bound else []
+        ax.set_title(
+            "whole SGD epochs" if source == "epoch" else "structured gradient calls", fontsize=9
+        )
+    extra = (
+        [Line2D([], [], color="gray", linestyle=":", label="machine bound (roofline)")]
+        if bound
+        else []
+    )
     extra += [Patch(color="gray", alpha=0.3, label="band: 95% CI")] if interval else []
     figure_legend(fig, [*handles.values(), *extra, *([_HOLLOW] if hollow else [])])
     return fig
@@ -84,9 +137,17 @@ def roofline(df: pd.DataFrame) -> Figure:
     if ok.empty:
         raise NotDrawn("no ok points with FLOPs and traffic")
     sets = list(dict.fromkeys(ok["set"]))
-    fig, axes = facets(["roofline"], sets, legend_rows=3, sharey=False, sharex=False, title="Roofline per result set",
-                       panel=(5.2, 4.0), xlabel="arithmetic intensity (FLOPs per byte of traffic)",
-                       ylabel="achieved FLOP/s")
+    fig, axes = facets(
+        ["roofline"],
+        sets,
+        legend_rows=3,
+        sharey=False,
+        sharex=False,
+        title="Roofline per result set",
+        panel=(5.2, 4.0),
+        xlabel="arithmetic intensity (FLOPs per byte of traffic)",
+        ylabel="achieved FLOP/s",
+    )
     styles = Styles(ok)
     interval = hollow = ceilings = False
     for (_, set_), ax in axes.items():
@@ -99,31 +160,61 @@ def roofline(df: pd.DataFrame) -> Figure:
             has = np.isfinite(lo) & np.isfinite(hi)
             if has.any():
                 interval = True
-                ax.errorbar(x[has], y[has], fmt="none", ecolor=color, capsize=2,
-                            yerr=[np.maximum(y - lo, 0)[has], np.maximum(hi - y, 0)[has]])
+                ax.errorbar(
+                    x[has],
+                    y[has],
+                    fmt="none",
+                    ecolor=color,
+                    capsize=2,
+                    yerr=[np.maximum(y - lo, 0)[has], np.maximum(hi - y, 0)[has]],
+                )
             for mask, face in ((stable, color), (~stable, "white")):
-                ax.plot(x[mask], y[mask], KIND_MARKERS.get(kind, "o"), color=color,
-                        markerfacecolor=face, linestyle="none", markersize=5, alpha=0.85)
+                ax.plot(
+                    x[mask],
+                    y[mask],
+                    KIND_MARKERS.get(kind, "o"),
+                    color=color,
+                    markerfacecolor=face,
+                    linestyle="none",
+                    markersize=5,
+                    alpha=0.85,
+                )
             hollow |= not stable.all()
         gemm, copy = 1e9 * pts["gemm_gflops"].iloc[0], 1e9 * pts["copy_gbps"].iloc[0]
-        xs = np.geomspace(min(pts["intensity"].min(), 0.05) / 2, max(pts["intensity"].max(), 100) * 2, 200)
+        xs = np.geomspace(
+            min(pts["intensity"].min(), 0.05) / 2, max(pts["intensity"].max(), 100) * 2, 200
+        )
         if np.isfinite(gemm) and np.isfinite(copy):
             ceilings = True
             ax.plot(xs, np.minimum(gemm, copy * xs), color="black", linewidth=1.5)
-            ax.text(xs[-1], gemm * 1.15, f"GEMM {si(gemm, 'FLOP/s')} (probe)", ha="right", fontsize=7)
+            ax.text(
+                xs[-1], gemm * 1.15, f"GEMM {si(gemm, 'FLOP/s')} (probe)", ha="right", fontsize=7
+            )
             x0 = xs[0] * 3  # under the bandwidth slope, which rises away from the text
-            ax.text(x0, copy * x0 / 2, f"copy {si(copy, 'B/s')} (probe)", ha="left", va="top", fontsize=7)
+            ax.text(
+                x0,
+                copy * x0 / 2,
+                f"copy {si(copy, 'B/s')} (probe)",
+                ha="left",
+                va="top",
+                fontsize=7,
+            )
             title = set_
         else:
             title = f"{set_} (no probe: no ceilings)"
         log_axes(ax, [])
         ax.yaxis.set_major_formatter(axis_formatter("FLOP/s"))
         ax.set_title(title, fontsize=9)
-    kinds = [Line2D([], [], color="black", marker=KIND_MARKERS[k], linestyle="none", label=k)
-             for k in KIND_MARKERS if (ok["kind"] == k).any()]
+    kinds = [
+        Line2D([], [], color="black", marker=KIND_MARKERS[k], linestyle="none", label=k)
+        for k in KIND_MARKERS
+        if (ok["kind"] == k).any()
+    ]
     styles.variants = []  # sets have their own panels
     if ceilings:
-        kinds.append(Line2D([], [], color="black", label="ceilings: min(GEMM rate, bandwidth x intensity)"))
+        kinds.append(
+            Line2D([], [], color="black", label="ceilings: min(GEMM rate, bandwidth x intensity)")
+        )
     figure_legend(fig, styles.handles(interval=interval, hollow=hollow, extra=kinds))
     return fig
 
@@ -136,15 +227,27 @@ def predicted_vs_measured(df: pd.DataFrame) -> Figure:
     if ok.empty:
         raise NotDrawn("no ok point has a predicted time (predicted_time_s)")
     sets = list(dict.fromkeys(ok["set"]))
-    fig, axes = facets(["model"], sets, legend_rows=3, sharey=False, sharex=False, panel=(5.2, 4.0),
-                       xlabel="predicted time", ylabel="measured time (median)",
-                       title="Measured vs predicted time (time model)")
+    fig, axes = facets(
+        ["model"],
+        sets,
+        legend_rows=3,
+        sharey=False,
+        sharex=False,
+        panel=(5.2, 4.0),
+        xlabel="predicted time",
+        ylabel="measured time (median)",
+        title="Measured vs predicted time (time model)",
+    )
     styles = Styles(ok)
     interval = hollow = False
     for (_, set_), ax in axes.items():
         pts = ok[ok["set"] == set_]
-        span = np.array([min(pts["predicted_time_s"].min(), pts["time_median_s"].min()) / 1.5,
-                         max(pts["predicted_time_s"].max(), pts["time_median_s"].max()) * 1.5])
+        span = np.array(
+            [
+                min(pts["predicted_time_s"].min(), pts["time_median_s"].min()) / 1.5,
+                max(pts["predicted_time_s"].max(), pts["time_median_s"].max()) * 1.5,
+            ]
+        )
         ax.plot(span, span, color="black", linewidth=1)
         ax.fill_between(span, span / 2, span * 2, color="gray", alpha=0.15, linewidth=0)
         for (kind, method), g in pts.groupby(["kind", "method"], sort=False):
@@ -155,22 +258,48 @@ def predicted_vs_measured(df: pd.DataFrame) -> Figure:
             color = METHOD_COLORS.get(method, "gray")
             if has.any():
                 interval = True
-                ax.errorbar(x[has], y[has], yerr=[np.maximum(y - lo, 0)[has], np.maximum(hi - y, 0)[has]],
-                            fmt="none", ecolor=color, capsize=2)
+                ax.errorbar(
+                    x[has],
+                    y[has],
+                    yerr=[np.maximum(y - lo, 0)[has], np.maximum(hi - y, 0)[has]],
+                    fmt="none",
+                    ecolor=color,
+                    capsize=2,
+                )
             stable = g["stable"].to_numpy(bool)
             hollow |= not stable.all()
             for mask, face in ((stable, color), (~stable, "white")):
-                ax.plot(x[mask], y[mask], KIND_MARKERS.get(kind, "o"), color=color, markerfacecolor=face,
-                        linestyle="none", markersize=5, alpha=0.85)
+                ax.plot(
+                    x[mask],
+                    y[mask],
+                    KIND_MARKERS.get(kind, "o"),
+                    color=color,
+                    markerfacecolor=face,
+                    linestyle="none",
+                    markersize=5,
+                    alpha=0.85,
+                )
         log_axes(ax, [], yunit="s")
         ax.xaxis.set_major_formatter(axis_formatter("s"))
         ax.set_title(set_, fontsize=9)
     styles.variants = []
-    kinds = [Line2D([], [], color="black", marker=KIND_MARKERS[k], linestyle="none", label=k)
-             for k in KIND_MARKERS if (ok["kind"] == k).any()]
-    figure_legend(fig, styles.handles(interval=interval, hollow=hollow, extra=kinds + [
-        Line2D([], [], color="black", label="measured = predicted"),
-        Patch(color="gray", alpha=0.3, label="within a factor of 2")]))
+    kinds = [
+        Line2D([], [], color="black", marker=KIND_MARKERS[k], linestyle="none", label=k)
+        for k in KIND_MARKERS
+        if (ok["kind"] == k).any()
+    ]
+    figure_legend(
+        fig,
+        styles.handles(
+            interval=interval,
+            hollow=hollow,
+            extra=kinds
+            + [
+                Line2D([], [], color="black", label="measured = predicted"),
+                Patch(color="gray", alpha=0.3, label="within a factor of 2"),
+            ],
+        ),
+    )
     return fig
 
 
@@ -180,11 +309,21 @@ def cpu_vs_gpu(df: pd.DataFrame) -> Figure:
     table = cpu_gpu_table(df)
     if table.empty:
         raise NotDrawn("needs a CPU set and a GPU set with points in common")
-    table = table.assign(panel=np.where(table["kind"] == "epoch", "whole epochs", table["method"] + " gradient"))
+    table = table.assign(
+        panel=np.where(table["kind"] == "epoch", "whole epochs", table["method"] + " gradient")
+    )
     panels = list(dict.fromkeys(table.sort_values("kind", ascending=False)["panel"]))
     cross = crossovers(table)
-    fig, axes = facets(["speedup"], panels, legend_rows=3, sharey=True, title="CPU time / GPU time",
-                       panel=(3.6, 3.0), xlabel="batch size B", ylabel="CPU time / GPU time")
+    fig, axes = facets(
+        ["speedup"],
+        panels,
+        legend_rows=3,
+        sharey=True,
+        title="CPU time / GPU time",
+        panel=(3.6, 3.0),
+        xlabel="batch size B",
+        ylabel="CPU time / GPU time",
+    )
     interval = False
     labels = {}
     for (_, panel), ax in axes.items():
@@ -194,16 +333,30 @@ def cpu_vs_gpu(df: pd.DataFrame) -> Figure:
             g = g.sort_values("batch")
             color = f"C{i % 10}"
             stable = (g["stable_cpu"] & g["stable_gpu"]).to_numpy(bool)
-            interval |= draw_series(ax, g["batch"], g["speedup"], g["speedup_low"], g["speedup_high"], stable,
-                                    color=color)
+            interval |= draw_series(
+                ax,
+                g["batch"],
+                g["speedup"],
+                g["speedup_low"],
+                g["speedup_high"],
+                stable,
+                color=color,
+            )
             r = dict(zip(["cpu_set", "gpu_set", *SERIES], key))
-            label = (f"n={r['features']}, k={r['classes']}" if r["kind"] == "gradient" else "epoch") + (
-                f", {r['data']}" if r["data"] else "") + (f", {r['dtype']}" if table["dtype"].nunique() > 1 else "")
+            label = (
+                (f"n={r['features']}, k={r['classes']}" if r["kind"] == "gradient" else "epoch")
+                + (f", {r['data']}" if r["data"] else "")
+                + (f", {r['dtype']}" if table["dtype"].nunique() > 1 else "")
+            )
             if table["cpu_set"].nunique() * table["gpu_set"].nunique() > 1:
                 label += f" ({r['cpu_set']} / {r['gpu_set']})"
             labels.setdefault(label, Line2D([], [], color=color, marker="o", label=label))
             c = cross[(cross[list(r)] == pd.Series(r)).all(axis=1)]
-            if not c.empty and pd.notna(c["crossover_batch"].iloc[0]) and pd.notna(c["below_batch"].iloc[0]):
+            if (
+                not c.empty
+                and pd.notna(c["crossover_batch"].iloc[0])
+                and pd.notna(c["below_batch"].iloc[0])
+            ):
                 ax.axvline(c["crossover_batch"].iloc[0], color=color, linestyle=":", linewidth=1)
         log_axes(ax, table["batch"])
         ax.set_title(panel, fontsize=9)
@@ -223,11 +376,20 @@ def asv_history(rows: pd.DataFrame, benchmark: str, commits: list[str]) -> Figur
     ax = fig.subplots()
     for i, (series, pts) in enumerate(ok.groupby("series", sort=False)):
         pts = pts.sort_values("date")
-        draw_series(ax, pts["commit_hash"].map(pos), pts["value"], pts["low"], pts["high"], pts["stable"],
-                    color=f"C{i % 10}")
+        draw_series(
+            ax,
+            pts["commit_hash"].map(pos),
+            pts["value"],
+            pts["low"],
+            pts["high"],
+            pts["stable"],
+            color=f"C{i % 10}",
+        )
         ax.plot([], [], color=f"C{i % 10}", marker="o", label=series)
     ax.set_xticks(range(len(commits)))
-    ax.set_xticklabels([c[:8] for c in commits], rotation=45 if len(commits) > 4 else 0, ha="right", fontsize=8)
+    ax.set_xticklabels(
+        [c[:8] for c in commits], rotation=45 if len(commits) > 4 else 0, ha="right", fontsize=8
+    )
     unit = ok["unit"].iloc[0] or ""
     values = ok["value"]
     if values.min() > 0 and values.max() / values.min() > 30:

@@ -12,14 +12,22 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from ..runs.resultformat import COLUMNS, KEY_COLUMNS, NUMERIC_COLUMNS, is_number, parse_stable, read_rows, row_case
+from ..runs.resultformat import (
+    COLUMNS,
+    KEY_COLUMNS,
+    NUMERIC_COLUMNS,
+    is_number,
+    parse_stable,
+    read_rows,
+    row_case,
+)
 
 #: Columns a results file must have to be read at all.
 REQUIRED = ("kind", "method", "batch", "features", "classes", "status")
@@ -27,8 +35,19 @@ REQUIRED = ("kind", "method", "batch", "features", "classes", "status")
 CI_COLUMNS = ("time_ci_low_s", "time_ci_high_s")
 #: Columns the loader adds: the set, its folder, device kind and machine ceilings, stability,
 #: and derived rates with their intervals.
-EXTRA_COLUMNS = ("set", "folder", "device_kind", "gemm_gflops", "copy_gbps", "stability",
-                 "samples_per_s_low", "samples_per_s_high", "gflops_low", "gflops_high", "intensity")
+EXTRA_COLUMNS = (
+    "set",
+    "folder",
+    "device_kind",
+    "gemm_gflops",
+    "copy_gbps",
+    "stability",
+    "samples_per_s_low",
+    "samples_per_s_high",
+    "gflops_low",
+    "gflops_high",
+    "intensity",
+)
 
 
 @dataclass
@@ -65,16 +84,24 @@ def load_results(dirs: str | os.PathLike | Iterable[str | os.PathLike]) -> Resul
     """
     paths = as_paths(dirs)
     if not paths:
-        raise ValueError("no sweep result folders given; fix: pass the folder written by "
-                         "`softmax-bench sweep --out DIR`")
+        raise ValueError(
+            "no sweep result folders given; fix: pass the folder written by "
+            "`softmax-bench sweep --out DIR`"
+        )
     loaded = [(_read_folder(p), read_environment(p)) for p in paths]
-    labels = unique_labels(paths, [_label(rows, env, p) for p, ((rows, _), env) in zip(paths, loaded)])
+    labels = unique_labels(
+        paths, [_label(rows, env, p) for p, ((rows, _), env) in zip(paths, loaded)]
+    )
     frames, envs, notes = [], {}, []
     for folder, label, ((frame, set_notes), env) in zip(paths, labels, loaded):
         probe = env.get("probe") or {}
-        frame = frame.assign(set=label, folder=str(folder), device_kind=_device_kind(frame, env),
-                             gemm_gflops=_float(probe.get("gemm_gflops")),
-                             copy_gbps=_float(probe.get("copy_gbps")))
+        frame = frame.assign(
+            set=label,
+            folder=str(folder),
+            device_kind=_device_kind(frame, env),
+            gemm_gflops=_float(probe.get("gemm_gflops")),
+            copy_gbps=_float(probe.get("copy_gbps")),
+        )
         frames.append(frame)
         envs[label] = {**env, "folder": str(folder)}
         notes += [f"{label}: {n}" for n in set_notes]
@@ -84,43 +111,61 @@ def load_results(dirs: str | os.PathLike | Iterable[str | os.PathLike]) -> Resul
 def _read_folder(folder: Path) -> tuple[pd.DataFrame, list[str]]:
     if not folder.is_dir():
         what = "does not exist" if not folder.exists() else "is not a folder"
-        raise ValueError(f"{folder} {what}; fix: pass a folder written by `softmax-bench sweep --out DIR`")
+        raise ValueError(
+            f"{folder} {what}; fix: pass a folder written by `softmax-bench sweep --out DIR`"
+        )
     path = folder / "results.csv"
     if not path.is_file():
-        raise ValueError(f"no results.csv in {folder}; fix: run `softmax-bench sweep --out {folder}` "
-                         "first, or pass the folder that holds results.csv")
+        raise ValueError(
+            f"no results.csv in {folder}; fix: run `softmax-bench sweep --out {folder}` "
+            "first, or pass the folder that holds results.csv"
+        )
     try:
         rows = read_rows(path)
     except (UnicodeDecodeError, OSError) as exc:
-        raise ValueError(f"cannot read {path} ({exc}); fix: re-run the sweep into a new --out folder") from None
+        raise ValueError(
+            f"cannot read {path} ({exc}); fix: re-run the sweep into a new --out folder"
+        ) from None
     if not rows:
-        raise ValueError(f"{path} holds no results (it is empty or has only a header); fix: run or "
-                         f"resume the sweep: `softmax-bench sweep --resume --out {folder}`")
+        raise ValueError(
+            f"{path} holds no results (it is empty or has only a header); fix: run or "
+            f"resume the sweep: `softmax-bench sweep --resume --out {folder}`"
+        )
     header = list(rows[0])
     missing = [c for c in REQUIRED if c not in header]
     if missing:
-        raise ValueError(f"{path} is not a softmax-bench results file (no column {', '.join(missing)}); "
-                         "fix: pass a folder written by `softmax-bench sweep`")
+        raise ValueError(
+            f"{path} is not a softmax-bench results file (no column {', '.join(missing)}); "
+            "fix: pass a folder written by `softmax-bench sweep`"
+        )
     valid = [row for row in rows if row_case(row) is not None]
     if not valid:
-        raise ValueError(f"{path}: every row is damaged (sizes, kind, method, dtype or status unreadable); "
-                         f"fix: re-run the sweep into a new --out folder, or delete {path}")
+        raise ValueError(
+            f"{path}: every row is damaged (sizes, kind, method, dtype or status unreadable); "
+            f"fix: re-run the sweep into a new --out folder, or delete {path}"
+        )
     notes = []
     if len(valid) < len(rows):
-        notes.append(f"{len(rows) - len(valid)} damaged row(s) of {path} left out (the sweep's --resume "
-                     "measures them again)")
+        notes.append(
+            f"{len(rows) - len(valid)} damaged row(s) of {path} left out (the sweep's --resume "
+            "measures them again)"
+        )
     absent = [c for c in COLUMNS if c not in header]
     if any(c in absent for c in CI_COLUMNS):
-        notes.append(f"{path} predates the confidence-interval and stability columns: its times are "
-                     "drawn without intervals and its points as not marked stable (hollow); re-run the "
-                     "sweep to get intervals")
+        notes.append(
+            f"{path} predates the confidence-interval and stability columns: its times are "
+            "drawn without intervals and its points as not marked stable (hollow); re-run the "
+            "sweep to get intervals"
+        )
     frame = pd.DataFrame(valid).reindex(columns=list(COLUMNS))
     frame = _typed(frame)
     before = len(frame)
     frame = frame.drop_duplicates(subset=list(KEY_COLUMNS), keep="last").reset_index(drop=True)
     if len(frame) < before:
-        notes.append(f"{before - len(frame)} repeated row(s) of the same point in {path}: the last one "
-                     "written is kept")
+        notes.append(
+            f"{before - len(frame)} repeated row(s) of the same point in {path}: the last one "
+            "written is kept"
+        )
     return frame, notes
 
 
@@ -128,15 +173,28 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
     for col in NUMERIC_COLUMNS:
         frame[col] = pd.to_numeric(frame[col], errors="coerce")
-    for col in ("run_id", "timestamp", "backend", "device", "kind", "method", "dtype", "data",
-                "status", "reason"):
+    for col in (
+        "run_id",
+        "timestamp",
+        "backend",
+        "device",
+        "kind",
+        "method",
+        "dtype",
+        "data",
+        "status",
+        "reason",
+    ):
         frame[col] = frame[col].astype(object).where(frame[col].notna(), "").astype(str)
     frame["dtype"] = frame["dtype"].replace("", "float32")
     # the case's own data source: an old epoch row without one ran on synthetic data
     frame["data"] = [row_case(r).data for r in frame.to_dict("records")]
     raw = frame["stable"]
-    frame["stability"] = np.where(raw.isna() | (raw.astype(str).str.strip() == ""), "unknown",
-                                  np.where(raw.map(parse_stable), "stable", "unstable"))
+    frame["stability"] = np.where(
+        raw.isna() | (raw.astype(str).str.strip() == ""),
+        "unknown",
+        np.where(raw.map(parse_stable), "stable", "unstable"),
+    )
     frame["stable"] = frame["stability"] == "stable"
     return frame
 
@@ -146,8 +204,12 @@ def derive(frame: pd.DataFrame) -> pd.DataFrame:
     samples/s and GFLOP/s at the median and at both ends of the time's CI, and the arithmetic
     intensity (predicted FLOPs per predicted byte of traffic)."""
     frame = frame.copy()
-    cost_columns = {"predicted_bytes": "peak_bytes", "predicted_lecture_bytes": "lecture_bytes",
-                    "predicted_flops": "flops", "predicted_traffic_bytes": "traffic_bytes"}
+    cost_columns = {
+        "predicted_bytes": "peak_bytes",
+        "predicted_lecture_bytes": "lecture_bytes",
+        "predicted_flops": "flops",
+        "predicted_traffic_bytes": "traffic_bytes",
+    }
     missing = frame[list(cost_columns)].isna().any(axis=1) | frame["samples"].isna()
     for i in frame.index[missing]:
         case = row_case(frame.loc[i].to_dict())
@@ -163,7 +225,9 @@ def derive(frame: pd.DataFrame) -> pd.DataFrame:
     ok = frame["status"] == "ok"
     frame["samples_per_s"] = frame["samples_per_s"].fillna(frame["samples"] / t).where(ok)
     frame["gflops"] = frame["gflops"].fillna(frame["predicted_flops"] / t / 1e9).where(ok)
-    frame["gbytes_per_s"] = frame["gbytes_per_s"].fillna(frame["predicted_traffic_bytes"] / t / 1e9).where(ok)
+    frame["gbytes_per_s"] = (
+        frame["gbytes_per_s"].fillna(frame["predicted_traffic_bytes"] / t / 1e9).where(ok)
+    )
     frame["samples_per_s_low"] = (frame["samples"] / hi).where(ok)
     frame["samples_per_s_high"] = (frame["samples"] / lo).where(ok)
     frame["gflops_low"] = (frame["predicted_flops"] / hi / 1e9).where(ok)
@@ -184,8 +248,10 @@ def read_json_object(path: Path, fix: str) -> dict:
 
 
 def read_environment(folder: Path) -> dict:
-    return read_json_object(folder / "environment.json",
-                            "delete it to report without the machine facts, or re-run the sweep")
+    return read_json_object(
+        folder / "environment.json",
+        "delete it to report without the machine facts, or re-run the sweep",
+    )
 
 
 def _label(frame: pd.DataFrame, env: dict, folder: Path) -> str:
@@ -204,12 +270,21 @@ def _device_kind(frame: pd.DataFrame, env: dict) -> str:
     if not device:
         devices = frame["device"].str.lower()
         device = devices.mode().iloc[0] if not devices.empty else ""
-    return "gpu" if device.startswith(("gpu", "cuda")) else "cpu" if device.startswith("cpu") else device
+    return (
+        "gpu"
+        if device.startswith(("gpu", "cuda"))
+        else "cpu"
+        if device.startswith("cpu")
+        else device
+    )
 
 
 def unique_labels(dirs: Sequence[Path], labels: list[str]) -> list[str]:
     """Labels made unique: the folder's name is appended to shared ones, then a counter."""
-    out = [f"{lab} ({d.resolve().name})" if labels.count(lab) > 1 else lab for d, lab in zip(dirs, labels)]
+    out = [
+        f"{lab} ({d.resolve().name})" if labels.count(lab) > 1 else lab
+        for d, lab in zip(dirs, labels)
+    ]
     seen: dict[str, int] = {}
     for i, lab in enumerate(out):
         seen[lab] = seen.get(lab, 0) + 1
@@ -221,8 +296,14 @@ def unique_labels(dirs: Sequence[Path], labels: list[str]) -> list[str]:
 def empty_frame() -> pd.DataFrame:
     """A results table with no rows and every column (for a report of asv results only)."""
     columns = {c: pd.Series(dtype=float if c in NUMERIC_COLUMNS else object) for c in COLUMNS}
-    columns.update({c: pd.Series(dtype=object if c in ("set", "folder", "device_kind", "stability")
-                                 else float) for c in EXTRA_COLUMNS})
+    columns.update(
+        {
+            c: pd.Series(
+                dtype=object if c in ("set", "folder", "device_kind", "stability") else float
+            )
+            for c in EXTRA_COLUMNS
+        }
+    )
     columns["stable"] = pd.Series(dtype=bool)
     return pd.DataFrame(columns)
 
@@ -231,5 +312,14 @@ def _float(value) -> float:
     return float(value) if is_number(value) else float("nan")
 
 
-__all__ = ["ResultSets", "load_results", "derive", "empty_frame", "read_json_object", "unique_labels",
-           "as_paths", "CI_COLUMNS", "EXTRA_COLUMNS"]
+__all__ = [
+    "ResultSets",
+    "load_results",
+    "derive",
+    "empty_frame",
+    "read_json_object",
+    "unique_labels",
+    "as_paths",
+    "CI_COLUMNS",
+    "EXTRA_COLUMNS",
+]

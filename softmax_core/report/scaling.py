@@ -59,50 +59,76 @@ def efficiencies(df):
     """Dask rows with speedup and efficiency columns: the round-by-round ratios measured
     side by side where the CSV has them, else ratios of medians."""
     d = df[df.engine == "dask"].copy()
-    for col in ("parallel_eff", "speedup_numpy_1t", "parallel_eff_low", "parallel_eff_high",
-                "speedup_numpy_1t_low", "speedup_numpy_1t_high"):
+    for col in (
+        "parallel_eff",
+        "speedup_numpy_1t",
+        "parallel_eff_low",
+        "parallel_eff_high",
+        "speedup_numpy_1t_low",
+        "speedup_numpy_1t_high",
+    ):
         if col not in d:
             d[col] = np.nan
     d["speedup_numpy_all"] = np.nan
     for idx, r in d.iterrows():
         t = r.time_median_s
         if not math.isfinite(r.parallel_eff):
-            one = d[(d.kind == r.kind) & (d.data == r.data) & (d.rows == r.rows) & (d.chunk_rows == r.chunk_rows)
-                    & (d.workers == 1)]
+            one = d[
+                (d.kind == r.kind)
+                & (d.data == r.data)
+                & (d.rows == r.rows)
+                & (d.chunk_rows == r.chunk_rows)
+                & (d.workers == 1)
+            ]
             if len(one):
                 d.at[idx, "parallel_eff"] = float(one.time_median_s.iloc[0]) / (r.workers * t)
         if not math.isfinite(r.speedup_numpy_1t):
-            d.at[idx, "speedup_numpy_1t"] = _baseline(df, r.kind, r.data, r.rows, r.chunk_rows, 1) / t
-        d.at[idx, "speedup_numpy_all"] = _baseline(df, r.kind, r.data, r.rows, r.chunk_rows, None) / t
+            d.at[idx, "speedup_numpy_1t"] = (
+                _baseline(df, r.kind, r.data, r.rows, r.chunk_rows, 1) / t
+            )
+        d.at[idx, "speedup_numpy_all"] = (
+            _baseline(df, r.kind, r.data, r.rows, r.chunk_rows, None) / t
+        )
     d["numpy_eff"] = d.speedup_numpy_1t / d.workers
     return d
 
 
 def _table(df, eff, kind: str, data: str) -> list[str]:
-    sub = df[(df.kind == kind) & (df.data == data)].sort_values(["rows", "chunk_rows", "engine", "workers", "threads"])
+    sub = df[(df.kind == kind) & (df.data == data)].sort_values(
+        ["rows", "chunk_rows", "engine", "workers", "threads"]
+    )
     if sub.empty:
         return []
-    lines = ["| m | chunk | engine | time [95% CI] | samples/s | GB/s | vs NumPy 1T | vs NumPy all | "
-             "parallel eff. | peak / worker (rise) | tasks | compute / task | overhead / task |",
-             "|---:|---:|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
+    lines = [
+        "| m | chunk | engine | time [95% CI] | samples/s | GB/s | vs NumPy 1T | vs NumPy all | "
+        "parallel eff. | peak / worker (rise) | tasks | compute / task | overhead / task |",
+        "|---:|---:|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|",
+    ]
     for idx, r in sub.iterrows():
         e = eff.loc[idx] if idx in eff.index else None
-        who = f"Dask, {r.workers} worker{'s' if r.workers > 1 else ''}" if r.engine == "dask" \
+        who = (
+            f"Dask, {r.workers} worker{'s' if r.workers > 1 else ''}"
+            if r.engine == "dask"
             else f"NumPy, {r.threads} thread{'s' if r.threads > 1 else ''}"
+        )
         flag = "" if str(r.stable) == "True" else " (unstable)"
         peak = f"{_si(r.peak_worker_bytes, 'B')} ({_si(r.peak_worker_above_bytes, 'B')})"
+
         def f(c: str) -> str:
             if e is None or not math.isfinite(e[c]):
                 return "–"
             lo, hi = e.get(f"{c}_low", math.nan), e.get(f"{c}_high", math.nan)
-            return f"{e[c]:.2f}" + (f" [{lo:.2f}, {hi:.2f}]" if math.isfinite(lo) and math.isfinite(hi) else "")
+            return f"{e[c]:.2f}" + (
+                f" [{lo:.2f}, {hi:.2f}]" if math.isfinite(lo) and math.isfinite(hi) else ""
+            )
 
         lines.append(
             f"| {r.rows:,} | {r.chunk_rows or '–'} | {who} | {_si(r.time_median_s, 's')} "
             f"[{_si(r.time_ci_low_s, 's')}, {_si(r.time_ci_high_s, 's')}]{flag} | {_si(r.samples_per_s)} | "
             f"{r.gbytes_per_s:.2f} | {f('speedup_numpy_1t')} | {f('speedup_numpy_all')} | {f('parallel_eff')} | "
             f"{peak} | {'' if math.isnan(r.tasks) else int(r.tasks)} | {_si(r.compute_per_task_s, 's')} | "
-            f"{_si(r.overhead_per_task_s, 's')} |")
+            f"{_si(r.overhead_per_task_s, 's')} |"
+        )
     return lines
 
 
@@ -117,15 +143,24 @@ def _plots(out: Path, df, eff) -> list[str]:
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
         for key, g in eff.groupby(["kind", "data", "rows", "chunk_rows"]):
             g = g.sort_values("workers")
-            label = f"{key[0]} {key[1]} m={key[2]:,}" + (f" chunk {key[3]}" if eff.chunk_rows.nunique() > 1 else "")
+            label = f"{key[0]} {key[1]} m={key[2]:,}" + (
+                f" chunk {key[3]}" if eff.chunk_rows.nunique() > 1 else ""
+            )
             for ax, col in zip(axes, ("parallel_eff", "speedup_numpy_1t")):
                 mid = g[col] / (1 if col == "parallel_eff" else g.workers)
                 lo = g.get(f"{col}_low", mid) / (1 if col == "parallel_eff" else g.workers)
                 hi = g.get(f"{col}_high", mid) / (1 if col == "parallel_eff" else g.workers)
-                err = np.vstack([(mid - lo).clip(lower=0).fillna(0), (hi - mid).clip(lower=0).fillna(0)])
+                err = np.vstack(
+                    [(mid - lo).clip(lower=0).fillna(0), (hi - mid).clip(lower=0).fillna(0)]
+                )
                 ax.errorbar(g.workers, mid, yerr=err, fmt="o-", capsize=3, label=label)
-        for ax, title in zip(axes, ("parallel efficiency  T(1) / (w·T(w))",
-                                    "efficiency against NumPy  T_NumPy,1 thread / (w·T(w))")):
+        for ax, title in zip(
+            axes,
+            (
+                "parallel efficiency  T(1) / (w·T(w))",
+                "efficiency against NumPy  T_NumPy,1 thread / (w·T(w))",
+            ),
+        ):
             ax.axhline(1.0, color="grey", lw=0.8, ls="--")
             ax.set_xlabel("Dask workers (1 thread each)")
             ax.set_title(title, fontsize=10)
@@ -139,19 +174,30 @@ def _plots(out: Path, df, eff) -> list[str]:
     if df.rows.nunique() > 1:
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
         dask_chunks = df[df.engine == "dask"].chunk_rows
-        usual = int(dask_chunks.mode().iloc[0]) if len(dask_chunks) else 0  # the chunk size most points have
+        usual = (
+            int(dask_chunks.mode().iloc[0]) if len(dask_chunks) else 0
+        )  # the chunk size most points have
         for ax, data in zip(axes, ("memory", "stream")):
-            g = df[(df.kind == "gradient") & (df.data == data) & ((df.engine == "numpy") | (df.chunk_rows == usual))]
+            g = df[
+                (df.kind == "gradient")
+                & (df.data == data)
+                & ((df.engine == "numpy") | (df.chunk_rows == usual))
+            ]
             for (engine, workers, threads), h in g.groupby(["engine", "workers", "threads"]):
                 h = h.groupby("rows").samples_per_s.median().sort_index()
-                label = (f"Dask, {workers} worker{'s' if workers > 1 else ''} (chunks of {usual:,} rows)"
-                         if engine == "dask" else f"NumPy, {threads} thread{'s' if threads > 1 else ''}")
+                label = (
+                    f"Dask, {workers} worker{'s' if workers > 1 else ''} (chunks of {usual:,} rows)"
+                    if engine == "dask"
+                    else f"NumPy, {threads} thread{'s' if threads > 1 else ''}"
+                )
                 ax.plot(h.index, h.values, "o-" if engine == "dask" else "s--", label=label)
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_xlabel("m (rows)")
-            ax.set_title(f"full-batch gradient, data {'in memory' if data == 'memory' else 'streamed (generated)'}",
-                         fontsize=10)
+            ax.set_title(
+                f"full-batch gradient, data {'in memory' if data == 'memory' else 'streamed (generated)'}",
+                fontsize=10,
+            )
             ax.legend(fontsize=7)
         axes[0].set_ylabel("samples / s")
         fig.tight_layout()
@@ -196,7 +242,8 @@ def _out_of_core(out: Path) -> list[str]:
         f"(X = {_si(r['x_bytes'], 'B')}, on a host with {_si(mem['host_total_bytes'], 'B')} of RAM), generated "
         f"in {r['chunks']} chunks of {r['chunk_rows']:,} rows, never whole, on {r['cluster']['workers']} workers:",
         "",
-        "| | |", "|---|---|",
+        "| | |",
+        "|---|---|",
         f"| Dask gradient, median of {d['repeats']} [95% CI] | {_si(d['time_median_s'], 's')} "
         f"[{_si(d['time_ci_low_s'], 's')}, {_si(d['time_ci_high_s'], 's')}] (first call {r['first_call_s']:.1f} s) |",
         f"| throughput | {_si(d['samples_per_s'])} samples/s, {d['gbytes_per_s']:.2f} GB/s |",
@@ -223,24 +270,38 @@ def write_report(out: str | Path) -> Path:
     if env_path.exists():
         env = json.loads(env_path.read_text())
         mach = env.get("machine", {})
-        lines += [f"Machine: {mach.get('cpu_model', '?')}, {mach.get('cpu_cores_logical', '?')} cores, "
-                  f"{_si(mach.get('memory_total_bytes'), 'B')} RAM; dask {env.get('versions', {}).get('dask', '?')}. "
-                  "Each Dask worker is one single-threaded process (BLAS on 1 thread).", ""]
+        lines += [
+            f"Machine: {mach.get('cpu_model', '?')}, {mach.get('cpu_cores_logical', '?')} cores, "
+            f"{_si(mach.get('memory_total_bytes'), 'B')} RAM; dask {env.get('versions', {}).get('dask', '?')}. "
+            "Each Dask worker is one single-threaded process (BLAS on 1 thread).",
+            "",
+        ]
         probe = env.get("parallelism")
         if probe:
             n, x = probe["processes"], probe["speedup"]
-            lines += [f"**This machine's parallelism:** {n} busy single-threaded processes together run "
-                      f"{x:.2f}x as fast as one alone (probe, 1-min load {probe['load_average_1min']:.1f}), so "
-                      f"no parallel efficiency with {n} workers can exceed {x / n:.2f} here, Dask or not.", ""]
+            lines += [
+                f"**This machine's parallelism:** {n} busy single-threaded processes together run "
+                f"{x:.2f}x as fast as one alone (probe, 1-min load {probe['load_average_1min']:.1f}), so "
+                f"no parallel efficiency with {n} workers can exceed {x / n:.2f} here, Dask or not.",
+                "",
+            ]
     if (out / "scaling.csv").exists():
         df = _load(out)
         eff = efficiencies(df)
         if "others_cpu" in df and df.others_cpu.notna().any():
-            lines += [f"Other processes used a median {df.others_cpu.median():.0%} of the CPUs while points were "
-                      "sampled (points marked unstable had a wide interval or a busy machine).", ""]
-        titles = {("gradient", "memory"): "Full-batch gradient, X in memory",
-                  ("gradient", "stream"): "Full-batch gradient, X streamed (generated chunk by chunk inside the call)",
-                  ("epoch", "memory"): "One epoch of large-batch SGD, X in memory"}
+            lines += [
+                f"Other processes used a median {df.others_cpu.median():.0%} of the CPUs while points were "
+                "sampled (points marked unstable had a wide interval or a busy machine).",
+                "",
+            ]
+        titles = {
+            ("gradient", "memory"): "Full-batch gradient, X in memory",
+            (
+                "gradient",
+                "stream",
+            ): "Full-batch gradient, X streamed (generated chunk by chunk inside the call)",
+            ("epoch", "memory"): "One epoch of large-batch SGD, X in memory",
+        }
         for (kind, data), title in titles.items():
             table = _table(df, eff, kind, data)
             if table:
@@ -250,10 +311,13 @@ def write_report(out: str | Path) -> Path:
         for name in _plots(out, df, eff):
             lines += [f"![{name}]({name})", ""]
     lines += _out_of_core(out)
-    lines += ["Columns: *vs NumPy 1T / all* = NumPy's time (1 BLAS thread / all cores) over this one; "
-              "*parallel eff.* = T(1 worker) / (w · T(w)); *peak / worker* = the largest worker's peak RSS "
-              "(its rise during the call; NumPy: the call's allocations, tracemalloc); "
-              "*overhead / task* = (wall · threads − Σ task compute) / tasks.", ""]
+    lines += [
+        "Columns: *vs NumPy 1T / all* = NumPy's time (1 BLAS thread / all cores) over this one; "
+        "*parallel eff.* = T(1 worker) / (w · T(w)); *peak / worker* = the largest worker's peak RSS "
+        "(its rise during the call; NumPy: the call's allocations, tracemalloc); "
+        "*overhead / task* = (wall · threads − Σ task compute) / tasks.",
+        "",
+    ]
     path = out / "report.md"
     atomic_write_text(path, "\n".join(lines))
     return path

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from ..backends.base import Backend
-from ..model.cost import METHODS, Cost, epoch_cost, format_bytes, gradient_cost, itemsize
 from ..data import make_synthetic
-from ..model.softmax import get_gradient, sgd_epoch
 from ..measure.timemodel import TimeModel
+from ..model.cost import METHODS, Cost, epoch_cost, format_bytes, gradient_cost, itemsize
+from ..model.softmax import get_gradient, sgd_epoch
 
 KINDS = ("gradient", "epoch")
 #: Where a point's inputs come from: gradients always use synthetic data of their shape.
@@ -40,7 +41,7 @@ class Case:
     features: int
     classes: int
     dtype: str = "float32"
-    data: str = ""    # an epoch's data source: synthetic or mnist; empty for a gradient
+    data: str = ""  # an epoch's data source: synthetic or mnist; empty for a gradient
     samples: int = 0  # examples per call: B for a gradient, m for an epoch
 
     def __post_init__(self):
@@ -51,13 +52,17 @@ class Case:
         if self.kind == "epoch" and not self.data:
             object.__setattr__(self, "data", "synthetic")
         if self.data not in DATA_SOURCES[self.kind]:
-            raise ValueError(f"a {self.kind} point's data must be one of "
-                             f"{', '.join(map(repr, DATA_SOURCES[self.kind]))}, got {self.data!r}")
+            raise ValueError(
+                f"a {self.kind} point's data must be one of "
+                f"{', '.join(map(repr, DATA_SOURCES[self.kind]))}, got {self.data!r}"
+            )
         if self.samples == 0:
-            object.__setattr__(self, "samples", self.batch if self.kind == "gradient" else EPOCH_SAMPLES)
+            object.__setattr__(
+                self, "samples", self.batch if self.kind == "gradient" else EPOCH_SAMPLES
+            )
 
     @classmethod
-    def from_row(cls, row) -> "Case | None":
+    def from_row(cls, row) -> Case | None:
         """The case of a results row (CSV text or numbers), or None if the row is damaged
         (sizes that are not positive whole numbers, an unknown kind, method or dtype)."""
         try:
@@ -66,21 +71,36 @@ class Case:
                 return None
             data = row.get("data")
             data = "" if data is None or data != data else str(data)  # NaN when read by pandas
-            return cls(str(row["kind"]), str(row["method"]), *(int(s) for s in sizes),
-                       str(row["dtype"] or "float32"), data)
+            return cls(
+                str(row["kind"]),
+                str(row["method"]),
+                *(int(s) for s in sizes),
+                str(row["dtype"] or "float32"),
+                data,
+            )
         except (KeyError, TypeError, ValueError):
             return None
 
     @property
     def key(self) -> tuple:
         """Identity of the point, for resuming a sweep."""
-        return (self.kind, self.method, self.batch, self.features, self.classes, self.dtype, self.data)
+        return (
+            self.kind,
+            self.method,
+            self.batch,
+            self.features,
+            self.classes,
+            self.dtype,
+            self.data,
+        )
 
     @property
     def cost(self) -> Cost:
         if self.kind == "gradient":
             return gradient_cost(self.method, self.batch, self.features, self.classes, self.dtype)
-        return epoch_cost(self.method, self.samples, self.features, self.classes, self.batch, self.dtype)
+        return epoch_cost(
+            self.method, self.samples, self.features, self.classes, self.batch, self.dtype
+        )
 
     @property
     def input_bytes(self) -> int:
@@ -90,11 +110,14 @@ class Case:
 
     def label(self) -> str:
         data = f" on {self.data}" if self.data else ""
-        return (f"{self.kind} {self.method} B={self.batch} n={self.features} "
-                f"k={self.classes} {self.dtype}{data}")
+        return (
+            f"{self.kind} {self.method} B={self.batch} n={self.features} "
+            f"k={self.classes} {self.dtype}{data}"
+        )
 
-    def prepare(self, backend: Backend, data: tuple[np.ndarray, np.ndarray] | None = None
-                ) -> tuple[Callable[..., Any], tuple]:
+    def prepare(
+        self, backend: Backend, data: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> tuple[Callable[..., Any], tuple]:
         """Inputs on ``backend`` and the call to measure: ``fn(*args)``.
 
         ``data`` optionally gives the host (X, y) of an epoch (real MNIST);
@@ -105,7 +128,9 @@ class Case:
         """
         if self.data == "mnist" and data is None:
             raise ValueError(f"{self.label()} needs the MNIST arrays: pass data=(X, y)")
-        X, y = data if data is not None else synthetic_data(self.samples, self.features, self.classes)
+        X, y = (
+            data if data is not None else synthetic_data(self.samples, self.features, self.classes)
+        )
         Xb = backend.asarray(X, self.dtype, copy=True)
         yb = backend.asarray(y, copy=True)
         theta0 = 0.01 * np.random.default_rng(0).standard_normal((self.features, self.classes))
@@ -114,7 +139,11 @@ class Case:
         grad(Xb[:1, :], yb[:1], theta)  # validate dtypes and shapes once, at the boundary
         if self.kind == "gradient":
             return functools.partial(grad, check=False), (Xb, yb, theta)
-        return functools.partial(sgd_epoch, lr=0.1, batch=self.batch, grad=grad, check=False), (Xb, yb, theta)
+        return functools.partial(sgd_epoch, lr=0.1, batch=self.batch, grad=grad, check=False), (
+            Xb,
+            yb,
+            theta,
+        )
 
 
 @functools.lru_cache(maxsize=4)
@@ -133,7 +162,7 @@ class Grid:
     classes: tuple[int, ...] = (10, 100, 1000)
     features: tuple[int, ...] = (784, 1000)
     dtype: str = "float32"
-    epochs_on: str = "synthetic"   # mnist | synthetic | none
+    epochs_on: str = "synthetic"  # mnist | synthetic | none
     epoch_methods: tuple[str, ...] = ("structured",)
     #: seconds a point may take: the lecture's naive gradient at n = k = 1000 (about 1 s a
     #: call, 9 calls, predicted 1.4 s a call when quiet and 2.3 s on a busy machine) fits;
@@ -147,16 +176,21 @@ class Grid:
                 get_gradient(m)
         for name in ("batches", "classes", "features"):
             values = getattr(self, name)
-            if not values or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1
-                                 for v in values):
-                raise ValueError(f"{name} must be a non-empty list of positive integers, got {values!r}")
+            if not values or any(
+                isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in values
+            ):
+                raise ValueError(
+                    f"{name} must be a non-empty list of positive integers, got {values!r}"
+                )
             # a value given twice is one point, measured once
             object.__setattr__(self, name, tuple(dict.fromkeys(int(v) for v in values)))
         for name in ("methods", "epoch_methods"):
             object.__setattr__(self, name, tuple(dict.fromkeys(getattr(self, name))))
         if min(self.classes) < 2:
-            raise ValueError(f"classes must be >= 2 (softmax over one class is constant), got "
-                             f"{','.join(map(str, self.classes))}; fix: leave out the classes below 2")
+            raise ValueError(
+                f"classes must be >= 2 (softmax over one class is constant), got "
+                f"{','.join(map(str, self.classes))}; fix: leave out the classes below 2"
+            )
         if self.epochs_on not in ("mnist", "synthetic", "none"):
             raise ValueError(f"epochs_on must be mnist, synthetic or none, got {self.epochs_on!r}")
         if not self.time_budget_s > 0:
@@ -166,11 +200,22 @@ class Grid:
     def cases(self) -> list[Case]:
         """All points, cheapest first within each method, so that the guard's time
         estimates come from the largest point already measured."""
-        grads = [Case("gradient", m, b, n, k, self.dtype)
-                 for m in self.methods for k in self.classes for n in self.features for b in self.batches]
-        epochs = [] if self.epochs_on == "none" else [
-            Case("epoch", m, b, EPOCH_FEATURES, EPOCH_CLASSES, self.dtype, self.epochs_on)
-            for m in self.epoch_methods for b in self.batches]
+        grads = [
+            Case("gradient", m, b, n, k, self.dtype)
+            for m in self.methods
+            for k in self.classes
+            for n in self.features
+            for b in self.batches
+        ]
+        epochs = (
+            []
+            if self.epochs_on == "none"
+            else [
+                Case("epoch", m, b, EPOCH_FEATURES, EPOCH_CLASSES, self.dtype, self.epochs_on)
+                for m in self.epoch_methods
+                for b in self.batches
+            ]
+        )
         order = {m: i for i, m in enumerate(METHODS)}
         return sorted(grads, key=lambda c: (order[c.method], c.cost.flops)) + epochs
 
@@ -248,18 +293,37 @@ def default_memory_budget(backend: Backend) -> int:
 def check_memory_budget(budget: float, backend: Backend) -> int:
     """``budget`` as whole bytes, refused when it is not a positive finite number or
     exceeds what the device can allocate now (a point planned past that is OOM-killed)."""
-    if isinstance(budget, bool) or not isinstance(budget, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(budget) or budget <= 0:
+    if (
+        isinstance(budget, bool)
+        or not isinstance(budget, (int, float, np.integer, np.floating))
+        or not np.isfinite(budget)
+        or budget <= 0
+    ):
         raise ValueError(f"memory budget must be a positive finite number of bytes, got {budget!r}")
     free = backend.free_memory_bytes()
     if budget > free:
         where = "GPU memory" if backend.is_gpu else "RAM"
-        raise ValueError(f"memory budget {format_bytes(budget)} exceeds the {format_bytes(free)} of {where} "
-                         f"this machine can allocate now; fix: give at most {format_bytes(free)}, or leave "
-                         f"--memory-budget out for {int(MEMORY_FRACTION[backend.device_kind] * 100)}% of it")
+        raise ValueError(
+            f"memory budget {format_bytes(budget)} exceeds the {format_bytes(free)} of {where} "
+            f"this machine can allocate now; fix: give at most {format_bytes(free)}, or leave "
+            f"--memory-budget out for {int(MEMORY_FRACTION[backend.device_kind] * 100)}% of it"
+        )
     return int(budget)
 
 
-__all__ = ["Case", "Grid", "Guard", "DEFAULT_GRID", "METHODS", "KINDS", "CALLS_PER_POINT", "MIN_SAMPLES",
-           "DEFAULT_ROUNDS", "LONG_CALL_S", "calls_per_point", "samples_per_round",
-           "default_memory_budget", "check_memory_budget"]
+__all__ = [
+    "Case",
+    "Grid",
+    "Guard",
+    "DEFAULT_GRID",
+    "METHODS",
+    "KINDS",
+    "CALLS_PER_POINT",
+    "MIN_SAMPLES",
+    "DEFAULT_ROUNDS",
+    "LONG_CALL_S",
+    "calls_per_point",
+    "samples_per_round",
+    "default_memory_budget",
+    "check_memory_budget",
+]

@@ -35,19 +35,64 @@ import os
 from pathlib import Path
 
 COLUMNS = (
-    "run_id", "timestamp", "backend", "device", "kind", "method", "batch", "features", "classes",
-    "dtype", "data", "status", "reason",
-    "time_median_s", "time_ci_low_s", "time_ci_high_s", "time_min_s", "time_iqr_s", "time_first_s",
-    "repeats", "loops", "rounds", "stable", "host_time_median_s",
-    "peak_bytes", "predicted_bytes", "predicted_lecture_bytes", "predicted_flops",
-    "predicted_traffic_bytes", "predicted_time_s",
-    "samples", "samples_per_s", "gflops", "gbytes_per_s", "load_before", "load_after", "others_cpu",
+    "run_id",
+    "timestamp",
+    "backend",
+    "device",
+    "kind",
+    "method",
+    "batch",
+    "features",
+    "classes",
+    "dtype",
+    "data",
+    "status",
+    "reason",
+    "time_median_s",
+    "time_ci_low_s",
+    "time_ci_high_s",
+    "time_min_s",
+    "time_iqr_s",
+    "time_first_s",
+    "repeats",
+    "loops",
+    "rounds",
+    "stable",
+    "host_time_median_s",
+    "peak_bytes",
+    "predicted_bytes",
+    "predicted_lecture_bytes",
+    "predicted_flops",
+    "predicted_traffic_bytes",
+    "predicted_time_s",
+    "samples",
+    "samples_per_s",
+    "gflops",
+    "gbytes_per_s",
+    "load_before",
+    "load_after",
+    "others_cpu",
 )
 STATUSES = ("ok", "skipped", "error")
 #: Columns that hold numbers (empty where a point did not run).
-NUMERIC_COLUMNS = tuple(c for c in COLUMNS if c not in (
-    "run_id", "timestamp", "backend", "device", "kind", "method", "dtype", "data", "status",
-    "reason", "stable"))
+NUMERIC_COLUMNS = tuple(
+    c
+    for c in COLUMNS
+    if c
+    not in (
+        "run_id",
+        "timestamp",
+        "backend",
+        "device",
+        "kind",
+        "method",
+        "dtype",
+        "data",
+        "status",
+        "reason",
+        "stable",
+    )
+)
 #: What identifies a point: two rows with the same key measured the same thing.
 KEY_COLUMNS = ("kind", "method", "batch", "features", "classes", "dtype", "data")
 
@@ -72,13 +117,20 @@ def check_header(path: str | os.PathLike) -> None:
         return
     missing = [c for c in COLUMNS if c not in header]
     extra = [c for c in header if c not in COLUMNS]
-    what = "; ".join(part for part in (
-        missing and f"missing {', '.join(missing)}",
-        extra and f"unknown {', '.join(extra)}",
-        not missing and not extra and "columns in another order") if part)
-    raise SchemaError(f"{path} is not a results file of this softmax-bench version ({what}); "
-                      "fix: write a new run into another --out folder (results files of other "
-                      "versions are read by `softmax-bench report`, never appended to)")
+    what = "; ".join(
+        part
+        for part in (
+            missing and f"missing {', '.join(missing)}",
+            extra and f"unknown {', '.join(extra)}",
+            not missing and not extra and "columns in another order",
+        )
+        if part
+    )
+    raise SchemaError(
+        f"{path} is not a results file of this softmax-bench version ({what}); "
+        "fix: write a new run into another --out folder (results files of other "
+        "versions are read by `softmax-bench report`, never appended to)"
+    )
 
 
 def read_rows(path: str | os.PathLike) -> list[dict]:
@@ -108,8 +160,9 @@ def row_case(row: dict):
     case = Case.from_row(row)
     if case is None or row.get("status") not in STATUSES:
         return None
-    if row["status"] == "ok" and not (is_number(row.get("time_median_s"))
-                                      and float(row["time_median_s"]) > 0):
+    if row["status"] == "ok" and not (
+        is_number(row.get("time_median_s")) and float(row["time_median_s"]) > 0
+    ):
         return None
     return case
 
@@ -121,5 +174,16 @@ def parse_stable(value) -> bool:
     return bool(value) if value == value else False
 
 
-__all__ = ["COLUMNS", "NUMERIC_COLUMNS", "KEY_COLUMNS", "STATUSES", "SchemaError", "check_header",
-           "read_header", "read_rows", "row_case", "is_number", "parse_stable"]
+__all__ = [
+    "COLUMNS",
+    "NUMERIC_COLUMNS",
+    "KEY_COLUMNS",
+    "STATUSES",
+    "SchemaError",
+    "check_header",
+    "read_header",
+    "read_rows",
+    "row_case",
+    "is_number",
+    "parse_stable",
+]

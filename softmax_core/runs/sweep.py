@@ -37,15 +37,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from ..fileio import atomic_write_text
 from ..backends.base import Backend
-from .cases import (DEFAULT_ROUNDS, LONG_CALL_S, Case, Grid, Guard, calls_per_point, check_memory_budget,
-                    default_memory_budget, samples_per_round)
+from ..fileio import atomic_write_text
+from ..measure.engine import MIN_TIME_S, Measurement, measure, probe_machine
 from ..measure.environment import load_average, record
 from ..measure.host_memory import make_room, release_retained_memory
-from ..measure.engine import MIN_TIME_S, Measurement, measure, probe_machine
-from .resultformat import COLUMNS, SchemaError, check_header, read_rows, row_case
 from ..measure.timemodel import TimeModel
+from .cases import (
+    DEFAULT_ROUNDS,
+    LONG_CALL_S,
+    Case,
+    Grid,
+    Guard,
+    calls_per_point,
+    check_memory_budget,
+    default_memory_budget,
+    samples_per_round,
+)
+from .resultformat import COLUMNS, SchemaError, check_header, read_rows, row_case
 
 #: A point's sampling stops after this share of the time budget (when it has
 #: its minimum samples); the guard keeps the minimum within the budget.
@@ -72,13 +81,24 @@ class SweepSummary:
         if not any(c[k] for k in ("ok", "skipped", "error")):
             return f"nothing left to measure: every point is in {self.out / 'results.csv'}"
         kept = f" ({self.kept} ok measured before, kept)" if self.kept else ""
-        return (f"{c['ok']} ok ({c['unstable']} not stable), {c['skipped']} skipped, {c['error']} error "
-                f"in {self.wall_s:.0f} s{kept}; results: {self.out / 'results.csv'}")
+        return (
+            f"{c['ok']} ok ({c['unstable']} not stable), {c['skipped']} skipped, {c['error']} error "
+            f"in {self.wall_s:.0f} s{kept}; results: {self.out / 'results.csv'}"
+        )
 
 
-def run_sweep(grid: Grid, backend: Backend, out_dir: str | os.PathLike, *, resume: bool = False,
-              memory_budget: float | None = None, data_dir: str | os.PathLike | None = None,
-              progress: bool | None = None, rounds: int = DEFAULT_ROUNDS, log: TextIO | None = None) -> Path:
+def run_sweep(
+    grid: Grid,
+    backend: Backend,
+    out_dir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    memory_budget: float | None = None,
+    data_dir: str | os.PathLike | None = None,
+    progress: bool | None = None,
+    rounds: int = DEFAULT_ROUNDS,
+    log: TextIO | None = None,
+) -> Path:
     """Run ``grid`` on ``backend``, writing ``out_dir/results.csv`` and ``environment.json``.
 
     Parameters
@@ -112,16 +132,22 @@ def run_sweep(grid: Grid, backend: Backend, out_dir: str | os.PathLike, *, resum
         ``out_dir``.  The :class:`SweepSummary` is ``run_sweep.last_summary``.
     """
     if isinstance(rounds, bool) or not isinstance(rounds, int) or not 1 <= rounds <= MAX_ROUNDS:
-        raise ValueError(f"rounds must be a whole number from 1 to {MAX_ROUNDS}, got {rounds!r}; fix: "
-                         "more rounds only repeat the minimum samples of every point, use at most "
-                         f"{MAX_ROUNDS}")
+        raise ValueError(
+            f"rounds must be a whole number from 1 to {MAX_ROUNDS}, got {rounds!r}; fix: "
+            "more rounds only repeat the minimum samples of every point, use at most "
+            f"{MAX_ROUNDS}"
+        )
     out = Path(out_dir)
     results = out / "results.csv"
     if results.exists() and not resume:
-        raise ValueError(f"{results} already exists; fix: pass --resume to continue it, "
-                         "or choose another --out")
-    budget = check_memory_budget(memory_budget, backend) if memory_budget is not None \
+        raise ValueError(
+            f"{results} already exists; fix: pass --resume to continue it, or choose another --out"
+        )
+    budget = (
+        check_memory_budget(memory_budget, backend)
+        if memory_budget is not None
         else default_memory_budget(backend)
+    )
     if resume and results.exists():
         check_header(results)  # before anything is written or locked
     epoch_data = _epoch_data(grid, data_dir)
@@ -133,7 +159,9 @@ def run_sweep(grid: Grid, backend: Backend, out_dir: str | os.PathLike, *, resum
     return out
 
 
-def _run_locked(grid, backend, out, resume, budget, epoch_data, progress, rounds, log) -> SweepSummary:
+def _run_locked(
+    grid, backend, out, resume, budget, epoch_data, progress, rounds, log
+) -> SweepSummary:
     t_start = time.monotonic()
     results = out / "results.csv"
     summary = SweepSummary(out)
@@ -141,9 +169,14 @@ def _run_locked(grid, backend, out, resume, budget, epoch_data, progress, rounds
         _check_same_rounds(results, rounds)  # before _rows_to_keep repairs anything
     kept, summary.damaged_rows = _rows_to_keep(results, log) if resume else ([], [])
     for line, reason in summary.damaged_rows:
-        print(f"{results}:{line}: damaged row dropped ({reason}); its point is measured again", file=log)
+        print(
+            f"{results}:{line}: damaged row dropped ({reason}); its point is measured again",
+            file=log,
+        )
     env = _environment(out, backend, resume)
-    model = TimeModel(env["probe"]["gemm_gflops"] * 1e9, env["probe"]["copy_gbps"] * 1e9, backend.device_kind)
+    model = TimeModel(
+        env["probe"]["gemm_gflops"] * 1e9, env["probe"]["copy_gbps"] * 1e9, backend.device_kind
+    )
     guard = Guard(budget, grid.time_budget_s, model)
     done, retry = set(), set()
     for case, row in kept:
@@ -155,7 +188,9 @@ def _run_locked(grid, backend, out, resume, budget, epoch_data, progress, rounds
     todo = [c for c in grid.cases() if c.key not in done]
     summary.kept = len(done)
     pooled: dict[tuple, Measurement] = {}
-    predicted: dict[tuple, float] = {}  # each point's predicted seconds, made before its first round
+    predicted: dict[
+        tuple, float
+    ] = {}  # each point's predicted seconds, made before its first round
     run_id = uuid.uuid4().hex[:12]
 
     def calls(seconds: float) -> int:
@@ -179,13 +214,27 @@ def _run_locked(grid, backend, out, resume, budget, epoch_data, progress, rounds
                     if reason:
                         pooled[case.key] = None
                         if case.key not in retry:  # a point skipped before and still: no second row
-                            _write(writer, fh, _skipped_row(case, predicted[case.key], reason), run_id, backend)
+                            _write(
+                                writer,
+                                fh,
+                                _skipped_row(case, predicted[case.key], reason),
+                                run_id,
+                                backend,
+                            )
                         summary.counts["skipped"] += 1
                         continue
                 elif pooled.get(case.key) is None:
                     continue
-                row = _measure_point(case, backend, guard, epoch_data if case.kind == "epoch" else None,
-                                     pooled, rounds, last, predicted[case.key])
+                row = _measure_point(
+                    case,
+                    backend,
+                    guard,
+                    epoch_data if case.kind == "epoch" else None,
+                    pooled,
+                    rounds,
+                    last,
+                    predicted[case.key],
+                )
                 if row is not None:
                     _write(writer, fh, row, run_id, backend)
                     status = row["status"]
@@ -202,19 +251,37 @@ def _point_row(case: Case, predicted_s: float) -> dict:
     """The point's columns and its predictions; ``predicted_s`` is the time model's
     prediction made before the point's first round ran (never after it learnt from it)."""
     cost = case.cost
-    return {"kind": case.kind, "method": case.method, "batch": case.batch, "features": case.features,
-            "classes": case.classes, "dtype": case.dtype, "data": case.data, "samples": case.samples,
-            "predicted_bytes": int(cost.peak_bytes), "predicted_lecture_bytes": int(cost.lecture_bytes),
-            "predicted_flops": int(cost.flops), "predicted_traffic_bytes": int(cost.traffic_bytes),
-            "predicted_time_s": predicted_s}
+    return {
+        "kind": case.kind,
+        "method": case.method,
+        "batch": case.batch,
+        "features": case.features,
+        "classes": case.classes,
+        "dtype": case.dtype,
+        "data": case.data,
+        "samples": case.samples,
+        "predicted_bytes": int(cost.peak_bytes),
+        "predicted_lecture_bytes": int(cost.lecture_bytes),
+        "predicted_flops": int(cost.flops),
+        "predicted_traffic_bytes": int(cost.traffic_bytes),
+        "predicted_time_s": predicted_s,
+    }
 
 
 def _skipped_row(case: Case, predicted_s: float, reason: str) -> dict:
     return {**_point_row(case, predicted_s), "status": "skipped", "reason": reason}
 
 
-def _measure_point(case: Case, backend: Backend, guard: Guard, data, pooled: dict,
-                   rounds: int, last_round: bool, predicted_s: float) -> dict | None:
+def _measure_point(
+    case: Case,
+    backend: Backend,
+    guard: Guard,
+    data,
+    pooled: dict,
+    rounds: int,
+    last_round: bool,
+    predicted_s: float,
+) -> dict | None:
     """One round of ``case``; its row after the last round (None before), or an error row.
 
     Each round samples for at least ``MIN_TIME_S / rounds`` and at most
@@ -227,8 +294,11 @@ def _measure_point(case: Case, backend: Backend, guard: Guard, data, pooled: dic
     first_round = case.key not in pooled
     # a later round hands the memory kept from earlier points back only if the heap could
     # outgrow the budget (host_memory), and then warms up again
-    refaults = not first_round and not backend.is_gpu and make_room(case.cost.peak_bytes + case.input_bytes,
-                                                                    guard.memory_budget_bytes)
+    refaults = (
+        not first_round
+        and not backend.is_gpu
+        and make_room(case.cost.peak_bytes + case.input_bytes, guard.memory_budget_bytes)
+    )
     long = not first_round and pooled[case.key].median >= LONG_CALL_S and not refaults
     try:
         fn, args = case.prepare(backend, data)
@@ -236,14 +306,25 @@ def _measure_point(case: Case, backend: Backend, guard: Guard, data, pooled: dic
             # the cold call takes fresh pages: what prepare's check call and earlier points
             # left kept goes back first
             release_retained_memory()
-        m = measure(fn, *args, backend=backend, min_samples=samples_per_round(rounds),
-                    max_time_s=guard.time_budget_s * POINT_TIME_SHARE / rounds,
-                    min_time_s=MIN_TIME_S / rounds, cold=first_round, warm_up=not long)
+        m = measure(
+            fn,
+            *args,
+            backend=backend,
+            min_samples=samples_per_round(rounds),
+            max_time_s=guard.time_budget_s * POINT_TIME_SHARE / rounds,
+            min_time_s=MIN_TIME_S / rounds,
+            cold=first_round,
+            warm_up=not long,
+        )
         peak = backend.peak_bytes(fn, *args) if last_round else None
         del fn, args
     except Exception as exc:  # one failing point (even out of memory) must not end the sweep
         pooled[case.key] = None
-        return {**row, "status": "error", "reason": f"{type(exc).__name__}: {exc}".replace("\n", " ")}
+        return {
+            **row,
+            "status": "error",
+            "reason": f"{type(exc).__name__}: {exc}".replace("\n", " "),
+        }
     if not first_round:
         m = pooled[case.key].pooled(m)
     pooled[case.key] = m
@@ -253,10 +334,18 @@ def _measure_point(case: Case, backend: Backend, guard: Guard, data, pooled: dic
         return None
     t = m.median
     cost = case.cost
-    return {**row, **m.row(), "status": "ok", "reason": "", "peak_bytes": peak,
-            "samples_per_s": case.samples / t, "gflops": cost.flops / t / 1e9,
-            "gbytes_per_s": cost.traffic_bytes / t / 1e9, "load_before": load_before,
-            "load_after": load_average()}
+    return {
+        **row,
+        **m.row(),
+        "status": "ok",
+        "reason": "",
+        "peak_bytes": peak,
+        "samples_per_s": case.samples / t,
+        "gflops": cost.flops / t / 1e9,
+        "gbytes_per_s": cost.traffic_bytes / t / 1e9,
+        "load_before": load_before,
+        "load_after": load_average(),
+    }
 
 
 def _write(writer, fh, row: dict, run_id: str, backend: Backend) -> None:
@@ -285,8 +374,10 @@ def _folder_lock(out: Path):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-            raise ValueError(f"{out} is in use by another sweep (pid {holder}); fix: wait for it to "
-                             "finish, or choose another --out") from None
+            raise ValueError(
+                f"{out} is in use by another sweep (pid {holder}); fix: wait for it to "
+                "finish, or choose another --out"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
@@ -298,13 +389,22 @@ def _environment(out: Path, backend: Backend, resume: bool) -> dict:
     path = out / "environment.json"
     if resume and path.exists():
         env = _read_environment(path)
-        label = env.get("backend", {}).get("label") if isinstance(env.get("backend"), dict) else None
+        label = (
+            env.get("backend", {}).get("label") if isinstance(env.get("backend"), dict) else None
+        )
         if label not in (None, backend.label):
-            raise ValueError(f"{out} holds results of {label}, not {backend.label}; "
-                             "fix: resume with the same backend, or choose another --out")
+            raise ValueError(
+                f"{out} holds results of {label}, not {backend.label}; "
+                "fix: resume with the same backend, or choose another --out"
+            )
         if isinstance(env.get("probe"), dict) and {"gemm_gflops", "copy_gbps"} <= set(env["probe"]):
             return env
-    env = {"created": _now(), **record(backend), "probe": probe_machine(backend), "columns": list(COLUMNS)}
+    env = {
+        "created": _now(),
+        **record(backend),
+        "probe": probe_machine(backend),
+        "columns": list(COLUMNS),
+    }
     atomic_write_text(path, json.dumps(env, indent=2, default=str) + "\n")
     return env
 
@@ -313,11 +413,15 @@ def _read_environment(path: Path) -> dict:
     try:
         env = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ValueError(f"{path} is not readable JSON ({exc}); fix: delete it to probe the machine "
-                         "again, or choose another --out") from None
+        raise ValueError(
+            f"{path} is not readable JSON ({exc}); fix: delete it to probe the machine "
+            "again, or choose another --out"
+        ) from None
     if not isinstance(env, dict):
-        raise ValueError(f"{path} holds a {type(env).__name__}, not an object; fix: delete it to probe "
-                         "the machine again, or choose another --out")
+        raise ValueError(
+            f"{path} holds a {type(env).__name__}, not an object; fix: delete it to probe "
+            "the machine again, or choose another --out"
+        )
     return env
 
 
@@ -330,21 +434,29 @@ def _rows_to_keep(results: Path, log=None) -> tuple[list[tuple[Case, dict]], lis
     with open(results, "rb+") as fh:
         data = fh.read()
         if data and not data.endswith(b"\n"):
-            last = data[data.rfind(b"\n") + 1:].decode("utf-8", errors="replace")
+            last = data[data.rfind(b"\n") + 1 :].decode("utf-8", errors="replace")
             fields = next(csv.reader([last]), [])
             whole = len(fields) == len(COLUMNS) and row_case(dict(zip(COLUMNS, fields))) is not None
             if whole:
                 fh.write(b"\n")
             else:
                 fh.truncate(data.rfind(b"\n") + 1)
-                print(f"{results}: a half-written last line was dropped ({len(last)} characters); "
-                      "its point is measured again", file=log or sys.stderr)
+                print(
+                    f"{results}: a half-written last line was dropped ({len(last)} characters); "
+                    "its point is measured again",
+                    file=log or sys.stderr,
+                )
     kept, damaged = [], []
     for line, row in enumerate(read_rows(results), start=2):
         case = row_case(row)
         if case is None:
-            damaged.append((line, f"status {row.get('status')!r}, point "
-                                  f"{row.get('kind')} {row.get('method')} B={row.get('batch')}"))
+            damaged.append(
+                (
+                    line,
+                    f"status {row.get('status')!r}, point "
+                    f"{row.get('kind')} {row.get('method')} B={row.get('batch')}",
+                )
+            )
         else:
             kept.append((case, row))
     return kept, damaged
@@ -360,13 +472,17 @@ def _check_same_rounds(results: Path, rounds: int) -> None:
             continue  # damaged rows are measured again anyway
         value = (row.get("rounds") or "").strip()
         if not value.isdigit() or int(value) < 1:
-            raise ValueError(f"{results}:{line}: rounds is {row.get('rounds')!r}, not a whole number; fix: "
-                             "delete that row to measure its point again, or choose another --out")
+            raise ValueError(
+                f"{results}:{line}: rounds is {row.get('rounds')!r}, not a whole number; fix: "
+                "delete that row to measure its point again, or choose another --out"
+            )
         found.add(int(value))
     other = sorted(found - {rounds})
     if other:
-        raise ValueError(f"{results} holds points measured with --rounds {', '.join(map(str, other))}, "
-                         f"not {rounds}; fix: resume with --rounds {other[0]}, or choose another --out")
+        raise ValueError(
+            f"{results} holds points measured with --rounds {', '.join(map(str, other))}, "
+            f"not {rounds}; fix: resume with --rounds {other[0]}, or choose another --out"
+        )
 
 
 def _now() -> str:
@@ -384,8 +500,14 @@ class _Progress:
         if enabled if enabled is not None else self.tty:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=sum(weights), file=stream, unit="s", leave=True, dynamic_ncols=True,
-                            bar_format="{l_bar}{bar}| {postfix} [{elapsed}<{remaining}]")
+            self.bar = tqdm(
+                total=sum(weights),
+                file=stream,
+                unit="s",
+                leave=True,
+                dynamic_ncols=True,
+                bar_format="{l_bar}{bar}| {postfix} [{elapsed}<{remaining}]",
+            )
         self.t0 = self.last_line = time.monotonic()
 
     def advance(self, label: str) -> None:
@@ -396,8 +518,11 @@ class _Progress:
         elif time.monotonic() - self.last_line >= PLAIN_PROGRESS_EVERY_S:
             self.last_line = time.monotonic()
             elapsed = self.last_line - self.t0
-            print(f"[sweep] {self.i}/{len(self.weights)} point-rounds, {elapsed:.0f} s, now: {label}",
-                  file=self.stream, flush=True)
+            print(
+                f"[sweep] {self.i}/{len(self.weights)} point-rounds, {elapsed:.0f} s, now: {label}",
+                file=self.stream,
+                flush=True,
+            )
         self.i += 1
 
     def close(self) -> None:
