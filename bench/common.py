@@ -2,10 +2,10 @@
 
 Every time this suite reports comes from :func:`softmax_core.measure.engine.measure`, called as
 the sweep calls it for a point, with a shorter sampling cap (:func:`measured`): asv's own
-timing loop is never used.  asv runs each benchmark and parameter combination in a fresh process (forked
-from a server that has imported this package, see ``launch_method`` in ``asv.conf.json``),
-so whatever is cached here is cached for one point; the machine probe that the guard's
-time predictions rest on is cached on disk instead (:func:`machine_rates`).
+timing loop is never used.  asv runs each benchmark and parameter combination in a fresh
+process (forked from a server that has imported this package, see ``launch_method`` in
+``asv.conf.json``), so whatever is cached here is cached for one point; the machine probe
+that the guard's time predictions rest on is cached on disk instead (:func:`machine_rates`).
 
 Which points run
 ----------------
@@ -56,7 +56,8 @@ from .library import (
 
 #: The sweep's grid: every parameter list of the suite comes from here.
 GRID = DEFAULT_GRID
-#: Suites, chosen with ``SOFTMAX_ASV_SUITE`` (tools/asv_device.py puts it in asv's environment name).
+#: Suites, chosen with ``SOFTMAX_ASV_SUITE`` (tools/asv_device.py puts it in asv's
+#: environment name).
 SUITE_ENV = "SOFTMAX_ASV_SUITE"
 SUITES = ("default", "full")
 #: A point is in the default suite when the time model, at its conservative default
@@ -71,10 +72,10 @@ DEFAULT_MAX_CALL_S = 0.3
 REFERENCE_GEMM_FLOPS_PER_S = 179.6e9
 REFERENCE_COPY_BYTES_PER_S = 22.0e9
 #: Sampling cap of one point, seconds.  The sweep gives a point a tenth of its time budget
-#: (2.5 s at the default 25 s, over its rounds); a commit's asv run must end in minutes, so a third of that.  The
-#: engine stops as soon as the median's interval is within ±2%, which on a quiet machine
-#: most points reach well before; the cap only bounds what a noisy point may take.  It sets
-#: the interval's width, not where the median lies.
+#: (2.5 s at the default 25 s, over its rounds); a commit's asv run must end in minutes, so
+#: a third of that.  The engine stops as soon as the median's interval is within ±2%, which
+#: on a quiet machine most points reach well before; the cap only bounds what a noisy point
+#: may take.  It sets the interval's width, not where the median lies.
 MAX_TIME_S = GRID.time_budget_s * POINT_TIME_SHARE / 3
 #: Fewest samples a point gives asv per commit (over all rounds).  asv tells two commits
 #: apart with a Mann-Whitney U test at p < 0.002 once the samples allow it: 6 against 6
@@ -134,7 +135,8 @@ def suite_points(kind: str, name: str | None = None) -> list[Case]:
 
 # --------------------------------------------------------------------------- device and guard
 
-#: Files an NVIDIA driver creates on Linux (WSL: /dev/dxg); without any of them there is no CUDA device.
+#: Files an NVIDIA driver creates on Linux (WSL: /dev/dxg); without any of them there is no
+#: CUDA device.
 NVIDIA_DRIVER_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia", "/dev/dxg")
 
 
@@ -182,10 +184,11 @@ def machine_rates(b: Backend) -> dict:
 
     The best of three probes (a few seconds) is cached as JSON in ``$SOFTMAX_ASV_CACHE``
     (default: the temporary folder)``/softmax-bench-asv/``, keyed by host, backend,
-    processor and the probe's version, so that every process of a run, and every later run, predicts with the same
-    rates and skips the same points.  Delete the file to probe again.
+    processor and the probe's version, so that every process of a run, and every later run,
+    predicts with the same rates and skips the same points.  Delete the file to probe again.
     """
-    # older libraries have no PROBE_VERSION: their probe is version 1 (see softmax_core.measure.engine)
+    # older libraries have no PROBE_VERSION: their probe is version 1
+    # (see softmax_core.measure.engine)
     ident = [
         platform.node(),
         b.label,
@@ -278,7 +281,8 @@ def asv_rounds() -> int:
 
 
 def asv_samples_per_round(rounds: int) -> int:
-    """Least samples of one of asv's rounds: :data:`ASV_MIN_SAMPLES` shared out, 2 a round at least."""
+    """Least samples of one of asv's rounds: :data:`ASV_MIN_SAMPLES` shared out, 2 a round
+    at least."""
     return max(2, math.ceil(ASV_MIN_SAMPLES / rounds))
 
 
@@ -320,7 +324,8 @@ def measured(fn: Callable, args: tuple, label: str = "") -> engine.Measurement:
 
 
 def asv_samples(m: engine.Measurement) -> dict[str, Any]:
-    """A measurement as asv stores a timing: its samples (seconds per call) and the calls per sample.
+    """A measurement as asv stores a timing: its samples (seconds per call) and the calls
+    per sample.
 
     asv takes a benchmark result shaped ``{"samples": [...], "number": n}`` as a timing and
     computes its median, 99% confidence interval and quartiles from the samples, so

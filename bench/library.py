@@ -11,7 +11,7 @@ try:
     from softmax_core.baseline.plain import epoch_overhead
     from softmax_core.fileio import atomic_write_text
     from softmax_core.measure import engine
-    from softmax_core.measure.environment import cpu_model, set_threads
+    from softmax_core.measure.environment import cpu_model
     from softmax_core.measure.timemodel import TimeModel
     from softmax_core.runs.cases import (
         DEFAULT_GRID,
@@ -24,6 +24,15 @@ try:
         synthetic_data,
     )
     from softmax_core.runs.sweep import POINT_TIME_SHARE
+
+    def set_threads(threads: int | None) -> None:
+        """Limit the BLAS and OpenMP pools to ``threads``: asv runs each point in a process
+        of its own, so the limit lasts for that point."""
+        if threads is not None:
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(limits=threads)
+
 except ImportError:  # the flat layout
     from softmax_core._io import atomic_write_text
     from softmax_core.backend import Backend, BackendError, get_backend

@@ -6,7 +6,7 @@ The math lives in :mod:`softmax_core.model.softmax`, backends in :mod:`.backend`
 :mod:`.sweep`, reports in :mod:`.report` and the command line in :mod:`.cli`.
 """
 
-from .backends.base import Backend, BackendError, get_backend
+from .backends import Backend, BackendError, get_backend
 from .data import MNIST, DataError, fetch_mnist, load_mnist, make_synthetic
 from .model.softmax import (
     GRADIENTS,

@@ -8,6 +8,7 @@ on stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import datetime as _dt
 import io
@@ -18,7 +19,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .backends.base import BACKENDS, DEVICES, BackendError, get_backend
+from .backends import BACKENDS, DEVICES, BackendError, get_backend
 from .data import DEFAULT_MIRRORS, DataError, default_data_dir, fetch_mnist, load_mnist
 from .fileio import atomic_write_text
 from .model.softmax import GRADIENTS, get_gradient, train
@@ -170,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "train",
         help="train softmax regression on MNIST and print per-epoch metrics",
-        description="Train on MNIST (X/255, theta = 0) and print loss, error and seconds per epoch.",
+        description="Train on MNIST (X/255, theta = 0) and print loss, error and seconds per "
+        "epoch.",
     )
     p.add_argument(
         "--data-dir",
@@ -279,7 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out",
         type=Path,
-        help=f"results folder (default: a new folder {DEFAULT_SWEEP_ROOT}/<time>-<library>-<device> per run, "
+        help=f"results folder (default: a new folder "
+        f"{DEFAULT_SWEEP_ROOT}/<time>-<library>-<device> per run, "
         f"with {DEFAULT_SWEEP_ROOT}/latest pointing at it)",
     )
     p.add_argument(
@@ -359,7 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument(
         "--mirror",
         action="append",
-        help=f"base URL to try (repeatable; default: $SOFTMAX_MNIST_MIRRORS or {', '.join(DEFAULT_MIRRORS)})",
+        help="base URL to try (repeatable; default: $SOFTMAX_MNIST_MIRRORS or "
+        f"{', '.join(DEFAULT_MIRRORS)})",
     )
     f.add_argument(
         "--timeout",
@@ -375,7 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_reference_set_parsers(sub) -> None:
-    """The ``suite`` and ``sidebyside`` commands (softmax_core.suite, softmax_core.baseline.sidebyside)."""
+    """The ``suite`` and ``sidebyside`` commands (:mod:`softmax_core.suite`,
+    :mod:`softmax_core.baseline.sidebyside`)."""
     from .suite import STAGES
 
     p = sub.add_parser(
@@ -410,7 +415,8 @@ def _add_reference_set_parsers(sub) -> None:
     p = sub.add_parser(
         "sidebyside",
         help="softmax-bench on CuPy/NumPy and torch against plain PyTorch",
-        description="The MNIST recipe's epoch and the structured gradient at B = 1024, n = k = 1000: "
+        description="The MNIST recipe's epoch and the structured gradient at B = 1024, "
+        "n = k = 1000: "
         "softmax-bench on the device's library and on torch, hand-written PyTorch and "
         "autograd, measured side by side, with launches per step against the bound.",
     )
@@ -436,10 +442,8 @@ def _add_reference_set_parsers(sub) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        from .measure.environment import set_threads
-
-        set_threads(getattr(args, "threads", None))
-        code = _COMMANDS[args.command](args)
+        with _thread_limit(getattr(args, "threads", None)):
+            code = _COMMANDS[args.command](args)
         sys.stdout.flush()
         return code
     except BrokenPipeError:
@@ -460,10 +464,20 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _thread_limit(threads: int | None):
+    """``--threads``: the BLAS and OpenMP pools limited for the command, restored after it."""
+    if threads is None:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=threads)
+
+
 def _cmd_train(args) -> int:
     import functools
 
     from .measure.engine import Measurement, time_once
+    from .measure.session import MeasurementSession
 
     backend = get_backend(args.device, args.backend)
     data = load_mnist(args.data_dir)
@@ -476,7 +490,8 @@ def _cmd_train(args) -> int:
         f"lr={args.lr}, batch={args.batch}, epochs={args.epochs}"
     )
     print(
-        f"{'epoch':>5} {'train_loss':>10} {'train_err':>9} {'test_loss':>9} {'test_err':>8} {'seconds':>8}"
+        f"{'epoch':>5} {'train_loss':>10} {'train_err':>9} {'test_loss':>9} {'test_err':>8} "
+        f"{'seconds':>8}"
     )
     rows = []
 
@@ -491,22 +506,24 @@ def _cmd_train(args) -> int:
         if args.metrics_out:
             atomic_write_text(args.metrics_out, _csv_text(EPOCH_COLUMNS, rows))
 
-    train(
-        *arrays,
-        lr=args.lr,
-        batch=args.batch,
-        epochs=args.epochs,
-        grad=get_gradient(args.grad),
-        seed=args.seed,
-        timer=functools.partial(time_once, backend=backend),
-        on_epoch=on_epoch,
-    )
+    with MeasurementSession(backend):
+        train(
+            *arrays,
+            lr=args.lr,
+            batch=args.batch,
+            epochs=args.epochs,
+            grad=get_gradient(args.grad),
+            seed=args.seed,
+            timer=functools.partial(time_once, backend=backend),
+            on_epoch=on_epoch,
+        )
     if len(rows) >= 3:  # the first epoch is cold (compilation, first touch): kept apart
         warm = Measurement.from_samples(
             [r["seconds"] for r in rows[1:]], first_s=rows[0]["seconds"]
         )
         print(
-            f"# epoch time: {warm} over epochs 2-{len(rows)}; epoch 1 (cold) {rows[0]['seconds']:.3f} s"
+            f"# epoch time: {warm} over epochs 2-{len(rows)}; "
+            f"epoch 1 (cold) {rows[0]['seconds']:.3f} s"
         )
     return 0
 

@@ -316,14 +316,16 @@ def _download_verified(
 
 
 def _copy_bounded(url: str, out, limit: int, timeout: float, deadline: float) -> None:
-    """Copy ``url`` into ``out``: at most ``limit`` bytes, and done by ``deadline`` (time.monotonic)."""
+    """Copy ``url`` into ``out``: at most ``limit`` bytes, and done by ``deadline``
+    (time.monotonic)."""
     watchdog = _Watchdog(deadline)
     try:
         with _opener(watchdog).open(url, timeout=timeout) as resp:
             announced = resp.headers.get("Content-Length", "")
             if announced.isdigit() and int(announced) > limit:
                 raise DataError(
-                    f"the mirror announces {announced} bytes, more than the {limit} this file can take"
+                    f"the mirror announces {announced} bytes, "
+                    f"more than the {limit} this file can take"
                 )
             size = 0
             # read1: whatever has arrived, so that the deadline is checked even on a trickle
@@ -441,7 +443,8 @@ class _Terminated(BaseException):
 
 @contextlib.contextmanager
 def _sigterm_unwinds():
-    """While fetching, SIGTERM unwinds the stack (removing partial files), then ends the process as before.
+    """While fetching, SIGTERM unwinds the stack (removing partial files), then ends the process
+    as before.
 
     Only in the main thread (where Python runs signal handlers) and where SIGTERM has
     its default action; elsewhere the next fetch's stale-file cleanup covers it.

@@ -479,8 +479,9 @@ class Suite:
         atomic_write_text(self.out / "suite.md", _markdown(summary))
         size = write_archive(self.out, self.archive)
         self.say(
-            f"archive {self.archive} ({size / 2**20:.2f} MiB); wall {time.monotonic() - self.t0:.0f} s "
-            f"of {self.budget_s:.0f} s; {'all stages ok or skipped' if not bad else 'NOT ok: ' + ', '.join(bad)}"
+            f"archive {self.archive} ({size / 2**20:.2f} MiB); "
+            f"wall {time.monotonic() - self.t0:.0f} s of {self.budget_s:.0f} s; "
+            f"{'all stages ok or skipped' if not bad else 'NOT ok: ' + ', '.join(bad)}"
         )
         return 1 if bad else 0
 
@@ -535,13 +536,14 @@ def _now() -> str:
 
 def _markdown(s: dict) -> str:
     rows = "\n".join(
-        f"| {st['name']} | {st['status']} | {st['seconds']:.0f} | {st['load_1min']} | {st['detail']} | "
-        f"{', '.join(st['files'])} |"
+        f"| {st['name']} | {st['status']} | {st['seconds']:.0f} | {st['load_1min']} | "
+        f"{st['detail']} | {', '.join(st['files'])} |"
         for st in s["stages"]
     )
     return (
         f"# softmax-bench suite\n\n{s['created']}, device {s['device']}: {s['wall_s']:.0f} s of a "
-        f"{s['budget_s']:.0f} s budget; {'all stages ok or skipped' if s['ok'] else 'NOT all ok'}.\n\n"
+        f"{s['budget_s']:.0f} s budget; "
+        f"{'all stages ok or skipped' if s['ok'] else 'NOT all ok'}.\n\n"
         "| stage | status | s | load | detail | files |\n| --- | --- | --- | --- | --- | --- |\n"
         + rows
         + "\n\nload: the machine's 1-minute load average as the stage ended (other processes' work "

@@ -73,7 +73,8 @@ def mnist_dir() -> Path:
         reason = (
             f"MNIST files not found in {path} (missing: {', '.join(missing) or 'the folder'}); "
             "set SOFTMAX_MNIST_DIR to a folder with the four IDX files, place them in "
-            "../shared/data/mnist beside the repository, or run 'softmax-bench data fetch --dir DIR'"
+            "../shared/data/mnist beside the repository, "
+            "or run 'softmax-bench data fetch --dir DIR'"
         )
         if _on_ci():
             pytest.fail("CI=true requires the MNIST data: " + reason)

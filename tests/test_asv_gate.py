@@ -22,7 +22,8 @@ C = "epoch.Epoch.track_time('structured', 96, 'float32')"
 def table(*rows: tuple[str, str]) -> str:
     """asv continuous's output with a table of (mark, benchmark) rows."""
     lines = [
-        "| Change   | Before [c0] <main~1>   | After [c1] <main>   |   Ratio | Benchmark (Parameter) |",
+        "| Change   | Before [c0] <main~1>   | After [c1] <main>   |   Ratio "
+        "| Benchmark (Parameter) |",
         "|----------|------------------------|---------------------|---------|-----------------------|",
     ]
     lines += [

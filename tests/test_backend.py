@@ -235,14 +235,13 @@ def test_environment_record_says_how_host_memory_behaves(tmp_path, monkeypatch):
 
     from softmax_core.measure import host_memory
     from softmax_core.measure.environment import record
+    from softmax_core.measure.session import MeasurementSession
 
     monkeypatch.setattr(host_memory, "PAGE_REPORTING", tmp_path)
-    from softmax_core.backends import base as backend_module
-
-    monkeypatch.setitem(host_memory._state, "retained", False)
-    monkeypatch.setattr(backend_module, "_SETTLED", set())
-    assert record()["machine"]["allocator"]["freed_memory_kept"] is False  # nothing settled yet
-    alloc = record(get_backend("cpu", "numpy"))["machine"]["allocator"]  # settles first
+    assert record()["machine"]["allocator"]["freed_memory_kept"] is False  # no session yet
+    with MeasurementSession(get_backend("cpu", "numpy")):
+        alloc = record(get_backend("cpu", "numpy"))["machine"]["allocator"]
+    assert record()["machine"]["allocator"]["freed_memory_kept"] is False  # restored
     assert alloc["freed_memory_kept"] == (platform.libc_ver()[0] == "glibc")
     assert alloc["free_page_reporting"] is False
     (tmp_path / "page_reporting_order").write_text("9\n")

@@ -77,7 +77,7 @@ def test_reference_gradient_is_the_sum_over_chunks():
     assert [b - a for a, b in chunk_bounds(2500, 700)] == [700, 700, 700, 400]
 
 
-# --------------------------------------------------------------------------- the backend on a cluster
+# ------------------------------------------------------------------------- the backend on a cluster
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +150,7 @@ def test_gradient_equals_numpy(dask_b, problem, grad, dtype):
 
 
 def test_sgd_epoch_equals_numpy(dask_b, problem):
-    from softmax_core.dask import cluster as dd
+    from softmax_core.dask import epoch as dd
 
     X, y, theta = problem
     X, y = X[:150], y[:150]  # 5 steps of 32 (the last of 22), across chunks of 64
@@ -222,7 +222,7 @@ def test_peak_memory_per_worker(dask_b, problem):
 
 
 def test_train_on_mnist_matches_numpy(dask_b, mnist):
-    from softmax_core.dask import cluster as dd
+    from softmax_core.dask import epoch as dd
     from softmax_core.measure.engine import time_once
 
     host = (mnist.X_train[:500], mnist.y_train[:500], mnist.X_test[:300], mnist.y_test[:300])

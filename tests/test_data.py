@@ -236,14 +236,15 @@ def test_load_raw_file_is_checked_too(mnist_copy, mnist_dir):
         load_mnist(mnist_copy)
 
 
-# --------------------------------------------------------------------------- loader: hostile files, bounded memory
+# ------------------------------------------------------------ loader: hostile files, bounded memory
 
 MB = 1 << 20
 ZEROS_MEMBER = gzip.compress(bytes(MB), compresslevel=9)  # ~1 KB that inflates to 1 MiB
 
 
 def gzip_zeros(megabytes: int, head: bytes = b"") -> bytes:
-    """A multi-member gzip stream of ``head`` then ``megabytes`` MiB of zeros, built without inflating it."""
+    """A multi-member gzip stream of ``head`` then ``megabytes`` MiB of zeros, built without
+    inflating it."""
     return (gzip.compress(head) if head else b"") + ZEROS_MEMBER * megabytes
 
 
@@ -255,7 +256,8 @@ def gz_put(folder: Path, name: str, gz: bytes) -> Path:
 
 
 def peak_bytes_of(fn) -> int:
-    """Peak traced memory (Python objects and NumPy buffers) while ``fn()`` runs; its exception propagates."""
+    """Peak traced memory (Python objects and NumPy buffers) while ``fn()`` runs; its exception
+    propagates."""
     tracemalloc.start()
     try:
         fn()
@@ -271,7 +273,8 @@ TRAIN_IMAGES_BYTES = 16 + 60000 * 784
 @pytest.mark.parametrize(
     "gz,match",
     [
-        # the issue's case: a small .gz of zeros named train-labels; it used to inflate whole before the magic check
+        # the issue's case: a small .gz of zeros named train-labels; it used to inflate whole
+        # before the magic check
         (gzip_zeros(256), "magic number 0, expected 2049"),
         # a right header followed by far more than 60000 labels
         (gzip_zeros(256, header(2049, 60000)), "is too long: more than 60008 bytes"),
@@ -481,7 +484,7 @@ def test_fetch_reads_mirrors_from_environment(mnist_dir, tmp_path, monkeypatch):
     assert sha_of_gz(cache / f"{TEST_LABELS}.gz") == MNIST_FILES["test_labels"].sha256
 
 
-# --------------------------------------------------------------------------- fetch_mnist: bounded in time, size and trust
+# ----------------------------------------------------- fetch_mnist: bounded in time, size and trust
 
 
 @pytest.fixture
@@ -553,8 +556,8 @@ def tls(tls_files, monkeypatch, no_proxy):
 @contextlib.contextmanager
 def local_server(respond, *, tls=None, lifetime=8.0):
     """An HTTP (or, with ``tls``, HTTPS) server on 127.0.0.1 answering each connection with
-    ``respond(conn, alive, request_line)``.  It stops by itself after ``lifetime`` seconds and when the
-    test leaves the block.  Yields (base URL, list of request lines received)."""
+    ``respond(conn, alive, request_line)``.  It stops by itself after ``lifetime`` seconds and
+    when the test leaves the block.  Yields (base URL, list of request lines received)."""
     srv = socket.create_server(("127.0.0.1", 0))
     srv.settimeout(0.05)
     end, stop, requests = time.monotonic() + lifetime, threading.Event(), []
@@ -669,7 +672,8 @@ def test_fetch_overall_deadline_stops_trying_further_mirrors(
 
 @contextlib.contextmanager
 def file_size_limit(nbytes: int):
-    """Writes past ``nbytes`` fail (EFBIG) instead of filling the disk: a guard for code that may not stop."""
+    """Writes past ``nbytes`` fail (EFBIG) instead of filling the disk: a guard for code that may
+    not stop."""
     resource = pytest.importorskip("resource")
     old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
     old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from softmax_core import get_backend
-from softmax_core.backends.base import EventTimer, PeakCounter
+from softmax_core.backends import EventTimer, PeakCounter
 from softmax_core.measure.engine import (
     Measurement,
     measure,
@@ -141,9 +141,10 @@ def test_settle_multiplies_once_per_process_and_backend(cpu, monkeypatch):
 _FAULTS_SCRIPT = """
 import resource, sys
 import numpy as np
-from softmax_core.backends.base import get_backend
-if sys.argv[1] == "settle":
-    get_backend("cpu", "numpy").settle()
+from softmax_core.backends import get_backend
+from softmax_core.measure.session import MeasurementSession
+if sys.argv[1] == "session":
+    MeasurementSession(get_backend("cpu", "numpy")).__enter__()
 def call():  # allocates and writes 64 MB, as the naive Jacobian does its gigabytes
     np.ones(2**24, dtype=np.float32)
 call()
@@ -157,7 +158,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the allocator policy is glibc's")
 def test_settled_cpu_process_reuses_the_memory_a_call_frees():
     """Fresh pages cost what the kernel and a VM's host make them cost, at random
-    (host_memory): after settle a call that allocates finds its memory mapped."""
+    (host_memory): in a measurement session a call that allocates finds its memory mapped."""
 
     def faults(mode):
         out = subprocess.run(
@@ -171,14 +172,15 @@ def test_settled_cpu_process_reuses_the_memory_a_call_frees():
 
     # 64 MB of fresh pages a call: 32 huge pages or 16384 small ones, each faulted in
     assert faults("plain") >= 5 * 32
-    assert faults("settle") < 16
+    assert faults("session") < 16
 
 
 _ROOM_SCRIPT = """
 import numpy as np, psutil
-from softmax_core.backends.base import get_backend
+from softmax_core.backends import get_backend
 from softmax_core.measure.host_memory import make_room
-get_backend("cpu", "numpy").settle()
+from softmax_core.measure.session import MeasurementSession
+MeasurementSession(get_backend("cpu", "numpy")).__enter__()
 rss = lambda: psutil.Process().memory_info().rss
 np.ones(2**26, dtype=np.float32)  # 256 MB, freed and kept
 kept = rss()
@@ -212,7 +214,7 @@ def test_make_room_is_a_no_op_where_memory_is_not_kept(monkeypatch):
 
 @pytest.mark.parametrize("entry", ["measure", "side_by_side", "time_once"])
 def test_every_timing_entry_settles_the_backend_before_the_first_call(cpu, monkeypatch, entry):
-    from softmax_core.backends.base import Backend
+    from softmax_core.backends import Backend
 
     events = []
     monkeypatch.setattr(Backend, "settle", lambda self: events.append("settle"))
@@ -315,14 +317,12 @@ def test_event_timer_syncs_first_records_around_the_calls_and_reads_device_time(
 
 def test_measure_counts_device_time_on_a_gpu_backend(cpu):
     """A backend whose timer reports device time: the samples are device times, host kept beside."""
-    import dataclasses
+    import copy
 
     log = []
-    gpu_like = dataclasses.replace(
-        cpu,
-        device_kind="gpu",
-        _timer=lambda: EventTimer(lambda: _FakeEvent(log), lambda a, b: 1.0, lambda: None),
-    )
+    gpu_like = copy.copy(cpu)
+    gpu_like.device_kind = "gpu"
+    gpu_like.timer = lambda: EventTimer(lambda: _FakeEvent(log), lambda a, b: 1.0, lambda: None)
     m = measure(time.sleep, 0.001, backend=gpu_like, max_time_s=0.5, min_sample_s=0)
     assert m.median == pytest.approx(1e-3 / m.loops)  # 1 ms of "device" time per sample
     assert m.host_times_s is not None and m.host_median >= 0.001
@@ -394,7 +394,7 @@ def test_contention_is_averaged_over_pooled_rounds():
     assert quiet.pooled(busy).others_cpu == pytest.approx(0.25)
 
 
-# --------------------------------------------------------------------------- drift and the counters' ticks
+# ----------------------------------------------------------------- drift and the counters' ticks
 
 
 def test_a_drift_late_in_the_samples_widens_the_interval():

@@ -126,7 +126,8 @@ def test_throughput_has_intervals_and_the_machines_bound(tmp_path):
     )
     assert set(table["source"]) == {"epoch", "gradient"}
     assert (table["samples_per_s_low"] < table["samples_per_s"]).all()
-    # the machine's bound is the roofline at the set's probed ceilings: never beaten by the model's points
+    # the machine's bound is the roofline at the set's probed ceilings: never beaten by the
+    # model's points
     assert (table["bound_samples_per_s"] > table["samples_per_s"]).all()
     epoch = table[(table["source"] == "epoch") & (table["batch"] == 32)].iloc[0]
     cost = Case(

@@ -45,8 +45,8 @@ def test_cpu_and_gpu_report_draws_every_view(pair_report):
 def test_crossover_named_in_text(pair_report):
     _, text = pair_report
     assert (
-        "cupy-gpu vs numpy-cpu, whole epochs (synthetic, float32): the GPU is faster from B = 1024 on; "
-        "at B = 256 the CPU is faster."
+        "cupy-gpu vs numpy-cpu, whole epochs (synthetic, float32): the GPU is faster from "
+        "B = 1024 on; at B = 256 the CPU is faster."
     ) in text
 
 

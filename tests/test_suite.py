@@ -6,7 +6,8 @@ description, and a sweep plus report whose backend times with (stand-in) CUDA ev
 
 from __future__ import annotations
 
-import dataclasses
+import copy
+import functools
 import json
 import os
 import subprocess
@@ -21,8 +22,9 @@ import pytest
 
 from softmax_core import get_backend
 from softmax_core import suite as suite_mod
-from softmax_core.backends import base as backend_mod
-from softmax_core.backends.base import Backend, EventTimer
+from softmax_core.backends import EventTimer
+from softmax_core.backends import cupy as cupy_backend
+from softmax_core.backends import torch as torch_backend
 from softmax_core.suite import (
     Stage,
     Suite,
@@ -81,7 +83,8 @@ def test_a_stage_past_its_deadline_is_killed_with_its_children(tmp_path):
     s.out.mkdir()
     pidfile = tmp_path / "child.pid"
     code = (
-        "import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']);"
+        "import subprocess, sys, time; "
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']);"
         f"open({str(pidfile)!r}, 'w').write(str(p.pid)); time.sleep(60)"
     )
     st = Stage("tests")
@@ -313,7 +316,7 @@ def fake_cupy_with_pool(async_pool: bool = False, foreign: bool = False):
 def test_cupy_peak_hook_counts_rounded_bytes_in_use_during_the_call():
     cupy, pool = fake_cupy_with_pool()
     synced = []
-    peak = backend_mod._cupy_peak_tracker(cupy, lambda: synced.append(1))
+    peak = functools.partial(cupy_backend.pool_peak, cupy, lambda: synced.append(1))
     before = pool.malloc(10_000)  # in use before: not counted, even when freed inside
 
     def call():
@@ -330,9 +333,9 @@ def test_cupy_peak_hook_counts_rounded_bytes_in_use_during_the_call():
 @pytest.mark.parametrize("async_pool, foreign", [(True, False), (False, True)])
 def test_cupy_peak_is_none_where_hooks_see_nothing(async_pool, foreign):
     cupy, _ = fake_cupy_with_pool(async_pool, foreign)
-    assert not backend_mod.cupy_pool_is_hookable(cupy)
-    assert backend_mod._cupy_peak_tracker(cupy, lambda: None)(lambda: 1, ()) is None
-    assert backend_mod.cupy_pool_is_hookable(fake_cupy_with_pool()[0])
+    assert not cupy_backend.pool_is_hookable(cupy)
+    assert cupy_backend.pool_peak(cupy, lambda: None, lambda: 1, ()) is None
+    assert cupy_backend.pool_is_hookable(fake_cupy_with_pool()[0])
 
 
 def test_torch_cuda_peak_is_the_rise_over_the_bytes_in_use():
@@ -348,7 +351,7 @@ def test_torch_cuda_peak_is_the_rise_over_the_bytes_in_use():
         state["max"] = max(state["max"], state["alloc"] + 3000)
         return "result"
 
-    assert backend_mod._torch_cuda_peak(types.SimpleNamespace(cuda=cuda))(call, ()) == 3000
+    assert torch_backend.cuda_peak(types.SimpleNamespace(cuda=cuda), call, ()) == 3000
     assert state["log"] == ["sync", "sync"]
 
 
@@ -364,7 +367,7 @@ def test_describe_a_cupy_device(monkeypatch):
         "cupy",
         types.SimpleNamespace(__version__="14.2.0", cuda=types.SimpleNamespace(runtime=runtime)),
     )
-    b = Backend("cupy", "gpu", None, types.SimpleNamespace(id=0), lambda: None, np.asarray)
+    b = cupy_backend.CupyBackend(sys.modules["cupy"], None, types.SimpleNamespace(id=0))
     info = b.describe()
     assert info["gpu_name"] == "NVIDIA H100 80GB HBM3" and info["cupy"] == "14.2.0"
     assert info["gpu_memory_total_bytes"] == 80 * 2**30 and info["label"] == "cupy-gpu"
@@ -386,11 +389,9 @@ def test_sweep_and_report_on_a_backend_timed_by_cuda_events(tmp_path):
     from softmax_core.runs.sweep import run_sweep
 
     cpu = get_backend("cpu", "numpy")
-    gpu_like = dataclasses.replace(
-        cpu,
-        device_kind="gpu",
-        _timer=lambda: EventTimer(_Event, lambda a, b: (b.t - a.t) * 1e3, lambda: None),
-    )
+    gpu_like = copy.copy(cpu)
+    gpu_like.device_kind = "gpu"
+    gpu_like.timer = lambda: EventTimer(_Event, lambda a, b: (b.t - a.t) * 1e3, lambda: None)
     grid = Grid(
         methods=("structured",),
         batches=(8, 64),

@@ -13,6 +13,7 @@ import pytest
 
 from softmax_core import get_backend
 from softmax_core.measure.timemodel import TimeModel
+from softmax_core.runs import resultformat
 from softmax_core.runs.cases import (
     CALLS_PER_POINT,
     DEFAULT_ROUNDS,
@@ -22,7 +23,6 @@ from softmax_core.runs.cases import (
     default_memory_budget,
 )
 from softmax_core.runs.resultformat import COLUMNS, SchemaError
-from softmax_core.runs.resultformat import read_rows as read_results
 from softmax_core.runs.sweep import run_sweep
 
 TINY = Grid(
@@ -38,6 +38,10 @@ TINY = Grid(
 @pytest.fixture
 def cpu():
     return get_backend("cpu", "numpy")
+
+
+def read_results(path):
+    return resultformat.read_results(path).rows
 
 
 def keys(rows):
@@ -315,8 +319,10 @@ def test_a_killed_sweeps_lock_does_not_block(tmp_path, cpu):
             sys.executable,
             "-c",
             (
-                "import sys, time; from pathlib import Path; from softmax_core.runs.sweep import _folder_lock\n"
-                f"with _folder_lock(Path({str(tmp_path)!r})):\n    print('held', flush=True); time.sleep(60)"
+                "import sys, time; from pathlib import Path\n"
+                "from softmax_core.runs.sweep import _folder_lock\n"
+                f"with _folder_lock(Path({str(tmp_path)!r})):\n"
+                "    print('held', flush=True); time.sleep(60)"
             ),
         ],
         stdout=subprocess.PIPE,

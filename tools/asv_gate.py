@@ -1,8 +1,10 @@
-"""The regression gate for CI: ``asv continuous`` with interleaved rounds, and every regression confirmed.
+"""The regression gate for CI: ``asv continuous`` with interleaved rounds, and every
+regression confirmed.
 
     python tools/asv_gate.py BASE HEAD                 # e.g. origin/main HEAD
     SOFTMAX_THREADS=1 python tools/asv_gate.py origin/main HEAD   # a shared machine
-    python tools/asv_gate.py BASE HEAD -- --bench gradient        # extra arguments for asv continuous
+    python tools/asv_gate.py BASE HEAD -- --bench gradient        # extra arguments
+                                                                  # for asv continuous
 
 Exit status: 0 no regression, 1 a confirmed regression (each listed), 2 asv failed or a
 benchmark failed.  Run it from the repository root, after ``asv machine --yes``.
@@ -54,7 +56,8 @@ CONFIRM_PASSES = 2
 
 @dataclass
 class GateResult:
-    """What the gate decided: the exit status, the regressions of each pass, the passes' asv output."""
+    """What the gate decided: the exit status, the regressions of each pass, the passes' asv
+    output."""
 
     status: int
     flagged: list[list[str]] = field(default_factory=list)
@@ -162,7 +165,8 @@ def run_gate(
 def _split_asv_args(asv_args) -> list[str]:
     """``asv_args`` less the user's ``--bench`` selection, read as asv's own parser reads
     them (``-bX``, ``--ben X``, ``--bench=X`` alike).  ValueError for ``--factor`` and
-    ``-a rounds=``: the gate sets them (its own ``--factor``, ``--rounds``, ``--confirm-rounds``)."""
+    ``-a rounds=``: the gate sets them (its own ``--factor``, ``--rounds``,
+    ``--confirm-rounds``)."""
     parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
     parser.add_argument("--bench", "-b", action="append", default=[])
     parser.add_argument("--factor", "-f")
@@ -179,7 +183,8 @@ def _split_asv_args(asv_args) -> list[str]:
 
 
 def run_echoed(cmd: list[str], cwd=None, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run ``cmd``, echoing it (shell-quoted), its output and its exit status with the time taken."""
+    """Run ``cmd``, echoing it (shell-quoted), its output and its exit status with the time
+    taken."""
     print(f"\n$ {shlex.join(cmd)}", flush=True)
     start = time.monotonic()
     proc = subprocess.run(
@@ -213,7 +218,8 @@ def summary(result: GateResult) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__.split("\n\n")[0].replace("\n", " "),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("base", help="the commit to compare against (e.g. origin/main)")
     p.add_argument("head", help="the commit under test (e.g. HEAD)")

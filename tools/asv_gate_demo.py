@@ -201,11 +201,13 @@ def main(argv: list[str] | None = None) -> int:
         for name, gate in gates.items():
             passes = ", ".join(str(len(f)) for f in gate.flagged)
             print(
-                f"{name} gate: exit {gate.status}; points reported slower, pass by pass: {passes or 'none'}"
+                f"{name} gate: exit {gate.status}; points reported slower, pass by pass: "
+                f"{passes or 'none'}"
             )
         structured = [b for b in slow.regressions if b.startswith(STRUCTURED)]
         print(
-            f"slowdown: {len(structured)} structured gradient point(s) among {len(slow.regressions)} confirmed"
+            f"slowdown: {len(structured)} structured gradient point(s) among "
+            f"{len(slow.regressions)} confirmed"
         )
         if not args.no_find:
             print(

@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     if not points:
         p.error("no point of the default suite matches --points")
     print(
-        f"{len(points)} points, {args.pairs} pairs; BLAS threads: {common.threads() or 'the BLAS default'}",
+        f"{len(points)} points, {args.pairs} pairs; "
+        f"BLAS threads: {common.threads() or 'the BLAS default'}",
         flush=True,
     )
     measure_here(points)  # this process has measured every point once, as the sweep's has
@@ -137,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {case.label():45s} {m:.3f} (pairs {lo:.2f}-{hi:.2f}){flag}")
     dev = np.abs(med - 1)
     print(
-        f"fresh process (asv) / long-lived process (sweep), median over {args.pairs} alternating pairs: "
+        "fresh process (asv) / long-lived process (sweep), "
+        f"median over {args.pairs} alternating pairs: "
         f"geometric mean {np.exp(np.log(med).mean()):.3f}; median |r - 1| {np.median(dev):.1%}, "
         f"95th percentile {np.quantile(dev, 0.95):.1%}, max {dev.max():.1%}; "
         f"{int((dev > 0.10).sum())} of {len(points)} beyond 10% (goal: none)"

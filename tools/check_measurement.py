@@ -1,6 +1,8 @@
-"""Does the measuring loop agree with itself?  The numbers behind the README's "Trusting the numbers".
+"""Does the measuring loop agree with itself?  The numbers behind the README's
+"Trusting the numbers".
 
-    python tools/check_measurement.py QUIET_A QUIET_B [--burst BURST] [--asv ASV_RESULTS_DIR [--asv-env PART]]
+    python tools/check_measurement.py QUIET_A QUIET_B [--burst BURST]
+        [--asv ASV_RESULTS_DIR [--asv-env PART]]
 
 QUIET_A and QUIET_B are two default sweeps run back to back on a quiet
 machine; BURST (optional) a third, run while ``tools/burst_load.py`` loaded one
@@ -36,13 +38,15 @@ def quiet_pair(a: Path, b: Path) -> None:
     if not s["stable_both"]:
         sys.exit(
             f"1. two quiet runs: {s['points']} points, none stable in both: nothing to judge; "
-            "fix: measure on a quieter machine (or with --threads 1), see README 'Trusting the numbers'"
+            "fix: measure on a quieter machine (or with --threads 1), "
+            "see README 'Trusting the numbers'"
         )
     print(
         f"1. two quiet runs: {s['points']} points, {s['stable_both']} stable in both; "
         f"median |B/A - 1| = {s['median_abs_change']:.1%} (goal <= 3%), "
         f"95th percentile = {s['p95_abs_change']:.1%} (goal <= 10%); "
-        f"verdicts SAME {s['SAME']}, FASTER {s['FASTER']}, SLOWER {s['SLOWER']}, UNSURE {s['UNSURE']}"
+        f"verdicts SAME {s['SAME']}, FASTER {s['FASTER']}, SLOWER {s['SLOWER']}, "
+        f"UNSURE {s['UNSURE']}"
     )
 
 
@@ -59,9 +63,12 @@ def naive_twins(folder: Path) -> None:
         ratio = b.time_median_s / a.time_median_s
         lo, hi = ratio_interval(a, b)
         print(
-            f"   n = {n}: naive {a.time_median_s:.3f} s [{a.time_ci_low_s:.3f}, {a.time_ci_high_s:.3f}], "
-            f"naive_batched {b.time_median_s:.3f} s [{b.time_ci_low_s:.3f}, {b.time_ci_high_s:.3f}]: "
-            f"ratio {ratio:.3f} [{lo:.2f}, {hi:.2f}] ({'within' if abs(ratio - 1) <= 0.15 else 'OUTSIDE'} 15%"
+            f"   n = {n}: naive {a.time_median_s:.3f} s "
+            f"[{a.time_ci_low_s:.3f}, {a.time_ci_high_s:.3f}], "
+            f"naive_batched {b.time_median_s:.3f} s "
+            f"[{b.time_ci_low_s:.3f}, {b.time_ci_high_s:.3f}]: "
+            f"ratio {ratio:.3f} [{lo:.2f}, {hi:.2f}] "
+            f"({'within' if abs(ratio - 1) <= 0.15 else 'OUTSIDE'} 15%"
             f"{'' if a.stable and b.stable else '; not both stable'})"
         )
 
@@ -95,7 +102,8 @@ def burst(quiet: Path, noisy: Path) -> None:
     flagged = b.loc[moved.index, "stable"].eq(False)
     print(
         f"4. burst load: {len(both)} points, {len(trusted)} of them stable in the quiet run; "
-        f"{len(moved)} of those moved more than 10%; {int(flagged.sum())} of them marked not stable "
+        f"{len(moved)} of those moved more than 10%; "
+        f"{int(flagged.sum())} of them marked not stable "
         "(goal: all)"
     )
     for key in moved.index[~flagged.values]:
@@ -117,7 +125,8 @@ def asv_agreement(quiet: Path, asv_dir: Path, env: str | None) -> None:
     if len(envs) != 1:
         picked = f" matching {env!r}" if env else ""
         sys.exit(
-            f"5. asv: {len(envs)} environments{picked} in {asv_dir} (there: {', '.join(every) or 'none'}); "
+            f"5. asv: {len(envs)} environments{picked} in {asv_dir} "
+            f"(there: {', '.join(every) or 'none'}); "
             "fix: pick the one measured like QUIET_A with --asv-env (e.g. SOFTMAX_THREADS1)"
         )
     # one result per point: the newest commit's (asv keeps every commit it measured)
@@ -161,7 +170,7 @@ def asv_agreement(quiet: Path, asv_dir: Path, env: str | None) -> None:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     p.add_argument("quiet_a", type=Path)
     p.add_argument("quiet_b", type=Path)
     p.add_argument("--burst", type=Path, help="a sweep run under tools/burst_load.py")

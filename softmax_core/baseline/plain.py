@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..backends.base import get_backend
+from ..backends import get_backend
 from ..measure.engine import Measurement, SideBySide, measure_side_by_side
 from ..model.softmax import sgd_epoch
 
@@ -47,7 +47,8 @@ def lecture_epoch(
 def numpy_epoch(
     X: np.ndarray, y: np.ndarray, theta: np.ndarray, lr: float, batch: int
 ) -> np.ndarray:
-    """A tuned NumPy loop with preallocated buffers: X [m, n], y [m], theta [n, k] -> new theta [n, k].
+    """A tuned NumPy loop with preallocated buffers: X [m, n], y [m], theta [n, k] -> new
+    theta [n, k].
 
     The [B, k] logits, the [B, 1] row statistics and the [n, k] gradient are
     allocated once per epoch; every step writes into them (``out=``, in-place
@@ -103,7 +104,8 @@ class OverheadResult:
     def text(self) -> str:
         m = self.measurements
         lines = [
-            f"MNIST epoch, batch {self.batch}, NumPy on the CPU, {m['numpy'].repeats} alternating rounds:"
+            f"MNIST epoch, batch {self.batch}, NumPy on the CPU, "
+            f"{m['numpy'].repeats} alternating rounds:"
         ]
         for name, label in LOOPS.items():
             lines.append(f"  {label:<34} {m[name]}")

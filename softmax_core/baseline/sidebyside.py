@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backends.base import DEFAULT_BACKEND, Backend, BackendError, get_backend
+from ..backends import DEFAULT_BACKEND, Backend, BackendError, get_backend
 from ..data import make_synthetic
 from ..fileio import atomic_write_text
 from ..measure.engine import Measurement, measure, measure_side_by_side, probe_machine, time_once
@@ -491,9 +491,9 @@ def markdown(result: dict) -> str:
             f"## {w['title']}{data}",
             "",
             f"{w['steps']} step(s) a call; per step {w['flops'] / w['steps'] / 1e6:.3g} MFLOP and "
-            f"{format_bytes(w['traffic_bytes'] / w['steps'])} of traffic (cost model); softmax-bench's "
-            f"static count: {w['static_launches_per_step']:.2f} operations a step; results compared "
-            f"after {w['compared_steps']} step(s).",
+            f"{format_bytes(w['traffic_bytes'] / w['steps'])} of traffic (cost model); "
+            f"softmax-bench's static count: {w['static_launches_per_step']:.2f} operations a "
+            f"step; results compared after {w['compared_steps']} step(s).",
             "",
             "| variant | library | median [95% CI] | n | stable | per step | ops/step (how) | "
             "bound/step (by) | x bound | vs pytorch | agrees |",
@@ -511,9 +511,11 @@ def markdown(result: dict) -> str:
                 + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else " (medians)")
             )
             lines.append(
-                f"| {r['variant']} | {r['library']} | {_t(r['time_median_s'])} [{_t(r['time_ci_low_s'])}, "
-                f"{_t(r['time_ci_high_s'])}] | {r['repeats']}x{r['loops']} | {'yes' if r['stable'] else 'NO'} | "
-                f"{_t(r['per_step_s'])} | {'n/a' if ops is None else f'{ops:.1f}'} ({r['launches_how']}) | "
+                f"| {r['variant']} | {r['library']} | {_t(r['time_median_s'])} "
+                f"[{_t(r['time_ci_low_s'])}, {_t(r['time_ci_high_s'])}] | "
+                f"{r['repeats']}x{r['loops']} | {'yes' if r['stable'] else 'NO'} | "
+                f"{_t(r['per_step_s'])} | {'n/a' if ops is None else f'{ops:.1f}'} "
+                f"({r['launches_how']}) | "
                 f"{_t(r['bound_s'])} ({r['bound_by']}) | {r['over_bound']:.1f} | {vs} | "
                 f"{'yes' if r['agrees'] else 'NO'} ({r['max_rel_diff']:.1e}) |"
             )

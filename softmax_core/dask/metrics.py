@@ -7,7 +7,6 @@
 * :func:`engine_stats`: distributed's task stream over one call: how many
   tasks, their compute and transfer time, and the thread time per task spent
   on anything else (scheduling, messages, waiting): Dask's overhead per task.
-* :func:`free_memory`, :func:`describe`: the backend's free-memory and describe hooks.
 """
 
 from __future__ import annotations
@@ -19,8 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..backends.base import host_available_bytes
-from .cluster import DaskBackend, DaskSession, materialize, wait_in_flight
+from .cluster import DaskSession, materialize, wait_in_flight
 
 # --------------------------------------------------------------------------- memory
 
@@ -120,28 +118,10 @@ def worker_peaks(s: DaskSession, fn: Callable[..., Any], *args: Any) -> tuple[Wo
     return peaks, result
 
 
-def backend_peak(s: DaskSession, fn: Callable, args: tuple) -> int:
-    """Backend hook: the largest rise of one worker's peak RSS during the computed call."""
-    peaks, result = worker_peaks(s, fn, *args)
-    del result
-    return int(max(0, peaks.max_above))
-
-
-def free_memory(s: DaskSession) -> int:
-    """Bytes the workers could still hold: Σ (memory limit − process memory), at most the host's
-    available memory for a local cluster; the host's available memory where workers have no limit."""
-    workers = s.workers().values()
-    limits = [int(w.get("memory_limit") or 0) for w in workers]
-    if not limits or min(limits) <= 0:
-        return host_available_bytes()
-    free = sum(max(0, lim - int(w["metrics"].get("memory", 0))) for lim, w in zip(limits, workers))
-    return min(free, host_available_bytes()) if s.started_here else free
-
-
 # --------------------------------------------------------------------------- engine statistics
 
 
-def engine_stats(b: DaskBackend, fn: Callable[..., Any], *args: Any) -> dict:
+def engine_stats(b, fn: Callable[..., Any], *args: Any) -> dict:
     """One computed call ``fn(*args)`` with distributed's task stream on: :func:`task_summary`."""
     from distributed import get_task_stream
 
@@ -255,33 +235,12 @@ def parallelism(processes: int | None = None, blocks: int = 300, repeats: int = 
     }
 
 
-def describe(b: DaskBackend) -> dict:
-    """The cluster as :meth:`Backend.describe` reports it."""
-    import distributed
-
-    workers = b.session.workers().values()
-    return {
-        "distributed": distributed.__version__,
-        "scheduler": b.session.address,
-        "cluster": "LocalCluster started by softmax-bench"
-        if b.session.started_here
-        else "existing",
-        "workers": len(workers),
-        "threads": cluster_threads(b.session),
-        "worker_memory_limit_bytes": sorted(int(w.get("memory_limit") or 0) for w in workers),
-        "chunk_rows": b.chunk_rows,
-    }
-
-
 __all__ = [
     "ChildrenCPU",
     "WorkerPeaks",
     "parallelism",
     "worker_peaks",
-    "backend_peak",
     "engine_stats",
     "task_summary",
     "cluster_threads",
-    "free_memory",
-    "describe",
 ]

@@ -1,4 +1,5 @@
-"""The larger-than-memory gradient, once, with memory watched: ``softmax-bench scale --out-of-core ROWS``.
+"""The larger-than-memory gradient, once, with memory watched:
+``softmax-bench scale --out-of-core ROWS``.
 
 X is the lazy synthetic array of :func:`softmax_core.dask.chunked.synthetic_dask`
 (ROWS x n, e.g. 10,000,000 x 784 float32 = 31 GB): each chunk is made by the
@@ -30,7 +31,8 @@ RTOL, ATOL = 1e-4, 1e-6
 
 
 class MemoryWatch:
-    """Samples, every ``interval`` s, the host's used memory and the RSS of this process and its children."""
+    """Samples, every ``interval`` s, the host's used memory and the RSS of this process and its
+    children."""
 
     def __init__(self, interval: float = 0.2):
         import psutil
@@ -92,14 +94,16 @@ def run_out_of_core(
     samples: int = 3,
     say=print,
 ) -> dict:
-    """The streamed full-batch gradient over ``rows`` rows on Dask, against the chunked NumPy reference."""
+    """The streamed full-batch gradient over ``rows`` rows on Dask, against the chunked NumPy
+    reference."""
     from distributed import get_task_stream
 
-    from ..backends.base import get_backend
+    from ..backends import get_backend
+    from ..backends.dask import session
     from ..measure.engine import measure, time_once
     from ..model.softmax import grad_structured
-    from .cluster import computed, session
-    from .metrics import ChildrenCPU, cluster_threads, describe, task_summary, worker_peaks
+    from .cluster import computed
+    from .metrics import ChildrenCPU, cluster_threads, task_summary, worker_peaks
 
     x_bytes = rows * n * np.dtype(dtype).itemsize
     theta0 = (0.01 * np.random.default_rng(seed).standard_normal((n, k))).astype(dtype)
@@ -115,10 +119,11 @@ def run_out_of_core(
         "seed": seed,
     }
     say(
-        f"out-of-core: X is {rows} x {n} {dtype} = {x_bytes / 1e9:.1f} GB in {result['chunks']} chunks, never whole"
+        f"out-of-core: X is {rows} x {n} {dtype} = {x_bytes / 1e9:.1f} GB in "
+        f"{result['chunks']} chunks, never whole"
     )
     with session(scheduler, workers, processes=True) as b, MemoryWatch() as watch:
-        result["cluster"] = describe(b)
+        result["cluster"] = b.describe()
         X, y = synthetic_dask(rows, n, k, seed, chunk_rows, dtype)
         theta = b.asarray(theta0)
         with get_task_stream(b.client) as ts:
@@ -179,7 +184,8 @@ def run_out_of_core(
     result["equal"] = bool(np.allclose(g, ref, rtol=RTOL, atol=ATOL))
     result["tolerance"] = {"rtol": RTOL, "atol": ATOL}
     say(
-        f"out-of-core: NumPy chunked reference {seconds:.1f} s; max |Dask - NumPy| = {result['max_abs_diff']:.3g} "
+        f"out-of-core: NumPy chunked reference {seconds:.1f} s; "
+        f"max |Dask - NumPy| = {result['max_abs_diff']:.3g} "
         f"(relative {result['max_rel_diff']:.3g}): {'EQUAL' if result['equal'] else 'DIFFERENT'}"
     )
     out = Path(out)

@@ -89,7 +89,8 @@ COLUMNS = (
     "parallel_eff_high",
 )
 KINDS, DATA = ("gradient", "epoch"), ("memory", "stream")
-#: Share of the free memory (the cluster's, or this process's for NumPy) a ``memory`` point may fill.
+#: Share of the free memory (the cluster's, or this process's for NumPy) a ``memory`` point
+#: may fill.
 MEMORY_SHARE = 0.5
 
 
@@ -173,7 +174,7 @@ def _call(kind: str, cfg, engine: str, client=None):
     if kind == "gradient":
         return functools.partial(grad_structured, check=False)
     if engine == "dask":
-        from .cluster import sgd_epoch as dask_epoch
+        from .epoch import sgd_epoch as dask_epoch
 
         return functools.partial(dask_epoch, lr=cfg.lr, batch=cfg.batch, check=False, client=client)
     return functools.partial(sgd_epoch, lr=cfg.lr, batch=cfg.batch, check=False)
@@ -202,7 +203,7 @@ def measure_group(cfg, backends: dict, kind: str, data: str, m: int) -> list[dic
     processes hits every engine alike; then each Dask call's peaks and engine statistics."""
     from distributed import wait
 
-    from ..backends.base import get_backend, host_available_bytes
+    from ..backends import get_backend, host_available_bytes
     from ..measure.engine import MAX_OTHERS_CPU, STABLE_REL_CI, measure_side_by_side
     from ..measure.host_memory import release_retained_memory
     from .cluster import computed
@@ -344,8 +345,7 @@ def run_scale(cfg: ScaleConfig, out: Path, say=print) -> Path:
     """
     import contextlib
 
-    from .cluster import session
-    from .metrics import describe
+    from ..backends.dask import session
 
     out = Path(out)
     writer = _Writer(out / "scaling.csv")
@@ -368,7 +368,7 @@ def run_scale(cfg: ScaleConfig, out: Path, say=print) -> Path:
             backends = {
                 w: stack.enter_context(session(cfg.scheduler, w, processes=True)) for w in workers
             }
-            clusters = {str(w or "existing"): describe(b) for w, b in backends.items()}
+            clusters = {str(w or "existing"): b.describe() for w, b in backends.items()}
             for kind, data, m in groups:
                 for row in _safely(
                     lambda: measure_group(cfg, backends, kind, data, m),
@@ -404,7 +404,8 @@ def _line(row: dict) -> str:
     if row["status"] != "ok":
         return f"{who:<12} {what}: {row['status']} ({row['reason']})"
     return (
-        f"{who:<12} {what}: {row['time_median_s']:.4g} s [{row['time_ci_low_s']:.4g}, {row['time_ci_high_s']:.4g}]"
+        f"{who:<12} {what}: {row['time_median_s']:.4g} s "
+        f"[{row['time_ci_low_s']:.4g}, {row['time_ci_high_s']:.4g}]"
         f" {row['samples_per_s']:.3g} samples/s{'' if row['stable'] else ' UNSTABLE'}"
     )
 
@@ -412,7 +413,7 @@ def _line(row: dict) -> str:
 def _write_environment(
     out: Path, cfg: ScaleConfig, clusters: dict, probe: dict | None = None
 ) -> None:
-    from ..backends.base import get_backend
+    from ..backends import get_backend
     from ..measure.environment import record
 
     path = out / "environment.json"
@@ -462,10 +463,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "scale",
         help="measure the Dask backend against workers, m and chunk size (NumPy as the baseline)",
-        description="Full-batch gradients and large-batch SGD epochs on Dask, against the number of workers, "
-        "m and the chunk size, with the NumPy single-process baseline; writes scaling.csv, "
-        "environment.json, report.md and plots. --out-of-core ROWS runs the larger-than-memory "
-        "gradient once instead.",
+        description="Full-batch gradients and large-batch SGD epochs on Dask, against the number "
+        "of workers, m and the chunk size, with the NumPy single-process baseline; writes "
+        "scaling.csv, environment.json, report.md and plots. --out-of-core ROWS runs the "
+        "larger-than-memory gradient once instead.",
     )
     p.add_argument(
         "--workers", type=_ints, default=d.workers, help="worker counts (default: 1..cores)"
@@ -537,7 +538,8 @@ def run(args) -> int:
     for name in ("features", "classes", "batch", "samples", "rounds"):
         if getattr(args, name) < 1 or (name == "classes" and args.classes < 2):
             raise ValueError(
-                f"--{name} must be a positive whole number (classes >= 2), got {getattr(args, name)}"
+                f"--{name} must be a positive whole number (classes >= 2), "
+                f"got {getattr(args, name)}"
             )
     if not args.max_time > 0:
         raise ValueError(f"--max-time must be positive, got {args.max_time}")

@@ -2,10 +2,10 @@
 
 One loop, :func:`measure`, serves the sweep, the asv suite, ``train`` and
 ``overhead``; :func:`measure_side_by_side` runs the same loop for several calls
-in alternating rounds.  Before its first measurement in a process, the backend
-is settled (:meth:`~softmax_core.backends.base.Backend.settle`: one square matmul,
-because OpenBLAS runs some shapes 2x slower until it has done one), so that a
-point does not depend on what ran before it.  A measurement goes through four states:
+in alternating rounds.  Every measurement is taken in a measurement session
+(:mod:`softmax_core.measure.session`: BLAS threads, the allocator's policy, the
+backend settled), the caller's or one of its own, so that a point does not depend
+on what ran before it.  A measurement goes through four states:
 
 1. **cold**: the first call is timed alone (``first_s``): compilation, first
    touch of the inputs and of the allocator's pages, the memory pool's growth.
@@ -51,7 +51,8 @@ from typing import Any
 
 import numpy as np
 
-from ..backends.base import Backend, get_backend
+from ..backends import Backend, get_backend
+from . import session
 from .stats import (  # noqa: F401  (re-exported: the loop's result and its rules)
     CONFIDENCE,
     MAX_OTHERS_CPU,
@@ -313,7 +314,13 @@ def measure(
 def _measure(
     s: _Sampler, target, min_samples, max_samples, max_time_s, warmup_s, cold, min_time_s
 ) -> Measurement:
-    s.backend.settle()
+    with session.ensure(s.backend):
+        return _sample(s, target, min_samples, max_samples, max_time_s, warmup_s, cold, min_time_s)
+
+
+def _sample(
+    s: _Sampler, target, min_samples, max_samples, max_time_s, warmup_s, cold, min_time_s
+) -> Measurement:
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -386,7 +393,11 @@ def measure_side_by_side(
     samplers = {
         name: _Sampler(fn, tuple(args), backend, min_sample_s) for name, (fn, args) in calls.items()
     }
-    backend.settle()
+    with session.ensure(backend):
+        return _side_by_side(samplers, min_rounds, max_rounds, max_time_s, target, warmup_s)
+
+
+def _side_by_side(samplers, min_rounds, max_rounds, max_time_s, target, warmup_s) -> SideBySide:
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -420,11 +431,11 @@ def time_once(
     calls that cannot be repeated (an epoch of training, which changes θ).
     Collect the seconds into :meth:`Measurement.from_samples` for their statistics."""
     backend = backend or get_backend()
-    backend.settle()
-    timer = backend.timer()
-    timer.start()
-    result = fn(*args, **kwargs)
-    host, device = timer.stop()
+    with session.ensure(backend):
+        timer = backend.timer()
+        timer.start()
+        result = fn(*args, **kwargs)
+        host, device = timer.stop()
     return result, device if device is not None else host
 
 

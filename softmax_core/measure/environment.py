@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backends.base import Backend
+from ..backends import Backend
 from .host_memory import allocator
 
 #: Libraries whose versions go into every record, where installed.
@@ -37,17 +37,6 @@ LIBRARIES = (
 )
 
 
-def set_threads(threads: int | None) -> None:
-    """Limit the BLAS (and OpenMP) thread pools of this process to ``threads``."""
-    if threads is None:
-        return
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads must be a positive integer, got {threads!r}")
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(limits=threads)  # stays in force for the rest of the process
-
-
 def load_average() -> float | None:
     """The 1-minute load average (None where the OS has none)."""
     try:
@@ -60,14 +49,12 @@ def record(backend: Backend | None = None) -> dict:
     """Everything that decides what a measurement means, as a JSON-able dict.
 
     Keys: ``machine`` (platform, CPU model, cores, frequency governor, memory,
-    load, the host allocator's state), ``blas`` (threadpoolctl's view of each thread pool), ``backend``
-    (the library, device and, on a GPU, card, memory, driver and CUDA versions),
-    ``versions`` (Python and libraries) and ``git_commit``.  With a backend, the
-    backend is settled first (:meth:`Backend.settle`), so the record describes the
-    state its measurements are taken in.
+    load, the host allocator's state), ``blas`` (threadpoolctl's view of each thread
+    pool), ``backend`` (the library, device and, on a GPU, card, memory, driver and CUDA versions),
+    ``versions`` (Python and libraries) and ``git_commit``.  It describes the process as
+    it is and changes nothing: taken inside a measurement session
+    (:mod:`softmax_core.measure.session`), it describes the state measurements are taken in.
     """
-    if backend is not None:
-        backend.settle()  # the state measurements are taken in: BLAS, and the allocator's policy
     env = {
         "machine": machine(),
         "blas": blas_pools(),
@@ -176,6 +163,5 @@ __all__ = [
     "versions",
     "cpu_model",
     "git_commit",
-    "set_threads",
     "load_average",
 ]

@@ -4,15 +4,11 @@ A call that allocates a large array (the naive Jacobian: 3-4 GB at k = 1000)
 gets it, under glibc's defaults, as fresh pages from the kernel (``mmap``)
 every time, and hands them back (``munmap``) when it returns.  What the next
 call then pays to fault those pages in again is not a property of the call:
-
-* the kernel zeroes every page it hands out (0.4 s for 3.1 GB on the 2-core
-  reference VM);
-* a virtual machine whose host takes back the memory its guest frees (virtio
-  *free page reporting*, on by default on that VM) pays the host for each page
-  again, once the host has had it back: 1.7 s for the same 3.1 GB.  When the
-  host gets there depends on a kernel worker's timer, not on the call, so the
-  same call took 0.9 s or 2.4 s at random, and ``naive`` and ``naive_batched``
-  (the same arithmetic, the same 4 GB) read 1.02 s and 1.56 s.
+the kernel zeroes every page it hands out, and a virtual machine whose host
+takes back the memory its guest frees (virtio *free page reporting*) pays the
+host for each page again once the host has had it back.  When the host gets
+there depends on a kernel worker's timer, not on the call, so the same call
+reads fast or slow at random.
 
 So the measuring process keeps what it frees: :func:`retain_freed_memory`
 makes glibc serve the main thread's allocations (NumPy's arrays here; a worker
@@ -21,10 +17,10 @@ give freed memory back.  After the warm-up every call finds its memory already
 mapped, as CuPy's memory pool and torch's caching allocator do on a GPU; the
 call still allocates and writes its Jacobian every time (that cost, O(k²n)
 bytes written, is the method's), and the cost of fresh pages is the cold first
-call's (``time_first_s``) when the process had handed its kept memory back
-before it (the sweep does so right before each point's cold call).  Measured on
-the reference VM, 6 alternating calls each at n = 784, k = 1000: naive 0.75-0.77 s
-and naive_batched 0.75-0.77 s, where they ranged over 0.90-2.44 s before.
+call's (``time_first_s``) when the process has handed its kept memory back
+before it (the sweep does so right before each point's cold call).  A
+measurement session (:mod:`softmax_core.measure.session`) sets this policy and
+restores glibc's defaults when it ends.
 
 Other C libraries (musl, macOS) are left as they are; :func:`allocator`
 says which state the process is in, and the environment record keeps it.
@@ -41,10 +37,11 @@ from pathlib import Path
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
 _DEFAULT_MMAP_MAX = 65536  # glibc's own default of M_MMAP_MAX
+_DEFAULT_TRIM_THRESHOLD = 128 * 1024  # glibc's own default of M_TRIM_THRESHOLD
 #: sysfs folder of the kernel's free page reporting (present where the guest reports to a host)
 PAGE_REPORTING = Path("/sys/module/page_reporting/parameters")
 
-_state: dict = {"retained": False}
+_state: dict = {"retained": False, "owner": None}
 
 
 @functools.cache
@@ -59,12 +56,13 @@ def _glibc():
         return None
 
 
-def retain_freed_memory() -> bool:
+def retain_freed_memory(owner: object = None) -> bool:
     """Make glibc keep the memory this process frees, for its next allocations.
 
     No ``mmap`` for large blocks (they come from the heap) and no trimming of
     the heap (a trim threshold of ``SIZE_MAX``: mallopt takes an int, and -1 is
-    what glibc reads as that).  Lasts for the rest of the process;
+    what glibc reads as that).  In force until :func:`restore_default_policy` is
+    called by the same ``owner`` (the one that set it);
     :func:`release_retained_memory` hands back what is free at that moment.
     True when in force; False where the C library is not glibc or refuses
     (nothing is left changed then).
@@ -78,8 +76,20 @@ def retain_freed_memory() -> bool:
         if libc.mallopt(_M_TRIM_THRESHOLD, -1) != 1:
             libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)  # not half of the policy
             return False
-        _state["retained"] = True
+        _state.update(retained=True, owner=owner)
     return True
+
+
+def restore_default_policy(owner: object = None) -> None:
+    """glibc's defaults again (large blocks mapped, the heap trimmed), and the kept memory
+    handed back, if ``owner`` set the policy; otherwise nothing changes."""
+    libc = _glibc()
+    if libc is None or not _state["retained"] or _state["owner"] is not owner:
+        return
+    libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+    libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
+    libc.malloc_trim(0)
+    _state.update(retained=False, owner=None)
 
 
 def release_retained_memory() -> None:
@@ -130,6 +140,7 @@ def allocator() -> dict:
 
 __all__ = [
     "retain_freed_memory",
+    "restore_default_policy",
     "release_retained_memory",
     "make_room",
     "allocator",

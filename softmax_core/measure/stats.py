@@ -18,7 +18,8 @@ STABLE_REL_CI = 0.05
 #: ... and other processes used at most this share of all cores while it was sampled.
 MAX_OTHERS_CPU = 0.10
 CONFIDENCE = 0.95
-#: Fewer samples than this are never ``stable``: [min, max] of 4 covers the median only 87.5% of the time.
+#: Fewer samples than this are never ``stable``: [min, max] of 4 covers the median only 87.5%
+#: of the time.
 MIN_STABLE_SAMPLES = 5
 #: Samples are also summarised as this many chronological blocks (their medians),
 #: once there are at least two samples a block; fewer samples are each a block.

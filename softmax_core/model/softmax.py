@@ -44,7 +44,8 @@ def _check_float(xp, name: str, a) -> None:
     # float16 (and bfloat16 etc.) would run but lose the math's precision
     if a.dtype not in (xp.float32, xp.float64):
         raise TypeError(
-            f"{name} must be a float32 or float64 array, got dtype {a.dtype}; fix: cast it, e.g. X.astype('float32')"
+            f"{name} must be a float32 or float64 array, got dtype {a.dtype}; "
+            "fix: cast it, e.g. X.astype('float32')"
         )
 
 

@@ -53,9 +53,10 @@ PLOTS: dict[str, tuple[Callable, str, str | Callable, Callable | None]] = {
         time_vs_classes,
         "Gradient time vs k",
         (
-            "Time of one gradient call against the number of classes k, log-log, one panel per feature "
-            "count n (rows) and batch size B (columns) of the grid, so a custom grid is drawn whole. Bars: "
-            "the 95% confidence interval of the median; hollow markers: points not marked stable."
+            "Time of one gradient call against the number of classes k, log-log, one panel per "
+            "feature count n (rows) and batch size B (columns) of the grid, so a custom grid is "
+            "drawn whole. Bars: the 95% confidence interval of the median; hollow markers: points "
+            "not marked stable."
         ),
         md.slopes_section,
     ),
@@ -63,9 +64,9 @@ PLOTS: dict[str, tuple[Callable, str, str | Callable, Callable | None]] = {
         time_vs_batch,
         "Gradient time vs B",
         (
-            "The same points against the batch size B, one panel per n and k. Naive's time grows in "
-            "proportion to B (one Jacobian per example); structured's stays flat while the call is "
-            "overhead-bound and grows once the GEMMs dominate."
+            "The same points against the batch size B, one panel per n and k. Naive's time grows "
+            "in proportion to B (one Jacobian per example); structured's stays flat while the call "
+            "is overhead-bound and grows once the GEMMs dominate."
         ),
         lambda df: md.slopes_section(df, "batch"),
     ),
@@ -73,8 +74,8 @@ PLOTS: dict[str, tuple[Callable, str, str | Callable, Callable | None]] = {
         memory_vs_classes,
         "Peak memory vs k",
         (
-            "Measured peak memory above the inputs (markers) over the cost model's prediction (lines), "
-            "one panel per n and B; crosses are points not run, at their predicted peak."
+            "Measured peak memory above the inputs (markers) over the cost model's prediction "
+            "(lines), one panel per n and B; crosses are points not run, at their predicted peak."
         ),
         None,
     ),
@@ -82,9 +83,9 @@ PLOTS: dict[str, tuple[Callable, str, str | Callable, Callable | None]] = {
         ratio_vs_classes,
         "Naive / structured vs k",
         (
-            "How many times slower (top, with the ratio's interval from both CIs) and bigger (bottom) "
-            "naive is than structured, one colour per B; dotted: the cost model's ratio, dashed: the "
-            "lecture's ratio k."
+            "How many times slower (top, with the ratio's interval from both CIs) and bigger "
+            "(bottom) naive is than structured, one colour per B; dotted: the cost model's ratio, "
+            "dashed: the lecture's ratio k."
         ),
         None,
     ),
@@ -95,8 +96,8 @@ PLOTS: dict[str, tuple[Callable, str, str | Callable, Callable | None]] = {
             "Samples per second of "
             + _throughput_panels(df)
             + ", per result set, with the 95% interval "
-            "as a band; dotted: the bound the set's machine allows (the roofline at its probed GEMM rate "
-            "and copy bandwidth)."
+            "as a band; dotted: the bound the set's machine allows (the roofline at its probed "
+            "GEMM rate and copy bandwidth)."
         ),
         md.throughput_section,
     ),
@@ -106,8 +107,9 @@ PLOTS: dict[str, tuple[Callable, str, str | Callable, Callable | None]] = {
         (
             "Achieved FLOP/s (cost-model FLOPs over the measured median, bars from the CI) against "
             "arithmetic intensity (FLOPs per byte of traffic), one panel per result set, under the "
-            "ceilings the sweep probed on that machine: a square GEMM (flat) and a large copy (slope 1). "
-            "A probe taken while other work loaded the machine reads low, and points can then sit above it."
+            "ceilings the sweep probed on that machine: a square GEMM (flat) and a large copy "
+            "(slope 1). A probe taken while other work loaded the machine reads low, and points "
+            "can then sit above it."
         ),
         None,
     ),
@@ -115,8 +117,9 @@ PLOTS: dict[str, tuple[Callable, str, str | Callable, Callable | None]] = {
         predicted_vs_measured,
         "Measured vs predicted time",
         (
-            "Each ok point's measured median (with its CI) against the time model's prediction made "
-            "before it ran; on the diagonal the model is exact, inside the band within a factor of 2."
+            "Each ok point's measured median (with its CI) against the time model's prediction "
+            "made before it ran; on the diagonal the model is exact, inside the band within a "
+            "factor of 2."
         ),
         md.time_model_section,
     ),
@@ -124,8 +127,8 @@ PLOTS: dict[str, tuple[Callable, str, str | Callable, Callable | None]] = {
         cpu_vs_gpu,
         "CPU vs GPU",
         (
-            "CPU time over GPU time for every point measured on both, against B; above 1 the GPU is "
-            "faster. Dotted vertical lines mark a crossover batch size."
+            "CPU time over GPU time for every point measured on both, against B; above 1 the GPU "
+            "is faster. Dotted vertical lines mark a crossover batch size."
         ),
         md.crossover_section,
     ),
@@ -236,7 +239,8 @@ def _text(sets: ResultSets, dirs, drawn, not_drawn, asv, asv_dir, benchmark, his
     )
     parts = [
         "# softmax-bench report",
-        f"Generated {now} from {' and '.join(sources)}. Predictions come from `softmax_core.model.cost`; "
+        f"Generated {now} from {' and '.join(sources)}. "
+        "Predictions come from `softmax_core.model.cost`; "
         "times are medians with their 95% confidence interval in brackets; units are decimal SI "
         "(1 GB = 10⁹ bytes).",
     ]
@@ -250,9 +254,9 @@ def _text(sets: ResultSets, dirs, drawn, not_drawn, asv, asv_dir, benchmark, his
             "## Points measured",
             md.counts_section(df),
             "## The lecture's table",
-            "The lecture's memory is the one array that defines each approach (the Jacobian, or the "
-            "gradient); the implementation peak is every temporary this code holds at its worst "
-            "moment. Points not run show their predicted values and why they were skipped.",
+            "The lecture's memory is the one array that defines each approach (the Jacobian, or "
+            "the gradient); the implementation peak is every temporary this code holds at its "
+            "worst moment. Points not run show their predicted values and why they were skipped.",
             md.lecture_section(df),
         ]
     if drawn or not_drawn:
@@ -277,8 +281,8 @@ def _text(sets: ResultSets, dirs, drawn, not_drawn, asv, asv_dir, benchmark, his
     if not df.empty:
         parts += [
             "## Summary at the smallest batch",
-            "FLOP/s and bytes/s are the cost model's FLOPs and traffic over the measured median; % of "
-            "peak is against the sweep's probe of that machine.",
+            "FLOP/s and bytes/s are the cost model's FLOPs and traffic over the measured median; "
+            "% of peak is against the sweep's probe of that machine.",
             md.summary_section(df),
             md.all_points_section(df),
         ]

@@ -192,7 +192,8 @@ def ratio_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def roofline_time(df: pd.DataFrame) -> pd.Series:
-    """Seconds the machine's ceilings allow each row: max(FLOPs / GEMM rate, traffic / copy rate)."""
+    """Seconds the machine's ceilings allow each row: max(FLOPs / GEMM rate, traffic / copy
+    rate)."""
     return np.maximum(
         df["predicted_flops"] / (df["gemm_gflops"] * 1e9),
         df["predicted_traffic_bytes"] / (df["copy_gbps"] * 1e9),

@@ -295,8 +295,8 @@ def asv_points(asv: pd.DataFrame) -> tuple[pd.DataFrame, dict, list[str]]:
 
 
 def pick_benchmark(asv: pd.DataFrame, name: str | None = None) -> str:
-    """``name`` (exact, or a unique part of one), else the structured gradient's time (a benchmark in
-    seconds with a ``method`` and a ``classes`` parameter).
+    """``name`` (exact, or a unique part of one), else the structured gradient's time (a
+    benchmark in seconds with a ``method`` and a ``classes`` parameter).
 
     Raises ValueError for a name that matches none or several benchmarks."""
     names = sorted(asv["benchmark"].unique())

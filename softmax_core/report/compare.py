@@ -28,11 +28,10 @@ import pandas as pd
 
 from ..runs.resultformat import (
     COLUMNS,
+    FORMAT_VERSION,
     KEY_COLUMNS,
-    SchemaError,
-    check_header,
     parse_stable,
-    read_rows,
+    read_results,
     row_case,
 )
 from .results import read_environment
@@ -51,14 +50,13 @@ def load_ok_points(folder: str | Path) -> pd.DataFrame:
         raise ValueError(
             f"no results.csv in {folder}; fix: pass a folder written by `softmax-bench sweep`"
         )
-    try:
-        check_header(path)
-    except SchemaError:
+    found = read_results(path)
+    if found.version < FORMAT_VERSION:
         raise ValueError(
-            f"{path} was written by another version of softmax-bench (other columns); "
-            "fix: compare result sets of this version (re-run the sweep)"
-        ) from None
-    rows = [r for r in read_rows(path) if row_case(r) is not None and r["status"] == "ok"]
+            f"{path} was written by an older softmax-bench (result format {found.version}, "
+            "without intervals); fix: compare result sets of this version (re-run the sweep)"
+        )
+    rows = [r for r in found.rows if row_case(r) is not None and r["status"] == "ok"]
     if not rows:
         raise ValueError(
             f"{path} holds no measured (ok) points; fix: run or resume the sweep first"
@@ -268,7 +266,8 @@ def format_comparison(table: pd.DataFrame, summary: dict, a, b) -> str:
     ]
     if math.isfinite(s.get("probe_gemm_time_ratio", math.nan)):
         lines.append(
-            f"The machine probes of the two runs, B/A in time: GEMM {s['probe_gemm_time_ratio']:.3f}, "
+            "The machine probes of the two runs, B/A in time: "
+            f"GEMM {s['probe_gemm_time_ratio']:.3f}, "
             f"copy {s['probe_copy_time_ratio']:.3f} (a machine that itself ran slower or faster "
             "shifts every point alike)."
         )
@@ -281,7 +280,8 @@ def format_comparison(table: pd.DataFrame, summary: dict, a, b) -> str:
     ta, tb = s.get("blas_threads", (None, None))
     if ta is not None and tb is not None and ta != tb:
         lines.append(
-            f"A ran with {ta} BLAS thread(s), B with {tb}: the ratios include that change of setting."
+            f"A ran with {ta} BLAS thread(s), B with {tb}: "
+            "the ratios include that change of setting."
         )
     return "\n".join(lines) + "\n"
 

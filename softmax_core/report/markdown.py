@@ -37,8 +37,8 @@ def table(rows: list[dict] | pd.DataFrame) -> str:
 def _point(r) -> str:
     data = f" on {r['data']}" if r.get("data") else ""
     return (
-        f"{r['kind']} {r['method']} B={int(r['batch'])} n={int(r['features'])} k={int(r['classes'])} "
-        f"{r['dtype']}{data}"
+        f"{r['kind']} {r['method']} B={int(r['batch'])} n={int(r['features'])} "
+        f"k={int(r['classes'])} {r['dtype']}{data}"
     )
 
 
@@ -61,9 +61,9 @@ def notes_section(notes: list[str], df: pd.DataFrame) -> str:
         bad = int((g["stability"] == "unstable").sum())
         if bad:
             lines.append(
-                f"- {set_}: {bad} of {len(g)} ok points are not marked stable (their confidence interval "
-                "is wider than ±5% of the median, or other processes were busy meanwhile): drawn "
-                "hollow, marked **no** ⚠ in every table." + _busy_note(g)
+                f"- {set_}: {bad} of {len(g)} ok points are not marked stable (their confidence "
+                "interval is wider than ±5% of the median, or other processes were busy "
+                "meanwhile): drawn hollow, marked **no** ⚠ in every table." + _busy_note(g)
             )
     return "\n".join(lines)
 
@@ -164,7 +164,8 @@ def counts_section(df: pd.DataFrame) -> str:
             for r in skipped.to_dict("records")
         )
         parts.append(
-            f"<details><summary>{len(skipped)} skipped point(s) and why</summary>\n\n{items}\n\n</details>"
+            f"<details><summary>{len(skipped)} skipped point(s) and why</summary>\n\n"
+            f"{items}\n\n</details>"
         )
     return "\n\n".join(parts)
 
@@ -215,12 +216,13 @@ def slopes_section(df: pd.DataFrame, x: str = "classes") -> str:
     named = {"batch": "B", "features": "n", "classes": "k"}
     flagged = int((slopes["flags"] != "").sum())
     head = (
-        f"Fitted exponent p of time ~ {what[0]}^p over ok points; ± is a 95% interval (the fit's own, "
-        "or what the points' CIs allow, whichever is wider). A slope that cannot be stated as a fact is "
-        "written ≈ with its interval and why: *wide* (wider than "
+        f"Fitted exponent p of time ~ {what[0]}^p over ok points; ± is a 95% interval (the "
+        "fit's own, or what the points' CIs allow, whichever is wider). A slope that cannot be "
+        "stated as a fact is written ≈ with its interval and why: *wide* (wider than "
         f"±{WIDE_SLOPE}: not one power law over this range), *unstable* (a point is not stable), "
-        "*stability unknown* (an old results file), *2 points* (a secant: nothing tests the power law), "
-        f"*no interval* (2 points without CIs). {flagged} of {len(slopes)} here are flagged."
+        "*stability unknown* (an old results file), *2 points* (a secant: nothing tests the "
+        f"power law), *no interval* (2 points without CIs). {flagged} of {len(slopes)} here are "
+        "flagged."
     )
     if x == "classes":
         head += " The lecture: 2 for naive, 1 for structured (at large k)."
@@ -251,7 +253,8 @@ def throughput_section(df: pd.DataFrame) -> str:
             "B": r["batch"],
             "samples/s (95% CI)": f"{number(r['samples_per_s'], ',.0f')}"
             + (
-                f" ({number(r['samples_per_s_low'], ',.0f')}–{number(r['samples_per_s_high'], ',.0f')})"
+                f" ({number(r['samples_per_s_low'], ',.0f')}–"
+                f"{number(r['samples_per_s_high'], ',.0f')})"
                 if pd.notna(r["samples_per_s_low"])
                 else ""
             ),
@@ -292,7 +295,10 @@ def crossover_section(df: pd.DataFrame) -> str:
         what = (
             f"whole epochs ({r['data']}, {r['dtype']})"
             if r["kind"] == "epoch"
-            else f"{r['method']} gradient, n = {int(r['features'])}, k = {int(r['classes'])}, {r['dtype']}"
+            else (
+                f"{r['method']} gradient, n = {int(r['features'])}, "
+                f"k = {int(r['classes'])}, {r['dtype']}"
+            )
         )
         lines.append(f"- {r['gpu_set']} vs {r['cpu_set']}, {what}: {r['text']}.")
     return (
@@ -356,7 +362,8 @@ def all_points_section(df: pd.DataFrame) -> str:
 def asv_section(asv: pd.DataFrame, benchmark: str, asv_dir, rows: pd.DataFrame) -> str:
     lines = [
         f"asv results from `{asv_dir}`: {asv['benchmark'].nunique()} benchmark(s), "
-        f"{asv['commit_hash'].nunique()} commit(s), machine(s): {', '.join(sorted(asv['machine'].unique()))}."
+        f"{asv['commit_hash'].nunique()} commit(s), "
+        f"machine(s): {', '.join(sorted(asv['machine'].unique()))}."
     ]
     ok = rows[rows["status"] == "ok"].sort_values("date")
     unit = {"seconds": "s", "bytes": "B"}.get(ok["unit"].iloc[0] if len(ok) else "", "")

@@ -250,7 +250,8 @@ def _sizes(values) -> list[int]:
 
 
 def time_facets(df: pd.DataFrame, x: str) -> Figure:
-    """Gradient time against ``x`` (``classes`` or ``batch``), one panel per n and the other size."""
+    """Gradient time against ``x`` (``classes`` or ``batch``), one panel per n and the other
+    size."""
     other = "batch" if x == "classes" else "classes"
     grads = df[df["kind"] == "gradient"]
     ok = ok_rows(grads)

@@ -3,14 +3,13 @@
 A row is valid when :func:`softmax_core.runs.resultformat.row_case` accepts it: the
 one definition the sweep's ``--resume`` uses too.  Rows of the same point
 (the :data:`~softmax_core.runs.resultformat.KEY_COLUMNS`, which keep dtype and data
-source apart) are deduplicated, the last one written winning.  Results files
-of older versions (without the CI and stability columns) are read leniently:
-their points are drawn without intervals, and :class:`ResultSets` says so.
+source apart) are deduplicated, the last one written winning.  Result sets of
+format 1 (without the CI and stability columns) are read: their points are drawn
+without intervals, and :class:`ResultSets` says so.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -19,20 +18,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..runs import resultformat
 from ..runs.resultformat import (
+    CI_COLUMNS,
     COLUMNS,
     KEY_COLUMNS,
     NUMERIC_COLUMNS,
     is_number,
     parse_stable,
-    read_rows,
+    read_results,
     row_case,
 )
 
-#: Columns a results file must have to be read at all.
-REQUIRED = ("kind", "method", "batch", "features", "classes", "status")
-#: Columns whose absence makes a set "without intervals".
-CI_COLUMNS = ("time_ci_low_s", "time_ci_high_s")
 #: Columns the loader adds: the set, its folder, device kind and machine ceilings, stability,
 #: and derived rates with their intervals.
 EXTRA_COLUMNS = (
@@ -120,23 +117,12 @@ def _read_folder(folder: Path) -> tuple[pd.DataFrame, list[str]]:
             f"no results.csv in {folder}; fix: run `softmax-bench sweep --out {folder}` "
             "first, or pass the folder that holds results.csv"
         )
-    try:
-        rows = read_rows(path)
-    except (UnicodeDecodeError, OSError) as exc:
-        raise ValueError(
-            f"cannot read {path} ({exc}); fix: re-run the sweep into a new --out folder"
-        ) from None
+    found = read_results(path)
+    rows = found.rows
     if not rows:
         raise ValueError(
             f"{path} holds no results (it is empty or has only a header); fix: run or "
             f"resume the sweep: `softmax-bench sweep --resume --out {folder}`"
-        )
-    header = list(rows[0])
-    missing = [c for c in REQUIRED if c not in header]
-    if missing:
-        raise ValueError(
-            f"{path} is not a softmax-bench results file (no column {', '.join(missing)}); "
-            "fix: pass a folder written by `softmax-bench sweep`"
         )
     valid = [row for row in rows if row_case(row) is not None]
     if not valid:
@@ -150,8 +136,7 @@ def _read_folder(folder: Path) -> tuple[pd.DataFrame, list[str]]:
             f"{len(rows) - len(valid)} damaged row(s) of {path} left out (the sweep's --resume "
             "measures them again)"
         )
-    absent = [c for c in COLUMNS if c not in header]
-    if any(c in absent for c in CI_COLUMNS):
+    if found.version < 2:
         notes.append(
             f"{path} predates the confidence-interval and stability columns: its times are "
             "drawn without intervals and its points as not marked stable (hollow); re-run the "
@@ -236,21 +221,9 @@ def derive(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def read_json_object(path: Path, fix: str) -> dict:
-    """The JSON object in ``path``; {} if there is no such file; ValueError naming ``fix`` if unreadable."""
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, OSError, RecursionError) as exc:  # RecursionError: JSON nested too deep
-        raise ValueError(f"cannot read {path} ({exc}); fix: {fix}") from None
-    return data if isinstance(data, dict) else {}
-
-
 def read_environment(folder: Path) -> dict:
-    return read_json_object(
-        folder / "environment.json",
-        "delete it to report without the machine facts, or re-run the sweep",
+    return resultformat.read_environment(
+        folder, "delete it to report without the machine facts, or re-run the sweep"
     )
 
 
@@ -317,7 +290,6 @@ __all__ = [
     "load_results",
     "derive",
     "empty_frame",
-    "read_json_object",
     "unique_labels",
     "as_paths",
     "CI_COLUMNS",

@@ -1,4 +1,5 @@
-"""The report of ``softmax-bench scale``: tables and plots from DIR/scaling.csv (and out_of_core.json).
+"""The report of ``softmax-bench scale``: tables and plots from DIR/scaling.csv (and
+out_of_core.json).
 
 Two efficiencies, both per point (kind, data, m, chunk size):
 
@@ -124,9 +125,10 @@ def _table(df, eff, kind: str, data: str) -> list[str]:
 
         lines.append(
             f"| {r.rows:,} | {r.chunk_rows or '–'} | {who} | {_si(r.time_median_s, 's')} "
-            f"[{_si(r.time_ci_low_s, 's')}, {_si(r.time_ci_high_s, 's')}]{flag} | {_si(r.samples_per_s)} | "
-            f"{r.gbytes_per_s:.2f} | {f('speedup_numpy_1t')} | {f('speedup_numpy_all')} | {f('parallel_eff')} | "
-            f"{peak} | {'' if math.isnan(r.tasks) else int(r.tasks)} | {_si(r.compute_per_task_s, 's')} | "
+            f"[{_si(r.time_ci_low_s, 's')}, {_si(r.time_ci_high_s, 's')}]{flag} | "
+            f"{_si(r.samples_per_s)} | {r.gbytes_per_s:.2f} | {f('speedup_numpy_1t')} | "
+            f"{f('speedup_numpy_all')} | {f('parallel_eff')} | {peak} | "
+            f"{'' if math.isnan(r.tasks) else int(r.tasks)} | {_si(r.compute_per_task_s, 's')} | "
             f"{_si(r.overhead_per_task_s, 's')} |"
         )
     return lines
@@ -195,7 +197,8 @@ def _plots(out: Path, df, eff) -> list[str]:
             ax.set_yscale("log")
             ax.set_xlabel("m (rows)")
             ax.set_title(
-                f"full-batch gradient, data {'in memory' if data == 'memory' else 'streamed (generated)'}",
+                "full-batch gradient, data "
+                f"{'in memory' if data == 'memory' else 'streamed (generated)'}",
                 fontsize=10,
             )
             ax.legend(fontsize=7)
@@ -239,23 +242,27 @@ def _out_of_core(out: Path) -> list[str]:
         "## Larger than memory",
         "",
         f"The full-batch gradient over m = {r['rows']:,} rows of n = {r['features']} {r['dtype']} "
-        f"(X = {_si(r['x_bytes'], 'B')}, on a host with {_si(mem['host_total_bytes'], 'B')} of RAM), generated "
-        f"in {r['chunks']} chunks of {r['chunk_rows']:,} rows, never whole, on {r['cluster']['workers']} workers:",
+        f"(X = {_si(r['x_bytes'], 'B')}, on a host with {_si(mem['host_total_bytes'], 'B')} "
+        f"of RAM), generated in {r['chunks']} chunks of {r['chunk_rows']:,} rows, never whole, "
+        f"on {r['cluster']['workers']} workers:",
         "",
         "| | |",
         "|---|---|",
         f"| Dask gradient, median of {d['repeats']} [95% CI] | {_si(d['time_median_s'], 's')} "
-        f"[{_si(d['time_ci_low_s'], 's')}, {_si(d['time_ci_high_s'], 's')}] (first call {r['first_call_s']:.1f} s) |",
+        f"[{_si(d['time_ci_low_s'], 's')}, {_si(d['time_ci_high_s'], 's')}] "
+        f"(first call {r['first_call_s']:.1f} s) |",
         f"| throughput | {_si(d['samples_per_s'])} samples/s, {d['gbytes_per_s']:.2f} GB/s |",
         f"| peak RSS per worker ({r['peak_source']}) | {peaks} |",
         f"| peak RSS of the client | {_si(r['client_peak_rss_bytes'], 'B')} |",
-        f"| host memory used at most (all processes, sampled every 0.2 s) | {_si(mem['host_peak_used_bytes'], 'B')} |",
+        "| host memory used at most (all processes, sampled every 0.2 s) | "
+        f"{_si(mem['host_peak_used_bytes'], 'B')} |",
         f"| tasks; compute / overhead per task | {r['engine']['tasks']:,}; "
         f"{_si(r['engine']['compute_per_task_s'], 's')}"
         f" / {_si(r['engine']['overhead_per_task_s'], 's')} |",
         f"| NumPy reference (same chunks, one process, one call) | {ref['seconds']:.1f} s, "
         f"{_si(ref['samples_per_s'])} samples/s |",
-        f"| max abs. difference Dask − NumPy (relative) | {r['max_abs_diff']:.3g} ({r['max_rel_diff']:.3g}): "
+        "| max abs. difference Dask − NumPy (relative) | "
+        f"{r['max_abs_diff']:.3g} ({r['max_rel_diff']:.3g}): "
         f"{'equal' if r['equal'] else 'NOT equal'} within rtol {r['tolerance']['rtol']}, "
         f"atol {r['tolerance']['atol']} |",
         "",
@@ -272,7 +279,8 @@ def write_report(out: str | Path) -> Path:
         mach = env.get("machine", {})
         lines += [
             f"Machine: {mach.get('cpu_model', '?')}, {mach.get('cpu_cores_logical', '?')} cores, "
-            f"{_si(mach.get('memory_total_bytes'), 'B')} RAM; dask {env.get('versions', {}).get('dask', '?')}. "
+            f"{_si(mach.get('memory_total_bytes'), 'B')} RAM; "
+            f"dask {env.get('versions', {}).get('dask', '?')}. "
             "Each Dask worker is one single-threaded process (BLAS on 1 thread).",
             "",
         ]
@@ -281,8 +289,9 @@ def write_report(out: str | Path) -> Path:
             n, x = probe["processes"], probe["speedup"]
             lines += [
                 f"**This machine's parallelism:** {n} busy single-threaded processes together run "
-                f"{x:.2f}x as fast as one alone (probe, 1-min load {probe['load_average_1min']:.1f}), so "
-                f"no parallel efficiency with {n} workers can exceed {x / n:.2f} here, Dask or not.",
+                f"{x:.2f}x as fast as one alone "
+                f"(probe, 1-min load {probe['load_average_1min']:.1f}), so no parallel efficiency "
+                f"with {n} workers can exceed {x / n:.2f} here, Dask or not.",
                 "",
             ]
     if (out / "scaling.csv").exists():
@@ -290,8 +299,9 @@ def write_report(out: str | Path) -> Path:
         eff = efficiencies(df)
         if "others_cpu" in df and df.others_cpu.notna().any():
             lines += [
-                f"Other processes used a median {df.others_cpu.median():.0%} of the CPUs while points were "
-                "sampled (points marked unstable had a wide interval or a busy machine).",
+                f"Other processes used a median {df.others_cpu.median():.0%} of the CPUs while "
+                "points were sampled (points marked unstable had a wide interval or a busy "
+                "machine).",
                 "",
             ]
         titles = {
@@ -313,8 +323,8 @@ def write_report(out: str | Path) -> Path:
     lines += _out_of_core(out)
     lines += [
         "Columns: *vs NumPy 1T / all* = NumPy's time (1 BLAS thread / all cores) over this one; "
-        "*parallel eff.* = T(1 worker) / (w · T(w)); *peak / worker* = the largest worker's peak RSS "
-        "(its rise during the call; NumPy: the call's allocations, tracemalloc); "
+        "*parallel eff.* = T(1 worker) / (w · T(w)); *peak / worker* = the largest worker's "
+        "peak RSS (its rise during the call; NumPy: the call's allocations, tracemalloc); "
         "*overhead / task* = (wall · threads − Σ task compute) / tasks.",
         "",
     ]

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends.base import Backend
+from ..backends import Backend
 from ..data import make_synthetic
 from ..measure.timemodel import TimeModel
 from ..model.cost import METHODS, Cost, epoch_cost, format_bytes, gradient_cost, itemsize

@@ -1,8 +1,10 @@
-"""The results file of a sweep: its columns and the one definition of a valid row.
+"""The result format: a result set's ``results.csv`` and ``environment.json``, defined once.
 
-``results.csv`` holds one row per point; the sweep appends to it, ``--resume``
-keeps its valid rows, and the report and ``compare`` read it.  All of them go
-through this module, so a row that one of them accepts, all of them accept.
+``results.csv`` holds one row per point; the sweep appends to it (:class:`ResultWriter`),
+``--resume`` keeps its valid rows, and the report, ``compare`` and the asv export read it,
+all through :func:`read_results` and :func:`row_case`: a row that one of them accepts, all
+of them accept.  ``environment.json`` (where the set was measured) is written by
+:func:`write_environment` and read by :func:`read_environment` only.
 
 Columns (times in seconds, per call; see :mod:`softmax_core.measure.engine`):
 
@@ -24,16 +26,31 @@ Columns (times in seconds, per call; see :mod:`softmax_core.measure.engine`):
                            the point was sampled
 ``predicted_*``            the cost model and the time model, before measuring
 =========================  ==================================================
+
+Format history (:data:`FORMAT_VERSION`; ``environment.json`` records it as
+``format_version`` from version 2 on):
+
+* **1**: ``results.csv`` without the interval and stability columns (``time_ci_low_s``,
+  ``time_ci_high_s``, ``stable``, ...).  Read: its points are drawn without intervals
+  and as not stable; ``compare`` and ``--resume`` refuse it (re-run the sweep).
+* **2**: the columns of :data:`COLUMNS`.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import os
+import stat
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..fileio import atomic_write_text
+
+#: The version this module writes (see the module's format history).
+FORMAT_VERSION = 2
 COLUMNS = (
     "run_id",
     "timestamp",
@@ -97,48 +114,158 @@ NUMERIC_COLUMNS = tuple(
 KEY_COLUMNS = ("kind", "method", "batch", "features", "classes", "dtype", "data")
 
 
+#: Columns a results file must have to be read at all.
+REQUIRED = ("kind", "method", "batch", "features", "classes", "status")
+#: Columns whose absence makes a set of format 1 (no intervals).
+CI_COLUMNS = ("time_ci_low_s", "time_ci_high_s")
+#: Name of the results file and of the environment record in a result set's folder.
+RESULTS_FILE, ENVIRONMENT_FILE = "results.csv", "environment.json"
+
+
 class SchemaError(ValueError):
-    """A results file whose header is not this version's columns."""
+    """A results file that is not of this format version, or not a results file at all."""
 
 
-def read_header(path: str | os.PathLike) -> list[str] | None:
-    """The header of ``path`` as a list of names, or None for an empty file."""
-    with open(path, encoding="utf-8", newline="") as fh:
-        first = fh.readline()
-    if not first.strip():
-        return None
-    return next(csv.reader([first]))
+@dataclass
+class ResultFile:
+    """What :func:`read_results` found: the rows (dicts of text), the format version, and
+    what a reader must be told (a half-written last line left out)."""
+
+    path: Path
+    header: list
+    rows: list
+    version: int
+    notes: list = field(default_factory=list)
 
 
-def check_header(path: str | os.PathLike) -> None:
-    """Raise :class:`SchemaError` unless ``path``'s header is exactly :data:`COLUMNS`."""
-    header = read_header(path)
-    if header is None or header == list(COLUMNS):
-        return
-    missing = [c for c in COLUMNS if c not in header]
-    extra = [c for c in header if c not in COLUMNS]
-    what = "; ".join(
-        part
-        for part in (
-            missing and f"missing {', '.join(missing)}",
-            extra and f"unknown {', '.join(extra)}",
-            not missing and not extra and "columns in another order",
-        )
-        if part
-    )
-    raise SchemaError(
-        f"{path} is not a results file of this softmax-bench version ({what}); "
-        "fix: write a new run into another --out folder (results files of other "
-        "versions are read by `softmax-bench report`, never appended to)"
-    )
+def _regular_file(path: Path, what: str) -> None:
+    """ValueError unless ``path`` is a regular file: a FIFO or a device would block a reader."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise ValueError(f"{path} does not exist") from None
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{path} is not a regular file; fix: pass the folder of a {what}")
 
 
-def read_rows(path: str | os.PathLike) -> list[dict]:
-    """Rows of a results.csv as dicts of text, ignoring a half-written last line."""
-    text = Path(path).read_text(encoding="utf-8")
+def read_results(path: str | os.PathLike) -> ResultFile:
+    """The rows of a ``results.csv`` of any known format version.
+
+    A half-written last line (a sweep killed while writing) is left out.  Raises
+    :class:`SchemaError` for a file without the :data:`REQUIRED` columns or with columns
+    this format never had, and ValueError for an unreadable file.
+    """
+    path = Path(path)
+    _regular_file(path, "sweep's results (results.csv)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError) as exc:
+        raise ValueError(
+            f"cannot read {path} ({exc}); fix: re-run the sweep into a new --out folder"
+        ) from None
+    notes = []
     if text and not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]
-    return list(csv.DictReader(io.StringIO(text)))
+        notes.append(f"{path}: a half-written last line was left out")
+    reader = csv.DictReader(io.StringIO(text))
+    header = list(reader.fieldnames or [])
+    if header:
+        _check_known(path, header)
+    rows = list(reader)
+    version = FORMAT_VERSION if header == list(COLUMNS) else 1
+    return ResultFile(path, header, rows, version, notes)
+
+
+def _check_known(path: Path, header: list) -> None:
+    missing = [c for c in REQUIRED if c not in header]
+    unknown = [c for c in header if c not in COLUMNS]
+    if missing or unknown:
+        what = "; ".join(
+            p
+            for p in (
+                missing and f"no column {', '.join(missing)}",
+                unknown and f"unknown column {', '.join(unknown)}",
+            )
+            if p
+        )
+        raise SchemaError(
+            f"{path} is not a softmax-bench results file ({what}); fix: pass a "
+            "folder written by `softmax-bench sweep`"
+        )
+
+
+def check_appendable(path: str | os.PathLike) -> None:
+    """Raise :class:`SchemaError` unless ``path`` is empty or of this format version: rows are
+    only ever appended to a file of the same columns."""
+    found = read_results(path)
+    if found.header and found.version != FORMAT_VERSION:
+        missing = [c for c in COLUMNS if c not in found.header]
+        what = f"missing {', '.join(missing)}" if missing else "columns in another order"
+        raise SchemaError(
+            f"{path} is of an older result format ({what}); this softmax-bench writes format "
+            f"{FORMAT_VERSION}; fix: write a new run into another --out folder (older result "
+            "sets are read by `softmax-bench report`, never appended to)"
+        )
+
+
+class ResultWriter:
+    """Appends rows to a ``results.csv`` of this format: the header when the file is new,
+    then each row flushed and fsynced as it is written, so a kill loses no written row."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._fh = open(self.path, "a", newline="", encoding="utf-8")
+        self._writer = csv.DictWriter(self._fh, fieldnames=COLUMNS, lineterminator="\n")
+        if self._fh.tell() == 0:
+            self._writer.writeheader()
+            self._sync()
+
+    def write(self, row: dict) -> None:
+        self._writer.writerow(row)
+        self._sync()
+
+    def _sync(self) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> ResultWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def read_environment(folder: str | os.PathLike, fix: str) -> dict:
+    """The JSON object in ``folder/environment.json``; {} if there is none; ValueError naming
+    ``fix`` if it is unreadable, not an object, or of a newer format version."""
+    path = Path(folder) / ENVIRONMENT_FILE
+    if not path.exists():
+        return {}
+    _regular_file(path, "result set")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError, RecursionError) as exc:  # RecursionError: nested too deep
+        raise ValueError(f"cannot read {path} ({str(exc)[:200]}); fix: {fix}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} holds a {type(data).__name__}, not an object; fix: {fix}")
+    version = data.get("format_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
+        raise ValueError(
+            f"{path} is of result format {version!r}, newer than this "
+            f"softmax-bench's {FORMAT_VERSION}; fix: upgrade softmax-bench"
+        )
+    return data
+
+
+def write_environment(folder: str | os.PathLike, env: dict) -> None:
+    """``folder/environment.json``, written whole or not at all, with this format version."""
+    env = {**env, "format_version": FORMAT_VERSION, "columns": list(COLUMNS)}
+    atomic_write_text(
+        Path(folder) / ENVIRONMENT_FILE, json.dumps(env, indent=2, default=str) + "\n"
+    )
 
 
 def is_number(value) -> bool:
@@ -175,15 +302,21 @@ def parse_stable(value) -> bool:
 
 
 __all__ = [
+    "FORMAT_VERSION",
     "COLUMNS",
     "NUMERIC_COLUMNS",
     "KEY_COLUMNS",
+    "REQUIRED",
+    "CI_COLUMNS",
     "STATUSES",
+    "ResultFile",
+    "ResultWriter",
     "SchemaError",
-    "check_header",
-    "read_header",
-    "read_rows",
+    "check_appendable",
+    "read_environment",
+    "read_results",
     "row_case",
     "is_number",
     "parse_stable",
+    "write_environment",
 ]

@@ -28,7 +28,6 @@ import contextlib
 import csv
 import datetime as _dt
 import fcntl
-import json
 import os
 import sys
 import time
@@ -37,11 +36,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from ..backends.base import Backend
-from ..fileio import atomic_write_text
+from ..backends import Backend
 from ..measure.engine import MIN_TIME_S, Measurement, measure, probe_machine
 from ..measure.environment import load_average, record
 from ..measure.host_memory import make_room, release_retained_memory
+from ..measure.session import MeasurementSession
 from ..measure.timemodel import TimeModel
 from .cases import (
     DEFAULT_ROUNDS,
@@ -54,7 +53,16 @@ from .cases import (
     default_memory_budget,
     samples_per_round,
 )
-from .resultformat import COLUMNS, SchemaError, check_header, read_rows, row_case
+from .resultformat import (
+    COLUMNS,
+    ResultWriter,
+    SchemaError,
+    check_appendable,
+    read_environment,
+    read_results,
+    row_case,
+    write_environment,
+)
 
 #: A point's sampling stops after this share of the time budget (when it has
 #: its minimum samples); the guard keeps the minimum within the budget.
@@ -82,7 +90,8 @@ class SweepSummary:
             return f"nothing left to measure: every point is in {self.out / 'results.csv'}"
         kept = f" ({self.kept} ok measured before, kept)" if self.kept else ""
         return (
-            f"{c['ok']} ok ({c['unstable']} not stable), {c['skipped']} skipped, {c['error']} error "
+            f"{c['ok']} ok ({c['unstable']} not stable), {c['skipped']} skipped, "
+            f"{c['error']} error "
             f"in {self.wall_s:.0f} s{kept}; results: {self.out / 'results.csv'}"
         )
 
@@ -149,11 +158,11 @@ def run_sweep(
         else default_memory_budget(backend)
     )
     if resume and results.exists():
-        check_header(results)  # before anything is written or locked
+        check_appendable(results)  # before anything is written or locked
     epoch_data = _epoch_data(grid, data_dir)
     out.mkdir(parents=True, exist_ok=True)
     log = log or sys.stderr
-    with _folder_lock(out):
+    with _folder_lock(out), MeasurementSession(backend):
         summary = _run_locked(grid, backend, out, resume, budget, epoch_data, progress, rounds, log)
     run_sweep.last_summary = summary
     return out
@@ -198,12 +207,7 @@ def _run_locked(
 
     weights = [t * calls(t) / rounds for t in map(guard.predicted_time_s, todo)]
     bar = _Progress(weights * rounds, log, progress)
-    with open(results, "a", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS, lineterminator="\n")
-        if fh.tell() == 0:
-            writer.writeheader()
-            fh.flush()
-            os.fsync(fh.fileno())
+    with ResultWriter(results) as writer:
         for r in range(rounds):
             last = r == rounds - 1
             for case in todo:
@@ -214,13 +218,8 @@ def _run_locked(
                     if reason:
                         pooled[case.key] = None
                         if case.key not in retry:  # a point skipped before and still: no second row
-                            _write(
-                                writer,
-                                fh,
-                                _skipped_row(case, predicted[case.key], reason),
-                                run_id,
-                                backend,
-                            )
+                            skipped = _skipped_row(case, predicted[case.key], reason)
+                            _write(writer, skipped, run_id, backend)
                         summary.counts["skipped"] += 1
                         continue
                 elif pooled.get(case.key) is None:
@@ -236,13 +235,13 @@ def _run_locked(
                     predicted[case.key],
                 )
                 if row is not None:
-                    _write(writer, fh, row, run_id, backend)
+                    _write(writer, row, run_id, backend)
                     status = row["status"]
                     summary.counts[status] += 1
                     summary.counts["unstable"] += status == "ok" and not row["stable"]
     bar.close()
     env["time_model"] = model.to_dict()
-    atomic_write_text(out / "environment.json", json.dumps(env, indent=2, default=str) + "\n")
+    write_environment(out, env)
     summary.wall_s = time.monotonic() - t_start
     return summary
 
@@ -348,11 +347,9 @@ def _measure_point(
     }
 
 
-def _write(writer, fh, row: dict, run_id: str, backend: Backend) -> None:
+def _write(writer: ResultWriter, row: dict, run_id: str, backend: Backend) -> None:
     row.update(run_id=run_id, timestamp=_now(), backend=backend.name, device=backend.device_kind)
-    writer.writerow(row)
-    fh.flush()
-    os.fsync(fh.fileno())
+    writer.write(row)
 
 
 def _epoch_data(grid: Grid, data_dir):
@@ -386,9 +383,8 @@ def _folder_lock(out: Path):
 
 
 def _environment(out: Path, backend: Backend, resume: bool) -> dict:
-    path = out / "environment.json"
-    if resume and path.exists():
-        env = _read_environment(path)
+    if resume:
+        env = read_environment(out, "delete it to probe the machine again, or choose another --out")
         label = (
             env.get("backend", {}).get("label") if isinstance(env.get("backend"), dict) else None
         )
@@ -399,29 +395,8 @@ def _environment(out: Path, backend: Backend, resume: bool) -> dict:
             )
         if isinstance(env.get("probe"), dict) and {"gemm_gflops", "copy_gbps"} <= set(env["probe"]):
             return env
-    env = {
-        "created": _now(),
-        **record(backend),
-        "probe": probe_machine(backend),
-        "columns": list(COLUMNS),
-    }
-    atomic_write_text(path, json.dumps(env, indent=2, default=str) + "\n")
-    return env
-
-
-def _read_environment(path: Path) -> dict:
-    try:
-        env = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ValueError(
-            f"{path} is not readable JSON ({exc}); fix: delete it to probe the machine "
-            "again, or choose another --out"
-        ) from None
-    if not isinstance(env, dict):
-        raise ValueError(
-            f"{path} holds a {type(env).__name__}, not an object; fix: delete it to probe "
-            "the machine again, or choose another --out"
-        )
+    env = {"created": _now(), **record(backend), "probe": probe_machine(backend)}
+    write_environment(out, env)
     return env
 
 
@@ -447,7 +422,7 @@ def _rows_to_keep(results: Path, log=None) -> tuple[list[tuple[Case, dict]], lis
                     file=log or sys.stderr,
                 )
     kept, damaged = [], []
-    for line, row in enumerate(read_rows(results), start=2):
+    for line, row in enumerate(read_results(results).rows, start=2):
         case = row_case(row)
         if case is None:
             damaged.append(
@@ -467,7 +442,7 @@ def _check_same_rounds(results: Path, rounds: int) -> None:
     (a folder whose points had different sampling would compare unlike with unlike).
     Reads only: a refused resume leaves the folder as it was."""
     found: set[int] = set()
-    for line, row in enumerate(read_rows(results), start=2):
+    for line, row in enumerate(read_results(results).rows, start=2):
         if row.get("status") != "ok" or row_case(row) is None:
             continue  # damaged rows are measured again anyway
         value = (row.get("rounds") or "").strip()
@@ -532,6 +507,5 @@ class _Progress:
 
 
 run_sweep.last_summary = None
-read_results = read_rows  # the name earlier versions exported
 
 __all__ = ["run_sweep", "SweepSummary", "SchemaError"]

@@ -1,0 +1,24 @@
+"""array-api-strict on the CPU: the standard and nothing more, to keep the math portable."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Backend, import_library, tracemalloc_peak
+
+
+class ArrayApiStrictBackend(Backend):
+    name = "array_api_strict"
+
+    def to_numpy(self, a):
+        return np.from_dlpack(a)
+
+    def _peak(self, fn, args):
+        return tracemalloc_peak(fn, args)
+
+
+def make(device: str) -> ArrayApiStrictBackend:
+    if device == "gpu":
+        raise ValueError("array_api_strict runs on the CPU only: use SOFTMAX_DEVICE=cpu")
+    xp = import_library("array_api_strict", "pip install array-api-strict")
+    return ArrayApiStrictBackend("cpu", xp, xp.Device("CPU_DEVICE"))

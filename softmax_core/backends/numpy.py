@@ -1,0 +1,23 @@
+"""NumPy on the CPU (through array-api-compat's namespace)."""
+
+from __future__ import annotations
+
+from .base import Backend, tracemalloc_peak
+
+
+class NumpyBackend(Backend):
+    name = "numpy"
+
+    def _peak(self, fn, args):
+        return tracemalloc_peak(fn, args)
+
+
+def make(device: str) -> NumpyBackend:
+    if device == "gpu":
+        raise ValueError(
+            "SOFTMAX_BACKEND=numpy runs on the CPU only: use SOFTMAX_DEVICE=cpu, "
+            "or SOFTMAX_BACKEND=cupy/torch for the GPU"
+        )
+    import array_api_compat.numpy as xp
+
+    return NumpyBackend("cpu", xp, "cpu")
