@@ -62,20 +62,18 @@ SUITE_ENV = "SOFTMAX_ASV_SUITE"
 SUITES = ("default", "full")
 #: A point is in the default suite when the time model, at its conservative default
 #: (6x slower than the roofline) and at the reference machine's rates, predicts at most
-#: this many seconds per call.  At 0.3 s: every structured gradient; naive and
-#: naive_batched at k = 10 (all B; B = 1024 predicted 0.26 s, measured 0.10-0.16 s) and at
-#: k = 100 up to B = 8; epochs from B = 32 on.  The nearest points left out are the B = 8
-#: epoch (0.49 s predicted, 0.18 s measured) and naive at k = 100, B = 32 (0.55 s
-#: predicted, 0.16-0.26 s measured).  Machine-independent: every machine runs the same points.
+#: this many seconds per call: every structured gradient; naive and naive_batched at k = 10
+#: (all B) and at k = 100 up to B = 8; epochs from B = 32 on.  Machine-independent: every
+#: machine runs the same points.
 DEFAULT_MAX_CALL_S = 0.3
 #: The reference machine's probe (2-core AMD EPYC VM, results/cpu/environment.json).
 REFERENCE_GEMM_FLOPS_PER_S = 179.6e9
 REFERENCE_COPY_BYTES_PER_S = 22.0e9
 #: Sampling cap of one point, seconds.  The sweep gives a point a tenth of its time budget
-#: (2.5 s at the default 25 s, over its rounds); a commit's asv run must end in minutes, so
-#: a third of that.  The engine stops as soon as the median's interval is within ±2%, which
-#: on a quiet machine most points reach well before; the cap only bounds what a noisy point
-#: may take.  It sets the interval's width, not where the median lies.
+#: over its rounds; a commit's asv run must end in minutes, so a third of that.  The engine
+#: stops as soon as the median's interval is within ±2%, which on a quiet machine most points
+#: reach well before; the cap only bounds what a noisy point may take.  It sets the
+#: interval's width, not where the median lies.
 MAX_TIME_S = GRID.time_budget_s * POINT_TIME_SHARE / 3
 #: Fewest samples a point gives asv per commit (over all rounds).  asv tells two commits
 #: apart with a Mann-Whitney U test at p < 0.002 once the samples allow it: 6 against 6
@@ -83,7 +81,7 @@ MAX_TIME_S = GRID.time_budget_s * POINT_TIME_SHARE / 3
 ASV_MIN_SAMPLES = 7
 #: Calls one asv process makes at least: cold, warm-up, ASV_MIN_SAMPLES samples, the peak
 #: pass (softmax_core.runs.cases.calls_per_point's count with asv's samples).  Spelled out here,
-#: as is :func:`asv_samples_per_round`, because asv runs today's bench/ against every
+#: as is :func:`asv_samples_per_round`, because asv runs this bench/ against every
 #: commit's softmax_core: the suite may use only what older commits' library has.
 ASV_CALLS_PER_POINT = 1 + 1 + ASV_MIN_SAMPLES + 1
 #: Where the machine probe is cached (default: the system's temporary folder).

@@ -1,6 +1,6 @@
 """The names of softmax_core that the suite uses, in one place.
 
-asv runs today's ``bench/`` against every commit's ``softmax_core``: the package's layout
+asv runs this ``bench/`` against every commit's ``softmax_core``: the package's layout
 by concern (``softmax_core.measure.engine``, ``softmax_core.runs.cases``, ...) and the flat
 one of older commits (``softmax_core.measure``, ``softmax_core.cases``, ...) both import.
 """

@@ -1,6 +1,6 @@
 """softmax-bench: what softmax regression really costs on your hardware.
 
-Commands: train, sweep, report, compare, overhead, info, data fetch.  Every
+Commands: train, sweep, report, compare, sidebyside, scale, info, data fetch.  Every
 failure the user can fix (bad arguments, missing data, no GPU) ends in one line
 on stderr and a non-zero exit, never a traceback.
 """
@@ -328,27 +328,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, help="also write the comparison as markdown to this file")
 
-    p = sub.add_parser(
-        "overhead", help="time an MNIST epoch of sgd_epoch against plain NumPy loops, side by side"
-    )
-    p.add_argument("--data-dir", type=Path, help="MNIST folder (default: as for train)")
-    p.add_argument(
-        "--rounds",
-        type=_positive_int,
-        default=31,
-        help="least alternating rounds (more until the medians converge) (default: %(default)s)",
-    )
-    p.add_argument(
-        "--max-time",
-        type=_positive_float,
-        default=60.0,
-        help="seconds of sampling at most, after the cold and warm-up calls (default: %(default)s)",
-    )
-    p.add_argument("--batch", type=_positive_int, default=100, help="(default: %(default)s)")
-    p.add_argument(
-        "--threads", type=_thread_count, help="BLAS threads (default: the BLAS's own choice)"
-    )
-
     p = sub.add_parser("info", help="print the environment record: machine, BLAS, device, versions")
     _add_backend_args(p)
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -378,47 +357,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_reference_set_parsers(sub) -> None:
-    """The ``suite`` and ``sidebyside`` commands (:mod:`softmax_core.suite`,
-    :mod:`softmax_core.baseline.sidebyside`)."""
-    from .suite import STAGES
+#: Commands that have a new spelling: each only says so, in one line, with exit status 2.
+RENAMED = {
+    "suite": "tools/reference-set.sh OUT [BUDGET_S] (see docs/gpu.md)",
+    "overhead": "'softmax-bench sidebyside': its numpy and numpy-lecture rows are the plain "
+    "NumPy loops, measured beside softmax-bench",
+}
 
-    p = sub.add_parser(
-        "suite",
-        help="the whole reference set on this device within a time budget, and one archive",
-        description="Environment record, backend tests, the MNIST recipe (checked against 7.97%), "
-        "the side-by-side comparison, the default sweep (its per-point budget shrunk to "
-        "fit) and its report, all under --out, plus one .tar.gz of it.",
-    )
-    p.add_argument("--out", type=Path, required=True, help="results folder (must be new or empty)")
-    p.add_argument(
-        "--budget",
-        type=_positive_float,
-        default=480.0,
-        help="wall-time budget in seconds for everything (default: %(default)s)",
-    )
-    p.add_argument("--data-dir", type=Path, help=f"MNIST folder (default: {default_data_dir()})")
-    p.add_argument(
-        "--archive", type=Path, help="the archive to write (default: OUT.tar.gz beside OUT)"
-    )
-    p.add_argument(
-        "--skip",
-        type=_name_list(STAGES),
-        default=[],
-        help=f"stages to leave out: {', '.join(STAGES)}",
-    )
-    p.add_argument(
-        "--quick", action="store_true", help="tiny sweep grid and side-by-side sizes (a smoke test)"
-    )
-    p.add_argument("--device", choices=DEVICES, help="cpu or gpu (default: $SOFTMAX_DEVICE or cpu)")
+
+def _add_reference_set_parsers(sub) -> None:
+    """The ``sidebyside`` command (:mod:`softmax_core.baseline.sidebyside`), and the renamed
+    commands (:data:`RENAMED`)."""
+    for name in RENAMED:
+        # prefix_chars NUL: no argument can start with it, so every word after the command is
+        # the REMAINDER's and the command prints its one line, whatever options follow
+        p = sub.add_parser(name, add_help=False, prefix_chars="\0")
+        p.add_argument("args", nargs=argparse.REMAINDER)
 
     p = sub.add_parser(
         "sidebyside",
-        help="softmax-bench on CuPy/NumPy and torch against plain PyTorch",
+        help="softmax-bench against plain NumPy and plain PyTorch doing the same arithmetic",
         description="The MNIST recipe's epoch and the structured gradient at B = 1024, "
-        "n = k = 1000: "
-        "softmax-bench on the device's library and on torch, hand-written PyTorch and "
-        "autograd, measured side by side, with launches per step against the bound.",
+        "n = k = 1000: softmax-bench on the device's library and on torch, beside hand-written "
+        "NumPy loops (on the CPU), hand-written PyTorch and autograd, measured side by side "
+        "in alternating rounds, with launches per step against the bound.",
     )
     p.add_argument("--data-dir", type=Path, help=f"MNIST folder (default: {default_data_dir()})")
     p.add_argument(
@@ -563,28 +525,6 @@ def _cmd_data(args) -> int:
     return 0
 
 
-def _cmd_overhead(args) -> int:
-    from .baseline.plain import epoch_overhead
-
-    data = load_mnist(args.data_dir)
-    print(
-        f"measuring three MNIST epochs side by side: at least {args.rounds} rounds, at most "
-        f"{args.max_time:g} s of sampling ...",
-        file=sys.stderr,
-        flush=True,
-    )
-    print(
-        epoch_overhead(
-            data.X_train,
-            data.y_train,
-            batch=args.batch,
-            rounds=args.rounds,
-            max_time_s=args.max_time,
-        ).text()
-    )
-    return 0
-
-
 def _cmd_sweep(args) -> int:
     from .runs.cases import Grid
     from .runs.sweep import run_sweep
@@ -687,7 +627,6 @@ _COMMANDS = {
     "train": _cmd_train,
     "info": _cmd_info,
     "data": _cmd_data,
-    "overhead": _cmd_overhead,
     "sweep": _cmd_sweep,
     "report": _cmd_report,
     "compare": _cmd_compare,
@@ -703,24 +642,9 @@ def _cmd_scale(args) -> int:
 _COMMANDS["scale"] = _cmd_scale
 
 
-def _cmd_suite(args) -> int:
-    from .suite import Suite
-
-    data_dir = args.data_dir or default_data_dir()
-    suite = Suite(
-        args.out,
-        budget_s=args.budget,
-        device=args.device,
-        archive=args.archive,
-        skip=args.skip,
-        quick=args.quick,
-        data_dir=data_dir if data_dir.is_dir() else None,
-        log=sys.stdout,
-    )
-    if suite.run() != 0:
-        bad = [f"{s.name} ({s.status})" for s in suite.stages if s.status in ("failed", "timeout")]
-        raise ValueError(f"not all stages passed: {', '.join(bad)}; see {suite.out / 'suite.md'}")
-    return 0
+def _cmd_renamed(args) -> int:
+    print(f"softmax-bench: '{args.command}' is now {RENAMED[args.command]}", file=sys.stderr)
+    return EXIT_USAGE
 
 
 def _cmd_sidebyside(args) -> int:
@@ -768,7 +692,7 @@ def _cmd_sidebyside(args) -> int:
     return 0
 
 
-_COMMANDS.update(suite=_cmd_suite, sidebyside=_cmd_sidebyside)
+_COMMANDS.update(sidebyside=_cmd_sidebyside, **dict.fromkeys(RENAMED, _cmd_renamed))
 
 
 if __name__ == "__main__":

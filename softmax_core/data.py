@@ -10,6 +10,9 @@ no more is read or inflated than that MNIST file can hold, so a gzip bomb or a
 sparse 50 GB file fails in milliseconds with bounded memory.  Downloads are bounded
 in time (per read, per file, per fetch) and size, never leave https, and leave no
 partial file behind (SIGTERM included; a SIGKILLed fetch's is removed by the next).
+The downloader is written here rather than taken from pooch: pooch checks hashes and
+retries, but caps neither a file's size nor a fetch's total time, and verifies only
+after the whole file is on disk; those bounds are this module's promise.
 """
 
 from __future__ import annotations
@@ -415,7 +418,7 @@ def _remove_stale_parts(root: Path) -> None:
     """Remove partial downloads left by fetches that were killed (SIGKILL, power loss).
 
     They are named ``.<file>.<pid>.<random>.part``; one whose process no longer runs
-    (or that has no process id: earlier versions) is stale.  A running fetch's stay.
+    (or whose name has no process id) is stale.  A running fetch's stay.
     """
     names = {spec.name for spec in MNIST_FILES.values()}
     for path in root.glob(".*.part"):

@@ -8,10 +8,17 @@ is importable; cupy runs only where ``get_backend("gpu", "cupy")`` works.
 
 ``mnist_dir`` is ``$SOFTMAX_MNIST_DIR`` or ``<repo>/../shared/data/mnist``; when it
 is missing the MNIST tests are skipped locally and fail on CI (``CI=true``).
+
+``fake_measuring`` holds the keyword arguments that make ``run_sweep`` take its numbers
+from :class:`FakeMeasure` and :func:`fake_probe` instead of the machine: a test of the
+sweep's orchestration (lock, resume, rows, guards, summary, reports) runs in
+milliseconds and gets the same numbers every time.  ``cli_run`` runs a command in this
+process, for tests of what the command line says rather than of the interpreter's start.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 
@@ -19,6 +26,8 @@ import numpy as np
 import pytest
 
 from softmax_core import Backend, BackendError, get_backend, load_mnist
+from softmax_core.measure import engine
+from softmax_core.measure.stats import Measurement
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MNIST_FILE_NAMES = (
@@ -91,3 +100,79 @@ def mnist(mnist_dir):
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20240607)
+
+
+class FakeMeasure:
+    """Stands in for :func:`softmax_core.measure.engine.measure`, with its signature.
+
+    It calls ``fn(*args)`` once, so a call that fails still raises where the sweep
+    makes it an error row, and returns ``min_samples`` samples of about ``seconds``
+    each (spread by 0.1% steps, so the interval is not a single value), the cold
+    call twice as long.  ``calls`` holds each call's arguments, defaults filled in.
+    """
+
+    def __init__(self, seconds: float = 1e-4):
+        self.seconds = seconds
+        self.calls: list[dict] = []
+
+    def __call__(self, fn, *args, **kwargs) -> Measurement:
+        bound = inspect.signature(engine.measure).bind(fn, *args, **kwargs)
+        bound.apply_defaults()
+        a = bound.arguments
+        if a["cold"] and not a["warm_up"]:
+            raise ValueError("warm_up=False needs cold=False: a cold call is never a steady state")
+        self.calls.append(a)
+        fn(*args)
+        t = self.seconds
+        return Measurement.from_samples(
+            [t * (1 + 0.001 * i) for i in range(a["min_samples"])],
+            first_s=2 * t if a["cold"] else None,
+            others_cpu=0.0,
+            others_raw_s=(0.0, 1.0, 0.0),
+        )
+
+
+def fake_probe(backend) -> dict:
+    """Stands in for :func:`softmax_core.measure.engine.probe_machine`: fixed ceilings."""
+    return {
+        "gemm_gflops": 50.0,
+        "copy_gbps": 10.0,
+        "probe_gemm_size": 1024,
+        "probe_copy_bytes": 64 * 2**20,
+        "probe_version": engine.PROBE_VERSION,
+    }
+
+
+@pytest.fixture(scope="session")
+def make_fake_measuring():
+    """``make_fake_measuring(seconds=1e-4)``: ``run_sweep``'s keyword arguments for a fresh
+    :class:`FakeMeasure` of calls of ``seconds`` and :func:`fake_probe` (for fixtures of any
+    scope)."""
+
+    def make(seconds: float = 1e-4) -> dict:
+        return {"measure": FakeMeasure(seconds), "probe": fake_probe}
+
+    return make
+
+
+@pytest.fixture
+def fake_measuring(make_fake_measuring) -> dict:
+    """``run_sweep(..., **fake_measuring)``: a fresh :class:`FakeMeasure`, :func:`fake_probe`."""
+    return make_fake_measuring()
+
+
+@pytest.fixture
+def cli_run(capsys):
+    """``cli_run(*argv)``: ``softmax-bench argv`` in this process, as (exit status, stdout,
+    stderr); a bad argument's exit (argparse's ``SystemExit``) gives its status."""
+    from softmax_core.cli import main
+
+    def run(*argv) -> tuple[int, str, str]:
+        try:
+            code = main([str(a) for a in argv])
+        except SystemExit as exc:
+            code = exc.code
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

@@ -169,6 +169,7 @@ def test_gpu_without_gpu_is_n_a_at_once(bench, monkeypatch):
     assert time.perf_counter() - start < 5
 
 
+@pytest.mark.slow
 def test_track_time_is_the_engines_measurement_of_a_prepared_point(bench):
     """setup prepares the inputs once; the whole measurement (cold call, warm-up, samples)
     runs inside the track call, so asv re-running setup cannot change it; asv's median of
@@ -190,6 +191,7 @@ def test_track_time_is_the_engines_measurement_of_a_prepared_point(bench):
     assert 0.5 * case.cost.peak_bytes <= peak <= 2 * case.cost.peak_bytes
 
 
+@pytest.mark.slow
 def test_asv_quick_is_seen_in_a_real_asv_runner_process(bench, tmp_path):
     """asv_runner's own ``_run`` (what a spawned or forked benchmark process calls): with
     --quick's attributes one sample, without them the engine's full measurement."""
@@ -259,6 +261,7 @@ def test_a_point_gives_asv_enough_samples_to_be_found_slower(bench, rounds):
 OLDER_LIBRARY = "1dfc00d"
 
 
+@pytest.mark.slow
 def test_the_suite_runs_against_an_older_commits_library(bench, tmp_path):
     """bench/ may use only what older commits' softmax_core has: with calls_per_point(...,
     min_samples=...) from a newer library, every point of 1dfc00d failed with a TypeError."""

@@ -54,6 +54,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess) -> str:
 # --------------------------------------------------------------------------- train
 
 
+@pytest.mark.slow
 def test_train_one_epoch_prints_table_and_writes_csv(mnist_dir, tmp_path):
     out = tmp_path / "tmp" / "m.csv"
     proc = run_cli(

@@ -1,8 +1,6 @@
 """compare: verdicts from intervals, the summary, and its errors."""
 
 import shutil
-import subprocess
-import sys
 
 import pytest
 
@@ -27,7 +25,8 @@ def test_verdict_from_the_ratio_interval(lo, hi, expected):
 
 
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory):
+def two_runs(tmp_path_factory, make_fake_measuring):
+    """Two sweeps of the same grid, measured through the fakes: the same numbers in both."""
     grid = Grid(
         methods=("structured",),
         batches=(2, 64),
@@ -39,7 +38,9 @@ def two_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     cpu = get_backend("cpu", "numpy")
     for name in ("a", "b"):
-        run_sweep(grid, cpu, root / name, memory_budget=10**9, progress=False)
+        run_sweep(
+            grid, cpu, root / name, memory_budget=10**9, progress=False, **make_fake_measuring()
+        )
     return root / "a", root / "b"
 
 
@@ -51,6 +52,7 @@ def test_compare_matches_points_and_summarises(two_runs):
         table["ratio"] <= table["ratio_high"]
     ).all()
     assert sum(summary[v] for v in ("SAME", "FASTER", "SLOWER", "UNSURE")) == 2
+    assert summary["SAME"] == 2 and summary["geomean_ratio"] == pytest.approx(1.0)
 
 
 def test_a_ten_times_slower_copy_is_slower(two_runs, tmp_path):
@@ -200,14 +202,9 @@ def test_two_runs_with_different_blas_threads_say_so(two_runs, tmp_path):
         (["A", "B", "--threshold", "2"], "--threshold"),
     ],
 )
-def test_cli_compare_errors_are_one_line(two_runs, tmp_path, args, needle):
+def test_cli_compare_errors_are_one_line(two_runs, tmp_path, cli_run, args, needle):
     a, b = two_runs
     subst = {"SAME": str(a), "A": str(a), "B": str(b), "DIR": str(tmp_path)}
-    r = subprocess.run(
-        [sys.executable, "-m", "softmax_core.cli", "compare", *[subst.get(x, x) for x in args]],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1
-    assert needle in r.stderr and "Traceback" not in r.stderr
+    code, _, err = cli_run("compare", *[subst.get(x, x) for x in args])
+    assert code != 0 and len(err.strip().splitlines()) == 1
+    assert needle in err and "Traceback" not in err

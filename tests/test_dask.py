@@ -149,6 +149,7 @@ def test_gradient_equals_numpy(dask_b, problem, grad, dtype):
     np.testing.assert_allclose(dask_b.to_numpy(g), grad(X, y, theta), rtol=tol, atol=tol)
 
 
+@pytest.mark.slow
 def test_sgd_epoch_equals_numpy(dask_b, problem):
     from softmax_core.dask import epoch as dd
 
@@ -221,6 +222,7 @@ def test_peak_memory_per_worker(dask_b, problem):
     assert stats["tasks"] >= 5 and stats["task_compute_s"] > 0 and stats["threads"] == 2
 
 
+@pytest.mark.slow
 def test_train_on_mnist_matches_numpy(dask_b, mnist):
     from softmax_core.dask import epoch as dd
     from softmax_core.measure.engine import time_once
@@ -251,6 +253,7 @@ def test_parallelism_probe():
     assert probe["processes"] == 2 and probe["speedup"] > 0
 
 
+@pytest.mark.slow
 def test_scale_command_on_the_existing_cluster(dask_b, tmp_path, capsys, monkeypatch):
     import argparse
 

@@ -214,6 +214,7 @@ def test_load_cut_off_gz(mnist_copy, mnist_dir):
         load_mnist(mnist_copy)
 
 
+@pytest.mark.slow
 def test_load_raw_uncompressed_files(mnist_copy, mnist_dir, mnist):
     for name in (TRAIN_LABELS, TEST_IMAGES, TEST_LABELS):
         put(mnist_copy, name, real_bytes(mnist_dir, name), compress=False)

@@ -2,7 +2,9 @@
 
 import gc
 import math
+import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -17,7 +19,6 @@ from softmax_core.measure.engine import (
     measure,
     measure_side_by_side,
     median_ci,
-    peak_memory,
     probe_machine,
     time_once,
 )
@@ -91,7 +92,7 @@ def test_measure_converges_on_a_steady_call_and_reports_its_cost(cpu):
 
 
 def test_short_calls_are_looped_within_a_sample(cpu):
-    m = measure(lambda: None, backend=cpu, min_sample_s=1e-3, max_time_s=1)
+    m = measure(lambda: None, backend=cpu, min_sample_s=1e-3, max_time_s=0.3)
     assert m.loops >= 100  # one call is well under a microsecond
     assert m.median < 1e-5  # the per-call time, not the sample's
 
@@ -342,7 +343,7 @@ def test_peak_counter_arithmetic():
 
 def test_peak_memory_sees_a_numpy_allocation(cpu):
     nbytes = 50 * 2**20
-    measured = peak_memory(lambda: np.ones(nbytes // 8), backend=cpu)
+    measured = cpu.peak_bytes(lambda: np.ones(nbytes // 8))
     assert measured == pytest.approx(nbytes, rel=0.02)
 
 
@@ -352,12 +353,12 @@ def test_peak_memory_counts_temporaries_not_just_the_result(cpu):
         b = a * 2  # 8 MiB more, alive with a
         return float(b[0])  # returns a scalar: the peak was 16 MiB
 
-    assert peak_memory(two_temporaries, backend=cpu) == pytest.approx(2 * 8 * 2**20, rel=0.02)
+    assert cpu.peak_bytes(two_temporaries) == pytest.approx(2 * 8 * 2**20, rel=0.02)
 
 
 def test_peak_memory_under_array_api_strict():
     strict = get_backend("cpu", "array_api_strict")
-    measured = peak_memory(lambda: strict.xp.ones(2**20, dtype=strict.xp.float64), backend=strict)
+    measured = strict.peak_bytes(lambda: strict.xp.ones(2**20, dtype=strict.xp.float64))
     assert measured == pytest.approx(8 * 2**20, rel=0.05)
 
 
@@ -372,19 +373,38 @@ def test_a_point_measured_while_another_process_holds_a_core_is_not_stable(cpu):
     import subprocess
     import sys
 
-    hog = subprocess.Popen(
-        [sys.executable, "-c", "import time\nend = time.time() + 20\nwhile time.time() < end: pass"]
-    )
+    # started through a shell that exits at once: the spinner is no child of this process
+    spin = f"{sys.executable} -c '{_SPIN}' >/dev/null 2>&1 & echo $!"
+    pid = int(subprocess.run(["sh", "-c", spin], capture_output=True, text=True).stdout)
     try:
         time.sleep(0.3)  # let it start spinning
         m = measure(time.sleep, 0.002, backend=cpu, max_time_s=0.5, min_sample_s=0)
     finally:
-        hog.kill()
-        hog.wait()
+        os.kill(pid, signal.SIGKILL)
     cores = __import__("psutil").cpu_count()
     assert m.others_cpu >= 0.6 / cores  # most of one core went to the other process
     assert m.contended and not m.stable
     assert m.row()["others_cpu"] == m.others_cpu
+
+
+_SPIN = "import time\nend = time.time() + 20\nwhile time.time() < end: pass"
+
+
+def test_the_work_of_processes_it_started_is_not_another_process(cpu):
+    """A LocalCluster's workers compute the calls of the process that started them: their CPU
+    time is the measurement's own, not contention."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", _SPIN])
+    try:
+        time.sleep(0.3)
+        m = measure(time.sleep, 0.002, backend=cpu, max_time_s=0.5, min_sample_s=0)
+    finally:
+        child.kill()
+        child.wait()
+    cores = __import__("psutil").cpu_count()
+    assert m.others_cpu < 0.5 / cores
 
 
 def test_contention_is_averaged_over_pooled_rounds():
@@ -428,7 +448,7 @@ def test_steady_samples_keep_a_tight_interval():
 
 def test_sampling_spans_at_least_min_time(cpu):
     start = time.perf_counter()
-    m = measure(lambda: None, backend=cpu, min_time_s=0.3, max_time_s=2)
+    m = measure(lambda: None, backend=cpu, min_time_s=0.3, max_time_s=0.5)
     assert time.perf_counter() - start >= 0.3
     assert sum(m.times_s) * m.loops >= 0.25  # the samples themselves cover it
     quick = measure(lambda: None, backend=cpu, min_time_s=0.3, max_time_s=0.05)
@@ -444,11 +464,11 @@ def test_one_stray_tick_of_the_cpu_counters_is_not_contention(monkeypatch):
     watch._cores = 2
     watch._start = (0.0, 100.0, 50.0)
     monkeypatch.setattr(watch, "_read", lambda: (0.03, 100.05, 50.04))  # 10 ms more busy than ours
-    assert watch.share() == 0.0
+    assert watch.reading()[0] == 0.0
     monkeypatch.setattr(
         watch, "_read", lambda: (0.5, 100.9, 50.4)
     )  # a core busy elsewhere half the time
-    assert watch.share() >= 0.2
+    assert watch.reading()[0] >= 0.2
 
 
 def test_a_later_round_of_a_long_call_may_skip_the_warm_up(cpu):

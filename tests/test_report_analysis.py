@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from test_report_sets import CPU, GPU, Machine, grid_rows, row, write_set
+from report_sets import CPU, GPU, Machine, grid_rows, row, write_set
 
 from softmax_core.report.analysis import (
     WIDE_SLOPE,
@@ -230,3 +230,22 @@ def test_read_this_first_says_whether_other_processes_were_busy(others, says):
     )
     text = notes_section([], df)
     assert "3 of 3 ok points are not marked stable" in text and says in text
+
+
+def test_the_headline_says_what_the_hardware_does_in_plain_sentences(tmp_path):
+    from softmax_core.report.markdown import headline_section
+
+    df = _frame(tmp_path, grid_rows(CPU))
+    text = headline_section(df)
+    assert text.startswith("**numpy-cpu**: One structured gradient at n = 1000, k = 1000, B = 1")
+    assert "the naive one (explicit Jacobian) takes" in text and "as long" in text
+    assert "Whole SGD epochs run fastest at B = " in text
+    assert "of the probed GEMM rate" in text and "its time goes to" in text
+
+
+def test_the_headline_leaves_out_what_was_not_measured(tmp_path):
+    from softmax_core.report.markdown import headline_section
+
+    df = _frame(tmp_path, grid_rows(CPU, epochs=()))
+    text = headline_section(df)
+    assert "epochs" not in text and "structured gradient at" in text

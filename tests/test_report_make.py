@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from report_sets import CPU, example_sets, grid_rows, write_set
 from test_report_results import OLD_COLUMNS
-from test_report_sets import CPU, example_sets, grid_rows, write_set
 
 from softmax_core.cli import main
 from softmax_core.model.cost import gradient_cost
@@ -33,6 +33,7 @@ def pair_report(sets, tmp_path_factory) -> tuple[Path, str]:
     return out, make_report([sets["cpu"], sets["gpu"]], out).read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_cpu_and_gpu_report_draws_every_view(pair_report):
     out, text = pair_report
     for name in PLOT_FILES:
@@ -42,6 +43,7 @@ def test_cpu_and_gpu_report_draws_every_view(pair_report):
     assert "Plots not drawn" not in text
 
 
+@pytest.mark.slow
 def test_crossover_named_in_text(pair_report):
     _, text = pair_report
     assert (
@@ -50,6 +52,7 @@ def test_crossover_named_in_text(pair_report):
     ) in text
 
 
+@pytest.mark.slow
 def test_unstable_points_flagged_in_every_table(pair_report):
     _, text = pair_report
     assert "numpy-cpu: 2 of" in text and "drawn hollow" in text
@@ -69,6 +72,7 @@ def test_unstable_points_flagged_in_every_table(pair_report):
     assert "| stable" in text.split("## The lecture's table")[1].split("## Plots")[0]
 
 
+@pytest.mark.slow
 def test_slopes_with_intervals_and_flags(pair_report):
     _, text = pair_report
     slopes = text.split("Fitted exponent p of time ~ k^p")[1].split("###")[0]
@@ -76,6 +80,7 @@ def test_slopes_with_intervals_and_flags(pair_report):
     assert "; wide)" in slopes and "unstable" in slopes  # and the others say why not
 
 
+@pytest.mark.slow
 def test_custom_grid_report(sets, tmp_path):
     out = tmp_path / "custom"
     text = make_report([sets["custom"]], out).read_text(encoding="utf-8")
@@ -130,22 +135,25 @@ def test_nothing_to_report():
         make_report([], "unused")
 
 
-def test_real_tiny_sweep(tmp_path):
+@pytest.mark.parametrize("measuring", ["fake", pytest.param("real", marks=pytest.mark.slow)])
+def test_report_of_a_tiny_sweep(tmp_path, measuring, fake_measuring):
+    """A sweep's folder, measured through the fakes or for real, makes a report."""
     from softmax_core import get_backend
     from softmax_core.runs.cases import Grid
     from softmax_core.runs.sweep import run_sweep
 
     grid = Grid(
         methods=("structured",),
-        batches=(1, 4),
+        batches=(4,),
         classes=(10, 20),
         features=(16,),
         epochs_on="none",
-        time_budget_s=2.0,
+        time_budget_s=0.5,
     )
     out = tmp_path / "sweep"
+    tools = fake_measuring if measuring == "fake" else {}
     try:
-        run_sweep(grid, get_backend("cpu", "numpy"), out)
+        run_sweep(grid, get_backend("cpu", "numpy"), out, progress=False, **tools)
     except TypeError as exc:  # the sweep is being reworked; its signature is the contract
         pytest.fail(f"run_sweep's signature changed: {exc}")
     text = make_report([out], out).read_text(encoding="utf-8")
@@ -158,6 +166,7 @@ def test_real_tiny_sweep(tmp_path):
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_report(sets, tmp_path, capsys):
     out = tmp_path / "r"
     assert main(["report", str(sets["custom"]), "--out", str(out)]) == 0
@@ -340,6 +349,7 @@ def test_asv_benchmark_choice_and_history(tmp_path):
     assert "features=784" in rows.attrs["subtitle"]
 
 
+@pytest.mark.slow
 def test_make_report_with_asv(sets, tmp_path):
     root = write_asv(tmp_path / "asv")
     out = tmp_path / "r"
@@ -361,6 +371,7 @@ def test_bad_asv_dir(tmp_path):
         load_asv_results(tmp_path / "empty")
 
 
+@pytest.mark.slow
 def test_throughput_caption_names_only_the_panels_drawn(tmp_path):
 
     gradients_only = write_set(tmp_path / "g", grid_rows(features=(784,), classes=(10,), epochs=()))

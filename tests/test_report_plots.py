@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.colors import to_rgba
+from report_sets import CPU, GPU, Machine, grid_rows, write_set
 from test_report_results import OLD_COLUMNS
-from test_report_sets import CPU, GPU, Machine, grid_rows, write_set
 
 from softmax_core.report.plots import (
     NotDrawn,

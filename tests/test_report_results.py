@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 
 import pytest
-from test_report_sets import CPU, GPU, grid_rows, row, write_set
+from report_sets import CPU, GPU, grid_rows, row, write_set
 
 from softmax_core.report.fmt import si, with_interval
 from softmax_core.report.results import load_results

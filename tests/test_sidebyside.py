@@ -169,18 +169,26 @@ def test_run_sidebyside_on_tiny_workloads(tmp_path, one_torch_thread, monkeypatc
         assert first["time_median_s"] > 0 and first["repeats"] >= 2
         assert first["launches_how"] == "static"
         assert first["per_step_s"] == pytest.approx(first["time_median_s"] / w["steps"])
-        for name in sbs.VARIANTS[1:]:
+        # the plain NumPy loops run beside softmax-bench, the ratios taken round by round
+        plain = ["numpy", "numpy-lecture"] if w["kind"] == "epoch" else ["numpy"]
+        for name in plain:
+            r = rows[name]
+            assert r["status"] == "ok" and r["library"] == "numpy-cpu" and r["agrees"], r
+        assert rows["numpy"]["vs_baseline"] == 1.0 and rows["numpy"]["baseline"] == "numpy"
+        assert first["baseline"] == "numpy" and len(first["vs_baseline_ci"]) == 2
+        if w["kind"] == "gradient":
+            assert rows["numpy-lecture"]["status"] == "skipped"
+        for name in ("softmax-bench-torch", "pytorch", "pytorch-autograd"):
             r = rows[name]
             if not has_torch():
                 assert r["status"] == "skipped" and "torch" in r["reason"]
                 continue
             assert r["status"] == "ok" and r["library"] == "torch-cpu", r
             assert r["agrees"], (name, r["max_rel_diff"])
-            assert r["vs_pytorch_how"] == "per round" and len(r["vs_pytorch_ci"]) == 2
+            assert r["baseline"] == "pytorch" and len(r["vs_baseline_ci"]) == 2
             assert r["launches_how"].startswith("profiled") and r["launches_per_step"] > 0
         if has_torch():
-            assert rows["pytorch"]["vs_pytorch"] == 1.0
-            assert first["vs_pytorch_how"] == "medians"
+            assert rows["pytorch"]["vs_baseline"] == 1.0
     md = sbs.write(res, tmp_path)
     text = md.read_text()
     assert "| softmax-bench | numpy-cpu |" in text and "## tiny gradient" in text
@@ -200,9 +208,18 @@ def test_without_torch_the_torch_variants_are_skipped_with_the_reason(
     monkeypatch.setattr(sbs, "get_backend", no_torch)
     res = sbs.run_sidebyside("cpu", workloads=TINY[1:], time_budget_s=1)
     rows = res["workloads"][0]["variants"]
-    assert [r["status"] for r in rows] == ["ok", "skipped", "skipped", "skipped"]
-    assert "stand-in" in rows[1]["reason"] and "stand-in" in res["torch_skipped"]
-    assert "vs_pytorch" not in rows[0]
+    status = {r["variant"]: r["status"] for r in rows}
+    assert status == {
+        "softmax-bench": "ok",
+        "numpy": "ok",
+        "numpy-lecture": "skipped",  # a gradient workload: the lecture's loop is an epoch
+        "softmax-bench-torch": "skipped",
+        "pytorch": "skipped",
+        "pytorch-autograd": "skipped",
+    }
+    by_name = {r["variant"]: r for r in rows}
+    assert "stand-in" in by_name["pytorch"]["reason"] and "stand-in" in res["torch_skipped"]
+    assert by_name["softmax-bench"]["baseline"] == "numpy"
     assert "torch variants skipped" in sbs.markdown(res)
 
 
@@ -298,3 +315,12 @@ def test_gpu_profiler_counts_kernels_of_an_sgd_epoch(library):
         assert n is not None and n >= 5 * len(sbs.STEP_OPS), how
     else:  # CUPTI sees CuPy's kernels too, or the count says why not
         assert n is None or n >= 5 * len(sbs.STEP_OPS), how
+
+
+@pytest.mark.parametrize("argv", [["overhead"], ["overhead", "--rounds", "3", "--max-time", "1"]])
+def test_overhead_names_its_new_spelling_in_one_line(argv, capsys):
+    from softmax_core.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'overhead' is now 'softmax-bench sidebyside'" in err[0]

@@ -1,6 +1,12 @@
-"""The sweep: guard, append-as-you-go results, rounds, resume after a kill, lock, budgets."""
+"""The sweep: guard, append-as-you-go results, rounds, resume after a kill, lock, budgets.
+
+Tests of the orchestration pass ``fake_measuring`` (tests/conftest.py): made-up samples and
+probe, the same every time, in milliseconds.  A few sweeps measure for real, on tiny grids.
+"""
 
 import csv
+import io
+import itertools
 import json
 import os
 import signal
@@ -21,23 +27,63 @@ from softmax_core.runs.cases import (
     Grid,
     Guard,
     default_memory_budget,
+    samples_per_round,
 )
 from softmax_core.runs.resultformat import COLUMNS, SchemaError
 from softmax_core.runs.sweep import run_sweep
 
-TINY = Grid(
-    methods=("structured", "naive"),
-    batches=(1, 4),
-    classes=(3, 8),
-    features=(5,),
-    epochs_on="none",
-    time_budget_s=0.5,
-)
+GB = 10**9
+#: the peak memory of every point of a sweep measured through the fakes
+FAKE_PEAK_BYTES = 4096
+
+
+def one_point(**kw):
+    """A grid of one small structured gradient point."""
+    return Grid(
+        **{
+            "methods": ("structured",),
+            "batches": (2,),
+            "classes": (3,),
+            "features": (5,),
+            "epochs_on": "none",
+            "time_budget_s": 0.5,
+            **kw,
+        }
+    )
+
+
+#: four points: two methods, two batches
+TINY = one_point(methods=("structured", "naive"), batches=(1, 4))
+#: two points, where the orchestration needs no more
+PAIR = one_point(batches=(1, 4))
 
 
 @pytest.fixture
 def cpu():
     return get_backend("cpu", "numpy")
+
+
+@pytest.fixture
+def sweep(cpu, fake_measuring, monkeypatch):
+    """``sweep(grid, out, **kw)``: run_sweep on numpy, measuring through the fakes, quietly.
+
+    The peak memory is made up too (:data:`FAKE_PEAK_BYTES`): the backend's own count
+    collects the garbage of the whole test process for every point."""
+    monkeypatch.setattr(cpu, "peak_bytes", lambda fn, *args: FAKE_PEAK_BYTES)
+
+    def run(grid, out, **kw):
+        kw = {"memory_budget": GB, "progress": False, **fake_measuring, **kw}
+        return run_sweep(grid, cpu, out, **kw)
+
+    return run
+
+
+@pytest.fixture
+def cli(monkeypatch, fake_measuring, cli_run):
+    """``cli(*argv)``: ``cli_run`` (tests/conftest.py), its sweeps measuring through the fakes."""
+    for name, fake in fake_measuring.items():
+        monkeypatch.setitem(run_sweep.__kwdefaults__, name, fake)
+    return cli_run
 
 
 def read_results(path):
@@ -63,8 +109,8 @@ def model(gemm=1e9, copy=1e9, **kw):
     return TimeModel(gemm, copy, **kw)
 
 
-def test_sweep_writes_one_row_per_point_and_environment(tmp_path, cpu):
-    out = run_sweep(TINY, cpu, tmp_path / "s", memory_budget=10**9, progress=False)
+def test_sweep_writes_one_row_per_point_and_environment(tmp_path, cpu, sweep, fake_measuring):
+    out = sweep(TINY, tmp_path / "s")
     rows = read_results(out / "results.csv")
     assert sorted(keys(rows)) == sorted(c.key for c in TINY.cases())
     assert list(rows[0]) == list(COLUMNS)
@@ -75,39 +121,51 @@ def test_sweep_writes_one_row_per_point_and_environment(tmp_path, cpu):
             int(r["repeats"]) >= 5 and int(r["loops"]) >= 1 and r["rounds"] == str(DEFAULT_ROUNDS)
         )
         assert r["stable"] in ("True", "False") and float(r["time_first_s"]) > 0
-        assert float(r["predicted_time_s"]) > 0
+        assert float(r["predicted_time_s"]) > 0 and int(r["peak_bytes"]) == FAKE_PEAK_BYTES
         assert float(r["samples_per_s"]) == pytest.approx(
             int(r["samples"]) / float(r["time_median_s"])
         )
     env = json.loads((out / "environment.json").read_text())
     assert env["backend"]["label"] == "numpy-cpu"
-    assert env["probe"]["gemm_gflops"] > 0
+    assert env["probe"] == fake_measuring["probe"](cpu)
     assert env["machine"]["cpu_model"] and env["versions"]["numpy"]
     assert any(p.get("user_api") == "blas" for p in env["blas"])
     assert "structured" in " ".join(env["time_model"]["fitted"])
+    assert len(fake_measuring["measure"].calls) == len(TINY.cases()) * DEFAULT_ROUNDS
 
 
-def test_existing_results_are_never_overwritten(tmp_path, cpu):
-    run_sweep(TINY, cpu, tmp_path, memory_budget=10**9, progress=False)
+@pytest.mark.slow
+def test_a_real_sweep_measures_and_probes_every_point(tmp_path, cpu):
+    """The sweep with the real measuring loop and probe: rows that hold real numbers."""
+    grid = one_point(methods=("structured", "naive"))
+    out = run_sweep(grid, cpu, tmp_path / "s", memory_budget=GB, progress=False)
+    rows = read_results(out / "results.csv")
+    assert sorted(keys(rows)) == sorted(c.key for c in grid.cases())
+    for r in rows:
+        assert r["status"] == "ok" and r["rounds"] == str(DEFAULT_ROUNDS)
+        assert float(r["time_ci_low_s"]) <= float(r["time_median_s"]) <= float(r["time_ci_high_s"])
+        assert int(r["repeats"]) >= 15 and int(r["loops"]) >= 1  # each round samples a while
+        assert float(r["time_first_s"]) > 0 and float(r["others_cpu"]) >= 0
+        assert int(r["peak_bytes"]) > 0
+    probe = json.loads((out / "environment.json").read_text())["probe"]
+    assert probe["gemm_gflops"] > 0 and probe["copy_gbps"] > 0
+
+
+def test_existing_results_are_never_overwritten(tmp_path, sweep):
+    sweep(PAIR, tmp_path)
     before = (tmp_path / "results.csv").read_bytes()
     with pytest.raises(ValueError, match="--resume"):
-        run_sweep(TINY, cpu, tmp_path, memory_budget=10**9, progress=False)
+        sweep(PAIR, tmp_path)
     assert (tmp_path / "results.csv").read_bytes() == before
 
 
-def test_memory_guard_skips_with_reason_and_prediction(tmp_path, cpu):
-    grid = Grid(
-        methods=("naive_batched",),
-        batches=(2,),
-        classes=(50,),
-        features=(100,),
-        epochs_on="none",
-        time_budget_s=0.5,
-    )
-    run_sweep(grid, cpu, tmp_path, memory_budget=1_000_000, progress=False)
+def test_memory_guard_skips_with_reason_and_prediction(tmp_path, sweep, fake_measuring):
+    grid = one_point(methods=("naive_batched",), classes=(50,), features=(100,))
+    sweep(grid, tmp_path, memory_budget=1_000_000)
+    assert fake_measuring["measure"].calls == []  # skipped, not run
     (row,) = read_results(tmp_path / "results.csv")
     assert row["status"] == "skipped"
-    assert row["reason"].startswith("needs ") and "budget 1.0 MB" in row["reason"]
+    assert row["reason"].startswith("needs ") and "budget 1.00 MB" in row["reason"]
     assert int(row["predicted_bytes"]) == int(
         Case("gradient", "naive_batched", 2, 100, 50).cost.peak_bytes
     )
@@ -117,7 +175,7 @@ def test_memory_guard_skips_with_reason_and_prediction(tmp_path, cpu):
 def test_lecture_case_is_skipped_for_memory_not_run(cpu):
     guard = Guard(default_memory_budget(cpu), 20, model())
     reason = guard.skip_reason(Case("gradient", "naive_batched", 96, 1000, 1000))
-    assert reason is not None and reason.startswith("needs 384.")
+    assert reason is not None and reason.startswith("needs 384 GB")
 
 
 def test_time_guard_checks_the_first_point_of_a_method():
@@ -149,7 +207,7 @@ def test_time_model_fits_overhead_plus_work():
     assert m.predict(probe) == pytest.approx(5e-5 + 3 * m.roofline_s(probe), rel=1e-6)
 
 
-def test_one_failing_point_does_not_end_the_sweep(tmp_path, cpu, monkeypatch):
+def test_one_failing_point_does_not_end_the_sweep(tmp_path, sweep, monkeypatch):
     original = Case.prepare
 
     def flaky(self, backend, data=None):
@@ -158,25 +216,44 @@ def test_one_failing_point_does_not_end_the_sweep(tmp_path, cpu, monkeypatch):
         return original(self, backend, data)
 
     monkeypatch.setattr(Case, "prepare", flaky)
-    run_sweep(TINY, cpu, tmp_path, memory_budget=10**9, progress=False)
+    sweep(TINY, tmp_path)
     rows = read_results(tmp_path / "results.csv")
     errors = [r for r in rows if r["status"] == "error"]
-    assert len(errors) == 2 and all("simulated failure" in r["reason"] for r in errors)
+    assert len(errors) == 1 and errors[0]["reason"] == "RuntimeError: simulated failure"
     assert len(rows) == len(TINY.cases())
 
 
-def test_resume_drops_a_half_written_line(tmp_path, cpu):
-    run_sweep(TINY, cpu, tmp_path, memory_budget=10**9, progress=False)
+def test_a_call_that_fails_while_measured_is_an_error_row(tmp_path, sweep, monkeypatch):
+    original = Case.prepare
+
+    def failing_call(*args):
+        raise MemoryError("simulated: the call ran out of memory")
+
+    def prepare(self, backend, data=None):
+        fn, args = original(self, backend, data)
+        return (failing_call, args) if self.method == "naive" else (fn, args)
+
+    monkeypatch.setattr(Case, "prepare", prepare)
+    sweep(TINY, tmp_path)
+    rows = read_results(tmp_path / "results.csv")
+    assert {r["method"]: r["status"] for r in rows} == {"naive": "error", "structured": "ok"}
+    reasons = {r["reason"] for r in rows if r["status"] == "error"}
+    assert reasons == {"MemoryError: simulated: the call ran out of memory"}
+
+
+def test_resume_drops_a_half_written_line(tmp_path, sweep):
+    sweep(TINY, tmp_path)
     path = tmp_path / "results.csv"
     lines = path.read_text().splitlines(keepends=True)
     # lose the last three points, and leave half of the third-last line
     path.write_text("".join(lines[:-3]) + lines[-3][:25])
-    run_sweep(TINY, cpu, tmp_path, resume=True, memory_budget=10**9, progress=False)
+    sweep(TINY, tmp_path, resume=True)
     rows = read_results(path)
     assert Counter(keys(rows)) == Counter(c.key for c in TINY.cases())
     assert path.read_text().count("\n") == len(TINY.cases()) + 1
 
 
+@pytest.mark.slow
 def test_sweep_killed_midway_then_resumed_has_every_point_once(tmp_path):
     """SIGKILL the CLI sweep after a few points; --resume completes it exactly."""
     out = tmp_path / "killed"
@@ -193,13 +270,17 @@ def test_sweep_killed_midway_then_resumed_has_every_point_once(tmp_path):
         "--batch",
         "1,8,32",
         "--classes",
-        "20,60,120",
+        "20,120",
         "--features",
         "60",
         "--epochs-on",
         "none",
         "--memory-budget",
         "2GB",
+        "--time-budget",
+        "1",
+        "--rounds",
+        "1",
     ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     results = out / "results.csv"
@@ -211,7 +292,7 @@ def test_sweep_killed_midway_then_resumed_has_every_point_once(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     done_before = len(read_results(results))
-    expected = 2 * 3 * 3
+    expected = 2 * 3 * 2
     assert 3 <= done_before < expected, "the kill should land mid-way"
     subprocess.run(args + ["--resume"], check=True, timeout=120, capture_output=True)
     rows = read_results(results)
@@ -220,43 +301,32 @@ def test_sweep_killed_midway_then_resumed_has_every_point_once(tmp_path):
     assert len({r["run_id"] for r in rows}) == 2
 
 
-def test_rounds_pool_samples_into_one_row_per_point(tmp_path, cpu):
-    grid = Grid(
-        methods=("structured",),
-        batches=(1, 4),
-        classes=(3,),
-        features=(5,),
-        epochs_on="none",
-        time_budget_s=2,
-    )
-    run_sweep(grid, cpu, tmp_path, memory_budget=10**9, progress=False, rounds=3)
+def test_rounds_pool_samples_into_one_row_per_point(tmp_path, sweep, fake_measuring):
+    grid = one_point(batches=(1, 4), time_budget_s=2)
+    sweep(grid, tmp_path, rounds=3)
     rows = read_results(tmp_path / "results.csv")
     assert len(rows) == 2
-    assert all(r["rounds"] == "3" and int(r["repeats"]) >= 15 for r in rows)
+    assert all(r["rounds"] == "3" and int(r["repeats"]) == 3 * samples_per_round(3) for r in rows)
+    calls = fake_measuring["measure"].calls
+    # interleaved: round 1 of both points, then round 2 of both, ...; only round 1 is cold
+    assert [c["cold"] for c in calls] == [True, True] + [False] * 4
+    assert all(c["min_samples"] == samples_per_round(3) for c in calls)
 
 
-def test_resume_refuses_a_foreign_header_and_touches_nothing(tmp_path, cpu):
-    run_sweep(TINY, cpu, tmp_path, memory_budget=10**9, progress=False)
+def test_resume_refuses_a_foreign_header_and_touches_nothing(tmp_path, sweep):
+    sweep(PAIR, tmp_path)
     path = tmp_path / "results.csv"
     text = path.read_text()
     foreign = text.replace("time_first_s,", "", 1)  # an older version's header
     path.write_text(foreign)
     with pytest.raises(SchemaError, match="missing time_first_s"):
-        run_sweep(TINY, cpu, tmp_path, resume=True, memory_budget=10**9, progress=False)
+        sweep(PAIR, tmp_path, resume=True)
     assert path.read_text() == foreign
 
 
-def test_resume_with_other_rounds_is_refused_and_touches_nothing(tmp_path, cpu):
+def test_resume_with_other_rounds_is_refused_and_touches_nothing(tmp_path, sweep):
     """Rows pooled from 1 round beside rows pooled from 3 would compare unlike with unlike."""
-    grid = Grid(
-        methods=("structured",),
-        batches=(1, 4),
-        classes=(3,),
-        features=(5,),
-        epochs_on="none",
-        time_budget_s=0.5,
-    )
-    run_sweep(grid, cpu, tmp_path, memory_budget=10**9, progress=False, rounds=1)
+    sweep(PAIR, tmp_path, rounds=1)
     path = tmp_path / "results.csv"
     lines = path.read_text().splitlines(keepends=True)
     path.write_text(
@@ -264,15 +334,15 @@ def test_resume_with_other_rounds_is_refused_and_touches_nothing(tmp_path, cpu):
     )  # one point half-written: still to measure
     before = path.read_bytes()
     with pytest.raises(ValueError, match="--rounds 1, not 3; fix: resume with --rounds 1"):
-        run_sweep(grid, cpu, tmp_path, resume=True, memory_budget=10**9, progress=False, rounds=3)
+        sweep(PAIR, tmp_path, resume=True, rounds=3)
     assert path.read_bytes() == before  # refused before the half line is repaired
-    run_sweep(grid, cpu, tmp_path, resume=True, memory_budget=10**9, progress=False, rounds=1)
+    sweep(PAIR, tmp_path, resume=True, rounds=1)
     assert [r["rounds"] for r in read_results(path)] == ["1", "1"]
 
 
 @pytest.mark.parametrize("value", ["", "abc", "3.0", "0"])
-def test_resume_names_a_rounds_cell_that_is_not_a_whole_number(tmp_path, cpu, value):
-    run_sweep(TINY, cpu, tmp_path, memory_budget=10**9, progress=False, rounds=1)
+def test_resume_names_a_rounds_cell_that_is_not_a_whole_number(tmp_path, sweep, value):
+    sweep(PAIR, tmp_path, rounds=1)
     path = tmp_path / "results.csv"
     rows = read_results(path)
     rows[1]["rounds"] = value
@@ -284,36 +354,35 @@ def test_resume_names_a_rounds_cell_that_is_not_a_whole_number(tmp_path, cpu, va
     with pytest.raises(
         ValueError, match=f"results.csv:3: rounds is {value!r}, not a whole number; fix: delete"
     ):
-        run_sweep(TINY, cpu, tmp_path, resume=True, memory_budget=10**9, progress=False, rounds=1)
+        sweep(PAIR, tmp_path, resume=True, rounds=1)
     assert path.read_bytes() == before
 
 
-def test_resume_reports_damaged_rows_and_measures_them_again(tmp_path, cpu):
-    import io
-
-    run_sweep(TINY, cpu, tmp_path, memory_budget=10**9, progress=False)
+def test_resume_reports_damaged_rows_and_measures_them_again(tmp_path, sweep):
+    sweep(PAIR, tmp_path)
     path = tmp_path / "results.csv"
     lines = path.read_text().splitlines(keepends=True)
     lines[2] = lines[2].replace(",ok,", ",garbage,", 1)
     path.write_text("".join(lines))
     log = io.StringIO()
-    run_sweep(TINY, cpu, tmp_path, resume=True, memory_budget=10**9, progress=False, log=log)
+    sweep(PAIR, tmp_path, resume=True, log=log)
     assert "results.csv:3: damaged row dropped" in log.getvalue()
     ok = [r for r in read_results(path) if r["status"] == "ok"]
-    assert Counter(keys(ok)) == Counter(c.key for c in TINY.cases())
+    assert Counter(keys(ok)) == Counter(c.key for c in PAIR.cases())
 
 
-def test_a_second_sweep_on_the_same_folder_is_refused_while_the_first_runs(tmp_path, cpu):
+def test_a_second_sweep_on_the_same_folder_is_refused_while_the_first_runs(tmp_path, sweep):
     from softmax_core.runs.sweep import _folder_lock
 
     with _folder_lock(tmp_path):
         with pytest.raises(ValueError, match=f"in use by another sweep \\(pid {os.getpid()}\\)"):
-            run_sweep(TINY, cpu, tmp_path, resume=True, memory_budget=10**9, progress=False)
+            sweep(PAIR, tmp_path, resume=True)
     assert not (tmp_path / "results.csv").exists()
-    run_sweep(TINY, cpu, tmp_path, resume=True, memory_budget=10**9, progress=False)  # released
+    sweep(PAIR, tmp_path, resume=True)  # released
+    assert len(read_results(tmp_path / "results.csv")) == len(PAIR.cases())
 
 
-def test_a_killed_sweeps_lock_does_not_block(tmp_path, cpu):
+def test_a_killed_sweeps_lock_does_not_block(tmp_path, sweep):
     holder = subprocess.Popen(
         [
             sys.executable,
@@ -330,43 +399,29 @@ def test_a_killed_sweeps_lock_does_not_block(tmp_path, cpu):
     )
     assert holder.stdout.readline().strip() == "held"
     with pytest.raises(ValueError, match="in use"):
-        run_sweep(TINY, cpu, tmp_path, memory_budget=10**9, progress=False)
+        sweep(PAIR, tmp_path)
     holder.kill()
     holder.wait()
-    run_sweep(TINY, cpu, tmp_path, resume=True, memory_budget=10**9, progress=False)
-    assert len(read_results(tmp_path / "results.csv")) == len(TINY.cases())
+    sweep(PAIR, tmp_path, resume=True)
+    assert len(read_results(tmp_path / "results.csv")) == len(PAIR.cases())
 
 
-def test_resume_runs_skipped_points_that_now_fit_the_budget(tmp_path, cpu):
-    grid = Grid(
-        methods=("structured",),
-        batches=(2,),
-        classes=(3,),
-        features=(5,),
-        epochs_on="none",
-        time_budget_s=2,
-    )
-    run_sweep(grid, cpu, tmp_path, memory_budget=1, progress=False)
-    run_sweep(grid, cpu, tmp_path, memory_budget=1, resume=True, progress=False)  # still too small
+def test_resume_runs_skipped_points_that_now_fit_the_budget(tmp_path, sweep):
+    grid = one_point(time_budget_s=2)
+    sweep(grid, tmp_path, memory_budget=1)
+    sweep(grid, tmp_path, memory_budget=1, resume=True)  # still too small
     assert [r["status"] for r in read_results(tmp_path / "results.csv")] == ["skipped"]
-    run_sweep(grid, cpu, tmp_path, memory_budget=10**9, resume=True, progress=False)
+    sweep(grid, tmp_path, resume=True)
     assert [r["status"] for r in read_results(tmp_path / "results.csv")] == ["skipped", "ok"]
 
 
-def test_a_resumed_sweep_counts_the_points_it_kept(tmp_path, cpu):
+def test_a_resumed_sweep_counts_the_points_it_kept(tmp_path, sweep):
     """A resume that re-checks skipped points said '0 ok', as if nothing had been measured."""
-    grid = Grid(
-        methods=("structured",),
-        batches=(2, 4096),
-        classes=(3,),
-        features=(5,),
-        epochs_on="none",
-        time_budget_s=2,
-    )
+    grid = one_point(batches=(2, 4096), time_budget_s=2)
     big = Case("gradient", "structured", 4096, 5, 3)
     budget = big.cost.peak_bytes + big.input_bytes - 1  # the small point fits, the big one does not
-    run_sweep(grid, cpu, tmp_path, memory_budget=budget, progress=False)
-    run_sweep(grid, cpu, tmp_path, memory_budget=budget, resume=True, progress=False)
+    sweep(grid, tmp_path, memory_budget=budget)
+    sweep(grid, tmp_path, memory_budget=budget, resume=True)
     text = run_sweep.last_summary.text()
     assert (
         text.startswith("0 ok (0 not stable), 1 skipped") and "(1 ok measured before, kept)" in text
@@ -390,18 +445,18 @@ def test_one_class_is_refused():
 
 
 @pytest.mark.parametrize("budget", [float("inf"), float("nan"), -1, 10**18])
-def test_memory_budget_beyond_the_device_or_not_finite_is_refused(tmp_path, cpu, budget):
+def test_memory_budget_beyond_the_device_or_not_finite_is_refused(tmp_path, sweep, budget):
     with pytest.raises(ValueError, match="memory budget"):
-        run_sweep(TINY, cpu, tmp_path, memory_budget=budget, progress=False)
+        sweep(TINY, tmp_path, memory_budget=budget)
     assert not (tmp_path / "results.csv").exists()
 
 
 @pytest.mark.parametrize("content", ["{not json", "[1, 2]"])
-def test_resume_with_a_corrupt_environment_names_the_file(tmp_path, cpu, content):
-    run_sweep(TINY, cpu, tmp_path, memory_budget=10**9, progress=False)
+def test_resume_with_a_corrupt_environment_names_the_file(tmp_path, sweep, content):
+    sweep(PAIR, tmp_path)
     (tmp_path / "environment.json").write_text(content)
     with pytest.raises(ValueError, match="environment.json"):
-        run_sweep(TINY, cpu, tmp_path, resume=True, memory_budget=10**9, progress=False)
+        sweep(PAIR, tmp_path, resume=True)
 
 
 @pytest.mark.parametrize(
@@ -420,18 +475,15 @@ def test_resume_with_a_corrupt_environment_names_the_file(tmp_path, cpu, content
         (["--rounds", "0"], "--rounds"),
     ],
 )
-def test_cli_sweep_bad_arguments_one_line(tmp_path, argv, needle):
-    r = subprocess.run(
-        [sys.executable, "-m", "softmax_core.cli", "sweep", "--out", str(tmp_path), *argv],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert r.returncode != 0
-    assert len(r.stderr.strip().splitlines()) == 1 and needle in r.stderr
-    assert "Traceback" not in r.stderr
+def test_cli_sweep_bad_arguments_one_line(tmp_path, cli, argv, needle):
+    code, _, err = cli("sweep", "--out", tmp_path, *argv)
+    assert code != 0
+    assert len(err.strip().splitlines()) == 1 and needle in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "results.csv").exists()
 
 
+@pytest.mark.slow
 def test_cli_sweep_runs_and_reports(tmp_path):
     r = subprocess.run(
         [
@@ -444,15 +496,15 @@ def test_cli_sweep_runs_and_reports(tmp_path):
             "--methods",
             "structured,naive",
             "--batch",
-            "64,256",
+            "256",
             "--classes",
-            "3,9,27",
+            "3,9",
             "--features",
             "8",
             "--epochs-on",
             "synthetic",
             "--time-budget",
-            "10",
+            "2",
         ],
         capture_output=True,
         text=True,
@@ -461,9 +513,9 @@ def test_cli_sweep_runs_and_reports(tmp_path):
     assert r.returncode == 0, r.stderr
     with open(tmp_path / "results.csv") as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == 2 * 2 * 3 + 2
+    assert len(rows) == 2 * 1 * 2 + 1
     epochs = [r for r in rows if r["kind"] == "epoch"]
-    assert [int(r["samples"]) for r in epochs] == [60000, 60000]
+    assert [int(r["samples"]) for r in epochs] == [60000]
     # on a loaded machine the guard may skip an epoch for time: then it says why
     assert all(
         float(r["samples_per_s"]) > 0
@@ -475,12 +527,10 @@ def test_cli_sweep_runs_and_reports(tmp_path):
     assert (tmp_path / "report.md").exists()
 
 
-def test_the_main_command_works_every_time_it_is_run(tmp_path):
+def test_the_main_command_works_every_time_it_is_run(tmp_path, cli, monkeypatch):
     """Defect: a second run of the README's sweep stopped at 'results.csv already exists'."""
+    monkeypatch.chdir(tmp_path)
     args = [
-        sys.executable,
-        "-m",
-        "softmax_core.cli",
         "sweep",
         "--no-report",
         "--methods",
@@ -495,22 +545,19 @@ def test_the_main_command_works_every_time_it_is_run(tmp_path):
         "none",
     ]
     for _ in range(2):
-        r = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=120)
-        assert r.returncode == 0, r.stderr
-        assert "1 ok" in r.stdout
+        code, out, err = cli(*args)
+        assert code == 0, err
+        assert "1 ok" in out
     runs = sorted(p for p in (tmp_path / "out" / "sweep").iterdir() if not p.is_symlink())
     assert len(runs) == 2 and all((p / "results.csv").is_file() for p in runs)
     assert (tmp_path / "out" / "sweep" / "latest").resolve() == runs[-1].resolve()
-    r = subprocess.run(
-        args + ["--resume"], cwd=tmp_path, capture_output=True, text=True, timeout=120
-    )
-    assert r.returncode == 0, r.stderr
+    code, out, err = cli(*args, "--resume")
+    assert code == 0, err
+    assert "nothing left to measure" in out
     assert len(read_results(runs[-1] / "results.csv")) == 1  # nothing was missing
 
 
 def test_progress_on_a_terminal_and_plain_lines_otherwise(monkeypatch):
-    import io
-
     from softmax_core.runs import sweep
 
     class Terminal(io.StringIO):
@@ -528,62 +575,76 @@ def test_progress_on_a_terminal_and_plain_lines_otherwise(monkeypatch):
     assert "[sweep] 2/3 point-rounds" in pipe.getvalue() and "\r" not in pipe.getvalue()
 
 
-def test_output_files_get_the_usual_permissions(tmp_path, cpu):
+def test_the_sweep_times_itself_and_its_progress_by_its_clock(tmp_path, sweep):
+    """Plain progress lines come every PLAIN_PROGRESS_EVERY_S of the clock given; the summary's
+    wall time is the clock's last reading less its first."""
+    readings = []
+    ticks = itertools.count(0.0, 20.0)  # each reading 20 s after the one before
+
+    def clock():
+        readings.append(next(ticks))
+        return readings[-1]
+
+    log = io.StringIO()
+    sweep(PAIR, tmp_path, rounds=2, log=log, clock=clock)
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 4 and lines[0].startswith("[sweep] 0/4 point-rounds, 20 s, now: ")
+    assert lines[-1].startswith("[sweep] 3/4 point-rounds, ")
+    summary = run_sweep.last_summary
+    assert summary.wall_s == readings[-1] - readings[0] > 0
+    assert f"in {summary.wall_s:.0f} s;" in summary.text()
+
+
+def test_output_files_get_the_usual_permissions(tmp_path, sweep):
     """Defect: files written atomically (environment.json, report, plots) were mode 0600."""
     old = os.umask(0o022)
     try:
-        run_sweep(TINY, cpu, tmp_path, memory_budget=10**9, progress=False)
+        sweep(PAIR, tmp_path)
     finally:
         os.umask(old)
     for name in ("results.csv", "environment.json"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
 
 
-def test_resume_keeps_a_whole_last_row_without_its_newline(tmp_path, cpu):
-    run_sweep(TINY, cpu, tmp_path, memory_budget=10**9, progress=False)
+def test_resume_keeps_a_whole_last_row_without_its_newline(tmp_path, sweep, fake_measuring):
+    sweep(PAIR, tmp_path)
     path = tmp_path / "results.csv"
     before = read_results(path)
     path.write_text(path.read_text().rstrip("\n"))  # a whole row, only its newline lost
-    run_sweep(TINY, cpu, tmp_path, resume=True, memory_budget=10**9, progress=False)
+    calls = len(fake_measuring["measure"].calls)
+    sweep(PAIR, tmp_path, resume=True)
     assert read_results(path) == before  # kept, nothing measured again
+    assert len(fake_measuring["measure"].calls) == calls
 
 
-def test_too_many_rounds_are_refused_before_anything_is_written(tmp_path, cpu):
+def test_too_many_rounds_are_refused_before_anything_is_written(tmp_path, sweep):
     with pytest.raises(ValueError, match="rounds must be a whole number from 1 to 20"):
-        run_sweep(TINY, cpu, tmp_path / "r", rounds=10**20, progress=False)
+        sweep(TINY, tmp_path / "r", rounds=10**20)
     assert not (tmp_path / "r").exists()
 
 
-def test_a_latest_that_is_not_our_link_is_refused_in_one_line(tmp_path):
+def test_a_latest_that_is_not_our_link_is_refused_in_one_line(tmp_path, cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "out" / "sweep").mkdir(parents=True)
     (tmp_path / "out" / "sweep" / "latest").write_text("mine")
     for extra in ([], ["--resume"]):
-        r = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "softmax_core.cli",
-                "sweep",
-                "--no-report",
-                "--methods",
-                "structured",
-                "--batch",
-                "2",
-                "--classes",
-                "3",
-                "--features",
-                "4",
-                "--epochs-on",
-                "none",
-                *extra,
-            ],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
+        code, _, err = cli(
+            "sweep",
+            "--no-report",
+            "--methods",
+            "structured",
+            "--batch",
+            "2",
+            "--classes",
+            "3",
+            "--features",
+            "4",
+            "--epochs-on",
+            "none",
+            *extra,
         )
-        assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
-        assert "is not the link softmax-bench keeps" in r.stderr
+        assert code == 1 and len(err.strip().splitlines()) == 1
+        assert "is not the link softmax-bench keeps" in err
     assert (tmp_path / "out" / "sweep" / "latest").read_text() == "mine"
 
 
@@ -595,14 +656,9 @@ def test_a_latest_that_is_not_our_link_is_refused_in_one_line(tmp_path):
         (["--rounds", "21"], "--rounds"),
     ],
 )
-def test_cli_refuses_threads_beyond_the_cores_and_too_many_rounds(tmp_path, argv, needle):
-    r = subprocess.run(
-        [sys.executable, "-m", "softmax_core.cli", "sweep", "--out", str(tmp_path / "x"), *argv],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr
+def test_cli_refuses_threads_beyond_the_cores_and_too_many_rounds(tmp_path, cli, argv, needle):
+    code, _, err = cli("sweep", "--out", tmp_path / "x", *argv)
+    assert code == 2 and needle in err and "Traceback" not in err
     assert not (tmp_path / "x").exists()
 
 
@@ -626,22 +682,16 @@ def test_the_default_sweep_keeps_the_lectures_naive_point_at_n_k_1000():
     assert per_call * calls_per_point(DEFAULT_ROUNDS, long=True) <= DEFAULT_GRID.time_budget_s
 
 
-def test_the_prediction_is_made_before_the_point_ran(tmp_path, cpu):
+def test_the_prediction_is_made_before_the_point_ran(tmp_path, sweep):
     """With several rounds the row is written after the last one: its predicted time must still
     be the model's guess before round 1, not the point's own round-1 median."""
-    grid = Grid(
-        methods=("structured",),
-        batches=(2,),
-        classes=(3,),
-        features=(5,),
-        epochs_on="none",
-        time_budget_s=0.5,
-    )
-    out = run_sweep(grid, cpu, tmp_path / "p", memory_budget=10**9, progress=False, rounds=3)
+    grid = one_point()
+    out = sweep(grid, tmp_path / "p", rounds=3)
     row = read_results(out / "results.csv")[0]
     probe = json.loads((out / "environment.json").read_text())["probe"]
     fresh = TimeModel(probe["gemm_gflops"] * 1e9, probe["copy_gbps"] * 1e9)  # nothing learnt yet
     assert float(row["predicted_time_s"]) == pytest.approx(fresh.predict(grid.cases()[0]))
+    assert float(row["predicted_time_s"]) != pytest.approx(float(row["time_median_s"]))
 
 
 def test_a_skip_for_time_at_a_tiny_budget_states_its_numbers():
@@ -652,7 +702,9 @@ def test_a_skip_for_time_at_a_tiny_budget_states_its_numbers():
     assert shown > 0.001
 
 
-def test_each_point_makes_room_for_its_need_within_the_memory_budget(tmp_path, cpu, monkeypatch):
+def test_each_point_makes_room_for_its_need_within_the_memory_budget(
+    tmp_path, sweep, fake_measuring, monkeypatch
+):
     """Memory kept from earlier points is handed back before a point's cold call, and before
     a later round that could push the process past the budget (host_memory.make_room)."""
     from softmax_core.runs import sweep as sweep_module
@@ -662,22 +714,17 @@ def test_each_point_makes_room_for_its_need_within_the_memory_budget(tmp_path, c
         sweep_module, "make_room", lambda need, budget: asked.append((need, budget)) or False
     )
     monkeypatch.setattr(sweep_module, "release_retained_memory", lambda: events.append("release"))
-    real_prepare, real_measure = Case.prepare, sweep_module.measure
+    real_prepare, fake = Case.prepare, fake_measuring["measure"]
     monkeypatch.setattr(
         Case, "prepare", lambda self, *a: events.append("prepare") or real_prepare(self, *a)
     )
-    monkeypatch.setattr(
-        sweep_module, "measure", lambda *a, **kw: events.append("measure") or real_measure(*a, **kw)
+    grid = one_point()
+    sweep(
+        grid,
+        tmp_path / "r",
+        rounds=3,
+        measure=lambda *a, **kw: events.append("measure") or fake(*a, **kw),
     )
-    grid = Grid(
-        methods=("structured",),
-        batches=(2,),
-        classes=(3,),
-        features=(5,),
-        epochs_on="none",
-        time_budget_s=0.5,
-    )
-    run_sweep(grid, cpu, tmp_path / "r", memory_budget=10**9, progress=False, rounds=3)
     case = grid.cases()[0]
     # after prepare (whose check call maps the call's memory), right before the cold call
     assert events == ["prepare", "release", "measure"] + ["prepare", "measure"] * 2
@@ -686,26 +733,12 @@ def test_each_point_makes_room_for_its_need_within_the_memory_budget(tmp_path, c
 
 @pytest.mark.parametrize("handed_back", [False, True])
 def test_a_later_round_warms_a_long_call_up_again_after_its_memory_was_handed_back(
-    tmp_path, cpu, monkeypatch, handed_back
+    tmp_path, sweep, make_fake_measuring, monkeypatch, handed_back
 ):
-    from softmax_core.measure.engine import Measurement
     from softmax_core.runs import sweep as sweep_module
 
-    seen = []
-
-    def fake_measure(fn, *args, **kw):
-        seen.append(kw["warm_up"])
-        return Measurement((1.0, 1.0, 1.0), first_s=1.0 if kw["cold"] else None)
-
-    monkeypatch.setattr(sweep_module, "measure", fake_measure)
     monkeypatch.setattr(sweep_module, "make_room", lambda need, budget: handed_back)
-    grid = Grid(
-        methods=("structured",),
-        batches=(2,),
-        classes=(3,),
-        features=(5,),
-        epochs_on="none",
-        time_budget_s=1000,
-    )
-    run_sweep(grid, cpu, tmp_path / "r", memory_budget=10**9, progress=False, rounds=2)
+    one_second_calls = make_fake_measuring(seconds=1.0)
+    sweep(one_point(time_budget_s=1000), tmp_path / "r", rounds=2, **one_second_calls)
+    seen = [c["warm_up"] for c in one_second_calls["measure"].calls]
     assert seen == [True, handed_back]  # a 1 s call skips the later warm-up only on kept pages

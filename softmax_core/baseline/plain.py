@@ -11,7 +11,9 @@ abstraction's cost (:func:`epoch_overhead`):
 * :func:`numpy_epoch`: a tuned loop, with buffers preallocated once per epoch
   and every operation writing into them (``out=``).
 
-The array-API epoch must stay within 10% of the baseline.
+The array-API epoch must stay within 10% of the baseline.  ``softmax-bench sidebyside``
+measures these loops beside softmax-bench (and plain PyTorch); :func:`epoch_overhead` is
+the epoch's three-way comparison on its own, for the asv suite.
 """
 
 from __future__ import annotations
@@ -78,6 +80,16 @@ def numpy_epoch(
         np.matmul(Xb.T, h, out=G)
         theta -= G
     return theta
+
+
+def numpy_grad(X: np.ndarray, y: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """The structured gradient in plain NumPy: X [B, n], y [B], theta [n, k] -> [n, k],
+    Xᵀ(softmax(Xθ) − I_y) / B."""
+    logits = X @ theta
+    Z = np.exp(logits - logits.max(axis=1, keepdims=True))
+    Z /= Z.sum(axis=1, keepdims=True)
+    Z[np.arange(y.shape[0]), y] -= 1
+    return X.T @ Z / y.shape[0]
 
 
 @dataclass(frozen=True)

@@ -36,8 +36,9 @@ from ..data import make_synthetic
 from ..fileio import atomic_write_text
 from ..measure.engine import Measurement, measure, measure_side_by_side, probe_machine, time_once
 from ..measure.environment import blas_summary
-from ..model.cost import epoch_cost, format_bytes, gradient_cost
+from ..model.cost import ceiling_seconds, epoch_cost, format_bytes, gradient_cost
 from ..model.softmax import _ONE_HOT_CHUNK, grad_structured, sgd_epoch
+from .plain import lecture_epoch, numpy_epoch, numpy_grad
 
 #: The array operations of one SGD step of the structured method (model._sgd_step_structured).
 STEP_OPS = (
@@ -69,8 +70,17 @@ GRAD_OPS = (
     "X.T @ R",
     "/ B",
 )
-VARIANTS = ("softmax-bench", "softmax-bench-torch", "pytorch", "pytorch-autograd")
-BASELINE = "pytorch"
+VARIANTS = (
+    "softmax-bench",
+    "numpy",
+    "numpy-lecture",
+    "softmax-bench-torch",
+    "pytorch",
+    "pytorch-autograd",
+)
+#: Each library's plain yardstick: the ratios of a library's variants are taken against it,
+#: round by round.
+BASELINES = {"numpy": "numpy", "torch": "pytorch"}
 #: Tiny in-place additions per latency sample (a chain, as a step's operations are); the least
 #: calls the loop makes of a variant (cold, two of warm-up, two rounds); results agree when the
 #: largest difference is within AGREE_REL of the largest value.
@@ -192,6 +202,18 @@ def _pytorch_calls(backend: Backend, w: Workload, X, y) -> dict:
     }
 
 
+def _numpy_calls(backend: Backend, w: Workload, X, y) -> dict:
+    """The plain NumPy yardsticks (:mod:`softmax_core.baseline.plain`): the tuned loop and
+    the lecture's, or the gradient written out; on the CPU only."""
+    args = _inputs(backend, w, X, y)
+    if w.lr is None:
+        return {"numpy": (numpy_grad, args)}
+    return {
+        "numpy": (functools.partial(numpy_epoch, lr=w.lr, batch=w.batch), args),
+        "numpy-lecture": (functools.partial(lecture_epoch, lr=w.lr, batch=w.batch), args),
+    }
+
+
 # --------------------------------------------------------------------------- launches
 
 #: Device events that are launches (torch's activity types); annotations mirror host ranges.
@@ -270,11 +292,13 @@ def step_bound(
     """(seconds, what binds, each bound) of one step: launches x latency, traffic / copy
     bandwidth, FLOPs / GEMM rate, with the cost model's FLOPs and traffic per step."""
     c = w.cost()
-    bounds = {
-        "launches": launches * latency_s,
-        "bandwidth": c.traffic_bytes / w.steps / (probe["copy_gbps"] * 1e9),
-        "flops": c.flops / w.steps / (probe["gemm_gflops"] * 1e9),
-    }
+    flops_s, traffic_s = ceiling_seconds(
+        c.flops / w.steps,
+        c.traffic_bytes / w.steps,
+        probe["gemm_gflops"] * 1e9,
+        probe["copy_gbps"] * 1e9,
+    )
+    bounds = {"launches": launches * latency_s, "bandwidth": traffic_s, "flops": flops_s}
     which = max(bounds, key=bounds.get)
     return bounds[which], which, bounds
 
@@ -346,6 +370,8 @@ def _run_workload(w, data, primary, torch_b, torch_why, probe, latency, share_s)
     t0 = time.monotonic()
     X, y = data if data is not None else make_synthetic(w.samples, w.features, w.classes, seed=0)
     groups = {primary.label: {"softmax-bench": _softmax_bench_call(primary, w, X, y)}}
+    if primary.name == "numpy":
+        groups[primary.label].update(_numpy_calls(primary, w, X, y))
     if torch_b is not None:
         groups[torch_b.label] = {
             "softmax-bench-torch": _softmax_bench_call(torch_b, w, X, y),
@@ -365,7 +391,7 @@ def _run_workload(w, data, primary, torch_b, torch_why, probe, latency, share_s)
     ref, scale = results["softmax-bench"], float(np.max(np.abs(results["softmax-bench"]))) or 1.0
     left = max(share_s - (time.monotonic() - t0), 0.1)
     measured: dict[str, Measurement] = {}
-    per_round_ratio, over = {}, {}
+    per_round_ratio, over, baseline_of = {}, {}, {}
     for _label, group in groups.items():
         group_share = left * len(group) / len(calls)
         # the guard: the costliest variants (never softmax-bench itself) are left out until the
@@ -390,9 +416,10 @@ def _run_workload(w, data, primary, torch_b, torch_why, probe, latency, share_s)
             max_time_s=max(0.1, 0.8 * (group_share - 3 * round_s)),
         )
         measured.update(sb.measurements)
-        if BASELINE in group:
-            per_round_ratio.update({n: sb.ratio(n, BASELINE) for n in group})
-    base = measured.get(BASELINE)
+        baseline = BASELINES.get(backend_of[next(iter(group))].name)
+        if baseline in group:
+            per_round_ratio.update({n: sb.ratio(n, baseline) for n in group})
+        baseline_of.update(dict.fromkeys(group, baseline))
     rows = []
     for name in VARIANTS:
         if name not in measured:
@@ -400,7 +427,7 @@ def _run_workload(w, data, primary, torch_b, torch_why, probe, latency, share_s)
                 {
                     "variant": name,
                     "status": "skipped",
-                    "reason": over.get(name) or torch_why or "not available on this device",
+                    "reason": over.get(name) or _why_not(name, primary, torch_why),
                 }
             )
             continue
@@ -436,11 +463,7 @@ def _run_workload(w, data, primary, torch_b, torch_why, probe, latency, share_s)
         row["agrees"] = row["max_rel_diff"] <= AGREE_REL
         if name in per_round_ratio:
             r = per_round_ratio[name]
-            row.update(vs_pytorch=r.median, vs_pytorch_ci=list(r.ci), vs_pytorch_how="per round")
-        elif base is not None:
-            row.update(
-                vs_pytorch=m.median / base.median, vs_pytorch_ci=None, vs_pytorch_how="medians"
-            )
+            row.update(baseline=baseline_of[name], vs_baseline=r.median, vs_baseline_ci=list(r.ci))
         rows.append(row)
     c = w.cost()
     return {
@@ -456,6 +479,14 @@ def _run_workload(w, data, primary, torch_b, torch_why, probe, latency, share_s)
         "variants": rows,
         "wall_s": time.monotonic() - t0,
     }
+
+
+def _why_not(name: str, primary: Backend, torch_why: str | None) -> str:
+    if name.startswith("numpy") and primary.name != "numpy":
+        return "plain NumPy runs on the CPU: measured beside softmax-bench on NumPy only"
+    if name == "numpy-lecture":
+        return "the lecture's loop is an epoch"
+    return torch_why or "not available on this device"
 
 
 # --------------------------------------------------------------------------- output
@@ -496,19 +527,18 @@ def markdown(result: dict) -> str:
             f"step; results compared after {w['compared_steps']} step(s).",
             "",
             "| variant | library | median [95% CI] | n | stable | per step | ops/step (how) | "
-            "bound/step (by) | x bound | vs pytorch | agrees |",
+            "bound/step (by) | x bound | vs plain (per round) | agrees |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for r in w["variants"]:
             if r["status"] != "ok":
                 lines.append(f"| {r['variant']} | | skipped: {r['reason']} | | | | | | | | |")
                 continue
-            ci, ops = r.get("vs_pytorch_ci"), r["launches_per_step"]
+            ci, ops = r.get("vs_baseline_ci"), r["launches_per_step"]
             vs = (
                 "n/a"
-                if r.get("vs_pytorch") is None
-                else f"{r['vs_pytorch']:.2f}x"
-                + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else " (medians)")
+                if r.get("vs_baseline") is None
+                else f"{r['vs_baseline']:.2f}x [{ci[0]:.2f}, {ci[1]:.2f}] of {r['baseline']}"
             )
             lines.append(
                 f"| {r['variant']} | {r['library']} | {_t(r['time_median_s'])} "
@@ -524,7 +554,8 @@ def markdown(result: dict) -> str:
         "Bound per step: max(ops x latency, traffic / copy bandwidth, FLOPs / GEMM rate). Ops: "
         "on a GPU the kernels, copies and fills torch's profiler saw; on a CPU, which launches "
         "nothing, the aten operators torch dispatched (views included); static: softmax-bench's "
-        "code path (STEP_OPS, GRAD_OPS). vs pytorch: per round on one library, else of medians.",
+        "code path (STEP_OPS, GRAD_OPS). vs plain: the median of per-round ratios to the plain "
+        "code on the same library (hand-written NumPy, hand-written PyTorch), with its 95% CI.",
         "",
     ]
     return "\n".join(lines)

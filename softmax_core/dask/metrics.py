@@ -165,35 +165,6 @@ def task_summary(records: list, wall_s: float, threads: int) -> dict:
     }
 
 
-class ChildrenCPU:
-    """The share of all cores that this process's children (a LocalCluster's nannies and
-    workers) used since it was made: measure's ``others_cpu`` counts them as other processes."""
-
-    def __init__(self):
-        import psutil
-
-        self._time, self._me, self._cores = (
-            time.perf_counter,
-            psutil.Process(),
-            psutil.cpu_count() or 1,
-        )
-        self._start = self._read()
-
-    def _read(self) -> tuple[float, float]:
-        total = 0.0
-        for p in self._me.children(recursive=True):
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except Exception:  # a process that just ended
-                pass
-        return self._time(), total
-
-    def share(self) -> float:
-        (w0, c0), (w1, c1) = self._start, self._read()
-        return max(0.0, (c1 - c0) / (max(w1 - w0, 1e-9) * self._cores))
-
-
 def _busy(blocks: int) -> float:
     """Single-threaded work (uniform random numbers) in a fresh process: its seconds."""
     import numpy as np
@@ -236,7 +207,6 @@ def parallelism(processes: int | None = None, blocks: int = 300, repeats: int = 
 
 
 __all__ = [
-    "ChildrenCPU",
     "WorkerPeaks",
     "parallelism",
     "worker_peaks",

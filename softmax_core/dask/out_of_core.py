@@ -103,7 +103,7 @@ def run_out_of_core(
     from ..measure.engine import measure, time_once
     from ..model.softmax import grad_structured
     from .cluster import computed
-    from .metrics import ChildrenCPU, cluster_threads, task_summary, worker_peaks
+    from .metrics import cluster_threads, task_summary, worker_peaks
 
     x_bytes = rows * n * np.dtype(dtype).itemsize
     theta0 = (0.01 * np.random.default_rng(seed).standard_normal((n, k))).astype(dtype)
@@ -141,7 +141,6 @@ def run_out_of_core(
             f"out-of-core: first call {first:.1f} s, worker peaks "
             f"{', '.join(f'{v / 1e6:.0f} MB' for v in peaks.peak.values())} ({peaks.source})"
         )
-        ours = ChildrenCPU()
         meas = measure(
             computed(fn, b.client),
             X,
@@ -158,8 +157,6 @@ def run_out_of_core(
             "samples_per_s": rows / meas.median,
             "gbytes_per_s": x_bytes / meas.median / 1e9,
         }
-        if meas.others_cpu is not None:  # the loop counts the cluster's own workers as "others"
-            result["dask"]["others_cpu"] = max(0.0, meas.others_cpu - ours.share())
         say(f"out-of-core: Dask gradient {meas}")
     result["dask_memory"] = watch.summary()
     with MemoryWatch() as watch:

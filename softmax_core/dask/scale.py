@@ -204,10 +204,10 @@ def measure_group(cfg, backends: dict, kind: str, data: str, m: int) -> list[dic
     from distributed import wait
 
     from ..backends import get_backend, host_available_bytes
-    from ..measure.engine import MAX_OTHERS_CPU, STABLE_REL_CI, measure_side_by_side
+    from ..measure.engine import measure_side_by_side
     from ..measure.host_memory import release_retained_memory
     from .cluster import computed
-    from .metrics import ChildrenCPU, cluster_threads, engine_stats, worker_peaks
+    from .metrics import cluster_threads, engine_stats, worker_peaks
 
     # what the NumPy baseline of earlier groups kept (host_memory) goes back before the
     # checks below read the free memory, and the workers get it
@@ -280,15 +280,10 @@ def measure_group(cfg, backends: dict, kind: str, data: str, m: int) -> list[dic
             points[name] = (point, b, fn)
     if not calls:
         return rows
-    cpu = ChildrenCPU()
     sbs = measure_side_by_side(calls, backend=nb, min_rounds=cfg.rounds, max_time_s=cfg.max_time_s)
-    ours = cpu.share()  # the loop counts our own worker processes as "others"
     for name, meas in sbs.measurements.items():
         point, b, fn = points[name]
         row = _row(cfg, **point, **meas.row())
-        if meas.others_cpu is not None:
-            row["others_cpu"] = max(0.0, meas.others_cpu - ours)
-            row["stable"] = meas.rel_ci <= STABLE_REL_CI and row["others_cpu"] <= MAX_OTHERS_CPU
         _throughput(row, m, cfg)
         if "numpy 1T" in calls:
             r = sbs.ratio("numpy 1T", name)

@@ -30,7 +30,7 @@ on what ran before it.  A measurement goes through four states:
 
 While it samples, the loop also watches the rest of the machine: the share of
 all cores' time that *other* processes used (``others_cpu``, from the kernel's
-CPU counters less this process's own).  A tight interval measured while another
+CPU counters less this process's own and its children's).  A tight interval measured while another
 process held a core is still a number for a busier machine than the one
 described, so such a measurement is not ``stable`` either.
 
@@ -132,10 +132,10 @@ class _Sampler:
 
 
 class _OthersCPU:
-    """The share of all cores' time that other processes used between start and :meth:`share`.
+    """The share of all cores' time that other processes used between start and :meth:`reading`.
 
     The kernel's system-wide busy time (``psutil.cpu_times``, steal included)
-    less this process's own CPU time (all its threads, BLAS included).  Both
+    less this process's own CPU time (all its threads, BLAS included) and its children's.  Both
     counters tick every 10 ms and are read at different moments, so two ticks
     per core are forgiven (over a 30 ms window one stray tick would otherwise
     read as 15% of a 2-core machine); the share is floored at 0.
@@ -162,8 +162,20 @@ class _OthersCPU:
             - getattr(t, "guest", 0.0)
             - getattr(t, "guest_nice", 0.0)
         )  # guest time is already counted in user
-        mine = self._me.cpu_times()
-        return time.perf_counter(), busy, mine.user + mine.system
+        return time.perf_counter(), busy, self._own_seconds()
+
+    def _own_seconds(self) -> float:
+        """CPU seconds of this process and of the processes it started (a LocalCluster's
+        workers compute its calls: they are not *other* processes)."""
+        t = self._me.cpu_times()
+        total = t.user + t.system
+        for child in self._me.children(recursive=True):
+            try:
+                c = child.cpu_times()
+                total += c.user + c.system
+            except self._psutil.Error:  # a process that just ended
+                pass
+        return total
 
     def reading(self) -> tuple[float, tuple[float, float, float]]:
         """(share, (others' CPU seconds, all cores' seconds, seconds forgiven)) since start.
@@ -178,9 +190,6 @@ class _OthersCPU:
             self.SLACK_TICKS * self.TICK_S * self._cores,
         )
         return others_share(raw), raw
-
-    def share(self) -> float:
-        return self.reading()[0]
 
 
 def _nice_ceil(x: float) -> int:
@@ -439,18 +448,10 @@ def time_once(
     return result, device if device is not None else host
 
 
-def peak_memory(fn: Callable[..., Any], *args: Any, backend: Backend | None = None) -> int | None:
-    """Peak bytes ``fn(*args)`` allocates above what was in use before (see
-    :meth:`Backend.peak_bytes`); run it apart from timing: tracing slows calls."""
-    if not callable(fn):
-        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
-    return (backend or get_backend()).peak_bytes(fn, *args)
-
-
 #: What the probe measures.  2: the copy's destination pages are kept by the allocator
-#: (:mod:`softmax_core.measure.host_memory`); 1 (results without the key): fresh pages every copy,
-#: which read about half the bandwidth on the reference VM.  Probes of two versions are
-#: not compared.
+#: (:mod:`softmax_core.measure.host_memory`); 1 (results without the key): fresh pages every
+#: copy, which a VM whose host reclaims freed pages reads at about half the bandwidth.  Probes
+#: of two versions are not compared.
 PROBE_VERSION = 2
 
 
@@ -491,7 +492,6 @@ __all__ = [
     "measure_side_by_side",
     "time_once",
     "median_ci",
-    "peak_memory",
     "probe_machine",
     "TARGET_REL_CI",
     "STABLE_REL_CI",

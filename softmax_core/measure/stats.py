@@ -7,9 +7,12 @@ returns and what every results row, report and comparison is made from.
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass, replace
 
 import numpy as np
+
+from ..units import si
 
 #: Convergence target: the CI half-width over the median.
 TARGET_REL_CI = 0.02
@@ -55,8 +58,7 @@ def block_medians(times) -> tuple[float, ...]:
 
     Samples taken back to back are not independent: a machine shared with other
     virtual machines runs at one speed for a fraction of a second, then at
-    another (seen on the 2-core reference VM: the same call at 1.2 ms for a
-    second, then at 2.1 ms).  The samples of one such stretch agree with each
+    another.  The samples of one such stretch agree with each
     other and give a tight interval around a speed the machine held only
     briefly.  Blocks that disagree reveal it; see :attr:`Measurement.ci`.
     """
@@ -70,7 +72,7 @@ def block_medians(times) -> tuple[float, ...]:
 def _lower_rank(n: int, confidence: float) -> int:
     alpha = (1 - confidence) / 2
     if n > 1000:  # normal approximation to the binomial
-        z = _normal_quantile(1 - alpha)
+        z = statistics.NormalDist().inv_cdf(1 - alpha)
         return max(1, int(math.floor(n / 2 - z * math.sqrt(n) / 2)))
     cdf, rank = 0.0, 0
     for j in range(n + 1):  # P(K <= j) for K ~ Binomial(n, 1/2)
@@ -79,18 +81,6 @@ def _lower_rank(n: int, confidence: float) -> int:
             break
         rank = j + 1
     return max(1, rank)
-
-
-def _normal_quantile(p: float) -> float:
-    # Acklam's rational approximation is overkill: bisection on erf is exact enough
-    lo, hi = 0.0, 10.0
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        if 0.5 * (1 + math.erf(mid / math.sqrt(2))) < p:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2
 
 
 @dataclass(frozen=True)
@@ -236,18 +226,9 @@ class Measurement:
         if self.contended:
             flag += f" (other processes used {self.others_cpu:.0%} of the CPUs)"
         return (
-            f"{_si(self.median)}s [95% CI {_si(lo)}s, {_si(hi)}s] "
+            f"{si(self.median, 's')} [95% CI {si(lo, 's')}, {si(hi, 's')}] "
             f"n={self.repeats}x{self.loops}{flag}"
         )
-
-
-def _si(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "nan "
-    for unit, scale in (("", 1.0), ("m", 1e-3), ("µ", 1e-6), ("n", 1e-9)):
-        if abs(seconds) >= scale:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds:.3g} "
 
 
 __all__ = [

@@ -7,8 +7,8 @@ dispatch, kernel launches: what dominates small calls and GPU loops), ``b`` how
 many times slower than the machine's ceilings the work itself runs.  The
 rates come from the machine probe, FLOPs and traffic from the cost model.
 
-Before a method has been measured, a conservative default (``b`` = 6, as slow
-as anything measured on the reference machine) still predicts, so that every
+Before a method has been measured, a conservative default (``b`` = 6: slower than
+any method runs on a CPU) still predicts, so that every
 point, the first included, is checked against the time budget.  Each measured
 point refits (a, b) by least squares on relative error (a small call counts as
 much as a large one); beyond the largest point measured, ``b`` is never below
@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+
+from ..model.cost import roofline_seconds
 
 #: Slowdown over the roofline assumed before a (kind, method) is measured.
 DEFAULT_SLOWDOWN = 6.0
@@ -46,7 +48,9 @@ class TimeModel:
     def roofline_s(self, case) -> float:
         """Seconds at the machine's ceilings (FLOP rate or bandwidth, whichever binds)."""
         c = case.cost
-        return max(c.flops / self.gemm_flops_per_s, c.traffic_bytes / self.copy_bytes_per_s)
+        return float(
+            roofline_seconds(c.flops, c.traffic_bytes, self.gemm_flops_per_s, self.copy_bytes_per_s)
+        )
 
     def params(self, kind: str, method: str) -> tuple[float, float]:
         """(a seconds, b) for a kind and method: fitted, or the defaults."""

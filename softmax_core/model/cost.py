@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..units import si
+
 METHODS = ("structured", "naive", "naive_batched")
 
 
@@ -142,9 +144,18 @@ def _epoch_peak(method: str, m: int, n: int, k: int, batch: int, s: int) -> floa
     return theta_copy + labels + working + 8 * k
 
 
+def ceiling_seconds(flops, traffic_bytes, gemm_flops_per_s, copy_bytes_per_s):
+    """(seconds at the GEMM rate, seconds at the copy bandwidth): the roofline's two ceilings.
+    Numbers or arrays (pandas columns) alike."""
+    return flops / gemm_flops_per_s, traffic_bytes / copy_bytes_per_s
+
+
+def roofline_seconds(flops, traffic_bytes, gemm_flops_per_s, copy_bytes_per_s):
+    """Seconds the machine's ceilings allow: the slower of FLOPs at the GEMM rate and traffic
+    at the copy bandwidth."""
+    return np.maximum(*ceiling_seconds(flops, traffic_bytes, gemm_flops_per_s, copy_bytes_per_s))
+
+
 def format_bytes(b: float) -> str:
-    """Decimal units, as the lecture writes them: 4.0 GB, 384.0 GB, 4.0 MB."""
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if b >= scale:
-            return f"{b / scale:.1f} {unit}"
-    return f"{b:.0f} B"
+    """Bytes in decimal units, as the lecture writes them: 4.00 GB, 384 GB, 4.00 MB."""
+    return si(b, "B")

@@ -28,7 +28,7 @@ import pandas as pd
 
 from ..fileio import atomic_write_text
 from . import markdown as md
-from .analysis import fit_loglog, fit_loglog_slope, loglog_slopes, ratio_table, throughput_table
+from .analysis import fit_loglog, loglog_slopes, ratio_table, throughput_table
 from .asv import asv_points, commits_in_order, history_table, load_asv_results, pick_benchmark
 from .plots import (
     NotDrawn,
@@ -244,6 +244,9 @@ def _text(sets: ResultSets, dirs, drawn, not_drawn, asv, asv_dir, benchmark, his
         "times are medians with their 95% confidence interval in brackets; units are decimal SI "
         "(1 GB = 10⁹ bytes).",
     ]
+    headline = md.headline_section(df) if not df.empty else ""
+    if headline:
+        parts += ["## What this hardware does", headline]
     notes = md.notes_section(sets.notes, df)
     if notes:
         parts += ["## Read this first", notes]
@@ -299,7 +302,6 @@ __all__ = [
     "pick_benchmark",
     "history_table",
     "fit_loglog",
-    "fit_loglog_slope",
     "loglog_slopes",
     "ratio_table",
     "throughput_table",

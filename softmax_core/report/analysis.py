@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..model.cost import METHODS
+from ..model.cost import METHODS, roofline_seconds
 from ..runs.cases import EPOCH_CLASSES, EPOCH_FEATURES
 from .fmt import number
 
@@ -115,11 +115,6 @@ def fit_loglog(x, y, low=None, high=None) -> dict:
     return out
 
 
-def fit_loglog_slope(x, y) -> float:
-    """Just the exponent of :func:`fit_loglog` (NaN with fewer than two distinct x)."""
-    return fit_loglog(x, y)["slope"]
-
-
 def slope_text(row) -> str:
     """``1.02 ± 0.04``, or, for a flagged fit, ``≈ -0.2 (-1.1 to 0.7; wide)``."""
     if not np.isfinite(row["slope"]):
@@ -194,9 +189,11 @@ def ratio_table(df: pd.DataFrame) -> pd.DataFrame:
 def roofline_time(df: pd.DataFrame) -> pd.Series:
     """Seconds the machine's ceilings allow each row: max(FLOPs / GEMM rate, traffic / copy
     rate)."""
-    return np.maximum(
-        df["predicted_flops"] / (df["gemm_gflops"] * 1e9),
-        df["predicted_traffic_bytes"] / (df["copy_gbps"] * 1e9),
+    return roofline_seconds(
+        df["predicted_flops"],
+        df["predicted_traffic_bytes"],
+        df["gemm_gflops"] * 1e9,
+        df["copy_gbps"] * 1e9,
     )
 
 
@@ -385,7 +382,6 @@ def lecture_rows(df_set: pd.DataFrame) -> tuple[pd.DataFrame, int, int]:
 
 __all__ = [
     "fit_loglog",
-    "fit_loglog_slope",
     "loglog_slopes",
     "slope_text",
     "ratio_table",

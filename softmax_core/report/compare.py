@@ -34,6 +34,7 @@ from ..runs.resultformat import (
     read_results,
     row_case,
 )
+from ..units import si
 from .results import read_environment
 
 VERDICTS = ("SAME", "FASTER", "SLOWER", "UNSURE")
@@ -238,8 +239,8 @@ def format_comparison(table: pd.DataFrame, summary: dict, a, b) -> str:
             + (f" {r.data}" if r.data else "")
             for r in table.itertuples()
         ],
-        A=[_fmt_s(t) for t in table["median_a_s"]],
-        B=[_fmt_s(t) for t in table["median_b_s"]],
+        A=[si(t, "s") for t in table["median_a_s"]],
+        B=[si(t, "s") for t in table["median_b_s"]],
         **{
             "B/A": [
                 f"{r:.3f} [{lo:.3f}, {hi:.3f}]"
@@ -284,13 +285,6 @@ def format_comparison(table: pd.DataFrame, summary: dict, a, b) -> str:
             "the ratios include that change of setting."
         )
     return "\n".join(lines) + "\n"
-
-
-def _fmt_s(t: float) -> str:
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if t >= scale:
-            return f"{t / scale:.3g} {unit}"
-    return f"{t * 1e9:.3g} ns"
 
 
 def _pct(x: float) -> str:

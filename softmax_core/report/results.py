@@ -24,6 +24,7 @@ from ..runs.resultformat import (
     COLUMNS,
     KEY_COLUMNS,
     NUMERIC_COLUMNS,
+    TEXT_COLUMNS,
     is_number,
     parse_stable,
     read_results,
@@ -158,18 +159,7 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
     for col in NUMERIC_COLUMNS:
         frame[col] = pd.to_numeric(frame[col], errors="coerce")
-    for col in (
-        "run_id",
-        "timestamp",
-        "backend",
-        "device",
-        "kind",
-        "method",
-        "dtype",
-        "data",
-        "status",
-        "reason",
-    ):
+    for col in TEXT_COLUMNS:
         frame[col] = frame[col].astype(object).where(frame[col].notna(), "").astype(str)
     frame["dtype"] = frame["dtype"].replace("", "float32")
     # the case's own data source: an old epoch row without one ran on synthetic data

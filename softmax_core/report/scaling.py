@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import atomic_write_text
+from ..units import si
 
 
 def _load(out: Path):
@@ -35,15 +36,6 @@ def _load(out: Path):
     df["workers"] = df["workers"].fillna(0).astype(int)
     df["threads"] = df["threads"].fillna(1).astype(int)
     return df
-
-
-def _si(x: float, unit: str = "") -> str:
-    if x is None or not isinstance(x, (int, float)) or not math.isfinite(x):
-        return "–"
-    for scale, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""), (1e-3, "m"), (1e-6, "µ")):
-        if abs(x) >= scale:
-            return f"{x / scale:.3g} {prefix}{unit}"
-    return f"{x:.3g} {unit}"
 
 
 def _baseline(df, kind, data, m, chunk, threads: int | None):
@@ -113,7 +105,7 @@ def _table(df, eff, kind: str, data: str) -> list[str]:
             else f"NumPy, {r.threads} thread{'s' if r.threads > 1 else ''}"
         )
         flag = "" if str(r.stable) == "True" else " (unstable)"
-        peak = f"{_si(r.peak_worker_bytes, 'B')} ({_si(r.peak_worker_above_bytes, 'B')})"
+        peak = f"{si(r.peak_worker_bytes, 'B')} ({si(r.peak_worker_above_bytes, 'B')})"
 
         def f(c: str) -> str:
             if e is None or not math.isfinite(e[c]):
@@ -124,12 +116,12 @@ def _table(df, eff, kind: str, data: str) -> list[str]:
             )
 
         lines.append(
-            f"| {r.rows:,} | {r.chunk_rows or '–'} | {who} | {_si(r.time_median_s, 's')} "
-            f"[{_si(r.time_ci_low_s, 's')}, {_si(r.time_ci_high_s, 's')}]{flag} | "
-            f"{_si(r.samples_per_s)} | {r.gbytes_per_s:.2f} | {f('speedup_numpy_1t')} | "
+            f"| {r.rows:,} | {r.chunk_rows or '–'} | {who} | {si(r.time_median_s, 's')} "
+            f"[{si(r.time_ci_low_s, 's')}, {si(r.time_ci_high_s, 's')}]{flag} | "
+            f"{si(r.samples_per_s)} | {r.gbytes_per_s:.2f} | {f('speedup_numpy_1t')} | "
             f"{f('speedup_numpy_all')} | {f('parallel_eff')} | {peak} | "
-            f"{'' if math.isnan(r.tasks) else int(r.tasks)} | {_si(r.compute_per_task_s, 's')} | "
-            f"{_si(r.overhead_per_task_s, 's')} |"
+            f"{'' if math.isnan(r.tasks) else int(r.tasks)} | {si(r.compute_per_task_s, 's')} | "
+            f"{si(r.overhead_per_task_s, 's')} |"
         )
     return lines
 
@@ -237,30 +229,30 @@ def _out_of_core(out: Path) -> list[str]:
         return []
     r = json.loads(path.read_text())
     d, mem, ref = r["dask"], r["dask_memory"], r["numpy_reference"]
-    peaks = ", ".join(_si(v, "B") for v in r["worker_peak_rss_bytes"].values())
+    peaks = ", ".join(si(v, "B") for v in r["worker_peak_rss_bytes"].values())
     return [
         "## Larger than memory",
         "",
         f"The full-batch gradient over m = {r['rows']:,} rows of n = {r['features']} {r['dtype']} "
-        f"(X = {_si(r['x_bytes'], 'B')}, on a host with {_si(mem['host_total_bytes'], 'B')} "
+        f"(X = {si(r['x_bytes'], 'B')}, on a host with {si(mem['host_total_bytes'], 'B')} "
         f"of RAM), generated in {r['chunks']} chunks of {r['chunk_rows']:,} rows, never whole, "
         f"on {r['cluster']['workers']} workers:",
         "",
         "| | |",
         "|---|---|",
-        f"| Dask gradient, median of {d['repeats']} [95% CI] | {_si(d['time_median_s'], 's')} "
-        f"[{_si(d['time_ci_low_s'], 's')}, {_si(d['time_ci_high_s'], 's')}] "
+        f"| Dask gradient, median of {d['repeats']} [95% CI] | {si(d['time_median_s'], 's')} "
+        f"[{si(d['time_ci_low_s'], 's')}, {si(d['time_ci_high_s'], 's')}] "
         f"(first call {r['first_call_s']:.1f} s) |",
-        f"| throughput | {_si(d['samples_per_s'])} samples/s, {d['gbytes_per_s']:.2f} GB/s |",
+        f"| throughput | {si(d['samples_per_s'])} samples/s, {d['gbytes_per_s']:.2f} GB/s |",
         f"| peak RSS per worker ({r['peak_source']}) | {peaks} |",
-        f"| peak RSS of the client | {_si(r['client_peak_rss_bytes'], 'B')} |",
+        f"| peak RSS of the client | {si(r['client_peak_rss_bytes'], 'B')} |",
         "| host memory used at most (all processes, sampled every 0.2 s) | "
-        f"{_si(mem['host_peak_used_bytes'], 'B')} |",
+        f"{si(mem['host_peak_used_bytes'], 'B')} |",
         f"| tasks; compute / overhead per task | {r['engine']['tasks']:,}; "
-        f"{_si(r['engine']['compute_per_task_s'], 's')}"
-        f" / {_si(r['engine']['overhead_per_task_s'], 's')} |",
+        f"{si(r['engine']['compute_per_task_s'], 's')}"
+        f" / {si(r['engine']['overhead_per_task_s'], 's')} |",
         f"| NumPy reference (same chunks, one process, one call) | {ref['seconds']:.1f} s, "
-        f"{_si(ref['samples_per_s'])} samples/s |",
+        f"{si(ref['samples_per_s'])} samples/s |",
         "| max abs. difference Dask − NumPy (relative) | "
         f"{r['max_abs_diff']:.3g} ({r['max_rel_diff']:.3g}): "
         f"{'equal' if r['equal'] else 'NOT equal'} within rtol {r['tolerance']['rtol']}, "
@@ -279,7 +271,7 @@ def write_report(out: str | Path) -> Path:
         mach = env.get("machine", {})
         lines += [
             f"Machine: {mach.get('cpu_model', '?')}, {mach.get('cpu_cores_logical', '?')} cores, "
-            f"{_si(mach.get('memory_total_bytes'), 'B')} RAM; "
+            f"{si(mach.get('memory_total_bytes'), 'B')} RAM; "
             f"dask {env.get('versions', {}).get('dask', '?')}. "
             "Each Dask worker is one single-threaded process (BLAS on 1 thread).",
             "",

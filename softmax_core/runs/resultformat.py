@@ -92,24 +92,10 @@ COLUMNS = (
 )
 STATUSES = ("ok", "skipped", "error")
 #: Columns that hold numbers (empty where a point did not run).
-NUMERIC_COLUMNS = tuple(
-    c
-    for c in COLUMNS
-    if c
-    not in (
-        "run_id",
-        "timestamp",
-        "backend",
-        "device",
-        "kind",
-        "method",
-        "dtype",
-        "data",
-        "status",
-        "reason",
-        "stable",
-    )
-)
+#: Columns that hold text.
+TEXT_COLUMNS = tuple("run_id timestamp backend device kind method dtype data status reason".split())
+#: Columns that hold numbers (empty where a point did not run); ``stable`` is a flag.
+NUMERIC_COLUMNS = tuple(c for c in COLUMNS if c not in (*TEXT_COLUMNS, "stable"))
 #: What identifies a point: two rows with the same key measured the same thing.
 KEY_COLUMNS = ("kind", "method", "batch", "features", "classes", "dtype", "data")
 
@@ -305,6 +291,7 @@ __all__ = [
     "FORMAT_VERSION",
     "COLUMNS",
     "NUMERIC_COLUMNS",
+    "TEXT_COLUMNS",
     "KEY_COLUMNS",
     "REQUIRED",
     "CI_COLUMNS",

@@ -32,6 +32,7 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -107,8 +108,16 @@ def run_sweep(
     progress: bool | None = None,
     rounds: int = DEFAULT_ROUNDS,
     log: TextIO | None = None,
+    measure: Callable[..., Measurement] = measure,
+    probe: Callable[[Backend], dict] = probe_machine,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Path:
     """Run ``grid`` on ``backend``, writing ``out_dir/results.csv`` and ``environment.json``.
+
+    ``measure``, ``probe`` and ``clock`` are what the sweep measures with, apart from
+    what it does with the numbers: tests and library users pass fakes to test the
+    orchestration (lock, resume, guards, rows, summary, reports) in milliseconds,
+    without the seconds that real sampling and the machine probe take.
 
     Parameters
     ----------
@@ -134,6 +143,18 @@ def run_sweep(
         Measure the grid this many times, interleaved, pooling each point's samples.
     log : file, optional
         Where damaged rows and progress lines are reported (default: stderr).
+    measure : callable
+        Takes each point's samples; called as
+        :func:`~softmax_core.measure.engine.measure` (the default) is, and returns a
+        :class:`~softmax_core.measure.engine.Measurement`.
+    probe : callable
+        ``probe(backend)`` gives the machine's ceilings for ``environment.json`` and the
+        time model: the dict of :func:`~softmax_core.measure.engine.probe_machine` (the
+        default), with ``gemm_gflops``, ``copy_gbps``, ``probe_gemm_size``,
+        ``probe_copy_bytes`` and ``probe_version``.
+    clock : callable
+        Seconds of a monotonic clock (default: :func:`time.monotonic`), for the sweep's
+        wall time and its progress lines.
 
     Returns
     -------
@@ -162,16 +183,28 @@ def run_sweep(
     epoch_data = _epoch_data(grid, data_dir)
     out.mkdir(parents=True, exist_ok=True)
     log = log or sys.stderr
+    tools = _Instruments(measure, probe, clock)
     with _folder_lock(out), MeasurementSession(backend):
-        summary = _run_locked(grid, backend, out, resume, budget, epoch_data, progress, rounds, log)
+        summary = _run_locked(
+            grid, backend, out, resume, budget, epoch_data, progress, rounds, log, tools
+        )
     run_sweep.last_summary = summary
     return out
 
 
+@dataclass(frozen=True)
+class _Instruments:
+    """What a sweep measures with: the measuring loop, the machine probe, the clock."""
+
+    measure: Callable[..., Measurement]
+    probe: Callable[[Backend], dict]
+    clock: Callable[[], float]
+
+
 def _run_locked(
-    grid, backend, out, resume, budget, epoch_data, progress, rounds, log
+    grid, backend, out, resume, budget, epoch_data, progress, rounds, log, tools
 ) -> SweepSummary:
-    t_start = time.monotonic()
+    t_start = tools.clock()
     results = out / "results.csv"
     summary = SweepSummary(out)
     if resume and results.exists():
@@ -182,7 +215,7 @@ def _run_locked(
             f"{results}:{line}: damaged row dropped ({reason}); its point is measured again",
             file=log,
         )
-    env = _environment(out, backend, resume)
+    env = _environment(out, backend, resume, tools.probe)
     model = TimeModel(
         env["probe"]["gemm_gflops"] * 1e9, env["probe"]["copy_gbps"] * 1e9, backend.device_kind
     )
@@ -206,7 +239,7 @@ def _run_locked(
         return calls_per_point(rounds, long=seconds >= LONG_CALL_S)
 
     weights = [t * calls(t) / rounds for t in map(guard.predicted_time_s, todo)]
-    bar = _Progress(weights * rounds, log, progress)
+    bar = _Progress(weights * rounds, log, progress, tools.clock)
     with ResultWriter(results) as writer:
         for r in range(rounds):
             last = r == rounds - 1
@@ -233,6 +266,7 @@ def _run_locked(
                     rounds,
                     last,
                     predicted[case.key],
+                    tools.measure,
                 )
                 if row is not None:
                     _write(writer, row, run_id, backend)
@@ -242,7 +276,7 @@ def _run_locked(
     bar.close()
     env["time_model"] = model.to_dict()
     write_environment(out, env)
-    summary.wall_s = time.monotonic() - t_start
+    summary.wall_s = tools.clock() - t_start
     return summary
 
 
@@ -280,6 +314,7 @@ def _measure_point(
     rounds: int,
     last_round: bool,
     predicted_s: float,
+    measure: Callable[..., Measurement],
 ) -> dict | None:
     """One round of ``case``; its row after the last round (None before), or an error row.
 
@@ -382,7 +417,7 @@ def _folder_lock(out: Path):
         os.close(fd)  # closing releases the flock; the empty file stays, harmless
 
 
-def _environment(out: Path, backend: Backend, resume: bool) -> dict:
+def _environment(out: Path, backend: Backend, resume: bool, probe: Callable) -> dict:
     if resume:
         env = read_environment(out, "delete it to probe the machine again, or choose another --out")
         label = (
@@ -395,7 +430,7 @@ def _environment(out: Path, backend: Backend, resume: bool) -> dict:
             )
         if isinstance(env.get("probe"), dict) and {"gemm_gflops", "copy_gbps"} <= set(env["probe"]):
             return env
-    env = {"created": _now(), **record(backend), "probe": probe_machine(backend)}
+    env = {"created": _now(), **record(backend), "probe": probe(backend)}
     write_environment(out, env)
     return env
 
@@ -468,8 +503,14 @@ class _Progress:
     """Progress weighted by each point's predicted cost: a tqdm bar on a terminal,
     a plain line every :data:`PLAIN_PROGRESS_EVERY_S` otherwise."""
 
-    def __init__(self, weights: list[float], stream, enabled: bool | None):
-        self.weights, self.stream, self.i = weights, stream, 0
+    def __init__(
+        self,
+        weights: list[float],
+        stream,
+        enabled: bool | None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.weights, self.stream, self.clock, self.i = weights, stream, clock, 0
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
         self.bar = None
         if enabled if enabled is not None else self.tty:
@@ -483,16 +524,16 @@ class _Progress:
                 dynamic_ncols=True,
                 bar_format="{l_bar}{bar}| {postfix} [{elapsed}<{remaining}]",
             )
-        self.t0 = self.last_line = time.monotonic()
+        self.t0 = self.last_line = clock()
 
     def advance(self, label: str) -> None:
         if self.bar is not None:
             if self.i:
                 self.bar.update(self.weights[self.i - 1])
             self.bar.set_postfix_str(f"{self.i + 1}/{len(self.weights)} {label}", refresh=True)
-        elif time.monotonic() - self.last_line >= PLAIN_PROGRESS_EVERY_S:
-            self.last_line = time.monotonic()
-            elapsed = self.last_line - self.t0
+        elif (now := self.clock()) - self.last_line >= PLAIN_PROGRESS_EVERY_S:
+            self.last_line = now
+            elapsed = now - self.t0
             print(
                 f"[sweep] {self.i}/{len(self.weights)} point-rounds, {elapsed:.0f} s, now: {label}",
                 file=self.stream,

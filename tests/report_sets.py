@@ -4,7 +4,7 @@ environment.json), as the sweep writes them, from a simple machine model with kn
 Time of a point: ``overhead + max(FLOPs / rate, traffic / bandwidth)`` of the cost model, so the
 exponents in k are known at large k; its 95% CI is +-``spread`` (stable when <= 5%).  The module
 holds no tests; it also runs as a script to write example sets:
-``python tests/test_report_sets.py OUT`` writes OUT/cpu, OUT/gpu and OUT/custom.
+``python tests/report_sets.py OUT`` writes OUT/cpu, OUT/gpu and OUT/custom.
 """
 
 from __future__ import annotations
