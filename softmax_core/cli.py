@@ -8,7 +8,6 @@ on stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import datetime as _dt
 import io
@@ -22,6 +21,7 @@ from . import __version__
 from .backends import BACKENDS, DEVICES, BackendError, get_backend
 from .data import DEFAULT_MIRRORS, DataError, default_data_dir, fetch_mnist, load_mnist
 from .fileio import atomic_write_text
+from .measure.session import thread_limit
 from .model.softmax import GRADIENTS, get_gradient, train
 
 EPOCH_COLUMNS = ("epoch", "train_loss", "train_err", "test_loss", "test_err", "seconds")
@@ -148,13 +148,26 @@ def _bytes(text: str) -> int:
     return int(value)
 
 
-def _add_backend_args(p: argparse.ArgumentParser) -> None:
+def _thread_counts(text: str) -> list[int]:
+    return [_thread_count(part) for part in _split(text)]
+
+
+def _add_backend_args(p: argparse.ArgumentParser, threads_axis: bool = False) -> None:
     p.add_argument("--device", choices=DEVICES, help="cpu or gpu (default: $SOFTMAX_DEVICE or cpu)")
     p.add_argument(
         "--backend",
         choices=BACKENDS,
         help="array library (default: $SOFTMAX_BACKEND, else numpy on cpu, cupy on gpu)",
     )
+    if threads_axis:
+        p.add_argument(
+            "--threads",
+            type=_thread_counts,
+            help="BLAS threads, an axis of the grid: e.g. 1,2 measures each point at 1 and at 2 "
+            "threads, side by side, each at most the cores (default: the BLAS's own choice, "
+            "usually one per core); recorded in every row",
+        )
+        return
     p.add_argument(
         "--threads",
         type=_thread_count,
@@ -300,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="progress bar on stderr (default: when stderr is a terminal)",
     )
-    _add_backend_args(p)
+    _add_backend_args(p, threads_axis=True)
 
     p = sub.add_parser("report", help="tables and plots from sweep results and/or asv results")
     p.add_argument(
@@ -404,7 +417,8 @@ def _add_reference_set_parsers(sub) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        with _thread_limit(getattr(args, "threads", None)):
+        threads = getattr(args, "threads", None)  # the sweep's is an axis of its grid
+        with thread_limit(None if isinstance(threads, list) else threads):
             code = _COMMANDS[args.command](args)
         sys.stdout.flush()
         return code
@@ -424,15 +438,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"softmax-bench {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
-
-
-def _thread_limit(threads: int | None):
-    """``--threads``: the BLAS and OpenMP pools limited for the command, restored after it."""
-    if threads is None:
-        return contextlib.nullcontext()
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=threads)
 
 
 def _cmd_train(args) -> int:
@@ -538,6 +543,7 @@ def _cmd_sweep(args) -> int:
         dtype=args.dtype,
         epochs_on=args.epochs_on,
         time_budget_s=args.time_budget,
+        threads=tuple(args.threads or (None,)),
     )
     out = _sweep_folder(args.out, args.resume, backend.label)
     run_sweep(

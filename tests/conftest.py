@@ -27,6 +27,7 @@ import pytest
 
 from softmax_core import Backend, BackendError, get_backend, load_mnist
 from softmax_core.measure import engine
+from softmax_core.measure.session import blas_threads
 from softmax_core.measure.stats import Measurement
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -108,7 +109,8 @@ class FakeMeasure:
     It calls ``fn(*args)`` once, so a call that fails still raises where the sweep
     makes it an error row, and returns ``min_samples`` samples of about ``seconds``
     each (spread by 0.1% steps, so the interval is not a single value), the cold
-    call twice as long.  ``calls`` holds each call's arguments, defaults filled in.
+    call twice as long.  ``calls`` holds each call's arguments, defaults filled in, and the
+    BLAS threads it ran under (``blas_threads``).
     """
 
     def __init__(self, seconds: float = 1e-4):
@@ -121,6 +123,7 @@ class FakeMeasure:
         a = bound.arguments
         if a["cold"] and not a["warm_up"]:
             raise ValueError("warm_up=False needs cold=False: a cold call is never a steady state")
+        a["blas_threads"] = blas_threads()  # the thread count the call ran under
         self.calls.append(a)
         fn(*args)
         t = self.seconds

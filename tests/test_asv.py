@@ -127,7 +127,7 @@ def test_default_suite_is_the_grid_under_the_time_limit(bench):
     assert full == {c.key for c in DEFAULT_GRID.cases() if c.kind == "gradient"}
     structured = {k for k in full if k[1] == "structured"}
     assert structured <= default  # the structured gradient over the whole grid
-    g = lambda m, b, n, k: ("gradient", m, b, n, k, "float32", "")  # noqa: E731
+    g = lambda m, b, n, k: ("gradient", m, b, n, k, "float32", "", None)  # noqa: E731
     for method in ("naive", "naive_batched"):
         assert {g(method, b, n, 10) for b in DEFAULT_GRID.batches for n in (784, 1000)} <= default
         assert g(method, 8, 1000, 100) in default

@@ -136,6 +136,7 @@ class _Event:
         pass
 
 
+@pytest.mark.slow
 def test_sweep_and_report_on_a_backend_timed_by_cuda_events(tmp_path):
     """The sweep's and the report's GPU branches (device times, host times beside them, the
     GPU memory fraction, the CPU/GPU comparison) on NumPy timed through stand-in events."""

@@ -172,3 +172,12 @@ def test_one_si_formatter():
     assert si(float("nan"), "s") == "—" and si(None, "B") == "—" and si(0.5, "B") == "0.500 B"
     assert with_interval(3.3e-5, 3.28e-5, 3.34e-5) == "33.0 µs (32.8–33.4)"
     assert with_interval(1.5, float("nan"), 2.0) == "1.50 s"
+
+
+def test_a_folder_measured_at_several_thread_counts_reads_as_one_set_per_count(tmp_path):
+    rows = grid_rows(CPU, batches=(1, 32), classes=(10, 100), epochs=())
+    both = [{**r, "threads": t} for t in (1, 2) for r in rows]
+    sets = load_results(write_set(tmp_path / "cpu", both))
+    assert sets.sets == ["numpy-cpu (1 thread)", "numpy-cpu (2 threads)"]
+    counts = sets.frame.groupby("set").size()
+    assert counts.iloc[0] == counts.iloc[1] == len(rows)

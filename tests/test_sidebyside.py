@@ -156,6 +156,7 @@ def test_step_bound_takes_the_largest_of_launches_bandwidth_and_flops():
 # --------------------------------------------------------------------------- the comparison
 
 
+@pytest.mark.slow
 def test_run_sidebyside_on_tiny_workloads(tmp_path, one_torch_thread, monkeypatch):
     monkeypatch.setattr(sbs, "MIN_CALLS", 0)  # no variant left out for time on a loaded machine
     res = sbs.run_sidebyside("cpu", workloads=TINY, time_budget_s=3)

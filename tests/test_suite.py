@@ -193,6 +193,7 @@ def test_disagreeing_results_fail_the_side_by_side(tmp_path, fake):
     assert "NOT ok: sidebyside." in (out / "summary.md").read_text()
 
 
+@pytest.mark.slow
 def test_a_stage_past_its_deadline_is_stopped_and_the_rest_still_archived(tmp_path, fake):
     # at 45 s, the report's 30 s and 10 s for the archive leave 5 s to the rest
     out = tmp_path / "set"

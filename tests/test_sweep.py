@@ -5,6 +5,7 @@ probe, the same every time, in milliseconds.  A few sweeps measure for real, on 
 """
 
 import csv
+import dataclasses
 import io
 import itertools
 import json
@@ -91,6 +92,7 @@ def read_results(path):
 
 
 def keys(rows):
+    """Each row's point, less its thread count (see the threads-axis tests)."""
     return [
         (
             r["kind"],
@@ -112,7 +114,7 @@ def model(gemm=1e9, copy=1e9, **kw):
 def test_sweep_writes_one_row_per_point_and_environment(tmp_path, cpu, sweep, fake_measuring):
     out = sweep(TINY, tmp_path / "s")
     rows = read_results(out / "results.csv")
-    assert sorted(keys(rows)) == sorted(c.key for c in TINY.cases())
+    assert sorted(keys(rows)) == sorted(c.key[:-1] for c in TINY.cases())
     assert list(rows[0]) == list(COLUMNS)
     assert {r["status"] for r in rows} == {"ok"}
     for r in rows:
@@ -140,7 +142,7 @@ def test_a_real_sweep_measures_and_probes_every_point(tmp_path, cpu):
     grid = one_point(methods=("structured", "naive"))
     out = run_sweep(grid, cpu, tmp_path / "s", memory_budget=GB, progress=False)
     rows = read_results(out / "results.csv")
-    assert sorted(keys(rows)) == sorted(c.key for c in grid.cases())
+    assert sorted(keys(rows)) == sorted(c.key[:-1] for c in grid.cases())
     for r in rows:
         assert r["status"] == "ok" and r["rounds"] == str(DEFAULT_ROUNDS)
         assert float(r["time_ci_low_s"]) <= float(r["time_median_s"]) <= float(r["time_ci_high_s"])
@@ -249,7 +251,7 @@ def test_resume_drops_a_half_written_line(tmp_path, sweep):
     path.write_text("".join(lines[:-3]) + lines[-3][:25])
     sweep(TINY, tmp_path, resume=True)
     rows = read_results(path)
-    assert Counter(keys(rows)) == Counter(c.key for c in TINY.cases())
+    assert Counter(keys(rows)) == Counter(c.key[:-1] for c in TINY.cases())
     assert path.read_text().count("\n") == len(TINY.cases()) + 1
 
 
@@ -368,7 +370,7 @@ def test_resume_reports_damaged_rows_and_measures_them_again(tmp_path, sweep):
     sweep(PAIR, tmp_path, resume=True, log=log)
     assert "results.csv:3: damaged row dropped" in log.getvalue()
     ok = [r for r in read_results(path) if r["status"] == "ok"]
-    assert Counter(keys(ok)) == Counter(c.key for c in PAIR.cases())
+    assert Counter(keys(ok)) == Counter(c.key[:-1] for c in PAIR.cases())
 
 
 def test_a_second_sweep_on_the_same_folder_is_refused_while_the_first_runs(tmp_path, sweep):
@@ -742,3 +744,38 @@ def test_a_later_round_warms_a_long_call_up_again_after_its_memory_was_handed_ba
     sweep(one_point(time_budget_s=1000), tmp_path / "r", rounds=2, **one_second_calls)
     seen = [c["warm_up"] for c in one_second_calls["measure"].calls]
     assert seen == [True, handed_back]  # a 1 s call skips the later warm-up only on kept pages
+
+
+# --------------------------------------------------------------------------- the threads axis
+
+
+def test_every_row_records_the_threads_its_point_ran_with(tmp_path, sweep, fake_measuring):
+    from softmax_core.measure.session import blas_threads
+
+    out = sweep(TINY, tmp_path / "s")
+    rows = read_results(out / "results.csv")
+    assert {r["threads"] for r in rows} == {str(blas_threads())}
+
+
+def test_threads_are_an_axis_measured_side_by_side(tmp_path, sweep, fake_measuring):
+    """--threads 1,2: each point at 1 and at 2 threads, one after the other, each call under
+    its own limit, each row saying which; the pools are as they were afterwards."""
+    from softmax_core.measure.session import blas_threads
+
+    before = blas_threads()
+    grid = dataclasses.replace(TINY, threads=(1, 2))
+    out = sweep(grid, tmp_path / "s")
+    rows = read_results(out / "results.csv")
+    assert Counter(r["threads"] for r in rows) == {"1": len(TINY.cases()), "2": len(TINY.cases())}
+    measured = fake_measuring["measure"].calls
+    assert [c["blas_threads"] for c in measured[:2]] == [1, 2]  # a point's counts in turn
+    assert blas_threads() == before
+    assert Counter(keys(rows)) == Counter({k: 2 for k in keys(rows)})
+
+
+def test_a_resume_keeps_each_thread_count_apart(tmp_path, sweep, fake_measuring):
+    grid = dataclasses.replace(TINY, threads=(1,))
+    out = sweep(grid, tmp_path / "s")
+    sweep(dataclasses.replace(TINY, threads=(1, 2)), out, resume=True)
+    rows = read_results(out / "results.csv")
+    assert Counter(r["threads"] for r in rows) == {"1": len(TINY.cases()), "2": len(TINY.cases())}

@@ -44,10 +44,7 @@ class MeasurementSession:
     def __enter__(self) -> MeasurementSession:
         stack = contextlib.ExitStack()
         try:
-            if self.threads is not None:
-                from threadpoolctl import threadpool_limits
-
-                stack.enter_context(threadpool_limits(limits=self.threads))
+            stack.enter_context(thread_limit(self.threads))
             if not self.backend.is_gpu and self.backend.name != "dask":
                 if host_memory.retain_freed_memory(owner=self):
                     stack.callback(host_memory.restore_default_policy, owner=self)
@@ -66,6 +63,25 @@ class MeasurementSession:
             stack.close()
 
 
+def blas_threads() -> int | None:
+    """The threads of this process's BLAS and OpenMP pools now (the largest pool's), or None
+    where none is loaded."""
+    from threadpoolctl import threadpool_info
+
+    counts = [pool["num_threads"] for pool in threadpool_info()]
+    return max(counts) if counts else None
+
+
+def thread_limit(threads: int | None) -> contextlib.AbstractContextManager:
+    """The BLAS and OpenMP pools limited to ``threads`` inside the ``with`` block, restored
+    after it (None: left as they are)."""
+    if threads is None:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=threads)
+
+
 def active(backend=None) -> MeasurementSession | None:
     """The innermost open session (for ``backend``, when given), or None."""
     for s in reversed(_active):
@@ -81,4 +97,4 @@ def ensure(backend) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext(found) if found else MeasurementSession(backend)
 
 
-__all__ = ["MeasurementSession", "active", "ensure"]
+__all__ = ["MeasurementSession", "active", "blas_threads", "ensure", "thread_limit"]

@@ -28,7 +28,6 @@ import pandas as pd
 
 from ..runs.resultformat import (
     COLUMNS,
-    FORMAT_VERSION,
     KEY_COLUMNS,
     parse_stable,
     read_results,
@@ -52,7 +51,7 @@ def load_ok_points(folder: str | Path) -> pd.DataFrame:
             f"no results.csv in {folder}; fix: pass a folder written by `softmax-bench sweep`"
         )
     found = read_results(path)
-    if found.version < FORMAT_VERSION:
+    if found.version < 2:
         raise ValueError(
             f"{path} was written by an older softmax-bench (result format {found.version}, "
             "without intervals); fix: compare result sets of this version (re-run the sweep)"
@@ -69,6 +68,9 @@ def load_ok_points(folder: str | Path) -> pd.DataFrame:
         df[c] = pd.to_numeric(df[c], errors="coerce")
     df["data"] = df["data"].fillna("")
     df["stable"] = df["stable"].map(parse_stable)
+    # format 2 records the BLAS threads in environment.json only
+    recorded = pd.to_numeric(df["threads"], errors="coerce")
+    df["threads"] = recorded.fillna(_blas_threads(_environment(path)) or 0).astype(int)
     return df.drop_duplicates(list(KEY_COLUMNS), keep="last").set_index(list(KEY_COLUMNS))
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..runs import resultformat
+from ..runs.cases import threads_text
 from ..runs.resultformat import (
     CI_COLUMNS,
     COLUMNS,
@@ -100,10 +101,20 @@ def load_results(dirs: str | os.PathLike | Iterable[str | os.PathLike]) -> Resul
             gemm_gflops=_float(probe.get("gemm_gflops")),
             copy_gbps=_float(probe.get("copy_gbps")),
         )
-        frames.append(frame)
-        envs[label] = {**env, "folder": str(folder)}
         notes += [f"{label}: {n}" for n in set_notes]
+        for name, part in _by_threads(frame, label):
+            frames.append(part.assign(set=name))
+            envs[name] = {**env, "folder": str(folder)}
     return ResultSets(derive(pd.concat(frames, ignore_index=True)), envs, notes)
+
+
+def _by_threads(frame: pd.DataFrame, label: str):
+    """``(set name, rows)``: one set per BLAS thread count where a folder holds several (the
+    sweep's threads axis), so every table and plot shows them side by side."""
+    counts = sorted(frame["threads"].dropna().unique())
+    if len(counts) < 2:
+        return [(label, frame)]
+    return [(f"{label} ({threads_text(int(t))})", frame[frame["threads"] == t]) for t in counts]
 
 
 def _read_folder(folder: Path) -> tuple[pd.DataFrame, list[str]]:

@@ -8,6 +8,7 @@ time budgets, so that nothing is ever OOM-killed or runs for hours.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable
@@ -33,7 +34,8 @@ MEMORY_FRACTION = {"cpu": 0.5, "gpu": 0.8}
 
 @dataclass(frozen=True)
 class Case:
-    """One point: ``kind`` (gradient or epoch), ``method``, batch B, n features, k classes."""
+    """One point: ``kind`` (gradient or epoch), ``method``, batch B, n features, k classes,
+    and the BLAS threads it runs with (``threads``; None: the pools as they are)."""
 
     kind: str
     method: str
@@ -43,6 +45,7 @@ class Case:
     dtype: str = "float32"
     data: str = ""  # an epoch's data source: synthetic or mnist; empty for a gradient
     samples: int = 0  # examples per call: B for a gradient, m for an epoch
+    threads: int | None = None
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -56,6 +59,10 @@ class Case:
                 f"a {self.kind} point's data must be one of "
                 f"{', '.join(map(repr, DATA_SOURCES[self.kind]))}, got {self.data!r}"
             )
+        if self.threads is not None and (
+            isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1
+        ):
+            raise ValueError(f"threads must be a positive whole number, got {self.threads!r}")
         if self.samples == 0:
             object.__setattr__(
                 self, "samples", self.batch if self.kind == "gradient" else EPOCH_SAMPLES
@@ -71,12 +78,21 @@ class Case:
                 return None
             data = row.get("data")
             data = "" if data is None or data != data else str(data)  # NaN when read by pandas
+            threads = row.get("threads")
+            if threads is None or threads != threads or str(threads).strip() == "":
+                threads = None  # format 2 and older: not recorded
+            else:
+                threads = float(threads)
+                if not threads.is_integer() or threads < 1:
+                    return None
+                threads = int(threads)
             return cls(
                 str(row["kind"]),
                 str(row["method"]),
                 *(int(s) for s in sizes),
                 str(row["dtype"] or "float32"),
                 data,
+                threads=threads,
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -92,6 +108,7 @@ class Case:
             self.classes,
             self.dtype,
             self.data,
+            self.threads,
         )
 
     @property
@@ -110,9 +127,12 @@ class Case:
 
     def label(self) -> str:
         data = f" on {self.data}" if self.data else ""
+        threads = (
+            "" if self.threads is None else f", {self.threads} thread" + "s" * (self.threads > 1)
+        )
         return (
             f"{self.kind} {self.method} B={self.batch} n={self.features} "
-            f"k={self.classes} {self.dtype}{data}"
+            f"k={self.classes} {self.dtype}{data}{threads}"
         )
 
     def prepare(
@@ -146,6 +166,11 @@ class Case:
         )
 
 
+def threads_text(threads: int) -> str:
+    """``1 thread``, ``2 threads``."""
+    return f"{threads} thread" + "s" * (threads != 1)
+
+
 @functools.lru_cache(maxsize=4)
 def synthetic_data(m: int, n: int, k: int):
     """Host (X, y) of the given shape, made once per shape (seed 0) and shared."""
@@ -164,6 +189,9 @@ class Grid:
     dtype: str = "float32"
     epochs_on: str = "synthetic"  # mnist | synthetic | none
     epoch_methods: tuple[str, ...] = ("structured",)
+    #: BLAS threads, an axis like the others: each point is measured at each count in turn
+    #: (None: the pools as they are)
+    threads: tuple[int | None, ...] = (None,)
     #: seconds a point may take: the lecture's naive gradient at n = k = 1000 (about 1 s a
     #: call, 9 calls, predicted 1.4 s a call when quiet and 2.3 s on a busy machine) fits;
     #: most naive B = 256 points and the B = 1 epoch (2-3 s a call) do not, which keeps the
@@ -186,6 +214,18 @@ class Grid:
             object.__setattr__(self, name, tuple(dict.fromkeys(int(v) for v in values)))
         for name in ("methods", "epoch_methods"):
             object.__setattr__(self, name, tuple(dict.fromkeys(getattr(self, name))))
+        if not self.threads or any(
+            t is not None and (isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 1)
+            for t in self.threads
+        ):
+            raise ValueError(
+                f"threads must be a non-empty list of positive integers, got {self.threads!r}"
+            )
+        object.__setattr__(
+            self,
+            "threads",
+            tuple(dict.fromkeys(None if t is None else int(t) for t in self.threads)),
+        )
         if min(self.classes) < 2:
             raise ValueError(
                 f"classes must be >= 2 (softmax over one class is constant), got "
@@ -199,7 +239,8 @@ class Grid:
 
     def cases(self) -> list[Case]:
         """All points, cheapest first within each method, so that the guard's time
-        estimates come from the largest point already measured."""
+        estimates come from the largest point already measured; a point's thread counts
+        follow each other, so they are measured side by side."""
         grads = [
             Case("gradient", m, b, n, k, self.dtype)
             for m in self.methods
@@ -217,7 +258,8 @@ class Grid:
             ]
         )
         order = {m: i for i, m in enumerate(METHODS)}
-        return sorted(grads, key=lambda c: (order[c.method], c.cost.flops)) + epochs
+        points = sorted(grads, key=lambda c: (order[c.method], c.cost.flops)) + epochs
+        return [dataclasses.replace(c, threads=t) for c in points for t in self.threads]
 
 
 DEFAULT_GRID = Grid()

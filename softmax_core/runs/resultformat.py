@@ -12,6 +12,7 @@ Columns (times in seconds, per call; see :mod:`softmax_core.measure.engine`):
 ``kind, method, batch,``   the point (:class:`softmax_core.runs.cases.Case`); with
 ``features, classes,``     ``dtype`` and ``data`` (the epoch's data source,
 ``dtype, data``            ``synthetic`` or ``mnist``; empty for a gradient)
+``threads``                the BLAS threads the point ran with
 ``status, reason``         ``ok``, ``skipped`` (and why) or ``error`` (and what)
 ``time_median_s``          median of the samples
 ``time_ci_low_s/high_s``   95% confidence interval of the median
@@ -33,7 +34,10 @@ Format history (:data:`FORMAT_VERSION`; ``environment.json`` records it as
 * **1**: ``results.csv`` without the interval and stability columns (``time_ci_low_s``,
   ``time_ci_high_s``, ``stable``, ...).  Read: its points are drawn without intervals
   and as not stable; ``compare`` and ``--resume`` refuse it (re-run the sweep).
-* **2**: the columns of :data:`COLUMNS`.
+* **2**: no ``threads`` column (the BLAS threads are in environment.json only).  Read: its
+  rows' threads are empty; ``compare`` takes them from its environment.json.
+* **3**: the columns of :data:`COLUMNS`: ``threads``, the BLAS threads of each row's point
+  (the grid's threads axis).
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ from pathlib import Path
 from ..fileio import atomic_write_text
 
 #: The version this module writes (see the module's format history).
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 COLUMNS = (
     "run_id",
     "timestamp",
@@ -63,6 +67,7 @@ COLUMNS = (
     "classes",
     "dtype",
     "data",
+    "threads",
     "status",
     "reason",
     "time_median_s",
@@ -97,7 +102,7 @@ TEXT_COLUMNS = tuple("run_id timestamp backend device kind method dtype data sta
 #: Columns that hold numbers (empty where a point did not run); ``stable`` is a flag.
 NUMERIC_COLUMNS = tuple(c for c in COLUMNS if c not in (*TEXT_COLUMNS, "stable"))
 #: What identifies a point: two rows with the same key measured the same thing.
-KEY_COLUMNS = ("kind", "method", "batch", "features", "classes", "dtype", "data")
+KEY_COLUMNS = ("kind", "method", "batch", "features", "classes", "dtype", "data", "threads")
 
 
 #: Columns a results file must have to be read at all.
@@ -158,8 +163,16 @@ def read_results(path: str | os.PathLike) -> ResultFile:
     if header:
         _check_known(path, header)
     rows = list(reader)
-    version = FORMAT_VERSION if header == list(COLUMNS) else 1
+    version = _version(header)
     return ResultFile(path, header, rows, version, notes)
+
+
+def _version(header: list) -> int:
+    if header == list(COLUMNS):
+        return FORMAT_VERSION
+    if header == [c for c in COLUMNS if c != "threads"]:
+        return 2
+    return 1
 
 
 def _check_known(path: Path, header: list) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import datetime as _dt
 import fcntl
 import os
@@ -41,7 +42,7 @@ from ..backends import Backend
 from ..measure.engine import MIN_TIME_S, Measurement, measure, probe_machine
 from ..measure.environment import load_average, record
 from ..measure.host_memory import make_room, release_retained_memory
-from ..measure.session import MeasurementSession
+from ..measure.session import MeasurementSession, blas_threads, thread_limit
 from ..measure.timemodel import TimeModel
 from .cases import (
     DEFAULT_ROUNDS,
@@ -227,7 +228,7 @@ def _run_locked(
             guard.record(case, float(row["time_median_s"]))  # the model learns from what is here
         else:
             retry.add(case.key)
-    todo = [c for c in grid.cases() if c.key not in done]
+    todo = [c for c in _with_threads(grid.cases()) if c.key not in done]
     summary.kept = len(done)
     pooled: dict[tuple, Measurement] = {}
     predicted: dict[
@@ -292,6 +293,7 @@ def _point_row(case: Case, predicted_s: float) -> dict:
         "classes": case.classes,
         "dtype": case.dtype,
         "data": case.data,
+        "threads": case.threads,
         "samples": case.samples,
         "predicted_bytes": int(cost.peak_bytes),
         "predicted_lecture_bytes": int(cost.lecture_bytes),
@@ -335,23 +337,21 @@ def _measure_point(
     )
     long = not first_round and pooled[case.key].median >= LONG_CALL_S and not refaults
     try:
-        fn, args = case.prepare(backend, data)
-        if first_round and not backend.is_gpu:
-            # the cold call takes fresh pages: what prepare's check call and earlier points
-            # left kept goes back first
-            release_retained_memory()
-        m = measure(
-            fn,
-            *args,
-            backend=backend,
-            min_samples=samples_per_round(rounds),
-            max_time_s=guard.time_budget_s * POINT_TIME_SHARE / rounds,
-            min_time_s=MIN_TIME_S / rounds,
-            cold=first_round,
-            warm_up=not long,
-        )
-        peak = backend.peak_bytes(fn, *args) if last_round else None
-        del fn, args
+        with thread_limit(case.threads):
+            return _measured_row(
+                case,
+                backend,
+                guard,
+                data,
+                pooled,
+                rounds,
+                last_round,
+                row,
+                first_round,
+                long,
+                measure,
+                load_before,
+            )
     except Exception as exc:  # one failing point (even out of memory) must not end the sweep
         pooled[case.key] = None
         return {
@@ -359,6 +359,40 @@ def _measure_point(
             "status": "error",
             "reason": f"{type(exc).__name__}: {exc}".replace("\n", " "),
         }
+
+
+def _measured_row(
+    case,
+    backend,
+    guard,
+    data,
+    pooled,
+    rounds,
+    last_round,
+    row,
+    first_round,
+    long,
+    measure,
+    load_before,
+) -> dict | None:
+    """One round of ``case``, under its thread count; its row after the last round."""
+    fn, args = case.prepare(backend, data)
+    if first_round and not backend.is_gpu:
+        # the cold call takes fresh pages: what prepare's check call and earlier points
+        # left kept goes back first
+        release_retained_memory()
+    m = measure(
+        fn,
+        *args,
+        backend=backend,
+        min_samples=samples_per_round(rounds),
+        max_time_s=guard.time_budget_s * POINT_TIME_SHARE / rounds,
+        min_time_s=MIN_TIME_S / rounds,
+        cold=first_round,
+        warm_up=not long,
+    )
+    peak = backend.peak_bytes(fn, *args) if last_round else None
+    del fn, args
     if not first_round:
         m = pooled[case.key].pooled(m)
     pooled[case.key] = m
@@ -380,6 +414,13 @@ def _measure_point(
         "load_before": load_before,
         "load_after": load_average(),
     }
+
+
+def _with_threads(cases: list[Case]) -> list[Case]:
+    """The grid's points with the pools' thread count where the grid leaves it open, so that
+    every row records the threads it ran with."""
+    now = blas_threads()
+    return [c if c.threads is not None else dataclasses.replace(c, threads=now) for c in cases]
 
 
 def _write(writer: ResultWriter, row: dict, run_id: str, backend: Backend) -> None:
