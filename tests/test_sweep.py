@@ -779,3 +779,16 @@ def test_a_resume_keeps_each_thread_count_apart(tmp_path, sweep, fake_measuring)
     sweep(dataclasses.replace(TINY, threads=(1, 2)), out, resume=True)
     rows = read_results(out / "results.csv")
     assert Counter(r["threads"] for r in rows) == {"1": len(TINY.cases()), "2": len(TINY.cases())}
+
+
+def test_the_probe_runs_at_the_fewest_threads_of_the_grid(tmp_path, sweep, fake_measuring):
+    from softmax_core.measure.session import blas_threads
+
+    seen = []
+
+    def probe(backend):
+        seen.append(blas_threads())
+        return fake_measuring["probe"](backend)
+
+    sweep(dataclasses.replace(TINY, threads=(2, 1)), tmp_path / "s", probe=probe)
+    assert seen == [1]

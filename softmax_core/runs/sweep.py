@@ -216,7 +216,10 @@ def _run_locked(
             f"{results}:{line}: damaged row dropped ({reason}); its point is measured again",
             file=log,
         )
-    env = _environment(out, backend, resume, tools.probe)
+    # the probe's rates feed the time model: taken at the fewest threads the grid asks for,
+    # they never make a point look faster than it runs
+    with thread_limit(min((t for t in grid.threads if t), default=None)):
+        env = _environment(out, backend, resume, tools.probe)
     model = TimeModel(
         env["probe"]["gemm_gflops"] * 1e9, env["probe"]["copy_gbps"] * 1e9, backend.device_kind
     )
