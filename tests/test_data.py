@@ -29,8 +29,8 @@ import numpy as np
 import pytest
 
 from softmax_core import DataError, fetch_mnist, load_mnist, make_synthetic
-from softmax_core import data as data_module
 from softmax_core.data import MNIST_FILES
+from softmax_core.data import download as data_module
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MNIST_FILE_NAMES = (
