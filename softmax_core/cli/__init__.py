@@ -1,0 +1,45 @@
+"""softmax-bench: what softmax regression really costs on your hardware.
+
+Commands: train, sweep, report, compare, sidebyside, scale, info, data fetch.  Every
+failure the user can fix (bad arguments, missing data, no GPU) ends in one line
+on stderr and a non-zero exit, never a traceback.  The argument types are in
+:mod:`.arguments`, the parser in :mod:`.parser`, each command in :mod:`.commands`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from ..backends import BackendError
+from ..data import DataError
+from ..measure.session import thread_limit
+from .arguments import EXIT_ERROR
+from .commands import COMMANDS
+from .parser import build_parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        threads = getattr(args, "threads", None)  # the sweep's is an axis of its grid
+        with thread_limit(None if isinstance(threads, list) else threads):
+            code = COMMANDS[args.command](args)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # the reader went away (`softmax-bench info | head -1`): not an error of ours
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except (ValueError, TypeError, BackendError, DataError, OSError) as exc:
+        print(f"softmax-bench {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        hint = (
+            "; the rows of finished points are kept: add --resume to go on"
+            if args.command == "sweep"
+            else ""
+        )
+        print(f"softmax-bench {args.command}: interrupted{hint}", file=sys.stderr)
+        return 130

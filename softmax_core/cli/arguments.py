@@ -1,0 +1,161 @@
+"""The command line's argument types: each a function from text to a value, raising a
+one-line error that names the problem and what is accepted."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from pathlib import Path
+
+from ..backends import BACKENDS, DEVICES
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+DEFAULT_SWEEP_ROOT = Path("out/sweep")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line, naming the problem and where help is."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
+    return value
+
+
+def thread_count(text: str) -> int:
+    value = positive_int(text)
+    cores = os.cpu_count() or 1
+    if value > cores:
+        raise argparse.ArgumentTypeError(
+            f"{value} threads on {cores} cores would time the scheduler, "
+            f"not the math; use at most {cores}"
+        )
+    return value
+
+
+def rounds(text: str) -> int:
+    from ..runs.sweep import MAX_ROUNDS
+
+    value = positive_int(text)
+    if value > MAX_ROUNDS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_ROUNDS} rounds, got {value}")
+    return value
+
+
+def fraction(text: str) -> float:
+    value = positive_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction between 0 and 1, got {text}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {value}")
+    return value
+
+
+def int_list(text: str) -> list[int]:
+    return [positive_int(part) for part in comma_list(text)]
+
+
+def name_list(choices):
+    def parse(text: str) -> list[str]:
+        names = comma_list(text)
+        bad = [n for n in names if n not in choices]
+        if bad:
+            raise argparse.ArgumentTypeError(
+                f"unknown {', '.join(bad)}: choose from {', '.join(choices)}"
+            )
+        return names
+
+    return parse
+
+
+def comma_list(text: str) -> list[str]:
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError("expected a comma-separated list, got nothing")
+    return parts
+
+
+def bytes_size(text: str) -> int:
+    """``12e9``, ``12GB``, ``512MiB`` -> bytes."""
+    units = {
+        "": 1,
+        "b": 1,
+        "kb": 1e3,
+        "mb": 1e6,
+        "gb": 1e9,
+        "tb": 1e12,
+        "kib": 2**10,
+        "mib": 2**20,
+        "gib": 2**30,
+        "tib": 2**40,
+    }
+    t = text.strip().lower()
+    number = t.rstrip("kmgtib")
+    unit = t[len(number) :]
+    try:
+        value = float(number) * units[unit]
+    except (ValueError, KeyError):
+        raise argparse.ArgumentTypeError(
+            f"expected a size such as 8e9, 8GB or 8GiB, got {text!r}"
+        ) from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive finite size such as 8GB, got {text!r}"
+        )
+    return int(value)
+
+
+def thread_counts(text: str) -> list[int]:
+    return [thread_count(part) for part in comma_list(text)]
+
+
+def add_backend_args(p: argparse.ArgumentParser, threads_axis: bool = False) -> None:
+    p.add_argument("--device", choices=DEVICES, help="cpu or gpu (default: $SOFTMAX_DEVICE or cpu)")
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        help="array library (default: $SOFTMAX_BACKEND, else numpy on cpu, cupy on gpu)",
+    )
+    if threads_axis:
+        p.add_argument(
+            "--threads",
+            type=thread_counts,
+            help="BLAS threads, an axis of the grid: e.g. 1,2 measures each point at 1 and at 2 "
+            "threads, side by side, each at most the cores (default: the BLAS's own choice, "
+            "usually one per core); recorded in every row",
+        )
+        return
+    p.add_argument(
+        "--threads",
+        type=thread_count,
+        help="BLAS threads of this process, at most the cores (default: the BLAS's own choice, "
+        "usually one per core)",
+    )

@@ -1,0 +1,281 @@
+"""The command line's commands: each turns parsed arguments into calls of the package."""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import io
+import json
+import os
+import sys
+from pathlib import Path
+
+from ..backends import get_backend
+from ..data import fetch_mnist, load_mnist
+from ..fileio import atomic_write_text
+from ..model.softmax import get_gradient, train
+from .arguments import DEFAULT_SWEEP_ROOT, EXIT_USAGE
+from .parser import RENAMED
+
+EPOCH_COLUMNS = ("epoch", "train_loss", "train_err", "test_loss", "test_err", "seconds")
+
+
+def _cmd_train(args) -> int:
+    import functools
+
+    from ..measure.engine import Measurement, time_once
+    from ..measure.session import MeasurementSession
+
+    backend = get_backend(args.device, args.backend)
+    data = load_mnist(args.data_dir)
+    arrays = [
+        backend.asarray(a, args.dtype if a.dtype.kind == "f" else None, copy=True)
+        for a in (data.X_train, data.y_train, data.X_test, data.y_test)
+    ]
+    print(
+        f"# softmax regression on MNIST: {backend.label}, {args.dtype}, grad={args.grad}, "
+        f"lr={args.lr}, batch={args.batch}, epochs={args.epochs}"
+    )
+    print(
+        f"{'epoch':>5} {'train_loss':>10} {'train_err':>9} {'test_loss':>9} {'test_err':>8} "
+        f"{'seconds':>8}"
+    )
+    rows = []
+
+    def on_epoch(row: dict) -> None:
+        rows.append(row)
+        cold = "  (cold: first call)" if row["epoch"] == 1 else ""
+        print(
+            f"{row['epoch']:>5} {row['train_loss']:>10.5f} {row['train_err']:>9.5f} "
+            f"{row['test_loss']:>9.5f} {row['test_err']:>8.5f} {row['seconds']:>8.3f}{cold}",
+            flush=True,
+        )
+        if args.metrics_out:
+            atomic_write_text(args.metrics_out, _csv_text(EPOCH_COLUMNS, rows))
+
+    with MeasurementSession(backend):
+        train(
+            *arrays,
+            lr=args.lr,
+            batch=args.batch,
+            epochs=args.epochs,
+            grad=get_gradient(args.grad),
+            seed=args.seed,
+            timer=functools.partial(time_once, backend=backend),
+            on_epoch=on_epoch,
+        )
+    if len(rows) >= 3:  # the first epoch is cold (compilation, first touch): kept apart
+        warm = Measurement.from_samples(
+            [r["seconds"] for r in rows[1:]], first_s=rows[0]["seconds"]
+        )
+        print(
+            f"# epoch time: {warm} over epochs 2-{len(rows)}; "
+            f"epoch 1 (cold) {rows[0]['seconds']:.3f} s"
+        )
+    return 0
+
+
+def _csv_text(columns, rows) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def _cmd_info(args) -> int:
+    backend = get_backend(args.device, args.backend)
+    from ..measure.environment import blas_summary, record
+
+    info = record(backend)
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    flat = {
+        **info["backend"],
+        **info["machine"],
+        "blas": blas_summary(),
+        **info["versions"],
+        "git_commit": info["git_commit"],
+    }
+    width = max(map(len, flat))
+    for key, value in flat.items():
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def _cmd_data(args) -> int:
+    path = fetch_mnist(args.dir, args.mirror, timeout=args.timeout)
+    print(f"MNIST verified in {path}")
+    return 0
+
+
+def _cmd_sweep(args) -> int:
+    from ..runs.cases import Grid
+    from ..runs.sweep import run_sweep
+
+    backend = get_backend(args.device, args.backend)
+    grid = Grid(
+        methods=tuple(args.methods),
+        batches=tuple(args.batch),
+        classes=tuple(args.classes),
+        features=tuple(args.features),
+        dtype=args.dtype,
+        epochs_on=args.epochs_on,
+        time_budget_s=args.time_budget,
+        threads=tuple(args.threads or (None,)),
+    )
+    out = _sweep_folder(args.out, args.resume, backend.label)
+    run_sweep(
+        grid,
+        backend,
+        out,
+        resume=args.resume,
+        memory_budget=args.memory_budget,
+        data_dir=args.data_dir,
+        rounds=args.rounds,
+        progress=args.progress,
+    )
+    if args.out is None:
+        _point_latest(out)
+    print(f"sweep: {run_sweep.last_summary.text()}")
+    if not args.no_report:
+        from ..report import make_report
+
+        print(f"report: {make_report([out], out)}")
+    return 0
+
+
+def _sweep_folder(out: Path | None, resume: bool, label: str) -> Path:
+    """--out as given; else, to resume, the latest run; else a new folder per run."""
+    if out is not None:
+        return out
+    latest = DEFAULT_SWEEP_ROOT / "latest"
+    if latest.exists() and not latest.is_symlink():
+        raise ValueError(
+            f"{latest} is not the link softmax-bench keeps to the latest run; fix: move it "
+            "away, or pass --out DIR"
+        )
+    if resume:
+        if not latest.exists():
+            raise ValueError(
+                f"nothing to resume: {latest} does not exist; fix: pass --out DIR of the "
+                "sweep to continue, or run without --resume"
+            )
+        return latest.resolve()
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    folder = DEFAULT_SWEEP_ROOT / f"{stamp}-{label}"
+    suffix = 1
+    while folder.exists():  # two runs in the same second
+        suffix += 1
+        folder = DEFAULT_SWEEP_ROOT / f"{stamp}-{label}-{suffix}"
+    return folder
+
+
+def _point_latest(folder: Path) -> None:
+    """Make ``out/sweep/latest`` point at ``folder``, atomically."""
+    link = DEFAULT_SWEEP_ROOT / "latest"
+    tmp = DEFAULT_SWEEP_ROOT / f".latest.{os.getpid()}"
+    try:
+        os.symlink(folder.name, tmp)
+        os.replace(tmp, link)
+    except OSError:
+        if tmp.is_symlink():
+            tmp.unlink()
+
+
+def _cmd_compare(args) -> int:
+    from ..report.compare import compare, format_comparison
+
+    if args.out is not None and args.out.is_dir():
+        raise ValueError(
+            f"--out {args.out} is a folder; fix: give a file name, e.g. {args.out / 'compare.md'}"
+        )
+    table, summary = compare(args.a, args.b, threshold=args.threshold)
+    text = format_comparison(table, summary, args.a, args.b)
+    if args.out:
+        atomic_write_text(args.out, text)
+    print(text, end="")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from ..report import make_report
+
+    if not args.dirs and args.asv is None:
+        raise ValueError("nothing to report: give sweep result folders and/or --asv results/asv")
+    out = args.out or (args.dirs[0] if args.dirs else Path("out/report"))
+    print(f"report: {make_report(args.dirs, out, asv_dir=args.asv, asv_benchmark=args.benchmark)}")
+    return 0
+
+
+COMMANDS = {
+    "train": _cmd_train,
+    "info": _cmd_info,
+    "data": _cmd_data,
+    "sweep": _cmd_sweep,
+    "report": _cmd_report,
+    "compare": _cmd_compare,
+}
+
+
+def _cmd_scale(args) -> int:
+    from ..dask.scale import run
+
+    return run(args)
+
+
+COMMANDS["scale"] = _cmd_scale
+
+
+def _cmd_renamed(args) -> int:
+    print(f"softmax-bench: '{args.command}' is now {RENAMED[args.command]}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _cmd_sidebyside(args) -> int:
+    import time
+
+    from ..baseline import sidebyside as sbs
+
+    start = time.monotonic()
+    workloads = None
+    if args.quick:
+        workloads = [
+            (
+                sbs.Workload(
+                    "mnist_epoch",
+                    "small epoch (synthetic 2000 x 784, k = 10, batch 100)",
+                    2000,
+                    784,
+                    10,
+                    100,
+                    lr=0.2,
+                ),
+                None,
+            ),
+            (
+                sbs.Workload(
+                    "gradient", "small gradient (B = 256, n = k = 100)", 256, 100, 100, 256
+                ),
+                None,
+            ),
+        ]
+    else:
+        data = load_mnist(args.data_dir)
+        workloads = [(sbs.MNIST_EPOCH, (data.X_train, data.y_train)), (sbs.GRADIENT, None)]
+    budget = max(
+        args.time_budget - (time.monotonic() - start), 0.1 * args.time_budget
+    )  # less the data's loading
+    result = sbs.run_sidebyside(
+        args.device,
+        workloads=workloads,
+        time_budget_s=budget,
+        log=lambda s: print(s, file=sys.stderr, flush=True),
+        on_workload=(lambda r: sbs.write(r, args.out)) if args.out else None,
+    )
+    print(sbs.markdown(result), end="")
+    return 0
+
+
+COMMANDS.update(sidebyside=_cmd_sidebyside, **dict.fromkeys(RENAMED, _cmd_renamed))
