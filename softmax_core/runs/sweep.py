@@ -341,20 +341,23 @@ def _measure_point(
     long = not first_round and pooled[case.key].median >= LONG_CALL_S and not refaults
     try:
         with thread_limit(case.threads):
-            return _measured_row(
-                case,
-                backend,
-                guard,
-                data,
-                pooled,
-                rounds,
-                last_round,
-                row,
-                first_round,
-                long,
-                measure,
-                load_before,
+            fn, args = case.prepare(backend, data)
+            if first_round and not backend.is_gpu:
+                # the cold call takes fresh pages: what prepare's check call and earlier points
+                # left kept goes back first
+                release_retained_memory()
+            m = measure(
+                fn,
+                *args,
+                backend=backend,
+                min_samples=samples_per_round(rounds),
+                max_time_s=guard.time_budget_s * POINT_TIME_SHARE / rounds,
+                min_time_s=MIN_TIME_S / rounds,
+                cold=first_round,
+                warm_up=not long,
             )
+            peak = backend.peak_bytes(fn, *args) if last_round else None
+            del fn, args
     except Exception as exc:  # one failing point (even out of memory) must not end the sweep
         pooled[case.key] = None
         return {
@@ -362,40 +365,6 @@ def _measure_point(
             "status": "error",
             "reason": f"{type(exc).__name__}: {exc}".replace("\n", " "),
         }
-
-
-def _measured_row(
-    case,
-    backend,
-    guard,
-    data,
-    pooled,
-    rounds,
-    last_round,
-    row,
-    first_round,
-    long,
-    measure,
-    load_before,
-) -> dict | None:
-    """One round of ``case``, under its thread count; its row after the last round."""
-    fn, args = case.prepare(backend, data)
-    if first_round and not backend.is_gpu:
-        # the cold call takes fresh pages: what prepare's check call and earlier points
-        # left kept goes back first
-        release_retained_memory()
-    m = measure(
-        fn,
-        *args,
-        backend=backend,
-        min_samples=samples_per_round(rounds),
-        max_time_s=guard.time_budget_s * POINT_TIME_SHARE / rounds,
-        min_time_s=MIN_TIME_S / rounds,
-        cold=first_round,
-        warm_up=not long,
-    )
-    peak = backend.peak_bytes(fn, *args) if last_round else None
-    del fn, args
     if not first_round:
         m = pooled[case.key].pooled(m)
     pooled[case.key] = m
