@@ -66,7 +66,8 @@ SUITES = ("default", "full")
 #: (all B) and at k = 100 up to B = 8; epochs from B = 32 on.  Machine-independent: every
 #: machine runs the same points.
 DEFAULT_MAX_CALL_S = 0.3
-#: The reference machine's probe (2-core AMD EPYC VM, results/cpu/environment.json).
+#: The rates the default suite is chosen at (a 2-core AMD EPYC VM's probe): fixed, so that
+#: every machine runs the same points.
 REFERENCE_GEMM_FLOPS_PER_S = 179.6e9
 REFERENCE_COPY_BYTES_PER_S = 22.0e9
 #: Sampling cap of one point, seconds.  The sweep gives a point a tenth of its time budget

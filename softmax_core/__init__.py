@@ -1,9 +1,10 @@
 """softmax-bench: what softmax regression really costs on your hardware.
 
-The math lives in :mod:`softmax_core.model.softmax`, backends in :mod:`.backend`, data in
-:mod:`.data`, the cost model in :mod:`.costmodel`, timing and memory in
-:mod:`.measure`, the benchmark grid and its guard in :mod:`.cases`, the sweep in
-:mod:`.sweep`, reports in :mod:`.report` and the command line in :mod:`.cli`.
+Layers, each importing only those above it in this list: the math and its cost model
+(:mod:`.model`); the array libraries (:mod:`.backends`); data (:mod:`.data`); the measuring
+loop, its statistics and the process state it measures in (:mod:`.measure`); cases, the
+sweep and the result format (:mod:`.runs`); Dask's cluster and scaling runs (:mod:`.dask`);
+yardsticks (:mod:`.baseline`); reports (:mod:`.report`); the command line (:mod:`.cli`).
 """
 
 from .backends import Backend, BackendError, get_backend

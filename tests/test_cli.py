@@ -251,3 +251,14 @@ def test_data_fetch_from_empty_mirror_is_one_line_error(tmp_path):
     proc = run_cli("data", "fetch", "--dir", tmp_path / "d", "--mirror", empty.as_uri())
     line = assert_one_line_error(proc)
     assert "could not fetch train-images-idx3-ubyte.gz" in line
+
+
+@pytest.mark.parametrize("argv", [["--threads", "1,,2"], ["--batch", "1,,8"], ["--classes", ","]])
+def test_a_list_with_an_empty_item_is_refused_in_one_line(argv, cli_run):
+    code, out, err = cli_run("sweep", *argv, "--out", "unused")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--" in err
+
+
+def test_the_renamed_commands_stay_out_of_the_help(cli_run):
+    code, out, err = cli_run("--help")
+    assert code == 0 and "train" in out and "suite" not in out and "overhead" not in out

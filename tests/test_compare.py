@@ -173,24 +173,43 @@ def test_probes_of_two_versions_are_not_compared(two_runs, tmp_path):
 
 
 def test_two_runs_with_different_blas_threads_say_so(two_runs, tmp_path):
-    import json
+    """Two runs at one thread count each compare point by point, the change said."""
+    import csv
 
     from softmax_core.report.compare import format_comparison
 
     a, _ = two_runs
     other = tmp_path / "threads"
     shutil.copytree(a, other)
-    env = json.loads((other / "environment.json").read_text())
-    blas = [p for p in env["blas"] if p.get("user_api") == "blas"]
-    if not blas:
-        pytest.skip("no BLAS pool recorded")
-    for p in blas:
-        p["num_threads"] = p["num_threads"] + 1
-    (other / "environment.json").write_text(json.dumps(env))
+    rows = list(csv.DictReader(open(other / "results.csv")))
+    for r in rows:
+        r["threads"] = int(r["threads"]) + 1
+    with open(other / "results.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
     table, summary = compare(a, other)
-    assert "B with" in format_comparison(table, summary, a, other)
+    text = format_comparison(table, summary, a, other)
+    assert summary["points"] > 0 and "B with" in text
     table, summary = compare(a, a.parent / "b")
-    assert "BLAS thread" not in format_comparison(table, summary, a, a.parent / "b")
+    assert "B with" not in format_comparison(table, summary, a, a.parent / "b")
+
+
+def test_a_set_of_several_thread_counts_compares_each_count_with_its_own(two_runs, tmp_path):
+    import csv
+
+    from softmax_core.report.compare import format_comparison
+
+    a, b = two_runs
+    both = tmp_path / "both"
+    shutil.copytree(a, both)
+    rows = list(csv.DictReader(open(both / "results.csv")))
+    with open(both / "results.csv", "a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writerows({**r, "threads": int(r["threads"]) + 1} for r in rows)
+    table, summary = compare(both, b)
+    assert summary["points"] == len(compare(a, b)[0]) and summary["only_a"] == len(rows)
+    assert "B with" not in format_comparison(table, summary, both, b)
 
 
 @pytest.mark.parametrize(

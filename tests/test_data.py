@@ -274,8 +274,8 @@ TRAIN_IMAGES_BYTES = 16 + 60000 * 784
 @pytest.mark.parametrize(
     "gz,match",
     [
-        # the case: a small .gz of zeros named train-labels; it used to inflate whole
-        # before the magic check
+        # a small .gz of zeros named train-labels: refused at the magic number, before it is
+        # inflated
         (gzip_zeros(256), "magic number 0, expected 2049"),
         # a right header followed by far more than 60000 labels
         (gzip_zeros(256, header(2049, 60000)), "is too long: more than 60008 bytes"),
@@ -836,7 +836,7 @@ def test_fetch_removes_partial_files_of_killed_runs(mnist_dir, tmp_path, only_te
     stale = [
         cache / f".{TEST_LABELS}.{dead_pid}.k3j2h1g0.part",  # a fetch killed by SIGKILL
         cache / f".{TEST_LABELS}.abc_defg.part",
-    ]  # the naming of earlier versions
+    ]  # the second: a name without a process id
     kept = [
         cache / f".{TEST_LABELS}.{os.getpid()}.zzzz0000.part",  # a fetch running now (this process)
         cache / "notes.part",

@@ -172,7 +172,7 @@ def test_sgd_epoch_numpy_scalar_hyperparameters_keep_float32(backend, xp, rng, l
 
 @pytest.mark.parametrize("batch", [np.int64(8), np.int32(8)], ids=["int64", "int32"])
 def test_train_with_a_numpy_integer_batch_keeps_float32(backend, xp, batch):
-    """Epoch 1 used to return float64 theta, and epoch 2 then failed on 'one float dtype'."""
+    """A NumPy integer batch keeps theta float32 (a float64 theta fails epoch 2's check)."""
     from softmax_core import make_synthetic
 
     X, y = make_synthetic(60, 5, 3, seed=4, dtype=np.float32)
@@ -266,7 +266,7 @@ def test_one_hot(backend, xp):
 
 @pytest.mark.parametrize("labels", [[5], [0, 3], [-1, 1]])
 def test_one_hot_rejects_labels_out_of_range(backend, labels):
-    """A label outside 0..k-1 used to give a silent all-zero row."""
+    """A label outside 0..k-1 is refused, never a silent all-zero row."""
     with pytest.raises(ValueError, match=r"labels must lie in 0\.\.2"):
         one_hot(backend.asarray(np.array(labels)), 3)
 

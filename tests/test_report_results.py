@@ -181,3 +181,32 @@ def test_a_folder_measured_at_several_thread_counts_reads_as_one_set_per_count(t
     assert sets.sets == ["numpy-cpu (1 thread)", "numpy-cpu (2 threads)"]
     counts = sets.frame.groupby("set").size()
     assert counts.iloc[0] == counts.iloc[1] == len(rows)
+
+
+def test_a_damaged_csv_is_one_line_naming_the_file(tmp_path):
+    folder = write_set(tmp_path / "cpu", grid_rows(CPU, batches=(1,), classes=(10,), epochs=()))
+    with open(folder / "results.csv", "a") as fh:
+        fh.write('gradient,"' + "x" * 200_000 + "\n")  # an unclosed quote past csv's field limit
+    with pytest.raises(ValueError, match="not readable as CSV.*fix:"):
+        load_results(folder)
+
+
+@pytest.mark.parametrize("version", ["x", None, True, 0, 2.5])
+def test_an_environment_whose_format_version_is_not_one_is_refused(tmp_path, version):
+    import json
+
+    folder = write_set(tmp_path / "cpu", grid_rows(CPU, batches=(1,), classes=(10,), epochs=()))
+    env = json.loads((folder / "environment.json").read_text())
+    (folder / "environment.json").write_text(json.dumps({**env, "format_version": version}))
+    with pytest.raises(ValueError, match="not a result format"):
+        load_results(folder)
+
+
+def test_a_set_with_intervals_is_not_read_as_format_1_for_lack_of_a_later_column(tmp_path):
+    from softmax_core.runs.resultformat import COLUMNS, read_results
+
+    rows = grid_rows(CPU, batches=(1,), classes=(10,), epochs=())
+    columns = [c for c in COLUMNS if c not in ("threads", "others_cpu")]
+    folder = write_set(tmp_path / "cpu", rows, columns=columns)
+    assert read_results(folder / "results.csv").version == 2
+    assert not any("predates" in n for n in load_results(folder).notes)

@@ -79,3 +79,13 @@ def test_info_reports_and_changes_nothing(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "numpy-cpu" in out
     assert settled == [] and host_memory._state == kept and _threads() == before
+
+
+def test_a_session_opened_twice_is_refused_and_one_never_opened_closes_quietly():
+    cpu = get_backend("cpu", "numpy")
+    before = _threads()
+    session = MeasurementSession(cpu, threads=1)
+    with session, pytest.raises(RuntimeError, match="open already"):
+        session.__enter__()
+    assert _threads() == before and active() is None
+    MeasurementSession(cpu).__exit__(None, None, None)

@@ -792,3 +792,26 @@ def test_the_probe_runs_at_the_fewest_threads_of_the_grid(tmp_path, sweep, fake_
 
     sweep(dataclasses.replace(TINY, threads=(2, 1)), tmp_path / "s", probe=probe)
     assert seen == [1]
+
+
+def test_a_resume_without_threads_keeps_the_runs_thread_count(tmp_path, sweep, fake_measuring):
+    out = sweep(dataclasses.replace(PAIR, threads=(1,)), tmp_path / "s")
+    with open(out / "results.csv") as fh:
+        lines = fh.readlines()
+    (out / "results.csv").write_text("".join(lines[:-1]))  # one point left to measure
+    sweep(PAIR, out, resume=True)  # no threads given
+    rows = read_results(out / "results.csv")
+    assert {r["threads"] for r in rows} == {"1"} and len(rows) == len(PAIR.cases())
+    assert fake_measuring["measure"].calls[-1]["blas_threads"] == 1
+
+
+def test_a_refused_resume_leaves_the_folder_as_it_was(tmp_path, sweep, fake_measuring):
+    out = sweep(TINY, tmp_path / "s")
+    path = out / "results.csv"
+    path.write_bytes(path.read_bytes() + b"gradient,naive,1")  # a half-written last line
+    env = json.loads((out / "environment.json").read_text())
+    (out / "environment.json").write_text(json.dumps({**env, "format_version": 99}))
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match="format 99"):
+        sweep(TINY, out, resume=True)
+    assert path.read_bytes() == before

@@ -103,7 +103,8 @@ record sidebyside
 
 T0=$SECONDS
 room=$((DEADLINE - RESERVE - SECONDS))
-# seconds per point: on 2 cores the default grid took 12 s per second of --time-budget, plus 35 s
+# seconds per point: the default grid's wall time is about 12 s per second of --time-budget,
+# plus 35 s, on 2 cores
 T=$(awk -v s="$room" 'BEGIN { t = (s - 35) / 12; t = t < 0.5 ? 0.5 : t > 20 ? 20 : t
   printf "%.2f", t }')
 GRID=() PAST1=8,32,96,256,1024

@@ -97,9 +97,11 @@ def name_list(choices):
 
 
 def comma_list(text: str) -> list[str]:
-    parts = [p.strip() for p in text.split(",") if p.strip()]
-    if not parts:
+    parts = [p.strip() for p in text.split(",")]
+    if not any(parts):
         raise argparse.ArgumentTypeError("expected a comma-separated list, got nothing")
+    if not all(parts):
+        raise argparse.ArgumentTypeError(f"an empty item in {text!r}: write e.g. 1,2")
     return parts
 
 

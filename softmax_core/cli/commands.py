@@ -115,6 +115,11 @@ def _cmd_sweep(args) -> int:
     from ..runs.sweep import run_sweep
 
     backend = get_backend(args.device, args.backend)
+    if args.threads and backend.name == "dask":
+        raise ValueError(
+            "--threads sets this process's BLAS threads, and Dask computes in its workers; "
+            "fix: leave --threads out (SOFTMAX_DASK_WORKERS sets the workers)"
+        )
     grid = Grid(
         methods=tuple(args.methods),
         batches=tuple(args.batch),

@@ -31,7 +31,9 @@ DESCRIPTION = "softmax-bench: what softmax regression really costs on your hardw
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="softmax-bench", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"softmax-bench {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    sub = parser.add_subparsers(
+        dest="command", required=True, parser_class=Parser, metavar="COMMAND"
+    )
 
     p = sub.add_parser(
         "train",

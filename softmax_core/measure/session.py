@@ -14,8 +14,8 @@ It owns three things that change the process beyond one call:
 
 ``measure``, ``measure_side_by_side`` and ``time_once`` run inside the active session, or
 open one for their own duration when there is none, so a number is always taken in this
-state; the sweep, ``train`` and the asv suite open one around all their work.  Sessions
-nest: an inner one for the same backend only changes what it asks for.
+state; the sweep and ``train`` open one around all their work.  Sessions nest (close them
+in the reverse order): an inner one for the same backend only changes what it asks for.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ class MeasurementSession:
         self._stack: contextlib.ExitStack | None = None
 
     def __enter__(self) -> MeasurementSession:
+        if self._stack is not None:
+            raise RuntimeError("this measurement session is open already: open a new one")
         stack = contextlib.ExitStack()
         try:
             stack.enter_context(thread_limit(self.threads))
@@ -57,6 +59,8 @@ class MeasurementSession:
         return self
 
     def __exit__(self, *exc) -> None:
+        if self not in _active:
+            return
         _active.remove(self)
         stack, self._stack = self._stack, None
         if stack is not None:

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..runs.cases import threads_text
 from ..runs.resultformat import (
     COLUMNS,
     KEY_COLUMNS,
@@ -98,6 +99,10 @@ def compare(a: str | Path, b: str | Path, *, threshold: float = 0.05) -> tuple[p
             "of the same grid"
         )
     da, db = load_ok_points(a), load_ok_points(b)
+    threads = (_thread_counts(da), _thread_counts(db))
+    if len(threads[0]) == len(threads[1]) == 1 and threads[0] != threads[1]:
+        # two runs at one thread count each: the same points, with the change said
+        da, db = (d.droplevel("threads") for d in (da, db))
     both = da.index.intersection(db.index)
     if both.empty:
         raise ValueError(
@@ -131,6 +136,7 @@ def compare(a: str | Path, b: str | Path, *, threshold: float = 0.05) -> tuple[p
         "p95_abs_change": float(change.quantile(0.95)) if len(stable) else math.nan,
         "threshold": threshold,
         **_machine_facts(_environment(a), _environment(b)),
+        "blas_threads": threads,
     }
     return table.reset_index(), summary
 
@@ -139,13 +145,8 @@ def _machine_facts(env_a: dict, env_b: dict) -> dict:
     """What the two runs' environment records say about the machines: B/A of the time
     their probes took (GEMM, copy; a host that ran slower for a while shifts every point
     alike, and the probes show it), NaN where a side has no usable probe or the two are
-    of different probe versions (then ``probe_versions`` says which); and each side's
-    BLAS threads (``blas_threads``)."""
-    out = {
-        "probe_gemm_time_ratio": math.nan,
-        "probe_copy_time_ratio": math.nan,
-        "blas_threads": (_blas_threads(env_a), _blas_threads(env_b)),
-    }
+    of different probe versions (then ``probe_versions`` says which)."""
+    out = {"probe_gemm_time_ratio": math.nan, "probe_copy_time_ratio": math.nan}
     probes = [_read_probe(env_a), _read_probe(env_b)]
     if None in probes:
         return out
@@ -157,6 +158,11 @@ def _machine_facts(env_a: dict, env_b: dict) -> dict:
         "probe_gemm_time_ratio": gemm_a / gemm_b,
         "probe_copy_time_ratio": copy_a / copy_b,
     }
+
+
+def _thread_counts(points: pd.DataFrame) -> tuple[int, ...]:
+    """The BLAS thread counts a side's points ran with (0: not known)."""
+    return tuple(sorted(set(points.index.get_level_values("threads"))))
 
 
 def _folder(where) -> Path:
@@ -239,6 +245,7 @@ def format_comparison(table: pd.DataFrame, summary: dict, a, b) -> str:
         point=[
             f"{r.kind} {r.method} B={r.batch} n={r.features} k={r.classes} {r.dtype}"
             + (f" {r.data}" if r.data else "")
+            + (f", {threads_text(r.threads)}" if getattr(r, "threads", 0) else "")
             for r in table.itertuples()
         ],
         A=[si(t, "s") for t in table["median_a_s"]],
@@ -280,10 +287,10 @@ def format_comparison(table: pd.DataFrame, summary: dict, a, b) -> str:
             f"The machine probes are not compared: A's is of probe version {va}, B's of {vb} "
             "(softmax_core.measure.engine.PROBE_VERSION says what changed)."
         )
-    ta, tb = s.get("blas_threads", (None, None))
-    if ta is not None and tb is not None and ta != tb:
+    ta, tb = s.get("blas_threads", ((), ()))
+    if len(ta) == len(tb) == 1 and ta != tb and 0 not in ta + tb:
         lines.append(
-            f"A ran with {ta} BLAS thread(s), B with {tb}: "
+            f"A ran with {threads_text(ta[0])}, B with {threads_text(tb[0])}: "
             "the ratios include that change of setting."
         )
     return "\n".join(lines) + "\n"

@@ -192,10 +192,9 @@ class Grid:
     #: BLAS threads, an axis like the others: each point is measured at each count in turn
     #: (None: the pools as they are)
     threads: tuple[int | None, ...] = (None,)
-    #: seconds a point may take: the lecture's naive gradient at n = k = 1000 (about 1 s a
-    #: call, 9 calls, predicted 1.4 s a call when quiet and 2.3 s on a busy machine) fits;
-    #: most naive B = 256 points and the B = 1 epoch (2-3 s a call) do not, which keeps the
-    #: default sweep within 5 minutes on 2 cores
+    #: seconds a point may take: enough for the lecture's naive gradient at n = k = 1000
+    #: (its 9 calls), while the costliest naive points are skipped, so that the default
+    #: sweep takes minutes on 2 cores
     time_budget_s: float = 25.0
 
     def __post_init__(self):

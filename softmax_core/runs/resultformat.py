@@ -96,7 +96,6 @@ COLUMNS = (
     "others_cpu",
 )
 STATUSES = ("ok", "skipped", "error")
-#: Columns that hold numbers (empty where a point did not run).
 #: Columns that hold text.
 TEXT_COLUMNS = tuple("run_id timestamp backend device kind method dtype data status reason".split())
 #: Columns that hold numbers (empty where a point did not run); ``stable`` is a flag.
@@ -159,20 +158,26 @@ def read_results(path: str | os.PathLike) -> ResultFile:
         text = text[: text.rfind("\n") + 1]
         notes.append(f"{path}: a half-written last line was left out")
     reader = csv.DictReader(io.StringIO(text))
-    header = list(reader.fieldnames or [])
-    if header:
-        _check_known(path, header)
-    rows = list(reader)
+    try:
+        header = list(reader.fieldnames or [])
+        if header:
+            _check_known(path, header)
+        rows = list(reader)
+    except csv.Error as exc:  # a damaged file: an unclosed quote, a field past csv's limit
+        raise ValueError(
+            f"{path} is not readable as CSV ({exc}); fix: re-run the sweep into a new --out "
+            "folder, or delete the damaged lines"
+        ) from None
     version = _version(header)
     return ResultFile(path, header, rows, version, notes)
 
 
 def _version(header: list) -> int:
-    if header == list(COLUMNS):
-        return FORMAT_VERSION
-    if header == [c for c in COLUMNS if c != "threads"]:
-        return 2
-    return 1
+    """3 with the threads column, 2 with the interval columns, else 1; :func:`check_appendable`
+    asks for this version's exact columns."""
+    if "threads" in header:
+        return 3
+    return 2 if all(c in header for c in CI_COLUMNS) else 1
 
 
 def _check_known(path: Path, header: list) -> None:
@@ -197,7 +202,7 @@ def check_appendable(path: str | os.PathLike) -> None:
     """Raise :class:`SchemaError` unless ``path`` is empty or of this format version: rows are
     only ever appended to a file of the same columns."""
     found = read_results(path)
-    if found.header and found.version != FORMAT_VERSION:
+    if found.header and found.header != list(COLUMNS):
         missing = [c for c in COLUMNS if c not in found.header]
         what = f"missing {', '.join(missing)}" if missing else "columns in another order"
         raise SchemaError(
@@ -251,10 +256,12 @@ def read_environment(folder: str | os.PathLike, fix: str) -> dict:
     if not isinstance(data, dict):
         raise ValueError(f"{path} holds a {type(data).__name__}, not an object; fix: {fix}")
     version = data.get("format_version", 1)
-    if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ValueError(f"{path} has format_version {version!r}, not a result format; fix: {fix}")
+    if version > FORMAT_VERSION:
         raise ValueError(
-            f"{path} is of result format {version!r}, newer than this "
-            f"softmax-bench's {FORMAT_VERSION}; fix: upgrade softmax-bench"
+            f"{path} is of result format {version}, newer than this softmax-bench's "
+            f"{FORMAT_VERSION}; fix: upgrade softmax-bench"
         )
     return data
 

@@ -179,8 +179,9 @@ def run_sweep(
         if memory_budget is not None
         else default_memory_budget(backend)
     )
-    if resume and results.exists():
-        check_appendable(results)  # before anything is written or locked
+    if resume and results.exists():  # both read before anything is written or locked
+        check_appendable(results)
+        read_environment(out, "delete it to probe the machine again, or choose another --out")
     epoch_data = _epoch_data(grid, data_dir)
     out.mkdir(parents=True, exist_ok=True)
     log = log or sys.stderr
@@ -211,6 +212,10 @@ def _run_locked(
     if resume and results.exists():
         _check_same_rounds(results, rounds)  # before _rows_to_keep repairs anything
     kept, summary.damaged_rows = _rows_to_keep(results, log) if resume else ([], [])
+    if grid.threads == (None,) and kept:
+        # a resumed run keeps the thread counts it was measured with, unless told others
+        counts = tuple(sorted({c.threads for c, _ in kept if c.threads is not None}))
+        grid = dataclasses.replace(grid, threads=counts or (None,))
     for line, reason in summary.damaged_rows:
         print(
             f"{results}:{line}: damaged row dropped ({reason}); its point is measured again",
