@@ -210,3 +210,15 @@ def test_a_set_with_intervals_is_not_read_as_format_1_for_lack_of_a_later_column
     folder = write_set(tmp_path / "cpu", rows, columns=columns)
     assert read_results(folder / "results.csv").version == 2
     assert not any("predates" in n for n in load_results(folder).notes)
+
+
+def test_each_thread_set_says_its_own_blas_threads_and_no_row_is_lost(tmp_path):
+    from softmax_core.report.markdown import environment_section
+
+    rows = grid_rows(CPU, batches=(1, 32), classes=(10,), epochs=())
+    both = [{**r, "threads": t} for t in (1, 2) for r in rows] + [{**rows[0], "batch": 8}]
+    sets = load_results(write_set(tmp_path / "cpu", both))
+    assert sets.sets[-1] == "numpy-cpu (threads not recorded)"
+    assert len(sets.frame) == len(both)
+    text = environment_section(sets.environments)
+    assert "(1 thread)" in text and "(2 threads)" in text

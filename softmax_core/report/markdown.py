@@ -10,6 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..measure.stats import MAX_OTHERS_CPU
+from ..runs.cases import threads_text
 from .analysis import (
     WIDE_SLOPE,
     cpu_gpu_table,
@@ -165,9 +166,10 @@ def _blas(env: dict, backend: dict) -> str:
         p for p in env.get("blas") or [] if isinstance(p, dict) and p.get("user_api") == "blas"
     ]
     if pools:
+        threads = env.get("threads")  # a set of one thread count of the sweep's threads axis
         return "; ".join(
-            f"{p.get('internal_api')} {p.get('version')} ({p.get('num_threads')} "
-            f"thread{'' if p.get('num_threads') == 1 else 's'})"
+            f"{p.get('internal_api')} {p.get('version')} "
+            f"({threads_text(threads or p.get('num_threads'))})"
             for p in pools
         )
     return backend.get("blas") or NA

@@ -102,19 +102,24 @@ def load_results(dirs: str | os.PathLike | Iterable[str | os.PathLike]) -> Resul
             copy_gbps=_float(probe.get("copy_gbps")),
         )
         notes += [f"{label}: {n}" for n in set_notes]
-        for name, part in _by_threads(frame, label):
+        for name, threads, part in _by_threads(frame, label):
             frames.append(part.assign(set=name))
-            envs[name] = {**env, "folder": str(folder)}
+            envs[name] = {**env, "folder": str(folder), **({"threads": threads} if threads else {})}
     return ResultSets(derive(pd.concat(frames, ignore_index=True)), envs, notes)
 
 
 def _by_threads(frame: pd.DataFrame, label: str):
-    """``(set name, rows)``: one set per BLAS thread count where a folder holds several (the
-    sweep's threads axis), so every table and plot shows them side by side."""
+    """``(set name, thread count, rows)``: one set per BLAS thread count where a folder holds
+    several (the sweep's threads axis), so every table and plot shows them side by side; rows
+    that do not say their count make a set of their own."""
     counts = sorted(frame["threads"].dropna().unique())
     if len(counts) < 2:
-        return [(label, frame)]
-    return [(f"{label} ({threads_text(int(t))})", frame[frame["threads"] == t]) for t in counts]
+        return [(label, None, frame)]
+    sets = [
+        (f"{label} ({threads_text(int(t))})", int(t), frame[frame["threads"] == t]) for t in counts
+    ]
+    unknown = frame[frame["threads"].isna()]
+    return sets + ([(f"{label} (threads not recorded)", None, unknown)] if len(unknown) else [])
 
 
 def _read_folder(folder: Path) -> tuple[pd.DataFrame, list[str]]:
