@@ -38,6 +38,7 @@ from ..measure.engine import Measurement, measure, measure_side_by_side, probe_m
 from ..measure.environment import blas_summary
 from ..model.cost import ceiling_seconds, epoch_cost, format_bytes, gradient_cost
 from ..model.softmax import _ONE_HOT_CHUNK, grad_structured, sgd_epoch
+from ..units import si
 from .plain import lecture_epoch, numpy_epoch, numpy_grad
 
 #: The array operations of one SGD step of the structured method (model._sgd_step_structured).
@@ -492,13 +493,8 @@ def _why_not(name: str, primary: Backend, torch_why: str | None) -> str:
 # --------------------------------------------------------------------------- output
 
 
-def _t(s) -> str:
-    if s is None or not math.isfinite(s):
-        return "n/a"
-    unit, k = next(
-        ((u, k) for u, k in (("s", 1), ("ms", 1e-3), ("µs", 1e-6)) if abs(s) >= k), ("ns", 1e-9)
-    )
-    return f"{s / k:.3g} {unit}"
+def _t(seconds) -> str:
+    return si(seconds if seconds is not None else float("nan"), "s")
 
 
 def markdown(result: dict) -> str:
