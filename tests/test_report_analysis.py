@@ -249,3 +249,11 @@ def test_the_headline_leaves_out_what_was_not_measured(tmp_path):
     df = _frame(tmp_path, grid_rows(CPU, epochs=()))
     text = headline_section(df)
     assert "epochs" not in text and "structured gradient at" in text
+
+
+def test_the_headline_names_overhead_when_neither_ceiling_binds(tmp_path):
+    from softmax_core.report.markdown import headline_section
+
+    slow = Machine(efficiency=0.05)  # every point at 5% of the ceilings
+    df = _frame(tmp_path, grid_rows(slow, epochs=()), machine=slow)
+    assert "neither ceiling: per-call overhead" in headline_section(df)

@@ -6,7 +6,10 @@ from collections.abc import Callable
 
 from .base import Backend, BackendError, EventTimer, PeakCounter, import_library
 
-INSTALL_HINT = "pip install 'softmax-bench[gpu]' (or the cupy-cudaXX wheel matching your CUDA)"
+INSTALL_HINT = (
+    "pip install 'softmax-bench[gpu]' (in a clone: pip install -e '.[gpu]'), or the "
+    "cupy-cudaXX wheel matching your CUDA"
+)
 
 
 class CupyBackend(Backend):

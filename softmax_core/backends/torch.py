@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .base import Backend, BackendError, EventTimer, import_library
 
-INSTALL_HINT = "pip install 'softmax-bench[torch]'"
+INSTALL_HINT = "pip install 'softmax-bench[torch]' (in a clone: pip install -e '.[torch]')"
 
 
 class TorchBackend(Backend):

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..backends.base import BackendError
 
-DASK_INSTALL_HINT = "pip install 'softmax-bench[dask]'"
+DASK_INSTALL_HINT = "pip install 'softmax-bench[dask]' (in a clone: pip install -e '.[dask]')"
 ENV_SCHEDULER, ENV_WORKERS, ENV_CHUNK_ROWS = (
     "SOFTMAX_DASK_SCHEDULER",
     "SOFTMAX_DASK_WORKERS",

@@ -54,6 +54,10 @@ def _status(r) -> str:
     return r["status"] if r["status"] == "ok" or not reason else f"{r['status']}: {reason}"
 
 
+#: A call reaching less than this share (%) of both ceilings is bound by neither.
+BOUND_SHARE = 50
+
+
 def headline_section(df: pd.DataFrame) -> str:
     """A few plain sentences per set of what this hardware does: the structured and the naive
     gradient at the lecture's (or the largest) size, the best batch of whole epochs, and
@@ -119,11 +123,21 @@ def _bound_sentence(g: pd.DataFrame) -> str:
     r = s.sort_values(["batch", "classes", "features"]).iloc[-1]  # the largest call measured
     flops = 100 * r["gflops"] / r["gemm_gflops"]
     traffic = 100 * r["gbytes_per_s"] / r["copy_gbps"]
-    which = "arithmetic (GEMM rate)" if flops >= traffic else "memory traffic (copy bandwidth)"
+    if max(flops, traffic) < BOUND_SHARE:
+        which = "neither ceiling: per-call overhead (Python, dispatch, small kernels) dominates"
+    elif flops >= traffic:
+        which = "arithmetic (GEMM rate)"
+    else:
+        which = "memory traffic (copy bandwidth)"
+    low_probe = (
+        " (over 100%: the probe read low, the machine was busier while it was probed)"
+        if max(flops, traffic) > 100
+        else ""
+    )
     return (
         f"At B = {int(r['batch'])} (n = {int(r['features'])}, k = {int(r['classes'])}) the "
         f"structured gradient reaches {number(flops, '.0f')}% of the probed GEMM rate and "
-        f"{number(traffic, '.0f')}% of the copy bandwidth: its time goes to {which}."
+        f"{number(traffic, '.0f')}% of the copy bandwidth{low_probe}: its time goes to {which}."
     )
 
 
