@@ -262,3 +262,21 @@ def test_a_list_with_an_empty_item_is_refused_in_one_line(argv, cli_run):
 def test_the_renamed_commands_stay_out_of_the_help(cli_run):
     code, out, err = cli_run("--help")
     assert code == 0 and "train" in out and "suite" not in out and "overhead" not in out
+
+
+def test_a_memory_budget_past_any_machine_is_one_line_naming_the_ram(cli_run, tmp_path):
+    code, out, err = cli_run("sweep", "--memory-budget", "1e30", "--out", tmp_path / "s")
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "exceeds the" in err and "fix:" in err and not (tmp_path / "s").exists()
+
+
+def test_resume_of_a_folder_without_results_is_refused_in_one_line(cli_run, tmp_path):
+    (tmp_path / "typo").mkdir()
+    code, out, err = cli_run("sweep", "--resume", "--out", tmp_path / "typo")
+    assert code == 1 and "nothing to resume" in err and "fix:" in err
+    assert list((tmp_path / "typo").iterdir()) == []
+
+
+def test_train_refuses_a_metrics_folder_before_it_trains(cli_run, tmp_path):
+    code, out, err = cli_run("train", "--metrics-out", tmp_path, "--data-dir", tmp_path / "none")
+    assert code == 1 and "is a folder" in err and "epoch" not in out

@@ -26,6 +26,11 @@ def _cmd_train(args) -> int:
     from ..measure.engine import Measurement, time_once
     from ..measure.session import MeasurementSession
 
+    if args.metrics_out is not None and args.metrics_out.is_dir():
+        raise ValueError(
+            f"--metrics-out {args.metrics_out} is a folder; fix: give a file name, e.g. "
+            f"{args.metrics_out / 'epochs.csv'}"
+        )
     backend = get_backend(args.device, args.backend)
     data = load_mnist(args.data_dir)
     arrays = [

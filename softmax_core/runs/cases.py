@@ -331,13 +331,20 @@ def default_memory_budget(backend: Backend) -> int:
     return int(MEMORY_FRACTION[backend.device_kind] * backend.free_memory_bytes())
 
 
+def _finite(x) -> bool:
+    try:
+        return math.isfinite(float(x))
+    except OverflowError:  # an integer past any float
+        return False
+
+
 def check_memory_budget(budget: float, backend: Backend) -> int:
     """``budget`` as whole bytes, refused when it is not a positive finite number or
     exceeds what the device can allocate now (a point planned past that is OOM-killed)."""
     if (
         isinstance(budget, bool)
         or not isinstance(budget, (int, float, np.integer, np.floating))
-        or not np.isfinite(budget)
+        or not _finite(budget)
         or budget <= 0
     ):
         raise ValueError(f"memory budget must be a positive finite number of bytes, got {budget!r}")

@@ -179,6 +179,12 @@ def run_sweep(
         if memory_budget is not None
         else default_memory_budget(backend)
     )
+    if resume and not any((out / name).exists() for name in ("results.csv", ".lock")):
+        # no sweep ever started here (one killed before its first row leaves its lock file)
+        raise ValueError(
+            f"nothing to resume in {out}: no sweep ran there; fix: pass the --out folder "
+            "of the sweep to continue, or run without --resume"
+        )
     if resume and results.exists():  # both read before anything is written or locked
         check_appendable(results)
         read_environment(out, "delete it to probe the machine again, or choose another --out")
