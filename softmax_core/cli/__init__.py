@@ -22,8 +22,7 @@ from .parser import build_parser
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        threads = getattr(args, "threads", None)  # the sweep's is an axis of its grid
-        with thread_limit(None if isinstance(threads, list) else threads):
+        with thread_limit(getattr(args, "threads", None)):
             code = COMMANDS[args.command](args)
         sys.stdout.flush()
         return code

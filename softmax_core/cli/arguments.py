@@ -149,6 +149,8 @@ def add_backend_args(p: argparse.ArgumentParser, threads_axis: bool = False) -> 
     if threads_axis:
         p.add_argument(
             "--threads",
+            dest="thread_axis",  # an axis of the grid, not a limit on the command
+            metavar="THREADS",
             type=thread_counts,
             help="BLAS threads, an axis of the grid: e.g. 1,2 measures each point at 1 and at 2 "
             "threads, side by side, each at most the cores (default: the BLAS's own choice, "

@@ -120,7 +120,7 @@ def _cmd_sweep(args) -> int:
     from ..runs.sweep import run_sweep
 
     backend = get_backend(args.device, args.backend)
-    if args.threads and backend.name == "dask":
+    if args.thread_axis and backend.name == "dask":
         raise ValueError(
             "--threads sets this process's BLAS threads, and Dask computes in its workers; "
             "fix: leave --threads out (SOFTMAX_DASK_WORKERS sets the workers)"
@@ -133,7 +133,7 @@ def _cmd_sweep(args) -> int:
         dtype=args.dtype,
         epochs_on=args.epochs_on,
         time_budget_s=args.time_budget,
-        threads=tuple(args.threads or (None,)),
+        threads=tuple(args.thread_axis or (None,)),
     )
     out = _sweep_folder(args.out, args.resume, backend.label)
     run_sweep(

@@ -69,9 +69,10 @@ def load_ok_points(folder: str | Path) -> pd.DataFrame:
         df[c] = pd.to_numeric(df[c], errors="coerce")
     df["data"] = df["data"].fillna("")
     df["stable"] = df["stable"].map(parse_stable)
-    # format 2 records the BLAS threads in environment.json only
     recorded = pd.to_numeric(df["threads"], errors="coerce")
-    df["threads"] = recorded.fillna(_blas_threads(_environment(path)) or 0).astype(int)
+    if found.version < 3:  # format 2 records the BLAS threads in environment.json only
+        recorded = recorded.fillna(_blas_threads(_environment(path)) or 0)
+    df["threads"] = recorded.fillna(0).astype(int)
     return df.drop_duplicates(list(KEY_COLUMNS), keep="last").set_index(list(KEY_COLUMNS))
 
 
