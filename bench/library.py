@@ -19,11 +19,14 @@ try:
         EPOCH_FEATURES,
         EPOCH_SAMPLES,
         Case,
-        Guard,
-        default_memory_budget,
         synthetic_data,
     )
     from softmax_core.runs.sweep import POINT_TIME_SHARE
+
+    try:
+        from softmax_core.runs.guard import Guard, default_memory_budget
+    except ImportError:  # the guard beside the cases
+        from softmax_core.runs.cases import Guard, default_memory_budget
 
     def set_threads(threads: int | None) -> None:
         """Limit the BLAS and OpenMP pools to ``threads``: asv runs each point in a process

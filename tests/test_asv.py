@@ -29,7 +29,8 @@ import numpy as np
 import pytest
 
 from softmax_core import BackendError, get_backend
-from softmax_core.runs.cases import DEFAULT_GRID, MIN_SAMPLES, Case
+from softmax_core.runs.cases import DEFAULT_GRID, Case
+from softmax_core.runs.guard import MIN_SAMPLES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MACHINE = "softmax-bench-test"
@@ -127,7 +128,7 @@ def test_default_suite_is_the_grid_under_the_time_limit(bench):
     assert full == {c.key for c in DEFAULT_GRID.cases() if c.kind == "gradient"}
     structured = {k for k in full if k[1] == "structured"}
     assert structured <= default  # the structured gradient over the whole grid
-    g = lambda m, b, n, k: ("gradient", m, b, n, k, "float32", "", None)  # noqa: E731
+    g = lambda m, b, n, k: Case("gradient", m, b, n, k).key  # noqa: E731
     for method in ("naive", "naive_batched"):
         assert {g(method, b, n, 10) for b in DEFAULT_GRID.batches for n in (784, 1000)} <= default
         assert g(method, 8, 1000, 100) in default

@@ -8,6 +8,7 @@ the test of the one-line error that says how to install it.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sys
@@ -204,6 +205,34 @@ def test_a_measured_call_is_computed(dask_b, problem):
     timer.stop()
     assert all(s.done() for s in dask_b.client.futures.values())
     del fut
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        dict(kind="gradient", method="structured", batch=500),
+        dict(kind="gradient", method="structured", batch=500, data="stream", chunk_rows=CHUNK),
+        dict(kind="epoch", method="structured", batch=100, data="synthetic", samples=300),
+    ],
+    ids=["gradient", "stream", "epoch"],
+)
+def test_a_sweep_point_on_dask_times_the_computation_not_the_graph(dask_b, case):
+    import dask
+
+    from softmax_core.runs.cases import Case
+
+    point = Case(features=8, classes=3, **case)
+    for chunked in (point, dataclasses.replace(point, workers=2, chunk_rows=CHUNK)):
+        if chunked.data == "stream" and chunked is point:
+            chunked = dataclasses.replace(point, workers=2)
+        fn, args = chunked.prepare(dask_b)
+        out = fn(*args)
+        assert not dask.is_dask_collection(out) or len(out.__dask_graph__()) == 1  # computed
+        numpy_fn, numpy_args = chunked.prepare(get_backend("cpu", "numpy"))
+        if chunked.chunk_rows:  # the same rows in NumPy: the same result
+            np.testing.assert_allclose(
+                dask_b.to_numpy(out), numpy_fn(*numpy_args), rtol=1e-4, atol=1e-6
+            )
 
 
 def test_peak_memory_per_worker(dask_b, problem):

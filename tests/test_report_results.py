@@ -206,7 +206,7 @@ def test_a_set_with_intervals_is_not_read_as_format_1_for_lack_of_a_later_column
     from softmax_core.runs.resultformat import COLUMNS, read_results
 
     rows = grid_rows(CPU, batches=(1,), classes=(10,), epochs=())
-    columns = [c for c in COLUMNS if c not in ("threads", "others_cpu")]
+    columns = [c for c in COLUMNS if c not in ("threads", "workers", "chunk_rows", "others_cpu")]
     folder = write_set(tmp_path / "cpu", rows, columns=columns)
     assert read_results(folder / "results.csv").version == 2
     assert not any("predates" in n for n in load_results(folder).notes)

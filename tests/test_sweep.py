@@ -21,11 +21,10 @@ import pytest
 from softmax_core import get_backend
 from softmax_core.measure.timemodel import TimeModel
 from softmax_core.runs import resultformat
-from softmax_core.runs.cases import (
+from softmax_core.runs.cases import Case, Grid
+from softmax_core.runs.guard import (
     CALLS_PER_POINT,
     DEFAULT_ROUNDS,
-    Case,
-    Grid,
     Guard,
     default_memory_budget,
     samples_per_round,
@@ -114,7 +113,7 @@ def model(gemm=1e9, copy=1e9, **kw):
 def test_sweep_writes_one_row_per_point_and_environment(tmp_path, cpu, sweep, fake_measuring):
     out = sweep(TINY, tmp_path / "s")
     rows = read_results(out / "results.csv")
-    assert sorted(keys(rows)) == sorted(c.key[:-1] for c in TINY.cases())
+    assert sorted(keys(rows)) == sorted(c.key[:7] for c in TINY.cases())
     assert list(rows[0]) == list(COLUMNS)
     assert {r["status"] for r in rows} == {"ok"}
     for r in rows:
@@ -142,7 +141,7 @@ def test_a_real_sweep_measures_and_probes_every_point(tmp_path, cpu):
     grid = one_point(methods=("structured", "naive"))
     out = run_sweep(grid, cpu, tmp_path / "s", memory_budget=GB, progress=False)
     rows = read_results(out / "results.csv")
-    assert sorted(keys(rows)) == sorted(c.key[:-1] for c in grid.cases())
+    assert sorted(keys(rows)) == sorted(c.key[:7] for c in grid.cases())
     for r in rows:
         assert r["status"] == "ok" and r["rounds"] == str(DEFAULT_ROUNDS)
         assert float(r["time_ci_low_s"]) <= float(r["time_median_s"]) <= float(r["time_ci_high_s"])
@@ -203,7 +202,7 @@ def test_time_model_fits_overhead_plus_work():
     cases = [Case("gradient", "structured", b, 100, 10) for b in (1, 8, 64, 512)]
     for c in cases:  # t = 50 µs + 3 x roofline, exactly
         m.record(c, 5e-5 + 3 * m.roofline_s(c))
-    a, b = m.params("gradient", "structured")
+    a, b = m.params("gradient/structured")
     assert a == pytest.approx(5e-5, rel=1e-6) and b == pytest.approx(3, rel=1e-6)
     probe = Case("gradient", "structured", 4096, 100, 10)
     assert m.predict(probe) == pytest.approx(5e-5 + 3 * m.roofline_s(probe), rel=1e-6)
@@ -251,7 +250,7 @@ def test_resume_drops_a_half_written_line(tmp_path, sweep):
     path.write_text("".join(lines[:-3]) + lines[-3][:25])
     sweep(TINY, tmp_path, resume=True)
     rows = read_results(path)
-    assert Counter(keys(rows)) == Counter(c.key[:-1] for c in TINY.cases())
+    assert Counter(keys(rows)) == Counter(c.key[:7] for c in TINY.cases())
     assert path.read_text().count("\n") == len(TINY.cases()) + 1
 
 
@@ -370,7 +369,7 @@ def test_resume_reports_damaged_rows_and_measures_them_again(tmp_path, sweep):
     sweep(PAIR, tmp_path, resume=True, log=log)
     assert "results.csv:3: damaged row dropped" in log.getvalue()
     ok = [r for r in read_results(path) if r["status"] == "ok"]
-    assert Counter(keys(ok)) == Counter(c.key[:-1] for c in PAIR.cases())
+    assert Counter(keys(ok)) == Counter(c.key[:7] for c in PAIR.cases())
 
 
 def test_a_second_sweep_on_the_same_folder_is_refused_while_the_first_runs(tmp_path, sweep):
@@ -665,7 +664,7 @@ def test_cli_refuses_threads_beyond_the_cores_and_too_many_rounds(tmp_path, cli,
 
 
 def test_calls_a_point_makes_with_rounds():
-    from softmax_core.runs.cases import calls_per_point, samples_per_round
+    from softmax_core.runs.guard import calls_per_point, samples_per_round
 
     assert calls_per_point(1) == CALLS_PER_POINT == 1 + 1 + 5 + 1  # cold, warm-up, 5 samples, peak
     assert samples_per_round(3) == 2 and calls_per_point(3) == 1 + 3 + 6 + 1
@@ -677,7 +676,8 @@ def test_the_default_sweep_keeps_the_lectures_naive_point_at_n_k_1000():
     BLAS thread; the time model predicted 1.4 s a call there when quiet and 2.33 s while other
     jobs loaded it, when a 20 s budget skipped it) must fit the default time budget with the
     default rounds, with room for a busy machine."""
-    from softmax_core.runs.cases import DEFAULT_GRID, DEFAULT_ROUNDS, LONG_CALL_S, calls_per_point
+    from softmax_core.runs.cases import DEFAULT_GRID
+    from softmax_core.runs.guard import DEFAULT_ROUNDS, LONG_CALL_S, calls_per_point
 
     per_call = 2.5
     assert per_call >= LONG_CALL_S

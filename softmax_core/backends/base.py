@@ -75,6 +75,12 @@ class Backend:
     def synchronize(self) -> None:
         """Block until all queued device work is done (nothing to wait for on the CPU)."""
 
+    def complete(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn`` as a call that does its work before it returns: what is timed.  Eager
+        libraries do (their queued device work is waited for by the timer); a lazy one
+        (Dask) computes the result it would otherwise only describe."""
+        return fn
+
     def asarray(self, a: Any, dtype: Any = None, *, copy: bool | None = None) -> Any:
         """A NumPy array (or scalar list) on this backend and device.
 

@@ -29,6 +29,7 @@ from ..dask.cluster import (
     ENV_SCHEDULER,
     ENV_WORKERS,
     DaskSession,
+    computed,
     import_dask,
     positive_env,
     shared_session,
@@ -54,6 +55,23 @@ class DaskBackend(Backend):
 
     def synchronize(self) -> None:
         wait_in_flight(self.client)
+
+    def complete(self, fn):
+        """``fn`` computed on this backend's cluster (:func:`~softmax_core.dask.cluster.computed`):
+        a Dask call returns a graph until something computes it."""
+        return computed(fn, self.client)
+
+    def sgd_epoch(self, X, y, theta, lr, batch, grad=None, *, check=True):
+        """The model's epoch computed a few steps at a time on this cluster
+        (:func:`softmax_core.dask.epoch.sgd_epoch`: one graph of a whole epoch is quadratic)."""
+        from ..dask.epoch import sgd_epoch
+
+        return sgd_epoch(X, y, theta, lr, batch, grad, check=check, client=self.client)
+
+    @property
+    def workers(self) -> int:
+        """Worker processes of the cluster."""
+        return len(self.session.workers())
 
     def to_numpy(self, a: Any) -> np.ndarray:
         import dask

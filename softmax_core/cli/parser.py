@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Measure every point of the grid (guarded by memory and time budgets) "
         "and write results.csv, environment.json and the report.",
     )
-    from ..runs.cases import DEFAULT_GRID, DEFAULT_ROUNDS, METHODS
+    from ..runs.cases import DEFAULT_GRID, METHODS
+    from ..runs.guard import DEFAULT_ROUNDS
     from ..runs.sweep import MAX_ROUNDS
 
     p.add_argument(

@@ -2,7 +2,8 @@
 
     t = a + b · roofline,    roofline = max(FLOPs / GEMM rate, traffic / copy bandwidth)
 
-one (a, b) per kind and method: ``a`` is the fixed cost of a call (Python,
+one (a, b) per family of points (a case's ``family``: kind and method, and whether its rows
+stream or it runs on Dask workers): ``a`` is the fixed cost of a call (Python,
 dispatch, kernel launches: what dominates small calls and GPU loops), ``b`` how
 many times slower than the machine's ceilings the work itself runs.  The
 rates come from the machine probe, FLOPs and traffic from the cost model.
@@ -23,21 +24,21 @@ from dataclasses import dataclass, field
 
 from ..model.cost import roofline_seconds
 
-#: Slowdown over the roofline assumed before a (kind, method) is measured.
+#: Slowdown over the roofline assumed before a family is measured.
 DEFAULT_SLOWDOWN = 6.0
-#: Fixed cost per call assumed before a (kind, method) is measured, seconds.
+#: Fixed cost per call assumed before a family is measured, seconds.
 DEFAULT_OVERHEAD_S = {"cpu": 2e-5, "gpu": 5e-5}
 
 
 @dataclass
 class TimeModel:
-    """Fitted t = a + b·roofline per (kind, method); see the module's docstring."""
+    """Fitted t = a + b·roofline per family; see the module's docstring."""
 
     gemm_flops_per_s: float
     copy_bytes_per_s: float
     device_kind: str = "cpu"
     default_slowdown: float = DEFAULT_SLOWDOWN
-    _points: dict = field(default_factory=dict)  # (kind, method) -> [(roofline, seconds)]
+    _points: dict = field(default_factory=dict)  # family -> [(roofline, seconds)]
 
     def __post_init__(self):
         for name in ("gemm_flops_per_s", "copy_bytes_per_s", "default_slowdown"):
@@ -52,9 +53,9 @@ class TimeModel:
             roofline_seconds(c.flops, c.traffic_bytes, self.gemm_flops_per_s, self.copy_bytes_per_s)
         )
 
-    def params(self, kind: str, method: str) -> tuple[float, float]:
-        """(a seconds, b) for a kind and method: fitted, or the defaults."""
-        pts = self._points.get((kind, method), [])
+    def params(self, family: str) -> tuple[float, float]:
+        """(a seconds, b) for a family of points: fitted, or the defaults."""
+        pts = self._points.get(family, [])
         a0 = DEFAULT_OVERHEAD_S.get(self.device_kind, 2e-5)
         if not pts:
             return a0, self.default_slowdown
@@ -66,9 +67,9 @@ class TimeModel:
 
     def predict(self, case) -> float:
         """Predicted seconds for one call of ``case``."""
-        a, b = self.params(case.kind, case.method)
+        a, b = self.params(case.family)
         r = self.roofline_s(case)
-        pts = self._points.get((case.kind, case.method), [])
+        pts = self._points.get(case.family, [])
         if pts:
             r_max, t_max = max(pts)
             if r > r_max:  # extrapolating: no faster than the largest point measured
@@ -79,9 +80,7 @@ class TimeModel:
         """Learn from a measured median of ``case``."""
         if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
             return
-        self._points.setdefault((case.kind, case.method), []).append(
-            (self.roofline_s(case), float(seconds))
-        )
+        self._points.setdefault(case.family, []).append((self.roofline_s(case), float(seconds)))
 
     def to_dict(self) -> dict:
         """The fitted parameters, for environment.json and the report."""
@@ -94,9 +93,9 @@ class TimeModel:
                 "b": self.default_slowdown,
             },
             "fitted": {
-                f"{k}/{m}": {"a_s": a, "b": b, "points": len(self._points[(k, m)])}
-                for (k, m) in sorted(self._points)
-                for a, b in [self.params(k, m)]
+                f: {"a_s": a, "b": b, "points": len(self._points[f])}
+                for f in sorted(self._points)
+                for a, b in [self.params(f)]
             },
         }
 

@@ -63,11 +63,11 @@ def load_ok_points(folder: str | Path) -> pd.DataFrame:
             f"{path} holds no measured (ok) points; fix: run or resume the sweep first"
         )
     df = pd.DataFrame(rows, columns=list(COLUMNS))
-    for c in ("batch", "features", "classes"):
-        df[c] = df[c].astype(float).astype(int)
+    cases = [row_case(r) for r in rows]
+    for c in ("batch", "features", "classes", "samples", "workers", "chunk_rows", "data"):
+        df[c] = [getattr(case, c) for case in cases]
     for c in ("time_median_s", "time_ci_low_s", "time_ci_high_s"):
         df[c] = pd.to_numeric(df[c], errors="coerce")
-    df["data"] = df["data"].fillna("")
     df["stable"] = df["stable"].map(parse_stable)
     recorded = pd.to_numeric(df["threads"], errors="coerce")
     if found.version < 3:  # format 2 records the BLAS threads in environment.json only

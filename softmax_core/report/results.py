@@ -178,8 +178,11 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     for col in TEXT_COLUMNS:
         frame[col] = frame[col].astype(object).where(frame[col].notna(), "").astype(str)
     frame["dtype"] = frame["dtype"].replace("", "float32")
-    # the case's own data source: an old epoch row without one ran on synthetic data
-    frame["data"] = [row_case(r).data for r in frame.to_dict("records")]
+    # the case's own key: an old epoch row without a data source ran on synthetic data, an
+    # old row without workers or chunks in this process on X whole
+    cases = [row_case(r) for r in frame.to_dict("records")]
+    for col in ("data", "samples", "workers", "chunk_rows"):
+        frame[col] = [getattr(c, col) for c in cases]
     raw = frame["stable"]
     frame["stability"] = np.where(
         raw.isna() | (raw.astype(str).str.strip() == ""),

@@ -1,16 +1,14 @@
-"""The benchmark cases, defined once for the CLI sweep and the asv suite.
+"""The benchmark cases, defined once for the CLI sweep, ``scale`` and the asv suite.
 
-A :class:`Case` is one measurable call (a gradient of one batch, or a whole
-SGD epoch) with its sizes; a :class:`Grid` expands into cases; a
-:class:`Guard` decides, before a case runs, whether it fits the memory and
-time budgets, so that nothing is ever OOM-killed or runs for hours.
+A :class:`Case` is one measurable call (a gradient of one batch, or a whole SGD epoch)
+with its sizes and where it runs (BLAS threads, Dask workers, chunks); a :class:`Grid`
+expands into cases.  Whether a case may run is :mod:`softmax_core.runs.guard`'s call.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,23 +17,34 @@ import numpy as np
 
 from ..backends import Backend
 from ..data import make_synthetic
-from ..measure.timemodel import TimeModel
-from ..model.cost import METHODS, Cost, epoch_cost, format_bytes, gradient_cost, itemsize
+from ..model.cost import METHODS, Cost, epoch_cost, gradient_cost, itemsize
 from ..model.softmax import get_gradient, sgd_epoch
 
 KINDS = ("gradient", "epoch")
-#: Where a point's inputs come from: gradients always use synthetic data of their shape.
-DATA_SOURCES = {"gradient": ("",), "epoch": ("synthetic", "mnist")}
+#: Where a point's inputs come from.  A gradient's X is in memory (``""``) or, for a chunked
+#: point, ``stream``: made chunk by chunk inside the call, never whole (the larger-than-memory
+#: case; the time includes making the rows).  An epoch runs on ``synthetic`` data or ``mnist``.
+DATA_SOURCES = {"gradient": ("", "stream"), "epoch": ("synthetic", "mnist")}
 #: MNIST's shape, used for the whole-epoch points.
 EPOCH_SAMPLES, EPOCH_FEATURES, EPOCH_CLASSES = 60_000, 784, 10
-#: Fraction of free memory a point may plan to use (the rest: inputs, fragmentation, the OS).
-MEMORY_FRACTION = {"cpu": 0.5, "gpu": 0.8}
+#: The SGD step size of the epoch points.
+EPOCH_LR = 0.1
+
+
+def _whole(value, least: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+        raise ValueError(f"{name} must be a whole number >= {least}, got {value!r}")
+    return int(value)
 
 
 @dataclass(frozen=True)
 class Case:
-    """One point: ``kind`` (gradient or epoch), ``method``, batch B, n features, k classes,
-    and the BLAS threads it runs with (``threads``; None: the pools as they are)."""
+    """One point: ``kind`` (gradient or epoch), ``method``, batch B, n features, k classes;
+    ``samples`` examples a call (B for a gradient, the epoch's m rows for an epoch); the BLAS
+    threads it runs with (``threads``; None: the pools as they are); the Dask worker processes
+    it runs on (``workers``; 0: in this process); and ``chunk_rows`` (0: X whole; else X is
+    made and held in chunks of that many rows, the same rows for NumPy and Dask, see
+    :mod:`softmax_core.dask.chunked`)."""
 
     kind: str
     method: str
@@ -43,9 +52,11 @@ class Case:
     features: int
     classes: int
     dtype: str = "float32"
-    data: str = ""  # an epoch's data source: synthetic or mnist; empty for a gradient
-    samples: int = 0  # examples per call: B for a gradient, m for an epoch
+    data: str = ""
+    samples: int = 0
     threads: int | None = None
+    workers: int = 0
+    chunk_rows: int = 0
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -59,40 +70,44 @@ class Case:
                 f"a {self.kind} point's data must be one of "
                 f"{', '.join(map(repr, DATA_SOURCES[self.kind]))}, got {self.data!r}"
             )
-        if self.threads is not None and (
-            isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1
-        ):
-            raise ValueError(f"threads must be a positive whole number, got {self.threads!r}")
-        if self.samples == 0:
-            object.__setattr__(
-                self, "samples", self.batch if self.kind == "gradient" else EPOCH_SAMPLES
+        if self.threads is not None:
+            _whole(self.threads, 1, "threads")
+        _whole(self.workers, 0, "workers")
+        _whole(self.chunk_rows, 0, "chunk_rows")
+        if self.data == "stream" and not (self.chunk_rows and self.method == "structured"):
+            raise ValueError(
+                "a stream point is a structured gradient made in chunks: give it chunk_rows"
             )
+        if self.kind == "gradient" or self.data == "mnist" or not self.samples:
+            default = self.batch if self.kind == "gradient" else EPOCH_SAMPLES
+            object.__setattr__(self, "samples", default)
 
     @classmethod
     def from_row(cls, row) -> Case | None:
         """The case of a results row (CSV text or numbers), or None if the row is damaged
-        (sizes that are not positive whole numbers, an unknown kind, method or dtype)."""
+        (sizes that are not positive whole numbers, an unknown kind, method or dtype).
+        Columns an older format lacks take their defaults."""
         try:
-            sizes = [float(row[c]) for c in ("batch", "features", "classes")]
-            if not all(s.is_integer() and s >= 1 for s in sizes):
+            sizes = [_number(row[c]) for c in ("batch", "features", "classes")]
+            if not all(s is not None and s >= 1 for s in sizes):
                 return None
             data = row.get("data")
             data = "" if data is None or data != data else str(data)  # NaN when read by pandas
-            threads = row.get("threads")
-            if threads is None or threads != threads or str(threads).strip() == "":
-                threads = None  # format 2 and older: not recorded
-            else:
-                threads = float(threads)
-                if not threads.is_integer() or threads < 1:
-                    return None
-                threads = int(threads)
+            extra = {
+                c: _number(row.get(c)) for c in ("samples", "threads", "workers", "chunk_rows")
+            }
+            if any(v is False for v in extra.values()):
+                return None
             return cls(
                 str(row["kind"]),
                 str(row["method"]),
-                *(int(s) for s in sizes),
+                *sizes,
                 str(row["dtype"] or "float32"),
                 data,
-                threads=threads,
+                samples=extra["samples"] or 0,
+                threads=extra["threads"],
+                workers=extra["workers"] or 0,
+                chunk_rows=extra["chunk_rows"] or 0,
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -100,15 +115,16 @@ class Case:
     @property
     def key(self) -> tuple:
         """Identity of the point, for resuming a sweep."""
-        return (
-            self.kind,
-            self.method,
-            self.batch,
-            self.features,
-            self.classes,
-            self.dtype,
-            self.data,
-            self.threads,
+        return tuple(getattr(self, f.name) for f in dataclasses.fields(self))
+
+    @property
+    def family(self) -> str:
+        """Points whose time scales alike with their roofline (one fit of the time model):
+        ``kind/method``, with ``/stream`` and ``/dask`` where they apply."""
+        return "/".join(
+            [self.kind, self.method]
+            + ["stream"] * (self.data == "stream")
+            + ["dask"] * (self.workers > 0)
         )
 
     @property
@@ -121,18 +137,33 @@ class Case:
 
     @property
     def input_bytes(self) -> int:
-        """Bytes of X, y and theta, allocated before the measured call."""
+        """Bytes of X, y and theta in this process before the measured call: none of X for a
+        stream (made a chunk at a time, counted as two chunks) or for Dask workers."""
         s = itemsize(self.dtype)
-        return s * (self.samples * self.features + self.features * self.classes) + 8 * self.samples
+        rows = 2 * min(self.chunk_rows, self.samples) if self.data == "stream" else self.samples
+        rows = 0 if self.workers else rows
+        return s * (rows * self.features + self.features * self.classes) + 8 * rows
+
+    @property
+    def worker_bytes(self) -> int:
+        """Bytes of X and y held in the Dask workers' memory (none for a stream)."""
+        if not self.workers or self.data == "stream":
+            return 0
+        return self.samples * (itemsize(self.dtype) * self.features + 8)
 
     def label(self) -> str:
         data = f" on {self.data}" if self.data else ""
-        threads = (
-            "" if self.threads is None else f", {self.threads} thread" + "s" * (self.threads > 1)
-        )
+        rows = f" m={self.samples}" if self.kind == "epoch" and self.data != "mnist" else ""
+        where = ""
+        if self.threads is not None:
+            where += f", {threads_text(self.threads)}"
+        if self.workers:
+            where += f", {self.workers} Dask worker" + "s" * (self.workers > 1)
+        if self.chunk_rows:
+            where += f", chunks of {self.chunk_rows} rows"
         return (
             f"{self.kind} {self.method} B={self.batch} n={self.features} "
-            f"k={self.classes} {self.dtype}{data}{threads}"
+            f"k={self.classes} {self.dtype}{data}{rows}{where}"
         )
 
     def prepare(
@@ -145,25 +176,79 @@ class Case:
         fresh, written copy on the device (no lazily mapped zero pages, no
         buffer shared with a cache), and θ holds small random values (seed 0).
         Inputs are checked here once, so the measured call skips the value checks.
+        The call does its work before it returns (:meth:`Backend.complete`).
         """
         if self.data == "mnist" and data is None:
             raise ValueError(f"{self.label()} needs the MNIST arrays: pass data=(X, y)")
-        X, y = (
-            data if data is not None else synthetic_data(self.samples, self.features, self.classes)
-        )
-        Xb = backend.asarray(X, self.dtype, copy=True)
-        yb = backend.asarray(y, copy=True)
         theta0 = 0.01 * np.random.default_rng(0).standard_normal((self.features, self.classes))
         theta = backend.asarray(theta0, self.dtype, copy=True)
         grad = get_gradient(self.method)
-        grad(Xb[:1, :], yb[:1], theta)  # validate dtypes and shapes once, at the boundary
+        if self.data == "stream":
+            return _stream(self, backend, theta)
+        X, y = _inputs(self, backend, data)
+        grad(X[:1, :], y[:1], theta)  # validate dtypes and shapes once, at the boundary
         if self.kind == "gradient":
-            return functools.partial(grad, check=False), (Xb, yb, theta)
-        return functools.partial(sgd_epoch, lr=0.1, batch=self.batch, grad=grad, check=False), (
-            Xb,
-            yb,
-            theta,
+            fn = functools.partial(grad, check=False)
+        else:
+            epoch = getattr(backend, "sgd_epoch", sgd_epoch)
+            fn = functools.partial(epoch, lr=EPOCH_LR, batch=self.batch, grad=grad, check=False)
+        return backend.complete(fn), (X, y, theta)
+
+
+def _number(value):
+    """A whole number from a cell; None where empty; False where not a whole number."""
+    if value is None or value != value or str(value).strip() == "":
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return False
+    return int(number) if number.is_integer() and number >= 0 else False
+
+
+def _inputs(case: Case, backend: Backend, data):
+    """X and y of ``case`` on ``backend``: MNIST or synthetic, whole or in chunks."""
+    if data is not None or not case.chunk_rows:
+        X, y = (
+            data if data is not None else synthetic_data(case.samples, case.features, case.classes)
         )
+        return backend.asarray(X, case.dtype, copy=True), backend.asarray(y, copy=True)
+    from ..dask import chunked
+
+    shape = (case.samples, case.features, case.classes)
+    if backend.name == "dask":  # made in the workers, held there (persisted) before timing
+        from distributed import wait
+
+        X, y = chunked.synthetic_dask(*shape, 0, case.chunk_rows, case.dtype)
+        X, y = backend.client.persist([X, y])
+        wait([X, y])
+        return X, y
+    X, y = chunked.synthetic(*shape, 0, case.dtype)
+    return backend.asarray(X, copy=False), backend.asarray(y, copy=False)
+
+
+def _stream(case: Case, backend: Backend, theta):
+    """The full-batch gradient over ``case.samples`` rows made chunk by chunk in the call."""
+    from ..dask import chunked
+
+    if case.kind != "gradient":
+        raise ValueError("only a gradient streams its rows")
+    shape = (case.samples, case.features, case.classes)
+    if backend.name == "dask":
+        X, y = chunked.synthetic_dask(*shape, 0, case.chunk_rows, case.dtype)
+        fn = functools.partial(get_gradient(case.method), check=False)
+        return backend.complete(fn), (X, y, theta)
+    if backend.name != "numpy":
+        raise ValueError(f"a stream point runs on numpy or dask, not {backend.name}")
+    fn = functools.partial(
+        chunked.reference_gradient,
+        m=case.samples,
+        k=case.classes,
+        seed=0,
+        chunk_rows=case.chunk_rows,
+        dtype=case.dtype,
+    )
+    return fn, (theta,)
 
 
 def threads_text(threads: int) -> str:
@@ -179,8 +264,17 @@ def synthetic_data(m: int, n: int, k: int):
 
 @dataclass(frozen=True)
 class Grid:
-    """The sweep's grid: every method x batch x classes x features gradient point,
-    plus whole epochs of the structured gradient on MNIST-shaped data per batch size."""
+    """The sweep's grid: every method x batch x classes x features gradient point, plus
+    whole epochs of the structured gradient per batch size (on MNIST, or synthetic data of
+    each of ``epoch_rows`` rows), each at each BLAS thread count.
+
+    For Dask's scaling (``softmax-bench scale``) the grid has three more axes: ``workers``
+    (0: in this process, on the sweep's backend, e.g. NumPy as the baseline; w: a cluster of
+    w worker processes), ``chunk_rows`` (the chunk sizes of the Dask points; the in-process
+    points are chunked by the first, so both hold the same rows) and ``streamed`` (the
+    gradient also over rows made chunk by chunk in the call).  An in-process point runs at
+    each thread count; a Dask point with its workers' threads.
+    """
 
     methods: tuple[str, ...] = METHODS
     batches: tuple[int, ...] = (1, 8, 32, 96, 256, 1024)
@@ -196,23 +290,42 @@ class Grid:
     #: (its 9 calls), while the costliest naive points are skipped, so that the default
     #: sweep takes minutes on 2 cores
     time_budget_s: float = 25.0
+    #: rows of a synthetic epoch; its SGD batches (empty: ``batches``)
+    epoch_rows: tuple[int, ...] = (EPOCH_SAMPLES,)
+    epoch_batches: tuple[int, ...] = ()
+    workers: tuple[int, ...] = (0,)
+    chunk_rows: tuple[int, ...] = ()
+    streamed: bool = False
 
     def __post_init__(self):
         for name in ("methods", "epoch_methods"):
             for m in getattr(self, name):
                 get_gradient(m)
-        for name in ("batches", "classes", "features"):
+            object.__setattr__(self, name, tuple(dict.fromkeys(getattr(self, name))))
+        for name, least, empty in (
+            ("batches", 1, False),
+            ("classes", 1, False),
+            ("features", 1, False),
+            ("epoch_rows", 1, False),
+            ("epoch_batches", 1, True),
+            ("workers", 0, False),
+            ("chunk_rows", 1, True),
+        ):
             values = getattr(self, name)
-            if not values or any(
-                isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in values
+            if (not values and not empty) or any(
+                isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < least
+                for v in values
             ):
                 raise ValueError(
-                    f"{name} must be a non-empty list of positive integers, got {values!r}"
+                    f"{name} must be a non-empty list of whole numbers >= {least}, got {values!r}"
                 )
             # a value given twice is one point, measured once
             object.__setattr__(self, name, tuple(dict.fromkeys(int(v) for v in values)))
-        for name in ("methods", "epoch_methods"):
-            object.__setattr__(self, name, tuple(dict.fromkeys(getattr(self, name))))
+        if min(self.classes) < 2:
+            raise ValueError(
+                f"classes must be >= 2 (softmax over one class is constant), got "
+                f"{','.join(map(str, self.classes))}; fix: leave out the classes below 2"
+            )
         if not self.threads or any(
             t is not None and (isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 1)
             for t in self.threads
@@ -225,153 +338,62 @@ class Grid:
             "threads",
             tuple(dict.fromkeys(None if t is None else int(t) for t in self.threads)),
         )
-        if min(self.classes) < 2:
-            raise ValueError(
-                f"classes must be >= 2 (softmax over one class is constant), got "
-                f"{','.join(map(str, self.classes))}; fix: leave out the classes below 2"
-            )
         if self.epochs_on not in ("mnist", "synthetic", "none"):
             raise ValueError(f"epochs_on must be mnist, synthetic or none, got {self.epochs_on!r}")
+        if (max(self.workers) or self.streamed) and not self.chunk_rows:
+            raise ValueError("Dask workers and streamed points need chunk_rows")
         if not self.time_budget_s > 0:
             raise ValueError(f"time_budget_s must be positive, got {self.time_budget_s!r}")
         itemsize(self.dtype)
 
     def cases(self) -> list[Case]:
         """All points, cheapest first within each method, so that the guard's time
-        estimates come from the largest point already measured; a point's thread counts
-        follow each other, so they are measured side by side."""
+        estimates come from the largest point already measured; the variants of one point
+        (thread counts, workers, chunk sizes) follow each other, so they are measured side
+        by side."""
         grads = [
-            Case("gradient", m, b, n, k, self.dtype)
+            Case("gradient", m, b, n, k, self.dtype, data)
             for m in self.methods
             for k in self.classes
             for n in self.features
             for b in self.batches
+            for data in ("", "stream")[: 1 + (self.streamed and m == "structured")]
         ]
+        epoch_rows = (EPOCH_SAMPLES,) if self.epochs_on == "mnist" else self.epoch_rows
         epochs = (
             []
             if self.epochs_on == "none"
             else [
-                Case("epoch", m, b, EPOCH_FEATURES, EPOCH_CLASSES, self.dtype, self.epochs_on)
+                Case("epoch", m, b, EPOCH_FEATURES, EPOCH_CLASSES, self.dtype, self.epochs_on, rows)
                 for m in self.epoch_methods
-                for b in self.batches
+                for rows in epoch_rows
+                for b in self.epoch_batches or self.batches
             ]
         )
         order = {m: i for i, m in enumerate(METHODS)}
         points = sorted(grads, key=lambda c: (order[c.method], c.cost.flops)) + epochs
-        return [dataclasses.replace(c, threads=t) for c in points for t in self.threads]
+        return [v for c in points for v in self._variants(c)]
+
+    def _variants(self, case: Case) -> list[Case]:
+        """``case`` at each thread count in this process, then on each Dask cluster at each
+        chunk size."""
+        out = []
+        for w in self.workers:
+            if w == 0:
+                # beside Dask, chunked like its points (the same rows); else X is whole
+                chunk = self.chunk_rows[0] if max(self.workers) or case.data == "stream" else 0
+                out += [
+                    dataclasses.replace(case, threads=t, chunk_rows=chunk) for t in self.threads
+                ]
+            else:
+                out += [
+                    dataclasses.replace(case, threads=1, workers=w, chunk_rows=c)
+                    for c in self.chunk_rows
+                ]
+        return out
 
 
 DEFAULT_GRID = Grid()
 
 
-#: Samples a point takes at least, over all its rounds.
-MIN_SAMPLES = 5
-#: Rounds a sweep measures each point in by default (interleaved, minutes apart).
-DEFAULT_ROUNDS = 3
-
-
-def samples_per_round(rounds: int = 1) -> int:
-    """Least samples of one round: :data:`MIN_SAMPLES` shared out, at least 2 a round."""
-    return max(2, math.ceil(MIN_SAMPLES / rounds))
-
-
-#: A call this long is warm from its first call on in a later round: no warm-up call there.
-LONG_CALL_S = 0.25
-
-
-def calls_per_point(rounds: int = 1, long: bool = False) -> int:
-    """Calls a point makes at least: the cold call; one warm-up call in each round
-    (in the first only, for ``long`` calls, see :data:`LONG_CALL_S`); each round's
-    samples (each at least one call); the peak-memory pass."""
-    warm_ups = 1 if long else rounds
-    return 1 + warm_ups + rounds * samples_per_round(rounds) + 1
-
-
-CALLS_PER_POINT = calls_per_point(1)
-
-
-@dataclass
-class Guard:
-    """Decides whether a case may run: memory first, then time.
-
-    Memory: the cost model's peak plus the inputs, against ``memory_budget_bytes``.
-    Time: the :class:`~softmax_core.measure.timemodel.TimeModel`'s prediction for one
-    call, times the calls a point makes, against ``time_budget_s``.  Every case
-    is checked, the first of each method included (the model has a
-    conservative default before it has measured anything).
-    """
-
-    memory_budget_bytes: int
-    time_budget_s: float
-    model: TimeModel
-
-    def predicted_time_s(self, case: Case) -> float:
-        """Seconds for one call of ``case``."""
-        return self.model.predict(case)
-
-    def skip_reason(self, case: Case, calls: int = CALLS_PER_POINT) -> str | None:
-        """Why ``case`` must not run (``calls`` times), or None if it fits."""
-        need = case.cost.peak_bytes + case.input_bytes
-        if need > self.memory_budget_bytes:
-            return f"needs {format_bytes(need)}, budget {format_bytes(self.memory_budget_bytes)}"
-        t = self.predicted_time_s(case)
-        seconds = t * calls
-        if seconds > self.time_budget_s:
-            shown = f"{seconds:.1f}" if seconds >= 0.1 else f"{seconds:.2g}"
-            return f"predicted {shown} s for {calls} calls, time budget {self.time_budget_s:g} s"
-        return None
-
-    def record(self, case: Case, seconds: float) -> None:
-        """Learn from a measured call of ``case`` (median seconds)."""
-        self.model.record(case, seconds)
-
-
-def default_memory_budget(backend: Backend) -> int:
-    """A safe share of what the device could allocate now."""
-    return int(MEMORY_FRACTION[backend.device_kind] * backend.free_memory_bytes())
-
-
-def _finite(x) -> bool:
-    try:
-        return math.isfinite(float(x))
-    except OverflowError:  # an integer past any float
-        return False
-
-
-def check_memory_budget(budget: float, backend: Backend) -> int:
-    """``budget`` as whole bytes, refused when it is not a positive finite number or
-    exceeds what the device can allocate now (a point planned past that is OOM-killed)."""
-    if (
-        isinstance(budget, bool)
-        or not isinstance(budget, (int, float, np.integer, np.floating))
-        or not _finite(budget)
-        or budget <= 0
-    ):
-        raise ValueError(f"memory budget must be a positive finite number of bytes, got {budget!r}")
-    free = backend.free_memory_bytes()
-    if budget > free:
-        where = "GPU memory" if backend.is_gpu else "RAM"
-        raise ValueError(
-            f"memory budget {format_bytes(budget)} exceeds the {format_bytes(free)} of {where} "
-            f"this machine can allocate now; fix: give at most {format_bytes(free)}, or leave "
-            f"--memory-budget out for {int(MEMORY_FRACTION[backend.device_kind] * 100)}% of it"
-        )
-    return int(budget)
-
-
-__all__ = [
-    "Case",
-    "Grid",
-    "Guard",
-    "DEFAULT_GRID",
-    "METHODS",
-    "KINDS",
-    "CALLS_PER_POINT",
-    "MIN_SAMPLES",
-    "DEFAULT_ROUNDS",
-    "LONG_CALL_S",
-    "calls_per_point",
-    "samples_per_round",
-    "default_memory_budget",
-    "check_memory_budget",
-]
+__all__ = ["Case", "Grid", "DEFAULT_GRID", "METHODS", "KINDS", "DATA_SOURCES", "threads_text"]

@@ -11,8 +11,12 @@ Columns (times in seconds, per call; see :mod:`softmax_core.measure.engine`):
 =========================  ==================================================
 ``kind, method, batch,``   the point (:class:`softmax_core.runs.cases.Case`); with
 ``features, classes,``     ``dtype`` and ``data`` (the epoch's data source,
-``dtype, data``            ``synthetic`` or ``mnist``; empty for a gradient)
-``threads``                the BLAS threads the point ran with
+``dtype, data``            ``synthetic`` or ``mnist``; a gradient's: empty, or
+                           ``stream`` for rows made chunk by chunk in the call)
+``threads``                the BLAS threads the point ran with (a Dask point: each
+                           worker's)
+``workers, chunk_rows``    the Dask worker processes it ran on (0: in this process)
+                           and the rows per chunk of X (0: X whole)
 ``status, reason``         ``ok``, ``skipped`` (and why) or ``error`` (and what)
 ``time_median_s``          median of the samples
 ``time_ci_low_s/high_s``   95% confidence interval of the median
@@ -36,8 +40,11 @@ Format history (:data:`FORMAT_VERSION`; ``environment.json`` records it as
   and as not stable; ``compare`` and ``--resume`` refuse it (re-run the sweep).
 * **2**: no ``threads`` column (the BLAS threads are in environment.json only).  Read: its
   rows' threads are empty; ``compare`` takes them from its environment.json.
-* **3**: the columns of :data:`COLUMNS`: ``threads``, the BLAS threads of each row's point
-  (the grid's threads axis).
+* **3**: ``threads``, the BLAS threads of each row's point (the grid's threads axis).  No
+  ``workers`` or ``chunk_rows``: read as 0 (in this process, X whole).
+* **4**: the columns of :data:`COLUMNS`: ``workers`` and ``chunk_rows``, so that Dask's
+  scaling (``softmax-bench scale``, which wrote a ``scaling.csv`` of its own before) is a
+  grid of the same sweep in the same file.
 """
 
 from __future__ import annotations
@@ -54,7 +61,7 @@ from pathlib import Path
 from ..fileio import atomic_write_text
 
 #: The version this module writes (see the module's format history).
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 COLUMNS = (
     "run_id",
     "timestamp",
@@ -68,6 +75,8 @@ COLUMNS = (
     "dtype",
     "data",
     "threads",
+    "workers",
+    "chunk_rows",
     "status",
     "reason",
     "time_median_s",
@@ -101,7 +110,9 @@ TEXT_COLUMNS = tuple("run_id timestamp backend device kind method dtype data sta
 #: Columns that hold numbers (empty where a point did not run); ``stable`` is a flag.
 NUMERIC_COLUMNS = tuple(c for c in COLUMNS if c not in (*TEXT_COLUMNS, "stable"))
 #: What identifies a point: two rows with the same key measured the same thing.
-KEY_COLUMNS = ("kind", "method", "batch", "features", "classes", "dtype", "data", "threads")
+KEY_COLUMNS = tuple(
+    "kind method batch features classes dtype data samples threads workers chunk_rows".split()
+)
 
 
 #: Columns a results file must have to be read at all.
@@ -173,8 +184,10 @@ def read_results(path: str | os.PathLike) -> ResultFile:
 
 
 def _version(header: list) -> int:
-    """3 with the threads column, 2 with the interval columns, else 1; :func:`check_appendable`
-    asks for this version's exact columns."""
+    """4 with the workers column, 3 with the threads column, 2 with the interval columns,
+    else 1; :func:`check_appendable` asks for this version's exact columns."""
+    if "workers" in header:
+        return 4
     if "threads" in header:
         return 3
     return 2 if all(c in header for c in CI_COLUMNS) else 1

@@ -44,11 +44,10 @@ from ..measure.environment import load_average, record
 from ..measure.host_memory import make_room, release_retained_memory
 from ..measure.session import MeasurementSession, blas_threads, thread_limit
 from ..measure.timemodel import TimeModel
-from .cases import (
+from .cases import Case, Grid
+from .guard import (
     DEFAULT_ROUNDS,
     LONG_CALL_S,
-    Case,
-    Grid,
     Guard,
     calls_per_point,
     check_memory_budget,
@@ -112,6 +111,7 @@ def run_sweep(
     measure: Callable[..., Measurement] = measure,
     probe: Callable[[Backend], dict] = probe_machine,
     clock: Callable[[], float] = time.monotonic,
+    clusters: dict[int, Backend] | None = None,
 ) -> Path:
     """Run ``grid`` on ``backend``, writing ``out_dir/results.csv`` and ``environment.json``.
 
@@ -156,6 +156,10 @@ def run_sweep(
     clock : callable
         Seconds of a monotonic clock (default: :func:`time.monotonic`), for the sweep's
         wall time and its progress lines.
+    clusters : dict, optional
+        The Dask backend of each worker count of ``grid.workers`` above 0, opened by the
+        caller (``softmax-bench scale``); its points run there, the others on ``backend``.
+        On a Dask ``backend`` every point runs on its cluster.
 
     Returns
     -------
@@ -192,12 +196,45 @@ def run_sweep(
     out.mkdir(parents=True, exist_ok=True)
     log = log or sys.stderr
     tools = _Instruments(measure, probe, clock)
+    where = _Where(backend, dict(clusters or {}), budget)
+    missing = sorted(set(w for w in grid.workers if w) - set(where.clusters))
+    if missing:
+        raise ValueError(f"the grid's workers {missing} have no cluster: pass clusters=")
     with _folder_lock(out), MeasurementSession(backend):
-        summary = _run_locked(
-            grid, backend, out, resume, budget, epoch_data, progress, rounds, log, tools
-        )
+        summary = _run_locked(grid, where, out, resume, epoch_data, progress, rounds, log, tools)
     run_sweep.last_summary = summary
     return out
+
+
+@dataclass
+class _Where:
+    """Where each point runs, and the memory it may plan to use there."""
+
+    backend: Backend
+    clusters: dict
+    budget: int
+
+    def __post_init__(self):
+        self.budgets = {w: default_memory_budget(b) for w, b in self.clusters.items()}
+        if self.backend.name == "dask":  # a Dask sweep: every point on its cluster
+            self.clusters[self.backend.workers] = self.backend
+            self.budgets[self.backend.workers] = self.budget
+
+    def placed(self, case: Case) -> Case:
+        """``case`` with the cluster and chunks it runs with where a Dask sweep leaves them open."""
+        if self.backend.name == "dask" and not case.workers:
+            b = self.backend
+            return dataclasses.replace(case, workers=b.workers, chunk_rows=b.chunk_rows)
+        return case
+
+    def of(self, case: Case) -> Backend:
+        return self.clusters[case.workers] if case.workers else self.backend
+
+    def budget_of(self, case: Case) -> int:
+        return self.budgets[case.workers] if case.workers else self.budget
+
+    def describe(self) -> dict:
+        return {str(w): b.describe() for w, b in self.clusters.items()}
 
 
 @dataclass(frozen=True)
@@ -209,9 +246,8 @@ class _Instruments:
     clock: Callable[[], float]
 
 
-def _run_locked(
-    grid, backend, out, resume, budget, epoch_data, progress, rounds, log, tools
-) -> SweepSummary:
+def _run_locked(grid, where, out, resume, epoch_data, progress, rounds, log, tools) -> SweepSummary:
+    backend = where.backend
     t_start = tools.clock()
     results = out / "results.csv"
     summary = SweepSummary(out)
@@ -231,10 +267,12 @@ def _run_locked(
     # they never make a point look faster than it runs
     with thread_limit(min((t for t in grid.threads if t), default=None)):
         env = _environment(out, backend, resume, tools.probe)
+    if where.clusters:
+        env["dask_clusters"] = where.describe()
     model = TimeModel(
         env["probe"]["gemm_gflops"] * 1e9, env["probe"]["copy_gbps"] * 1e9, backend.device_kind
     )
-    guard = Guard(budget, grid.time_budget_s, model)
+    guard = Guard(where.budget, grid.time_budget_s, model)
     done, retry = set(), set()
     for case, row in kept:
         if row["status"] == "ok":
@@ -242,7 +280,7 @@ def _run_locked(
             guard.record(case, float(row["time_median_s"]))  # the model learns from what is here
         else:
             retry.add(case.key)
-    todo = [c for c in _with_threads(grid.cases()) if c.key not in done]
+    todo = [c for c in _with_threads(map(where.placed, grid.cases())) if c.key not in done]
     summary.kept = len(done)
     pooled: dict[tuple, Measurement] = {}
     predicted: dict[
@@ -262,19 +300,21 @@ def _run_locked(
                 bar.advance(case.label() + (f" (round {r + 1}/{rounds})" if rounds > 1 else ""))
                 if r == 0:
                     predicted[case.key] = guard.predicted_time_s(case)
-                    reason = guard.skip_reason(case, calls(predicted[case.key]))
+                    reason = guard.skip_reason(
+                        case, calls(predicted[case.key]), where.budget_of(case)
+                    )
                     if reason:
                         pooled[case.key] = None
                         if case.key not in retry:  # a point skipped before and still: no second row
                             skipped = _skipped_row(case, predicted[case.key], reason)
-                            _write(writer, skipped, run_id, backend)
+                            _write(writer, skipped, run_id, where.of(case))
                         summary.counts["skipped"] += 1
                         continue
                 elif pooled.get(case.key) is None:
                     continue
                 row = _measure_point(
                     case,
-                    backend,
+                    where.of(case),
                     guard,
                     epoch_data if case.kind == "epoch" else None,
                     pooled,
@@ -284,7 +324,7 @@ def _run_locked(
                     tools.measure,
                 )
                 if row is not None:
-                    _write(writer, row, run_id, backend)
+                    _write(writer, row, run_id, where.of(case))
                     status = row["status"]
                     summary.counts[status] += 1
                     summary.counts["unstable"] += status == "ok" and not row["stable"]
@@ -308,6 +348,8 @@ def _point_row(case: Case, predicted_s: float) -> dict:
         "dtype": case.dtype,
         "data": case.data,
         "threads": case.threads,
+        "workers": case.workers,
+        "chunk_rows": case.chunk_rows,
         "samples": case.samples,
         "predicted_bytes": int(cost.peak_bytes),
         "predicted_lecture_bytes": int(cost.lecture_bytes),
@@ -344,16 +386,17 @@ def _measure_point(
     first_round = case.key not in pooled
     # a later round hands the memory kept from earlier points back only if the heap could
     # outgrow the budget (host_memory), and then warms up again
+    here = not backend.is_gpu and not case.workers  # this process's heap holds the inputs
     refaults = (
         not first_round
-        and not backend.is_gpu
+        and here
         and make_room(case.cost.peak_bytes + case.input_bytes, guard.memory_budget_bytes)
     )
     long = not first_round and pooled[case.key].median >= LONG_CALL_S and not refaults
     try:
         with thread_limit(case.threads):
             fn, args = case.prepare(backend, data)
-            if first_round and not backend.is_gpu:
+            if first_round and here:
                 # the cold call takes fresh pages: what prepare's check call and earlier points
                 # left kept goes back first
                 release_retained_memory()
@@ -399,7 +442,7 @@ def _measure_point(
     }
 
 
-def _with_threads(cases: list[Case]) -> list[Case]:
+def _with_threads(cases) -> list[Case]:
     """The grid's points with the pools' thread count where the grid leaves it open, so that
     every row records the threads it ran with."""
     now = blas_threads()
