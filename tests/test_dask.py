@@ -235,6 +235,20 @@ def test_a_sweep_point_on_dask_times_the_computation_not_the_graph(dask_b, case)
             )
 
 
+def test_points_on_two_clusters_held_at_once_each_compute_on_their_own():
+    """``scale`` holds a cluster per worker count: a point's value check and its calls run on
+    its cluster, not on the process's default client (the cluster started last)."""
+    pytest.importorskip("distributed")
+    from softmax_core.backends.dask import session
+    from softmax_core.runs.cases import Case
+
+    with session(None, 1, processes=False) as first, session(None, 2, processes=False) as last:
+        for b in (first, last):
+            case = Case("gradient", "structured", 300, 8, 3, workers=b.workers, chunk_rows=CHUNK)
+            fn, args = case.prepare(b)
+            assert b.to_numpy(fn(*args)).shape == (8, 3)
+
+
 def test_peak_memory_per_worker(dask_b, problem):
     from softmax_core.dask.metrics import engine_stats, worker_peaks
 
@@ -283,64 +297,50 @@ def test_parallelism_probe():
 
 
 @pytest.mark.slow
-def test_scale_command_on_the_existing_cluster(dask_b, tmp_path, capsys, monkeypatch):
-    import argparse
-
+def test_scale_is_a_grid_of_the_sweep_on_the_existing_cluster(
+    dask_b, tmp_path, capsys, monkeypatch
+):
+    from softmax_core.cli import main
     from softmax_core.dask import metrics as dask_metrics
-    from softmax_core.dask import scale as scaling
-    from softmax_core.measure import host_memory
+    from softmax_core.runs.resultformat import COLUMNS, read_environment, read_results
 
     monkeypatch.setattr(
         dask_metrics,
         "parallelism",
         lambda: {"processes": 2, "speedup": 1.5, "speedups": [1.5], "load_average_1min": 0.0},
     )
-    released = []  # the NumPy baseline's kept memory goes back before each group's memory checks
-    monkeypatch.setattr(host_memory, "release_retained_memory", lambda: released.append(1))
-
-    parser = argparse.ArgumentParser()
-    scaling.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(
-        [
-            "scale",
-            "--rows",
-            "3000",
-            "--chunk-rows",
-            "1000",
-            "--features",
-            "16",
-            "--classes",
-            "3",
-            "--batch",
-            "2000",
-            "--max-time",
-            "0.05",
-            "--rounds",
-            "2",
-            "--out",
-            str(tmp_path),
-        ]
-    )
-    assert scaling.run(args) == 0
-    text = (tmp_path / "scaling.csv").read_text().splitlines()
-    assert text[0].split(",") == list(scaling.COLUMNS)
-    import csv
-
-    got = list(csv.DictReader(text))
-    ok = [r for r in got if r["status"] == "ok"]
-    assert {(r["engine"], r["kind"], r["data"]) for r in ok} >= {
-        ("numpy", "gradient", "memory"),
-        ("numpy", "gradient", "stream"),
-        ("dask", "gradient", "memory"),
-        ("dask", "gradient", "stream"),
-        ("dask", "epoch", "memory"),
-        ("numpy", "epoch", "memory"),
+    argv = "scale --rows 3000 --chunk-rows 1000 --features 16 --classes 3 --batch 2000 --rounds 1"
+    assert main([*argv.split(), "--time-budget", "2", "--out", str(tmp_path)]) == 0
+    found = read_results(tmp_path / "results.csv")  # the one result format
+    assert found.header == list(COLUMNS)
+    ok = [r for r in found.rows if r["status"] == "ok"]
+    where = {(r["backend"], r["kind"], r["data"], r["threads"], r["workers"]) for r in ok}
+    cores = str(max(1, __import__("os").cpu_count()))
+    assert where >= {
+        ("numpy", "gradient", "", "1", "0"),
+        ("numpy", "gradient", "stream", cores, "0"),
+        ("dask", "gradient", "", "1", "2"),
+        ("dask", "gradient", "stream", "1", "2"),
+        ("dask", "epoch", "synthetic", "1", "2"),
+        ("numpy", "epoch", "synthetic", "1", "0"),
     }
-    assert all(float(r["peak_worker_bytes"]) > 0 for r in ok if r["engine"] == "dask")
-    assert len(released) == len({(r["kind"], r["data"], r["rows"]) for r in got})
-    assert "Full-batch gradient" in (tmp_path / "report.md").read_text()
-    env = json.loads((tmp_path / "environment.json").read_text())
-    assert env["scale_runs"][-1]["dask_clusters"]["existing"]["workers"] == 2
-    assert "can exceed 0.75 here" in (tmp_path / "report.md").read_text()
-    args = parser.parse_args(["scale", "--report-only", "--out", str(tmp_path)])
-    assert scaling.run(args) == 0
+    assert {r["samples"] for r in ok} == {"3000"}
+    assert all(float(r["peak_bytes"]) > 0 for r in ok if r["backend"] == "dask")
+    report = (tmp_path / "report.md").read_text()
+    assert "Full-batch gradient" in report and "can exceed 0.75 here" in report
+    assert "vs NumPy 1T" in report
+    env = read_environment(tmp_path, "")
+    assert env["dask_clusters"]["2"]["workers"] == 2 and env["parallelism"]["speedup"] == 1.5
+    assert main(["scale", "--report-only", "--out", str(tmp_path)]) == 0
+    # a second run into the folder is refused, as the sweep's is; --resume finds nothing left
+    assert main([*argv.split(), "--out", str(tmp_path)]) == 1
+    assert main([*argv.split(), "--time-budget", "2", "--resume", "--out", str(tmp_path)]) == 0
+    assert "nothing left to measure" in capsys.readouterr().out
+
+
+def test_scale_refuses_more_workers_than_cores_and_old_options(cli_run, tmp_path):
+    code, _, err = cli_run("scale", "--workers", "100000", "--out", tmp_path)
+    assert code == 1 and "more than this machine's" in err and len(err.splitlines()) == 1
+    code, _, err = cli_run("scale", "--max-time", "3", "--out", tmp_path)
+    assert code == 2 and "--time-budget" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "results.csv").exists()

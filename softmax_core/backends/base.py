@@ -10,6 +10,7 @@ backend anything: it derives its namespace from the arrays it is given.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import time
@@ -74,6 +75,11 @@ class Backend:
 
     def synchronize(self) -> None:
         """Block until all queued device work is done (nothing to wait for on the CPU)."""
+
+    def current(self) -> contextlib.AbstractContextManager:
+        """A context in which this backend's library computes here: where one process holds
+        several Dask clusters, what a value check computes goes to this backend's."""
+        return contextlib.nullcontext()
 
     def complete(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """``fn`` as a call that does its work before it returns: what is timed.  Eager

@@ -56,6 +56,9 @@ class DaskBackend(Backend):
     def synchronize(self) -> None:
         wait_in_flight(self.client)
 
+    def current(self):
+        return self.client.as_current()
+
     def complete(self, fn):
         """``fn`` computed on this backend's cluster (:func:`~softmax_core.dask.cluster.computed`):
         a Dask call returns a graph until something computes it."""

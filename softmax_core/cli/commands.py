@@ -230,7 +230,7 @@ COMMANDS = {
 
 
 def _cmd_scale(args) -> int:
-    from ..dask.scale import run
+    from .scale import run
 
     return run(args)
 

@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds a read may stall (default: %(default)s)",
     )
     _add_reference_set_parsers(sub)
-    from ..dask.scale import add_parser as add_scale_parser
+    from .scale import add_parser as add_scale_parser
 
     add_scale_parser(sub)
     return parser

@@ -27,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..fileio import atomic_write_text
+from ..runs import resultformat
 from . import markdown as md
 from .analysis import fit_loglog, loglog_slopes, ratio_table, throughput_table
 from .asv import asv_points, commits_in_order, history_table, load_asv_results, pick_benchmark
@@ -45,7 +46,9 @@ from .plots_machine import (
     roofline,
     throughput_vs_batch,
 )
-from .results import ResultSets, as_paths, empty_frame, load_results
+from .results import ResultSets, as_paths, empty_frame, load_results, read_set
+from .scaling import is_scaling
+from .scaling import write_report as write_scaling_report
 
 #: name: (draw(df), title, caption (or caption(df)), the section that follows it)
 PLOTS: dict[str, tuple[Callable, str, str | Callable, Callable | None]] = {
@@ -177,6 +180,11 @@ def make_report(
         raise ValueError(
             "nothing to report: give sweep result folders and/or an asv results folder"
         )
+    scaling = _scaling_set(dirs, asv_dir)
+    if scaling is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        return write_scaling_report(out, *scaling)
     sets = load_results(dirs) if dirs else ResultSets(empty_frame())
     asv = benchmark = history = None
     if asv_dir is not None:
@@ -216,6 +224,29 @@ def make_report(
     path = out / "report.md"
     atomic_write_text(path, _text(sets, dirs, drawn, not_drawn, asv, asv_dir, benchmark, history))
     return path
+
+
+def _scaling_set(dirs: list[Path], asv_dir) -> tuple | None:
+    """(rows, environment) of a scaling set (``softmax-bench scale``'s), reported on its own;
+    None for sweep sets."""
+    found = []
+    for folder in dirs:
+        if not (folder / "results.csv").exists() and (folder / "out_of_core.json").exists():
+            found.append((folder, None))  # only the larger-than-memory run
+        elif (folder / "results.csv").is_file():
+            frame, _ = read_set(folder)
+            if is_scaling(frame):
+                found.append((folder, frame))
+    if not found:
+        return None
+    if len(dirs) > 1 or asv_dir is not None:
+        raise ValueError(
+            f"{found[0][0]} is a scaling set (softmax-bench scale), reported on its own; fix: "
+            f"`softmax-bench report {found[0][0]}`"
+        )
+    folder, frame = found[0]
+    env = resultformat.read_environment(folder, "delete it, or re-run scale into another --out")
+    return frame, env
 
 
 def _draw(name, draw, out: Path, drawn: dict, not_drawn: dict, skip: str | None = None) -> None:

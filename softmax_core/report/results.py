@@ -87,7 +87,7 @@ def load_results(dirs: str | os.PathLike | Iterable[str | os.PathLike]) -> Resul
             "no sweep result folders given; fix: pass the folder written by "
             "`softmax-bench sweep --out DIR`"
         )
-    loaded = [(_read_folder(p), read_environment(p)) for p in paths]
+    loaded = [(read_set(p), read_environment(p)) for p in paths]
     labels = unique_labels(
         paths, [_label(rows, env, p) for p, ((rows, _), env) in zip(paths, loaded)]
     )
@@ -122,7 +122,9 @@ def _by_threads(frame: pd.DataFrame, label: str):
     return sets + ([(f"{label} (threads not recorded)", None, unknown)] if len(unknown) else [])
 
 
-def _read_folder(folder: Path) -> tuple[pd.DataFrame, list[str]]:
+def read_set(folder: Path) -> tuple[pd.DataFrame, list[str]]:
+    """The valid rows of ``folder/results.csv``, typed, one per point, and notes for the reader;
+    ValueError (naming a fix) for a missing, empty or wholly damaged file."""
     if not folder.is_dir():
         what = "does not exist" if not folder.exists() else "is not a folder"
         raise ValueError(
@@ -297,6 +299,7 @@ def _float(value) -> float:
 __all__ = [
     "ResultSets",
     "load_results",
+    "read_set",
     "derive",
     "empty_frame",
     "unique_labels",

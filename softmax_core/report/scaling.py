@@ -1,5 +1,6 @@
-"""The report of ``softmax-bench scale``: tables and plots from DIR/scaling.csv (and
-out_of_core.json).
+"""The report of a scaling set (``softmax-bench scale``): tables and plots of Dask against
+NumPy from the set's results.csv (read as every set is:
+:func:`softmax_core.report.results.read_set`), and out_of_core.json where there is one.
 
 Two efficiencies, both per point (kind, data, m, chunk size):
 
@@ -10,79 +11,75 @@ Two efficiencies, both per point (kind, data, m, chunk size):
   overhead included.  Above 1/w Dask is faster than NumPy on one core; the
   speedup against NumPy with all cores (its BLAS threaded) is in the tables.
 
+Each ratio is of two medians, with the interval their 95% intervals span (the lower end: the
+smaller time's upper end over the larger's lower end), so it is wide where either is.
+
 Plots: ``efficiency.png`` (both, against workers), ``throughput.png`` (samples/s
-against m), ``chunks.png`` (time per gradient and Dask's compute and overhead per
-task against the chunk size), each where the data has more than one value.
+against m), ``chunks.png`` (time per gradient against the chunk size), each where the data
+has more than one value.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ..fileio import atomic_write_text
 from ..units import si
 
 
-def _load(out: Path):
-    import pandas as pd
+def is_scaling(frame: pd.DataFrame) -> bool:
+    """Whether a set's rows are a scaling grid: points on Dask clusters of several sizes, or
+    on Dask beside this process."""
+    return frame["workers"].nunique() > 1
 
-    df = pd.read_csv(out / "scaling.csv")
-    df = df[df["status"] == "ok"].copy()
-    df["chunk_rows"] = df["chunk_rows"].fillna(0).astype(int)
-    df["workers"] = df["workers"].fillna(0).astype(int)
+
+def _frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The ``ok`` rows with the names the tables use: engine, rows (m) and memory/stream."""
+    df = frame[frame["status"] == "ok"].copy()
+    df["engine"] = np.where(df["workers"] > 0, "dask", "numpy")
+    df["rows"] = df["samples"].astype(int)
+    df["data"] = np.where(df["data"] == "stream", "stream", "memory")
     df["threads"] = df["threads"].fillna(1).astype(int)
     return df
 
 
-def _baseline(df, kind, data, m, chunk, threads: int | None):
-    """The NumPy median of this point (stream baselines are per chunk size), or NaN."""
-    sel = (df.engine == "numpy") & (df.kind == kind) & (df.data == data) & (df.rows == m)
-    if data == "stream":
-        sel &= df.chunk_rows == chunk
-    rows = df[sel]
-    rows = rows[rows.threads == (threads if threads is not None else rows.threads.max())]
-    return float(rows.time_median_s.iloc[0]) if len(rows) else math.nan
+def _ratio(num: pd.Series, den: pd.Series, scale=1.0) -> tuple:
+    """``num / den / scale`` of two times' medians, and the interval their intervals span."""
+    return (
+        num.time_median_s / den.time_median_s / scale,
+        num.time_ci_low_s / den.time_ci_high_s / scale,
+        num.time_ci_high_s / den.time_ci_low_s / scale,
+    )
 
 
-def efficiencies(df):
-    """Dask rows with speedup and efficiency columns: the round-by-round ratios measured
-    side by side where the CSV has them, else ratios of medians."""
+def efficiencies(df: pd.DataFrame) -> pd.DataFrame:
+    """The Dask rows with speedups over NumPy (1 thread, all) and parallel efficiency."""
     d = df[df.engine == "dask"].copy()
-    for col in (
-        "parallel_eff",
-        "speedup_numpy_1t",
-        "parallel_eff_low",
-        "parallel_eff_high",
-        "speedup_numpy_1t_low",
-        "speedup_numpy_1t_high",
-    ):
-        if col not in d:
-            d[col] = np.nan
-    d["speedup_numpy_all"] = np.nan
+    cols = [
+        f"{c}{e}"
+        for c in ("speedup_numpy_1t", "speedup_numpy_all", "parallel_eff")
+        for e in ("", "_low", "_high")
+    ]
+    for c in cols:
+        d[c] = math.nan
     for idx, r in d.iterrows():
-        t = r.time_median_s
-        if not math.isfinite(r.parallel_eff):
-            one = d[
-                (d.kind == r.kind)
-                & (d.data == r.data)
-                & (d.rows == r.rows)
-                & (d.chunk_rows == r.chunk_rows)
-                & (d.workers == 1)
-            ]
-            if len(one):
-                d.at[idx, "parallel_eff"] = float(one.time_median_s.iloc[0]) / (r.workers * t)
-        if not math.isfinite(r.speedup_numpy_1t):
-            d.at[idx, "speedup_numpy_1t"] = (
-                _baseline(df, r.kind, r.data, r.rows, r.chunk_rows, 1) / t
-            )
-        d.at[idx, "speedup_numpy_all"] = (
-            _baseline(df, r.kind, r.data, r.rows, r.chunk_rows, None) / t
-        )
-    d["numpy_eff"] = d.speedup_numpy_1t / d.workers
+        same = (df.kind == r.kind) & (df.data == r.data) & (df.rows == r.rows)
+        same &= df.batch == r.batch
+        numpy = df[same & (df.engine == "numpy")]
+        one = df[same & (df.engine == "dask") & (df.workers == 1) & (df.chunk_rows == r.chunk_rows)]
+        for name, base, scale in (
+            ("speedup_numpy_1t", numpy[numpy.threads == 1], 1.0),
+            ("speedup_numpy_all", numpy[numpy.threads == numpy.threads.max()], 1.0),
+            ("parallel_eff", one, r.workers),
+        ):
+            if len(base):
+                ratio = _ratio(base.iloc[0], r, scale)
+                for suffix, v in zip(("", "_low", "_high"), ratio):
+                    d.at[idx, name + suffix] = v
     return d
 
 
@@ -93,9 +90,9 @@ def _table(df, eff, kind: str, data: str) -> list[str]:
     if sub.empty:
         return []
     lines = [
-        "| m | chunk | engine | time [95% CI] | samples/s | GB/s | vs NumPy 1T | vs NumPy all | "
-        "parallel eff. | peak / worker (rise) | tasks | compute / task | overhead / task |",
-        "|---:|---:|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|",
+        "| m | chunk | engine | time [95% CI] | samples/s | vs NumPy 1T | vs NumPy all | "
+        "parallel eff. | peak |",
+        "|---:|---:|---|---|---:|---:|---:|---:|---:|",
     ]
     for idx, r in sub.iterrows():
         e = eff.loc[idx] if idx in eff.index else None
@@ -105,7 +102,7 @@ def _table(df, eff, kind: str, data: str) -> list[str]:
             else f"NumPy, {r.threads} thread{'s' if r.threads > 1 else ''}"
         )
         flag = "" if str(r.stable) == "True" else " (unstable)"
-        peak = f"{si(r.peak_worker_bytes, 'B')} ({si(r.peak_worker_above_bytes, 'B')})"
+        peak = si(r.peak_bytes, "B")
 
         def f(c: str) -> str:
             if e is None or not math.isfinite(e[c]):
@@ -118,10 +115,8 @@ def _table(df, eff, kind: str, data: str) -> list[str]:
         lines.append(
             f"| {r.rows:,} | {r.chunk_rows or '–'} | {who} | {si(r.time_median_s, 's')} "
             f"[{si(r.time_ci_low_s, 's')}, {si(r.time_ci_high_s, 's')}]{flag} | "
-            f"{si(r.samples_per_s)} | {r.gbytes_per_s:.2f} | {f('speedup_numpy_1t')} | "
-            f"{f('speedup_numpy_all')} | {f('parallel_eff')} | {peak} | "
-            f"{'' if math.isnan(r.tasks) else int(r.tasks)} | {si(r.compute_per_task_s, 's')} | "
-            f"{si(r.overhead_per_task_s, 's')} |"
+            f"{si(r.samples_per_s)} | {f('speedup_numpy_1t')} | "
+            f"{f('speedup_numpy_all')} | {f('parallel_eff')} | {peak} |"
         )
     return lines
 
@@ -201,21 +196,16 @@ def _plots(out: Path, df, eff) -> list[str]:
         made.append("throughput.png")
     d = df[(df.engine == "dask") & (df.kind == "gradient")]
     if d.chunk_rows.nunique() > 1:
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+        fig, ax = plt.subplots(figsize=(6, 4.2))
         for (data, m, w), g in d.groupby(["data", "rows", "workers"]):
-            if g.chunk_rows.nunique() < 2:
-                continue
-            g = g.sort_values("chunk_rows")
-            label = f"{data} m={m:,} w={w}"
-            axes[0].plot(g.chunk_rows, g.time_median_s, "o-", label=label)
-            axes[1].plot(g.chunk_rows, g.overhead_per_task_s, "o-", label=f"overhead/task, {label}")
-            axes[1].plot(g.chunk_rows, g.compute_per_task_s, "x:", label=f"compute/task, {label}")
-        for ax, ylabel in zip(axes, ("seconds per gradient", "seconds per task")):
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.set_xlabel("rows per chunk")
-            ax.set_ylabel(ylabel)
-            ax.legend(fontsize=7)
+            if g.chunk_rows.nunique() > 1:
+                g = g.sort_values("chunk_rows")
+                ax.plot(g.chunk_rows, g.time_median_s, "o-", label=f"{data} m={m:,} w={w}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("rows per chunk")
+        ax.set_ylabel("seconds per gradient")
+        ax.legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(out / "chunks.png", dpi=120)
         plt.close(fig)
@@ -227,6 +217,8 @@ def _out_of_core(out: Path) -> list[str]:
     path = out / "out_of_core.json"
     if not path.exists():
         return []
+    import json
+
     r = json.loads(path.read_text())
     d, mem, ref = r["dask"], r["dask_memory"], r["numpy_reference"]
     peaks = ", ".join(si(v, "B") for v in r["worker_peak_rss_bytes"].values())
@@ -261,14 +253,14 @@ def _out_of_core(out: Path) -> list[str]:
     ]
 
 
-def write_report(out: str | Path) -> Path:
-    """Write ``out/report.md`` (and the plots) from ``out/scaling.csv``; return its path."""
+def write_report(out: str | Path, frame: pd.DataFrame | None, env: dict) -> Path:
+    """Write ``out/report.md`` (and the plots) of a scaling set's rows (``frame``, as
+    :func:`~softmax_core.report.results.read_set` gives them; None: out_of_core.json only) and
+    its environment.json (``env``); return its path."""
     out = Path(out)
     lines = ["# Dask scaling: softmax regression's gradient and SGD epoch", ""]
-    env_path = out / "environment.json"
-    if env_path.exists():
-        env = json.loads(env_path.read_text())
-        mach = env.get("machine", {})
+    mach = env.get("machine", {})
+    if mach:
         lines += [
             f"Machine: {mach.get('cpu_model', '?')}, {mach.get('cpu_cores_logical', '?')} cores, "
             f"{si(mach.get('memory_total_bytes'), 'B')} RAM; "
@@ -276,20 +268,20 @@ def write_report(out: str | Path) -> Path:
             "Each Dask worker is one single-threaded process (BLAS on 1 thread).",
             "",
         ]
-        probe = env.get("parallelism")
-        if probe:
-            n, x = probe["processes"], probe["speedup"]
-            lines += [
-                f"**This machine's parallelism:** {n} busy single-threaded processes together run "
-                f"{x:.2f}x as fast as one alone "
-                f"(probe, 1-min load {probe['load_average_1min']:.1f}), so no parallel efficiency "
-                f"with {n} workers can exceed {x / n:.2f} here, Dask or not.",
-                "",
-            ]
-    if (out / "scaling.csv").exists():
-        df = _load(out)
+    probe = env.get("parallelism")
+    if probe:
+        n, x = probe["processes"], probe["speedup"]
+        lines += [
+            f"**This machine's parallelism:** {n} busy single-threaded processes together run "
+            f"{x:.2f}x as fast as one alone "
+            f"(probe, 1-min load {probe['load_average_1min']:.1f}), so no parallel efficiency "
+            f"with {n} workers can exceed {x / n:.2f} here, Dask or not.",
+            "",
+        ]
+    if frame is not None:
+        df = _frame(frame)
         eff = efficiencies(df)
-        if "others_cpu" in df and df.others_cpu.notna().any():
+        if df.others_cpu.notna().any():
             lines += [
                 f"Other processes used a median {df.others_cpu.median():.0%} of the CPUs while "
                 "points were sampled (points marked unstable had a wide interval or a busy "
@@ -298,10 +290,8 @@ def write_report(out: str | Path) -> Path:
             ]
         titles = {
             ("gradient", "memory"): "Full-batch gradient, X in memory",
-            (
-                "gradient",
-                "stream",
-            ): "Full-batch gradient, X streamed (generated chunk by chunk inside the call)",
+            ("gradient", "stream"): "Full-batch gradient, X streamed (made chunk by chunk "
+            "inside the call)",
             ("epoch", "memory"): "One epoch of large-batch SGD, X in memory",
         }
         for (kind, data), title in titles.items():
@@ -315,9 +305,9 @@ def write_report(out: str | Path) -> Path:
     lines += _out_of_core(out)
     lines += [
         "Columns: *vs NumPy 1T / all* = NumPy's time (1 BLAS thread / all cores) over this one; "
-        "*parallel eff.* = T(1 worker) / (w · T(w)); *peak / worker* = the largest worker's "
-        "peak RSS (its rise during the call; NumPy: the call's allocations, tracemalloc); "
-        "*overhead / task* = (wall · threads − Σ task compute) / tasks.",
+        "*parallel eff.* = T(1 worker) / (w · T(w)), each with the interval the two times' "
+        "intervals span; *peak* = the largest worker's rise of peak RSS during the call "
+        "(NumPy: the call's allocations, tracemalloc).",
         "",
     ]
     path = out / "report.md"
@@ -325,4 +315,4 @@ def write_report(out: str | Path) -> Path:
     return path
 
 
-__all__ = ["write_report", "efficiencies"]
+__all__ = ["write_report", "efficiencies", "is_scaling"]

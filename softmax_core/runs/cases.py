@@ -186,7 +186,8 @@ class Case:
         if self.data == "stream":
             return _stream(self, backend, theta)
         X, y = _inputs(self, backend, data)
-        grad(X[:1, :], y[:1], theta)  # validate dtypes and shapes once, at the boundary
+        with backend.current():
+            grad(X[:1, :], y[:1], theta)  # validate dtypes and shapes once, at the boundary
         if self.kind == "gradient":
             fn = functools.partial(grad, check=False)
         else:
@@ -271,9 +272,9 @@ class Grid:
     For Dask's scaling (``softmax-bench scale``) the grid has three more axes: ``workers``
     (0: in this process, on the sweep's backend, e.g. NumPy as the baseline; w: a cluster of
     w worker processes), ``chunk_rows`` (the chunk sizes of the Dask points; the in-process
-    points are chunked by the first, so both hold the same rows) and ``streamed`` (the
-    gradient also over rows made chunk by chunk in the call).  An in-process point runs at
-    each thread count; a Dask point with its workers' threads.
+    points are chunked by the first, so both hold the same rows) and ``gradient_data`` (the
+    gradient over X in memory and/or over rows made chunk by chunk in the call).  An
+    in-process point runs at each thread count; a Dask point with its workers' threads.
     """
 
     methods: tuple[str, ...] = METHODS
@@ -295,7 +296,8 @@ class Grid:
     epoch_batches: tuple[int, ...] = ()
     workers: tuple[int, ...] = (0,)
     chunk_rows: tuple[int, ...] = ()
-    streamed: bool = False
+    #: a gradient's data sources (:data:`DATA_SOURCES`): in memory and/or streamed
+    gradient_data: tuple[str, ...] = ("",)
 
     def __post_init__(self):
         for name in ("methods", "epoch_methods"):
@@ -340,7 +342,10 @@ class Grid:
         )
         if self.epochs_on not in ("mnist", "synthetic", "none"):
             raise ValueError(f"epochs_on must be mnist, synthetic or none, got {self.epochs_on!r}")
-        if (max(self.workers) or self.streamed) and not self.chunk_rows:
+        bad = [d for d in self.gradient_data if d not in DATA_SOURCES["gradient"]]
+        if bad or not self.gradient_data:
+            raise ValueError(f"gradient_data must be among '', 'stream', got {self.gradient_data}")
+        if (max(self.workers) or "stream" in self.gradient_data) and not self.chunk_rows:
             raise ValueError("Dask workers and streamed points need chunk_rows")
         if not self.time_budget_s > 0:
             raise ValueError(f"time_budget_s must be positive, got {self.time_budget_s!r}")
@@ -352,12 +357,13 @@ class Grid:
         (thread counts, workers, chunk sizes) follow each other, so they are measured side
         by side."""
         grads = [
-            Case("gradient", m, b, n, k, self.dtype, data)
+            Case("gradient", m, b, n, k, self.dtype, data, chunk_rows=self._chunk(data))
             for m in self.methods
             for k in self.classes
             for n in self.features
             for b in self.batches
-            for data in ("", "stream")[: 1 + (self.streamed and m == "structured")]
+            for data in self.gradient_data
+            if not data or m == "structured"  # only the structured gradient streams
         ]
         epoch_rows = (EPOCH_SAMPLES,) if self.epochs_on == "mnist" else self.epoch_rows
         epochs = (
@@ -374,14 +380,18 @@ class Grid:
         points = sorted(grads, key=lambda c: (order[c.method], c.cost.flops)) + epochs
         return [v for c in points for v in self._variants(c)]
 
+    def _chunk(self, data: str) -> int:
+        """Chunk rows of an in-process point: beside Dask chunked like its points (the same
+        rows), and a stream always; else 0 (X whole)."""
+        return self.chunk_rows[0] if max(self.workers) or data == "stream" else 0
+
     def _variants(self, case: Case) -> list[Case]:
         """``case`` at each thread count in this process, then on each Dask cluster at each
         chunk size."""
         out = []
         for w in self.workers:
             if w == 0:
-                # beside Dask, chunked like its points (the same rows); else X is whole
-                chunk = self.chunk_rows[0] if max(self.workers) or case.data == "stream" else 0
+                chunk = self._chunk(case.data)
                 out += [
                     dataclasses.replace(case, threads=t, chunk_rows=chunk) for t in self.threads
                 ]

@@ -1,0 +1,214 @@
+"""``softmax-bench scale``: Dask as it scales, NumPy as the baseline, as one grid of the sweep.
+
+The grid (:class:`softmax_core.runs.cases.Grid`) has the structured gradient over m rows (X in
+the workers' memory, and streamed: made chunk by chunk inside the call) and one epoch of
+large-batch SGD over them, at each worker count (one LocalCluster of w single-threaded worker
+processes per count, all held at once, or the cluster at ``--scheduler``) and chunk size, beside
+the same calls in this process with NumPy at one BLAS thread and at all of them (the same rows,
+chunked alike).  :func:`softmax_core.runs.sweep.run_sweep` measures it into ``DIR/results.csv``
+(the one result format) in interleaved rounds, the variants of a point one after another; the
+report (:mod:`softmax_core.report.scaling`) draws the speedups and efficiencies.
+``--out-of-core ROWS`` instead runs the larger-than-memory gradient once, memory watched
+(``DIR/out_of_core.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+from pathlib import Path
+
+from ..dask.chunked import DEFAULT_CHUNK_ROWS
+from .arguments import int_list, name_list, positive_float, positive_int, rounds
+
+KINDS, DATA = ("gradient", "epoch"), ("memory", "stream")
+#: Seconds a point may take: a gradient over a million rows, streamed, on one worker fits.
+TIME_BUDGET_S = 60.0
+#: Rows of the grid's points, and the SGD batch of its epochs (4 default chunks: every step
+#: spans the workers).
+ROWS, BATCH = (100_000, 1_000_000), 80_000
+RENAMED = {
+    "--max-time": "--time-budget (seconds a point may take)",
+    "--seed": "nothing: the synthetic rows are seed 0's, as the sweep's",
+}
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """Add ``scale`` to the CLI's subparsers."""
+    from ..runs.guard import DEFAULT_ROUNDS
+
+    p = sub.add_parser(
+        "scale",
+        help="measure the Dask backend against workers, m and chunk size (NumPy as the baseline)",
+        description="Full-batch gradients and large-batch SGD epochs on Dask, against the number "
+        "of workers, m and the chunk size, with NumPy in this process as the baseline: a grid of "
+        "the sweep, written to DIR/results.csv with environment.json, report.md and plots. "
+        "--out-of-core ROWS runs the larger-than-memory gradient once instead.",
+    )
+    p.add_argument("--workers", type=int_list, help="worker counts (default: 1..cores)")
+    p.add_argument("--rows", type=int_list, default=list(ROWS), help="m (default: %(default)s)")
+    p.add_argument(
+        "--chunk-rows",
+        type=int_list,
+        default=[DEFAULT_CHUNK_ROWS],
+        help="rows per chunk (default: %(default)s)",
+    )
+    p.add_argument("--features", type=positive_int, default=784, help="n (default: %(default)s)")
+    p.add_argument("--classes", type=positive_int, default=10, help="k (default: %(default)s)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--data", type=name_list(DATA), default=list(DATA), help="memory,stream")
+    p.add_argument("--kinds", type=name_list(KINDS), default=list(KINDS), help="gradient,epoch")
+    p.add_argument(
+        "--batch", type=positive_int, default=BATCH, help="SGD batch of the epochs (%(default)s)"
+    )
+    p.add_argument(
+        "--time-budget",
+        type=positive_float,
+        default=TIME_BUDGET_S,
+        help="seconds one point may take (default: %(default)s)",
+    )
+    p.add_argument(
+        "--rounds",
+        type=rounds,
+        default=DEFAULT_ROUNDS,
+        help="measure the grid this many times, interleaved (default: %(default)s)",
+    )
+    p.add_argument(
+        "--scheduler",
+        help="use the Dask cluster at this address (default: $SOFTMAX_DASK_SCHEDULER, "
+        "else LocalClusters of each --workers count)",
+    )
+    p.add_argument("--no-numpy", action="store_true", help="skip the NumPy baseline")
+    p.add_argument(
+        "--out", type=Path, default=Path("out/scale"), help="results folder (default: %(default)s)"
+    )
+    p.add_argument("--resume", action="store_true", help="continue the results in --out")
+    p.add_argument("--report-only", action="store_true", help="only redraw the report of --out")
+    p.add_argument(
+        "--out-of-core",
+        type=positive_int,
+        metavar="ROWS",
+        help="run the streamed full-batch gradient over ROWS rows once, memory watched, "
+        "against the chunked NumPy reference (e.g. 10000000: 31 GB at n=784)",
+    )
+    p.add_argument(
+        "--samples",
+        type=positive_int,
+        default=3,
+        help="timed calls of --out-of-core (default: %(default)s)",
+    )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: when stderr is a terminal)",
+    )
+    for old in RENAMED:
+        p.add_argument(old, action=_Gone, help=argparse.SUPPRESS)
+    return p
+
+
+class _Gone(argparse.Action):
+    """An option ``scale`` no longer has: one line naming what to use, exit status 2."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"{option_string} is gone; fix: use {RENAMED[option_string]}")
+
+
+def grid(args, workers: tuple[int, ...]):
+    """The sweep's grid of ``scale``'s arguments."""
+    from ..runs.cases import Grid
+
+    cores = os.cpu_count() or 1
+    if args.classes < 2:
+        raise ValueError(f"--classes must be >= 2, got {args.classes}")
+    gradient_data = tuple(
+        d for d, name in (("", "memory"), ("stream", "stream")) if name in args.data
+    )
+    return Grid(
+        methods=("structured",) if "gradient" in args.kinds else (),
+        batches=tuple(args.rows),
+        classes=(args.classes,),
+        features=(args.features,),
+        dtype=args.dtype,
+        # SGD on streamed rows would remake a chunk per step: epochs hold X in memory
+        epochs_on="synthetic" if "epoch" in args.kinds and "memory" in args.data else "none",
+        epoch_rows=tuple(args.rows),
+        epoch_batches=(args.batch,),
+        threads=tuple(sorted({1, cores})),
+        time_budget_s=args.time_budget,
+        workers=((0,) if not args.no_numpy else ()) + workers,
+        chunk_rows=tuple(args.chunk_rows),
+        gradient_data=gradient_data or ("",),
+    )
+
+
+def run(args) -> int:
+    """The ``scale`` command: 0 on success (errors are raised for the CLI to print in one line)."""
+    from ..report import make_report
+
+    if args.report_only:
+        print(f"report: {make_report([args.out], args.out)}")
+        return 0
+    scheduler = args.scheduler or os.environ.get("SOFTMAX_DASK_SCHEDULER", "").strip() or None
+    if args.out_of_core is not None:
+        from ..dask.out_of_core import run_out_of_core
+
+        run_out_of_core(
+            args.out_of_core,
+            args.features,
+            args.classes,
+            args.chunk_rows[0],
+            args.out,
+            workers=args.workers[-1] if args.workers else None,
+            scheduler=scheduler,
+            dtype=args.dtype,
+            samples=args.samples,
+        )
+        return 0
+    cores = os.cpu_count() or 1
+    workers = tuple(args.workers or range(1, cores + 1))
+    if not scheduler and max(workers) > cores:
+        raise ValueError(
+            f"--workers {max(workers)} is more than this machine's {cores} cores (each worker "
+            f"is a process of one thread); fix: give at most {cores}, or --scheduler ADDRESS"
+        )
+    measure_grid(args, workers, scheduler)
+    print(f"report: {make_report([args.out], args.out)}")
+    return 0
+
+
+def measure_grid(args, workers: tuple[int, ...], scheduler: str | None) -> None:
+    """Start the clusters, hold them all, and run the sweep of the grid on them."""
+    from ..backends import get_backend
+    from ..backends.dask import session
+    from ..dask.metrics import parallelism
+    from ..runs.resultformat import read_environment, write_environment
+    from ..runs.sweep import run_sweep
+
+    probe = parallelism()  # the ceiling of any parallel efficiency on this machine, now
+    print(
+        f"machine: {probe['processes']} busy processes run {probe['speedup']:.2f}x as fast as one"
+    )
+    with contextlib.ExitStack() as stack:
+        if scheduler:
+            existing = stack.enter_context(session(scheduler, processes=True))
+            clusters = {existing.workers: existing}
+        else:
+            clusters = {w: stack.enter_context(session(None, w, processes=True)) for w in workers}
+        run_sweep(
+            grid(args, tuple(clusters)),
+            get_backend("cpu", "numpy"),
+            args.out,
+            resume=args.resume,
+            rounds=args.rounds,
+            progress=args.progress,
+            clusters=clusters,
+        )
+    env = read_environment(args.out, "re-run scale into another --out")
+    write_environment(args.out, {**env, "parallelism": probe})
+    print(f"scale: {run_sweep.last_summary.text()}")
+
+
+__all__ = ["add_parser", "run", "grid"]
