@@ -9,6 +9,7 @@ yardsticks (:mod:`.baseline`); reports (:mod:`.report`); the command line (:mod:
 
 from .backends import Backend, BackendError, get_backend
 from .data import MNIST, DataError, fetch_mnist, load_mnist, make_synthetic
+from .model.sgd import sgd_epoch, train
 from .model.softmax import (
     GRADIENTS,
     cross_entropy,
@@ -19,9 +20,7 @@ from .model.softmax import (
     grad_structured,
     jacobian_h_theta,
     one_hot,
-    sgd_epoch,
     softmax,
-    train,
 )
 
 __version__ = "0.1.0"

@@ -5,7 +5,7 @@ import pytest
 
 from softmax_core import get_backend
 from softmax_core.model.cost import epoch_cost, format_bytes, gradient_cost, sgd_step_cost
-from softmax_core.model.softmax import sgd_epoch
+from softmax_core.model.sgd import sgd_epoch
 from softmax_core.runs.cases import Case
 
 

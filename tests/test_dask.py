@@ -25,7 +25,8 @@ from softmax_core.dask.chunked import (
     synthetic,
     synthetic_dask,
 )
-from softmax_core.model.softmax import grad_naive, grad_structured, sgd_epoch, train
+from softmax_core.model.sgd import sgd_epoch, train
+from softmax_core.model.softmax import grad_naive, grad_structured
 
 CHUNK = 64
 
@@ -298,11 +299,17 @@ def test_parallelism_probe():
 
 @pytest.mark.slow
 def test_scale_is_a_grid_of_the_sweep_on_the_existing_cluster(
-    dask_b, tmp_path, capsys, monkeypatch
+    dask_b, tmp_path, capsys, monkeypatch, fake_measuring
 ):
+    """Each point's inputs are made and its call computed on its cluster (or in this process)
+    once a round; the numbers come from the fake measuring loop, the peaks from real calls."""
     from softmax_core.cli import main
     from softmax_core.dask import metrics as dask_metrics
     from softmax_core.runs.resultformat import COLUMNS, read_environment, read_results
+    from softmax_core.runs.sweep import run_sweep
+
+    for name, fake in fake_measuring.items():
+        monkeypatch.setitem(run_sweep.__kwdefaults__, name, fake)
 
     monkeypatch.setattr(
         dask_metrics,

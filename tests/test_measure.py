@@ -14,10 +14,10 @@ import pytest
 
 from softmax_core import get_backend
 from softmax_core.backends import EventTimer, PeakCounter
+from softmax_core.measure.alternating import measure_side_by_side
 from softmax_core.measure.engine import (
     Measurement,
     measure,
-    measure_side_by_side,
     median_ci,
     probe_machine,
     time_once,
@@ -396,11 +396,11 @@ def test_the_work_of_processes_it_started_is_not_another_process():
     import subprocess
     import sys
 
-    from softmax_core.measure import engine
+    from softmax_core.measure import cpuwatch
 
     spin_then_wait = "import time\nend = time.process_time() + 0.5\n"
     spin_then_wait += "while time.process_time() < end: pass\ntime.sleep(30)"
-    watch = engine._OthersCPU()
+    watch = cpuwatch.OthersCPU()
     own = watch._own_seconds()
     child = subprocess.Popen([sys.executable, "-c", spin_then_wait])
     try:
@@ -464,9 +464,9 @@ def test_sampling_spans_at_least_min_time(cpu):
 def test_one_stray_tick_of_the_cpu_counters_is_not_contention(monkeypatch):
     """Over a 30 ms window, one 10 ms tick the kernel counted elsewhere is 17% of a
     2-core machine: the counters' resolution, not another process."""
-    from softmax_core.measure import engine
+    from softmax_core.measure import cpuwatch
 
-    watch = engine._OthersCPU()
+    watch = cpuwatch.OthersCPU()
     watch._cores = 2
     watch._start = (0.0, 100.0, 50.0)
     monkeypatch.setattr(watch, "_read", lambda: (0.03, 100.05, 50.04))  # 10 ms more busy than ours

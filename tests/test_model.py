@@ -447,7 +447,7 @@ def test_sgd_epoch_with_a_seed_matches_the_reference_on_the_permuted_data(backen
 
 def test_sgd_epoch_one_hot_chunks_give_the_same_theta(backend, rng, monkeypatch):
     """I_y is built in chunks of whole batches; tiny chunks must not change the result."""
-    import softmax_core.model.softmax as model
+    import softmax_core.model.sgd as model
 
     X, y, theta = make_problem(rng, 50, 5, 3)
     args = on(backend, X, y, theta)

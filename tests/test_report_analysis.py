@@ -223,7 +223,7 @@ def test_lecture_rows_fall_back_to_the_largest_k(tmp_path):
     ],
 )
 def test_read_this_first_says_whether_other_processes_were_busy(others, says):
-    from softmax_core.report.markdown import notes_section
+    from softmax_core.report.headline import notes_section
 
     df = pd.DataFrame(
         {"set": "numpy-cpu", "status": "ok", "stability": "unstable", "others_cpu": others}
@@ -233,7 +233,7 @@ def test_read_this_first_says_whether_other_processes_were_busy(others, says):
 
 
 def test_the_headline_says_what_the_hardware_does_in_plain_sentences(tmp_path):
-    from softmax_core.report.markdown import headline_section
+    from softmax_core.report.headline import headline_section
 
     df = _frame(tmp_path, grid_rows(CPU))
     text = headline_section(df)
@@ -244,7 +244,7 @@ def test_the_headline_says_what_the_hardware_does_in_plain_sentences(tmp_path):
 
 
 def test_the_headline_leaves_out_what_was_not_measured(tmp_path):
-    from softmax_core.report.markdown import headline_section
+    from softmax_core.report.headline import headline_section
 
     df = _frame(tmp_path, grid_rows(CPU, epochs=()))
     text = headline_section(df)
@@ -252,7 +252,7 @@ def test_the_headline_leaves_out_what_was_not_measured(tmp_path):
 
 
 def test_the_headline_names_overhead_when_neither_ceiling_binds(tmp_path):
-    from softmax_core.report.markdown import headline_section
+    from softmax_core.report.headline import headline_section
 
     slow = Machine(efficiency=0.05)  # every point at 5% of the ceilings
     df = _frame(tmp_path, grid_rows(slow, epochs=()), machine=slow)

@@ -12,8 +12,6 @@ from test_report_results import OLD_COLUMNS
 
 from softmax_core.report.plots import (
     NotDrawn,
-    memory_vs_classes,
-    ratio_vs_classes,
     time_vs_batch,
     time_vs_classes,
 )
@@ -23,6 +21,7 @@ from softmax_core.report.plots_machine import (
     roofline,
     throughput_vs_batch,
 )
+from softmax_core.report.plots_naive import memory_vs_classes, ratio_vs_classes
 from softmax_core.report.results import load_results
 
 CUSTOM = dict(batches=(1, 4096), classes=(10, 2000), features=(784, 1000), epochs=(1, 4096))

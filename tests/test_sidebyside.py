@@ -20,7 +20,7 @@ import pytest
 
 from softmax_core import BackendError, get_backend, grad_structured
 from softmax_core.baseline import sidebyside as sbs
-from softmax_core.model import softmax as model
+from softmax_core.model import sgd as model
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TINY = [

@@ -373,9 +373,9 @@ def test_resume_reports_damaged_rows_and_measures_them_again(tmp_path, sweep):
 
 
 def test_a_second_sweep_on_the_same_folder_is_refused_while_the_first_runs(tmp_path, sweep):
-    from softmax_core.runs.sweep import _folder_lock
+    from softmax_core.runs.folder import folder_lock
 
-    with _folder_lock(tmp_path):
+    with folder_lock(tmp_path):
         with pytest.raises(ValueError, match=f"in use by another sweep \\(pid {os.getpid()}\\)"):
             sweep(PAIR, tmp_path, resume=True)
     assert not (tmp_path / "results.csv").exists()
@@ -390,8 +390,8 @@ def test_a_killed_sweeps_lock_does_not_block(tmp_path, sweep):
             "-c",
             (
                 "import sys, time; from pathlib import Path\n"
-                "from softmax_core.runs.sweep import _folder_lock\n"
-                f"with _folder_lock(Path({str(tmp_path)!r})):\n"
+                "from softmax_core.runs.folder import folder_lock\n"
+                f"with folder_lock(Path({str(tmp_path)!r})):\n"
                 "    print('held', flush=True); time.sleep(60)"
             ),
         ],
@@ -559,16 +559,16 @@ def test_the_main_command_works_every_time_it_is_run(tmp_path, cli, monkeypatch)
 
 
 def test_progress_on_a_terminal_and_plain_lines_otherwise(monkeypatch):
-    from softmax_core.runs import sweep
+    from softmax_core.runs import progress
 
     class Terminal(io.StringIO):
         def isatty(self):
             return True
 
     tty, pipe = Terminal(), io.StringIO()
-    monkeypatch.setattr(sweep, "PLAIN_PROGRESS_EVERY_S", 0.0)
+    monkeypatch.setattr(progress, "PLAIN_PROGRESS_EVERY_S", 0.0)
     for stream in (tty, pipe):
-        bar = sweep._Progress([1.0, 3.0, 1.0], stream, None)
+        bar = progress.Progress([1.0, 3.0, 1.0], stream, None)
         for label in ("a", "b", "c"):
             bar.advance(label)
         bar.close()
@@ -709,7 +709,7 @@ def test_each_point_makes_room_for_its_need_within_the_memory_budget(
 ):
     """Memory kept from earlier points is handed back before a point's cold call, and before
     a later round that could push the process past the budget (host_memory.make_room)."""
-    from softmax_core.runs import sweep as sweep_module
+    from softmax_core.runs import point as sweep_module
 
     asked, events = [], []
     monkeypatch.setattr(
@@ -737,7 +737,7 @@ def test_each_point_makes_room_for_its_need_within_the_memory_budget(
 def test_a_later_round_warms_a_long_call_up_again_after_its_memory_was_handed_back(
     tmp_path, sweep, make_fake_measuring, monkeypatch, handed_back
 ):
-    from softmax_core.runs import sweep as sweep_module
+    from softmax_core.runs import point as sweep_module
 
     monkeypatch.setattr(sweep_module, "make_room", lambda need, budget: handed_back)
     one_second_calls = make_fake_measuring(seconds=1.0)

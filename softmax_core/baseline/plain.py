@@ -1,7 +1,7 @@
 """The yardsticks: plain, hand-written NumPy SGD epochs, and the overhead check.
 
 Two loops written directly in NumPy, with no array-API layer and no checks,
-computing exactly what :func:`softmax_core.model.softmax.sgd_epoch` computes (stable
+computing exactly what :func:`softmax_core.model.sgd.sgd_epoch` computes (stable
 softmax, the short last batch averaged over its own size, the caller's theta
 left alone), so both serve as oracles for it and as baselines for the
 abstraction's cost (:func:`epoch_overhead`):
@@ -23,8 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..backends import get_backend
-from ..measure.engine import Measurement, SideBySide, measure_side_by_side
-from ..model.softmax import sgd_epoch
+from ..measure.alternating import SideBySide, measure_side_by_side
+from ..measure.engine import Measurement
+from ..model.sgd import sgd_epoch
 
 
 def lecture_epoch(
@@ -155,7 +156,7 @@ def epoch_overhead(
     """Measure :func:`sgd_epoch` against :func:`numpy_epoch` and :func:`lecture_epoch`.
 
     The three run in alternating rounds through the measuring loop
-    (:func:`softmax_core.measure.engine.measure_side_by_side`: cold call and warm-up
+    (:func:`softmax_core.measure.alternating.measure_side_by_side`: cold call and warm-up
     first, at least ``rounds`` rounds, more until every median has converged or
     ``max_time_s`` is spent), so that drifts of a shared machine hit all alike;
     ratios are taken within each round.  ``sgd_epoch`` runs with its input

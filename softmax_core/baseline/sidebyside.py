@@ -22,55 +22,37 @@ bandwidth, FLOPs / probed GEMM rate), FLOPs and traffic from the cost model.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from ..backends import DEFAULT_BACKEND, Backend, BackendError, get_backend
 from ..data import make_synthetic
-from ..fileio import atomic_write_text
-from ..measure.engine import Measurement, measure, measure_side_by_side, probe_machine, time_once
+from ..measure.alternating import measure_side_by_side
+from ..measure.engine import Measurement, probe_machine, time_once
 from ..measure.environment import blas_summary
-from ..model.cost import ceiling_seconds, epoch_cost, format_bytes, gradient_cost
-from ..model.softmax import _ONE_HOT_CHUNK, grad_structured, sgd_epoch
-from ..units import si
+from ..model.sgd import sgd_epoch
+from ..model.softmax import grad_structured
+from .launches import (  # noqa: F401 (re-exported)
+    LATENCY_CHAIN,
+    count_launches,
+    launch_latency_s,
+    profile_launches,
+    step_bound,
+)
 from .plain import lecture_epoch, numpy_epoch, numpy_grad
+from .sidebyside_output import markdown, write  # noqa: F401 (re-exported)
+from .workloads import (  # noqa: F401 (re-exported)
+    GRAD_OPS,
+    GRADIENT,
+    MNIST_EPOCH,
+    ONE_HOT_OPS,
+    STEP_OPS,
+    Workload,
+)
 
-#: The array operations of one SGD step of the structured method (model._sgd_step_structured).
-STEP_OPS = (
-    "X @ theta",
-    "max over rows",
-    "R -= max",
-    "exp",
-    "sum over rows",
-    "R /= sum",
-    "R -= I_y",
-    "R *= lr/B",
-    "X.T @ R",
-    "theta -= X.T @ R",
-)
-#: I_y per chunk of batches in sgd_epoch: the comparison and the cast.
-ONE_HOT_OPS = ("y == classes", "astype")
-#: grad_structured's operations (model._grad_structured_sum and its / B).
-GRAD_OPS = (
-    "arange(k)",
-    "X @ theta",
-    "max over rows",
-    "- max",
-    "exp",
-    "sum over rows",
-    "/ sum",
-    "y == classes",
-    "astype",
-    "Z - I_y",
-    "X.T @ R",
-    "/ B",
-)
 VARIANTS = (
     "softmax-bench",
     "numpy",
@@ -82,65 +64,9 @@ VARIANTS = (
 #: Each library's plain yardstick: the ratios of a library's variants are taken against it,
 #: round by round.
 BASELINES = {"numpy": "numpy", "torch": "pytorch"}
-#: Tiny in-place additions per latency sample (a chain, as a step's operations are); the least
-#: calls the loop makes of a variant (cold, two of warm-up, two rounds); results agree when the
-#: largest difference is within AGREE_REL of the largest value.
-LATENCY_CHAIN, MIN_CALLS, AGREE_REL = 100, 5, 2e-3
-
-
-@dataclass(frozen=True)
-class Workload:
-    """An epoch (``lr`` set) of ``samples`` examples, or one gradient of a batch of ``samples``."""
-
-    name: str
-    title: str
-    samples: int
-    features: int
-    classes: int
-    batch: int
-    lr: float | None = None
-
-    kind = property(lambda self: "gradient" if self.lr is None else "epoch")
-
-    @property
-    def steps(self) -> int:
-        return 1 if self.lr is None else -(-self.samples // self.batch)
-
-    def cost(self):
-        if self.lr is None:
-            return gradient_cost("structured", self.samples, self.features, self.classes)
-        return epoch_cost("structured", self.samples, self.features, self.classes, self.batch)
-
-    def static_launches_per_step(self) -> float:
-        if self.lr is None:
-            return float(len(GRAD_OPS))
-        chunks = -(-self.steps // max(1, _ONE_HOT_CHUNK // (self.batch * self.classes)))
-        return len(STEP_OPS) + len(ONE_HOT_OPS) * chunks / self.steps
-
-    def profile_steps(self) -> int:
-        """Steps profiled and compared: one chunk of I_y's batches (MNIST: 65), at most all."""
-        return min(self.steps, max(1, _ONE_HOT_CHUNK // (self.batch * self.classes)))
-
-    def theta0(self) -> np.ndarray:
-        if self.lr is not None:  # the recipe: theta = 0
-            return np.zeros((self.features, self.classes), np.float32)
-        return (
-            0.01 * np.random.default_rng(0).standard_normal((self.features, self.classes))
-        ).astype(np.float32)
-
-
-MNIST_EPOCH = Workload(
-    "mnist_epoch",
-    "MNIST epoch (60000 x 784, k = 10, batch 100, lr 0.2, theta = 0)",
-    60_000,
-    784,
-    10,
-    100,
-    lr=0.2,
-)
-GRADIENT = Workload(
-    "gradient", "structured gradient (B = 1024, n = k = 1000)", 1024, 1000, 1000, 1024
-)
+#: The least calls the loop makes of a variant (cold, two of warm-up, two rounds); results
+#: agree when the largest difference is within AGREE_REL of the largest value.
+MIN_CALLS, AGREE_REL = 5, 2e-3
 
 
 # --------------------------------------------------------------------------- the variants
@@ -215,96 +141,11 @@ def _numpy_calls(backend: Backend, w: Workload, X, y) -> dict:
     }
 
 
-# --------------------------------------------------------------------------- launches
-
-#: Device events that are launches (torch's activity types); annotations mirror host ranges.
-DEVICE_WORK = (None, "kernel", "gpu_memcpy", "gpu_memset")
-
-
-def count_launches(events, device_kind: str) -> int | None:
-    """Operations in torch profiler events (or stand-ins of them): on a GPU the device's kernels,
-    copies and fills; on the CPU the outermost ``aten::`` operators (autograd's included)."""
-
-    def outermost_aten(e) -> bool:
-        while (e := getattr(e, "cpu_parent", None)) is not None and not str(e.name).startswith(
-            "aten::"
-        ):
-            pass
-        return e is None
-
-    if device_kind == "gpu":
-        n = sum(
-            1
-            for e in events
-            if str(e.device_type).upper().endswith("CUDA")
-            and getattr(e, "activity_type", None) in DEVICE_WORK
-        )
-    else:
-        n = sum(
-            1
-            for e in events
-            if str(e.device_type).upper().endswith("CPU")
-            and str(e.name).startswith("aten::")
-            and outermost_aten(e)
-        )
-    return n or None
-
-
-def profile_launches(fn, args, backend: Backend) -> tuple[int | None, str]:
-    """(operations counted in one call, how), through torch's profiler where it can see."""
-    if not backend.is_gpu and backend.name != "torch":
-        return None, "NumPy: no profiler counts its calls"
-    try:
-        from torch.profiler import ProfilerActivity, profile
-
-        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if backend.is_gpu else [])
-        backend.synchronize()
-        with profile(activities=acts) as prof:
-            fn(*args)
-            backend.synchronize()
-        n = count_launches(prof.events(), backend.device_kind)
-    except Exception as exc:  # no torch, or a profiler that fails, must not fail the comparison
-        return None, f"profiler failed: {type(exc).__name__}: {exc}".replace("\n", " ")[:200]
-    return (n, "torch profiler") if n else (None, "the profiler saw no operations")
+# --------------------------------------------------------------------------- the comparison
 
 
 def _prefix(args: tuple, rows: int) -> tuple:  # an epoch's (X, y, theta), its first rows (views)
     return (args[0][:rows, :], args[1][:rows], *args[2:])
-
-
-def launch_latency_s(backend: Backend, max_time_s: float = 0.3) -> float:
-    """Seconds per tiny operation in a chain of :data:`LATENCY_CHAIN` in-place additions
-    (device time on a GPU: the launch and dispatch cost a step's small operations pay)."""
-
-    def chain(a):
-        for _ in range(LATENCY_CHAIN):
-            a += 1
-
-    a = backend.asarray(np.zeros(16), "float32", copy=True)
-    return (
-        measure(chain, a, backend=backend, max_time_s=max_time_s, min_sample_s=0).median
-        / LATENCY_CHAIN
-    )
-
-
-def step_bound(
-    w: Workload, launches: float, latency_s: float, probe: dict
-) -> tuple[float, str, dict]:
-    """(seconds, what binds, each bound) of one step: launches x latency, traffic / copy
-    bandwidth, FLOPs / GEMM rate, with the cost model's FLOPs and traffic per step."""
-    c = w.cost()
-    flops_s, traffic_s = ceiling_seconds(
-        c.flops / w.steps,
-        c.traffic_bytes / w.steps,
-        probe["gemm_gflops"] * 1e9,
-        probe["copy_gbps"] * 1e9,
-    )
-    bounds = {"launches": launches * latency_s, "bandwidth": traffic_s, "flops": flops_s}
-    which = max(bounds, key=bounds.get)
-    return bounds[which], which, bounds
-
-
-# --------------------------------------------------------------------------- the comparison
 
 
 def run_sidebyside(
@@ -488,81 +329,6 @@ def _why_not(name: str, primary: Backend, torch_why: str | None) -> str:
     if name == "numpy-lecture":
         return "the lecture's loop is an epoch"
     return torch_why or "not available on this device"
-
-
-# --------------------------------------------------------------------------- output
-
-
-def _t(seconds) -> str:
-    return si(seconds if seconds is not None else float("nan"), "s")
-
-
-def markdown(result: dict) -> str:
-    """The comparison as markdown: one table per workload and the notes that read it."""
-    p = result["probe"]
-    lines = [
-        "# softmax-bench side by side",
-        "",
-        f"Device: {result['device']}; libraries: {', '.join(result['backends'])}. Probe: GEMM "
-        f"{p['gemm_gflops']:.0f} GFLOP/s, copy {p['copy_gbps']:.0f} GB/s. Latency of one tiny "
-        "operation in a chain: "
-        + ", ".join(f"{k} {_t(v)}" for k, v in result["latency_s"].items())
-        + ".",
-    ]
-    if result.get("torch_skipped"):
-        lines.append(f"torch variants skipped: {result['torch_skipped']}")
-    for w in result["workloads"]:
-        data = " (synthetic data)" if w["synthetic"] and "synthetic" not in w["title"] else ""
-        lines += [
-            "",
-            f"## {w['title']}{data}",
-            "",
-            f"{w['steps']} step(s) a call; per step {w['flops'] / w['steps'] / 1e6:.3g} MFLOP and "
-            f"{format_bytes(w['traffic_bytes'] / w['steps'])} of traffic (cost model); "
-            f"softmax-bench's static count: {w['static_launches_per_step']:.2f} operations a "
-            f"step; results compared after {w['compared_steps']} step(s).",
-            "",
-            "| variant | library | median [95% CI] | n | stable | per step | ops/step (how) | "
-            "bound/step (by) | x bound | vs plain (per round) | agrees |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-        ]
-        for r in w["variants"]:
-            if r["status"] != "ok":
-                lines.append(f"| {r['variant']} | | skipped: {r['reason']} | | | | | | | | |")
-                continue
-            ci, ops = r.get("vs_baseline_ci"), r["launches_per_step"]
-            vs = (
-                "n/a"
-                if r.get("vs_baseline") is None
-                else f"{r['vs_baseline']:.2f}x [{ci[0]:.2f}, {ci[1]:.2f}] of {r['baseline']}"
-            )
-            lines.append(
-                f"| {r['variant']} | {r['library']} | {_t(r['time_median_s'])} "
-                f"[{_t(r['time_ci_low_s'])}, {_t(r['time_ci_high_s'])}] | "
-                f"{r['repeats']}x{r['loops']} | {'yes' if r['stable'] else 'NO'} | "
-                f"{_t(r['per_step_s'])} | {'n/a' if ops is None else f'{ops:.1f}'} "
-                f"({r['launches_how']}) | "
-                f"{_t(r['bound_s'])} ({r['bound_by']}) | {r['over_bound']:.1f} | {vs} | "
-                f"{'yes' if r['agrees'] else 'NO'} ({r['max_rel_diff']:.1e}) |"
-            )
-    lines += [
-        "",
-        "Bound per step: max(ops x latency, traffic / copy bandwidth, FLOPs / GEMM rate). Ops: "
-        "on a GPU the kernels, copies and fills torch's profiler saw; on a CPU, which launches "
-        "nothing, the aten operators torch dispatched (views included); static: softmax-bench's "
-        "code path (STEP_OPS, GRAD_OPS). vs plain: the median of per-round ratios to the plain "
-        "code on the same library (hand-written NumPy, hand-written PyTorch), with its 95% CI.",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def write(result: dict, out_dir) -> Path:
-    """``out_dir/sidebyside.json`` and ``sidebyside.md``; returns the markdown's path."""
-    out = Path(out_dir)
-    atomic_write_text(out / "sidebyside.json", json.dumps(result, indent=2, default=str) + "\n")
-    atomic_write_text(out / "sidebyside.md", markdown(result))
-    return out / "sidebyside.md"
 
 
 __all__ = [

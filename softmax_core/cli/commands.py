@@ -13,7 +13,8 @@ from pathlib import Path
 from ..backends import get_backend
 from ..data import fetch_mnist, load_mnist
 from ..fileio import atomic_write_text
-from ..model.softmax import get_gradient, train
+from ..model.sgd import train
+from ..model.softmax import get_gradient
 from .arguments import DEFAULT_SWEEP_ROOT, EXIT_USAGE
 from .parser import RENAMED
 

@@ -31,7 +31,7 @@ def sgd_epoch(
     segment_steps: int = SEGMENT_STEPS,
     client: Any = None,
 ):
-    """:func:`softmax_core.model.softmax.sgd_epoch`, computed ``segment_steps`` batches at a time.
+    """:func:`softmax_core.model.sgd.sgd_epoch`, computed ``segment_steps`` batches at a time.
 
     The same epoch, the same steps, the same math: each segment is the model's
     ``sgd_epoch`` on rows ``s0:s1`` with ``s0`` a multiple of ``batch``, i.e. on
@@ -44,7 +44,7 @@ def sgd_epoch(
     """
     from array_api_compat import array_namespace
 
-    from ..model import softmax as model
+    from ..model import sgd as model
 
     grad = grad or model.grad_structured
     xp = array_namespace(X, y, theta)
@@ -67,7 +67,7 @@ def time_once(fn: Callable[..., Any], *args: Any, backend=None, **kwargs: Any):
     the same epoch, computed in segments.  For ``train(..., timer=...)`` on Dask.
     """
     from ..measure.engine import time_once as _time_once
-    from ..model import softmax as model
+    from ..model import sgd as model
 
     client = getattr(backend, "client", None)
     if fn is model.sgd_epoch:

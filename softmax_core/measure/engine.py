@@ -53,6 +53,7 @@ import numpy as np
 
 from ..backends import Backend, get_backend
 from . import session
+from .cpuwatch import OthersCPU
 from .stats import (  # noqa: F401  (re-exported: the loop's result and its rules)
     CONFIDENCE,
     MAX_OTHERS_CPU,
@@ -71,7 +72,7 @@ MIN_TIME_S = 0.2
 
 
 @dataclass
-class _Sampler:
+class Sampler:
     """One call on one backend, taken through cold, warm-up, calibration and samples."""
 
     fn: Callable[..., Any]
@@ -117,7 +118,7 @@ class _Sampler:
         self.times.append(counted)
         self.host_times.append(host)
 
-    def result(self, capped: bool, others: _OthersCPU | None = None) -> Measurement:
+    def result(self, capped: bool, others: OthersCPU | None = None) -> Measurement:
         host = tuple(self.host_times) if self.backend.is_gpu else None
         share, raw = others.reading() if others is not None else (None, None)
         return Measurement(
@@ -131,67 +132,6 @@ class _Sampler:
         )
 
 
-class _OthersCPU:
-    """The share of all cores' time that other processes used between start and :meth:`reading`.
-
-    The kernel's system-wide busy time (``psutil.cpu_times``, steal included)
-    less this process's own CPU time (all its threads, BLAS included) and its children's.  Both
-    counters tick every 10 ms and are read at different moments, so two ticks
-    per core are forgiven (over a 30 ms window one stray tick would otherwise
-    read as 15% of a 2-core machine); the share is floored at 0.
-    """
-
-    #: ticks per core of the kernel's counters forgiven as reading error
-    SLACK_TICKS = 2
-    TICK_S = 0.01
-
-    def __init__(self):
-        import psutil
-
-        self._psutil = psutil
-        self._me = psutil.Process()
-        self._cores = psutil.cpu_count() or 1
-        self._start = self._read()
-
-    def _read(self) -> tuple[float, float, float]:
-        t = self._psutil.cpu_times()
-        busy = (
-            sum(t)
-            - t.idle
-            - getattr(t, "iowait", 0.0)
-            - getattr(t, "guest", 0.0)
-            - getattr(t, "guest_nice", 0.0)
-        )  # guest time is already counted in user
-        return time.perf_counter(), busy, self._own_seconds()
-
-    def _own_seconds(self) -> float:
-        """CPU seconds of this process and of the processes it started (a LocalCluster's
-        workers compute its calls: they are not *other* processes)."""
-        t = self._me.cpu_times()
-        total = t.user + t.system
-        for child in self._me.children(recursive=True):
-            try:
-                c = child.cpu_times()
-                total += c.user + c.system
-            except self._psutil.Error:  # a process that just ended
-                pass
-        return total
-
-    def reading(self) -> tuple[float, tuple[float, float, float]]:
-        """(share, (others' CPU seconds, all cores' seconds, seconds forgiven)) since start.
-
-        The raw seconds let rounds of one point be added up before the slack is
-        taken once (:meth:`Measurement.pooled`): a slack taken per short round
-        would swallow real load."""
-        (w0, b0, m0), (w1, b1, m1) = self._start, self._read()
-        raw = (
-            (b1 - b0) - (m1 - m0),
-            max(w1 - w0, 1e-9) * self._cores,
-            self.SLACK_TICKS * self.TICK_S * self._cores,
-        )
-        return others_share(raw), raw
-
-
 def _nice_ceil(x: float) -> int:
     """The smallest of 1, 2, 5, 10, 20, 50, ... that is >= x."""
     if x <= 1:
@@ -203,11 +143,11 @@ def _nice_ceil(x: float) -> int:
     return int(10 * exp)
 
 
-def _converged(times: list[float], target: float) -> bool:
+def converged(times: list[float], target: float) -> bool:
     return Measurement(tuple(times)).rel_ci <= target
 
 
-def _check_args(
+def check_args(
     fn,
     min_samples,
     max_samples,
@@ -299,9 +239,7 @@ def measure(
     -------
     Measurement
     """
-    _check_args(
-        fn, min_samples, max_samples, max_time_s, target, warmup_s, min_sample_s, min_time_s
-    )
+    check_args(fn, min_samples, max_samples, max_time_s, target, warmup_s, min_sample_s, min_time_s)
     for name, flag in (("cold", cold), ("warm_up", warm_up)):
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be True or False, got {flag!r}")
@@ -309,7 +247,7 @@ def measure(
         raise ValueError("warm_up=False needs cold=False: a cold call is never a steady state")
     backend = backend or get_backend()
     return _measure(
-        _Sampler(fn, args, backend, min_sample_s),
+        Sampler(fn, args, backend, min_sample_s),
         target,
         min_samples,
         max_samples,
@@ -321,14 +259,14 @@ def measure(
 
 
 def _measure(
-    s: _Sampler, target, min_samples, max_samples, max_time_s, warmup_s, cold, min_time_s
+    s: Sampler, target, min_samples, max_samples, max_time_s, warmup_s, cold, min_time_s
 ) -> Measurement:
     with session.ensure(s.backend):
         return _sample(s, target, min_samples, max_samples, max_time_s, warmup_s, cold, min_time_s)
 
 
 def _sample(
-    s: _Sampler, target, min_samples, max_samples, max_time_s, warmup_s, cold, min_time_s
+    s: Sampler, target, min_samples, max_samples, max_time_s, warmup_s, cold, min_time_s
 ) -> Measurement:
     gc_was_enabled = gc.isenabled()
     gc.disable()
@@ -338,12 +276,12 @@ def _sample(
         if warmup_s is not None:
             s.warm_up(min(warmup_s, max_time_s), max(max_time_s / 4, warmup_s))
         start = time.perf_counter()
-        others = _OthersCPU()
+        others = OthersCPU()
         while True:
             s.sample()
             n = len(s.times)
             if n >= max_samples:
-                return s.result(not _converged(s.times, target), others)
+                return s.result(not converged(s.times, target), others)
             if n < min_samples:
                 continue
             spent = time.perf_counter() - start
@@ -351,83 +289,11 @@ def _sample(
             if (
                 spent >= min_time_s
                 and (n < 64 or n % max(1, n // 16) == 0)
-                and _converged(s.times, target)
+                and converged(s.times, target)
             ):
                 return s.result(False, others)
             if spent >= max_time_s:
-                return s.result(not _converged(s.times, target), others)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-
-
-@dataclass(frozen=True)
-class SideBySide:
-    """Calls measured in alternating rounds: each call's :class:`Measurement`, and
-    per-round ratios (one call's sample over another's in the same round)."""
-
-    measurements: dict[str, Measurement]
-
-    def ratio(self, a: str, b: str) -> Measurement:
-        """a / b, round by round, as a Measurement of ratios: median, CI, spread."""
-        ta, tb = self.measurements[a].times_s, self.measurements[b].times_s
-        return Measurement.from_samples([x / y for x, y in zip(ta, tb)])
-
-
-def measure_side_by_side(
-    calls: dict[str, tuple[Callable[..., Any], tuple]],
-    *,
-    backend: Backend | None = None,
-    target: float = TARGET_REL_CI,
-    min_rounds: int = 21,
-    max_rounds: int = 10_000,
-    max_time_s: float = 30.0,
-    warmup_s: float = 0.05,
-    min_sample_s: float = 1e-3,
-) -> SideBySide:
-    """Measure several calls as :func:`measure` does, one sample of each per round.
-
-    The calls alternate (their order reverses every round), so a burst of load
-    or a frequency change hits all of them alike; ratios are taken within a
-    round.  Sampling stops when every call's median has converged to
-    ``target`` after ``min_rounds``, or at ``max_time_s`` / ``max_rounds``.
-    """
-    if not calls:
-        raise ValueError("calls must name at least one call")
-    for name, call in calls.items():
-        if not (isinstance(call, tuple) and len(call) == 2):
-            raise TypeError(f"calls[{name!r}] must be a (fn, args) pair")
-        _check_args(call[0], min_rounds, max_rounds, max_time_s, target, warmup_s, min_sample_s)
-    backend = backend or get_backend()
-    samplers = {
-        name: _Sampler(fn, tuple(args), backend, min_sample_s) for name, (fn, args) in calls.items()
-    }
-    with session.ensure(backend):
-        return _side_by_side(samplers, min_rounds, max_rounds, max_time_s, target, warmup_s)
-
-
-def _side_by_side(samplers, min_rounds, max_rounds, max_time_s, target, warmup_s) -> SideBySide:
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        for s in samplers.values():
-            s.cold()
-            s.warm_up(warmup_s, max(max_time_s / 8, warmup_s))
-        order = list(samplers.values())
-        start = time.perf_counter()
-        others = _OthersCPU()
-        rounds = 0
-        while True:
-            for s in order if rounds % 2 == 0 else reversed(order):
-                s.sample()
-            rounds += 1
-            converged = all(_converged(s.times, target) for s in order)
-            if rounds >= max_rounds or (
-                rounds >= min_rounds and (converged or time.perf_counter() - start >= max_time_s)
-            ):
-                return SideBySide(
-                    {name: s.result(not converged, others) for name, s in samplers.items()}
-                )
+                return s.result(not converged(s.times, target), others)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -487,9 +353,7 @@ def probe_machine(
 
 __all__ = [
     "Measurement",
-    "SideBySide",
     "measure",
-    "measure_side_by_side",
     "time_once",
     "median_ci",
     "probe_machine",

@@ -127,7 +127,7 @@ def _epoch_peak(method: str, m: int, n: int, k: int, batch: int, s: int) -> floa
     """sgd_epoch's working memory: its copy of θ, updated in place, plus per step either
     (structured) I_y for a chunk of whole batches and one [B, k] buffer, or (the
     Jacobian methods) the gradient kernel's own peak."""
-    from .softmax import _ONE_HOT_CHUNK  # the chunk size lives with the code that uses it
+    from .sgd import _ONE_HOT_CHUNK  # the chunk size lives with the code that uses it
 
     B = min(batch, m)
     theta_copy = s * n * k

@@ -31,21 +31,21 @@ from ..runs import resultformat
 from . import markdown as md
 from .analysis import fit_loglog, loglog_slopes, ratio_table, throughput_table
 from .asv import asv_points, commits_in_order, history_table, load_asv_results, pick_benchmark
+from .headline import headline_section, notes_section
 from .plots import (
     NotDrawn,
-    memory_vs_classes,
-    ratio_vs_classes,
     save,
     time_vs_batch,
     time_vs_classes,
 )
+from .plots_asv import asv_history
 from .plots_machine import (
-    asv_history,
     cpu_vs_gpu,
     predicted_vs_measured,
     roofline,
     throughput_vs_batch,
 )
+from .plots_naive import memory_vs_classes, ratio_vs_classes
 from .results import ResultSets, as_paths, empty_frame, load_results, read_set
 from .scaling import is_scaling
 from .scaling import write_report as write_scaling_report
@@ -275,10 +275,10 @@ def _text(sets: ResultSets, dirs, drawn, not_drawn, asv, asv_dir, benchmark, his
         "times are medians with their 95% confidence interval in brackets; units are decimal SI "
         "(1 GB = 10⁹ bytes).",
     ]
-    headline = md.headline_section(df) if not df.empty else ""
+    headline = headline_section(df) if not df.empty else ""
     if headline:
         parts += ["## What this hardware does", headline]
-    notes = md.notes_section(sets.notes, df)
+    notes = notes_section(sets.notes, df)
     if notes:
         parts += ["## Read this first", notes]
     if sets.environments:

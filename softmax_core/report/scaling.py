@@ -76,7 +76,7 @@ def efficiencies(df: pd.DataFrame) -> pd.DataFrame:
             ("speedup_numpy_all", numpy[numpy.threads == numpy.threads.max()], 1.0),
             ("parallel_eff", one, r.workers),
         ):
-            if len(base):
+            if len(base) and not (name == "parallel_eff" and r.workers == 1):  # 1 by definition
                 ratio = _ratio(base.iloc[0], r, scale)
                 for suffix, v in zip(("", "_low", "_high"), ratio):
                     d.at[idx, name + suffix] = v

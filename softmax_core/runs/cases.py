@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 
 from ..backends import Backend
-from ..data import make_synthetic
 from ..model.cost import METHODS, Cost, epoch_cost, gradient_cost, itemsize
-from ..model.softmax import get_gradient, sgd_epoch
+from ..model.sgd import sgd_epoch
+from ..model.softmax import get_gradient
+from .inputs import inputs, streamed, synthetic_data  # noqa: F401 (synthetic_data re-exported)
 
 KINDS = ("gradient", "epoch")
 #: Where a point's inputs come from.  A gradient's X is in memory (``""``) or, for a chunked
@@ -184,8 +185,8 @@ class Case:
         theta = backend.asarray(theta0, self.dtype, copy=True)
         grad = get_gradient(self.method)
         if self.data == "stream":
-            return _stream(self, backend, theta)
-        X, y = _inputs(self, backend, data)
+            return streamed(self, backend, theta)
+        X, y = inputs(self, backend, data)
         with backend.current():
             grad(X[:1, :], y[:1], theta)  # validate dtypes and shapes once, at the boundary
         if self.kind == "gradient":
@@ -207,60 +208,9 @@ def _number(value):
     return int(number) if number.is_integer() and number >= 0 else False
 
 
-def _inputs(case: Case, backend: Backend, data):
-    """X and y of ``case`` on ``backend``: MNIST or synthetic, whole or in chunks."""
-    if data is not None or not case.chunk_rows:
-        X, y = (
-            data if data is not None else synthetic_data(case.samples, case.features, case.classes)
-        )
-        return backend.asarray(X, case.dtype, copy=True), backend.asarray(y, copy=True)
-    from ..dask import chunked
-
-    shape = (case.samples, case.features, case.classes)
-    if backend.name == "dask":  # made in the workers, held there (persisted) before timing
-        from distributed import wait
-
-        X, y = chunked.synthetic_dask(*shape, 0, case.chunk_rows, case.dtype)
-        X, y = backend.client.persist([X, y])
-        wait([X, y])
-        return X, y
-    X, y = chunked.synthetic(*shape, 0, case.dtype)
-    return backend.asarray(X, copy=False), backend.asarray(y, copy=False)
-
-
-def _stream(case: Case, backend: Backend, theta):
-    """The full-batch gradient over ``case.samples`` rows made chunk by chunk in the call."""
-    from ..dask import chunked
-
-    if case.kind != "gradient":
-        raise ValueError("only a gradient streams its rows")
-    shape = (case.samples, case.features, case.classes)
-    if backend.name == "dask":
-        X, y = chunked.synthetic_dask(*shape, 0, case.chunk_rows, case.dtype)
-        fn = functools.partial(get_gradient(case.method), check=False)
-        return backend.complete(fn), (X, y, theta)
-    if backend.name != "numpy":
-        raise ValueError(f"a stream point runs on numpy or dask, not {backend.name}")
-    fn = functools.partial(
-        chunked.reference_gradient,
-        m=case.samples,
-        k=case.classes,
-        seed=0,
-        chunk_rows=case.chunk_rows,
-        dtype=case.dtype,
-    )
-    return fn, (theta,)
-
-
 def threads_text(threads: int) -> str:
     """``1 thread``, ``2 threads``."""
     return f"{threads} thread" + "s" * (threads != 1)
-
-
-@functools.lru_cache(maxsize=4)
-def synthetic_data(m: int, n: int, k: int):
-    """Host (X, y) of the given shape, made once per shape (seed 0) and shared."""
-    return make_synthetic(m, n, k, seed=0)
 
 
 @dataclass(frozen=True)

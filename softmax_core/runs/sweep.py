@@ -24,11 +24,8 @@ fitted time model.
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import dataclasses
 import datetime as _dt
-import fcntl
 import os
 import sys
 import time
@@ -39,12 +36,12 @@ from pathlib import Path
 from typing import TextIO
 
 from ..backends import Backend
-from ..measure.engine import MIN_TIME_S, Measurement, measure, probe_machine
-from ..measure.environment import load_average, record
-from ..measure.host_memory import make_room, release_retained_memory
+from ..measure.engine import Measurement, measure, probe_machine
+from ..measure.environment import record
 from ..measure.session import MeasurementSession, blas_threads, thread_limit
 from ..measure.timemodel import TimeModel
 from .cases import Case, Grid
+from .folder import check_same_rounds, folder_lock, rows_to_keep
 from .guard import (
     DEFAULT_ROUNDS,
     LONG_CALL_S,
@@ -52,24 +49,17 @@ from .guard import (
     calls_per_point,
     check_memory_budget,
     default_memory_budget,
-    samples_per_round,
 )
+from .point import POINT_TIME_SHARE, measure_point, skipped_row  # noqa: F401 (re-exported)
+from .progress import Progress
 from .resultformat import (
-    COLUMNS,
     ResultWriter,
     SchemaError,
     check_appendable,
     read_environment,
-    read_results,
-    row_case,
     write_environment,
 )
 
-#: A point's sampling stops after this share of the time budget (when it has
-#: its minimum samples); the guard keeps the minimum within the budget.
-POINT_TIME_SHARE = 0.1
-#: Seconds between progress lines when stderr is not a terminal.
-PLAIN_PROGRESS_EVERY_S = 15.0
 #: Most rounds a sweep takes: each round takes every point's minimum samples again.
 MAX_ROUNDS = 20
 
@@ -200,7 +190,7 @@ def run_sweep(
     missing = sorted(set(w for w in grid.workers if w) - set(where.clusters))
     if missing:
         raise ValueError(f"the grid's workers {missing} have no cluster: pass clusters=")
-    with _folder_lock(out), MeasurementSession(backend):
+    with folder_lock(out), MeasurementSession(backend):
         summary = _run_locked(grid, where, out, resume, epoch_data, progress, rounds, log, tools)
     run_sweep.last_summary = summary
     return out
@@ -252,8 +242,8 @@ def _run_locked(grid, where, out, resume, epoch_data, progress, rounds, log, too
     results = out / "results.csv"
     summary = SweepSummary(out)
     if resume and results.exists():
-        _check_same_rounds(results, rounds)  # before _rows_to_keep repairs anything
-    kept, summary.damaged_rows = _rows_to_keep(results, log) if resume else ([], [])
+        check_same_rounds(results, rounds)  # before _rows_to_keep repairs anything
+    kept, summary.damaged_rows = rows_to_keep(results, log) if resume else ([], [])
     if grid.threads == (None,) and kept:
         # a resumed run keeps the thread counts it was measured with, unless told others
         counts = tuple(sorted({c.threads for c, _ in kept if c.threads is not None}))
@@ -292,7 +282,7 @@ def _run_locked(grid, where, out, resume, epoch_data, progress, rounds, log, too
         return calls_per_point(rounds, long=seconds >= LONG_CALL_S)
 
     weights = [t * calls(t) / rounds for t in map(guard.predicted_time_s, todo)]
-    bar = _Progress(weights * rounds, log, progress, tools.clock)
+    bar = Progress(weights * rounds, log, progress, tools.clock)
     with ResultWriter(results) as writer:
         for r in range(rounds):
             last = r == rounds - 1
@@ -306,13 +296,13 @@ def _run_locked(grid, where, out, resume, epoch_data, progress, rounds, log, too
                     if reason:
                         pooled[case.key] = None
                         if case.key not in retry:  # a point skipped before and still: no second row
-                            skipped = _skipped_row(case, predicted[case.key], reason)
+                            skipped = skipped_row(case, predicted[case.key], reason)
                             _write(writer, skipped, run_id, where.of(case))
                         summary.counts["skipped"] += 1
                         continue
                 elif pooled.get(case.key) is None:
                     continue
-                row = _measure_point(
+                row = measure_point(
                     case,
                     where.of(case),
                     guard,
@@ -333,113 +323,6 @@ def _run_locked(grid, where, out, resume, epoch_data, progress, rounds, log, too
     write_environment(out, env)
     summary.wall_s = tools.clock() - t_start
     return summary
-
-
-def _point_row(case: Case, predicted_s: float) -> dict:
-    """The point's columns and its predictions; ``predicted_s`` is the time model's
-    prediction made before the point's first round ran (never after it learnt from it)."""
-    cost = case.cost
-    return {
-        "kind": case.kind,
-        "method": case.method,
-        "batch": case.batch,
-        "features": case.features,
-        "classes": case.classes,
-        "dtype": case.dtype,
-        "data": case.data,
-        "threads": case.threads,
-        "workers": case.workers,
-        "chunk_rows": case.chunk_rows,
-        "samples": case.samples,
-        "predicted_bytes": int(cost.peak_bytes),
-        "predicted_lecture_bytes": int(cost.lecture_bytes),
-        "predicted_flops": int(cost.flops),
-        "predicted_traffic_bytes": int(cost.traffic_bytes),
-        "predicted_time_s": predicted_s,
-    }
-
-
-def _skipped_row(case: Case, predicted_s: float, reason: str) -> dict:
-    return {**_point_row(case, predicted_s), "status": "skipped", "reason": reason}
-
-
-def _measure_point(
-    case: Case,
-    backend: Backend,
-    guard: Guard,
-    data,
-    pooled: dict,
-    rounds: int,
-    last_round: bool,
-    predicted_s: float,
-    measure: Callable[..., Measurement],
-) -> dict | None:
-    """One round of ``case``; its row after the last round (None before), or an error row.
-
-    Each round samples for at least ``MIN_TIME_S / rounds`` and at most
-    ``POINT_TIME_SHARE`` of the time budget over ``rounds``; the cold call is
-    the first round's, on fresh pages, and so is the only warm-up of a call that
-    takes :data:`LONG_CALL_S` or more (unless its kept memory had to be handed
-    back, see :func:`~softmax_core.measure.host_memory.make_room`)."""
-    row = _point_row(case, predicted_s)
-    load_before = load_average()
-    first_round = case.key not in pooled
-    # a later round hands the memory kept from earlier points back only if the heap could
-    # outgrow the budget (host_memory), and then warms up again
-    here = not backend.is_gpu and not case.workers  # this process's heap holds the inputs
-    refaults = (
-        not first_round
-        and here
-        and make_room(case.cost.peak_bytes + case.input_bytes, guard.memory_budget_bytes)
-    )
-    long = not first_round and pooled[case.key].median >= LONG_CALL_S and not refaults
-    try:
-        with thread_limit(case.threads):
-            fn, args = case.prepare(backend, data)
-            if first_round and here:
-                # the cold call takes fresh pages: what prepare's check call and earlier points
-                # left kept goes back first
-                release_retained_memory()
-            m = measure(
-                fn,
-                *args,
-                backend=backend,
-                min_samples=samples_per_round(rounds),
-                max_time_s=guard.time_budget_s * POINT_TIME_SHARE / rounds,
-                min_time_s=MIN_TIME_S / rounds,
-                cold=first_round,
-                warm_up=not long,
-            )
-            peak = backend.peak_bytes(fn, *args) if last_round else None
-            del fn, args
-    except Exception as exc:  # one failing point (even out of memory) must not end the sweep
-        pooled[case.key] = None
-        return {
-            **row,
-            "status": "error",
-            "reason": f"{type(exc).__name__}: {exc}".replace("\n", " "),
-        }
-    if not first_round:
-        m = pooled[case.key].pooled(m)
-    pooled[case.key] = m
-    if first_round:
-        guard.record(case, m.median)
-    if not last_round:
-        return None
-    t = m.median
-    cost = case.cost
-    return {
-        **row,
-        **m.row(),
-        "status": "ok",
-        "reason": "",
-        "peak_bytes": peak,
-        "samples_per_s": case.samples / t,
-        "gflops": cost.flops / t / 1e9,
-        "gbytes_per_s": cost.traffic_bytes / t / 1e9,
-        "load_before": load_before,
-        "load_after": load_average(),
-    }
 
 
 def _with_threads(cases) -> list[Case]:
@@ -463,27 +346,6 @@ def _epoch_data(grid: Grid, data_dir):
     return mnist.X_train, mnist.y_train
 
 
-@contextlib.contextmanager
-def _folder_lock(out: Path):
-    """Hold ``out/.lock`` exclusively; a second sweep on the same folder is refused."""
-    path = out / ".lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-            raise ValueError(
-                f"{out} is in use by another sweep (pid {holder}); fix: wait for it to "
-                "finish, or choose another --out"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
-    finally:
-        os.close(fd)  # closing releases the flock; the empty file stays, harmless
-
-
 def _environment(out: Path, backend: Backend, resume: bool, probe: Callable) -> dict:
     if resume:
         env = read_environment(out, "delete it to probe the machine again, or choose another --out")
@@ -502,116 +364,8 @@ def _environment(out: Path, backend: Backend, resume: bool, probe: Callable) -> 
     return env
 
 
-def _rows_to_keep(results: Path, log=None) -> tuple[list[tuple[Case, dict]], list[tuple[int, str]]]:
-    """(case, row) of each valid row, and (line, why) of each damaged one.  A last line
-    without its newline is kept (the newline added) when it is a whole valid row, and
-    otherwise, half-written by a killed sweep, cut off in place and reported."""
-    if not results.exists():
-        return [], []
-    with open(results, "rb+") as fh:
-        data = fh.read()
-        if data and not data.endswith(b"\n"):
-            last = data[data.rfind(b"\n") + 1 :].decode("utf-8", errors="replace")
-            fields = next(csv.reader([last]), [])
-            whole = len(fields) == len(COLUMNS) and row_case(dict(zip(COLUMNS, fields))) is not None
-            if whole:
-                fh.write(b"\n")
-            else:
-                fh.truncate(data.rfind(b"\n") + 1)
-                print(
-                    f"{results}: a half-written last line was dropped ({len(last)} characters); "
-                    "its point is measured again",
-                    file=log or sys.stderr,
-                )
-    kept, damaged = [], []
-    for line, row in enumerate(read_results(results).rows, start=2):
-        case = row_case(row)
-        if case is None:
-            damaged.append(
-                (
-                    line,
-                    f"status {row.get('status')!r}, point "
-                    f"{row.get('kind')} {row.get('method')} B={row.get('batch')}",
-                )
-            )
-        else:
-            kept.append((case, row))
-    return kept, damaged
-
-
-def _check_same_rounds(results: Path, rounds: int) -> None:
-    """ValueError unless every measured row of ``results`` was pooled from ``rounds`` rounds
-    (a folder whose points had different sampling would compare unlike with unlike).
-    Reads only: a refused resume leaves the folder as it was."""
-    found: set[int] = set()
-    for line, row in enumerate(read_results(results).rows, start=2):
-        if row.get("status") != "ok" or row_case(row) is None:
-            continue  # damaged rows are measured again anyway
-        value = (row.get("rounds") or "").strip()
-        if not value.isdigit() or int(value) < 1:
-            raise ValueError(
-                f"{results}:{line}: rounds is {row.get('rounds')!r}, not a whole number; fix: "
-                "delete that row to measure its point again, or choose another --out"
-            )
-        found.add(int(value))
-    other = sorted(found - {rounds})
-    if other:
-        raise ValueError(
-            f"{results} holds points measured with --rounds {', '.join(map(str, other))}, "
-            f"not {rounds}; fix: resume with --rounds {other[0]}, or choose another --out"
-        )
-
-
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-class _Progress:
-    """Progress weighted by each point's predicted cost: a tqdm bar on a terminal,
-    a plain line every :data:`PLAIN_PROGRESS_EVERY_S` otherwise."""
-
-    def __init__(
-        self,
-        weights: list[float],
-        stream,
-        enabled: bool | None,
-        clock: Callable[[], float] = time.monotonic,
-    ):
-        self.weights, self.stream, self.clock, self.i = weights, stream, clock, 0
-        self.tty = bool(getattr(stream, "isatty", lambda: False)())
-        self.bar = None
-        if enabled if enabled is not None else self.tty:
-            from tqdm import tqdm
-
-            self.bar = tqdm(
-                total=sum(weights),
-                file=stream,
-                unit="s",
-                leave=True,
-                dynamic_ncols=True,
-                bar_format="{l_bar}{bar}| {postfix} [{elapsed}<{remaining}]",
-            )
-        self.t0 = self.last_line = clock()
-
-    def advance(self, label: str) -> None:
-        if self.bar is not None:
-            if self.i:
-                self.bar.update(self.weights[self.i - 1])
-            self.bar.set_postfix_str(f"{self.i + 1}/{len(self.weights)} {label}", refresh=True)
-        elif (now := self.clock()) - self.last_line >= PLAIN_PROGRESS_EVERY_S:
-            self.last_line = now
-            elapsed = now - self.t0
-            print(
-                f"[sweep] {self.i}/{len(self.weights)} point-rounds, {elapsed:.0f} s, now: {label}",
-                file=self.stream,
-                flush=True,
-            )
-        self.i += 1
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.update(self.bar.total - self.bar.n)
-            self.bar.close()
 
 
 run_sweep.last_summary = None

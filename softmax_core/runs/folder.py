@@ -1,0 +1,97 @@
+"""A sweep's folder: one sweep at a time (its lock), and what ``--resume`` keeps of it."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import os
+import sys
+from pathlib import Path
+
+from .cases import Case
+from .resultformat import COLUMNS, read_results, row_case
+
+
+@contextlib.contextmanager
+def folder_lock(out: Path):
+    """Hold ``out/.lock`` exclusively; a second sweep on the same folder is refused."""
+    path = out / ".lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            raise ValueError(
+                f"{out} is in use by another sweep (pid {holder}); fix: wait for it to "
+                "finish, or choose another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock; the empty file stays, harmless
+
+
+def rows_to_keep(results: Path, log=None) -> tuple[list[tuple[Case, dict]], list[tuple[int, str]]]:
+    """(case, row) of each valid row, and (line, why) of each damaged one.  A last line
+    without its newline is kept (the newline added) when it is a whole valid row, and
+    otherwise, half-written by a killed sweep, cut off in place and reported."""
+    if not results.exists():
+        return [], []
+    with open(results, "rb+") as fh:
+        data = fh.read()
+        if data and not data.endswith(b"\n"):
+            last = data[data.rfind(b"\n") + 1 :].decode("utf-8", errors="replace")
+            fields = next(csv.reader([last]), [])
+            whole = len(fields) == len(COLUMNS) and row_case(dict(zip(COLUMNS, fields))) is not None
+            if whole:
+                fh.write(b"\n")
+            else:
+                fh.truncate(data.rfind(b"\n") + 1)
+                print(
+                    f"{results}: a half-written last line was dropped ({len(last)} characters); "
+                    "its point is measured again",
+                    file=log or sys.stderr,
+                )
+    kept, damaged = [], []
+    for line, row in enumerate(read_results(results).rows, start=2):
+        case = row_case(row)
+        if case is None:
+            damaged.append(
+                (
+                    line,
+                    f"status {row.get('status')!r}, point "
+                    f"{row.get('kind')} {row.get('method')} B={row.get('batch')}",
+                )
+            )
+        else:
+            kept.append((case, row))
+    return kept, damaged
+
+
+def check_same_rounds(results: Path, rounds: int) -> None:
+    """ValueError unless every measured row of ``results`` was pooled from ``rounds`` rounds
+    (a folder whose points had different sampling would compare unlike with unlike).
+    Reads only: a refused resume leaves the folder as it was."""
+    found: set[int] = set()
+    for line, row in enumerate(read_results(results).rows, start=2):
+        if row.get("status") != "ok" or row_case(row) is None:
+            continue  # damaged rows are measured again anyway
+        value = (row.get("rounds") or "").strip()
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(
+                f"{results}:{line}: rounds is {row.get('rounds')!r}, not a whole number; fix: "
+                "delete that row to measure its point again, or choose another --out"
+            )
+        found.add(int(value))
+    other = sorted(found - {rounds})
+    if other:
+        raise ValueError(
+            f"{results} holds points measured with --rounds {', '.join(map(str, other))}, "
+            f"not {rounds}; fix: resume with --rounds {other[0]}, or choose another --out"
+        )
+
+
+__all__ = ["folder_lock", "rows_to_keep", "check_same_rounds"]

@@ -1,0 +1,132 @@
+"""One point of a sweep: its row, and one round of its measurement.
+
+A point's first round takes its cold call on fresh pages and its warm-up; each later round
+samples again and pools with the rounds before; the row, with the cost model's and the time
+model's predictions beside the measured numbers, is made after its last round.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..backends import Backend
+from ..measure.engine import MIN_TIME_S, Measurement
+from ..measure.environment import load_average
+from ..measure.host_memory import make_room, release_retained_memory
+from ..measure.session import thread_limit
+from .cases import Case
+from .guard import LONG_CALL_S, Guard, samples_per_round
+
+#: A point's sampling stops after this share of the time budget (when it has
+#: its minimum samples); the guard keeps the minimum within the budget.
+POINT_TIME_SHARE = 0.1
+
+
+def point_row(case: Case, predicted_s: float) -> dict:
+    """The point's columns and its predictions; ``predicted_s`` is the time model's
+    prediction made before the point's first round ran (never after it learnt from it)."""
+    cost = case.cost
+    return {
+        "kind": case.kind,
+        "method": case.method,
+        "batch": case.batch,
+        "features": case.features,
+        "classes": case.classes,
+        "dtype": case.dtype,
+        "data": case.data,
+        "threads": case.threads,
+        "workers": case.workers,
+        "chunk_rows": case.chunk_rows,
+        "samples": case.samples,
+        "predicted_bytes": int(cost.peak_bytes),
+        "predicted_lecture_bytes": int(cost.lecture_bytes),
+        "predicted_flops": int(cost.flops),
+        "predicted_traffic_bytes": int(cost.traffic_bytes),
+        "predicted_time_s": predicted_s,
+    }
+
+
+def skipped_row(case: Case, predicted_s: float, reason: str) -> dict:
+    return {**point_row(case, predicted_s), "status": "skipped", "reason": reason}
+
+
+def measure_point(
+    case: Case,
+    backend: Backend,
+    guard: Guard,
+    data,
+    pooled: dict,
+    rounds: int,
+    last_round: bool,
+    predicted_s: float,
+    measure: Callable[..., Measurement],
+) -> dict | None:
+    """One round of ``case``; its row after the last round (None before), or an error row.
+
+    Each round samples for at least ``MIN_TIME_S / rounds`` and at most
+    ``POINT_TIME_SHARE`` of the time budget over ``rounds``; the cold call is
+    the first round's, on fresh pages, and so is the only warm-up of a call that
+    takes :data:`LONG_CALL_S` or more (unless its kept memory had to be handed
+    back, see :func:`~softmax_core.measure.host_memory.make_room`)."""
+    row = point_row(case, predicted_s)
+    load_before = load_average()
+    first_round = case.key not in pooled
+    # a later round hands the memory kept from earlier points back only if the heap could
+    # outgrow the budget (host_memory), and then warms up again
+    here = not backend.is_gpu and not case.workers  # this process's heap holds the inputs
+    refaults = (
+        not first_round
+        and here
+        and make_room(case.cost.peak_bytes + case.input_bytes, guard.memory_budget_bytes)
+    )
+    long = not first_round and pooled[case.key].median >= LONG_CALL_S and not refaults
+    try:
+        with thread_limit(case.threads):
+            fn, args = case.prepare(backend, data)
+            if first_round and here:
+                # the cold call takes fresh pages: what prepare's check call and earlier points
+                # left kept goes back first
+                release_retained_memory()
+            m = measure(
+                fn,
+                *args,
+                backend=backend,
+                min_samples=samples_per_round(rounds),
+                max_time_s=guard.time_budget_s * POINT_TIME_SHARE / rounds,
+                min_time_s=MIN_TIME_S / rounds,
+                cold=first_round,
+                warm_up=not long,
+            )
+            peak = backend.peak_bytes(fn, *args) if last_round else None
+            del fn, args
+    except Exception as exc:  # one failing point (even out of memory) must not end the sweep
+        pooled[case.key] = None
+        return {
+            **row,
+            "status": "error",
+            "reason": f"{type(exc).__name__}: {exc}".replace("\n", " "),
+        }
+    if not first_round:
+        m = pooled[case.key].pooled(m)
+    pooled[case.key] = m
+    if first_round:
+        guard.record(case, m.median)
+    if not last_round:
+        return None
+    t = m.median
+    cost = case.cost
+    return {
+        **row,
+        **m.row(),
+        "status": "ok",
+        "reason": "",
+        "peak_bytes": peak,
+        "samples_per_s": case.samples / t,
+        "gflops": cost.flops / t / 1e9,
+        "gbytes_per_s": cost.traffic_bytes / t / 1e9,
+        "load_before": load_before,
+        "load_after": load_average(),
+    }
+
+
+__all__ = ["POINT_TIME_SHARE", "point_row", "skipped_row", "measure_point"]
