@@ -47,6 +47,7 @@ from .library import (
     Guard,
     TimeModel,
     atomic_write_text,
+    check_nvidia_driver,
     cpu_model,
     default_memory_budget,
     engine,  # a module: a bare function here could be taken for a benchmark
@@ -134,10 +135,6 @@ def suite_points(kind: str, name: str | None = None) -> list[Case]:
 
 # --------------------------------------------------------------------------- device and guard
 
-#: Files an NVIDIA driver creates on Linux (WSL: /dev/dxg); without any of them there is no
-#: CUDA device.
-NVIDIA_DRIVER_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia", "/dev/dxg")
-
 
 def threads() -> int | None:
     """``$SOFTMAX_THREADS``: the BLAS threads of every benchmark (the CLI's ``--threads``), or
@@ -163,16 +160,9 @@ def backend() -> Backend:
     """
     set_threads(threads())
     gpu = (os.environ.get("SOFTMAX_DEVICE") or "").strip().lower() == "gpu"
-    if (
-        gpu
-        and sys.platform.startswith("linux")
-        and not any(map(os.path.exists, NVIDIA_DRIVER_FILES))
-    ):
-        raise NotImplementedError(
-            "SOFTMAX_DEVICE=gpu, but this machine has no NVIDIA driver "
-            f"(none of {', '.join(NVIDIA_DRIVER_FILES)})"
-        )
     try:
+        if gpu:
+            check_nvidia_driver()
         return get_backend()
     except BackendError as exc:
         raise NotImplementedError(str(exc)) from exc

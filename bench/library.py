@@ -55,3 +55,17 @@ except ImportError:  # the flat layout
     from softmax_core.timemodel import TimeModel
 
     from softmax_core import measure as engine
+
+try:
+    from softmax_core.backends.base import check_nvidia_driver
+except ImportError:  # a layout without it: the same check
+
+    def check_nvidia_driver() -> None:
+        import os
+        import sys
+
+        files = ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia", "/dev/dxg")
+        if sys.platform.startswith("linux") and not any(map(os.path.exists, files)):
+            raise BackendError(
+                f"SOFTMAX_DEVICE=gpu, but this machine has no NVIDIA driver ({files})"
+            )

@@ -125,7 +125,15 @@ def test_backend_error_is_a_runtime_error():
 # --------------------------------------------------------------------------- GPU unavailable
 
 
-def test_gpu_here_without_cupy_says_how_to_install(monkeypatch):
+@pytest.fixture
+def a_driver(monkeypatch, tmp_path):
+    """This machine as one with an NVIDIA driver (its device file present), whatever it has."""
+    from softmax_core.backends import base
+
+    monkeypatch.setattr(base, "NVIDIA_DRIVER_FILES", (str(tmp_path),))
+
+
+def test_gpu_here_without_cupy_says_how_to_install(monkeypatch, a_driver):
     if cupy_works():
         pytest.skip("cupy and a CUDA device work here")
     monkeypatch.setenv("SOFTMAX_DEVICE", "gpu")
@@ -144,7 +152,7 @@ def _cupy_importable() -> bool:
     return importlib.util.find_spec("cupy") is not None
 
 
-def test_gpu_with_cupy_not_installed_says_pip_install(monkeypatch):
+def test_gpu_with_cupy_not_installed_says_pip_install(monkeypatch, a_driver):
     monkeypatch.setitem(sys.modules, "cupy", None)  # makes `import cupy` raise ImportError
     monkeypatch.setenv("SOFTMAX_DEVICE", "gpu")
     with pytest.raises(
@@ -153,7 +161,7 @@ def test_gpu_with_cupy_not_installed_says_pip_install(monkeypatch):
         get_backend()
 
 
-def test_cupy_installed_but_no_driver(monkeypatch):
+def test_cupy_installed_but_no_driver(monkeypatch, a_driver):
     def no_device():
         raise RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")
 
@@ -168,7 +176,7 @@ def test_cupy_installed_but_no_driver(monkeypatch):
     assert isinstance(info.value.__cause__, RuntimeError)
 
 
-def test_cupy_installed_with_zero_devices(monkeypatch):
+def test_cupy_installed_with_zero_devices(monkeypatch, a_driver):
     monkeypatch.setitem(sys.modules, "cupy", fake_cupy(lambda: 0))
     with pytest.raises(BackendError, match="0 CUDA devices.*SOFTMAX_DEVICE=cpu"):
         get_backend("gpu", "cupy")

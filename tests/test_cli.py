@@ -169,7 +169,7 @@ def test_train_on_gpu_without_gpu_is_one_line_error(tmp_path):
     line = assert_one_line_error(proc)
     assert proc.returncode == 1
     assert line.startswith("softmax-bench train: error:")
-    assert "cupy" in line and "fix:" in line
+    assert ("cupy" in line or "no NVIDIA driver" in line) and "fix:" in line
 
 
 # --------------------------------------------------------------------------- info, data fetch
@@ -280,3 +280,39 @@ def test_resume_of_a_folder_without_results_is_refused_in_one_line(cli_run, tmp_
 def test_train_refuses_a_metrics_folder_before_it_trains(cli_run, tmp_path):
     code, out, err = cli_run("train", "--metrics-out", tmp_path, "--data-dir", tmp_path / "none")
     assert code == 1 and "is a folder" in err and "epoch" not in out
+
+
+@pytest.mark.parametrize("bug", [ValueError("a bug"), TypeError("a bug"), KeyError("a bug")])
+def test_a_bug_keeps_its_traceback_while_bad_input_is_one_line(monkeypatch, cli_run, bug):
+    """Only errors of the user's input are printed as one line: a ValueError or TypeError
+    from a defect in the code propagates with its traceback."""
+    from softmax_core.cli import commands
+    from softmax_core.errors import InputError
+
+    def broken(args):
+        raise bug
+
+    monkeypatch.setitem(commands.COMMANDS, "info", broken)
+    with pytest.raises(type(bug)):
+        cli_run("info")
+
+    def bad_input(args):
+        raise InputError("--thing is wrong; fix: give another")
+
+    monkeypatch.setitem(commands.COMMANDS, "info", bad_input)
+    code, _, err = cli_run("info")
+    assert code == 1 and err == "softmax-bench info: error: --thing is wrong; fix: give another\n"
+
+
+@pytest.mark.parametrize("backend", ["cupy", "torch"])
+def test_gpu_without_an_nvidia_driver_says_so_before_any_install_hint(
+    monkeypatch, cli_run, tmp_path, backend
+):
+    from softmax_core.backends import base
+
+    monkeypatch.setattr(base, "NVIDIA_DRIVER_FILES", (str(tmp_path / "no-such-device"),))
+    monkeypatch.setenv("SOFTMAX_DEVICE", "gpu")
+    monkeypatch.setenv("SOFTMAX_BACKEND", backend)
+    code, _, err = cli_run("info")
+    assert code == 1 and len(err.splitlines()) == 1
+    assert "no NVIDIA driver" in err and "pip install" not in err and "SOFTMAX_DEVICE=cpu" in err

@@ -227,3 +227,36 @@ def test_cli_compare_errors_are_one_line(two_runs, tmp_path, cli_run, args, need
     code, _, err = cli_run("compare", *[subst.get(x, x) for x in args])
     assert code != 0 and len(err.strip().splitlines()) == 1
     assert needle in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"time_median_s": "0.5"},  # a median outside its interval
+        {"time_ci_low_s": "-3", "time_ci_high_s": "6e13"},  # a negative interval
+        {"time_median_s": "1e-320", "time_ci_low_s": "1e-321", "time_ci_high_s": "2e-320"},
+        {"time_median_s": "inf", "time_ci_high_s": "inf"},
+        {"time_min_s": "9"},  # the fastest sample above the median
+        {"repeats": "0"},
+    ],
+)
+def test_an_inconsistent_row_is_damaged_never_judged_or_drawn(two_runs, tmp_path, cli_run, damage):
+    """A row whose numbers cannot be a measurement is reported as damaged by compare, report
+    and resume alike, and never used."""
+    import csv
+
+    a, b = two_runs
+    bad = tmp_path / "bad"
+    shutil.copytree(b, bad)
+    path = bad / "results.csv"
+    rows = list(csv.DictReader(path.open()))
+    rows[0].update(damage)
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    table, summary = compare(a, bad)
+    assert summary["points"] == 1 and summary["only_a"] == 1  # the damaged point is not judged
+    code, out, err = cli_run("report", bad, "--out", tmp_path / "r")
+    assert code == 0, err
+    assert "1 damaged row(s)" in (tmp_path / "r" / "report.md").read_text()

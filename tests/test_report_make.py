@@ -110,6 +110,7 @@ def test_missing_data_skips_plots_says_why_and_removes_stale_ones(tmp_path):
     out = tmp_path / "r"
     out.mkdir()
     (out / "cpu_vs_gpu.png").write_bytes(PNG_MAGIC)  # from an earlier report of other sets
+    (out / "report.md").write_text("# softmax-bench report\n\n![cpu_vs_gpu](cpu_vs_gpu.png)\n")
     only_epochs = [r for r in grid_rows(CPU, batches=(1, 32)) if r["kind"] == "epoch"]
     text = make_report([write_set(tmp_path / "s", only_epochs)], out).read_text(encoding="utf-8")
     assert "`time_vs_classes.png`: no ok gradient points" in text
@@ -167,10 +168,24 @@ def test_report_of_a_tiny_sweep(tmp_path, measuring, fake_measuring):
 
 
 @pytest.mark.slow
-def test_cli_report(sets, tmp_path, capsys):
+@pytest.mark.parametrize("foreign", ["roofline.png", "cpu_vs_gpu.png", "report.md"])
+def test_report_overwrites_or_removes_only_what_a_report_of_its_own_wrote(
+    sets, tmp_path, cli_run, foreign
+):
+    """A file in --out that no softmax-bench report wrote is neither replaced nor deleted: the
+    report refuses in one line; a folder's own earlier report is redrawn."""
     out = tmp_path / "r"
-    assert main(["report", str(sets["custom"]), "--out", str(out)]) == 0
-    assert str(out / "report.md") in capsys.readouterr().out
+    out.mkdir()
+    (out / foreign).write_text("someone else's")
+    code, _, err = cli_run("report", sets["custom"], "--out", out)
+    assert code == 1 and len(err.splitlines()) == 1 and str(out / foreign) in err
+    assert (out / foreign).read_text() == "someone else's"
+    assert sorted(p.name for p in out.iterdir()) == [foreign]
+    if foreign == "report.md":
+        (out / foreign).unlink()
+        code, printed, _ = cli_run("report", sets["custom"], "--out", out)
+        assert code == 0 and str(out / "report.md") in printed
+        assert cli_run("report", sets["custom"], "--out", out)[0] == 0  # its own: redrawn
 
 
 def test_cli_report_bad_folder_fails_with_one_line(tmp_path, capsys):
@@ -382,3 +397,18 @@ def test_throughput_caption_names_only_the_panels_drawn(tmp_path):
     text = make_report([both], tmp_path / "b").read_text(encoding="utf-8")
     caption = text[text.index("### Throughput vs batch size") :].split("\n\n")[2]
     assert "whole SGD epochs (left)" in caption
+
+
+def test_an_asv_time_that_is_no_measurement_is_damaged_not_drawn(tmp_path):
+    """A negative time, or one outside asv's own interval, is never a point of the report."""
+    root = write_asv(tmp_path / "asv")
+    path = sorted((root / "testbox").glob("*-virtualenv-py3.11.json"))[-1]
+    data = json.loads(path.read_text())
+    data["results"][TIME][0][0] = -3e-4  # a negative time
+    data["results"][TIME][0][1] *= 100  # far outside its interval
+    path.write_text(json.dumps(data))
+    df = load_asv_results(root)
+    latest = df[(df["benchmark"] == TIME) & (df["commit_hash"] == data["commit_hash"])]
+    assert latest["status"].value_counts()["damaged"] == 2
+    points, _, _ = asv_points(df)
+    assert (points.loc[points["status"] == "ok", "time_median_s"] > 0).all()

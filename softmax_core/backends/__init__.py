@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import os
 
+from ..errors import InputError
 from .base import (
     Backend,
     BackendError,
@@ -54,13 +55,13 @@ def get_backend(device: str | None = None, backend: str | None = None) -> Backen
     """
     device = (device or os.environ.get("SOFTMAX_DEVICE") or "cpu").strip().lower()
     if device not in DEVICES:
-        raise ValueError(
+        raise InputError(
             f"SOFTMAX_DEVICE={device!r} is not a device: use one of {', '.join(DEVICES)}"
         )
     name = (backend or os.environ.get("SOFTMAX_BACKEND") or DEFAULT_BACKEND[device]).strip()
     name = name.lower().replace("-", "_")
     if name not in BACKENDS:
-        raise ValueError(
+        raise InputError(
             f"SOFTMAX_BACKEND={name!r} is not a backend: use one of {', '.join(BACKENDS)}"
         )
     return importlib.import_module(f"{__name__}.{name}").make(device)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InputError
 from .base import Backend, import_library, tracemalloc_peak
 
 
@@ -19,6 +20,6 @@ class ArrayApiStrictBackend(Backend):
 
 def make(device: str) -> ArrayApiStrictBackend:
     if device == "gpu":
-        raise ValueError("array_api_strict runs on the CPU only: use SOFTMAX_DEVICE=cpu")
+        raise InputError("array_api_strict runs on the CPU only: use SOFTMAX_DEVICE=cpu")
     xp = import_library("array_api_strict", "pip install array-api-strict")
     return ArrayApiStrictBackend("cpu", xp, xp.Device("CPU_DEVICE"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import importlib
+import os
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -248,6 +249,24 @@ class PeakCounter:
 
     def free(self, nbytes: int) -> None:
         self.current -= nbytes
+
+
+#: Files an NVIDIA driver creates on Linux (WSL: /dev/dxg); without any of them there is no
+#: CUDA device, whatever is installed.
+NVIDIA_DRIVER_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia", "/dev/dxg")
+
+
+def check_nvidia_driver() -> None:
+    """BackendError on a Linux machine without an NVIDIA driver: said before any CUDA library
+    is imported, since installing one would only lead to the next error."""
+    import sys
+
+    if sys.platform.startswith("linux") and not any(map(os.path.exists, NVIDIA_DRIVER_FILES)):
+        raise BackendError(
+            "SOFTMAX_DEVICE=gpu, but this machine has no NVIDIA driver (none of "
+            f"{', '.join(NVIDIA_DRIVER_FILES)}); fix: run on a machine with an NVIDIA GPU, or "
+            "use SOFTMAX_DEVICE=cpu"
+        )
 
 
 def host_available_bytes() -> int:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .base import Backend, BackendError, EventTimer, PeakCounter, import_library
+from ..errors import InputError
+from .base import (
+    Backend,
+    BackendError,
+    EventTimer,
+    PeakCounter,
+    check_nvidia_driver,
+    import_library,
+)
 
 INSTALL_HINT = (
     "pip install 'softmax-bench[gpu]' (in a clone: pip install -e '.[gpu]'), or the "
@@ -87,9 +95,10 @@ def pool_peak(cupy, sync: Callable[[], None], fn: Callable, args: tuple) -> int 
 
 def make(device: str) -> CupyBackend:
     if device == "cpu":
-        raise ValueError(
+        raise InputError(
             "cupy runs on the GPU only: use SOFTMAX_DEVICE=gpu, or SOFTMAX_BACKEND=numpy"
         )
+    check_nvidia_driver()
     cupy = import_library("cupy", INSTALL_HINT)
     try:
         count = cupy.cuda.runtime.getDeviceCount()

@@ -37,6 +37,7 @@ from ..dask.cluster import (
     wait_in_flight,
 )
 from ..dask.metrics import cluster_threads, worker_peaks
+from ..errors import InputError
 from .base import Backend, host_available_bytes
 
 
@@ -176,7 +177,7 @@ def dask_backend(
 
 def make(device: str) -> DaskBackend:
     if device == "gpu":
-        raise ValueError(
+        raise InputError(
             "dask runs on the CPU here (NumPy chunks on its workers): use SOFTMAX_DEVICE=cpu"
         )
     return dask_backend()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..errors import InputError
 from .base import Backend, tracemalloc_peak
 
 
@@ -14,7 +15,7 @@ class NumpyBackend(Backend):
 
 def make(device: str) -> NumpyBackend:
     if device == "gpu":
-        raise ValueError(
+        raise InputError(
             "SOFTMAX_BACKEND=numpy runs on the CPU only: use SOFTMAX_DEVICE=cpu, "
             "or SOFTMAX_BACKEND=cupy/torch for the GPU"
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Backend, BackendError, EventTimer, import_library
+from .base import Backend, BackendError, EventTimer, check_nvidia_driver, import_library
 
 INSTALL_HINT = "pip install 'softmax-bench[torch]' (in a clone: pip install -e '.[torch]')"
 
@@ -65,6 +65,8 @@ def cuda_peak(torch, fn, args) -> int:
 
 
 def make(device: str) -> TorchBackend:
+    if device == "gpu":
+        check_nvidia_driver()
     torch = import_library("torch", INSTALL_HINT)
     import array_api_compat.torch as xp
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..backends import get_backend
+from ..errors import InputError, InputTypeError
 from ..measure.alternating import SideBySide, measure_side_by_side
 from ..measure.engine import Measurement
 from ..model.sgd import sgd_epoch
@@ -163,9 +164,9 @@ def epoch_overhead(
     checks on, as a user calls it.
     """
     if not isinstance(X, np.ndarray) or not isinstance(y, np.ndarray):
-        raise TypeError("epoch_overhead compares NumPy code: pass NumPy arrays")
+        raise InputTypeError("epoch_overhead compares NumPy code: pass NumPy arrays")
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds must be a positive integer, got {rounds!r}")
+        raise InputError(f"rounds must be a positive integer, got {rounds!r}")
     theta = np.zeros((X.shape[1], int(y.max()) + 1), dtype=X.dtype)
     calls = {
         "softmax_core": (sgd_epoch, (X, y, theta, lr, batch)),

@@ -30,6 +30,7 @@ import numpy as np
 
 from ..backends import DEFAULT_BACKEND, Backend, BackendError, get_backend
 from ..data import make_synthetic
+from ..errors import InputError
 from ..measure.alternating import measure_side_by_side
 from ..measure.engine import Measurement, probe_machine, time_once
 from ..measure.environment import blas_summary
@@ -164,7 +165,7 @@ def run_sidebyside(
     ``on_workload(result)`` is called after each workload with the result so far.
     """
     if not (isinstance(time_budget_s, (int, float)) and 0 < time_budget_s < math.inf):
-        raise ValueError(f"time budget must be a positive number of seconds, got {time_budget_s!r}")
+        raise InputError(f"time budget must be a positive number of seconds, got {time_budget_s!r}")
     t_start = time.monotonic()
     deadline, say = t_start + time_budget_s, log or (lambda s: None)
     workloads = (

@@ -12,7 +12,7 @@ import os
 import sys
 
 from ..backends import BackendError
-from ..data import DataError
+from ..errors import InputError
 from ..measure.session import thread_limit
 from .arguments import EXIT_ERROR
 from .commands import COMMANDS
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
-    except (ValueError, TypeError, BackendError, DataError, OSError) as exc:
+    except (InputError, BackendError, OSError) as exc:  # what the user can fix; else a bug
         print(f"softmax-bench {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..backends import get_backend
 from ..data import fetch_mnist, load_mnist
+from ..errors import InputError
 from ..fileio import atomic_write_text
 from ..model.sgd import train
 from ..model.softmax import get_gradient
@@ -28,7 +29,7 @@ def _cmd_train(args) -> int:
     from ..measure.session import MeasurementSession
 
     if args.metrics_out is not None and args.metrics_out.is_dir():
-        raise ValueError(
+        raise InputError(
             f"--metrics-out {args.metrics_out} is a folder; fix: give a file name, e.g. "
             f"{args.metrics_out / 'epochs.csv'}"
         )
@@ -122,7 +123,7 @@ def _cmd_sweep(args) -> int:
 
     backend = get_backend(args.device, args.backend)
     if args.thread_axis and backend.name == "dask":
-        raise ValueError(
+        raise InputError(
             "--threads sets this process's BLAS threads, and Dask computes in its workers; "
             "fix: leave --threads out (SOFTMAX_DASK_WORKERS sets the workers)"
         )
@@ -163,13 +164,13 @@ def _sweep_folder(out: Path | None, resume: bool, label: str) -> Path:
         return out
     latest = DEFAULT_SWEEP_ROOT / "latest"
     if latest.exists() and not latest.is_symlink():
-        raise ValueError(
+        raise InputError(
             f"{latest} is not the link softmax-bench keeps to the latest run; fix: move it "
             "away, or pass --out DIR"
         )
     if resume:
         if not latest.exists():
-            raise ValueError(
+            raise InputError(
                 f"nothing to resume: {latest} does not exist; fix: pass --out DIR of the "
                 "sweep to continue, or run without --resume"
             )
@@ -199,7 +200,7 @@ def _cmd_compare(args) -> int:
     from ..report.compare import compare, format_comparison
 
     if args.out is not None and args.out.is_dir():
-        raise ValueError(
+        raise InputError(
             f"--out {args.out} is a folder; fix: give a file name, e.g. {args.out / 'compare.md'}"
         )
     table, summary = compare(args.a, args.b, threshold=args.threshold)
@@ -214,7 +215,7 @@ def _cmd_report(args) -> int:
     from ..report import make_report
 
     if not args.dirs and args.asv is None:
-        raise ValueError("nothing to report: give sweep result folders and/or --asv results/asv")
+        raise InputError("nothing to report: give sweep result folders and/or --asv results/asv")
     out = args.out or (args.dirs[0] if args.dirs else Path("out/report"))
     print(f"report: {make_report(args.dirs, out, asv_dir=args.asv, asv_benchmark=args.benchmark)}")
     return 0

@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 
 from ..dask.chunked import DEFAULT_CHUNK_ROWS
+from ..errors import InputError
 from .arguments import int_list, name_list, positive_float, positive_int, rounds
 
 KINDS, DATA = ("gradient", "epoch"), ("memory", "stream")
@@ -122,7 +123,7 @@ def grid(args, workers: tuple[int, ...]):
 
     cores = os.cpu_count() or 1
     if args.classes < 2:
-        raise ValueError(f"--classes must be >= 2, got {args.classes}")
+        raise InputError(f"--classes must be >= 2, got {args.classes}")
     gradient_data = tuple(
         d for d, name in (("", "memory"), ("stream", "stream")) if name in args.data
     )
@@ -170,7 +171,7 @@ def run(args) -> int:
     cores = os.cpu_count() or 1
     workers = tuple(args.workers or range(1, cores + 1))
     if not scheduler and max(workers) > cores:
-        raise ValueError(
+        raise InputError(
             f"--workers {max(workers)} is more than this machine's {cores} cores (each worker "
             f"is a process of one thread); fix: give at most {cores}, or --scheduler ADDRESS"
         )

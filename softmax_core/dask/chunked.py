@@ -29,6 +29,8 @@ import math
 
 import numpy as np
 
+from ..errors import InputError
+
 #: Rows per generation block: the unit of determinism (chunks of any size cut across blocks).
 BLOCK_ROWS = 1000
 #: Rows per Dask chunk unless told otherwise: 63 MB of float32 at n = 784 (MNIST: 3 chunks).
@@ -42,7 +44,7 @@ _CENTRES, _LABELS, _NOISE = 0, 1, 2  # the spawn_key streams
 def _check_sizes(m: int, n: int, k: int) -> None:
     for name, v, least in (("m", m, 1), ("n", n, 1), ("k", k, 2)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < least:
-            raise ValueError(f"{name} must be an integer >= {least}, got {v!r}")
+            raise InputError(f"{name} must be an integer >= {least}, got {v!r}")
 
 
 def _rng(seed: int, *key: int) -> np.random.Generator:
@@ -87,7 +89,7 @@ def rows(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rows ``start:stop`` of the data set: ``(X [stop-start, n], y [stop-start])``."""
     if not 0 <= start < stop:
-        raise ValueError(f"need 0 <= start < stop, got {start}:{stop}")
+        raise InputError(f"need 0 <= start < stop, got {start}:{stop}")
     X = np.empty((stop - start, n), dtype=dtype)
     y = np.empty(stop - start, dtype=np.int64)
     for b in _blocks(start, stop):
@@ -122,7 +124,7 @@ def chunk_bounds(m: int, chunk_rows: int) -> list[tuple[int, int]]:
         or not isinstance(chunk_rows, (int, np.integer))
         or chunk_rows < 1
     ):
-        raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+        raise InputError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
     return [(s, min(s + chunk_rows, m)) for s in range(0, m, chunk_rows)]
 
 

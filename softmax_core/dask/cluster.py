@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..backends.base import BackendError
+from ..errors import InputError
 
 DASK_INSTALL_HINT = "pip install 'softmax-bench[dask]' (in a clone: pip install -e '.[dask]')"
 ENV_SCHEDULER, ENV_WORKERS, ENV_CHUNK_ROWS = (
@@ -95,7 +96,7 @@ def positive_env(name: str) -> int | None:
     except ValueError:
         value = 0
     if value < 1:
-        raise ValueError(f"{name}={text!r} must be a positive whole number")
+        raise InputError(f"{name}={text!r} must be a positive whole number")
     return value
 
 

@@ -22,6 +22,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from ..errors import InputError
 from .mnist import _CHUNK, MNIST_FILES, DataError, IdxFile, default_data_dir, idx_layout, read_idx
 
 #: Mirrors tried in order by :func:`fetch_mnist` (override with ``$SOFTMAX_MNIST_MIRRORS``,
@@ -69,7 +70,7 @@ def fetch_mnist(
     mirrors = list(mirrors) if mirrors else _env_mirrors() or list(DEFAULT_MIRRORS)
     for url in mirrors:
         if not url.startswith(MIRROR_SCHEMES):
-            raise ValueError(f"mirror {url!r} is not an https:// or file:// URL; fix: use HTTPS")
+            raise InputError(f"mirror {url!r} is not an https:// or file:// URL; fix: use HTTPS")
     root.mkdir(parents=True, exist_ok=True)
     _remove_stale_parts(root)
     deadline = time.monotonic() + total_timeout

@@ -22,8 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
 
-class DataError(ValueError):
+
+class DataError(InputError):
     """A data directory or file is missing, truncated, corrupted or not MNIST."""
 
 

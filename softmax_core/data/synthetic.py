@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InputError
+
 
 def make_synthetic(m: int, n: int, k: int, seed: int = 0, dtype=np.float32):
     """Synthetic classification data of any shape: ``(X [m, n], y [m])`` on the host.
@@ -13,7 +15,7 @@ def make_synthetic(m: int, n: int, k: int, seed: int = 0, dtype=np.float32):
     """
     for name, v, least in (("m", m, 1), ("n", n, 1), ("k", k, 2)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < least:
-            raise ValueError(f"{name} must be an integer >= {least}, got {v!r}")
+            raise InputError(f"{name} must be an integer >= {least}, got {v!r}")
     rng = np.random.default_rng(seed)
     y = rng.integers(0, k, size=m, dtype=np.int64)
     centres = rng.standard_normal((k, n), dtype=np.float32)

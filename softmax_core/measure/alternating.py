@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..backends import Backend, get_backend
+from ..errors import InputError, InputTypeError
 from . import session
 from .cpuwatch import OthersCPU
 from .engine import Sampler, check_args
@@ -49,10 +50,10 @@ def measure_side_by_side(
     ``target`` after ``min_rounds``, or at ``max_time_s`` / ``max_rounds``.
     """
     if not calls:
-        raise ValueError("calls must name at least one call")
+        raise InputError("calls must name at least one call")
     for name, call in calls.items():
         if not (isinstance(call, tuple) and len(call) == 2):
-            raise TypeError(f"calls[{name!r}] must be a (fn, args) pair")
+            raise InputTypeError(f"calls[{name!r}] must be a (fn, args) pair")
         check_args(call[0], min_rounds, max_rounds, max_time_s, target, warmup_s, min_sample_s)
     backend = backend or get_backend()
     samplers = {

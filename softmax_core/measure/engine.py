@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 
 from ..backends import Backend, get_backend
+from ..errors import InputError, InputTypeError
 from . import session
 from .cpuwatch import OthersCPU
 from .stats import (  # noqa: F401  (re-exported: the loop's result and its rules)
@@ -158,12 +159,12 @@ def check_args(
     min_time_s: float = 0.0,
 ) -> None:
     if not callable(fn):
-        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+        raise InputTypeError(f"fn must be callable, got {type(fn).__name__}")
     for name, v, least in (("min_samples", min_samples, 1), ("max_samples", max_samples, 1)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < least:
-            raise ValueError(f"{name} must be an integer >= {least}, got {v!r}")
+            raise InputError(f"{name} must be an integer >= {least}, got {v!r}")
     if max_samples < min_samples:
-        raise ValueError(f"max_samples ({max_samples}) must be >= min_samples ({min_samples})")
+        raise InputError(f"max_samples ({max_samples}) must be >= min_samples ({min_samples})")
     for name, v in (
         ("max_time_s", max_time_s),
         ("warmup_s", warmup_s),
@@ -175,13 +176,13 @@ def check_args(
             or not isinstance(v, (int, float, np.floating, np.integer))
             or not (0 <= v < math.inf)
         ):
-            raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+            raise InputError(f"{name} must be a finite number >= 0, got {v!r}")
     if (
         isinstance(target, bool)
         or not isinstance(target, (int, float, np.floating))
         or not 0 < target < 1
     ):
-        raise ValueError(f"target must be a fraction between 0 and 1, got {target!r}")
+        raise InputError(f"target must be a fraction between 0 and 1, got {target!r}")
 
 
 def measure(
@@ -242,9 +243,9 @@ def measure(
     check_args(fn, min_samples, max_samples, max_time_s, target, warmup_s, min_sample_s, min_time_s)
     for name, flag in (("cold", cold), ("warm_up", warm_up)):
         if not isinstance(flag, bool):
-            raise TypeError(f"{name} must be True or False, got {flag!r}")
+            raise InputTypeError(f"{name} must be True or False, got {flag!r}")
     if not warm_up and cold:
-        raise ValueError("warm_up=False needs cold=False: a cold call is never a steady state")
+        raise InputError("warm_up=False needs cold=False: a cold call is never a steady state")
     backend = backend or get_backend()
     return _measure(
         Sampler(fn, args, backend, min_sample_s),

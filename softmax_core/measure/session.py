@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 
+from ..errors import InputError
 from . import host_memory
 
 _active: list[MeasurementSession] = []
@@ -37,7 +38,7 @@ class MeasurementSession:
         if threads is not None and (
             isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
         ):
-            raise ValueError(f"threads must be a positive integer, got {threads!r}")
+            raise InputError(f"threads must be a positive integer, got {threads!r}")
         self.backend, self.threads = backend, threads
         self._stack: contextlib.ExitStack | None = None
 

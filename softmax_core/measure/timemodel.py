@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from ..errors import InputError
 from ..model.cost import roofline_seconds
 
 #: Slowdown over the roofline assumed before a family is measured.
@@ -44,7 +45,7 @@ class TimeModel:
         for name in ("gemm_flops_per_s", "copy_bytes_per_s", "default_slowdown"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise ValueError(f"{name} must be a positive finite number, got {v!r}")
+                raise InputError(f"{name} must be a positive finite number, got {v!r}")
 
     def roofline_s(self, case) -> float:
         """Seconds at the machine's ceilings (FLOP rate or bandwidth, whichever binds)."""

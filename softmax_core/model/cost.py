@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import InputError
 from ..units import si
 
 METHODS = ("structured", "naive", "naive_batched")
@@ -40,13 +41,13 @@ def itemsize(dtype) -> int:
     try:
         return np.dtype(str(dtype).rsplit(".", 1)[-1]).itemsize
     except TypeError:
-        raise ValueError(f"unknown dtype {dtype!r}: use float32 or float64") from None
+        raise InputError(f"unknown dtype {dtype!r}: use float32 or float64") from None
 
 
 def _check(B: int, n: int, k: int) -> None:
     for name, v in (("B", B), ("n", n), ("k", k)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+            raise InputError(f"{name} must be a positive integer, got {v!r}")
 
 
 def _softmax_peak(B: int, k: int) -> int:
@@ -92,7 +93,7 @@ def gradient_cost(method: str, B: int, n: int, k: int, dtype="float32") -> Cost:
         )
         lecture = s * B * k * n * k
     else:
-        raise ValueError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
+        raise InputError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
     return Cost(float(flops), float(traffic), float(peak), float(lecture))
 
 

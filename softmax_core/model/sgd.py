@@ -23,6 +23,7 @@ import numpy as np
 from array_api_compat import array_namespace, is_array_api_strict_namespace, is_numpy_namespace
 from array_api_compat import device as device_of
 
+from ..errors import InputError, InputTypeError
 from .softmax import (
     _KERNELS,
     Gradient,
@@ -44,16 +45,16 @@ def _check_hyper(lr: float, batch: int) -> tuple[float, int]:
     np.float64(lr) or lr / np.int64(B) times a float32 array is float64 (NEP 50).
     """
     if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)):
-        raise TypeError(f"batch must be an integer, got {batch!r}")
+        raise InputTypeError(f"batch must be an integer, got {batch!r}")
     if batch <= 0:
-        raise ValueError(f"batch must be a positive number of examples, got {batch}")
+        raise InputError(f"batch must be a positive number of examples, got {batch}")
     if (
         isinstance(lr, bool)
         or not isinstance(lr, (int, float, np.integer, np.floating))
         or not math.isfinite(lr)
         or lr <= 0
     ):
-        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+        raise InputError(f"lr must be a positive finite number, got {lr!r}")
     return float(lr), int(batch)
 
 
@@ -165,7 +166,7 @@ def sgd_epoch(
     xp = _check_problem(X, y, theta, check, finite_X=False)
     kernel = _KERNELS.get(grad)
     if kernel is None:
-        raise TypeError(
+        raise InputTypeError(
             f"grad must be one of {', '.join(f.__name__ for f in _KERNELS)}, got {grad!r}"
         )
     X_epoch, y_epoch = _epoch_order(xp, X, y, seed)
@@ -191,7 +192,7 @@ def _check_trained(xp, X, theta, lr: float) -> None:
     """After training: a non-finite theta means bad X values or divergence."""
     if not bool(xp.all(xp.isfinite(theta))):
         _check_finite(xp, "X", X)
-        raise ValueError(
+        raise InputError(
             f"training diverged: theta became NaN or infinite; fix: lower lr (now {lr})"
         )
 
@@ -224,11 +225,11 @@ def train(
     ``on_epoch`` is called with each row as it is made.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
-        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
+        raise InputError(f"epochs must be an integer >= 1, got {epochs!r}")
     xp = array_namespace(X_train, y_train, X_test, y_test)
     if theta is None:
         if X_train.ndim != 2:
-            raise ValueError(f"X_train must be 2-D [m, n], got shape {tuple(X_train.shape)}")
+            raise InputError(f"X_train must be 2-D [m, n], got shape {tuple(X_train.shape)}")
         # wrong label dtypes or values, and empty data, are reported by _check_problem below
         k = max(
             [int(xp.max(a)) for a in (y_train, y_test) if a.ndim == 1 and a.shape[0] > 0], default=1
@@ -261,7 +262,7 @@ def train(
                 "seconds": seconds,
             }
         if not math.isfinite(row["train_loss"]):
-            raise ValueError(
+            raise InputError(
                 f"training diverged: the training loss became {row['train_loss']} "
                 f"(theta is finite but huge); fix: lower lr (now {lr})"
             )

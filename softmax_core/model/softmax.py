@@ -24,6 +24,8 @@ import numpy as np
 from array_api_compat import array_namespace
 from array_api_compat import device as device_of
 
+from ..errors import InputError, InputTypeError
+
 Gradient = Callable[..., Any]
 
 
@@ -33,7 +35,7 @@ Gradient = Callable[..., Any]
 def _check_float(xp, name: str, a) -> None:
     # float16 (and bfloat16 etc.) would run but lose the math's precision
     if a.dtype not in (xp.float32, xp.float64):
-        raise TypeError(
+        raise InputTypeError(
             f"{name} must be a float32 or float64 array, got dtype {a.dtype}; "
             "fix: cast it, e.g. X.astype('float32')"
         )
@@ -41,20 +43,20 @@ def _check_float(xp, name: str, a) -> None:
 
 def _check_finite(xp, name: str, a) -> None:
     if not bool(xp.all(xp.isfinite(a))):
-        raise ValueError(f"{name} contains NaN or infinite values; fix: clean or rescale the data")
+        raise InputError(f"{name} contains NaN or infinite values; fix: clean or rescale the data")
 
 
 def _check_labels(xp, y, k: int, check: bool) -> None:
     if y.ndim != 1:
-        raise ValueError(f"y must be a 1-D array of labels, got shape {tuple(y.shape)}")
+        raise InputError(f"y must be a 1-D array of labels, got shape {tuple(y.shape)}")
     if not xp.isdtype(y.dtype, "integral"):
-        raise TypeError(
+        raise InputTypeError(
             f"y must hold integer class labels, got dtype {y.dtype}; fix: y.astype('int64')"
         )
     if check and y.shape[0] > 0:
         lo, hi = int(xp.min(y)), int(xp.max(y))
         if lo < 0 or hi >= k:
-            raise ValueError(f"labels must lie in 0..{k - 1} for k={k} classes, found {lo}..{hi}")
+            raise InputError(f"labels must lie in 0..{k - 1} for k={k} classes, found {lo}..{hi}")
 
 
 def _check_problem(X, y, theta, check: bool = True, *, finite_X: bool = True):
@@ -65,22 +67,22 @@ def _check_problem(X, y, theta, check: bool = True, *, finite_X: bool = True):
     """
     xp = array_namespace(X, y, theta)
     if X.ndim != 2:
-        raise ValueError(f"X must be 2-D [B, n], got shape {tuple(X.shape)}")
+        raise InputError(f"X must be 2-D [B, n], got shape {tuple(X.shape)}")
     if theta.ndim != 2:
-        raise ValueError(f"theta must be 2-D [n, k], got shape {tuple(theta.shape)}")
+        raise InputError(f"theta must be 2-D [n, k], got shape {tuple(theta.shape)}")
     B, n = X.shape
     if theta.shape[0] != n:
-        raise ValueError(
+        raise InputError(
             f"X is [B={B}, n={n}] but theta is {tuple(theta.shape)}: theta must be [n={n}, k]"
         )
     if y.ndim != 1 or y.shape[0] != B:
-        raise ValueError(f"X has {B} rows, so y must be [{B}] labels; got shape {tuple(y.shape)}")
+        raise InputError(f"X has {B} rows, so y must be [{B}] labels; got shape {tuple(y.shape)}")
     if B == 0:
-        raise ValueError("X has no rows: a batch needs at least one example")
+        raise InputError("X has no rows: a batch needs at least one example")
     _check_float(xp, "X", X)
     _check_float(xp, "theta", theta)
     if X.dtype != theta.dtype:
-        raise TypeError(
+        raise InputTypeError(
             f"X is {X.dtype} but theta is {theta.dtype}; fix: use one float dtype for both"
         )
     _check_labels(xp, y, theta.shape[1], check)
@@ -126,7 +128,7 @@ def one_hot(y, k: int, dtype=None):
     Every label must lie in ``0..k-1``: one outside would give an all-zero row.
     """
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive number of classes, got {k!r}")
+        raise InputError(f"k must be a positive number of classes, got {k!r}")
     xp = array_namespace(y)
     _check_labels(xp, y, int(k), check=True)
     return _one_hot(xp, y, _classes(xp, y, int(k)), dtype or xp.float64)
@@ -167,9 +169,9 @@ def _error_rate(xp, logits, y):
 
 def _check_logits(xp, logits, y) -> None:
     if logits.ndim != 2:
-        raise ValueError(f"logits must be 2-D [B, k], got shape {tuple(logits.shape)}")
+        raise InputError(f"logits must be 2-D [B, k], got shape {tuple(logits.shape)}")
     if y.ndim != 1 or y.shape[0] != logits.shape[0]:
-        raise ValueError(
+        raise InputError(
             f"y must be [B={logits.shape[0]}] to match logits, got shape {tuple(y.shape)}"
         )
     _check_labels(xp, y, logits.shape[1], check=True)
@@ -205,7 +207,7 @@ def jacobian_h_theta(x, k: int):
     """
     xp = array_namespace(x)
     if x.ndim != 1:
-        raise ValueError(f"x must be one example [n], got shape {tuple(x.shape)}")
+        raise InputError(f"x must be one example [n], got shape {tuple(x.shape)}")
     return _jacobian(xp, x, k)
 
 
@@ -274,4 +276,4 @@ def get_gradient(name: str) -> Gradient:
     try:
         return GRADIENTS[name]
     except KeyError:
-        raise ValueError(f"unknown gradient {name!r}: use one of {', '.join(GRADIENTS)}") from None
+        raise InputError(f"unknown gradient {name!r}: use one of {', '.join(GRADIENTS)}") from None

@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pandas as pd
 
+from ..errors import InputError
 from ..fileio import atomic_write_text
 from ..runs import resultformat
 from . import markdown as md
@@ -47,6 +49,7 @@ from .plots_machine import (
 )
 from .plots_naive import memory_vs_classes, ratio_vs_classes
 from .results import ResultSets, as_paths, empty_frame, load_results, read_set
+from .scaling import PLOTS as SCALING_PLOTS
 from .scaling import is_scaling
 from .scaling import write_report as write_scaling_report
 
@@ -177,12 +180,13 @@ def make_report(
     """
     dirs = as_paths(dirs)
     if not dirs and asv_dir is None:
-        raise ValueError(
+        raise InputError(
             "nothing to report: give sweep result folders and/or an asv results folder"
         )
     scaling = _scaling_set(dirs, asv_dir)
     if scaling is not None:
         out = Path(out)
+        check_ours(out, SCALING_PLOTS)
         out.mkdir(parents=True, exist_ok=True)
         return write_scaling_report(out, *scaling)
     sets = load_results(dirs) if dirs else ResultSets(empty_frame())
@@ -199,6 +203,7 @@ def make_report(
         )
         sets = ResultSets(frame, {**sets.environments, **envs}, sets.notes + notes)
     out = Path(out)
+    check_ours(out, PLOT_FILES)
     out.mkdir(parents=True, exist_ok=True)
     drawn, not_drawn = {}, {}
     for name, (draw, *_rest) in PLOTS.items():
@@ -219,11 +224,36 @@ def make_report(
             not_drawn,
         )
     for name in PLOT_FILES:
-        if name not in drawn:
-            (out / name).unlink(missing_ok=True)  # an old plot would not match this report
+        if name not in drawn:  # a plot of the report before this one would not match it
+            (out / name).unlink(missing_ok=True)
     path = out / "report.md"
     atomic_write_text(path, _text(sets, dirs, drawn, not_drawn, asv, asv_dir, benchmark, history))
     return path
+
+
+#: The first line of every report.md softmax-bench writes (a sweep's, a scaling set's).
+REPORT_TITLES = ("# softmax-bench report", "# Dask scaling")
+
+
+def check_ours(out: Path, plots) -> None:
+    """InputError unless every file a report would write or remove in ``out`` (report.md and
+    ``plots``) is absent or was written by an earlier softmax-bench report there: a report.md
+    of ours, and the plots it shows."""
+    report, ours = out / "report.md", set()
+    if report.exists():
+        text = report.read_text(encoding="utf-8", errors="replace") if report.is_file() else ""
+        if not text.startswith(REPORT_TITLES):
+            raise InputError(
+                f"{report} was not written by softmax-bench report; fix: move it away, or "
+                "choose another --out"
+            )
+        ours = set(re.findall(r"\]\(([^)\s]+\.png)\)", text))
+    foreign = sorted(n for n in plots if (out / n).exists() and n not in ours)
+    if foreign:
+        raise InputError(
+            f"{out / foreign[0]} is not a plot of a softmax-bench report in {out}; fix: move it "
+            "away, or choose another --out"
+        )
 
 
 def _scaling_set(dirs: list[Path], asv_dir) -> tuple | None:
@@ -240,7 +270,7 @@ def _scaling_set(dirs: list[Path], asv_dir) -> tuple | None:
     if not found:
         return None
     if len(dirs) > 1 or asv_dir is not None:
-        raise ValueError(
+        raise InputError(
             f"{found[0][0]} is a scaling set (softmax-bench scale), reported on its own; fix: "
             f"`softmax-bench report {found[0][0]}`"
         )

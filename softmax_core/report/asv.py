@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import InputError
 from ..measure.engine import STABLE_REL_CI
 from ..runs.cases import EPOCH_CLASSES, EPOCH_FEATURES, Case
 from ..runs.resultformat import COLUMNS
@@ -66,10 +67,10 @@ def load_asv_results(asv_dir: str | os.PathLike) -> pd.DataFrame:
         from asv.benchmarks import Benchmarks
         from asv.machine import Machine
     except ImportError:
-        raise ValueError("reading asv results needs asv; fix: pip install asv") from None
+        raise InputError("reading asv results needs asv; fix: pip install asv") from None
     root = Path(asv_dir)
     if not root.is_dir():
-        raise ValueError(
+        raise InputError(
             f"asv results folder {root} does not exist; fix: run `asv run` first, or pass "
             "the folder named by results_dir in asv.conf.json (e.g. results/asv)"
         )
@@ -81,7 +82,7 @@ def load_asv_results(asv_dir: str | os.PathLike) -> pd.DataFrame:
             else {}
         )
     except asv_util.UserError as exc:
-        raise ValueError(
+        raise InputError(
             f"cannot read {path} ({exc}); fix: `asv run --bench just-discover`"
         ) from None
     rows, machines = [], {}
@@ -98,7 +99,7 @@ def load_asv_results(asv_dir: str | os.PathLike) -> pd.DataFrame:
         for name in result.get_all_result_keys():
             rows += _rows(result, name, benchmarks.get(name) or {}, machine)
     if not rows:
-        raise ValueError(
+        raise InputError(
             f"no asv results in {root}; fix: run `asv run` (results go to "
             "<results_dir>/<machine>/), or pass the folder that holds the machine folders"
         )
@@ -106,6 +107,13 @@ def load_asv_results(asv_dir: str | os.PathLike) -> pd.DataFrame:
     df["date"] = pd.to_datetime(df["date"], unit="ms", utc=True)
     df.attrs["machines"] = machines
     return df
+
+
+def _a_time(value: float, low: float, high: float) -> bool:
+    """A positive time within its interval (where asv stored one)."""
+    if not value > 0:
+        return False
+    return not (math.isfinite(low) and math.isfinite(high)) or 0 < low <= value <= high
 
 
 def _rows(result, name: str, bench: dict, machine: str) -> list[dict]:
@@ -123,6 +131,8 @@ def _rows(result, name: str, bench: dict, machine: str) -> list[dict]:
         low, high = stat.get("ci_99_a", stat.get("q_25")), stat.get("ci_99_b", stat.get("q_75"))
         status = "failed" if value is None else "skipped" if not math.isfinite(value) else "ok"
         value, low, high = (float(v) if v is not None else math.nan for v in (value, low, high))
+        if status == "ok" and bench.get("unit") == "seconds" and not _a_time(value, low, high):
+            status = "damaged"  # no measurement of a call: never drawn or tabled as one
         rows.append(
             {
                 "benchmark": name,
@@ -307,7 +317,7 @@ def pick_benchmark(asv: pd.DataFrame, name: str | None = None) -> str:
         if len(hits) == 1:
             return hits[0]
         what = f"matches {', '.join(hits)}" if hits else f"matches none of {', '.join(names)}"
-        raise ValueError(f"asv benchmark {name!r} {what}; fix: pass one full name to --benchmark")
+        raise InputError(f"asv benchmark {name!r} {what}; fix: pass one full name to --benchmark")
 
     def score(b: str) -> tuple:
         rows = asv[asv["benchmark"] == b]

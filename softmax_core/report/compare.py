@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import InputError
 from ..runs.cases import threads_text
 from ..runs.resultformat import (
     COLUMNS,
@@ -43,23 +44,23 @@ VERDICTS = ("SAME", "FASTER", "SLOWER", "UNSURE")
 def load_ok_points(folder: str | Path) -> pd.DataFrame:
     """The valid ``ok`` rows of a sweep folder, one per point (the last one measured)."""
     if not Path(folder).exists():
-        raise ValueError(
+        raise InputError(
             f"{folder} does not exist; fix: pass a folder written by `softmax-bench sweep`"
         )
     path = Path(folder) / "results.csv" if Path(folder).is_dir() else Path(folder)
     if not path.is_file():
-        raise ValueError(
+        raise InputError(
             f"no results.csv in {folder}; fix: pass a folder written by `softmax-bench sweep`"
         )
     found = read_results(path)
     if found.version < 2:
-        raise ValueError(
+        raise InputError(
             f"{path} was written by an older softmax-bench (result format {found.version}, "
             "without intervals); fix: compare result sets of this version (re-run the sweep)"
         )
     rows = [r for r in found.rows if row_case(r) is not None and r["status"] == "ok"]
     if not rows:
-        raise ValueError(
+        raise InputError(
             f"{path} holds no measured (ok) points; fix: run or resume the sweep first"
         )
     df = pd.DataFrame(rows, columns=list(COLUMNS))
@@ -93,9 +94,9 @@ def compare(a: str | Path, b: str | Path, *, threshold: float = 0.05) -> tuple[p
         or not isinstance(threshold, (int, float))
         or not 0 < threshold < 1
     ):
-        raise ValueError(f"threshold must be a fraction between 0 and 1, got {threshold!r}")
+        raise InputError(f"threshold must be a fraction between 0 and 1, got {threshold!r}")
     if _folder(a) == _folder(b):
-        raise ValueError(
+        raise InputError(
             f"A and B are the same result set ({a}); fix: compare two runs, e.g. two sweeps "
             "of the same grid"
         )
@@ -106,7 +107,7 @@ def compare(a: str | Path, b: str | Path, *, threshold: float = 0.05) -> tuple[p
         da, db = (d.droplevel("threads") for d in (da, db))
     both = da.index.intersection(db.index)
     if both.empty:
-        raise ValueError(
+        raise InputError(
             f"{a} and {b} have no measured point in common; fix: compare sweeps of "
             "the same grid, dtype and data"
         )

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import InputError
 from ..runs import resultformat
 from ..runs.cases import threads_text
 from ..runs.resultformat import (
@@ -83,7 +84,7 @@ def load_results(dirs: str | os.PathLike | Iterable[str | os.PathLike]) -> Resul
     """
     paths = as_paths(dirs)
     if not paths:
-        raise ValueError(
+        raise InputError(
             "no sweep result folders given; fix: pass the folder written by "
             "`softmax-bench sweep --out DIR`"
         )
@@ -127,25 +128,25 @@ def read_set(folder: Path) -> tuple[pd.DataFrame, list[str]]:
     ValueError (naming a fix) for a missing, empty or wholly damaged file."""
     if not folder.is_dir():
         what = "does not exist" if not folder.exists() else "is not a folder"
-        raise ValueError(
+        raise InputError(
             f"{folder} {what}; fix: pass a folder written by `softmax-bench sweep --out DIR`"
         )
     path = folder / "results.csv"
     if not path.is_file():
-        raise ValueError(
+        raise InputError(
             f"no results.csv in {folder}; fix: run `softmax-bench sweep --out {folder}` "
             "first, or pass the folder that holds results.csv"
         )
     found = read_results(path)
     rows = found.rows
     if not rows:
-        raise ValueError(
+        raise InputError(
             f"{path} holds no results (it is empty or has only a header); fix: run or "
             f"resume the sweep: `softmax-bench sweep --resume --out {folder}`"
         )
     valid = [row for row in rows if row_case(row) is not None]
     if not valid:
-        raise ValueError(
+        raise InputError(
             f"{path}: every row is damaged (sizes, kind, method, dtype or status unreadable); "
             f"fix: re-run the sweep into a new --out folder, or delete {path}"
         )

@@ -30,6 +30,9 @@ import pandas as pd
 from ..fileio import atomic_write_text
 from ..units import si
 
+#: The plots a scaling report may draw.
+PLOTS = ("efficiency.png", "throughput.png", "chunks.png")
+
 
 def is_scaling(frame: pd.DataFrame) -> bool:
     """Whether a set's rows are a scaling grid: points on Dask clusters of several sizes, or

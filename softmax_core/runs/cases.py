@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..backends import Backend
+from ..errors import InputError
 from ..model.cost import METHODS, Cost, epoch_cost, gradient_cost, itemsize
 from ..model.sgd import sgd_epoch
 from ..model.softmax import get_gradient
@@ -34,7 +35,7 @@ EPOCH_LR = 0.1
 
 def _whole(value, least: int, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
-        raise ValueError(f"{name} must be a whole number >= {least}, got {value!r}")
+        raise InputError(f"{name} must be a whole number >= {least}, got {value!r}")
     return int(value)
 
 
@@ -61,13 +62,13 @@ class Case:
 
     def __post_init__(self):
         if self.kind not in KINDS:
-            raise ValueError(f"unknown case kind {self.kind!r}: use one of {', '.join(KINDS)}")
+            raise InputError(f"unknown case kind {self.kind!r}: use one of {', '.join(KINDS)}")
         get_gradient(self.method)
         itemsize(self.dtype)
         if self.kind == "epoch" and not self.data:
             object.__setattr__(self, "data", "synthetic")
         if self.data not in DATA_SOURCES[self.kind]:
-            raise ValueError(
+            raise InputError(
                 f"a {self.kind} point's data must be one of "
                 f"{', '.join(map(repr, DATA_SOURCES[self.kind]))}, got {self.data!r}"
             )
@@ -76,7 +77,7 @@ class Case:
         _whole(self.workers, 0, "workers")
         _whole(self.chunk_rows, 0, "chunk_rows")
         if self.data == "stream" and not (self.chunk_rows and self.method == "structured"):
-            raise ValueError(
+            raise InputError(
                 "a stream point is a structured gradient made in chunks: give it chunk_rows"
             )
         if self.kind == "gradient" or self.data == "mnist" or not self.samples:
@@ -180,7 +181,7 @@ class Case:
         The call does its work before it returns (:meth:`Backend.complete`).
         """
         if self.data == "mnist" and data is None:
-            raise ValueError(f"{self.label()} needs the MNIST arrays: pass data=(X, y)")
+            raise InputError(f"{self.label()} needs the MNIST arrays: pass data=(X, y)")
         theta0 = 0.01 * np.random.default_rng(0).standard_normal((self.features, self.classes))
         theta = backend.asarray(theta0, self.dtype, copy=True)
         grad = get_gradient(self.method)
@@ -268,13 +269,13 @@ class Grid:
                 isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < least
                 for v in values
             ):
-                raise ValueError(
+                raise InputError(
                     f"{name} must be a non-empty list of whole numbers >= {least}, got {values!r}"
                 )
             # a value given twice is one point, measured once
             object.__setattr__(self, name, tuple(dict.fromkeys(int(v) for v in values)))
         if min(self.classes) < 2:
-            raise ValueError(
+            raise InputError(
                 f"classes must be >= 2 (softmax over one class is constant), got "
                 f"{','.join(map(str, self.classes))}; fix: leave out the classes below 2"
             )
@@ -282,7 +283,7 @@ class Grid:
             t is not None and (isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 1)
             for t in self.threads
         ):
-            raise ValueError(
+            raise InputError(
                 f"threads must be a non-empty list of positive integers, got {self.threads!r}"
             )
         object.__setattr__(
@@ -291,14 +292,14 @@ class Grid:
             tuple(dict.fromkeys(None if t is None else int(t) for t in self.threads)),
         )
         if self.epochs_on not in ("mnist", "synthetic", "none"):
-            raise ValueError(f"epochs_on must be mnist, synthetic or none, got {self.epochs_on!r}")
+            raise InputError(f"epochs_on must be mnist, synthetic or none, got {self.epochs_on!r}")
         bad = [d for d in self.gradient_data if d not in DATA_SOURCES["gradient"]]
         if bad or not self.gradient_data:
-            raise ValueError(f"gradient_data must be among '', 'stream', got {self.gradient_data}")
+            raise InputError(f"gradient_data must be among '', 'stream', got {self.gradient_data}")
         if (max(self.workers) or "stream" in self.gradient_data) and not self.chunk_rows:
-            raise ValueError("Dask workers and streamed points need chunk_rows")
+            raise InputError("Dask workers and streamed points need chunk_rows")
         if not self.time_budget_s > 0:
-            raise ValueError(f"time_budget_s must be positive, got {self.time_budget_s!r}")
+            raise InputError(f"time_budget_s must be positive, got {self.time_budget_s!r}")
         itemsize(self.dtype)
 
     def cases(self) -> list[Case]:

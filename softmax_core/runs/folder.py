@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..errors import InputError
 from .cases import Case
 from .resultformat import COLUMNS, read_results, row_case
 
@@ -23,7 +24,7 @@ def folder_lock(out: Path):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-            raise ValueError(
+            raise InputError(
                 f"{out} is in use by another sweep (pid {holder}); fix: wait for it to "
                 "finish, or choose another --out"
             ) from None
@@ -81,14 +82,14 @@ def check_same_rounds(results: Path, rounds: int) -> None:
             continue  # damaged rows are measured again anyway
         value = (row.get("rounds") or "").strip()
         if not value.isdigit() or int(value) < 1:
-            raise ValueError(
+            raise InputError(
                 f"{results}:{line}: rounds is {row.get('rounds')!r}, not a whole number; fix: "
                 "delete that row to measure its point again, or choose another --out"
             )
         found.add(int(value))
     other = sorted(found - {rounds})
     if other:
-        raise ValueError(
+        raise InputError(
             f"{results} holds points measured with --rounds {', '.join(map(str, other))}, "
             f"not {rounds}; fix: resume with --rounds {other[0]}, or choose another --out"
         )

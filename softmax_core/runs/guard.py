@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..backends import Backend
+from ..errors import InputError
 from ..measure.timemodel import TimeModel
 from ..model.cost import format_bytes
 from .cases import Case
@@ -105,11 +106,11 @@ def check_memory_budget(budget: float, backend: Backend) -> int:
         or not _finite(budget)
         or budget <= 0
     ):
-        raise ValueError(f"memory budget must be a positive finite number of bytes, got {budget!r}")
+        raise InputError(f"memory budget must be a positive finite number of bytes, got {budget!r}")
     free = backend.free_memory_bytes()
     if budget > free:
         where = "GPU memory" if backend.is_gpu else "RAM"
-        raise ValueError(
+        raise InputError(
             f"memory budget {format_bytes(budget)} exceeds the {format_bytes(free)} of {where} "
             f"this machine can allocate now; fix: give at most {format_bytes(free)}, or leave "
             f"--memory-budget out for {int(MEMORY_FRACTION[backend.device_kind] * 100)}% of it"

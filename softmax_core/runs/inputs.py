@@ -8,6 +8,7 @@ import functools
 
 from ..backends import Backend
 from ..data import make_synthetic
+from ..errors import InputError
 from ..model.softmax import get_gradient
 
 
@@ -43,14 +44,14 @@ def streamed(case, backend: Backend, theta):
     from ..dask import chunked
 
     if case.kind != "gradient":
-        raise ValueError("only a gradient streams its rows")
+        raise InputError("only a gradient streams its rows")
     shape = (case.samples, case.features, case.classes)
     if backend.name == "dask":
         X, y = chunked.synthetic_dask(*shape, 0, case.chunk_rows, case.dtype)
         fn = functools.partial(get_gradient(case.method), check=False)
         return backend.complete(fn), (X, y, theta)
     if backend.name != "numpy":
-        raise ValueError(f"a stream point runs on numpy or dask, not {backend.name}")
+        raise InputError(f"a stream point runs on numpy or dask, not {backend.name}")
     fn = functools.partial(
         chunked.reference_gradient,
         m=case.samples,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
@@ -10,8 +11,9 @@ PLAIN_PROGRESS_EVERY_S = 15.0
 
 
 class Progress:
-    """Progress weighted by each point's predicted cost: a tqdm bar on a terminal,
-    a plain line every :data:`PLAIN_PROGRESS_EVERY_S` otherwise."""
+    """Progress weighted by each point's predicted cost: a tqdm bar on a terminal that says
+    its width, a plain line every :data:`PLAIN_PROGRESS_EVERY_S` otherwise (a pipe, a file, a
+    terminal of 0 columns, where a bar would show nothing)."""
 
     def __init__(
         self,
@@ -23,7 +25,7 @@ class Progress:
         self.weights, self.stream, self.clock, self.i = weights, stream, clock, 0
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
         self.bar = None
-        if enabled if enabled is not None else self.tty:
+        if (enabled if enabled is not None else self.tty) and _columns(stream) != 0:
             from tqdm import tqdm
 
             self.bar = tqdm(
@@ -32,7 +34,7 @@ class Progress:
                 unit="s",
                 leave=True,
                 dynamic_ncols=True,
-                bar_format="{l_bar}{bar}| {postfix} [{elapsed}<{remaining}]",
+                bar_format="{percentage:3.0f}%|{bar}| {desc} [{elapsed}<{remaining}]",
             )
         self.t0 = self.last_line = clock()
 
@@ -40,7 +42,7 @@ class Progress:
         if self.bar is not None:
             if self.i:
                 self.bar.update(self.weights[self.i - 1])
-            self.bar.set_postfix_str(f"{self.i + 1}/{len(self.weights)} {label}", refresh=True)
+            self.bar.set_description_str(f"{self.i + 1}/{len(self.weights)} {label}", refresh=True)
         elif (now := self.clock()) - self.last_line >= PLAIN_PROGRESS_EVERY_S:
             self.last_line = now
             elapsed = now - self.t0
@@ -55,6 +57,14 @@ class Progress:
         if self.bar is not None:
             self.bar.update(self.bar.total - self.bar.n)
             self.bar.close()
+
+
+def _columns(stream) -> int | None:
+    """The terminal's width, or None where the stream is no terminal or does not say."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 __all__ = ["Progress", "PLAIN_PROGRESS_EVERY_S"]

@@ -58,6 +58,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import InputError
 from ..fileio import atomic_write_text
 
 #: The version this module writes (see the module's format history).
@@ -123,7 +124,7 @@ CI_COLUMNS = ("time_ci_low_s", "time_ci_high_s")
 RESULTS_FILE, ENVIRONMENT_FILE = "results.csv", "environment.json"
 
 
-class SchemaError(ValueError):
+class SchemaError(InputError):
     """A results file that is not of this format version, or not a results file at all."""
 
 
@@ -144,9 +145,9 @@ def _regular_file(path: Path, what: str) -> None:
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
-        raise ValueError(f"{path} does not exist") from None
+        raise InputError(f"{path} does not exist") from None
     if not stat.S_ISREG(mode):
-        raise ValueError(f"{path} is not a regular file; fix: pass the folder of a {what}")
+        raise InputError(f"{path} is not a regular file; fix: pass the folder of a {what}")
 
 
 def read_results(path: str | os.PathLike) -> ResultFile:
@@ -161,7 +162,7 @@ def read_results(path: str | os.PathLike) -> ResultFile:
     try:
         text = path.read_text(encoding="utf-8")
     except (UnicodeDecodeError, OSError) as exc:
-        raise ValueError(
+        raise InputError(
             f"cannot read {path} ({exc}); fix: re-run the sweep into a new --out folder"
         ) from None
     notes = []
@@ -175,7 +176,7 @@ def read_results(path: str | os.PathLike) -> ResultFile:
             _check_known(path, header)
         rows = list(reader)
     except csv.Error as exc:  # a damaged file: an unclosed quote, a field past csv's limit
-        raise ValueError(
+        raise InputError(
             f"{path} is not readable as CSV ({exc}); fix: re-run the sweep into a new --out "
             "folder, or delete the damaged lines"
         ) from None
@@ -265,14 +266,14 @@ def read_environment(folder: str | os.PathLike, fix: str) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, OSError, RecursionError) as exc:  # RecursionError: nested too deep
-        raise ValueError(f"cannot read {path} ({str(exc)[:200]}); fix: {fix}") from None
+        raise InputError(f"cannot read {path} ({str(exc)[:200]}); fix: {fix}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path} holds a {type(data).__name__}, not an object; fix: {fix}")
+        raise InputError(f"{path} holds a {type(data).__name__}, not an object; fix: {fix}")
     version = data.get("format_version", 1)
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise ValueError(f"{path} has format_version {version!r}, not a result format; fix: {fix}")
+        raise InputError(f"{path} has format_version {version!r}, not a result format; fix: {fix}")
     if version > FORMAT_VERSION:
-        raise ValueError(
+        raise InputError(
             f"{path} is of result format {version}, newer than this softmax-bench's "
             f"{FORMAT_VERSION}; fix: upgrade softmax-bench"
         )
@@ -298,19 +299,46 @@ def is_number(value) -> bool:
 def row_case(row: dict):
     """The :class:`~softmax_core.runs.cases.Case` of a valid row, or None if the row is damaged.
 
-    Valid: the point's sizes, kind, method, dtype and data source parse, the
-    status is known, and an ``ok`` row has a positive median time.
+    Valid: the point's sizes, kind, method, dtype and data source parse, the status is known,
+    and an ``ok`` row's times are consistent (:func:`times_consistent`).
     """
     from .cases import Case  # cases imports the engine; keep this module import-light
 
     case = Case.from_row(row)
     if case is None or row.get("status") not in STATUSES:
         return None
-    if row["status"] == "ok" and not (
-        is_number(row.get("time_median_s")) and float(row["time_median_s"]) > 0
-    ):
+    if row["status"] == "ok" and not times_consistent(row):
         return None
     return case
+
+
+#: Times below this are no measurement of a call (a clock reads nanoseconds at best).
+LEAST_TIME_S = 1e-9
+
+
+def times_consistent(row: dict) -> bool:
+    """Whether an ``ok`` row's numbers can be a measurement: a median time of at least
+    :data:`LEAST_TIME_S` and finite; the interval, where recorded, finite, positive and around
+    the median; the fastest sample not above the median; at least one sample."""
+
+    def value(column):
+        cell = row.get(column)
+        if cell is None or (isinstance(cell, str) and not cell.strip()) or cell != cell:
+            return None  # not recorded (an older format, or pandas' NaN)
+        return float(cell) if is_number(cell) else False
+
+    median = value("time_median_s")
+    if not median or median < LEAST_TIME_S:
+        return False
+    low, high, fastest = (value(c) for c in ("time_ci_low_s", "time_ci_high_s", "time_min_s"))
+    if False in (low, high, fastest):
+        return False
+    if (low is None) != (high is None) or (low is not None and not 0 < low <= median <= high):
+        return False
+    if fastest is not None and not 0 < fastest <= median:
+        return False
+    repeats = value("repeats")
+    return repeats is not False and (repeats is None or repeats >= 1)
 
 
 def parse_stable(value) -> bool:
@@ -336,6 +364,7 @@ __all__ = [
     "read_environment",
     "read_results",
     "row_case",
+    "times_consistent",
     "is_number",
     "parse_stable",
     "write_environment",

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..backends import Backend
+from ..errors import InputError
 from ..measure.engine import Measurement, measure, probe_machine
 from ..measure.environment import record
 from ..measure.session import MeasurementSession, blas_threads, thread_limit
@@ -157,7 +158,7 @@ def run_sweep(
         ``out_dir``.  The :class:`SweepSummary` is ``run_sweep.last_summary``.
     """
     if isinstance(rounds, bool) or not isinstance(rounds, int) or not 1 <= rounds <= MAX_ROUNDS:
-        raise ValueError(
+        raise InputError(
             f"rounds must be a whole number from 1 to {MAX_ROUNDS}, got {rounds!r}; fix: "
             "more rounds only repeat the minimum samples of every point, use at most "
             f"{MAX_ROUNDS}"
@@ -165,7 +166,7 @@ def run_sweep(
     out = Path(out_dir)
     results = out / "results.csv"
     if results.exists() and not resume:
-        raise ValueError(
+        raise InputError(
             f"{results} already exists; fix: pass --resume to continue it, or choose another --out"
         )
     budget = (
@@ -175,7 +176,7 @@ def run_sweep(
     )
     if resume and not any((out / name).exists() for name in ("results.csv", ".lock")):
         # no sweep ever started here (one killed before its first row leaves its lock file)
-        raise ValueError(
+        raise InputError(
             f"nothing to resume in {out}: no sweep ran there; fix: pass the --out folder "
             "of the sweep to continue, or run without --resume"
         )
@@ -189,7 +190,7 @@ def run_sweep(
     where = _Where(backend, dict(clusters or {}), budget)
     missing = sorted(set(w for w in grid.workers if w) - set(where.clusters))
     if missing:
-        raise ValueError(f"the grid's workers {missing} have no cluster: pass clusters=")
+        raise InputError(f"the grid's workers {missing} have no cluster: pass clusters=")
     with folder_lock(out), MeasurementSession(backend):
         summary = _run_locked(grid, where, out, resume, epoch_data, progress, rounds, log, tools)
     run_sweep.last_summary = summary
@@ -353,7 +354,7 @@ def _environment(out: Path, backend: Backend, resume: bool, probe: Callable) -> 
             env.get("backend", {}).get("label") if isinstance(env.get("backend"), dict) else None
         )
         if label not in (None, backend.label):
-            raise ValueError(
+            raise InputError(
                 f"{out} holds results of {label}, not {backend.label}; "
                 "fix: resume with the same backend, or choose another --out"
             )
