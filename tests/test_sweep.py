@@ -848,3 +848,89 @@ def test_a_refused_resume_leaves_the_folder_as_it_was(tmp_path, sweep, fake_meas
     with pytest.raises(ValueError, match="format 99"):
         sweep(TINY, out, resume=True)
     assert path.read_bytes() == before
+
+
+# --------------------------------------------------------------------------- runs never mix
+
+SMALL = "--no-report --methods structured --batch 2,3 --classes 3 --features 4 --epochs-on none"
+
+
+@pytest.mark.parametrize(
+    "begun, resumed, needle",
+    [
+        (["--backend", "array_api_strict"], [], "array_api_strict-cpu, not numpy-cpu"),
+        (["--threads", "1"], ["--threads", "2"], "at 1 BLAS threads, not 2"),
+        ([], ["--dtype", "float64"], "in float32, not float64"),
+    ],
+)
+def test_a_resume_with_other_settings_is_refused_and_touches_nothing(
+    tmp_path, cli, begun, resumed, needle
+):
+    """Resuming with another backend (even with environment.json deleted), BLAS thread count or
+    dtype than the rows were measured with is refused in one line that names the difference."""
+    out = tmp_path / "run"
+    code, _, err = cli("sweep", *SMALL.split(), "--out", out, *begun)
+    assert code == 0, err
+    (out / "environment.json").unlink()
+    before = (out / "results.csv").read_bytes()
+    code, _, err = cli("sweep", *SMALL.split(), "--out", out, "--resume", *resumed)
+    assert code == 1 and len(err.splitlines()) == 1 and needle in err, err
+    assert (out / "results.csv").read_bytes() == before
+    assert not (out / "environment.json").exists()
+
+
+def test_a_point_that_failed_and_is_now_skipped_says_so_in_its_last_row(tmp_path, cli):
+    out = tmp_path / "run"
+    assert cli("sweep", *SMALL.split(), "--out", out)[0] == 0
+    rows = read_results(out / "results.csv")
+    rows[0].update(status="error", reason="MemoryError: once")
+    with (out / "results.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    code, _, err = cli("sweep", *SMALL.split(), "--out", out, "--resume", "--time-budget", "1e-9")
+    assert code == 0, err
+    last = read_results(out / "results.csv")[-1]
+    assert (last["batch"], last["status"]) == (rows[0]["batch"], "skipped")
+
+
+def test_a_sweep_that_finds_results_once_it_holds_the_folder_refuses_them(
+    tmp_path, sweep, monkeypatch
+):
+    """The never-overwrite check holds once the folder's lock is taken: a sweep that wrote
+    results.csv while this one waited for the folder is not appended to."""
+    import contextlib
+
+    from softmax_core.runs import sweep as sweep_module
+
+    real_lock = sweep_module.folder_lock
+
+    @contextlib.contextmanager
+    def lock_after_another_sweep(out):
+        (out / "results.csv").write_text("theirs\n")
+        with real_lock(out):
+            yield
+
+    monkeypatch.setattr(sweep_module, "folder_lock", lock_after_another_sweep)
+    with pytest.raises(ValueError, match="already exists"):
+        sweep(TINY, tmp_path / "r")
+    assert (tmp_path / "r" / "results.csv").read_text() == "theirs\n"
+
+
+def test_latest_that_cannot_be_moved_is_said_and_a_refused_run_leaves_nothing(
+    tmp_path, cli, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    assert cli("sweep", *SMALL.split())[0] == 0
+    first = (tmp_path / "out" / "sweep" / "latest").resolve()
+    # a run refused before it measures leaves no folder and latest on the run before it
+    code, _, err = cli("sweep", *SMALL.split(), "--rounds", "20", "--memory-budget", "1e30")
+    assert code == 1
+    assert [p.resolve() for p in (tmp_path / "out" / "sweep").iterdir()] == [first, first]
+
+    def no_links(*args):
+        raise PermissionError("links not allowed here")
+
+    monkeypatch.setattr(os, "symlink", no_links)
+    code, _, err = cli("sweep", *SMALL.split())
+    assert code == 0 and "still points at another run" in err and "--resume --out" in err

@@ -7,6 +7,7 @@ import datetime as _dt
 import io
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -138,18 +139,30 @@ def _cmd_sweep(args) -> int:
         threads=tuple(args.thread_axis or (None,)),
     )
     out = _sweep_folder(args.out, args.resume, backend.label)
-    run_sweep(
-        grid,
-        backend,
-        out,
-        resume=args.resume,
-        memory_budget=args.memory_budget,
-        data_dir=args.data_dir,
-        rounds=args.rounds,
-        progress=args.progress,
-    )
-    if args.out is None:
-        _point_latest(out)
+    new = args.out is None and not args.resume
+    latest = DEFAULT_SWEEP_ROOT / "latest"
+    previous = Path(os.readlink(latest)) if new and latest.is_symlink() else None
+    if new:
+        _point_latest(out)  # from its start: a killed run is the one --resume continues
+    try:
+        run_sweep(
+            grid,
+            backend,
+            out,
+            resume=args.resume,
+            memory_budget=args.memory_budget,
+            data_dir=args.data_dir,
+            rounds=args.rounds,
+            progress=args.progress,
+        )
+    except InputError:
+        if new and not any(p.name != ".lock" for p in out.iterdir()):
+            shutil.rmtree(out)  # refused before it measured: no empty run is left behind
+            if previous is not None:
+                _point_latest(DEFAULT_SWEEP_ROOT / previous)
+            else:
+                latest.unlink(missing_ok=True)
+        raise
     print(f"sweep: {run_sweep.last_summary.text()}")
     if not args.no_report:
         from ..report import make_report
@@ -176,24 +189,33 @@ def _sweep_folder(out: Path | None, resume: bool, label: str) -> Path:
             )
         return latest.resolve()
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    folder = DEFAULT_SWEEP_ROOT / f"{stamp}-{label}"
-    suffix = 1
-    while folder.exists():  # two runs in the same second
-        suffix += 1
-        folder = DEFAULT_SWEEP_ROOT / f"{stamp}-{label}-{suffix}"
-    return folder
+    DEFAULT_SWEEP_ROOT.mkdir(parents=True, exist_ok=True)
+    for suffix in range(1, 1000):  # made here, atomically: two runs in one second get two
+        folder = DEFAULT_SWEEP_ROOT / (f"{stamp}-{label}" + (f"-{suffix}" if suffix > 1 else ""))
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            continue
+    raise InputError(f"a thousand sweeps began in {DEFAULT_SWEEP_ROOT} this second; fix: --out DIR")
 
 
 def _point_latest(folder: Path) -> None:
-    """Make ``out/sweep/latest`` point at ``folder``, atomically."""
+    """Make ``out/sweep/latest`` point at ``folder``, atomically; say so when it cannot, since a
+    ``--resume`` without ``--out`` would then continue another run."""
     link = DEFAULT_SWEEP_ROOT / "latest"
     tmp = DEFAULT_SWEEP_ROOT / f".latest.{os.getpid()}"
     try:
         os.symlink(folder.name, tmp)
         os.replace(tmp, link)
-    except OSError:
+    except OSError as exc:
         if tmp.is_symlink():
             tmp.unlink()
+        print(
+            f"softmax-bench sweep: warning: {link} still points at another run ({exc}); "
+            f"resume this one with --resume --out {folder}",
+            file=sys.stderr,
+        )
 
 
 def _cmd_compare(args) -> int:

@@ -95,4 +95,36 @@ def check_same_rounds(results: Path, rounds: int) -> None:
         )
 
 
-__all__ = ["folder_lock", "rows_to_keep", "check_same_rounds"]
+def check_same_settings(results: Path, dtype: str, threads: tuple, where) -> None:
+    """InputError naming the first difference unless every valid row of ``results`` was made
+    as this run would make it: on the backend and device ``where(case)`` names for its point
+    (None: no backend here for it, e.g. another count of Dask workers), in ``dtype``, at one of
+    ``threads`` (unless that is ``(None,)``, the counts of the rows kept).  Runs whose settings
+    differ are never mixed in one folder.  Reads only."""
+    for line, row in enumerate(read_results(results).rows, start=2):
+        case = row_case(row)
+        if case is None:
+            continue  # damaged rows are measured again anyway
+        expected = where(case)
+        found = f"{row.get('backend')}-{row.get('device')}"
+        if expected is None or (row.get("backend") and found != expected):
+            on = f" on {case.workers} Dask workers" if case.workers else ""
+            raise InputError(
+                f"{results}:{line}: a point measured with {found}{on}, not "
+                f"{expected or 'a backend of this run'}; fix: resume with the same "
+                "SOFTMAX_BACKEND, SOFTMAX_DEVICE and workers, or choose another --out"
+            )
+        if case.dtype != dtype:
+            raise InputError(
+                f"{results}:{line}: a point in {case.dtype}, not {dtype}; fix: resume with "
+                f"--dtype {case.dtype}, or choose another --out"
+            )
+        if threads != (None,) and case.threads is not None and case.threads not in threads:
+            raise InputError(
+                f"{results}:{line}: a point at {case.threads} BLAS threads, not "
+                f"{','.join(map(str, threads))}; fix: resume with --threads {case.threads} (or "
+                "without --threads), or choose another --out"
+            )
+
+
+__all__ = ["folder_lock", "rows_to_keep", "check_same_rounds", "check_same_settings"]

@@ -42,7 +42,7 @@ from ..measure.environment import record
 from ..measure.session import MeasurementSession, blas_threads, thread_limit
 from ..measure.timemodel import TimeModel
 from .cases import Case, Grid
-from .folder import check_same_rounds, folder_lock, rows_to_keep
+from .folder import check_same_rounds, check_same_settings, folder_lock, rows_to_keep
 from .guard import (
     DEFAULT_ROUNDS,
     LONG_CALL_S,
@@ -192,6 +192,8 @@ def run_sweep(
     if missing:
         raise InputError(f"the grid's workers {missing} have no cluster: pass clusters=")
     with folder_lock(out), MeasurementSession(backend):
+        if results.exists() and not resume:  # made by a sweep that held the lock until now
+            raise InputError(f"{results} already exists; fix: pass --resume to continue it")
         summary = _run_locked(grid, where, out, resume, epoch_data, progress, rounds, log, tools)
     run_sweep.last_summary = summary
     return out
@@ -221,6 +223,12 @@ class _Where:
     def of(self, case: Case) -> Backend:
         return self.clusters[case.workers] if case.workers else self.backend
 
+    def label_of(self, case: Case) -> str | None:
+        """The label of the backend ``case`` runs on here; None where there is none for it."""
+        if case.workers and case.workers not in self.clusters:
+            return None
+        return self.of(case).label
+
     def budget_of(self, case: Case) -> int:
         return self.budgets[case.workers] if case.workers else self.budget
 
@@ -243,7 +251,8 @@ def _run_locked(grid, where, out, resume, epoch_data, progress, rounds, log, too
     results = out / "results.csv"
     summary = SweepSummary(out)
     if resume and results.exists():
-        check_same_rounds(results, rounds)  # before _rows_to_keep repairs anything
+        check_same_rounds(results, rounds)  # before rows_to_keep repairs anything
+        check_same_settings(results, grid.dtype, grid.threads, where.label_of)
     kept, summary.damaged_rows = rows_to_keep(results, log) if resume else ([], [])
     if grid.threads == (None,) and kept:
         # a resumed run keeps the thread counts it was measured with, unless told others
@@ -264,13 +273,13 @@ def _run_locked(grid, where, out, resume, epoch_data, progress, rounds, log, too
         env["probe"]["gemm_gflops"] * 1e9, env["probe"]["copy_gbps"] * 1e9, backend.device_kind
     )
     guard = Guard(where.budget, grid.time_budget_s, model)
-    done, retry = set(), set()
+    done, retry = set(), {}
     for case, row in kept:
         if row["status"] == "ok":
             done.add(case.key)
             guard.record(case, float(row["time_median_s"]))  # the model learns from what is here
         else:
-            retry.add(case.key)
+            retry[case.key] = row["status"]
     todo = [c for c in _with_threads(map(where.placed, grid.cases())) if c.key not in done]
     summary.kept = len(done)
     pooled: dict[tuple, Measurement] = {}
@@ -296,7 +305,7 @@ def _run_locked(grid, where, out, resume, epoch_data, progress, rounds, log, too
                     )
                     if reason:
                         pooled[case.key] = None
-                        if case.key not in retry:  # a point skipped before and still: no second row
+                        if retry.get(case.key) != "skipped":  # skipped before and still: no new row
                             skipped = skipped_row(case, predicted[case.key], reason)
                             _write(writer, skipped, run_id, where.of(case))
                         summary.counts["skipped"] += 1
