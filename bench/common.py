@@ -31,7 +31,6 @@ import math
 import os
 import platform
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -86,7 +85,7 @@ ASV_MIN_SAMPLES = 7
 #: as is :func:`asv_samples_per_round`, because asv runs this bench/ against every
 #: commit's softmax_core: the suite may use only what older commits' library has.
 ASV_CALLS_PER_POINT = 1 + 1 + ASV_MIN_SAMPLES + 1
-#: Where the machine probe is cached (default: the system's temporary folder).
+#: Where the machine probe is cached (default: the user's cache folder).
 CACHE_ENV = "SOFTMAX_ASV_CACHE"
 #: BLAS threads of the benchmarks (tools/asv_device.py puts it in asv's environment name).
 THREADS_ENV = "SOFTMAX_THREADS"
@@ -172,10 +171,14 @@ def machine_rates(b: Backend) -> dict:
     """:func:`softmax_core.measure.engine.probe_machine` of this machine and backend, probed once.
 
     The best of three probes (a few seconds) is cached as JSON in ``$SOFTMAX_ASV_CACHE``
-    (default: the temporary folder)``/softmax-bench-asv/``, keyed by host, backend,
-    processor and the probe's version, so that every process of a run, and every later run,
-    predicts with the same rates and skips the same points.  Delete the file to probe again.
+    (default: the user's cache folder, ``$XDG_CACHE_HOME`` or ``~/.cache``)
+    ``/softmax-bench-asv/``, keyed by everything that changes what the probe reads: host,
+    backend, processor, the BLAS threads it ran with and the probe's version; so that every
+    process of a run, and every later run, predicts with the same rates and skips the same
+    points.  A file this user does not own is not trusted.  Delete the file to probe again.
     """
+    from threadpoolctl import threadpool_info
+
     # older libraries have no PROBE_VERSION: their probe is version 1
     # (see softmax_core.measure.engine)
     ident = [
@@ -184,14 +187,17 @@ def machine_rates(b: Backend) -> dict:
         cpu_model(),
         os.cpu_count(),
         getattr(engine, "PROBE_VERSION", 1),
+        sorted(p.get("num_threads", 0) for p in threadpool_info() if p.get("user_api") == "blas"),
     ]
     if b.is_gpu:
         ident.append(b.describe().get("gpu_name"))
     digest = hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:16]
-    root = Path(os.environ.get(CACHE_ENV) or tempfile.gettempdir()) / "softmax-bench-asv"
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    root = Path(os.environ.get(CACHE_ENV) or cache) / "softmax-bench-asv"
     path = root / f"probe-{b.label}-{digest}.json"
     try:
-        return json.loads(path.read_text(encoding="utf-8"))["probe"]
+        if path.stat().st_uid == os.getuid():
+            return json.loads(path.read_text(encoding="utf-8"))["probe"]
     except (OSError, ValueError, KeyError):
         pass
     # the best of three: one probe taken while something else loads the machine would make

@@ -363,6 +363,12 @@ def test_device_and_suite_from_the_shell_name_asvs_environments(monkeypatch):
         _env_names(monkeypatch, SOFTMAX_DEVICE="tpu")
     with pytest.raises(util.UserError, match="SOFTMAX_THREADS='0'"):
         _env_names(monkeypatch, SOFTMAX_THREADS="0")
+    # what the command line refuses, asv refuses at once, before any point runs
+    too_many = str((os.cpu_count() or 1) + 1)
+    with pytest.raises(util.UserError, match=f"SOFTMAX_THREADS='{too_many}'.*use 1 to"):
+        _env_names(monkeypatch, SOFTMAX_THREADS=too_many)
+    with pytest.raises(util.UserError, match="SOFTMAX_BACKEND='bogus' is not a backend"):
+        _env_names(monkeypatch, SOFTMAX_BACKEND="bogus")
 
 
 def test_softmax_threads_limits_the_blas_of_a_benchmark(bench, monkeypatch):
@@ -666,3 +672,38 @@ def test_a_cached_probe_of_another_probe_version_is_not_reused(tmp_path, monkeyp
     monkeypatch.setattr(engine, "PROBE_VERSION", engine.PROBE_VERSION + 1)
     common.machine_rates(b)
     assert len(probes) == 6
+
+
+def test_the_cached_probe_is_keyed_by_blas_threads_and_kept_in_the_users_own_cache(
+    tmp_path, monkeypatch
+):
+    """A probe taken at 2 BLAS threads is never reused by a 1-thread run, the cache lives in
+    the user's cache folder (not the shared temporary one), and a file of another user there
+    is not trusted."""
+    from threadpoolctl import threadpool_limits
+
+    from bench import common
+    from softmax_core.measure import engine
+
+    monkeypatch.delenv(common.CACHE_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    probes = []
+    monkeypatch.setattr(
+        engine,
+        "probe_machine",
+        lambda b: probes.append(1) or {"gemm_gflops": 1.0, "copy_gbps": 1.0},
+    )
+    b = common.backend()
+    for threads in (1, 2, 1, 2):
+        with threadpool_limits(limits=threads, user_api="blas"):
+            common.machine_rates(b)
+    blas = [p for p in __import__("threadpoolctl").threadpool_info() if p["user_api"] == "blas"]
+    assert len(probes) == (6 if blas else 3)  # one cached probe per thread count
+    files = list((tmp_path / "cache" / "softmax-bench-asv").iterdir())
+    assert len(files) == len(probes) // 3
+    if os.getuid() == 0:  # as root, the file can be given to another user
+        os.chown(files[0], 12345, 12345)
+        for threads in (1, 2):
+            with threadpool_limits(limits=threads, user_api="blas"):
+                common.machine_rates(b)
+        assert len(probes) == (9 if blas else 6)  # the other user's file probed anew

@@ -260,3 +260,24 @@ def test_an_inconsistent_row_is_damaged_never_judged_or_drawn(two_runs, tmp_path
     code, out, err = cli_run("report", bad, "--out", tmp_path / "r")
     assert code == 0, err
     assert "1 damaged row(s)" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_a_results_file_past_the_size_bound_is_refused_in_one_line_by_every_reader(
+    two_runs, tmp_path, cli_run
+):
+    """A results.csv far larger than any sweep writes is refused before it is read (reading
+    costs about ten times the file's size in memory), by report, compare and --resume."""
+    from softmax_core.runs.resultformat import MAX_RESULTS_BYTES
+
+    a, _ = two_runs
+    big = tmp_path / "big"
+    shutil.copytree(a, big)
+    with (big / "results.csv").open("r+b") as fh:
+        fh.truncate(MAX_RESULTS_BYTES + 1)  # sparse: no disk is used
+    for argv in (
+        ("report", big, "--out", tmp_path / "r"),
+        ("compare", a, big),
+        ("sweep", "--resume", "--out", big, "--batch", "2", "--classes", "3", "--features", "5"),
+    ):
+        code, _, err = cli_run(*argv)
+        assert code == 1 and len(err.splitlines()) == 1 and "MiB" in err, (argv, err)

@@ -42,6 +42,9 @@ import os
 DEVICES = ("cpu", "gpu")
 SUITES = ("default", "full")
 DEFAULT_BACKEND = {"cpu": "numpy", "gpu": "cupy"}
+#: The backends softmax-bench has (softmax_core.backends.BACKENDS; this plugin runs in asv's
+#: own process, which need not have the package).
+BACKENDS = ("numpy", "cupy", "torch", "array_api_strict", "dask")
 #: What a virtualenv must install for a backend that is not a dependency of the package.
 REQUIREMENTS = {"cupy": "cupy-cuda12x", "torch": "torch", "array_api_strict": "array-api-strict"}
 
@@ -64,6 +67,10 @@ def selection(environ=None) -> dict[str, str]:
     chosen = {"SOFTMAX_DEVICE": device}
     backend = (environ.get("SOFTMAX_BACKEND") or "").strip().lower().replace("-", "_")
     if backend:
+        if backend not in BACKENDS:
+            raise SelectionError(
+                f"SOFTMAX_BACKEND={backend!r} is not a backend: use one of {', '.join(BACKENDS)}"
+            )
         chosen["SOFTMAX_BACKEND"] = backend
     suite = (environ.get("SOFTMAX_ASV_SUITE") or "default").strip().lower()
     if suite not in SUITES:
@@ -74,9 +81,11 @@ def selection(environ=None) -> dict[str, str]:
         chosen["SOFTMAX_ASV_SUITE"] = suite
     threads = (environ.get("SOFTMAX_THREADS") or "").strip()
     if threads:
-        if not threads.isdigit() or int(threads) < 1:
+        cores = os.cpu_count() or 1
+        if not threads.isdigit() or not 1 <= int(threads) <= cores:
             raise SelectionError(
-                f"SOFTMAX_THREADS={threads!r} is not a thread count: use a positive integer"
+                f"SOFTMAX_THREADS={threads!r} is not a thread count of this machine: use 1 to "
+                f"{cores} (more threads than cores would time the scheduler, not the math)"
             )
         chosen["SOFTMAX_THREADS"] = str(int(threads))
     return chosen

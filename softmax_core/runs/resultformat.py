@@ -150,6 +150,23 @@ def _regular_file(path: Path, what: str) -> None:
         raise InputError(f"{path} is not a regular file; fix: pass the folder of a {what}")
 
 
+#: The largest results.csv read: a point's row is under 1 kB, so 64 MiB is some 100,000 points,
+#: far past any sweep's grid; reading a file costs about ten times its size in memory.
+MAX_RESULTS_BYTES = 64 * 2**20
+#: The largest environment.json read (a sweep's is a few kB).
+MAX_ENVIRONMENT_BYTES = 4 * 2**20
+
+
+def _not_too_large(path: Path, limit: int) -> None:
+    size = path.stat().st_size
+    if size > limit:
+        raise InputError(
+            f"{path} holds {size / 2**20:.0f} MiB, more than softmax-bench reads "
+            f"({limit // 2**20} MiB; a sweep writes under 1 kB a point); fix: pass the folder "
+            "of a sweep's results, or split the file"
+        )
+
+
 def read_results(path: str | os.PathLike) -> ResultFile:
     """The rows of a ``results.csv`` of any known format version.
 
@@ -159,6 +176,7 @@ def read_results(path: str | os.PathLike) -> ResultFile:
     """
     path = Path(path)
     _regular_file(path, "sweep's results (results.csv)")
+    _not_too_large(path, MAX_RESULTS_BYTES)
     try:
         text = path.read_text(encoding="utf-8")
     except (UnicodeDecodeError, OSError) as exc:
@@ -263,6 +281,7 @@ def read_environment(folder: str | os.PathLike, fix: str) -> dict:
     if not path.exists():
         return {}
     _regular_file(path, "result set")
+    _not_too_large(path, MAX_ENVIRONMENT_BYTES)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, OSError, RecursionError) as exc:  # RecursionError: nested too deep
