@@ -653,18 +653,23 @@ def test_reference_results_are_copied_only_by_the_deliberate_step(tmp_path, monk
         copy_reference(src, dest, "box", ["c" * 40])
 
 
+def _counted_probes(monkeypatch) -> list:
+    """The machine probe made instant; the list gets one item per probe taken."""
+    from softmax_core.measure import engine
+
+    probes = []
+    fake = {"gemm_gflops": 1.0, "copy_gbps": 1.0}
+    monkeypatch.setattr(engine, "probe_machine", lambda b: probes.append(1) or dict(fake))
+    return probes
+
+
 def test_a_cached_probe_of_another_probe_version_is_not_reused(tmp_path, monkeypatch):
     """A probe cached before the copy probe kept its pages measured something else."""
     from bench import common
     from softmax_core.measure import engine
 
     monkeypatch.setenv(common.CACHE_ENV, str(tmp_path))
-    probes = []
-    monkeypatch.setattr(
-        engine,
-        "probe_machine",
-        lambda b: probes.append(1) or {"gemm_gflops": 1.0, "copy_gbps": 1.0},
-    )
+    probes = _counted_probes(monkeypatch)
     b = common.backend()
     common.machine_rates(b)
     common.machine_rates(b)
@@ -683,16 +688,10 @@ def test_the_cached_probe_is_keyed_by_blas_threads_and_kept_in_the_users_own_cac
     from threadpoolctl import threadpool_limits
 
     from bench import common
-    from softmax_core.measure import engine
 
     monkeypatch.delenv(common.CACHE_ENV, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    probes = []
-    monkeypatch.setattr(
-        engine,
-        "probe_machine",
-        lambda b: probes.append(1) or {"gemm_gflops": 1.0, "copy_gbps": 1.0},
-    )
+    probes = _counted_probes(monkeypatch)
     b = common.backend()
     for threads in (1, 2, 1, 2):
         with threadpool_limits(limits=threads, user_api="blas"):
