@@ -202,12 +202,13 @@ def test_time_model_learns_and_never_extrapolates_faster_than_the_largest_point(
 def test_time_model_fits_overhead_plus_work():
     m = model()
     cases = [Case("gradient", "structured", b, 100, 10) for b in (1, 8, 64, 512)]
-    for c in cases:  # t = 50 µs + 3 x roofline, exactly
-        m.record(c, 5e-5 + 3 * m.roofline_s(c))
+    for c in cases:  # t = 50 µs + 3 x roofline + its array operations' least cost, exactly
+        m.record(c, 5e-5 + 3 * m.roofline_s(c) + m.dispatch_s(c))
     a, b = m.params("gradient/structured")
     assert a == pytest.approx(5e-5, rel=1e-6) and b == pytest.approx(3, rel=1e-6)
     probe = Case("gradient", "structured", 4096, 100, 10)
-    assert m.predict(probe) == pytest.approx(5e-5 + 3 * m.roofline_s(probe), rel=1e-6)
+    expected = 5e-5 + 3 * m.roofline_s(probe) + m.dispatch_s(probe)
+    assert m.predict(probe) == pytest.approx(expected, rel=1e-6)
 
 
 def test_one_failing_point_does_not_end_the_sweep(tmp_path, sweep, monkeypatch):
@@ -519,11 +520,12 @@ def test_cli_sweep_runs_and_reports(tmp_path):
     assert len(rows) == 2 * 1 * 2 + 1
     epochs = [r for r in rows if r["kind"] == "epoch"]
     assert [int(r["samples"]) for r in epochs] == [60000]
-    # on a loaded machine the guard may skip an epoch for time: then it says why
+    # on a loaded machine the guard may skip an epoch for time, or stop it at the budget:
+    # then it says why
     assert all(
         float(r["samples_per_s"]) > 0
         if r["status"] == "ok"
-        else r["reason"].startswith("predicted")
+        else r["reason"].startswith(("predicted", "stopped at its time budget"))
         for r in epochs
     )
     assert all(r["status"] == "ok" for r in rows if r["kind"] == "gradient")
@@ -934,3 +936,38 @@ def test_latest_that_cannot_be_moved_is_said_and_a_refused_run_leaves_nothing(
     monkeypatch.setattr(os, "symlink", no_links)
     code, _, err = cli("sweep", *SMALL.split())
     assert code == 0 and "still points at another run" in err and "--resume --out" in err
+
+
+# --------------------------------------------------------------------------- the time budget
+
+
+def test_the_time_model_counts_the_naive_loops_operations(tmp_path, cli):
+    """A naive gradient over a million tiny examples does little arithmetic and 13 million
+    array operations: predicted at seconds, it is skipped under a 5 s budget, not run."""
+    code, _, err = cli(
+        "sweep",
+        *"--no-report --methods naive --batch 1000000 --classes 2 --features 1".split(),
+        *"--epochs-on none --rounds 1 --time-budget 5 --out".split(),
+        tmp_path / "r",
+    )
+    assert code == 0, err
+    (row,) = read_results(tmp_path / "r" / "results.csv")
+    assert row["status"] == "skipped" and row["reason"].startswith("predicted")
+    assert float(row["predicted_time_s"]) >= 5
+
+
+def test_a_point_the_model_underrates_is_stopped_at_its_time_budget(tmp_path, sweep):
+    """Whatever the time model says, a point's rounds together stop at the time budget, and
+    its row says so; the model learns from it, so the next, larger point is skipped."""
+
+    def endless(fn, *args, **kwargs):
+        while True:  # a Python-level loop, as the naive gradient's over its examples
+            time.sleep(0.01)
+
+    grid = one_point(batches=(2, 3))
+    start = time.monotonic()
+    out = sweep(grid, tmp_path / "r", rounds=2, measure=endless)
+    assert time.monotonic() - start < 0.5 * len(grid.cases()) + 3
+    first, second = read_results(out / "results.csv")
+    assert first["status"] == "skipped" and "stopped at its time budget" in first["reason"]
+    assert second["status"] == "skipped" and second["reason"].startswith("predicted")

@@ -1,12 +1,17 @@
 """The time model: a point's seconds per call, predicted before it runs.
 
-    t = a + b · roofline,    roofline = max(FLOPs / GEMM rate, traffic / copy bandwidth)
+    t = a + b · roofline + c · dispatches,
+    roofline = max(FLOPs / GEMM rate, traffic / copy bandwidth)
 
 one (a, b) per family of points (a case's ``family``: kind and method, and whether its rows
 stream or it runs on Dask workers): ``a`` is the fixed cost of a call (Python,
 dispatch, kernel launches: what dominates small calls and GPU loops), ``b`` how
 many times slower than the machine's ceilings the work itself runs.  The
-rates come from the machine probe, FLOPs and traffic from the cost model.
+rates come from the machine probe, FLOPs, traffic and dispatches from the cost model.  ``c``
+is fixed: what one array operation issued from Python costs at least (:data:`DISPATCH_S`), so
+that a call of a million tiny operations (the naive gradient's loop over a large batch of
+small examples) is predicted to take its seconds however little arithmetic it does; (a, b)
+are fitted to what is left.
 
 Before a method has been measured, a conservative default (``b`` = 6: slower than
 any method runs on a CPU) still predicts, so that every
@@ -27,6 +32,9 @@ from ..model.cost import roofline_seconds
 
 #: Slowdown over the roofline assumed before a family is measured.
 DEFAULT_SLOWDOWN = 6.0
+#: Seconds one array operation issued from Python costs at least: the interpreter and the
+#: library's dispatch on the CPU, a kernel launch on a GPU.
+DISPATCH_S = {"cpu": 1e-6, "gpu": 5e-6}
 #: Fixed cost per call assumed before a family is measured, seconds.
 DEFAULT_OVERHEAD_S = {"cpu": 2e-5, "gpu": 5e-5}
 
@@ -66,6 +74,10 @@ class TimeModel:
             return a, (t - a) / r
         return _fit_relative(pts)
 
+    def dispatch_s(self, case) -> float:
+        """Seconds ``case``'s array operations cost at least, whatever their size."""
+        return DISPATCH_S.get(self.device_kind, DISPATCH_S["cpu"]) * case.cost.dispatches
+
     def predict(self, case) -> float:
         """Predicted seconds for one call of ``case``."""
         a, b = self.params(case.family)
@@ -75,18 +87,22 @@ class TimeModel:
             r_max, t_max = max(pts)
             if r > r_max:  # extrapolating: no faster than the largest point measured
                 b = max(b, (t_max - a) / r_max)
-        return a + b * r
+        return a + b * r + self.dispatch_s(case)
 
     def record(self, case, seconds: float) -> None:
         """Learn from a measured median of ``case``."""
         if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
             return
-        self._points.setdefault(case.family, []).append((self.roofline_s(case), float(seconds)))
+        # (a, b) fit what the array operations' least cost leaves
+        left = max(float(seconds) - self.dispatch_s(case), 0.05 * float(seconds))
+        self._points.setdefault(case.family, []).append((self.roofline_s(case), left))
 
     def to_dict(self) -> dict:
         """The fitted parameters, for environment.json and the report."""
         return {
-            "formula": "t = a + b * max(flops / gemm_rate, traffic / copy_bandwidth)",
+            "formula": "t = a + b * max(flops / gemm_rate, traffic / copy_bandwidth)"
+            " + dispatch_s * dispatches",
+            "dispatch_s": DISPATCH_S.get(self.device_kind, DISPATCH_S["cpu"]),
             "gemm_flops_per_s": self.gemm_flops_per_s,
             "copy_bytes_per_s": self.copy_bytes_per_s,
             "default": {

@@ -11,7 +11,10 @@ Two views of memory, both in bytes:
   gradient included.  Measurement (:mod:`softmax_core.measure.engine`) must match it.
 
 FLOPs count multiply and add separately (a GEMM [a, b] @ [b, c] is 2abc) and
-count exp, max and division as one each.
+count exp, max and division as one each.  ``dispatches`` counts the array operations a call
+issues from Python, each paying the interpreter's and the library's fixed cost (a kernel
+launch on a GPU): a dozen for a structured gradient, a dozen per example for the naive one's
+loop, a dozen per step for an epoch.
 """
 
 from __future__ import annotations
@@ -34,6 +37,13 @@ class Cost:
     traffic_bytes: float  # bytes read + written in main memory, roughly
     peak_bytes: float  # this implementation's peak working memory
     lecture_bytes: float  # the lecture's idealised memory
+    dispatches: float = 0.0  # array operations issued from Python
+
+
+#: Array operations of one call of each gradient kernel (the naive one's per example, plus the
+#: sum and the reshape around its loop), and of an SGD step's update.
+GRADIENT_DISPATCHES = {"structured": 12, "naive_batched": 14}
+NAIVE_EXAMPLE_DISPATCHES, UPDATE_DISPATCHES = 13, 2
 
 
 def itemsize(dtype) -> int:
@@ -94,7 +104,8 @@ def gradient_cost(method: str, B: int, n: int, k: int, dtype="float32") -> Cost:
         lecture = s * B * k * n * k
     else:
         raise InputError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
-    return Cost(float(flops), float(traffic), float(peak), float(lecture))
+    ops = NAIVE_EXAMPLE_DISPATCHES * B + 3 if method == "naive" else GRADIENT_DISPATCHES[method]
+    return Cost(float(flops), float(traffic), float(peak), float(lecture), float(ops))
 
 
 def sgd_step_cost(method: str, B: int, n: int, k: int, dtype="float32") -> Cost:
@@ -106,6 +117,7 @@ def sgd_step_cost(method: str, B: int, n: int, k: int, dtype="float32") -> Cost:
         g.traffic_bytes + s * 3 * n * k,
         max(g.peak_bytes, s * 3 * n * k) + s * n * k,
         g.lecture_bytes,
+        g.dispatches + UPDATE_DISPATCHES,
     )
 
 
@@ -116,12 +128,13 @@ def epoch_cost(method: str, m: int, n: int, k: int, batch: int, dtype="float32")
     full, rest = divmod(m, batch)
     step = sgd_step_cost(method, min(batch, m), n, k, dtype)
     flops, traffic = full * step.flops, full * step.traffic_bytes
+    ops = full * step.dispatches
     if rest:  # the short last batch, or the only one when batch > m
         last = sgd_step_cost(method, rest, n, k, dtype)
         flops, traffic = flops + last.flops, traffic + last.traffic_bytes
-    return Cost(
-        flops, traffic, _epoch_peak(method, m, n, k, batch, itemsize(dtype)), step.lecture_bytes
-    )
+        ops += last.dispatches
+    peak = _epoch_peak(method, m, n, k, batch, itemsize(dtype))
+    return Cost(flops, traffic, peak, step.lecture_bytes, ops)
 
 
 def _epoch_peak(method: str, m: int, n: int, k: int, batch: int, s: int) -> float:

@@ -7,6 +7,10 @@ model's predictions beside the measured numbers, is made after its last round.
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+import time
 from collections.abc import Callable
 
 from ..backends import Backend
@@ -50,6 +54,33 @@ def skipped_row(case: Case, predicted_s: float, reason: str) -> dict:
     return {**point_row(case, predicted_s), "status": "skipped", "reason": reason}
 
 
+class Overrun(Exception):
+    """A point ran past its time budget and was stopped."""
+
+
+@contextlib.contextmanager
+def deadline(seconds: float):
+    """Raise :class:`Overrun` in this (the main) thread once ``seconds`` have passed.
+
+    A Python-level loop (the naive gradient's over its examples, an epoch's over its steps)
+    stops within one of its operations; one long library call ends first.  Elsewhere than in
+    the main thread nothing is bounded (signals reach only it)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Overrun(f"stopped at its time budget after {seconds:.3g} s")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-3))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def measure_point(
     case: Case,
     backend: Backend,
@@ -60,6 +91,7 @@ def measure_point(
     last_round: bool,
     predicted_s: float,
     measure: Callable[..., Measurement],
+    spent: dict,
 ) -> dict | None:
     """One round of ``case``; its row after the last round (None before), or an error row.
 
@@ -67,7 +99,9 @@ def measure_point(
     ``POINT_TIME_SHARE`` of the time budget over ``rounds``; the cold call is
     the first round's, on fresh pages, and so is the only warm-up of a call that
     takes :data:`LONG_CALL_S` or more (unless its kept memory had to be handed
-    back, see :func:`~softmax_core.measure.host_memory.make_room`)."""
+    back, see :func:`~softmax_core.measure.host_memory.make_room`).  Whatever the time model
+    predicted, the point's rounds together stop at the time budget (:func:`deadline`;
+    ``spent`` holds each point's seconds so far): its row is then ``skipped`` and says so."""
     row = point_row(case, predicted_s)
     load_before = load_average()
     first_round = case.key not in pooled
@@ -80,8 +114,10 @@ def measure_point(
         and make_room(case.cost.peak_bytes + case.input_bytes, guard.memory_budget_bytes)
     )
     long = not first_round and pooled[case.key].median >= LONG_CALL_S and not refaults
+    left = guard.time_budget_s - spent.get(case.key, 0.0)
+    start = time.monotonic()
     try:
-        with thread_limit(case.threads):
+        with deadline(left), thread_limit(case.threads):
             fn, args = case.prepare(backend, data)
             if first_round and here:
                 # the cold call takes fresh pages: what prepare's check call and earlier points
@@ -99,6 +135,15 @@ def measure_point(
             )
             peak = backend.peak_bytes(fn, *args) if last_round else None
             del fn, args
+    except Overrun as exc:  # not measured for the budget's sake, as a point the guard skips
+        pooled[case.key] = None
+        guard.record(case, time.monotonic() - start)  # a call takes at least this long
+        return {
+            **row,
+            "status": "skipped",
+            "reason": f"{exc} (time budget {guard.time_budget_s:g} s; the time model "
+            f"predicted {predicted_s:.3g} s a call)",
+        }
     except Exception as exc:  # one failing point (even out of memory) must not end the sweep
         pooled[case.key] = None
         return {
@@ -106,6 +151,8 @@ def measure_point(
             "status": "error",
             "reason": f"{type(exc).__name__}: {exc}".replace("\n", " "),
         }
+    finally:
+        spent[case.key] = spent.get(case.key, 0.0) + time.monotonic() - start
     if not first_round:
         m = pooled[case.key].pooled(m)
     pooled[case.key] = m
@@ -129,4 +176,4 @@ def measure_point(
     }
 
 
-__all__ = ["POINT_TIME_SHARE", "point_row", "skipped_row", "measure_point"]
+__all__ = ["POINT_TIME_SHARE", "Overrun", "deadline", "point_row", "skipped_row", "measure_point"]

@@ -283,6 +283,7 @@ def _run_locked(grid, where, out, resume, epoch_data, progress, rounds, log, too
     todo = [c for c in _with_threads(map(where.placed, grid.cases())) if c.key not in done]
     summary.kept = len(done)
     pooled: dict[tuple, Measurement] = {}
+    spent: dict[tuple, float] = {}  # each point's seconds so far, against its time budget
     predicted: dict[
         tuple, float
     ] = {}  # each point's predicted seconds, made before its first round
@@ -322,6 +323,7 @@ def _run_locked(grid, where, out, resume, epoch_data, progress, rounds, log, too
                     last,
                     predicted[case.key],
                     tools.measure,
+                    spent,
                 )
                 if row is not None:
                     _write(writer, row, run_id, where.of(case))
