@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import json
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -332,6 +333,7 @@ def test_scale_is_a_grid_of_the_sweep_on_the_existing_cluster(
         ("numpy", "epoch", "synthetic", "1", "0"),
     }
     assert {r["samples"] for r in ok} == {"3000"}
+    assert {(r["features"], r["classes"]) for r in ok} == {("16", "3")}  # the epochs' too
     assert all(float(r["peak_bytes"]) > 0 for r in ok if r["backend"] == "dask")
     report = (tmp_path / "report.md").read_text()
     assert "Full-batch gradient" in report and "can exceed 0.75 here" in report
@@ -343,11 +345,105 @@ def test_scale_is_a_grid_of_the_sweep_on_the_existing_cluster(
     assert main([*argv.split(), "--out", str(tmp_path)]) == 1
     assert main([*argv.split(), "--time-budget", "2", "--resume", "--out", str(tmp_path)]) == 0
     assert "nothing left to measure" in capsys.readouterr().out
+    # a set of Dask points alone (--no-numpy) is still a scaling set, drawn without warnings
+    lines = (tmp_path / "results.csv").read_text().splitlines(keepends=True)
+    only = tmp_path / "dask-only"
+    only.mkdir()
+    only.joinpath("results.csv").write_text(
+        "".join(lines[:1] + [x for x in lines[1:] if ",dask," in x])
+    )
+    only.joinpath("environment.json").write_text((tmp_path / "environment.json").read_text())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main(["report", str(only)]) == 0
+    assert (only / "report.md").read_text().startswith("# Dask scaling")
 
 
-def test_scale_refuses_more_workers_than_cores_and_old_options(cli_run, tmp_path):
-    code, _, err = cli_run("scale", "--workers", "100000", "--out", tmp_path)
-    assert code == 1 and "more than this machine's" in err and len(err.splitlines()) == 1
-    code, _, err = cli_run("scale", "--max-time", "3", "--out", tmp_path)
-    assert code == 2 and "--time-budget" in err and len(err.splitlines()) == 1
-    assert not (tmp_path / "results.csv").exists()
+@pytest.mark.parametrize(
+    "argv, code, needle",
+    [
+        (["--workers", "100000"], 1, "more than this machine's"),
+        (["--max-time", "3"], 2, "--time-budget"),
+        (["--seed", "1"], 2, "leave it out"),
+        (["--classes", "1"], 2, "at least 2 classes"),
+        (["--kinds", "epoch", "--data", "stream"], 1, "add --data memory"),
+    ],
+)
+def test_scale_refuses_bad_arguments_in_one_line_before_it_starts(
+    cli_run, tmp_path, argv, code, needle
+):
+    got, out, err = cli_run("scale", *argv, "--out", tmp_path / "s")
+    assert got == code and needle in err and len(err.splitlines()) == 1
+    assert out == "" and not (tmp_path / "s").exists()  # before the probe, nothing written
+
+
+def test_a_second_out_of_core_run_does_not_overwrite_the_first(cli_run, tmp_path):
+    (tmp_path / "out_of_core.json").write_text("{}")
+    code, _, err = cli_run("scale", "--out-of-core", "1000", "--out", tmp_path)
+    assert code == 1 and "out_of_core.json exists" in err and len(err.splitlines()) == 1
+    assert (tmp_path / "out_of_core.json").read_text() == "{}"
+
+
+@pytest.mark.parametrize("answer", [None, b"\xff" * 64], ids=["silent", "garbage"])
+def test_a_scheduler_that_accepts_but_is_no_scheduler_is_one_line_within_the_deadline(
+    monkeypatch, cli_run, answer
+):
+    """A server that accepts the connection and never answers, or answers with garbage, is
+    refused in one line within the connect deadline, never a hang or a traceback."""
+    pytest.importorskip("distributed")
+    import socket
+    import threading
+    import time
+
+    from softmax_core.dask import cluster
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    held = []
+
+    def serve():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)
+            if answer:
+                conn.sendall(answer * 1000)
+
+    threading.Thread(target=serve, daemon=True).start()
+    monkeypatch.setattr(cluster, "CONNECT_DEADLINE_S", 2.0)
+    monkeypatch.setenv("SOFTMAX_DASK_SCHEDULER", f"tcp://127.0.0.1:{server.getsockname()[1]}")
+    start = time.monotonic()
+    code, _, err = cli_run("info", "--backend", "dask")
+    assert time.monotonic() - start < 12
+    assert code == 1 and len(err.splitlines()) == 1 and "cannot reach the Dask scheduler" in err
+    server.close()
+    for conn in held:
+        conn.close()
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_dask_point_is_one_line(tmp_path):
+    """Ctrl-C while a point computes on a Dask cluster ends in the one 'interrupted' line: the
+    client's background tasks, cut short, log nothing."""
+    pytest.importorskip("distributed")
+    import signal
+    import subprocess
+    import time
+
+    argv = [sys.executable, "-m", "softmax_core.cli", "scale", "--rows", "400000", "--workers"]
+    argv += ["1", "--no-numpy", "--kinds", "gradient", "--data", "stream", "--rounds", "20"]
+    proc = subprocess.Popen(
+        [*argv, "--out", str(tmp_path / "s")], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "s" / "environment.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)  # the sweep has begun measuring
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    lines = [line for line in err.decode().splitlines() if line.strip()]
+    assert proc.returncode == 130 and lines[-1].startswith("softmax-bench scale: interrupted")
+    assert "Traceback" not in err.decode() and "exception" not in err.decode().lower()

@@ -971,3 +971,55 @@ def test_a_point_the_model_underrates_is_stopped_at_its_time_budget(tmp_path, sw
     first, second = read_results(out / "results.csv")
     assert first["status"] == "skipped" and "stopped at its time budget" in first["reason"]
     assert second["status"] == "skipped" and second["reason"].startswith("predicted")
+
+
+@pytest.mark.parametrize(
+    "change, needle",
+    [
+        ({"batch": 0}, "batch must be a whole number"),
+        ({"batch": 2.5}, "batch must be a whole number"),
+        ({"batch": "8"}, "batch must be a whole number"),
+        ({"features": None}, "features must be a whole number"),
+        ({"classes": 1}, "classes must be a whole number >= 2"),
+        ({"dtype": "int8"}, "float type"),
+        ({"data": "stream", "method": "naive", "chunk_rows": 4}, "only the structured gradient"),
+        ({"data": "stream"}, "give it chunk_rows"),
+        ({"workers": -1}, "workers must be"),
+    ],
+)
+def test_a_case_of_impossible_sizes_is_an_input_error(change, needle):
+    from softmax_core.errors import InputError
+
+    point = {"kind": "gradient", "method": "structured", "batch": 4, "features": 3, "classes": 3}
+    with pytest.raises(InputError, match=needle):
+        Case(**{**point, **change})
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"workers": 5},
+        {"chunk_rows": 1000},
+        {"gradient_data": None},
+        {"methods": None},
+        {"time_budget_s": "5"},
+        {"time_budget_s": None},
+    ],
+)
+def test_a_grid_of_the_wrong_types_is_an_input_error(change):
+    from softmax_core.errors import InputError
+
+    with pytest.raises(InputError):
+        Grid(**change)
+
+
+def test_a_results_file_that_is_a_fifo_or_a_folder_is_one_line(tmp_path, cli_run):
+    for kind in ("fifo", "folder"):
+        folder = tmp_path / kind
+        folder.mkdir()
+        if kind == "fifo":
+            os.mkfifo(folder / "results.csv")
+        else:
+            (folder / "results.csv").mkdir()
+        code, _, err = cli_run("report", folder)
+        assert code == 1 and "not a regular file" in err and len(err.splitlines()) == 1

@@ -8,6 +8,7 @@ on stderr and a non-zero exit, never a traceback.  The argument types are in
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -21,6 +22,7 @@ from .parser import build_parser
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logging.getLogger("asyncio").addFilter(_CUT_SHORT)
     try:
         with thread_limit(getattr(args, "threads", None)):
             code = COMMANDS[args.command](args)
@@ -35,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"softmax-bench {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
+        _quiet_shutdown()
         hint = (
             "; the rows of finished points are kept: add --resume to go on"
             if args.command == "sweep"
@@ -42,3 +45,24 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"softmax-bench {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
+
+
+def _quiet_shutdown() -> None:
+    """After Ctrl-C, the Dask client's background tasks end with errors that distributed would
+    log at exit: the one line printed says all there is to say."""
+    import logging
+
+    for name in ("distributed", "tornado"):
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+
+
+class _CutShort:
+    """Drops asyncio's report of a Dask client's task that Ctrl-C cut short (its ``AllExit``):
+    an interrupted command prints one line; any other asyncio report passes."""
+
+    def filter(self, record) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return type(exc).__name__ != "AllExit"
+
+
+_CUT_SHORT = _CutShort()

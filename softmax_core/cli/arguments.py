@@ -42,6 +42,15 @@ def positive_float(text: str) -> float:
     return value
 
 
+def class_count(text: str) -> int:
+    value = positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(
+            f"expected at least 2 classes (softmax over one class is constant), got {value}"
+        )
+    return value
+
+
 def thread_count(text: str) -> int:
     value = positive_int(text)
     cores = os.cpu_count() or 1

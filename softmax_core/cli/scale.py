@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..dask.chunked import DEFAULT_CHUNK_ROWS
 from ..errors import InputError
-from .arguments import int_list, name_list, positive_float, positive_int, rounds
+from .arguments import class_count, int_list, name_list, positive_float, positive_int, rounds
 
 KINDS, DATA = ("gradient", "epoch"), ("memory", "stream")
 #: Seconds a point may take: a gradient over a million rows, streamed, on one worker fits.
@@ -30,8 +30,8 @@ TIME_BUDGET_S = 60.0
 #: spans the workers).
 ROWS, BATCH = (100_000, 1_000_000), 80_000
 RENAMED = {
-    "--max-time": "--time-budget (seconds a point may take)",
-    "--seed": "nothing: the synthetic rows are seed 0's, as the sweep's",
+    "--max-time": "use --time-budget (seconds a point may take)",
+    "--seed": "leave it out (the synthetic rows are seed 0's, as the sweep's)",
 }
 
 
@@ -56,7 +56,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help="rows per chunk (default: %(default)s)",
     )
     p.add_argument("--features", type=positive_int, default=784, help="n (default: %(default)s)")
-    p.add_argument("--classes", type=positive_int, default=10, help="k (default: %(default)s)")
+    p.add_argument("--classes", type=class_count, default=10, help="k (default: %(default)s)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--data", type=name_list(DATA), default=list(DATA), help="memory,stream")
     p.add_argument("--kinds", type=name_list(KINDS), default=list(KINDS), help="gradient,epoch")
@@ -114,7 +114,7 @@ class _Gone(argparse.Action):
     """An option ``scale`` no longer has: one line naming what to use, exit status 2."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        parser.error(f"{option_string} is gone; fix: use {RENAMED[option_string]}")
+        parser.error(f"{option_string} is gone; fix: {RENAMED[option_string]}")
 
 
 def grid(args, workers: tuple[int, ...]):
@@ -122,8 +122,6 @@ def grid(args, workers: tuple[int, ...]):
     from ..runs.cases import Grid
 
     cores = os.cpu_count() or 1
-    if args.classes < 2:
-        raise InputError(f"--classes must be >= 2, got {args.classes}")
     gradient_data = tuple(
         d for d, name in (("", "memory"), ("stream", "stream")) if name in args.data
     )
@@ -137,6 +135,8 @@ def grid(args, workers: tuple[int, ...]):
         epochs_on="synthetic" if "epoch" in args.kinds and "memory" in args.data else "none",
         epoch_rows=tuple(args.rows),
         epoch_batches=(args.batch,),
+        epoch_features=args.features,
+        epoch_classes=args.classes,
         threads=tuple(sorted({1, cores})),
         time_budget_s=args.time_budget,
         workers=((0,) if not args.no_numpy else ()) + workers,
@@ -168,6 +168,11 @@ def run(args) -> int:
             samples=args.samples,
         )
         return 0
+    if "epoch" in args.kinds and args.data == ["stream"]:
+        raise InputError(
+            "--kinds epoch has no points with --data stream only (an epoch over streamed rows "
+            "would make each chunk again at every step); fix: add --data memory"
+        )
     cores = os.cpu_count() or 1
     workers = tuple(args.workers or range(1, cores + 1))
     if not scheduler and max(workers) > cores:

@@ -116,16 +116,7 @@ def start_session(
     from distributed import Client, LocalCluster
 
     if scheduler:
-        try:
-            return DaskSession(
-                Client(scheduler, timeout="10s", set_as_default=True), key=("scheduler", scheduler)
-            )
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise BackendError(
-                f"cannot reach the Dask scheduler at {scheduler!r} ({exc}); fix: start it "
-                f"('dask scheduler'), or drop --scheduler / unset {ENV_SCHEDULER} "
-                "for a local cluster"
-            ) from None
+        return DaskSession(_connect(Client, scheduler), key=("scheduler", scheduler))
     import psutil
 
     workers = workers or psutil.cpu_count() or 1
@@ -139,6 +130,39 @@ def start_session(
     )
     return DaskSession(
         Client(cluster, set_as_default=True), cluster, key=("local", workers, processes)
+    )
+
+
+#: Seconds a scheduler has to accept the connection and answer the client's handshake.
+CONNECT_DEADLINE_S = 15.0
+
+
+def _connect(Client, scheduler: str):
+    """A Client of ``scheduler``, or BackendError within :data:`CONNECT_DEADLINE_S`: a server
+    that accepts and never answers, or answers with something else, is no scheduler."""
+    import threading
+
+    found: dict = {}
+
+    def connect():
+        try:
+            found["client"] = Client(scheduler, timeout="10s", set_as_default=True)
+        except BaseException as exc:  # anything it raises is the reason it is no scheduler
+            found["error"] = exc
+
+    thread = threading.Thread(target=connect, daemon=True, name="dask-connect")
+    thread.start()
+    thread.join(CONNECT_DEADLINE_S)
+    if "client" in found:
+        return found["client"]
+    why = (
+        f"{type(found['error']).__name__}: {str(found['error'])[:200]}"
+        if "error" in found
+        else f"no answer within {CONNECT_DEADLINE_S:g} s"
+    )
+    raise BackendError(
+        f"cannot reach the Dask scheduler at {scheduler!r} ({why}); fix: start it "
+        f"('dask scheduler'), or drop --scheduler / unset {ENV_SCHEDULER} for a local cluster"
     )
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
 from ..fileio import atomic_write_text
 from .chunked import chunk_bounds, reference_gradient, synthetic_dask
 
@@ -105,6 +106,10 @@ def run_out_of_core(
     from .cluster import computed
     from .metrics import cluster_threads, task_summary, worker_peaks
 
+    if (Path(out) / "out_of_core.json").exists():
+        raise InputError(
+            f"{Path(out) / 'out_of_core.json'} exists; fix: move it away, or choose another --out"
+        )
     x_bytes = rows * n * np.dtype(dtype).itemsize
     theta0 = (0.01 * np.random.default_rng(seed).standard_normal((n, k))).astype(dtype)
     fn = functools.partial(grad_structured, check=False)

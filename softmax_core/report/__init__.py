@@ -257,16 +257,18 @@ def check_ours(out: Path, plots) -> None:
 
 
 def _scaling_set(dirs: list[Path], asv_dir) -> tuple | None:
-    """(rows, environment) of a scaling set (``softmax-bench scale``'s), reported on its own;
-    None for sweep sets."""
+    """(rows, environment, notes) of a scaling set (``softmax-bench scale``'s), reported on its
+    own; None for sweep sets."""
     found = []
     for folder in dirs:
         if not (folder / "results.csv").exists() and (folder / "out_of_core.json").exists():
-            found.append((folder, None))  # only the larger-than-memory run
+            env = resultformat.read_environment(folder, "delete it, or re-run into another --out")
+            found.append((folder, None, env, []))  # only the larger-than-memory run
         elif (folder / "results.csv").is_file():
-            frame, _ = read_set(folder)
-            if is_scaling(frame):
-                found.append((folder, frame))
+            frame, notes = read_set(folder)
+            env = resultformat.read_environment(folder, "delete it, or re-run into another --out")
+            if is_scaling(frame, env):
+                found.append((folder, frame, env, notes))
     if not found:
         return None
     if len(dirs) > 1 or asv_dir is not None:
@@ -274,9 +276,7 @@ def _scaling_set(dirs: list[Path], asv_dir) -> tuple | None:
             f"{found[0][0]} is a scaling set (softmax-bench scale), reported on its own; fix: "
             f"`softmax-bench report {found[0][0]}`"
         )
-    folder, frame = found[0]
-    env = resultformat.read_environment(folder, "delete it, or re-run scale into another --out")
-    return frame, env
+    return found[0][1:]
 
 
 def _draw(name, draw, out: Path, drawn: dict, not_drawn: dict, skip: str | None = None) -> None:

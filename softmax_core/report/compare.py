@@ -248,6 +248,8 @@ def format_comparison(table: pd.DataFrame, summary: dict, a, b) -> str:
             f"{r.kind} {r.method} B={r.batch} n={r.features} k={r.classes} {r.dtype}"
             + (f" {r.data}" if r.data else "")
             + (f", {threads_text(r.threads)}" if getattr(r, "threads", 0) else "")
+            + (f", {r.workers} Dask workers" if getattr(r, "workers", 0) else "")
+            + (f", chunks of {r.chunk_rows}" if getattr(r, "chunk_rows", 0) else "")
             for r in table.itertuples()
         ],
         A=[si(t, "s") for t in table["median_a_s"]],

@@ -132,6 +132,8 @@ def read_set(folder: Path) -> tuple[pd.DataFrame, list[str]]:
             f"{folder} {what}; fix: pass a folder written by `softmax-bench sweep --out DIR`"
         )
     path = folder / "results.csv"
+    if path.exists() and not path.is_file():
+        raise InputError(f"{path} is not a regular file; fix: pass the folder of a result set")
     if not path.is_file():
         raise InputError(
             f"no results.csv in {folder}; fix: run `softmax-bench sweep --out {folder}` "

@@ -34,16 +34,16 @@ from ..units import si
 PLOTS = ("efficiency.png", "throughput.png", "chunks.png")
 
 
-def is_scaling(frame: pd.DataFrame) -> bool:
-    """Whether a set's rows are a scaling grid: points on Dask clusters of several sizes, or
-    on Dask beside this process."""
-    return frame["workers"].nunique() > 1
+def is_scaling(frame: pd.DataFrame, env: dict) -> bool:
+    """Whether a set is a scaling grid (``softmax-bench scale``'s, which records the machine's
+    parallelism), or has points on Dask clusters of several sizes or beside this process."""
+    return "parallelism" in env or frame["workers"].nunique() > 1
 
 
 def _frame(frame: pd.DataFrame) -> pd.DataFrame:
     """The ``ok`` rows with the names the tables use: engine, rows (m) and memory/stream."""
     df = frame[frame["status"] == "ok"].copy()
-    df["engine"] = np.where(df["workers"] > 0, "dask", "numpy")
+    df["engine"] = np.where(df["backend"] == "dask", "dask", "numpy")
     df["rows"] = df["samples"].astype(int)
     df["data"] = np.where(df["data"] == "stream", "stream", "memory")
     df["threads"] = df["threads"].fillna(1).astype(int)
@@ -92,6 +92,7 @@ def _table(df, eff, kind: str, data: str) -> list[str]:
     )
     if sub.empty:
         return []
+    several_shapes = len(df.groupby(["features", "classes"])) > 1
     lines = [
         "| m | chunk | engine | time [95% CI] | samples/s | vs NumPy 1T | vs NumPy all | "
         "parallel eff. | peak |",
@@ -115,8 +116,9 @@ def _table(df, eff, kind: str, data: str) -> list[str]:
                 f" [{lo:.2f}, {hi:.2f}]" if math.isfinite(lo) and math.isfinite(hi) else ""
             )
 
+        shape = f" (n={r.features}, k={r.classes})" if several_shapes else ""
         lines.append(
-            f"| {r.rows:,} | {r.chunk_rows or '–'} | {who} | {si(r.time_median_s, 's')} "
+            f"| {r.rows:,}{shape} | {r.chunk_rows or '–'} | {who} | {si(r.time_median_s, 's')} "
             f"[{si(r.time_ci_low_s, 's')}, {si(r.time_ci_high_s, 's')}]{flag} | "
             f"{si(r.samples_per_s)} | {f('speedup_numpy_1t')} | "
             f"{f('speedup_numpy_all')} | {f('parallel_eff')} | {peak} |"
@@ -158,7 +160,7 @@ def _plots(out: Path, df, eff) -> list[str]:
             ax.set_title(title, fontsize=10)
             ax.set_xticks(sorted(eff.workers.unique()))
             ax.set_ylim(bottom=0)
-        axes[1].legend(fontsize=7)
+        _legend(axes[1])
         fig.tight_layout()
         fig.savefig(out / "efficiency.png", dpi=120)
         plt.close(fig)
@@ -191,7 +193,7 @@ def _plots(out: Path, df, eff) -> list[str]:
                 f"{'in memory' if data == 'memory' else 'streamed (generated)'}",
                 fontsize=10,
             )
-            ax.legend(fontsize=7)
+            _legend(ax)
         axes[0].set_ylabel("samples / s")
         fig.tight_layout()
         fig.savefig(out / "throughput.png", dpi=120)
@@ -208,12 +210,32 @@ def _plots(out: Path, df, eff) -> list[str]:
         ax.set_yscale("log")
         ax.set_xlabel("rows per chunk")
         ax.set_ylabel("seconds per gradient")
-        ax.legend(fontsize=7)
+        _legend(ax)
         fig.tight_layout()
         fig.savefig(out / "chunks.png", dpi=120)
         plt.close(fig)
         made.append("chunks.png")
     return made
+
+
+def _legend(ax) -> None:
+    """A legend where the axes have labelled lines (an empty one only warns)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+
+
+def _not_measured(frame: pd.DataFrame, notes: list[str]) -> list[str]:
+    """What the reader must know: the reader's notes (damaged rows), and each point that was
+    skipped or failed, with why."""
+    lines = [f"- {n}" for n in notes]
+    for r in frame[frame["status"] != "ok"].itertuples():
+        who = f"Dask, {r.workers} workers" if r.backend == "dask" else f"NumPy, {r.threads} threads"
+        lines.append(
+            f"- {r.kind} m={int(r.samples):,} n={r.features} k={r.classes} "
+            f"{'streamed' if r.data == 'stream' else 'in memory'}, {who}, chunks of "
+            f"{r.chunk_rows}: {r.status}: {r.reason}"
+        )
+    return ["## Not measured, and notes", "", *lines, ""] if lines else []
 
 
 def _out_of_core(out: Path) -> list[str]:
@@ -256,7 +278,9 @@ def _out_of_core(out: Path) -> list[str]:
     ]
 
 
-def write_report(out: str | Path, frame: pd.DataFrame | None, env: dict) -> Path:
+def write_report(
+    out: str | Path, frame: pd.DataFrame | None, env: dict, notes: list | None = None
+) -> Path:
     """Write ``out/report.md`` (and the plots) of a scaling set's rows (``frame``, as
     :func:`~softmax_core.report.results.read_set` gives them; None: out_of_core.json only) and
     its environment.json (``env``); return its path."""
@@ -301,10 +325,15 @@ def write_report(out: str | Path, frame: pd.DataFrame | None, env: dict) -> Path
             table = _table(df, eff, kind, data)
             if table:
                 batch = df[(df.kind == kind)].batch.dropna()
-                extra = f" (batch {int(batch.iloc[0]):,})" if kind == "epoch" and len(batch) else ""
+                extra = (
+                    f" (batch {int(batch.iloc[0]):,}; an m at or below it is one full-batch step)"
+                    if kind == "epoch" and len(batch)
+                    else ""
+                )
                 lines += [f"## {title}{extra}", "", *table, ""]
         for name in _plots(out, df, eff):
             lines += [f"![{name}]({name})", ""]
+        lines += _not_measured(frame, notes or [])
     lines += _out_of_core(out)
     lines += [
         "Columns: *vs NumPy 1T / all* = NumPy's time (1 BLAS thread / all cores) over this one; "

@@ -64,7 +64,11 @@ class Case:
         if self.kind not in KINDS:
             raise InputError(f"unknown case kind {self.kind!r}: use one of {', '.join(KINDS)}")
         get_gradient(self.method)
-        itemsize(self.dtype)
+        itemsize(self.dtype)  # a dtype NumPy knows
+        if np.dtype(str(self.dtype).rsplit(".", 1)[-1]).kind != "f":
+            raise InputError(f"dtype must be a float type (float32, float64), got {self.dtype!r}")
+        for name, least in (("batch", 1), ("features", 1), ("classes", 2), ("samples", 0)):
+            _whole(getattr(self, name), least, name)
         if self.kind == "epoch" and not self.data:
             object.__setattr__(self, "data", "synthetic")
         if self.data not in DATA_SOURCES[self.kind]:
@@ -76,10 +80,10 @@ class Case:
             _whole(self.threads, 1, "threads")
         _whole(self.workers, 0, "workers")
         _whole(self.chunk_rows, 0, "chunk_rows")
-        if self.data == "stream" and not (self.chunk_rows and self.method == "structured"):
-            raise InputError(
-                "a stream point is a structured gradient made in chunks: give it chunk_rows"
-            )
+        if self.data == "stream" and self.method != "structured":
+            raise InputError(f"only the structured gradient streams its rows, not {self.method}")
+        if self.data == "stream" and not self.chunk_rows:
+            raise InputError("a stream point is made chunk by chunk: give it chunk_rows")
         if self.kind == "gradient" or self.data == "mnist" or not self.samples:
             default = self.batch if self.kind == "gradient" else EPOCH_SAMPLES
             object.__setattr__(self, "samples", default)
@@ -245,12 +249,25 @@ class Grid:
     #: rows of a synthetic epoch; its SGD batches (empty: ``batches``)
     epoch_rows: tuple[int, ...] = (EPOCH_SAMPLES,)
     epoch_batches: tuple[int, ...] = ()
+    #: n and k of a synthetic epoch (MNIST's shape by default; MNIST itself always has it)
+    epoch_features: int = EPOCH_FEATURES
+    epoch_classes: int = EPOCH_CLASSES
     workers: tuple[int, ...] = (0,)
     chunk_rows: tuple[int, ...] = ()
     #: a gradient's data sources (:data:`DATA_SOURCES`): in memory and/or streamed
     gradient_data: tuple[str, ...] = ("",)
 
     def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type.startswith("tuple") and not isinstance(value, (tuple, list)):
+                raise InputError(f"{f.name} must be a list of values, got {value!r}")
+        if isinstance(self.time_budget_s, bool) or not isinstance(
+            self.time_budget_s, (int, float, np.integer, np.floating)
+        ):
+            raise InputError(
+                f"time_budget_s must be a number of seconds, got {self.time_budget_s!r}"
+            )
         for name in ("methods", "epoch_methods"):
             for m in getattr(self, name):
                 get_gradient(m)
@@ -316,12 +333,16 @@ class Grid:
             for data in self.gradient_data
             if not data or m == "structured"  # only the structured gradient streams
         ]
-        epoch_rows = (EPOCH_SAMPLES,) if self.epochs_on == "mnist" else self.epoch_rows
+        mnist = self.epochs_on == "mnist"
+        epoch_rows = (EPOCH_SAMPLES,) if mnist else self.epoch_rows
+        shape = (
+            (EPOCH_FEATURES, EPOCH_CLASSES) if mnist else (self.epoch_features, self.epoch_classes)
+        )
         epochs = (
             []
             if self.epochs_on == "none"
             else [
-                Case("epoch", m, b, EPOCH_FEATURES, EPOCH_CLASSES, self.dtype, self.epochs_on, rows)
+                Case("epoch", m, b, *shape, self.dtype, self.epochs_on, rows)
                 for m in self.epoch_methods
                 for rows in epoch_rows
                 for b in self.epoch_batches or self.batches
