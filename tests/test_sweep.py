@@ -115,6 +115,7 @@ def test_sweep_writes_one_row_per_point_and_environment(tmp_path, cpu, sweep, fa
     rows = read_results(out / "results.csv")
     assert sorted(keys(rows)) == sorted(c.key[:7] for c in TINY.cases())
     assert list(rows[0]) == list(COLUMNS)
+    assert (out / ".lock").read_text() == ""  # released: no process id is left in it
     assert {r["status"] for r in rows} == {"ok"}
     for r in rows:
         assert float(r["time_ci_low_s"]) <= float(r["time_median_s"]) <= float(r["time_ci_high_s"])
@@ -1023,3 +1024,13 @@ def test_a_results_file_that_is_a_fifo_or_a_folder_is_one_line(tmp_path, cli_run
             (folder / "results.csv").mkdir()
         code, _, err = cli_run("report", folder)
         assert code == 1 and "not a regular file" in err and len(err.splitlines()) == 1
+
+
+def test_the_progress_of_a_skipped_point_says_skipped(tmp_path, sweep, monkeypatch):
+    from softmax_core.runs import progress
+
+    monkeypatch.setattr(progress, "PLAIN_PROGRESS_EVERY_S", 0.0)
+    log = io.StringIO()
+    sweep(one_point(time_budget_s=1e-9), tmp_path / "r", rounds=2, log=log)
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 2 and all(line.endswith(": skipped") for line in lines)

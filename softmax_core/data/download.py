@@ -70,7 +70,10 @@ def fetch_mnist(
     mirrors = list(mirrors) if mirrors else _env_mirrors() or list(DEFAULT_MIRRORS)
     for url in mirrors:
         if not url.startswith(MIRROR_SCHEMES):
-            raise InputError(f"mirror {url!r} is not an https:// or file:// URL; fix: use HTTPS")
+            raise InputError(
+                f"mirror {url!r} is not an https:// or file:// URL; fix: give https://HOST/PATH "
+                "or file:///ABSOLUTE/FOLDER"
+            )
     root.mkdir(parents=True, exist_ok=True)
     _remove_stale_parts(root)
     deadline = time.monotonic() + total_timeout

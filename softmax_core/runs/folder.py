@@ -31,6 +31,7 @@ def folder_lock(out: Path):
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
+        os.ftruncate(fd, 0)  # no process holds it now
     finally:
         os.close(fd)  # closing releases the flock; the empty file stays, harmless
 

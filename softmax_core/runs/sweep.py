@@ -298,12 +298,13 @@ def _run_locked(grid, where, out, resume, epoch_data, progress, rounds, log, too
         for r in range(rounds):
             last = r == rounds - 1
             for case in todo:
-                bar.advance(case.label() + (f" (round {r + 1}/{rounds})" if rounds > 1 else ""))
+                label = case.label() + (f" (round {r + 1}/{rounds})" if rounds > 1 else "")
                 if r == 0:
                     predicted[case.key] = guard.predicted_time_s(case)
                     reason = guard.skip_reason(
                         case, calls(predicted[case.key]), where.budget_of(case)
                     )
+                    bar.advance(label + (": skipped" if reason else ""))
                     if reason:
                         pooled[case.key] = None
                         if retry.get(case.key) != "skipped":  # skipped before and still: no new row
@@ -312,7 +313,10 @@ def _run_locked(grid, where, out, resume, epoch_data, progress, rounds, log, too
                         summary.counts["skipped"] += 1
                         continue
                 elif pooled.get(case.key) is None:
+                    bar.advance(label + ": skipped")
                     continue
+                else:
+                    bar.advance(label)
                 row = measure_point(
                     case,
                     where.of(case),
