@@ -74,8 +74,9 @@ def test_train_one_epoch_prints_table_and_writes_csv(mnist_dir, tmp_path):
     assert "Traceback" not in proc.stderr
     lines = proc.stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.split() == EPOCH_COLUMNS)
-    table = [line.split() for line in lines[header + 1 :] if line.strip()]
+    table = [line.split() for line in lines[header + 1 :] if line.strip() and line[0] != "#"]
     assert len(table) == 1 and table[0][0] == "1"
+    assert "# the command took" in proc.stdout  # the wall time is never hidden
 
     rows = read_metrics(out)
     assert len(rows) == 1

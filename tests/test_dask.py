@@ -269,12 +269,21 @@ def test_peak_memory_per_worker(dask_b, problem):
 
 @pytest.mark.slow
 def test_train_on_mnist_matches_numpy(dask_b, mnist):
-    from softmax_core.dask import epoch as dd
+    """The Dask backend's epoch computes θ as it goes: the table is NumPy's, and θ comes back
+    computed, so evaluating it does not redo the epoch's graph."""
+    import dask
+
     from softmax_core.measure.engine import time_once
 
     host = (mnist.X_train[:500], mnist.y_train[:500], mnist.X_test[:300], mnist.y_test[:300])
     arrays = [dask_b.asarray(a) for a in host]
-    _, got = train(*arrays, epochs=2, timer=functools.partial(dd.time_once, backend=dask_b))
+    theta, got = train(
+        *arrays,
+        epochs=2,
+        timer=functools.partial(time_once, backend=dask_b),
+        run_epoch=dask_b.sgd_epoch,
+    )
+    assert not dask.is_dask_collection(theta) or len(theta.__dask_graph__()) == 1
     _, want = train(
         *host, epochs=2, timer=functools.partial(time_once, backend=get_backend("cpu", "numpy"))
     )
@@ -447,3 +456,11 @@ def test_ctrl_c_during_a_dask_point_is_one_line(tmp_path):
     lines = [line for line in err.decode().splitlines() if line.strip()]
     assert proc.returncode == 130 and lines[-1].startswith("softmax-bench scale: interrupted")
     assert "Traceback" not in err.decode() and "exception" not in err.decode().lower()
+
+
+def test_a_local_cluster_of_more_workers_than_cores_is_refused(monkeypatch, cli_run):
+    pytest.importorskip("distributed")
+    monkeypatch.delenv("SOFTMAX_DASK_SCHEDULER", raising=False)
+    monkeypatch.setenv("SOFTMAX_DASK_WORKERS", "1000")
+    code, _, err = cli_run("info", "--backend", "dask")
+    assert code == 1 and "more than this machine's" in err and len(err.splitlines()) == 1

@@ -4,6 +4,8 @@ results; flags in every table; the crossover named in text; plots not drawn say 
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -412,3 +414,47 @@ def test_an_asv_time_that_is_no_measurement_is_damaged_not_drawn(tmp_path):
     assert latest["status"].value_counts()["damaged"] == 2
     points, _, _ = asv_points(df)
     assert (points.loc[points["status"] == "ok", "time_median_s"] > 0).all()
+
+
+@pytest.mark.parametrize("gemm", ["1" + "0" * 400, "-5", '"fast"'])
+def test_a_probe_that_is_no_rate_is_reported_without_it(sets, tmp_path, cli_run, gemm):
+    """A machine probe of 10**400, 0, a list, text or a negative rate is no rate: the report
+    is drawn without the machine's ceilings, never a traceback."""
+    folder = tmp_path / "s"
+    shutil.copytree(sets["custom"], folder)
+    text = (folder / "environment.json").read_text()
+    env = json.loads(text)
+    env["probe"]["gemm_gflops"] = "GEMM"
+    (folder / "environment.json").write_text(json.dumps(env).replace('"GEMM"', gemm))
+    code, _, err = cli_run("report", folder, "--out", tmp_path / "r")
+    assert code == 0, err
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert re.search(r"GEMM rate \(probe\)\s*\|\s*—", text)  # shown as not known
+
+
+def test_an_environment_whose_parts_are_no_objects_is_one_line(sets, tmp_path, cli_run):
+    folder = tmp_path / "s"
+    shutil.copytree(sets["custom"], folder)
+    env = json.loads((folder / "environment.json").read_text())
+    (folder / "environment.json").write_text(json.dumps({**env, "backend": "numpy"}))
+    code, _, err = cli_run("report", folder, "--out", tmp_path / "r")
+    assert code == 1 and "backend is a str, not an object" in err and len(err.splitlines()) == 1
+
+
+def test_a_report_stopped_while_drawing_leaves_files_the_next_one_redraws(
+    sets, tmp_path, cli_run, monkeypatch
+):
+    from softmax_core import report
+
+    def stopped(df):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "r"
+    first = next(iter(report.PLOTS))
+    monkeypatch.setitem(report.PLOTS, first, (stopped, *report.PLOTS[first][1:]))
+    monkeypatch.setitem(report.PLOTS, "roofline.png", report.PLOTS["roofline.png"])
+    with pytest.raises(KeyboardInterrupt):
+        report.make_report([sets["custom"]], out)
+    monkeypatch.undo()
+    code, _, err = cli_run("report", sets["custom"], "--out", out)
+    assert code == 0, err

@@ -65,12 +65,12 @@ class DaskBackend(Backend):
         a Dask call returns a graph until something computes it."""
         return computed(fn, self.client)
 
-    def sgd_epoch(self, X, y, theta, lr, batch, grad=None, *, check=True):
+    def sgd_epoch(self, X, y, theta, lr, batch, grad=None, *, seed=None, check=True):
         """The model's epoch computed a few steps at a time on this cluster
         (:func:`softmax_core.dask.epoch.sgd_epoch`: one graph of a whole epoch is quadratic)."""
         from ..dask.epoch import sgd_epoch
 
-        return sgd_epoch(X, y, theta, lr, batch, grad, check=check, client=self.client)
+        return sgd_epoch(X, y, theta, lr, batch, grad, seed=seed, check=check, client=self.client)
 
     @property
     def workers(self) -> int:

@@ -119,7 +119,14 @@ def start_session(
         return DaskSession(_connect(Client, scheduler), key=("scheduler", scheduler))
     import psutil
 
-    workers = workers or psutil.cpu_count() or 1
+    cores = psutil.cpu_count() or 1
+    workers = workers or cores
+    if workers > cores:
+        raise InputError(
+            f"a local cluster of {workers} workers is more than this machine's {cores} cores "
+            f"(each worker is a process of one thread); fix: {ENV_WORKERS} at most {cores}, or "
+            f"{ENV_SCHEDULER} for a cluster of more machines"
+        )
     cluster = LocalCluster(
         n_workers=workers,
         threads_per_worker=threads_per_worker,

@@ -8,11 +8,9 @@ linear.  The epoch is the same: the same steps, the same math.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from typing import Any
 
-from .cluster import computed, materialize
+from .cluster import materialize
 
 #: Steps of an SGD epoch built into one Dask graph before θ is computed (:func:`sgd_epoch`).
 SEGMENT_STEPS = 8
@@ -60,19 +58,4 @@ def sgd_epoch(
     return theta
 
 
-def time_once(fn: Callable[..., Any], *args: Any, backend=None, **kwargs: Any):
-    """:func:`softmax_core.measure.engine.time_once` of the computed call (the result in memory).
-
-    An epoch (``fn`` is the model's ``sgd_epoch``) runs as :func:`sgd_epoch` here:
-    the same epoch, computed in segments.  For ``train(..., timer=...)`` on Dask.
-    """
-    from ..measure.engine import time_once as _time_once
-    from ..model import sgd as model
-
-    client = getattr(backend, "client", None)
-    if fn is model.sgd_epoch:
-        fn = functools.partial(sgd_epoch, client=client)
-    return _time_once(computed(fn, client), *args, backend=backend, **kwargs)
-
-
-__all__ = ["SEGMENT_STEPS", "sgd_epoch", "time_once"]
+__all__ = ["SEGMENT_STEPS", "sgd_epoch"]

@@ -211,6 +211,7 @@ def train(
     seed: int | None = None,
     timer: Callable[..., tuple[Any, float]] | None = None,
     on_epoch: Callable[[dict], None] | None = None,
+    run_epoch: Callable[..., Any] | None = None,
 ):
     """Train softmax regression with :func:`sgd_epoch`, recording each epoch.
 
@@ -222,7 +223,9 @@ def train(
     :func:`softmax_core.measure.engine.time_once` bound to the device's backend, so
     that asynchronous devices are synchronized and timed with their own
     clock (default: the host clock, right for synchronous libraries only).
-    ``on_epoch`` is called with each row as it is made.
+    ``on_epoch`` is called with each row as it is made.  ``run_epoch`` is the epoch to run (default
+    :func:`sgd_epoch`): a backend's own, where a lazy library must compute θ as it goes (Dask),
+    so that the seconds are the epoch's and the evaluation after it does not redo it.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
         raise InputError(f"epochs must be an integer >= 1, got {epochs!r}")
@@ -243,7 +246,7 @@ def train(
     history = []
     for epoch in range(1, epochs + 1):
         theta, seconds = timer(
-            sgd_epoch,
+            run_epoch or sgd_epoch,
             X_train,
             y_train,
             theta,

@@ -186,8 +186,7 @@ def make_report(
     scaling = _scaling_set(dirs, asv_dir)
     if scaling is not None:
         out = Path(out)
-        check_ours(out, SCALING_PLOTS)
-        out.mkdir(parents=True, exist_ok=True)
+        claim(out, SCALING_PLOTS, REPORT_TITLES[1])
         return write_scaling_report(out, *scaling)
     sets = load_results(dirs) if dirs else ResultSets(empty_frame())
     asv = benchmark = history = None
@@ -203,8 +202,7 @@ def make_report(
         )
         sets = ResultSets(frame, {**sets.environments, **envs}, sets.notes + notes)
     out = Path(out)
-    check_ours(out, PLOT_FILES)
-    out.mkdir(parents=True, exist_ok=True)
+    claim(out, PLOT_FILES, REPORT_TITLES[0])
     drawn, not_drawn = {}, {}
     for name, (draw, *_rest) in PLOTS.items():
         _draw(
@@ -254,6 +252,16 @@ def check_ours(out: Path, plots) -> None:
             f"{out / foreign[0]} is not a plot of a softmax-bench report in {out}; fix: move it "
             "away, or choose another --out"
         )
+
+
+def claim(out: Path, plots, title: str) -> None:
+    """Make ``out`` this report's: refused where another's files are (:func:`check_ours`),
+    else a report.md that names the plots it may draw is written first, so that a report
+    stopped while drawing leaves files a later one knows as its own."""
+    check_ours(out, plots)
+    out.mkdir(parents=True, exist_ok=True)
+    names = " ".join(f"![]({name})" for name in plots)
+    atomic_write_text(out / "report.md", f"{title}\n\n(being written)\n\n<!-- {names} -->\n")
 
 
 def _scaling_set(dirs: list[Path], asv_dir) -> tuple | None:

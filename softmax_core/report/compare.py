@@ -32,6 +32,7 @@ from ..runs.resultformat import (
     COLUMNS,
     KEY_COLUMNS,
     parse_stable,
+    probe_rates,
     read_results,
     row_case,
 )
@@ -149,7 +150,7 @@ def _machine_facts(env_a: dict, env_b: dict) -> dict:
     alike, and the probes show it), NaN where a side has no usable probe or the two are
     of different probe versions (then ``probe_versions`` says which)."""
     out = {"probe_gemm_time_ratio": math.nan, "probe_copy_time_ratio": math.nan}
-    probes = [_read_probe(env_a), _read_probe(env_b)]
+    probes = [probe_rates(env_a), probe_rates(env_b)]
     if None in probes:
         return out
     (gemm_a, copy_a, version_a), (gemm_b, copy_b, version_b) = probes
@@ -200,24 +201,6 @@ def _blas_threads(env: dict) -> int | None:
         else set()
     )
     return threads.pop() if len(threads) == 1 else None
-
-
-def _read_probe(env: dict) -> tuple[float, float, int] | None:
-    """(GEMM rate, copy bandwidth, probe version) of an environment record, or None where
-    it has no usable probe."""
-    try:
-        probe = env["probe"]
-        raw = [probe["gemm_gflops"], probe["copy_gbps"]]
-        version = _whole(probe.get("probe_version", 1))
-        if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in raw):
-            return None
-        rates = [float(v) for v in raw]  # an integer too large for a float raises OverflowError
-    except (KeyError, TypeError, AttributeError, OverflowError):
-        return None
-    # a rate must be a number whose ratio to another one is a number
-    if version is None or not all(1e-30 < v < 1e30 for v in rates):
-        return None
-    return rates[0], rates[1], version
 
 
 def ratio_interval(a, b):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..runs.cases import threads_text
+from ..runs.resultformat import probe_rates
 from .analysis import (
     WIDE_SLOPE,
     cpu_gpu_table,
@@ -71,7 +72,8 @@ def environment_section(envs: dict) -> str:
     """environment.json of each set: the sweep's record (older and newer layouts alike)."""
     rows = {}
     for label, env in envs.items():
-        b, m, p = env.get("backend") or {}, env.get("machine") or {}, env.get("probe") or {}
+        b, m = env.get("backend") or {}, env.get("machine") or {}
+        rates = probe_rates(env)
         libs = {
             **(env.get("versions") or {}),
             **{k: b[k] for k in ("numpy", "cupy", "torch") if b.get(k)},
@@ -96,8 +98,8 @@ def environment_section(envs: dict) -> str:
             or NA,
             "memory": si(m.get("memory_total_bytes"), "B"),
             "git commit": str(env.get("git_commit") or m.get("git_commit") or NA)[:12],
-            "GEMM rate (probe)": si(_f(p.get("gemm_gflops")) * 1e9, "FLOP/s"),
-            "copy bandwidth (probe)": si(_f(p.get("copy_gbps")) * 1e9, "B/s"),
+            "GEMM rate (probe)": si(rates[0] * 1e9, "FLOP/s") if rates else NA,
+            "copy bandwidth (probe)": si(rates[1] * 1e9, "B/s") if rates else NA,
             "measured": str(env.get("created") or NA),
             "folder": f"`{env.get('folder', NA)}`",
         }

@@ -27,7 +27,6 @@ from ..runs.resultformat import (
     KEY_COLUMNS,
     NUMERIC_COLUMNS,
     TEXT_COLUMNS,
-    is_number,
     parse_stable,
     read_results,
     row_case,
@@ -94,13 +93,13 @@ def load_results(dirs: str | os.PathLike | Iterable[str | os.PathLike]) -> Resul
     )
     frames, envs, notes = [], {}, []
     for folder, label, ((frame, set_notes), env) in zip(paths, labels, loaded):
-        probe = env.get("probe") or {}
+        gemm, copy, _ = resultformat.probe_rates(env) or (float("nan"),) * 3
         frame = frame.assign(
             set=label,
             folder=str(folder),
             device_kind=_device_kind(frame, env),
-            gemm_gflops=_float(probe.get("gemm_gflops")),
-            copy_gbps=_float(probe.get("copy_gbps")),
+            gemm_gflops=gemm,
+            copy_gbps=copy,
         )
         notes += [f"{label}: {n}" for n in set_notes]
         for name, threads, part in _by_threads(frame, label):
@@ -293,10 +292,6 @@ def empty_frame() -> pd.DataFrame:
     )
     columns["stable"] = pd.Series(dtype=bool)
     return pd.DataFrame(columns)
-
-
-def _float(value) -> float:
-    return float(value) if is_number(value) else float("nan")
 
 
 __all__ = [

@@ -274,6 +274,10 @@ class ResultWriter:
         self.close()
 
 
+#: The parts of environment.json that are objects (the reader refuses other values for them).
+OBJECT_KEYS = ("backend", "machine", "probe", "versions", "time_model", "parallelism")
+
+
 def read_environment(folder: str | os.PathLike, fix: str) -> dict:
     """The JSON object in ``folder/environment.json``; {} if there is none; ValueError naming
     ``fix`` if it is unreadable, not an object, or of a newer format version."""
@@ -288,6 +292,11 @@ def read_environment(folder: str | os.PathLike, fix: str) -> dict:
         raise InputError(f"cannot read {path} ({str(exc)[:200]}); fix: {fix}") from None
     if not isinstance(data, dict):
         raise InputError(f"{path} holds a {type(data).__name__}, not an object; fix: {fix}")
+    for key in OBJECT_KEYS:
+        if key in data and not isinstance(data[key], dict):
+            raise InputError(
+                f"{path}: {key} is a {type(data[key]).__name__}, not an object; fix: {fix}"
+            )
     version = data.get("format_version", 1)
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise InputError(f"{path} has format_version {version!r}, not a result format; fix: {fix}")
@@ -307,11 +316,31 @@ def write_environment(folder: str | os.PathLike, env: dict) -> None:
     )
 
 
+def probe_rates(env: dict) -> tuple[float, float, int] | None:
+    """(GEMM rate, copy bandwidth, probe version) of an environment record, or None where
+    it has no usable probe."""
+    try:
+        probe = env["probe"]
+        raw = [probe["gemm_gflops"], probe["copy_gbps"]]
+        version = probe.get("probe_version", 1)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            return None
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in raw):
+            return None
+        rates = [float(v) for v in raw]  # an integer too large for a float raises OverflowError
+    except (KeyError, TypeError, AttributeError, OverflowError):
+        return None
+    # a rate must be a number whose ratio to another one is a number
+    if not all(1e-30 < v < 1e30 for v in rates):
+        return None
+    return rates[0], rates[1], version
+
+
 def is_number(value) -> bool:
     """True for a finite number or text that parses as one."""
     try:
         return math.isfinite(float(value))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer past any float
         return False
 
 
@@ -385,6 +414,7 @@ __all__ = [
     "row_case",
     "times_consistent",
     "is_number",
+    "probe_rates",
     "parse_stable",
     "write_environment",
 ]
