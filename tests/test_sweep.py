@@ -766,7 +766,8 @@ def test_each_point_makes_room_for_its_need_within_the_memory_budget(
     case = grid.cases()[0]
     # after prepare (whose check call maps the call's memory), right before the cold call
     assert events == ["prepare", "release", "measure"] + ["prepare", "measure"] * 2
-    assert asked == [(case.cost.peak_bytes + case.input_bytes, 10**9)] * 2  # rounds 2 and 3
+    need = case.cost.peak_bytes + 2 * case.input_bytes  # its inputs and the host data
+    assert asked == [(need, 10**9)] * 2  # rounds 2 and 3
 
 
 @pytest.mark.parametrize("handed_back", [False, True])
@@ -1034,3 +1035,16 @@ def test_the_progress_of_a_skipped_point_says_skipped(tmp_path, sweep, monkeypat
     sweep(one_point(time_budget_s=1e-9), tmp_path / "r", rounds=2, log=log)
     lines = log.getvalue().splitlines()
     assert len(lines) == 2 and all(line.endswith(": skipped") for line in lines)
+
+
+def test_the_memory_guard_counts_the_host_data_beside_the_points_own_copy(tmp_path, cli):
+    """On the CPU a point holds its inputs twice (the host data kept for its next round, and
+    the copy it computes on): a point whose call and one copy fit 2 GB, but not with both, is
+    skipped, not run past the budget."""
+    argv = "--no-report --methods structured --batch 300000 --features 1000 --classes 10"
+    code, _, err = cli(
+        "sweep", *argv.split(), "--epochs-on", "none", "--memory-budget", "2GB", "--out", tmp_path
+    )
+    assert code == 0, err
+    (row,) = read_results(tmp_path / "results.csv")
+    assert row["status"] == "skipped" and row["reason"].startswith("needs 2.")

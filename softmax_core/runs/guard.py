@@ -64,13 +64,22 @@ class Guard:
         """Seconds for one call of ``case``."""
         return self.model.predict(case)
 
+    def memory_need(self, case: Case) -> int:
+        """Bytes the point holds at once where it runs: the call's own peak, its inputs, and on
+        the CPU in this process the host data they were copied from as well (the kept
+        synthetic data or MNIST's arrays; on a GPU those are in host memory, not the
+        device's); a Dask point's inputs in its workers."""
+        copies = 2 if self.model.device_kind == "cpu" and not case.workers else 1
+        inputs = case.input_bytes if case.data == "stream" else copies * case.input_bytes
+        return int(case.cost.peak_bytes + inputs + case.worker_bytes)
+
     def skip_reason(
         self, case: Case, calls: int = CALLS_PER_POINT, memory_budget: int | None = None
     ) -> str | None:
         """Why ``case`` must not run (``calls`` times), or None if it fits; ``memory_budget``:
         where the point runs, if not :attr:`memory_budget_bytes` (a Dask cluster's)."""
         budget = self.memory_budget_bytes if memory_budget is None else memory_budget
-        need = case.cost.peak_bytes + case.input_bytes + case.worker_bytes
+        need = self.memory_need(case)
         if need > budget:
             return f"needs {format_bytes(need)}, budget {format_bytes(budget)}"
         t = self.predicted_time_s(case)

@@ -109,9 +109,7 @@ def measure_point(
     # outgrow the budget (host_memory), and then warms up again
     here = not backend.is_gpu and not case.workers  # this process's heap holds the inputs
     refaults = (
-        not first_round
-        and here
-        and make_room(case.cost.peak_bytes + case.input_bytes, guard.memory_budget_bytes)
+        not first_round and here and make_room(guard.memory_need(case), guard.memory_budget_bytes)
     )
     long = not first_round and pooled[case.key].median >= LONG_CALL_S and not refaults
     left = guard.time_budget_s - spent.get(case.key, 0.0)
