@@ -458,3 +458,17 @@ def test_a_report_stopped_while_drawing_leaves_files_the_next_one_redraws(
     monkeypatch.undo()
     code, _, err = cli_run("report", sets["custom"], "--out", out)
     assert code == 0, err
+
+
+@pytest.mark.parametrize("damage", ["nested", "null commit"])
+def test_a_damaged_asv_result_file_is_left_out_with_a_note(tmp_path, damage):
+    """A result file asv cannot load (JSON nested past any depth) or whose commit is not a
+    hash is left out of the report, which says so; the other commits are drawn."""
+    root = write_asv(tmp_path / "asv")
+    path = sorted((root / "testbox").glob("*-virtualenv-py3.11.json"))[-1]
+    if damage == "nested":
+        path.write_text("[" * 100_000 + "]" * 100_000)
+    else:
+        path.write_text(path.read_text().replace('"commit_hash": "', '"commit_hash": null, "x": "'))
+    text = make_report([], tmp_path / "r", asv_dir=root).read_text(encoding="utf-8")
+    assert f"{path}: left out, not an asv result" in text

@@ -85,8 +85,8 @@ def load_asv_results(asv_dir: str | os.PathLike) -> pd.DataFrame:
         raise InputError(
             f"cannot read {path} ({exc}); fix: `asv run --bench just-discover`"
         ) from None
-    rows, machines = [], {}
-    for result in asv_results.iter_results(str(root)):
+    rows, machines, unread = [], {}, []
+    for result in _results(root, asv_results, unread):
         machine = str(result.params.get("machine", ""))
         if machine not in machines:
             try:
@@ -106,7 +106,32 @@ def load_asv_results(asv_dir: str | os.PathLike) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     df["date"] = pd.to_datetime(df["date"], unit="ms", utc=True)
     df.attrs["machines"] = machines
+    df.attrs["notes"] = unread
     return df
+
+
+#: The largest asv result file read (asv writes a few hundred kB per commit).
+MAX_RESULT_BYTES = 64 * 2**20
+
+
+def _results(root: Path, asv_results, unread: list):
+    """asv's Results of each file under ``root/<machine>/``; a file asv cannot load, or one
+    whose commit or date is not what asv writes, is left out with a note in ``unread``."""
+    for path in sorted(root.glob("*/*.json")):
+        if path.name == "machine.json":
+            continue
+        try:
+            if path.stat().st_size > MAX_RESULT_BYTES:
+                raise ValueError(f"{path.stat().st_size / 2**20:.0f} MiB")
+            result = asv_results.Results.load(str(path))
+            if not isinstance(result.commit_hash, str) or not isinstance(result.date, (int, float)):
+                raise ValueError("its commit or date is not asv's")
+        except Exception as exc:  # whatever a damaged file raises: it is left out, said so
+            unread.append(
+                f"{path}: left out, not an asv result ({type(exc).__name__}: {str(exc)[:120]})"
+            )
+            continue
+        yield result
 
 
 def _a_time(value: float, low: float, high: float) -> bool:
@@ -264,7 +289,7 @@ def asv_points(asv: pd.DataFrame) -> tuple[pd.DataFrame, dict, list[str]]:
                     stable=row["stable"],
                     stability="stable" if row["stable"] else "unstable",
                 )
-    notes = [
+    notes = list(asv.attrs.get("notes", [])) + [
         f"asv benchmark {name} is not in the plots: {why}" for name, why in sorted(left_out.items())
     ]
     if points:
