@@ -406,6 +406,20 @@ def test_fetch_from_file_mirror_writes_all_four_and_they_load(
     np.testing.assert_array_equal(data.X_test, mnist.X_test)
 
 
+def test_fetch_from_a_mirror_of_fifos_is_one_line_not_a_hang(tmp_path, cli_run, no_env_mirrors):
+    """A file:// mirror whose files are FIFOs would block a read past every deadline: it is
+    refused at once, named, and nothing is left in the cache."""
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for name in MNIST_FILE_NAMES:
+        os.mkfifo(mirror / f"{name}.gz")
+    code, _, err = cli_run(
+        "data", "fetch", "--mirror", mirror.as_uri(), "--dir", tmp_path / "cache", "--timeout", "5"
+    )
+    assert code == 1 and "is not a regular file" in err and len(err.splitlines()) == 1
+    assert not any((tmp_path / "cache").glob("*.gz"))
+
+
 def test_fetch_from_corrupted_mirror_leaves_nothing_and_names_the_file(
     mnist_dir, tmp_path, no_env_mirrors
 ):

@@ -15,6 +15,7 @@ import http.client
 import os
 import signal
 import socket
+import stat
 import tempfile
 import threading
 import time
@@ -142,6 +143,10 @@ def _download_verified(
 def _copy_bounded(url: str, out, limit: int, timeout: float, deadline: float) -> None:
     """Copy ``url`` into ``out``: at most ``limit`` bytes, and done by ``deadline``
     (time.monotonic)."""
+    if url.startswith("file://"):  # a FIFO or a device would block the read past any deadline
+        local = Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path))
+        if local.exists() and not stat.S_ISREG(local.stat().st_mode):
+            raise DataError(f"{local} is not a regular file")
     watchdog = _Watchdog(deadline)
     try:
         with _opener(watchdog).open(url, timeout=timeout) as resp:
