@@ -472,3 +472,13 @@ def test_a_damaged_asv_result_file_is_left_out_with_a_note(tmp_path, damage):
         path.write_text(path.read_text().replace('"commit_hash": "', '"commit_hash": null, "x": "'))
     text = make_report([], tmp_path / "r", asv_dir=root).read_text(encoding="utf-8")
     assert f"{path}: left out, not an asv result" in text
+
+
+def test_no_asv_point_is_called_stable_for_its_interval_alone(tmp_path):
+    """asv keeps no record of other processes' load while a point ran: a narrow interval is
+    'not known' (drawn hollow, ?), a wide one unstable; never 'stable'."""
+    points, _, notes = asv_points(load_asv_results(write_asv(tmp_path / "asv")))
+    timed = points[points["time_median_s"].notna()]
+    assert set(timed["stability"]) <= {"unknown", "unstable"} and not timed["stable"].any()
+    assert "unknown" in set(timed["stability"])
+    assert any("no asv point is marked stable" in n for n in notes)

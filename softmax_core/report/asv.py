@@ -286,14 +286,20 @@ def asv_points(asv: pd.DataFrame) -> tuple[pd.DataFrame, dict, list[str]]:
                 point.update(
                     time_ci_low_s=row["low"],
                     time_ci_high_s=row["high"],
-                    stable=row["stable"],
-                    stability="stable" if row["stable"] else "unstable",
+                    # asv keeps no record of the load other processes put on the machine
+                    # meanwhile: a narrow interval is not known to be stable, a wide one is not
+                    stable=False,
+                    stability="unknown" if row["stable"] else "unstable",
                 )
     notes = list(asv.attrs.get("notes", [])) + [
         f"asv benchmark {name} is not in the plots: {why}" for name, why in sorted(left_out.items())
     ]
     if points:
-        notes.append("the intervals of asv sets are asv's 99% confidence intervals")
+        notes.append(
+            "the intervals of asv sets are asv's 99% confidence intervals; asv keeps no record "
+            "of other processes' load while a point ran, so no asv point is marked stable "
+            "(a narrow interval shows as ?, drawn hollow)"
+        )
     if not points:
         return empty_frame(), {}, notes
     frame = pd.DataFrame(list(points.values()))
