@@ -315,7 +315,8 @@ def test_scale_is_a_grid_of_the_sweep_on_the_existing_cluster(
     once a round; the numbers come from the fake measuring loop, the peaks from real calls."""
     from softmax_core.cli import main
     from softmax_core.dask import metrics as dask_metrics
-    from softmax_core.runs.resultformat import COLUMNS, read_environment, read_results
+    from softmax_core.runs.envfile import read_environment
+    from softmax_core.runs.resultformat import COLUMNS, read_results
     from softmax_core.runs.sweep import run_sweep
 
     for name, fake in fake_measuring.items():
@@ -343,7 +344,8 @@ def test_scale_is_a_grid_of_the_sweep_on_the_existing_cluster(
     }
     assert {r["samples"] for r in ok} == {"3000"}
     assert {(r["features"], r["classes"]) for r in ok} == {("16", "3")}  # the epochs' too
-    assert all(float(r["peak_bytes"]) > 0 for r in ok if r["backend"] == "dask")
+    # each Dask row has its workers' peak (a rise of peak RSS: 0 where the peak was reached before)
+    assert all(float(r["peak_bytes"]) >= 0 for r in ok if r["backend"] == "dask")
     report = (tmp_path / "report.md").read_text()
     assert "Full-batch gradient" in report and "can exceed 0.75 here" in report
     assert "vs NumPy 1T" in report

@@ -190,7 +190,7 @@ def measure_grid(args, workers: tuple[int, ...], scheduler: str | None) -> None:
     from ..backends import get_backend
     from ..backends.dask import session
     from ..dask.metrics import parallelism
-    from ..runs.resultformat import read_environment, write_environment
+    from ..runs.envfile import read_environment, write_environment
     from ..runs.sweep import run_sweep
 
     probe = parallelism()  # the ceiling of any parallel efficiency on this machine, now

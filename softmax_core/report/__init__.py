@@ -29,10 +29,11 @@ import pandas as pd
 
 from ..errors import InputError
 from ..fileio import atomic_write_text
-from ..runs import resultformat
+from ..runs import envfile
 from . import markdown as md
 from .analysis import fit_loglog, loglog_slopes, ratio_table, throughput_table
-from .asv import asv_points, commits_in_order, history_table, load_asv_results, pick_benchmark
+from .asv import asv_points, commits_in_order, history_table, pick_benchmark
+from .asv_results import load_asv_results
 from .headline import headline_section, notes_section
 from .plots import (
     NotDrawn,
@@ -270,11 +271,11 @@ def _scaling_set(dirs: list[Path], asv_dir) -> tuple | None:
     found = []
     for folder in dirs:
         if not (folder / "results.csv").exists() and (folder / "out_of_core.json").exists():
-            env = resultformat.read_environment(folder, "delete it, or re-run into another --out")
+            env = envfile.read_environment(folder, "delete it, or re-run into another --out")
             found.append((folder, None, env, []))  # only the larger-than-memory run
         elif (folder / "results.csv").is_file():
             frame, notes = read_set(folder)
-            env = resultformat.read_environment(folder, "delete it, or re-run into another --out")
+            env = envfile.read_environment(folder, "delete it, or re-run into another --out")
             if is_scaling(frame, env):
                 found.append((folder, frame, env, notes))
     if not found:

@@ -28,11 +28,11 @@ import pandas as pd
 
 from ..errors import InputError
 from ..runs.cases import threads_text
+from ..runs.envfile import probe_rates
 from ..runs.resultformat import (
     COLUMNS,
     KEY_COLUMNS,
     parse_stable,
-    probe_rates,
     read_results,
     row_case,
 )

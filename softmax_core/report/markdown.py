@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..runs.cases import threads_text
-from ..runs.resultformat import probe_rates
+from ..runs.envfile import probe_rates
 from .analysis import (
     WIDE_SLOPE,
     cpu_gpu_table,

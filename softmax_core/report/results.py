@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from ..runs import resultformat
+from ..runs import envfile
 from ..runs.cases import threads_text
 from ..runs.resultformat import (
     CI_COLUMNS,
@@ -93,7 +93,7 @@ def load_results(dirs: str | os.PathLike | Iterable[str | os.PathLike]) -> Resul
     )
     frames, envs, notes = [], {}, []
     for folder, label, ((frame, set_notes), env) in zip(paths, labels, loaded):
-        gemm, copy, _ = resultformat.probe_rates(env) or (float("nan"),) * 3
+        gemm, copy, _ = envfile.probe_rates(env) or (float("nan"),) * 3
         frame = frame.assign(
             set=label,
             folder=str(folder),
@@ -235,7 +235,7 @@ def derive(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_environment(folder: Path) -> dict:
-    return resultformat.read_environment(
+    return envfile.read_environment(
         folder, "delete it to report without the machine facts, or re-run the sweep"
     )
 

@@ -3,8 +3,8 @@
 ``results.csv`` holds one row per point; the sweep appends to it (:class:`ResultWriter`),
 ``--resume`` keeps its valid rows, and the report, ``compare`` and the asv export read it,
 all through :func:`read_results` and :func:`row_case`: a row that one of them accepts, all
-of them accept.  ``environment.json`` (where the set was measured) is written by
-:func:`write_environment` and read by :func:`read_environment` only.
+of them accept.  ``environment.json`` (where the set was measured) is
+:mod:`softmax_core.runs.envfile`'s.
 
 Columns (times in seconds, per call; see :mod:`softmax_core.measure.engine`):
 
@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 import stat
@@ -59,7 +58,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
-from ..fileio import atomic_write_text
 
 #: The version this module writes (see the module's format history).
 FORMAT_VERSION = 4
@@ -153,8 +151,6 @@ def _regular_file(path: Path, what: str) -> None:
 #: The largest results.csv read: a point's row is under 1 kB, so 64 MiB is some 100,000 points,
 #: far past any sweep's grid; reading a file costs about ten times its size in memory.
 MAX_RESULTS_BYTES = 64 * 2**20
-#: The largest environment.json read (a sweep's is a few kB).
-MAX_ENVIRONMENT_BYTES = 4 * 2**20
 
 
 def _not_too_large(path: Path, limit: int) -> None:
@@ -274,68 +270,6 @@ class ResultWriter:
         self.close()
 
 
-#: The parts of environment.json that are objects (the reader refuses other values for them).
-OBJECT_KEYS = ("backend", "machine", "probe", "versions", "time_model", "parallelism")
-
-
-def read_environment(folder: str | os.PathLike, fix: str) -> dict:
-    """The JSON object in ``folder/environment.json``; {} if there is none; ValueError naming
-    ``fix`` if it is unreadable, not an object, or of a newer format version."""
-    path = Path(folder) / ENVIRONMENT_FILE
-    if not path.exists():
-        return {}
-    _regular_file(path, "result set")
-    _not_too_large(path, MAX_ENVIRONMENT_BYTES)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, OSError, RecursionError) as exc:  # RecursionError: nested too deep
-        raise InputError(f"cannot read {path} ({str(exc)[:200]}); fix: {fix}") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path} holds a {type(data).__name__}, not an object; fix: {fix}")
-    for key in OBJECT_KEYS:
-        if key in data and not isinstance(data[key], dict):
-            raise InputError(
-                f"{path}: {key} is a {type(data[key]).__name__}, not an object; fix: {fix}"
-            )
-    version = data.get("format_version", 1)
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise InputError(f"{path} has format_version {version!r}, not a result format; fix: {fix}")
-    if version > FORMAT_VERSION:
-        raise InputError(
-            f"{path} is of result format {version}, newer than this softmax-bench's "
-            f"{FORMAT_VERSION}; fix: upgrade softmax-bench"
-        )
-    return data
-
-
-def write_environment(folder: str | os.PathLike, env: dict) -> None:
-    """``folder/environment.json``, written whole or not at all, with this format version."""
-    env = {**env, "format_version": FORMAT_VERSION, "columns": list(COLUMNS)}
-    atomic_write_text(
-        Path(folder) / ENVIRONMENT_FILE, json.dumps(env, indent=2, default=str) + "\n"
-    )
-
-
-def probe_rates(env: dict) -> tuple[float, float, int] | None:
-    """(GEMM rate, copy bandwidth, probe version) of an environment record, or None where
-    it has no usable probe."""
-    try:
-        probe = env["probe"]
-        raw = [probe["gemm_gflops"], probe["copy_gbps"]]
-        version = probe.get("probe_version", 1)
-        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            return None
-        if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in raw):
-            return None
-        rates = [float(v) for v in raw]  # an integer too large for a float raises OverflowError
-    except (KeyError, TypeError, AttributeError, OverflowError):
-        return None
-    # a rate must be a number whose ratio to another one is a number
-    if not all(1e-30 < v < 1e30 for v in rates):
-        return None
-    return rates[0], rates[1], version
-
-
 def is_number(value) -> bool:
     """True for a finite number or text that parses as one."""
     try:
@@ -409,12 +343,9 @@ __all__ = [
     "ResultWriter",
     "SchemaError",
     "check_appendable",
-    "read_environment",
     "read_results",
     "row_case",
     "times_consistent",
     "is_number",
-    "probe_rates",
     "parse_stable",
-    "write_environment",
 ]

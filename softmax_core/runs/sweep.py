@@ -42,6 +42,7 @@ from ..measure.environment import record
 from ..measure.session import MeasurementSession, blas_threads, thread_limit
 from ..measure.timemodel import TimeModel
 from .cases import Case, Grid
+from .envfile import read_environment, write_environment
 from .folder import check_same_rounds, check_same_settings, folder_lock, rows_to_keep
 from .guard import (
     DEFAULT_ROUNDS,
@@ -57,8 +58,6 @@ from .resultformat import (
     ResultWriter,
     SchemaError,
     check_appendable,
-    read_environment,
-    write_environment,
 )
 
 #: Most rounds a sweep takes: each round takes every point's minimum samples again.
