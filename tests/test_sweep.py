@@ -1048,3 +1048,42 @@ def test_the_memory_guard_counts_the_host_data_beside_the_points_own_copy(tmp_pa
     assert code == 0, err
     (row,) = read_results(tmp_path / "results.csv")
     assert row["status"] == "skipped" and row["reason"].startswith("needs 2.")
+
+
+def test_two_default_sweeps_begun_in_the_same_second_each_get_a_folder(tmp_path, cli, monkeypatch):
+    """The first run's folder exists from the moment it is named, so a second run begun in the
+    same second, while the first has not yet measured anything, gets a folder of its own."""
+    import datetime
+    import threading
+    import types
+
+    from softmax_core.cli import commands, main
+    from softmax_core.runs import sweep as sweep_module
+
+    monkeypatch.chdir(tmp_path)
+    second = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.timezone.utc)
+
+    frozen = types.SimpleNamespace(  # both runs read the same second
+        timezone=datetime.timezone,
+        datetime=types.SimpleNamespace(now=lambda tz=None: second),
+    )
+    monkeypatch.setattr(commands, "_dt", frozen)
+    real, first_named, go_on = sweep_module.run_sweep, threading.Event(), threading.Event()
+
+    def held_first(*args, **kwargs):
+        if threading.current_thread() is not threading.main_thread():
+            first_named.set()
+            go_on.wait(30)  # the first run is named, and waits before it measures
+        return real(*args, **kwargs)  # which sets the module's run_sweep.last_summary
+
+    monkeypatch.setattr(sweep_module, "run_sweep", held_first)
+    codes = []
+    first = threading.Thread(target=lambda: codes.append(main(["sweep", *SMALL.split()])))
+    first.start()
+    assert first_named.wait(30)
+    codes.append(main(["sweep", *SMALL.split()]))
+    go_on.set()
+    first.join(60)
+    assert codes == [0, 0]
+    runs = sorted(p.name for p in (tmp_path / "out" / "sweep").iterdir() if not p.is_symlink())
+    assert len(runs) == 2 and runs[1] == runs[0] + "-2"
