@@ -1087,3 +1087,31 @@ def test_two_default_sweeps_begun_in_the_same_second_each_get_a_folder(tmp_path,
     assert codes == [0, 0]
     runs = sorted(p.name for p in (tmp_path / "out" / "sweep").iterdir() if not p.is_symlink())
     assert len(runs) == 2 and runs[1] == runs[0] + "-2"
+
+
+@pytest.mark.slow
+def test_a_points_resident_memory_stays_within_the_guards_figure(tmp_path):
+    """The memory guard's figure is what the process holds: a point whose inputs are 200 MB,
+    run with the budget set to the guard's own figure, peaks within 10% of it above what the
+    same sweep of a tiny point peaks at (the interpreter, its libraries, the machine probe)."""
+    probe = (
+        "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)"
+    )
+
+    def peak_of(batch: int) -> tuple[int, int]:
+        point = Case("gradient", "structured", batch, 500, 10)
+        need = Guard(10**12, 20.0, model()).memory_need(point)
+        argv = [sys.executable, "-m", "softmax_core.cli", "sweep", "--methods", "structured"]
+        argv += ["--batch", str(batch), "--features", "500", "--classes", "10"]
+        argv += ["--epochs-on", "none", "--rounds", "1", "--no-report", "--time-budget", "30"]
+        argv += ["--memory-budget", str(max(need, 10**6)), "--out", str(tmp_path / str(batch))]
+        run = subprocess.run(
+            [sys.executable, "-c", probe, *argv], capture_output=True, text=True, check=True
+        )
+        (row,) = read_results(tmp_path / str(batch) / "results.csv")
+        assert row["status"] == "ok", row["reason"]
+        return int(run.stdout.split()[-1]), need
+
+    (base, base_need), (peak, need) = peak_of(2), peak_of(100_000)
+    assert peak - base <= 1.1 * (need - base_need), (peak - base, need - base_need)
