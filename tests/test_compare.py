@@ -281,3 +281,25 @@ def test_a_results_file_past_the_size_bound_is_refused_in_one_line_by_every_read
     ):
         code, _, err = cli_run(*argv)
         assert code == 1 and len(err.splitlines()) == 1 and "MiB" in err, (argv, err)
+
+
+def test_compare_says_how_many_damaged_rows_it_left_out(two_runs, tmp_path, cli_run):
+    a, b = two_runs
+    bad = tmp_path / "bad"
+    shutil.copytree(b, bad)
+    lines = (bad / "results.csv").read_text().splitlines(keepends=True)
+    (bad / "results.csv").write_text(lines[0] + lines[1].replace(",ok,", ",nonsense,") + lines[2])
+    code, out, err = cli_run("compare", a, bad)
+    assert code == 0, err
+    assert "1 damaged row(s) of B left out" in out
+
+
+def test_an_out_that_is_a_file_is_one_line(two_runs, tmp_path, cli_run):
+    (tmp_path / "f").write_text("mine")
+    for argv in (
+        ("report", two_runs[0], "--out", tmp_path / "f"),
+        ("sweep", "--out", tmp_path / "f", "--batch", "2", "--classes", "3"),
+    ):
+        code, _, err = cli_run(*argv)
+        assert code == 1 and "is a file; fix: give a folder" in err, (argv, err)
+    assert (tmp_path / "f").read_text() == "mine"

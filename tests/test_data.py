@@ -905,3 +905,19 @@ def test_make_synthetic_is_deterministic_by_seed():
 def test_make_synthetic_rejects_bad_arguments(args, name):
     with pytest.raises(ValueError, match=rf"^{name} must be an integer >= "):
         make_synthetic(*args)
+
+
+def test_fetch_never_replaces_a_file_that_is_not_a_damaged_download(
+    mnist_dir, tmp_path, cli_run, no_env_mirrors
+):
+    """A damaged download of ours is repaired (a gzip file); a file that is not one is
+    someone's, refused in one line and left as it was; a folder that cannot be made is named."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / f"{TRAIN_IMAGES}.gz").write_text("mine")
+    code, _, err = cli_run("data", "fetch", "--mirror", mnist_dir.as_uri(), "--dir", cache)
+    assert code == 1 and "is not an MNIST file" in err and len(err.splitlines()) == 1
+    assert (cache / f"{TRAIN_IMAGES}.gz").read_text() == "mine"
+    (tmp_path / "a-file").write_text("")
+    code, _, err = cli_run("data", "fetch", "--dir", tmp_path / "a-file" / "mnist")
+    assert code == 1 and "cannot make the folder" in err and "fix:" in err

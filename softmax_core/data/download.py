@@ -75,7 +75,13 @@ def fetch_mnist(
                 f"mirror {url!r} is not an https:// or file:// URL; fix: give https://HOST/PATH "
                 "or file:///ABSOLUTE/FOLDER"
             )
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(
+            f"cannot make the folder {root} ({exc.strerror}); fix: choose a folder you can write"
+            " (--dir)"
+        ) from None
     _remove_stale_parts(root)
     deadline = time.monotonic() + total_timeout
     limits = f"{timeout:g} s per read, {file_timeout:g} s per file, {total_timeout:g} s in all"
@@ -84,6 +90,11 @@ def fetch_mnist(
             target = root / f"{spec.name}.gz"
             if target.is_file() and _is_valid(target, spec):
                 continue
+            if target.exists() and not _gzip(target):  # not a damaged copy: someone's file
+                raise DataError(
+                    f"{target} exists and is not an MNIST file; fix: move it away, or choose "
+                    "another --dir"
+                )
             failures = []
             for base in mirrors:
                 url = base.rstrip("/") + f"/{spec.name}.gz"
@@ -109,6 +120,16 @@ def fetch_mnist(
                     "or copy the files in by hand"
                 )
     return root
+
+
+def _gzip(path: Path) -> bool:
+    """Whether ``path`` is a regular file that starts as gzip does (a download of ours, if
+    damaged, is one)."""
+    try:
+        with open(path, "rb") as fh:
+            return path.is_file() and fh.read(2) == b"\x1f\x8b"
+    except OSError:
+        return False
 
 
 def _env_mirrors() -> list[str]:

@@ -238,6 +238,8 @@ def check_ours(out: Path, plots) -> None:
     """InputError unless every file a report would write or remove in ``out`` (report.md and
     ``plots``) is absent or was written by an earlier softmax-bench report there: a report.md
     of ours, and the plots it shows."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; fix: give a folder")
     report, ours = out / "report.md", set()
     if report.exists():
         text = report.read_text(encoding="utf-8", errors="replace") if report.is_file() else ""

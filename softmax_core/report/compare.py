@@ -59,7 +59,8 @@ def load_ok_points(folder: str | Path) -> pd.DataFrame:
             f"{path} was written by an older softmax-bench (result format {found.version}, "
             "without intervals); fix: compare result sets of this version (re-run the sweep)"
         )
-    rows = [r for r in found.rows if row_case(r) is not None and r["status"] == "ok"]
+    valid = [r for r in found.rows if row_case(r) is not None]
+    rows = [r for r in valid if r["status"] == "ok"]
     if not rows:
         raise InputError(
             f"{path} holds no measured (ok) points; fix: run or resume the sweep first"
@@ -75,7 +76,9 @@ def load_ok_points(folder: str | Path) -> pd.DataFrame:
     if found.version < 3:  # format 2 records the BLAS threads in environment.json only
         recorded = recorded.fillna(_blas_threads(_environment(path)) or 0)
     df["threads"] = recorded.fillna(0).astype(int)
-    return df.drop_duplicates(list(KEY_COLUMNS), keep="last").set_index(list(KEY_COLUMNS))
+    df = df.drop_duplicates(list(KEY_COLUMNS), keep="last").set_index(list(KEY_COLUMNS))
+    df.attrs["damaged"] = len(found.rows) - len(valid)
+    return df
 
 
 def compare(a: str | Path, b: str | Path, *, threshold: float = 0.05) -> tuple[pd.DataFrame, dict]:
@@ -138,6 +141,7 @@ def compare(a: str | Path, b: str | Path, *, threshold: float = 0.05) -> tuple[p
         "median_abs_change": float(change.median()) if len(stable) else math.nan,
         "p95_abs_change": float(change.quantile(0.95)) if len(stable) else math.nan,
         "threshold": threshold,
+        "damaged": (da.attrs.get("damaged", 0), db.attrs.get("damaged", 0)),
         **_machine_facts(_environment(a), _environment(b)),
         "blas_threads": threads,
     }
@@ -260,6 +264,11 @@ def format_comparison(table: pd.DataFrame, summary: dict, a, b) -> str:
         + f" (threshold ±{s['threshold']:.0%}).",
         f"Over the {s['stable_both']} points stable in both: median |B/A - 1| "
         f"{_pct(s['median_abs_change'])}, 95th percentile {_pct(s['p95_abs_change'])}.",
+        *(
+            f"{n} damaged row(s) of {which} left out (not a measurement: see `report`)."
+            for which, n in zip("AB", s.get("damaged", (0, 0)))
+            if n
+        ),
     ]
     if math.isfinite(s.get("probe_gemm_time_ratio", math.nan)):
         lines.append(

@@ -163,6 +163,8 @@ def run_sweep(
             f"{MAX_ROUNDS}"
         )
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; fix: give a folder")
     results = out / "results.csv"
     if results.exists() and not resume:
         raise InputError(
