@@ -235,6 +235,7 @@ def test_cli_compare_errors_are_one_line(two_runs, tmp_path, cli_run, args, need
         {"time_median_s": "0.5"},  # a median outside its interval
         {"time_ci_low_s": "-3", "time_ci_high_s": "6e13"},  # a negative interval
         {"time_median_s": "1e-320", "time_ci_low_s": "1e-321", "time_ci_high_s": "2e-320"},
+        {"time_median_s": "1e308", "time_ci_low_s": "1e308", "time_ci_high_s": "1e308"},
         {"time_median_s": "inf", "time_ci_high_s": "inf"},
         {"time_min_s": "9"},  # the fastest sample above the median
         {"repeats": "0"},

@@ -91,7 +91,7 @@ class TimeModel:
 
     def record(self, case, seconds: float) -> None:
         """Learn from a measured median of ``case``."""
-        if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
+        if not (isinstance(seconds, (int, float)) and 0 < seconds < 1e6):  # a call's seconds
             return
         # (a, b) fit what the array operations' least cost leaves
         left = max(float(seconds) - self.dispatch_s(case), 0.05 * float(seconds))

@@ -294,14 +294,15 @@ def row_case(row: dict):
     return case
 
 
-#: Times below this are no measurement of a call (a clock reads nanoseconds at best).
-LEAST_TIME_S = 1e-9
+#: Times outside these are no measurement of a call: a clock reads nanoseconds at best, and
+#: no point's time budget comes near a million seconds (eleven days).
+LEAST_TIME_S, MOST_TIME_S = 1e-9, 1e6
 
 
 def times_consistent(row: dict) -> bool:
-    """Whether an ``ok`` row's numbers can be a measurement: a median time of at least
-    :data:`LEAST_TIME_S` and finite; the interval, where recorded, finite, positive and around
-    the median; the fastest sample not above the median; at least one sample."""
+    """Whether an ``ok`` row's numbers can be a measurement: a median time from
+    :data:`LEAST_TIME_S` to :data:`MOST_TIME_S`; the interval, where recorded, finite, positive
+    and around the median; the fastest sample not above the median; at least one sample."""
 
     def value(column):
         cell = row.get(column)
@@ -310,7 +311,7 @@ def times_consistent(row: dict) -> bool:
         return float(cell) if is_number(cell) else False
 
     median = value("time_median_s")
-    if not median or median < LEAST_TIME_S:
+    if not median or not LEAST_TIME_S <= median <= MOST_TIME_S:
         return False
     low, high, fastest = (value(c) for c in ("time_ci_low_s", "time_ci_high_s", "time_min_s"))
     if False in (low, high, fastest):
