@@ -56,6 +56,10 @@ def one_point(**kw):
 TINY = one_point(methods=("structured", "naive"), batches=(1, 4))
 #: two points, where the orchestration needs no more
 PAIR = one_point(batches=(1, 4))
+#: the command line of one small point, no report
+ONE_POINT_ARGS = (
+    "--no-report --methods structured --batch 2 --classes 3 --features 4 --epochs-on none"
+)
 
 
 @pytest.fixture
@@ -536,20 +540,7 @@ def test_cli_sweep_runs_and_reports(tmp_path):
 def test_the_main_command_works_every_time_it_is_run(tmp_path, cli, monkeypatch):
     """Defect: a second run of the README's sweep stopped at 'results.csv already exists'."""
     monkeypatch.chdir(tmp_path)
-    args = [
-        "sweep",
-        "--no-report",
-        "--methods",
-        "structured",
-        "--batch",
-        "2",
-        "--classes",
-        "3",
-        "--features",
-        "4",
-        "--epochs-on",
-        "none",
-    ]
+    args = ["sweep", *ONE_POINT_ARGS.split()]
     for _ in range(2):
         code, out, err = cli(*args)
         assert code == 0, err
@@ -665,21 +656,7 @@ def test_a_latest_that_is_not_our_link_is_refused_in_one_line(tmp_path, cli, mon
     (tmp_path / "out" / "sweep").mkdir(parents=True)
     (tmp_path / "out" / "sweep" / "latest").write_text("mine")
     for extra in ([], ["--resume"]):
-        code, _, err = cli(
-            "sweep",
-            "--no-report",
-            "--methods",
-            "structured",
-            "--batch",
-            "2",
-            "--classes",
-            "3",
-            "--features",
-            "4",
-            "--epochs-on",
-            "none",
-            *extra,
-        )
+        code, _, err = cli("sweep", *ONE_POINT_ARGS.split(), *extra)
         assert code == 1 and len(err.strip().splitlines()) == 1
         assert "is not the link softmax-bench keeps" in err
     assert (tmp_path / "out" / "sweep" / "latest").read_text() == "mine"

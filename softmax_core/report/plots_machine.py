@@ -45,6 +45,21 @@ _HOLLOW = Line2D(
 )
 
 
+def _points(ax, x, y, stable, marker: str, color) -> None:
+    """Points of one series: filled where stable, hollow where not."""
+    for mask, face in ((stable, color), (~stable, "white")):
+        ax.plot(
+            x[mask],
+            y[mask],
+            marker,
+            color=color,
+            markerfacecolor=face,
+            linestyle="none",
+            markersize=5,
+            alpha=0.85,
+        )
+
+
 def _series_label(r: dict, varying: list[str]) -> str:
     parts = [r["method"]] if "method" in varying else []
     parts += [str(r[c]) for c in ("dtype", "data") if c in varying and r[c]]
@@ -167,17 +182,7 @@ def roofline(df: pd.DataFrame) -> Figure:
                     capsize=2,
                     yerr=[np.maximum(y - lo, 0)[has], np.maximum(hi - y, 0)[has]],
                 )
-            for mask, face in ((stable, color), (~stable, "white")):
-                ax.plot(
-                    x[mask],
-                    y[mask],
-                    KIND_MARKERS.get(kind, "o"),
-                    color=color,
-                    markerfacecolor=face,
-                    linestyle="none",
-                    markersize=5,
-                    alpha=0.85,
-                )
+            _points(ax, x, y, stable, KIND_MARKERS.get(kind, "o"), color)
             hollow |= not stable.all()
         gemm, copy = 1e9 * pts["gemm_gflops"].iloc[0], 1e9 * pts["copy_gbps"].iloc[0]
         xs = np.geomspace(
@@ -267,17 +272,7 @@ def predicted_vs_measured(df: pd.DataFrame) -> Figure:
                 )
             stable = g["stable"].to_numpy(bool)
             hollow |= not stable.all()
-            for mask, face in ((stable, color), (~stable, "white")):
-                ax.plot(
-                    x[mask],
-                    y[mask],
-                    KIND_MARKERS.get(kind, "o"),
-                    color=color,
-                    markerfacecolor=face,
-                    linestyle="none",
-                    markersize=5,
-                    alpha=0.85,
-                )
+            _points(ax, x, y, stable, KIND_MARKERS.get(kind, "o"), color)
         log_axes(ax, [], yunit="s")
         ax.xaxis.set_major_formatter(axis_formatter("s"))
         ax.set_title(set_, fontsize=9)
