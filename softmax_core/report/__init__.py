@@ -276,8 +276,10 @@ def _scaling_set(dirs: list[Path], asv_dir) -> tuple | None:
             env = envfile.read_environment(folder, "delete it, or re-run into another --out")
             found.append((folder, None, env, []))  # only the larger-than-memory run
         elif (folder / "results.csv").is_file():
-            frame, notes = read_set(folder)
             env = envfile.read_environment(folder, "delete it, or re-run into another --out")
+            if "dask_clusters" not in env:  # a sweep in this process: read once, by the report
+                continue
+            frame, notes = read_set(folder)
             if is_scaling(frame, env):
                 found.append((folder, frame, env, notes))
     if not found:

@@ -210,15 +210,17 @@ class _Where:
 
     def __post_init__(self):
         self.budgets = {w: default_memory_budget(b) for w, b in self.clusters.items()}
-        if self.backend.name == "dask":  # a Dask sweep: every point on its cluster
-            self.clusters[self.backend.workers] = self.backend
-            self.budgets[self.backend.workers] = self.budget
+        self.own_workers = self.backend.workers if self.backend.name == "dask" else 0
+        if self.own_workers:  # a Dask sweep: every point on its cluster
+            self.clusters[self.own_workers] = self.backend
+            self.budgets[self.own_workers] = self.budget
 
     def placed(self, case: Case) -> Case:
-        """``case`` with the cluster and chunks it runs with where a Dask sweep leaves them open."""
-        if self.backend.name == "dask" and not case.workers:
-            b = self.backend
-            return dataclasses.replace(case, workers=b.workers, chunk_rows=b.chunk_rows)
+        """``case`` with the cluster and chunks it runs with where a Dask sweep leaves them open
+        (the cluster's size asked once: each ask is a round trip to its scheduler)."""
+        if self.own_workers and not case.workers:
+            chunks = self.backend.chunk_rows
+            return dataclasses.replace(case, workers=self.own_workers, chunk_rows=chunks)
         return case
 
     def of(self, case: Case) -> Backend:
@@ -268,8 +270,9 @@ def _run_locked(grid, where, out, resume, epoch_data, progress, rounds, log, too
     # they never make a point look faster than it runs
     with thread_limit(min((t for t in grid.threads if t), default=None)):
         env = _environment(out, backend, resume, tools.probe)
-    if where.clusters:
+    if where.clusters:  # recorded before any point runs: a killed run's set says it too
         env["dask_clusters"] = where.describe()
+        write_environment(out, env)
     model = TimeModel(
         env["probe"]["gemm_gflops"] * 1e9, env["probe"]["copy_gbps"] * 1e9, backend.device_kind
     )
