@@ -267,7 +267,13 @@ def _cmd_scale(args) -> int:
     return run(args)
 
 
-COMMANDS["scale"] = _cmd_scale
+def _cmd_gate(args) -> int:
+    from .gate import run
+
+    return run(args)
+
+
+COMMANDS.update(scale=_cmd_scale, gate=_cmd_gate)
 
 
 def _cmd_renamed(args) -> int:

@@ -219,9 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds a read may stall (default: %(default)s)",
     )
     _add_reference_set_parsers(sub)
+    from .gate import add_parser as add_gate_parser
     from .scale import add_parser as add_scale_parser
 
     add_scale_parser(sub)
+    add_gate_parser(sub)
     return parser
 
 

@@ -1,0 +1,147 @@
+"""The commits a gate compares: named by git, each exported once into a cache.
+
+A commit's environment is its own source tree (``softmax_core`` and ``pyproject.toml``, from
+``git archive``) run by this interpreter with this environment's packages, as ``asv run
+--python=same`` runs a commit: the two sides differ in their code only.  A commit that needs a
+package this environment lacks (its ``pyproject.toml`` says which) is refused in one line that
+says what to install.  Exported trees are kept by commit hash under the cache folder
+(:data:`KEEP` at most, the least recently used go first), so a second gate of the same commits
+starts at once.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the dependency check is left to the import
+    tomllib = None
+
+#: Exported commits kept in the cache.
+KEEP = 16
+#: The most bytes one commit's export may take (the package is well under a megabyte).
+MAX_EXPORT_BYTES = 64 * 2**20
+#: Seconds a git command may take.
+GIT_TIMEOUT_S = 60
+#: What is exported of a commit.
+PATHS = ("softmax_core", "pyproject.toml")
+
+
+class GateError(Exception):
+    """The gate cannot run (exit 2): one line that says why and what to do."""
+
+
+def _git(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(
+            ["git", "-C", str(repo), *args], capture_output=True, timeout=GIT_TIMEOUT_S
+        )
+    except FileNotFoundError:
+        raise GateError("git is not installed; fix: install git") from None
+    except subprocess.TimeoutExpired:
+        raise GateError(f"git {args[0]} took over {GIT_TIMEOUT_S} s in {repo}") from None
+
+
+def _last_line(data: bytes) -> str:
+    lines = data.decode(errors="replace").strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+def toplevel(repo: Path) -> Path:
+    """The root of the git work tree that holds ``repo``."""
+    proc = _git(repo, "rev-parse", "--show-toplevel")
+    if proc.returncode != 0:
+        raise GateError(f"{repo} is not in a git work tree; fix: run the gate in the project")
+    return Path(proc.stdout.decode().strip())
+
+
+def resolve(repo: Path, rev: str) -> str:
+    """The full hash of commit ``rev`` of the repository at ``repo``."""
+    proc = _git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}")
+    if proc.returncode != 0 or not rev:
+        raise GateError(
+            f"{rev!r} is no commit of {repo}; fix: name a commit, branch or tag that git knows"
+        )
+    return proc.stdout.decode().strip()
+
+
+def export(repo: Path, sha: str, cache: Path, keep: tuple[Path, ...] = ()) -> Path:
+    """Commit ``sha``'s tree of :data:`PATHS`, exported under ``cache`` (once; reused after)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    dest = cache / sha
+    if (dest / "softmax_core" / "__init__.py").is_file():
+        os.utime(dest)
+        return dest
+    proc = _git(repo, "archive", "--format=tar", sha, "--", *PATHS)
+    if proc.returncode != 0:
+        raise GateError(
+            f"commit {sha[:10]} has no {' and no '.join(PATHS)} to measure "
+            f"({_last_line(proc.stderr)}); fix: gate commits of softmax-bench"
+        )
+    if len(proc.stdout) > MAX_EXPORT_BYTES:
+        raise GateError(f"commit {sha[:10]}'s package is over {MAX_EXPORT_BYTES >> 20} MiB")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{sha[:10]}-", dir=cache))
+    try:
+        with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tar:
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(tmp, filter="data")
+            else:  # pragma: no cover - Python without extraction filters
+                tar.extractall(tmp)
+        os.replace(tmp, dest)
+    except OSError:
+        if not (dest / "softmax_core").is_dir():  # not another gate's export of the same commit
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    _prune(cache, {dest, *keep})
+    return dest
+
+
+def _prune(cache: Path, keep: set[Path]) -> None:
+    """Remove the least recently used exports past :data:`KEEP` (never those in ``keep``)."""
+    found = [p for p in cache.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    found.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in found[KEEP:]:
+        if old not in keep:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def missing_requirements(source: Path) -> list[str]:
+    """The dependencies in ``source/pyproject.toml`` that this environment does not satisfy."""
+    path = source / "pyproject.toml"
+    if tomllib is None or not path.is_file():
+        return []
+    try:
+        declared = tomllib.loads(path.read_text(encoding="utf-8"))["project"]["dependencies"]
+    except (KeyError, TypeError, ValueError, OSError):
+        return []
+    missing = []
+    for text in declared:
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            missing.append(text)
+            continue
+        if req.marker is not None and not req.marker.evaluate():
+            continue
+        try:
+            have = importlib.metadata.version(req.name)
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(str(req))
+            continue
+        if req.specifier and not req.specifier.contains(have, prereleases=True):
+            missing.append(f"{req} (found {have})")
+    return missing
+
+
+__all__ = ["GateError", "export", "missing_requirements", "resolve", "toplevel"]

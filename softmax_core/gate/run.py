@@ -1,0 +1,251 @@
+"""``softmax-bench gate BASE HEAD``: did HEAD make a point of the asv suite slower than BASE?
+
+Each commit is exported once (:mod:`.commits`) and measured by one long-lived worker process of
+its own (:mod:`.workers`), with the device, backend and BLAS threads of ``SOFTMAX_DEVICE``,
+``SOFTMAX_BACKEND`` and ``SOFTMAX_THREADS``, as asv measures.  The points are the asv suite's
+(``bench/`` of this work tree; ``SOFTMAX_ASV_SUITE`` as for asv) that both commits define and this
+machine can run.  Point by point, both workers make the point's inputs and warm up; then they
+take samples in turn, A B B A A B ..., each sample about :data:`SLOT_S` of calls, and each
+adjacent pair gives one ratio HEAD / BASE (:mod:`.pairs`).  A first pass gives every point
+:data:`~.pairs.FIRST_PAIRS` pairs; then the points not yet decided (UNSURE, or SLOWER not yet
+confirmed) get twice their pairs, pass after pass, until decided, at
+:data:`~.pairs.MAX_PAIRS`, or at the time budget.
+
+Exit status: 0 no regression, 1 a regression (a point or a family SLOWER), 2 the gate could not
+run (an unknown commit, a commit that does not import, a point that failed, a first pass that
+did not fit the time budget), said in one line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .commits import GateError, export, missing_requirements, resolve, toplevel
+from .pairs import FIRST_PAIRS, MAX_PAIRS, VERDICTS, Family, Point, families
+from .workers import OutOfTime, Worker
+
+#: Seconds of calls in one sample: short, so that the two samples of a pair are taken within
+#: a phase of the host's speed.
+SLOT_S = 0.02
+#: Seconds kept from the time budget to stop the workers.
+CLOSE_S = 2.0
+SIDES = ("BASE", "HEAD")
+
+
+@dataclass
+class GateResult:
+    """What a gate found: every compared point, the families, and what was not compared."""
+
+    base: str
+    head: str
+    threshold: float
+    backend: str
+    points: list[Point]
+    only: dict[str, list[str]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    #: False when the time budget ended a later pass: some points may stay UNSURE
+    complete: bool = True
+    wall_s: float = 0.0
+
+    @property
+    def families(self) -> list[Family]:
+        return families(self.points)
+
+    def verdicts(self) -> dict[str, str]:
+        return {p.label: p.verdict(self.threshold) for p in self.points}
+
+    @property
+    def regressions(self) -> list[str]:
+        """The points and families that got slower."""
+        t = self.threshold
+        return [p.label for p in self.points if p.verdict(t) == "SLOWER"] + [
+            f.name for f in self.families if f.verdict(t) == "SLOWER"
+        ]
+
+    @property
+    def status(self) -> int:
+        return 1 if self.regressions else 0
+
+
+def shared_cores() -> str:
+    """The cores both workers run on, comma-separated: the same ones, since on a virtual machine
+    one core can be slower than another for seconds (another guest on it) and would favour
+    the side that ran elsewhere.  ``SOFTMAX_THREADS`` cores (the last of those this process
+    may use), or all of them when it is unset."""
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    threads = (os.environ.get("SOFTMAX_THREADS") or "").strip()
+    if threads.isdigit() and 0 < int(threads) < len(allowed):
+        allowed = allowed[-int(threads) :]
+    return ",".join(map(str, allowed))
+
+
+def default_cache() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "softmax-bench-gate"
+
+
+def run_gate(
+    base: str,
+    head: str,
+    *,
+    repo: str | Path = ".",
+    threshold: float = 0.05,
+    time_budget_s: float = 600.0,
+    select: str | None = None,
+    cache: Path | None = None,
+    start: Callable[..., Worker] = Worker,
+    progress: Callable[[str], None] | None = None,
+) -> GateResult:
+    """Compare commit ``head`` against ``base`` (see the module's text); GateError when the
+    gate cannot run.  ``select`` is a regular expression a point's label must match;
+    ``start(name, source, suite, log, cpus)`` starts a worker (a seam for tests)."""
+    began = time.monotonic()
+    deadline = began + time_budget_s - CLOSE_S
+    try:
+        pattern = re.compile(select) if select else None
+    except re.error as exc:
+        raise GateError(f"--bench {select!r} is no regular expression ({exc})") from None
+    root = toplevel(Path(repo))
+    if not (root / "bench" / "common.py").is_file():
+        raise GateError(f"{root} has no asv suite (bench/common.py); fix: run in the project")
+    shas = [resolve(root, rev) for rev in (base, head)]
+    cache = cache or default_cache()
+    sources = [export(root, sha, cache, keep=tuple(cache / s for s in shas)) for sha in shas]
+    for name, sha, source in zip(SIDES, shas, sources):
+        if missing := missing_requirements(source):
+            raise GateError(
+                f"{name} ({sha[:10]}) needs {', '.join(missing)}, which this environment lacks; "
+                "fix: install it and run the gate again"
+            )
+    with tempfile.TemporaryDirectory(prefix="softmax-bench-gate-") as tmp:
+        suite = Path(tmp) / "suite"
+        shutil.copytree(root / "bench", suite / "bench", ignore=shutil.ignore_patterns("__py*"))
+        workers: list[Worker] = []
+        try:
+            cpus = shared_cores()
+            for name, source in zip(SIDES, sources):
+                workers.append(start(name, source, suite, Path(tmp) / f"{name}.log", cpus))
+            result = _compare(workers, shas, threshold, pattern, deadline, progress)
+        except OutOfTime as exc:
+            raise GateError(
+                f"the time budget ({time_budget_s:g} s) ended before {exc} was ready; "
+                "fix: raise --time-budget"
+            ) from None
+        finally:
+            for w in workers:
+                w.close()
+    result.wall_s = time.monotonic() - began
+    return result
+
+
+def _compare(workers, shas, threshold, pattern, deadline, progress) -> GateResult:
+    a, b = workers
+    backends = [w.started(deadline) for w in workers]
+    if backends[0] != backends[1]:
+        raise GateError(f"BASE measures on {backends[0]} and HEAD on {backends[1]}")
+    listings = [w.ask({"op": "points"}, deadline) for w in workers]
+    keyed = [{tuple(k): label for k, label in listing["points"]} for listing in listings]
+    skipped = {**listings[0]["skipped"], **listings[1]["skipped"]}
+    keys = [k for k in keyed[1] if k in keyed[0]]
+    points = [Point(list(k), keyed[1][k]) for k in keys]
+    if pattern:
+        points = [p for p in points if pattern.search(p.label)]
+    only = {
+        side: [mine[k] for k in mine if k not in other]
+        for side, mine, other in (("BASE", keyed[0], keyed[1]), ("HEAD", keyed[1], keyed[0]))
+    }
+    if not points:
+        raise GateError("no point that both commits define matches; fix: check --bench")
+    result = GateResult(shas[0], shas[1], threshold, backends[0], points, only, skipped)
+    for i, p in enumerate(points, 1):
+        try:
+            _measure(a, b, p, FIRST_PAIRS, deadline)
+        except OutOfTime:
+            raise GateError(
+                f"the time budget ended after {i - 1} of {len(points)} points; fix: raise "
+                "--time-budget or choose fewer points with --bench"
+            ) from None
+        p.settle(threshold)
+        if progress:
+            progress(f"[{i}/{len(points)}] {_line(p, threshold)}")
+    try:
+        while todo := [
+            p for p in points if p.verdict(threshold) == "UNSURE" and len(p.ratios) < MAX_PAIRS
+        ]:
+            for p in todo:
+                _measure(a, b, p, min(len(p.ratios), MAX_PAIRS - len(p.ratios)), deadline)
+                p.settle(threshold)
+                if progress:
+                    progress(f"[more] {_line(p, threshold)}")
+    except OutOfTime:
+        result.complete = False
+    return result
+
+
+def _measure(a: Worker, b: Worker, p: Point, pairs: int, deadline: float) -> None:
+    """``pairs`` more pairs of point ``p``, after both workers prepared it."""
+    request = {"op": "prepare", "key": p.key}
+    a.send(request)
+    b.send(request)
+    calls = [w.reply(deadline)["call_s"] for w in (a, b)]
+    loops = max(1, round(SLOT_S / max(max(calls), 1e-9)))
+    sample = {"op": "sample", "loops": loops}
+    for _ in range(pairs):
+        if len(p.ratios) % 2 == 0:
+            ta = a.ask(sample, deadline)["s"]
+            tb = b.ask(sample, deadline)["s"]
+        else:
+            tb = b.ask(sample, deadline)["s"]
+            ta = a.ask(sample, deadline)["s"]
+        p.ratios.append(tb / ta)
+
+
+def _line(p: Point, threshold: float) -> str:
+    low, high = p.interval
+    return (
+        f"{p.label:<58} {p.ratio:6.3f} [{low:.3f}, {high:.3f}] "
+        f"{len(p.ratios):3d} pairs  {p.verdict(threshold)}"
+    )
+
+
+def summary(result: GateResult) -> str:
+    """The gate's table: families, every point, the counts and what was left out."""
+    t = result.threshold
+    lines = [
+        f"gate: HEAD {result.head[:10]} against BASE {result.base[:10]} on {result.backend}, "
+        f"threshold {t:.0%}, {result.wall_s:.0f} s",
+        "",
+        f"{'family':<22} {'points':>6} {'ratio':>7}  {'99% interval':<16}  verdict",
+    ]
+    for f in result.families:
+        lines.append(
+            f"{f.name:<22} {f.points:>6} {f.ratio:7.3f}  [{f.low:.3f}, {f.high:.3f}]   "
+            f"{f.verdict(t)}"
+        )
+    lines += ["", f"{'point':<58} {'ratio':>6}  {'99% interval':<16} {'':>9}  verdict"]
+    lines += [_line(p, t) for p in result.points]
+    counts = {v: 0 for v in VERDICTS}
+    for v in result.verdicts().values():
+        counts[v] += 1
+    lines += ["", "points: " + ", ".join(f"{n} {v}" for v, n in counts.items())]
+    if not result.complete:
+        lines.append("the time budget ended before every UNSURE point was decided")
+    for side, labels in result.only.items():
+        if labels:
+            lines.append(f"only in {side} (not compared): {', '.join(labels)}")
+    if result.skipped:
+        lines.append(f"skipped on this machine: {len(result.skipped)} points (memory or time)")
+    lines.append(
+        "regressions: " + ", ".join(result.regressions) if result.regressions else "no regression"
+    )
+    return "\n".join(lines)
+
+
+__all__ = ["GateResult", "default_cache", "run_gate", "summary"]
