@@ -142,7 +142,7 @@ def threads() -> int | None:
     value = (os.environ.get(THREADS_ENV) or "").strip()
     if not value:
         return None
-    if not value.isdigit() or int(value) < 1:
+    if not value.isdecimal() or int(value) < 1:
         raise ValueError(f"{THREADS_ENV}={value!r} is not a thread count: use a positive integer")
     return int(value)
 

@@ -7,14 +7,16 @@ import math
 import os
 import random
 import subprocess
+import time
 
 import pytest
 from conftest import REPO_ROOT
 
-from softmax_core.gate import GateError, pairs, run_gate
+from softmax_core.gate import GateError, pairs, run_gate, summary
 from softmax_core.gate import commits as gate_commits
+from softmax_core.gate import workers as gate_workers
 from softmax_core.gate.run import shared_cores
-from softmax_core.gate.workers import OutOfTime
+from softmax_core.gate.workers import OutOfTime, Worker
 
 # --------------------------------------------------------------------------- the statistic
 
@@ -46,21 +48,15 @@ def test_a_points_estimate_is_the_median_of_its_quads_which_cancel_the_order_eff
     assert p.verdict(0.05) == "SAME"
 
 
-def test_a_regression_counts_only_once_twice_the_pairs_still_show_it():
+def test_a_regression_counts_only_once_fresh_workers_read_it_too():
     p = pairs.Point(["gradient", "structured", 1, 784, 10, "float32"], "p")
     p.ratios = [1.1] * 24
-    p.settle(0.05)
-    assert p.flagged_at == 24 and p.verdict(0.05) == "UNSURE"
-    p.ratios += [1.1] * 24
-    p.settle(0.05)
+    assert p.read(0.05) == "SLOWER" and p.verdict(0.05) == "UNSURE"
+    p.confirm = [1.1] * 24
     assert p.verdict(0.05) == "SLOWER"
-    # a phase that favoured BASE in the first pass only: the later pairs clear it
-    q = pairs.Point(["gradient", "structured", 1, 784, 10, "float32"], "q")
-    q.ratios = [1.1] * 24
-    q.settle(0.05)
-    q.ratios += [1.0] * 24
-    q.settle(0.05)
-    assert q.flagged_at is None and q.verdict(0.05) != "SLOWER"
+    # a layout or a phase that favoured BASE in the first workers only: the fresh ones clear it
+    p.confirm = [1.0] * 24
+    assert p.confirmed(0.05) == "SAME" and p.verdict(0.05) != "SLOWER"
 
 
 def test_a_familys_interval_is_its_points_combined_and_narrower_than_each():
@@ -76,7 +72,14 @@ def test_a_familys_interval_is_its_points_combined_and_narrower_than_each():
     assert structured.ratio == pytest.approx(members[0].ratio)
     width = structured.high - structured.low
     assert 0 < width < members[0].interval[1] - members[0].interval[0]
-    assert structured.verdict(0.05) == "SLOWER" and naive_family.verdict(0.05) == "SAME"
+    assert structured.read(0.05) == "SLOWER" and naive_family.verdict(0.05) == "SAME"
+    # SLOWER once fresh workers measured every point of the family and read it too
+    assert structured.fresh is None and structured.verdict(0.05) == "UNSURE"
+    for p in members[:3]:
+        p.confirm = list(p.ratios)
+    assert pairs.families(members)[0].fresh is None
+    members[3].confirm = list(members[3].ratios)
+    assert pairs.families(members)[0].verdict(0.05) == "SLOWER"
 
 
 # --------------------------------------------------------------------------- scripted workers
@@ -95,20 +98,20 @@ def label(key) -> str:
 
 class ScriptedWorker:
     """A worker that answers as the real one does, with times from ``speed(side, key, n)``
-    (seconds per call of the n-th sample of both sides together) and a little noise."""
+    (seconds per call of the n-th sample of all workers together) and a little noise.
+    ``fail(worker, key)`` may return an exception to raise when a point is prepared."""
 
     def __init__(self, speed, clock, keys=KEYS, fail=None):
         self.speed, self.clock, self.keys, self.fail = speed, clock, keys, fail
-        self.started_with, self.closed = None, False
+        self.closed, self.backend = False, "numpy-cpu"
         self.rng = random.Random(len(clock))
 
     def __call__(self, name, source, suite, log, cpus):
-        self.started_with = (name, source, suite, cpus)
-        self.name = name
+        self.name, self.fresh, self.cpus = name, "fresh" in log.name, cpus
         return self
 
     def started(self, deadline):
-        return "numpy-cpu"
+        return self.backend
 
     def send(self, request):
         self.request = request
@@ -119,8 +122,8 @@ class ScriptedWorker:
             return {"points": [[k, label(k)] for k in self.keys], "skipped": {"x": "too big"}}
         if op == "prepare":
             self.key = self.request["key"]
-            if self.fail and self.fail(self.name, self.key):
-                raise self.fail(self.name, self.key)
+            if self.fail and self.fail(self, self.key):
+                raise self.fail(self, self.key)
             return {"call_s": 1e-3}
         self.clock.append(self.name)
         return {"s": self.speed(self.name, self.key, len(self.clock)) * self.rng.gauss(1, 0.005)}
@@ -134,31 +137,44 @@ class ScriptedWorker:
 
 
 def gate_with(speeds, tmp_path, **kw):
-    """run_gate of HEAD against HEAD with one scripted worker per side."""
-    sides, clock = {}, []
+    """run_gate of HEAD against HEAD with scripted workers: (result, every worker started)."""
+    started, clock = [], []
 
     def start(name, *args):
         clock.append("start")
-        sides[name] = ScriptedWorker(speeds, clock, **kw)(name, *args)
-        return sides[name]
+        started.append(ScriptedWorker(speeds, clock, **kw)(name, *args))
+        return started[-1]
 
     result = run_gate("HEAD", "HEAD", repo=REPO_ROOT, cache=tmp_path / "cache", start=start)
-    return result, sides
+    return result, started
 
 
-def test_a_ten_percent_slower_structured_gradient_is_a_regression_and_nothing_else(tmp_path):
+def test_a_ten_percent_slower_structured_gradient_is_a_regression_and_nothing_else(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("SOFTMAX_THREADS", "1")
+
     def speed(side, key, n):
         slower = side == "HEAD" and key[:2] == ["gradient", "structured"]
         return 1e-3 * (1.10 if slower else 1.0)
 
-    result, sides = gate_with(speed, tmp_path)
+    result, workers = gate_with(speed, tmp_path)
     verdicts = result.verdicts()
     assert result.status == 1
     assert [v for k, v in verdicts.items() if "gradient structured" in k] == ["SLOWER"] * 2
     assert {v for k, v in verdicts.items() if "gradient structured" not in k} == {"SAME"}
     assert "structured gradient" in result.regressions
-    assert all(w.closed for w in sides.values())
-    assert sides["BASE"].started_with[3] == sides["HEAD"].started_with[3]  # the same cores
+    # confirmed by a fresh pair, which measured the structured gradient's points only
+    assert [(w.name, w.fresh) for w in workers] == [
+        ("BASE", False),
+        ("HEAD", False),
+        ("BASE", True),
+        ("HEAD", True),
+    ]
+    assert [bool(p.confirm) for p in result.points] == [True, True, False, False]
+    assert all(w.closed for w in workers)
+    # every worker on the same one core
+    assert {w.cpus for w in workers} == {str(max(os.sched_getaffinity(0)))}
 
 
 def test_the_same_code_on_a_drifting_host_is_no_regression(tmp_path):
@@ -168,42 +184,94 @@ def test_the_same_code_on_a_drifting_host_is_no_regression(tmp_path):
     def speed(side, key, n):
         return 1e-3 * 1.05 ** (n % 500)
 
-    result, _ = gate_with(speed, tmp_path)
+    result, workers = gate_with(speed, tmp_path)
     assert result.status == 0 and set(result.verdicts().values()) <= {"SAME", "UNSURE"}
+    assert len(workers) == 2  # nothing read SLOWER: no fresh workers
 
 
-def test_a_slowdown_of_the_first_pass_alone_is_measured_again_and_cleared(tmp_path):
+def test_a_slowdown_the_fresh_workers_do_not_see_is_no_regression(tmp_path):
     def speed(side, key, n):
         early = n <= 2 + 2 * pairs.FIRST_PAIRS * len(KEYS)
         return 1e-3 * (1.2 if side == "HEAD" and early else 1.0)
 
-    result, _ = gate_with(speed, tmp_path)
-    assert result.status == 0
-    assert all(len(p.ratios) > pairs.FIRST_PAIRS for p in result.points)
+    result, workers = gate_with(speed, tmp_path)
+    assert result.status == 0 and not result.regressions
+    assert len(workers) == 4 and all(p.confirm for p in result.points)
+    assert {p.confirmed(0.05) for p in result.points} == {"SAME"}
+
+
+def test_a_confirmation_the_time_budget_cuts_short_exits_2(tmp_path):
+    def speed(side, key, n):
+        return 1e-3 * (1.2 if side == "HEAD" else 1.0)
+
+    def fail(worker, key):
+        return OutOfTime(worker.name) if worker.fresh else None
+
+    result, _ = gate_with(speed, tmp_path, fail=fail)
+    assert not result.complete and not result.regressions and result.status == 2
+    assert "could not decide" in summary(result)
 
 
 def test_a_point_that_fails_in_a_worker_stops_the_gate_with_its_reason(tmp_path):
-    def fail(side, key):
-        return GateError(f"{side}: ValueError: broken") if side == "HEAD" else None
+    def fail(worker, key):
+        return GateError(f"{worker.name}: ValueError: broken") if worker.name == "HEAD" else None
 
     with pytest.raises(GateError, match="HEAD: ValueError: broken"):
         gate_with(lambda *a: 1e-3, tmp_path, fail=fail)
 
 
 def test_a_first_pass_past_the_time_budget_is_said(tmp_path):
-    def fail(side, key):
-        return OutOfTime(side) if key == KEYS[2] else None
+    def fail(worker, key):
+        return OutOfTime(worker.name) if key == KEYS[2] else None
 
     with pytest.raises(GateError, match="time budget ended after 2 of 4 points"):
         gate_with(lambda *a: 1e-3, tmp_path, fail=fail)
 
 
-def test_the_workers_share_the_last_cores_of_this_process(monkeypatch):
-    allowed = sorted(os.sched_getaffinity(0))
-    monkeypatch.setenv("SOFTMAX_THREADS", "1")
-    assert shared_cores() == str(allowed[-1])
-    monkeypatch.delenv("SOFTMAX_THREADS")
-    assert shared_cores() == ",".join(map(str, allowed))
+def test_the_workers_use_all_cores_without_a_thread_count(monkeypatch):
+    monkeypatch.delenv("SOFTMAX_THREADS", raising=False)
+    assert shared_cores() == ",".join(map(str, sorted(os.sched_getaffinity(0))))
+    monkeypatch.setenv("SOFTMAX_THREADS", "²")  # no thread count: the workers say so
+    assert shared_cores() == ",".join(map(str, sorted(os.sched_getaffinity(0))))
+
+
+# --------------------------------------------------------------------------- a real worker
+
+
+def stub_worker(tmp_path, monkeypatch, body: str) -> Worker:
+    """A Worker whose process runs ``body`` (Python) instead of the measuring script."""
+    script = tmp_path / "stub.py"
+    script.write_text("import sys, json, time\n" + body)
+    monkeypatch.setattr(gate_workers, "SCRIPT", script)
+    return Worker("HEAD", tmp_path, tmp_path, tmp_path / "HEAD.log")
+
+
+def test_a_workers_error_names_it_and_its_log(tmp_path, monkeypatch):
+    w = stub_worker(tmp_path, monkeypatch, 'print(json.dumps({"error": "cannot start: boom"}))')
+    with pytest.raises(GateError, match=r"HEAD: cannot start: boom \(see .*HEAD.log\)"):
+        w.started(time.monotonic() + 30)
+    w.close()
+
+
+def test_a_worker_that_dies_is_said_and_closing_it_never_raises(tmp_path, monkeypatch):
+    body = 'print(json.dumps({"ready": "x"}), flush=True)\nsys.stderr.write("dying\\n")\n'
+    w = stub_worker(tmp_path, monkeypatch, body + "sys.exit(3)")
+    assert w.started(time.monotonic() + 30) == "x"
+    time.sleep(0.2)
+    with pytest.raises(GateError, match=r"HEAD's worker ended \(exit status 3\): dying"):
+        w.ask({"op": "points"}, time.monotonic() + 30)
+    w.close()
+    w.close()
+
+
+def test_a_worker_that_does_not_answer_is_stopped_at_the_deadline(tmp_path, monkeypatch):
+    w = stub_worker(tmp_path, monkeypatch, "time.sleep(600)")
+    begun = time.monotonic()
+    with pytest.raises(OutOfTime):
+        w.started(begun + 0.5)
+    assert time.monotonic() - begun < 5
+    w.close()
+    assert w.proc.poll() is not None
 
 
 # --------------------------------------------------------------------------- commits
@@ -216,11 +284,14 @@ def test_an_export_is_kept_once_and_old_ones_go(tmp_path, monkeypatch):
     assert (first / "pyproject.toml").is_file() and not (first / "tests").exists()
     assert gate_commits.export(REPO_ROOT, sha, tmp_path) == first
     monkeypatch.setattr(gate_commits, "KEEP", 2)
-    for i, name in enumerate(("old1", "old2")):
+    for i, name in enumerate(("a" * 40, "b" * 40, "c" * 40, "mine", "d" * 40)):
         (tmp_path / name).mkdir()
+        if name != "d" * 40:  # a folder of that name the gate did not make
+            (tmp_path / name / gate_commits.MARKER).write_text("")
         os.utime(tmp_path / name, (i, i))
-    gate_commits._prune(tmp_path, {first})
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([sha, "old2"])
+    gate_commits._prune(tmp_path, {first, tmp_path / ("a" * 40)})
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted([sha, "a" * 40, "c" * 40, "mine", "d" * 40])
 
 
 def test_a_commits_missing_dependency_is_named(tmp_path):
@@ -240,7 +311,7 @@ def test_a_commits_missing_dependency_is_named(tmp_path):
     [
         (["no-such-commit", "HEAD"], "'no-such-commit' is no commit"),
         (["HEAD", "HEAD", "--bench", "("], "is no regular expression"),
-        (["HEAD", "HEAD", "--bench", "no point has this label"], "no point that both"),
+        (["HEAD", "HEAD", "--bench", "no point has this label"], "match --bench can run here"),
     ],
 )
 def test_a_gate_that_cannot_run_says_why_in_one_line_and_exits_2(cli_run, tmp_path, argv, said):

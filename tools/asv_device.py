@@ -82,7 +82,7 @@ def selection(environ=None) -> dict[str, str]:
     threads = (environ.get("SOFTMAX_THREADS") or "").strip()
     if threads:
         cores = os.cpu_count() or 1
-        if not threads.isdigit() or not 1 <= int(threads) <= cores:
+        if not threads.isdecimal() or not 1 <= int(threads) <= cores:
             raise SelectionError(
                 f"SOFTMAX_THREADS={threads!r} is not a thread count of this machine: use 1 to "
                 f"{cores} (more threads than cores would time the scheduler, not the math)"

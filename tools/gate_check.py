@@ -12,7 +12,7 @@ environment (``environment.json``) and ``summary.md``: per gate its exit status,
 SLOWER points per family and the families' ratios.  The goals: the comment never SLOWER; the
 10% commit SLOWER at 90% or more of the structured gradient's points and at no naive point;
 the 5% commit SLOWER at the structured gradient's family level; every gate in 5 minutes.
-The epochs call the structured gradient, so the slower commits make them a little slower too.
+An epoch's step calls the gradient's kernel, not ``grad_structured``: the epochs stay the same.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ Exit status 0 (no regression), 1 (a regression, each listed with its ratio and i
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -55,6 +56,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args) -> int:
     from ..gate import GateError, run_gate, summary
 
+    def stop(signum, frame):  # a CI job's timeout: stop the workers, leave no folder behind
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
         result = run_gate(
             args.base,
@@ -69,5 +74,7 @@ def run(args) -> int:
     except (GateError, InputError, BackendError, OSError) as exc:
         print(f"softmax-bench gate: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(summary(result))
     return result.status

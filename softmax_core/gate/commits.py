@@ -5,8 +5,8 @@ A commit's environment is its own source tree (``softmax_core`` and ``pyproject.
 --python=same`` runs a commit: the two sides differ in their code only.  A commit that needs a
 package this environment lacks (its ``pyproject.toml`` says which) is refused in one line that
 says what to install.  Exported trees are kept by commit hash under the cache folder
-(:data:`KEEP` at most, the least recently used go first), so a second gate of the same commits
-starts at once.
+(:data:`KEEP` at most, the least recently used go first; nothing else there is touched), so a
+second gate of the same commits starts at once.
 """
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ from __future__ import annotations
 import importlib.metadata
 import io
 import os
+import re
 import shutil
 import subprocess
 import tarfile
 import tempfile
+import time
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -35,6 +37,12 @@ MAX_EXPORT_BYTES = 64 * 2**20
 GIT_TIMEOUT_S = 60
 #: What is exported of a commit.
 PATHS = ("softmax_core", "pyproject.toml")
+#: The file that marks a folder of the cache as an export of the gate's: only such folders
+#: are ever removed.
+MARKER = ".softmax-bench-gate"
+#: An export's folder name (the commit's full hash), and that of one being made.
+EXPORT_NAME = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+MAKING_NAME = re.compile(r"\.[0-9a-f]{10}-\w+")
 
 
 class GateError(Exception):
@@ -77,9 +85,8 @@ def resolve(repo: Path, rev: str) -> str:
 
 def export(repo: Path, sha: str, cache: Path, keep: tuple[Path, ...] = ()) -> Path:
     """Commit ``sha``'s tree of :data:`PATHS`, exported under ``cache`` (once; reused after)."""
-    cache.mkdir(parents=True, exist_ok=True)
     dest = cache / sha
-    if (dest / "softmax_core" / "__init__.py").is_file():
+    if (dest / MARKER).is_file():
         os.utime(dest)
         return dest
     proc = _git(repo, "archive", "--format=tar", sha, "--", *PATHS)
@@ -90,16 +97,26 @@ def export(repo: Path, sha: str, cache: Path, keep: tuple[Path, ...] = ()) -> Pa
         )
     if len(proc.stdout) > MAX_EXPORT_BYTES:
         raise GateError(f"commit {sha[:10]}'s package is over {MAX_EXPORT_BYTES >> 20} MiB")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{sha[:10]}-", dir=cache))
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{sha[:10]}-", dir=cache))
+    except OSError as exc:
+        raise GateError(
+            f"cannot keep the commits' trees in {cache} ({exc.strerror}); fix: pass --cache a "
+            "folder you can write"
+        ) from None
     try:
         with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tar:
             if hasattr(tarfile, "data_filter"):
                 tar.extractall(tmp, filter="data")
             else:  # pragma: no cover - Python without extraction filters
                 tar.extractall(tmp)
+        (tmp / MARKER).write_text(sha + "\n")
         os.replace(tmp, dest)
+    except tarfile.TarError as exc:
+        raise GateError(f"commit {sha[:10]}'s tree cannot be exported safely ({exc})") from None
     except OSError:
-        if not (dest / "softmax_core").is_dir():  # not another gate's export of the same commit
+        if not (dest / MARKER).is_file():  # not another gate's export of the same commit
             raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -108,10 +125,16 @@ def export(repo: Path, sha: str, cache: Path, keep: tuple[Path, ...] = ()) -> Pa
 
 
 def _prune(cache: Path, keep: set[Path]) -> None:
-    """Remove the least recently used exports past :data:`KEEP` (never those in ``keep``)."""
-    found = [p for p in cache.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    found.sort(key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in found[KEEP:]:
+    """Remove the least recently used exports past :data:`KEEP` (never those in ``keep``, never
+    a folder without :data:`MARKER`), and half-made ones an hour old."""
+    exports, now = [], time.time()
+    for p in cache.iterdir():
+        if MAKING_NAME.fullmatch(p.name) and p.is_dir() and now - p.stat().st_mtime > 3600:
+            shutil.rmtree(p, ignore_errors=True)  # an export a killed gate left half made
+        elif EXPORT_NAME.fullmatch(p.name) and (p / MARKER).is_file():
+            exports.append(p)
+    exports.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in exports[KEEP:]:
         if old not in keep:
             shutil.rmtree(old, ignore_errors=True)
 

@@ -19,13 +19,18 @@ The verdict with threshold t (the smallest slowdown the gate must catch):
 * ``FASTER``: the whole interval lies below 1 / (1 + t/2);
 * ``SAME``: the whole interval lies within [1 / (1 + t), 1 + t], and neither of the above;
 * ``UNSURE``: anything else (the interval is too wide to tell): measured further.
+
+A point or a family that reads SLOWER is a regression only when a fresh pair of workers,
+started after the first ones have measured every point, reads it SLOWER on their own pairs
+too: each process draws its own memory layout, and a phase of the host that favoured one side
+does not last that long.  Until then it is UNSURE.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..measure.stats import median_ci
 
@@ -61,15 +66,27 @@ def family(key) -> str:
     return "structured gradient" if method == "structured" else "naive gradient"
 
 
+def quads(ratios: list[float]) -> list[float]:
+    """The geometric mean of each two adjacent pairs (A B, then B A)."""
+    return [math.sqrt(ratios[i] * ratios[i + 1]) for i in range(0, len(ratios) - 1, 2)]
+
+
+def estimate(values: list[float]) -> tuple[float, float, float]:
+    """(median, low, high) of quads; NaN with fewer than two."""
+    if len(values) < 2:
+        return math.nan, math.nan, math.nan
+    return (statistics.median(values), *median_ci(values, CONFIDENCE))
+
+
 @dataclass
 class Point:
-    """One compared point: its pair ratios (HEAD / BASE) in the order taken."""
+    """One compared point: its pair ratios (HEAD / BASE) in the order taken, by the first
+    workers and, when it read SLOWER, by a fresh pair of workers (``confirm``)."""
 
     key: list
     label: str
     ratios: list[float] = field(default_factory=list)
-    #: how many pairs the point had when its pooled pairs first read SLOWER (None: they do not)
-    flagged_at: int | None = None
+    confirm: list[float] = field(default_factory=list)
 
     @property
     def family(self) -> str:
@@ -77,71 +94,82 @@ class Point:
 
     @property
     def quads(self) -> list[float]:
-        """The geometric mean of each two adjacent pairs (A B, then B A)."""
-        r = self.ratios
-        return [math.sqrt(r[i] * r[i + 1]) for i in range(0, len(r) - 1, 2)]
+        return quads(self.ratios) + quads(self.confirm)
+
+    @property
+    def pairs(self) -> int:
+        return len(self.ratios) + len(self.confirm)
 
     @property
     def ratio(self) -> float:
-        return statistics.median(self.quads) if len(self.ratios) > 1 else math.nan
+        return estimate(self.quads)[0]
 
     @property
     def interval(self) -> tuple[float, float]:
-        quads = self.quads
-        return median_ci(quads, CONFIDENCE) if len(quads) > 1 else (math.nan, math.nan)
+        return estimate(self.quads)[1:]
 
-    def settle(self, threshold: float) -> None:
-        """After a pass: remember when the pairs first read SLOWER, forget it once they do not."""
-        if verdict(*self.interval, threshold) != "SLOWER":
-            self.flagged_at = None
-        elif self.flagged_at is None:
-            self.flagged_at = len(self.ratios)
+    def read(self, threshold: float) -> str:
+        """The verdict of all its pairs, before any confirmation."""
+        return verdict(*self.interval, threshold)
+
+    def confirmed(self, threshold: float) -> str:
+        """The verdict of the fresh workers' pairs alone (UNSURE when there are none)."""
+        return verdict(*estimate(quads(self.confirm))[1:], threshold)
 
     def verdict(self, threshold: float) -> str:
-        """The pooled pairs' verdict.  A regression counts only once confirmed: the pairs read
-        SLOWER when first flagged and still do with twice as many pairs, the newer half taken
-        later (a phase of the host that favoured one side does not last); until then UNSURE."""
-        found = verdict(*self.interval, threshold)
-        if found == "SLOWER" and (
-            self.flagged_at is None or len(self.ratios) < 2 * self.flagged_at
-        ):
+        """All pairs' verdict; SLOWER only when the fresh workers' pairs alone say so too."""
+        found = self.read(threshold)
+        if found == "SLOWER" and self.confirmed(threshold) != "SLOWER":
             return "UNSURE"
         return found
 
 
 @dataclass(frozen=True)
 class Family:
+    """A family's geometric-mean ratio and interval over its points; ``fresh`` is the same
+    over the fresh workers' pairs alone (None where they measured none of it)."""
+
     name: str
     points: int
     ratio: float
     low: float
     high: float
+    fresh: Family | None = None
+
+    def read(self, threshold: float) -> str:
+        return verdict(self.low, self.high, threshold)
 
     def verdict(self, threshold: float) -> str:
-        return verdict(self.low, self.high, threshold)
+        found = self.read(threshold)
+        fresh = self.fresh.read(threshold) if self.fresh else "UNSURE"
+        return "UNSURE" if found == "SLOWER" and fresh != "SLOWER" else found
+
+
+def _combine(name: str, estimates: list[tuple[float, float, float]]) -> Family | None:
+    found = [e for e in estimates if all(map(math.isfinite, e))]
+    if not found:
+        return None
+    centre = statistics.fmean(math.log(m) for m, _, _ in found)
+    half = math.sqrt(sum(((math.log(h) - math.log(lo)) / 2) ** 2 for _, lo, h in found))
+    half /= len(found)
+    return Family(
+        name, len(found), math.exp(centre), math.exp(centre - half), math.exp(centre + half)
+    )
 
 
 def families(points: list[Point]) -> list[Family]:
     """Each family's geometric-mean ratio and interval over its measured points."""
     found = []
     for name in FAMILIES:
-        members = [p for p in points if p.family == name and len(p.quads) > 1]
-        if not members:
+        members = [p for p in points if p.family == name]
+        pooled = _combine(name, [estimate(p.quads) for p in members])
+        if pooled is None:
             continue
-        logs = [math.log(p.ratio) for p in members]
-        halves = [(math.log(p.interval[1]) - math.log(p.interval[0])) / 2 for p in members]
-        centre = statistics.fmean(logs)
-        half = math.sqrt(sum(h * h for h in halves)) / len(members)
-        found.append(
-            Family(
-                name,
-                len(members),
-                math.exp(centre),
-                math.exp(centre - half),
-                math.exp(centre + half),
-            )
-        )
+        fresh = [estimate(quads(p.confirm)) for p in members if p.confirm]
+        if len(fresh) < len(members):  # a fresh verdict covers the whole family or none
+            fresh = []
+        found.append(replace(pooled, fresh=_combine(name, fresh)))
     return found
 
 
-__all__ = ["CONFIDENCE", "FAMILIES", "Family", "Point", "families", "family", "verdict"]
+__all__ = ["CONFIDENCE", "FAMILIES", "Family", "Point", "families", "family", "quads", "verdict"]

@@ -18,6 +18,7 @@ did not fit the time budget), said in one line.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -50,7 +51,7 @@ class GateResult:
     points: list[Point]
     only: dict[str, list[str]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
-    #: False when the time budget ended a later pass: some points may stay UNSURE
+    #: False when the time budget ended a later pass or the confirmation
     complete: bool = True
     wall_s: float = 0.0
 
@@ -63,15 +64,26 @@ class GateResult:
 
     @property
     def regressions(self) -> list[str]:
-        """The points and families that got slower."""
+        """The points and families that got slower (confirmed)."""
         t = self.threshold
         return [p.label for p in self.points if p.verdict(t) == "SLOWER"] + [
             f.name for f in self.families if f.verdict(t) == "SLOWER"
         ]
 
     @property
+    def unconfirmed(self) -> list[str]:
+        """The points and families that read SLOWER but were not confirmed."""
+        t = self.threshold
+        return [p.label for p in self.points if p.read(t) == "SLOWER" != p.verdict(t)] + [
+            f.name for f in self.families if f.read(t) == "SLOWER" != f.verdict(t)
+        ]
+
+    @property
     def status(self) -> int:
-        return 1 if self.regressions else 0
+        """0 no regression, 1 a regression, 2 a confirmation the time budget cut short."""
+        if self.regressions:
+            return 1
+        return 2 if self.unconfirmed and not self.complete else 0
 
 
 def shared_cores() -> str:
@@ -80,9 +92,12 @@ def shared_cores() -> str:
     the side that ran elsewhere.  ``SOFTMAX_THREADS`` cores (the last of those this process
     may use), or all of them when it is unset."""
     allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    threads = (os.environ.get("SOFTMAX_THREADS") or "").strip()
-    if threads.isdigit() and 0 < int(threads) < len(allowed):
-        allowed = allowed[-int(threads) :]
+    try:
+        threads = int(os.environ.get("SOFTMAX_THREADS") or 0)
+    except ValueError:  # the workers say so
+        threads = 0
+    if 0 < threads < len(allowed):
+        allowed = allowed[-threads:]
     return ",".join(map(str, allowed))
 
 
@@ -127,34 +142,38 @@ def run_gate(
     with tempfile.TemporaryDirectory(prefix="softmax-bench-gate-") as tmp:
         suite = Path(tmp) / "suite"
         shutil.copytree(root / "bench", suite / "bench", ignore=shutil.ignore_patterns("__py*"))
-        workers: list[Worker] = []
-        try:
-            cpus = shared_cores()
-            for name, source in zip(SIDES, sources):
-                workers.append(start(name, source, suite, Path(tmp) / f"{name}.log", cpus))
-            result = _compare(workers, shas, threshold, pattern, deadline, progress)
-        except OutOfTime as exc:
-            raise GateError(
-                f"the time budget ({time_budget_s:g} s) ended before {exc} was ready; "
-                "fix: raise --time-budget"
-            ) from None
-        finally:
-            for w in workers:
-                w.close()
+        cpus = shared_cores()
+        with contextlib.ExitStack() as running:
+
+            def workers(tag: str) -> list[Worker]:
+                """A pair of workers, started and ready; stopped when the gate ends."""
+                pair = []
+                for name, source in zip(SIDES, sources):
+                    w = start(name, source, suite, cache / f"{name}-{tag}.log", cpus)
+                    running.callback(w.close)
+                    pair.append(w)
+                backends = [w.started(deadline) for w in pair]
+                if backends[0] != backends[1]:
+                    raise GateError(f"BASE measures on {backends[0]} and HEAD on {backends[1]}")
+                return pair
+
+            try:
+                result = _compare(workers, shas, threshold, pattern, deadline, progress)
+            except OutOfTime as exc:
+                raise GateError(
+                    f"the time budget ({time_budget_s:g} s) ended while {exc} started; fix: "
+                    "raise --time-budget"
+                ) from None
     result.wall_s = time.monotonic() - began
     return result
 
 
 def _compare(workers, shas, threshold, pattern, deadline, progress) -> GateResult:
-    a, b = workers
-    backends = [w.started(deadline) for w in workers]
-    if backends[0] != backends[1]:
-        raise GateError(f"BASE measures on {backends[0]} and HEAD on {backends[1]}")
-    listings = [w.ask({"op": "points"}, deadline) for w in workers]
+    a, b = workers("first")
+    listings = [w.ask({"op": "points"}, deadline) for w in (a, b)]
     keyed = [{tuple(k): label for k, label in listing["points"]} for listing in listings]
     skipped = {**listings[0]["skipped"], **listings[1]["skipped"]}
-    keys = [k for k in keyed[1] if k in keyed[0]]
-    points = [Point(list(k), keyed[1][k]) for k in keys]
+    points = [Point(list(k), keyed[1][k]) for k in keyed[1] if k in keyed[0]]
     if pattern:
         points = [p for p in points if pattern.search(p.label)]
     only = {
@@ -162,56 +181,87 @@ def _compare(workers, shas, threshold, pattern, deadline, progress) -> GateResul
         for side, mine, other in (("BASE", keyed[0], keyed[1]), ("HEAD", keyed[1], keyed[0]))
     }
     if not points:
-        raise GateError("no point that both commits define matches; fix: check --bench")
-    result = GateResult(shas[0], shas[1], threshold, backends[0], points, only, skipped)
+        why = f"; {len(skipped)} are skipped on this machine (memory or time)" if skipped else ""
+        chosen = " and match --bench" if pattern else ""
+        raise GateError(f"no point that both commits define{chosen} can run here{why}")
+    result = GateResult(shas[0], shas[1], threshold, a.backend, points, only, skipped)
+    t = threshold
     for i, p in enumerate(points, 1):
         try:
-            _measure(a, b, p, FIRST_PAIRS, deadline)
+            _measure(a, b, p.key, p.ratios, FIRST_PAIRS, deadline)
         except OutOfTime:
             raise GateError(
                 f"the time budget ended after {i - 1} of {len(points)} points; fix: raise "
                 "--time-budget or choose fewer points with --bench"
             ) from None
-        p.settle(threshold)
-        if progress:
-            progress(f"[{i}/{len(points)}] {_line(p, threshold)}")
+        _said(progress, f"[{i}/{len(points)}]", p, t)
     try:
-        while todo := [
-            p for p in points if p.verdict(threshold) == "UNSURE" and len(p.ratios) < MAX_PAIRS
-        ]:
+        while todo := [p for p in points if p.read(t) == "UNSURE" and p.pairs < MAX_PAIRS]:
             for p in todo:
-                _measure(a, b, p, min(len(p.ratios), MAX_PAIRS - len(p.ratios)), deadline)
-                p.settle(threshold)
-                if progress:
-                    progress(f"[more] {_line(p, threshold)}")
+                _measure(a, b, p.key, p.ratios, min(p.pairs, MAX_PAIRS - p.pairs), deadline)
+                _said(progress, "[more]", p, t)
+        suspects = _suspects(result)
+        if suspects:
+            a.close()
+            b.close()
+            a, b = workers("fresh")
+            for p in suspects:
+                _measure(a, b, p.key, p.confirm, FIRST_PAIRS, deadline)
+                _said(progress, "[fresh]", p, t)
+            while todo := [p for p in suspects if _undecided(p, t)]:
+                for p in todo:
+                    _measure(a, b, p.key, p.confirm, len(p.confirm), deadline)
+                    _said(progress, "[fresh]", p, t)
     except OutOfTime:
         result.complete = False
     return result
 
 
-def _measure(a: Worker, b: Worker, p: Point, pairs: int, deadline: float) -> None:
-    """``pairs`` more pairs of point ``p``, after both workers prepared it."""
-    request = {"op": "prepare", "key": p.key}
-    a.send(request)
-    b.send(request)
-    calls = [w.reply(deadline)["call_s"] for w in (a, b)]
+def _suspects(result: GateResult) -> list[Point]:
+    """The points to measure with fresh workers: those that read SLOWER, and every point of a
+    family that does."""
+    t = result.threshold
+    slower = {f.name for f in result.families if f.read(t) == "SLOWER"}
+    return [p for p in result.points if p.read(t) == "SLOWER" or p.family in slower]
+
+
+def _undecided(p: Point, threshold: float) -> bool:
+    """A point that reads SLOWER whose fresh pairs do not yet tell, with room for more."""
+    return (
+        p.read(threshold) == "SLOWER"
+        and p.confirmed(threshold) == "UNSURE"
+        and len(p.confirm) < MAX_PAIRS
+    )
+
+
+def _said(progress, tag: str, p: Point, threshold: float) -> None:
+    if progress:
+        progress(f"{tag} {_line(p, threshold)}")
+
+
+def _measure(a: Worker, b: Worker, key: list, into: list[float], pairs: int, deadline) -> None:
+    """``pairs`` more pairs of the point ``key`` into ``into``, after both workers prepared it
+    (one after the other: their warm-up calls time how many calls make a sample)."""
+    request = {"op": "prepare", "key": key}
+    calls = [w.ask(request, deadline)["call_s"] for w in (a, b)]
     loops = max(1, round(SLOT_S / max(max(calls), 1e-9)))
     sample = {"op": "sample", "loops": loops}
     for _ in range(pairs):
-        if len(p.ratios) % 2 == 0:
+        if len(into) % 2 == 0:
             ta = a.ask(sample, deadline)["s"]
             tb = b.ask(sample, deadline)["s"]
         else:
             tb = b.ask(sample, deadline)["s"]
             ta = a.ask(sample, deadline)["s"]
-        p.ratios.append(tb / ta)
+        into.append(tb / ta)
 
 
 def _line(p: Point, threshold: float) -> str:
     low, high = p.interval
+    fresh = f" ({len(p.confirm)} fresh)" if p.confirm else ""
     return (
         f"{p.label:<58} {p.ratio:6.3f} [{low:.3f}, {high:.3f}] "
-        f"{len(p.ratios):3d} pairs  {p.verdict(threshold)}"
+        f"{p.pairs:3d} pairs{fresh}  {p.verdict(threshold)}"
     )
 
 
@@ -225,9 +275,12 @@ def summary(result: GateResult) -> str:
         f"{'family':<22} {'points':>6} {'ratio':>7}  {'99% interval':<16}  verdict",
     ]
     for f in result.families:
+        fresh = ""
+        if f.fresh:
+            fresh = f"  (fresh: {f.fresh.ratio:.3f} [{f.fresh.low:.3f}, {f.fresh.high:.3f}])"
         lines.append(
             f"{f.name:<22} {f.points:>6} {f.ratio:7.3f}  [{f.low:.3f}, {f.high:.3f}]   "
-            f"{f.verdict(t)}"
+            f"{f.verdict(t)}{fresh}"
         )
     lines += ["", f"{'point':<58} {'ratio':>6}  {'99% interval':<16} {'':>9}  verdict"]
     lines += [_line(p, t) for p in result.points]
@@ -236,12 +289,18 @@ def summary(result: GateResult) -> str:
         counts[v] += 1
     lines += ["", "points: " + ", ".join(f"{n} {v}" for v, n in counts.items())]
     if not result.complete:
-        lines.append("the time budget ended before every UNSURE point was decided")
+        lines.append("the time budget ended before every point was decided")
     for side, labels in result.only.items():
         if labels:
             lines.append(f"only in {side} (not compared): {', '.join(labels)}")
     if result.skipped:
         lines.append(f"skipped on this machine: {len(result.skipped)} points (memory or time)")
+    if result.unconfirmed:
+        lines.append(
+            "read SLOWER, not confirmed by fresh workers: " + ", ".join(result.unconfirmed)
+        )
+    if result.status == 2:
+        lines.append("could not decide: the time budget ended before the fresh workers confirmed")
     lines.append(
         "regressions: " + ", ".join(result.regressions) if result.regressions else "no regression"
     )

@@ -28,9 +28,28 @@ import json
 import os
 import sys
 import time
+import traceback
 
 #: Seconds of warm-up calls after the cold one (at least two calls).
 WARMUP_S = 0.05
+#: Characters of the measured code's output kept in the log; the rest is dropped.
+LOG_CHARS = 1 << 20
+
+
+class _Bounded:
+    """stderr, keeping the first :data:`LOG_CHARS` characters written."""
+
+    def __init__(self, stream):
+        self.stream, self.left = stream, LOG_CHARS
+
+    def write(self, text: str) -> int:
+        if self.left > 0:
+            self.stream.write(text[: self.left])
+            self.left -= len(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
 
 
 def _answer(out, reply: dict) -> None:
@@ -110,17 +129,18 @@ def main() -> int:
         os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})
     out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # the measured code's prints must not reach the answers
-    sys.stdout = sys.stderr
+    sys.stdout = sys.stderr = _Bounded(sys.stderr)
     try:
         import softmax_core
         from bench import common
 
-        where = os.path.realpath(softmax_core.__file__)
+        where = os.path.realpath(getattr(softmax_core, "__file__", None) or "?")
         if not where.startswith(os.path.realpath(source) + os.sep):
             raise ImportError(f"softmax_core came from {where}, not from the commit's tree")
         backend = common.backend()
         session = _session(common, backend)
     except Exception as exc:  # the commit does not import or run here: said, not raised
+        traceback.print_exc()
         _answer(out, {"error": f"cannot start: {_why(exc)}"})
         return 1
     points = Points(common)
@@ -140,7 +160,8 @@ def main() -> int:
                     reply = points.sample(int(request["loops"]))
                 else:
                     reply = {"error": f"unknown request {op!r}"}
-            except Exception as exc:
+            except Exception as exc:  # the traceback goes to the log the gate names
+                traceback.print_exc()
                 reply = {"error": _why(exc)}
             _answer(out, reply)
     return 0

@@ -7,6 +7,7 @@ so the gate ends within its time budget whatever a point costs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -21,6 +22,10 @@ from .commits import GateError
 SCRIPT = Path(__file__).with_name("worker.py")
 #: Seconds a worker may take to import its commit and settle.
 START_S = 120.0
+#: Seconds a stopped worker may take to exit.
+EXIT_S = 5.0
+#: Bytes of a worker's log read for a message.
+LOG_TAIL = 4096
 
 
 class OutOfTime(Exception):
@@ -31,8 +36,8 @@ class Worker:
     """One commit's measuring process.  ``name`` (BASE or HEAD) names it in every message."""
 
     def __init__(self, name: str, source: Path, suite: Path, log: Path, cpus: str = ""):
-        self.name, self.log_path = name, log
-        self._buf = b""
+        self.name, self.log_path, self.backend = name, log, ""
+        self._buf, self._closed = b"", False
         with open(log, "wb") as err:
             self.proc = subprocess.Popen(
                 [sys.executable, "-I", str(SCRIPT), str(source), str(suite), cpus],
@@ -43,7 +48,16 @@ class Worker:
 
     def started(self, deadline: float) -> str:
         """Wait for the worker to be ready; its backend's label."""
-        return self.reply(min(deadline, time.monotonic() + START_S))["ready"]
+        limit = time.monotonic() + START_S
+        try:
+            self.backend = self.reply(min(deadline, limit))["ready"]
+        except OutOfTime:
+            if limit < deadline:
+                raise GateError(
+                    f"{self.name}'s worker was not ready within {START_S:g} s (see {self.log_path})"
+                ) from None
+            raise
+        return self.backend
 
     def send(self, request: dict) -> None:
         try:
@@ -64,7 +78,7 @@ class Worker:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise OutOfTime(self.name)
-            if not select.select([fd], [], [], left)[0]:
+            if not select.select([fd], [], [], min(left, 60.0))[0]:
                 continue
             chunk = os.read(fd, 1 << 16)
             if not chunk:
@@ -73,29 +87,41 @@ class Worker:
         line, _, self._buf = self._buf.partition(b"\n")
         reply = json.loads(line)
         if "error" in reply:
-            raise GateError(f"{self.name}: {reply['error']}")
+            raise GateError(f"{self.name}: {reply['error']} (see {self.log_path})")
         return reply
 
     def _ended(self) -> GateError:
-        code = self.proc.wait()
         try:
-            lines = self.log_path.read_text(errors="replace").strip().splitlines()
+            code = self.proc.wait(timeout=EXIT_S)
+        except subprocess.TimeoutExpired:
+            code = "none yet"
+        try:
+            with open(self.log_path, "rb") as log:
+                log.seek(max(0, log.seek(0, os.SEEK_END) - LOG_TAIL))
+                lines = log.read().decode(errors="replace").strip().splitlines()
         except OSError:
             lines = []
         said = f": {lines[-1]}" if lines else ""
-        return GateError(f"{self.name}'s worker ended (exit status {code}){said}")
+        return GateError(
+            f"{self.name}'s worker ended (exit status {code}){said} (see {self.log_path})"
+        )
 
     def close(self) -> None:
-        """Stop the worker (asked first, killed after a second)."""
+        """Stop the worker: asked first, killed after a second; never raises."""
+        if self._closed:
+            return
+        self._closed = True
         if self.proc.poll() is None:
-            try:
+            with contextlib.suppress(GateError, OSError, subprocess.TimeoutExpired):
                 self.send({"op": "quit"})
                 self.proc.wait(timeout=1)
-            except (GateError, subprocess.TimeoutExpired):
+            if self.proc.poll() is None:
                 self.proc.kill()
-                self.proc.wait()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.proc.wait(timeout=EXIT_S)
         for f in (self.proc.stdin, self.proc.stdout):
-            f.close()
+            with contextlib.suppress(OSError):
+                f.close()
 
 
 __all__ = ["OutOfTime", "Worker"]
