@@ -245,8 +245,8 @@ def test_asv_rounds_share_out_the_points_sampling_time_as_the_sweeps_rounds_do(b
 
 @pytest.mark.parametrize("rounds", [1, 2, 3, 6])
 def test_a_point_gives_asv_enough_samples_to_be_found_slower(bench, rounds):
-    """asv's Mann-Whitney test at p < 0.002 can never separate 6 samples from 6: the gate's
-    3 rounds of 2 samples hid a 2x slowdown of its slowest point."""
+    """asv's Mann-Whitney test at p < 0.002 can never separate 6 samples from 6: 3 rounds of 2
+    samples would hide a 2x slowdown."""
     is_different = pytest.importorskip("asv._stats", reason="asv is not installed").is_different
 
     common = bench["common"]
@@ -257,8 +257,8 @@ def test_a_point_gives_asv_enough_samples_to_be_found_slower(bench, rounds):
     assert is_different(before, after, *ci)
 
 
-#: The newest commit before the gate's change (1b4a426): the base an `asv_gate.py origin/main HEAD`
-#: of that push compares against.  asv runs today's bench/ against each commit's softmax_core.
+#: A commit of the older, flat layout.  asv runs today's bench/ against each commit's
+#: softmax_core.
 OLDER_LIBRARY = "1dfc00d"
 
 
@@ -378,9 +378,10 @@ def test_softmax_threads_limits_the_blas_of_a_benchmark(bench, monkeypatch):
         bench["common"].backend()
         pools = [p for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
         assert pools and all(p["num_threads"] == 1 for p in pools)
-    monkeypatch.setenv("SOFTMAX_THREADS", "two")
-    with pytest.raises(ValueError, match="SOFTMAX_THREADS"):
-        bench["common"].threads()
+    for text in ("two", "²"):  # "²" is a digit to str.isdigit, but no number
+        monkeypatch.setenv("SOFTMAX_THREADS", text)
+        with pytest.raises(ValueError, match="SOFTMAX_THREADS.*positive integer"):
+            bench["common"].threads()
 
 
 # ---------------------------------------------------------------------------- asv itself
@@ -544,8 +545,7 @@ def test_compare_flags_a_2x_slower_structured_gradient_and_not_a_no_op(scratch):
     API: the no-op's are the base's samples resampled (the same distribution, seed 0), the
     slow one's are the base's samples doubled.  ``asv compare --factor 1.2`` must flag
     both points of the slow commit and nothing of the no-op.  Made-up samples keep this
-    test exact on a loaded machine; tools/asv_gate.py runs the real gate, builds and
-    measurements of every commit included, on the whole default suite."""
+    test exact on a loaded machine."""
     from asv.results import Results
     from asv.runner import BenchmarkResult
     from asv.util import load_json
