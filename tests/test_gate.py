@@ -289,9 +289,45 @@ def test_an_export_is_kept_once_and_old_ones_go(tmp_path, monkeypatch):
         if name != "d" * 40:  # a folder of that name the gate did not make
             (tmp_path / name / gate_commits.MARKER).write_text("")
         os.utime(tmp_path / name, (i, i))
+    # half-made exports an hour old go, but only those the gate marked as its own
+    for name, marked in ((".0123456789-abc", True), (".0123456789-mine", False)):
+        (tmp_path / name).mkdir()
+        if marked:
+            (tmp_path / name / gate_commits.MAKING).write_text("")
+        os.utime(tmp_path / name, (0, 0))
     gate_commits._prune(tmp_path, {first, tmp_path / ("a" * 40)})
     left = sorted(p.name for p in tmp_path.iterdir())
-    assert left == sorted([sha, "a" * 40, "c" * 40, "mine", "d" * 40])
+    assert left == sorted([sha, "a" * 40, "c" * 40, "mine", "d" * 40, ".0123456789-mine"])
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["[project]\ndependencies = [1]\n", '[project]\ndependencies = "numpy"\n', "[project\n"],
+)
+def test_a_commits_unreadable_dependencies_are_one_error(tmp_path, text):
+    (tmp_path / "pyproject.toml").write_text(text)
+    with pytest.raises(GateError, match="pyproject.toml cannot be read"):
+        gate_commits.missing_requirements(tmp_path)
+
+
+def test_an_export_never_replaces_a_folder_it_did_not_make(tmp_path):
+    sha = gate_commits.resolve(REPO_ROOT, "HEAD")
+    (tmp_path / sha).mkdir()
+    (tmp_path / sha / "notes.txt").write_text("mine")
+    with pytest.raises(GateError, match="in the way of commit"):
+        gate_commits.export(REPO_ROOT, sha, tmp_path)
+    assert (tmp_path / sha / "notes.txt").read_text() == "mine"
+
+
+def test_the_suite_is_copied_without_following_links(tmp_path):
+    from softmax_core.gate.run import _copy_suite
+
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "common.py").write_text("x = 1\n")
+    (tmp_path / "bench" / "loop").symlink_to(tmp_path)
+    (tmp_path / "bench" / "linked.py").symlink_to(tmp_path / "bench" / "common.py")
+    _copy_suite(tmp_path / "bench", tmp_path / "copy")
+    assert sorted(p.name for p in (tmp_path / "copy").iterdir()) == ["common.py"]
 
 
 def test_a_commits_missing_dependency_is_named(tmp_path):
@@ -325,9 +361,35 @@ def test_a_gate_outside_a_repository_exits_2(cli_run, tmp_path):
     assert code == 2 and "not in a git work tree" in err
 
 
-def test_malformed_gate_arguments_exit_2(cli_run):
-    code, _, err = cli_run("gate", "HEAD", "HEAD", "--threshold", "5")
-    assert code == 2 and "--threshold" in err
+@pytest.mark.parametrize(
+    "option, value", [("--threshold", "5"), ("--time-budget", "3"), ("--cache", "")]
+)
+def test_malformed_gate_arguments_exit_2(cli_run, option, value):
+    code, _, err = cli_run("gate", "HEAD", "HEAD", option, value)
+    assert code == 2 and option in err and "Traceback" not in err
+
+
+def test_a_reader_that_goes_away_does_not_change_the_gates_exit_status(monkeypatch, capsys):
+    """`softmax-bench gate ... 2>&1 | head -1`: the progress lines and the table go nowhere,
+    and a regression still exits 1."""
+    from softmax_core.cli import main
+    from softmax_core.gate.run import GateResult
+
+    def fake_gate(*args, progress, **kw):
+        progress("[1/1] ...")
+        p = pairs.Point(KEYS[0], "p", ratios=[1.2] * 24, confirm=[1.2] * 24)
+        return GateResult("a" * 40, "b" * 40, 0.05, "numpy-cpu", [p])
+
+    class Gone:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr("softmax_core.gate.run_gate", fake_gate)
+    monkeypatch.setattr("sys.stderr", Gone())
+    assert main(["gate", "HEAD", "HEAD"]) == 1
 
 
 @pytest.mark.slow

@@ -7,6 +7,8 @@ Exit status 0 (no regression), 1 (a regression, each listed with its ratio and i
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import signal
 import sys
 from pathlib import Path
@@ -37,9 +39,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--time-budget",
-        type=positive_float,
+        type=budget,
         default=600.0,
-        help="seconds the gate may take in all (default: %(default)s)",
+        help=f"seconds the gate may take in all, at least {MIN_BUDGET_S:g} (default: %(default)s)",
     )
     p.add_argument(
         "--bench", metavar="REGEX", help="only the points whose label matches (e.g. 'structured')"
@@ -47,19 +49,51 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--repo", type=Path, default=Path("."), help="the project (default: here)")
     p.add_argument(
         "--cache",
-        type=Path,
-        help="where the commits' trees are kept (default: ~/.cache/softmax-bench-gate)",
+        type=folder,
+        help="where the commits' trees and the workers' logs are kept "
+        "(default: ~/.cache/softmax-bench-gate)",
     )
     return p
+
+
+#: The shortest time budget: the workers' start alone takes seconds.
+MIN_BUDGET_S = 10.0
+
+
+def budget(text: str) -> float:
+    value = positive_float(text)
+    if value < MIN_BUDGET_S:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_BUDGET_S:g} seconds, got {text}")
+    return value
+
+
+def folder(text: str) -> Path:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a folder, got an empty string")
+    return Path(text)
+
+
+def _progress():
+    """Prints a progress line on stderr; a reader that went away stops the lines, not the gate."""
+    on = [True]
+
+    def say(line: str) -> None:
+        if on[0]:
+            try:
+                print(line, file=sys.stderr, flush=True)
+            except OSError:
+                on[0] = False
+
+    return say
 
 
 def run(args) -> int:
     from ..gate import GateError, run_gate, summary
 
-    def stop(signum, frame):  # a CI job's timeout: stop the workers, leave no folder behind
-        raise SystemExit(128 + signum)
+    def stop(signum, frame):  # a CI job's timeout, a closed terminal: stop the workers, leave
+        raise SystemExit(128 + signum)  # no folder behind
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
         result = run_gate(
             args.base,
@@ -69,12 +103,17 @@ def run(args) -> int:
             time_budget_s=args.time_budget,
             select=args.bench,
             cache=args.cache,
-            progress=lambda line: print(line, file=sys.stderr, flush=True),
+            progress=_progress(),
         )
     except (GateError, InputError, BackendError, OSError) as exc:
-        print(f"softmax-bench gate: error: {exc}", file=sys.stderr)
+        with contextlib.suppress(OSError):
+            print(f"softmax-bench gate: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     finally:
-        signal.signal(signal.SIGTERM, previous)
-    print(summary(result))
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    try:
+        print(summary(result), flush=True)
+    except OSError:  # the reader went away: the exit status still tells
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return result.status

@@ -43,6 +43,7 @@ MARKER = ".softmax-bench-gate"
 #: An export's folder name (the commit's full hash), and that of one being made.
 EXPORT_NAME = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 MAKING_NAME = re.compile(r"\.[0-9a-f]{10}-\w+")
+MAKING = ".softmax-bench-gate-making"
 
 
 class GateError(Exception):
@@ -83,41 +84,73 @@ def resolve(repo: Path, rev: str) -> str:
     return proc.stdout.decode().strip()
 
 
+def _archive(repo: Path, sha: str) -> bytes:
+    """``git archive`` of commit ``sha``'s :data:`PATHS` (those it has), at most
+    :data:`MAX_EXPORT_BYTES` read."""
+    paths = [p for p in PATHS if _git(repo, "cat-file", "-e", f"{sha}:{p}").returncode == 0]
+    if PATHS[0] not in paths:
+        raise GateError(
+            f"commit {sha[:10]} has no {PATHS[0]} to measure; fix: gate commits of softmax-bench"
+        )
+    proc = subprocess.Popen(
+        ["git", "-C", str(repo), "archive", "--format=tar", sha, "--", *paths],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        data = proc.stdout.read(MAX_EXPORT_BYTES + 1)
+        if len(data) > MAX_EXPORT_BYTES:
+            raise GateError(
+                f"commit {sha[:10]}'s {PATHS[0]} is over {MAX_EXPORT_BYTES >> 20} MiB; fix: gate "
+                "commits of softmax-bench"
+            )
+        if proc.wait(timeout=GIT_TIMEOUT_S) != 0:
+            raise GateError(f"git archive of commit {sha[:10]} failed")
+    except subprocess.TimeoutExpired:
+        raise GateError(f"git archive of commit {sha[:10]} took over {GIT_TIMEOUT_S} s") from None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    return data
+
+
 def export(repo: Path, sha: str, cache: Path, keep: tuple[Path, ...] = ()) -> Path:
     """Commit ``sha``'s tree of :data:`PATHS`, exported under ``cache`` (once; reused after)."""
     dest = cache / sha
     if (dest / MARKER).is_file():
         os.utime(dest)
         return dest
-    proc = _git(repo, "archive", "--format=tar", sha, "--", *PATHS)
-    if proc.returncode != 0:
+    data = _archive(repo, sha)
+    if os.path.lexists(dest):
         raise GateError(
-            f"commit {sha[:10]} has no {' and no '.join(PATHS)} to measure "
-            f"({_last_line(proc.stderr)}); fix: gate commits of softmax-bench"
+            f"{dest} is in the way of commit {sha[:10]}'s tree and was not made by the gate; "
+            "fix: remove it or pass another --cache"
         )
-    if len(proc.stdout) > MAX_EXPORT_BYTES:
-        raise GateError(f"commit {sha[:10]}'s package is over {MAX_EXPORT_BYTES >> 20} MiB")
     try:
         cache.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{sha[:10]}-", dir=cache))
+        (tmp / MAKING).write_text("")
     except OSError as exc:
         raise GateError(
             f"cannot keep the commits' trees in {cache} ({exc.strerror}); fix: pass --cache a "
             "folder you can write"
         ) from None
     try:
-        with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tar:
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
             if hasattr(tarfile, "data_filter"):
                 tar.extractall(tmp, filter="data")
             else:  # pragma: no cover - Python without extraction filters
                 tar.extractall(tmp)
+        (tmp / MAKING).unlink()
         (tmp / MARKER).write_text(sha + "\n")
         os.replace(tmp, dest)
     except tarfile.TarError as exc:
         raise GateError(f"commit {sha[:10]}'s tree cannot be exported safely ({exc})") from None
-    except OSError:
+    except OSError as exc:
         if not (dest / MARKER).is_file():  # not another gate's export of the same commit
-            raise
+            raise GateError(f"cannot export commit {sha[:10]} into {cache} ({exc})") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     _prune(cache, {dest, *keep})
@@ -126,11 +159,12 @@ def export(repo: Path, sha: str, cache: Path, keep: tuple[Path, ...] = ()) -> Pa
 
 def _prune(cache: Path, keep: set[Path]) -> None:
     """Remove the least recently used exports past :data:`KEEP` (never those in ``keep``, never
-    a folder without :data:`MARKER`), and half-made ones an hour old."""
+    a folder without :data:`MARKER`), and half-made ones (:data:`MAKING`) an hour old."""
     exports, now = [], time.time()
     for p in cache.iterdir():
-        if MAKING_NAME.fullmatch(p.name) and p.is_dir() and now - p.stat().st_mtime > 3600:
-            shutil.rmtree(p, ignore_errors=True)  # an export a killed gate left half made
+        if MAKING_NAME.fullmatch(p.name) and (p / MAKING).is_file():
+            if now - p.stat().st_mtime > 3600:  # an export a killed gate left half made
+                shutil.rmtree(p, ignore_errors=True)
         elif EXPORT_NAME.fullmatch(p.name) and (p / MARKER).is_file():
             exports.append(p)
     exports.sort(key=lambda p: p.stat().st_mtime, reverse=True)
@@ -140,21 +174,21 @@ def _prune(cache: Path, keep: set[Path]) -> None:
 
 
 def missing_requirements(source: Path) -> list[str]:
-    """The dependencies in ``source/pyproject.toml`` that this environment does not satisfy."""
+    """The dependencies in ``source/pyproject.toml`` that this environment does not satisfy;
+    GateError when the file cannot be read as a list of requirements."""
     path = source / "pyproject.toml"
     if tomllib is None or not path.is_file():
         return []
     try:
-        declared = tomllib.loads(path.read_text(encoding="utf-8"))["project"]["dependencies"]
-    except (KeyError, TypeError, ValueError, OSError):
-        return []
+        project = tomllib.loads(path.read_text(encoding="utf-8")).get("project", {})
+        declared = project.get("dependencies", []) if isinstance(project, dict) else None
+        if not isinstance(declared, list) or not all(isinstance(d, str) for d in declared):
+            raise ValueError("project.dependencies is not a list of requirements")
+        requirements = [Requirement(text) for text in declared]
+    except (OSError, UnicodeDecodeError, ValueError, InvalidRequirement) as exc:
+        raise GateError(f"its pyproject.toml cannot be read ({exc})") from None
     missing = []
-    for text in declared:
-        try:
-            req = Requirement(text)
-        except InvalidRequirement:
-            missing.append(text)
-            continue
+    for req in requirements:
         if req.marker is not None and not req.marker.evaluate():
             continue
         try:

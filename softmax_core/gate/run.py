@@ -126,7 +126,9 @@ def run_gate(
     try:
         pattern = re.compile(select) if select else None
     except re.error as exc:
-        raise GateError(f"--bench {select!r} is no regular expression ({exc})") from None
+        raise GateError(
+            f"--bench {select!r} is no regular expression ({exc}); fix: e.g. --bench 'structured'"
+        ) from None
     root = toplevel(Path(repo))
     if not (root / "bench" / "common.py").is_file():
         raise GateError(f"{root} has no asv suite (bench/common.py); fix: run in the project")
@@ -134,14 +136,19 @@ def run_gate(
     cache = cache or default_cache()
     sources = [export(root, sha, cache, keep=tuple(cache / s for s in shas)) for sha in shas]
     for name, sha, source in zip(SIDES, shas, sources):
-        if missing := missing_requirements(source):
+        try:
+            missing = missing_requirements(source)
+        except GateError as exc:
+            raise GateError(f"{name} ({sha[:10]}): {exc}; fix: gate commits that build") from None
+        if missing:
             raise GateError(
                 f"{name} ({sha[:10]}) needs {', '.join(missing)}, which this environment lacks; "
                 "fix: install it and run the gate again"
             )
+    logs = _logs(cache)
     with tempfile.TemporaryDirectory(prefix="softmax-bench-gate-") as tmp:
         suite = Path(tmp) / "suite"
-        shutil.copytree(root / "bench", suite / "bench", ignore=shutil.ignore_patterns("__py*"))
+        _copy_suite(root / "bench", suite / "bench")
         cpus = shared_cores()
         with contextlib.ExitStack() as running:
 
@@ -149,7 +156,7 @@ def run_gate(
                 """A pair of workers, started and ready; stopped when the gate ends."""
                 pair = []
                 for name, source in zip(SIDES, sources):
-                    w = start(name, source, suite, cache / f"{name}-{tag}.log", cpus)
+                    w = start(name, source, suite, logs / f"{name}-{tag}.log", cpus)
                     running.callback(w.close)
                     pair.append(w)
                 backends = [w.started(deadline) for w in pair]
@@ -161,11 +168,44 @@ def run_gate(
                 result = _compare(workers, shas, threshold, pattern, deadline, progress)
             except OutOfTime as exc:
                 raise GateError(
-                    f"the time budget ({time_budget_s:g} s) ended while {exc} started; fix: "
-                    "raise --time-budget"
+                    f"the time budget ({time_budget_s:g} s) ended while {exc} started or listed "
+                    "its points; fix: raise --time-budget"
                 ) from None
     result.wall_s = time.monotonic() - began
     return result
+
+
+def _copy_suite(source: Path, dest: Path) -> None:
+    """The asv suite's modules (``bench/*.py``, regular files only) into ``dest``."""
+    try:
+        dest.mkdir(parents=True)
+        for f in sorted(source.glob("*.py")):
+            if f.is_file() and not f.is_symlink():
+                shutil.copyfile(f, dest / f.name)
+    except OSError as exc:
+        raise GateError(f"cannot copy the asv suite {source} ({exc})") from None
+
+
+#: Gates whose worker logs are kept in the cache's ``logs/`` folder.
+KEEP_LOGS = 8
+
+
+def _logs(cache: Path) -> Path:
+    """A folder of this gate's own for its workers' logs (the newest :data:`KEEP_LOGS` are
+    kept)."""
+    root = cache / "logs"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        mine = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%dT%H%M%S-"), dir=root))
+    except OSError as exc:
+        raise GateError(
+            f"cannot keep the workers' logs in {root} ({exc.strerror}); fix: pass --cache a "
+            "folder you can write"
+        ) from None
+    runs = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.name)
+    for old in runs[:-KEEP_LOGS]:
+        shutil.rmtree(old, ignore_errors=True)
+    return mine
 
 
 def _compare(workers, shas, threshold, pattern, deadline, progress) -> GateResult:
@@ -183,7 +223,10 @@ def _compare(workers, shas, threshold, pattern, deadline, progress) -> GateResul
     if not points:
         why = f"; {len(skipped)} are skipped on this machine (memory or time)" if skipped else ""
         chosen = " and match --bench" if pattern else ""
-        raise GateError(f"no point that both commits define{chosen} can run here{why}")
+        raise GateError(
+            f"no point that both commits define{chosen} can run here{why}; fix: check --bench, "
+            "SOFTMAX_ASV_SUITE and the device"
+        )
     result = GateResult(shas[0], shas[1], threshold, a.backend, points, only, skipped)
     t = threshold
     for i, p in enumerate(points, 1):

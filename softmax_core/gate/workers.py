@@ -38,7 +38,11 @@ class Worker:
     def __init__(self, name: str, source: Path, suite: Path, log: Path, cpus: str = ""):
         self.name, self.log_path, self.backend = name, log, ""
         self._buf, self._closed = b"", False
-        with open(log, "wb") as err:
+        try:
+            err = open(log, "wb")
+        except OSError as exc:
+            raise GateError(f"cannot write the worker's log {log} ({exc.strerror})") from None
+        with err:
             self.proc = subprocess.Popen(
                 [sys.executable, "-I", str(SCRIPT), str(source), str(suite), cpus],
                 stdin=subprocess.PIPE,
@@ -111,10 +115,12 @@ class Worker:
         if self._closed:
             return
         self._closed = True
-        if self.proc.poll() is None:
-            with contextlib.suppress(GateError, OSError, subprocess.TimeoutExpired):
-                self.send({"op": "quit"})
-                self.proc.wait(timeout=1)
+        try:
+            if self.proc.poll() is None:
+                with contextlib.suppress(GateError, OSError, subprocess.TimeoutExpired):
+                    self.send({"op": "quit"})
+                    self.proc.wait(timeout=1)
+        finally:  # even when a second Ctrl-C cuts the wait short
             if self.proc.poll() is None:
                 self.proc.kill()
                 with contextlib.suppress(subprocess.TimeoutExpired):
