@@ -134,7 +134,9 @@ def main() -> int:
         import softmax_core
         from bench import common
 
-        where = os.path.realpath(getattr(softmax_core, "__file__", None) or "?")
+        if not getattr(softmax_core, "__file__", None):
+            raise ImportError("the commit's softmax_core has no __init__.py")
+        where = os.path.realpath(softmax_core.__file__)
         if not where.startswith(os.path.realpath(source) + os.sep):
             raise ImportError(f"softmax_core came from {where}, not from the commit's tree")
         backend = common.backend()
