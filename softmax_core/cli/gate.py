@@ -22,7 +22,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     """Add ``gate`` to the CLI's subparsers."""
     p = sub.add_parser(
         "gate",
-        help="did HEAD make the asv suite's points slower than BASE? (exit 1 if so)",
+        help="did HEAD make the asv benchmarks slower than BASE? (exit 1 if so)",
         description="Measure the asv suite's points on two commits, one worker process each, "
         "in alternating pairs seconds apart, and judge each point and family by the interval "
         "of its HEAD/BASE ratios.  The device, backend and BLAS threads are SOFTMAX_DEVICE, "
