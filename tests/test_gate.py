@@ -369,6 +369,19 @@ def test_malformed_gate_arguments_exit_2(cli_run, option, value):
     assert code == 2 and option in err and "Traceback" not in err
 
 
+def test_threads_sets_the_workers_thread_count_for_the_gate_only(monkeypatch, cli_run):
+    seen = []
+
+    def fake_gate(*args, **kw):
+        seen.append(os.environ.get("SOFTMAX_THREADS"))
+        raise GateError("stop here")
+
+    monkeypatch.setattr("softmax_core.gate.run_gate", fake_gate)
+    monkeypatch.delenv("SOFTMAX_THREADS", raising=False)
+    code, _, err = cli_run("gate", "HEAD", "HEAD", "--threads", "1")
+    assert code == 2 and seen == ["1"] and "SOFTMAX_THREADS" not in os.environ
+
+
 def test_a_reader_that_goes_away_does_not_change_the_gates_exit_status(monkeypatch, capsys):
     """`softmax-bench gate ... 2>&1 | head -1`: the progress lines and the table go nowhere,
     and a regression still exits 1."""

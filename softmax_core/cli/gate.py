@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..backends import BackendError
 from ..errors import InputError
-from .arguments import EXIT_USAGE, fraction, positive_float
+from .arguments import EXIT_USAGE, fraction, positive_float, thread_count
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -25,9 +25,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help="did HEAD make the asv benchmarks slower than BASE? (exit 1 if so)",
         description="Measure the asv suite's points on two commits, one worker process each, "
         "in alternating pairs seconds apart, and judge each point and family by the interval "
-        "of its HEAD/BASE ratios.  The device, backend and BLAS threads are SOFTMAX_DEVICE, "
-        "SOFTMAX_BACKEND and SOFTMAX_THREADS, as for asv.  Exit 0: no regression; 1: a "
-        "regression; 2: the gate could not run.",
+        "of its HEAD/BASE ratios.  The device, backend, BLAS threads and suite are "
+        "SOFTMAX_DEVICE, SOFTMAX_BACKEND, SOFTMAX_THREADS and SOFTMAX_ASV_SUITE, as for asv.  "
+        "Exit 0: no regression; 1: a regression; 2: the gate could not run.",
     )
     p.add_argument("base", metavar="BASE", help="the commit to compare against (e.g. main)")
     p.add_argument("head", metavar="HEAD", help="the commit under test (e.g. HEAD)")
@@ -45,6 +45,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--bench", metavar="REGEX", help="only the points whose label matches (e.g. 'structured')"
+    )
+    p.add_argument(
+        "--threads",
+        type=thread_count,
+        help="BLAS threads of the workers: sets SOFTMAX_THREADS (default: as it is)",
     )
     p.add_argument("--repo", type=Path, default=Path("."), help="the project (default: here)")
     p.add_argument(
@@ -94,6 +99,9 @@ def run(args) -> int:
         raise SystemExit(128 + signum)  # no folder behind
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
+    threads = os.environ.get("SOFTMAX_THREADS")
+    if args.threads:
+        os.environ["SOFTMAX_THREADS"] = str(args.threads)
     try:
         result = run_gate(
             args.base,
@@ -112,6 +120,10 @@ def run(args) -> int:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        if threads is None:
+            os.environ.pop("SOFTMAX_THREADS", None)
+        else:
+            os.environ["SOFTMAX_THREADS"] = threads
     try:
         print(summary(result), flush=True)
     except OSError:  # the reader went away: the exit status still tells

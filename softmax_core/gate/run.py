@@ -325,7 +325,7 @@ def summary(result: GateResult) -> str:
             f"{f.name:<22} {f.points:>6} {f.ratio:7.3f}  [{f.low:.3f}, {f.high:.3f}]   "
             f"{f.verdict(t)}{fresh}"
         )
-    lines += ["", f"{'point':<58} {'ratio':>6}  {'99% interval':<16} {'':>9}  verdict"]
+    lines += ["", f"{'point':<58} {'ratio':>6}  {'99% interval':<16} pairs  verdict"]
     lines += [_line(p, t) for p in result.points]
     counts = {v: 0 for v in VERDICTS}
     for v in result.verdicts().values():
