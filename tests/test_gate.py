@@ -7,6 +7,7 @@ import math
 import os
 import random
 import subprocess
+import sys
 import time
 
 import pytest
@@ -319,6 +320,16 @@ def test_an_export_never_replaces_a_folder_it_did_not_make(tmp_path):
     assert (tmp_path / sha / "notes.txt").read_text() == "mine"
 
 
+def test_the_logs_of_the_last_gates_are_kept_and_nothing_else_is_removed(tmp_path, monkeypatch):
+    from softmax_core.gate import run as gate_run
+
+    monkeypatch.setattr(gate_run, "KEEP_LOGS", 2)
+    (tmp_path / "logs" / "1999-old-results").mkdir(parents=True)
+    made = [gate_run._logs(tmp_path) for _ in range(4)]
+    left = sorted(p.name for p in (tmp_path / "logs").iterdir())
+    assert left == sorted(["1999-old-results", made[2].name, made[3].name])
+
+
 def test_the_suite_is_copied_without_following_links(tmp_path):
     from softmax_core.gate.run import _copy_suite
 
@@ -328,6 +339,10 @@ def test_the_suite_is_copied_without_following_links(tmp_path):
     (tmp_path / "bench" / "linked.py").symlink_to(tmp_path / "bench" / "common.py")
     _copy_suite(tmp_path / "bench", tmp_path / "copy")
     assert sorted(p.name for p in (tmp_path / "copy").iterdir()) == ["common.py"]
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "common.py").symlink_to(tmp_path / "bench" / "common.py")
+    with pytest.raises(GateError, match="common.py is no regular file"):
+        _copy_suite(tmp_path / "other", tmp_path / "copy2")
 
 
 def test_a_commits_missing_dependency_is_named(tmp_path):
@@ -359,6 +374,19 @@ def test_a_gate_that_cannot_run_says_why_in_one_line_and_exits_2(cli_run, tmp_pa
 def test_a_gate_outside_a_repository_exits_2(cli_run, tmp_path):
     code, _, err = cli_run("gate", "HEAD", "HEAD", "--repo", tmp_path, "--cache", tmp_path)
     assert code == 2 and "not in a git work tree" in err
+
+
+def test_a_gate_with_stdout_closed_keeps_its_exit_status(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "softmax_core.cli", "gate", "no-such-commit", "HEAD"],
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: os.close(1),
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
 
 
 @pytest.mark.parametrize(

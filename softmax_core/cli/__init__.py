@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with thread_limit(getattr(args, "threads", None)):
             code = COMMANDS[args.command](args)
-        sys.stdout.flush()
+        if sys.stdout is not None:  # None: started with stdout closed
+            sys.stdout.flush()
         return code
     except BrokenPipeError:
         # the reader went away (`softmax-bench info | head -1`): not an error of ours

@@ -102,8 +102,10 @@ def shared_cores() -> str:
 
 
 def default_cache() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "softmax-bench-gate"
+    """``$XDG_CACHE_HOME/softmax-bench-gate`` (a relative one is ignored, as the XDG rules say),
+    else ``~/.cache/softmax-bench-gate``."""
+    root = os.environ.get("XDG_CACHE_HOME") or ""
+    return (Path(root) if os.path.isabs(root) else Path.home() / ".cache") / "softmax-bench-gate"
 
 
 def run_gate(
@@ -184,10 +186,14 @@ def _copy_suite(source: Path, dest: Path) -> None:
                 shutil.copyfile(f, dest / f.name)
     except OSError as exc:
         raise GateError(f"cannot copy the asv suite {source} ({exc})") from None
+    if not (dest / "common.py").is_file():
+        raise GateError(f"{source}/common.py is no regular file (links are not copied)")
 
 
-#: Gates whose worker logs are kept in the cache's ``logs/`` folder.
+#: Gates whose worker logs are kept in the cache's ``logs/`` folder: only folders holding
+#: :data:`LOG_MARKER` are ever removed.
 KEEP_LOGS = 8
+LOG_MARKER = ".softmax-bench-gate-logs"
 
 
 def _logs(cache: Path) -> Path:
@@ -196,13 +202,16 @@ def _logs(cache: Path) -> Path:
     root = cache / "logs"
     try:
         root.mkdir(parents=True, exist_ok=True)
-        mine = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%dT%H%M%S-"), dir=root))
+        now = time.time_ns()  # names sort as the gates began
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now // 10**9))
+        mine = Path(tempfile.mkdtemp(prefix=f"{stamp}.{now % 10**9:09d}-", dir=root))
+        (mine / LOG_MARKER).write_text("")
     except OSError as exc:
         raise GateError(
             f"cannot keep the workers' logs in {root} ({exc.strerror}); fix: pass --cache a "
             "folder you can write"
         ) from None
-    runs = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.name)
+    runs = sorted(p for p in root.iterdir() if (p / LOG_MARKER).is_file())
     for old in runs[:-KEEP_LOGS]:
         shutil.rmtree(old, ignore_errors=True)
     return mine
