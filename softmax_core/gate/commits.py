@@ -116,6 +116,21 @@ def _archive(repo: Path, sha: str) -> bytes:
     return data
 
 
+def own_folder(parent: Path, prefix: str, marker: str, what: str) -> Path:
+    """A new folder in ``parent`` named ``prefix…``, holding the file ``marker``; GateError
+    naming ``what`` it is for when ``parent`` cannot take it."""
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        made = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+        (made / marker).write_text("")
+    except OSError as exc:
+        raise GateError(
+            f"cannot keep {what} in {parent} ({exc.strerror}); fix: pass --cache a folder you "
+            "can write"
+        ) from None
+    return made
+
+
 def export(repo: Path, sha: str, cache: Path, keep: tuple[Path, ...] = ()) -> Path:
     """Commit ``sha``'s tree of :data:`PATHS`, exported under ``cache`` (once; reused after)."""
     dest = cache / sha
@@ -128,15 +143,7 @@ def export(repo: Path, sha: str, cache: Path, keep: tuple[Path, ...] = ()) -> Pa
             f"{dest} is in the way of commit {sha[:10]}'s tree and was not made by the gate; "
             "fix: remove it or pass another --cache"
         )
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{sha[:10]}-", dir=cache))
-        (tmp / MAKING).write_text("")
-    except OSError as exc:
-        raise GateError(
-            f"cannot keep the commits' trees in {cache} ({exc.strerror}); fix: pass --cache a "
-            "folder you can write"
-        ) from None
+    tmp = own_folder(cache, f".{sha[:10]}-", MAKING, "the commits' trees")
     try:
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
             if hasattr(tarfile, "data_filter"):

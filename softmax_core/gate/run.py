@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .commits import GateError, export, missing_requirements, resolve, toplevel
+from .commits import GateError, export, missing_requirements, own_folder, resolve, toplevel
 from .pairs import FIRST_PAIRS, MAX_PAIRS, VERDICTS, Family, Point, families
 from .workers import OutOfTime, Worker
 
@@ -200,17 +200,9 @@ def _logs(cache: Path) -> Path:
     """A folder of this gate's own for its workers' logs (the newest :data:`KEEP_LOGS` are
     kept)."""
     root = cache / "logs"
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        now = time.time_ns()  # names sort as the gates began
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now // 10**9))
-        mine = Path(tempfile.mkdtemp(prefix=f"{stamp}.{now % 10**9:09d}-", dir=root))
-        (mine / LOG_MARKER).write_text("")
-    except OSError as exc:
-        raise GateError(
-            f"cannot keep the workers' logs in {root} ({exc.strerror}); fix: pass --cache a "
-            "folder you can write"
-        ) from None
+    now = time.time_ns()  # names sort as the gates began
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now // 10**9))
+    mine = own_folder(root, f"{stamp}.{now % 10**9:09d}-", LOG_MARKER, "the workers' logs")
     runs = sorted(p for p in root.iterdir() if (p / LOG_MARKER).is_file())
     for old in runs[:-KEEP_LOGS]:
         shutil.rmtree(old, ignore_errors=True)
