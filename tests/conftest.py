@@ -179,3 +179,21 @@ def cli_run(capsys):
         return code, out, err
 
     return run
+
+
+#: What :func:`unrendered_plots` writes for a plot: a PNG signature and no image.
+UNRENDERED_PNG = b"\x89PNG\r\n\x1a\n(unrendered)"
+
+
+@pytest.fixture
+def unrendered_plots(monkeypatch):
+    """Reports build every figure but write :data:`UNRENDERED_PNG` instead of rendering it (a
+    second or so a report), for tests of report.md and of which files a report writes; the
+    tests that look at the images render them."""
+    from softmax_core import report
+    from softmax_core.fileio import atomic_write_bytes
+
+    def save(fig, path: Path) -> None:
+        atomic_write_bytes(path, UNRENDERED_PNG)
+
+    monkeypatch.setattr(report, "save", save)

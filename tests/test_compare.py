@@ -9,6 +9,9 @@ from softmax_core.report.compare import compare, verdict
 from softmax_core.runs.cases import Grid
 from softmax_core.runs.sweep import run_sweep
 
+# reports here are read, not looked at: they are not rendered
+pytestmark = pytest.mark.usefixtures("unrendered_plots")
+
 
 @pytest.mark.parametrize(
     "lo,hi,expected",

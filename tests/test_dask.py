@@ -29,6 +29,9 @@ from softmax_core.dask.chunked import (
 from softmax_core.model.sgd import sgd_epoch, train
 from softmax_core.model.softmax import grad_naive, grad_structured
 
+# reports here are read, not looked at: they are not rendered
+pytestmark = pytest.mark.usefixtures("unrendered_plots")
+
 CHUNK = 64
 
 
@@ -424,7 +427,7 @@ def test_a_scheduler_that_accepts_but_is_no_scheduler_is_one_line_within_the_dea
                 conn.sendall(answer * 1000)
 
     threading.Thread(target=serve, daemon=True).start()
-    monkeypatch.setattr(cluster, "CONNECT_DEADLINE_S", 2.0)
+    monkeypatch.setattr(cluster, "CONNECT_DEADLINE_S", 0.5)
     monkeypatch.setenv("SOFTMAX_DASK_SCHEDULER", f"tcp://127.0.0.1:{server.getsockname()[1]}")
     start = time.monotonic()
     code, _, err = cli_run("info", "--backend", "dask")
@@ -452,7 +455,7 @@ def test_ctrl_c_during_a_dask_point_is_one_line(tmp_path):
     deadline = time.monotonic() + 60
     while not (tmp_path / "s" / "environment.json").exists() and time.monotonic() < deadline:
         time.sleep(0.2)  # the sweep has begun measuring
-    time.sleep(2)
+    time.sleep(1)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     lines = [line for line in err.decode().splitlines() if line.strip()]

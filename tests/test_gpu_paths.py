@@ -21,6 +21,9 @@ from softmax_core.backends import EventTimer
 from softmax_core.backends import cupy as cupy_backend
 from softmax_core.backends import torch as torch_backend
 
+# reports here are read, not looked at: they are not rendered
+pytestmark = pytest.mark.usefixtures("unrendered_plots")
+
 
 def fake_cupy_with_pool(async_pool: bool = False, foreign: bool = False):
     """A stand-in ``cupy``: a memory pool that calls the active memory hooks as CuPy's does

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import UNRENDERED_PNG
 from report_sets import CPU, example_sets, grid_rows, write_set
 from test_report_results import OLD_COLUMNS
 
@@ -18,6 +19,10 @@ from softmax_core.report import PLOT_FILES, load_asv_results, make_report
 from softmax_core.report.asv import asv_points, history_table, pick_benchmark
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+# report.md and the files a report writes, without rendering; pair_report (module-scoped, set up
+# before this) renders every view
+pytestmark = pytest.mark.usefixtures("unrendered_plots")
 
 
 def _png(path: Path) -> None:
@@ -41,6 +46,7 @@ def test_cpu_and_gpu_report_draws_every_view(pair_report):
     for name in PLOT_FILES:
         if name != "asv_history.png":
             _png(out / name)
+            assert (out / name).read_bytes() != UNRENDERED_PNG  # rendered
             assert f"]({name})" in text
     assert "Plots not drawn" not in text
 
@@ -451,11 +457,9 @@ def test_a_report_stopped_while_drawing_leaves_files_the_next_one_redraws(
 
     out = tmp_path / "r"
     first = next(iter(report.PLOTS))
-    monkeypatch.setitem(report.PLOTS, first, (stopped, *report.PLOTS[first][1:]))
-    monkeypatch.setitem(report.PLOTS, "roofline.png", report.PLOTS["roofline.png"])
-    with pytest.raises(KeyboardInterrupt):
+    with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
+        m.setitem(report.PLOTS, first, (stopped, *report.PLOTS[first][1:]))
         report.make_report([sets["custom"]], out)
-    monkeypatch.undo()
     code, _, err = cli_run("report", sets["custom"], "--out", out)
     assert code == 0, err
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import fake_probe
 
 from softmax_core import BackendError, get_backend, grad_structured
 from softmax_core.baseline import sidebyside as sbs
@@ -207,6 +208,7 @@ def test_without_torch_the_torch_variants_are_skipped_with_the_reason(
         return real(device, backend)
 
     monkeypatch.setattr(sbs, "get_backend", no_torch)
+    monkeypatch.setattr(sbs, "probe_machine", fake_probe)
     res = sbs.run_sidebyside("cpu", workloads=TINY[1:], time_budget_s=1)
     rows = res["workloads"][0]["variants"]
     status = {r["variant"]: r["status"] for r in rows}

@@ -32,6 +32,9 @@ from softmax_core.runs.guard import (
 from softmax_core.runs.resultformat import COLUMNS, SchemaError
 from softmax_core.runs.sweep import run_sweep
 
+# reports here are read, not looked at: they are not rendered
+pytestmark = pytest.mark.usefixtures("unrendered_plots")
+
 GB = 10**9
 #: the peak memory of every point of a sweep measured through the fakes
 FAKE_PEAK_BYTES = 4096

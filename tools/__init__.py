@@ -1,1 +1,2 @@
-"""Helper scripts of softmax-bench (asv plugin, asv gate, reference results); not installed."""
+"""Scripts of softmax-bench that are not installed: the asv plugin, the reference results and
+the checks behind them."""

@@ -4,8 +4,8 @@
 
 asv measures each point in a fresh process (forked per point), the sweep in one long-lived
 process; both with the same engine.  Run minutes apart, the two disagree by 10-20% at many
-points on a VM whose host drifts (README, "Trusting the numbers"), which hides whether they
-measure the same thing.  This script alternates them instead, point by point: a fresh
+points on a VM whose host drifts (docs/measurement.md, "Trusting the numbers"), which hides
+whether they measure the same thing.  This script alternates them instead, point by point: a fresh
 process measures one gradient point of the asv default suite with asv's settings (as asv
 forks one per point), and this long-lived process (which has already measured every point
 once, as the sweep's has) measures the same point with the same settings, the order

@@ -4,7 +4,7 @@
 
 Busy (a pure-Python spin) and idle spells alternate, each 0.2-2 s long, drawn
 at random; the process ends by itself after --seconds.  Used by
-tools/check_measurement.py's burst experiment (see README, "Trusting the numbers").
+tools/check_measurement.py's burst experiment (docs/measurement.md, "Trusting the numbers").
 """
 
 from __future__ import annotations

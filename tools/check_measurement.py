@@ -1,4 +1,4 @@
-"""Does the measuring loop agree with itself?  The numbers behind the README's
+"""Does the measuring loop agree with itself?  The numbers behind docs/measurement.md's
 "Trusting the numbers".
 
     python tools/check_measurement.py QUIET_A QUIET_B [--burst BURST]
@@ -39,7 +39,7 @@ def quiet_pair(a: Path, b: Path) -> None:
         sys.exit(
             f"1. two quiet runs: {s['points']} points, none stable in both: nothing to judge; "
             "fix: measure on a quieter machine (or with --threads 1), "
-            "see README 'Trusting the numbers'"
+            "see docs/measurement.md, 'Trusting the numbers'"
         )
     print(
         f"1. two quiet runs: {s['points']} points, {s['stable_both']} stable in both; "

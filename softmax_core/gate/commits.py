@@ -61,11 +61,6 @@ def _git(repo: Path, *args: str) -> subprocess.CompletedProcess:
         raise GateError(f"git {args[0]} took over {GIT_TIMEOUT_S} s in {repo}") from None
 
 
-def _last_line(data: bytes) -> str:
-    lines = data.decode(errors="replace").strip().splitlines()
-    return lines[-1] if lines else ""
-
-
 def toplevel(repo: Path) -> Path:
     """The root of the git work tree that holds ``repo``."""
     proc = _git(repo, "rev-parse", "--show-toplevel")

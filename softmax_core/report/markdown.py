@@ -107,13 +107,6 @@ def environment_section(envs: dict) -> str:
     return table(frame.reset_index().rename(columns={"index": ""}))
 
 
-def _f(value) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")
-
-
 def counts_section(df: pd.DataFrame) -> str:
     counts = pd.crosstab(df["set"], df["status"], margins=True, margins_name="total")
     parts = [table(counts.reset_index().astype(str))]
