@@ -144,9 +144,8 @@ def test_nothing_to_report():
         make_report([], "unused")
 
 
-@pytest.mark.parametrize("measuring", ["fake", pytest.param("real", marks=pytest.mark.slow)])
-def test_report_of_a_tiny_sweep(tmp_path, measuring, fake_measuring):
-    """A sweep's folder, measured through the fakes or for real, makes a report."""
+def test_report_of_a_tiny_sweep(tmp_path, fake_measuring):
+    """A sweep's folder makes a report (a real sweep's: test_sweep's CLI sweep)."""
     from softmax_core import get_backend
     from softmax_core.runs.cases import Grid
     from softmax_core.runs.sweep import run_sweep
@@ -160,11 +159,7 @@ def test_report_of_a_tiny_sweep(tmp_path, measuring, fake_measuring):
         time_budget_s=0.5,
     )
     out = tmp_path / "sweep"
-    tools = fake_measuring if measuring == "fake" else {}
-    try:
-        run_sweep(grid, get_backend("cpu", "numpy"), out, progress=False, **tools)
-    except TypeError as exc:  # the sweep is being reworked; its signature is the contract
-        pytest.fail(f"run_sweep's signature changed: {exc}")
+    run_sweep(grid, get_backend("cpu", "numpy"), out, progress=False, **fake_measuring)
     text = make_report([out], out).read_text(encoding="utf-8")
     assert "## Points measured" in text
     _png(out / "time_vs_classes.png")
