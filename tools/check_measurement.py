@@ -28,8 +28,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 from softmax_core.report.compare import compare, load_ok_points, ratio_interval
 
 
@@ -115,7 +113,8 @@ def burst(quiet: Path, noisy: Path) -> None:
 
 
 def asv_agreement(quiet: Path, asv_dir: Path, env: str | None) -> None:
-    from softmax_core.report.asv import load_asv_results
+    from softmax_core.report.asv import asv_points
+    from softmax_core.report.asv_results import load_asv_results
 
     a = load_asv_results(asv_dir)
     every = sorted(a["env_name"].dropna().unique())
@@ -129,44 +128,29 @@ def asv_agreement(quiet: Path, asv_dir: Path, env: str | None) -> None:
             f"(there: {', '.join(every) or 'none'}); "
             "fix: pick the one measured like QUIET_A with --asv-env (e.g. SOFTMAX_THREADS1)"
         )
+    points = asv_points(a)[0]
     # one result per point: the newest commit's (asv keeps every commit it measured)
-    newest = a.sort_values("date")["commit_hash"].iloc[-1] if len(a) else None
-    a = a[a["commit_hash"] == newest]
-    a = a[(a["status"] == "ok") & a["unit"].astype(str).str.startswith("second")]
+    points = points[(points.timestamp == points.timestamp.max()) & (points.status == "ok")]
+    on = ["kind", "method", "batch", "features", "classes"]
     q = load_ok_points(quiet).reset_index()
-    rows = []
-    for r in a.to_dict("records"):
-        if r.get("method") is None or r.get("batch") != r.get("batch"):
-            continue
-        kind = (
-            "gradient"
-            if r.get("classes") == r.get("classes") and r.get("classes") is not None
-            else "epoch"
-        )
-        features = r.get("features")
-        if kind == "gradient" and not (features == features and features):
-            continue  # an old result whose n is only in its class name: not matched by guessing
-        m = q[(q.kind == kind) & (q.method == r["method"]) & (q.batch == int(r["batch"]))]
-        if kind == "gradient":
-            m = m[(m.classes == int(r["classes"])) & (m.features == int(features))]
-        if len(m) == 1:
-            point = f"{kind} {r['method']} B={int(r['batch'])}" + (
-                f" n={int(features)} k={int(r['classes'])}" if kind == "gradient" else ""
-            )
-            rows.append((r["benchmark"], point, float(r["value"]), float(m.time_median_s.iloc[0])))
-    if not rows:
+    q = q[~q.duplicated(on, keep=False)]  # a point matched by one sweep row only
+    df = points[points.time_median_s.notna()].merge(q, on=on, suffixes=("_asv", "_sweep"))
+    if df.empty:
         print("5. asv: no point in common")
         return
-    df = pd.DataFrame(rows, columns=["benchmark", "point", "asv_s", "sweep_s"])
-    df["ratio"] = df.asv_s / df.sweep_s
+    df["ratio"] = df.time_median_s_asv / df.time_median_s_sweep
     off = df[(df.ratio - 1).abs() > 0.10]
     print(
-        f"5. sweep vs asv ({envs[0]}, commit {str(newest)[:8]}): {len(df)} points in both; "
+        f"5. sweep vs asv ({envs[0]}, commit {df.run_id_asv.iloc[0]}): {len(df)} points in both; "
         f"ratio asv/sweep median {df.ratio.median():.3f}, "
         f"range {df.ratio.min():.3f}-{df.ratio.max():.3f}; {len(off)} beyond 10%"
     )
     for r in off.itertuples():
-        print(f"   {r.benchmark} {r.point}: asv {r.asv_s:.4g} s, sweep {r.sweep_s:.4g} s")
+        sizes = f" n={r.features:g} k={r.classes:g}" if r.kind == "gradient" else ""
+        print(
+            f"   {r.kind} {r.method} B={r.batch:g}{sizes}: "
+            f"asv {r.time_median_s_asv:.4g} s, sweep {r.time_median_s_sweep:.4g} s"
+        )
 
 
 def main() -> int:
