@@ -178,7 +178,7 @@ def test_a_folder_measured_at_several_thread_counts_reads_as_one_set_per_count(t
     rows = grid_rows(CPU, batches=(1, 32), classes=(10, 100), epochs=())
     both = [{**r, "threads": t} for t in (1, 2) for r in rows]
     sets = load_results(write_set(tmp_path / "cpu", both))
-    assert sets.sets == ["numpy-cpu (1 thread)", "numpy-cpu (2 threads)"]
+    assert list(sets.environments) == ["numpy-cpu (1 thread)", "numpy-cpu (2 threads)"]
     counts = sets.frame.groupby("set").size()
     assert counts.iloc[0] == counts.iloc[1] == len(rows)
 
@@ -218,7 +218,7 @@ def test_each_thread_set_says_its_own_blas_threads_and_no_row_is_lost(tmp_path):
     rows = grid_rows(CPU, batches=(1, 32), classes=(10,), epochs=())
     both = [{**r, "threads": t} for t in (1, 2) for r in rows] + [{**rows[0], "batch": 8}]
     sets = load_results(write_set(tmp_path / "cpu", both))
-    assert sets.sets[-1] == "numpy-cpu (threads not recorded)"
+    assert list(sets.environments)[-1] == "numpy-cpu (threads not recorded)"
     assert len(sets.frame) == len(both)
     text = environment_section(sets.environments)
     assert "(1 thread)" in text and "(2 threads)" in text

@@ -4,17 +4,8 @@
 :mod:`.results`, optionally asv results with :mod:`.asv`, analyses them with :mod:`.analysis`,
 draws :mod:`.plots` and :mod:`.plots_machine`, and writes :mod:`.markdown`'s sections.
 
-Plots (each left out, with the reason in report.md, when its data are missing):
-
-* ``time_vs_classes.png`` / ``time_vs_batch.png``: gradient time against k and against B, one
-  panel per n and B (per n and k) of the grid, with 95% intervals;
-* ``memory_vs_classes.png``: measured peak memory and the cost model's, per n and B;
-* ``ratio_vs_classes.png``: naive / structured, time and memory, with the cost model's ratio;
-* ``throughput_vs_batch.png``: samples/s against B with the machine's bound;
-* ``roofline.png``: achieved FLOP/s against arithmetic intensity under each machine's ceilings;
-* ``predicted_vs_measured.png``: the time model against measurement;
-* ``cpu_vs_gpu.png``: CPU time / GPU time against B, when a CPU set and a GPU set are given;
-* ``asv_history.png``: one asv benchmark across commits.
+Plots: :data:`PLOTS` and ``asv_history.png``, each left out, with the reason in report.md,
+when its data are missing.
 """
 
 from __future__ import annotations
@@ -31,7 +22,7 @@ from ..errors import InputError
 from ..fileio import atomic_write_text
 from ..runs import envfile
 from . import markdown as md
-from .analysis import fit_loglog, loglog_slopes, ratio_table, throughput_table
+from .analysis import throughput_table
 from .asv import asv_points, commits_in_order, history_table, pick_benchmark
 from .asv_results import load_asv_results
 from .headline import headline_section, notes_section
@@ -41,8 +32,8 @@ from .plots import (
     time_vs_batch,
     time_vs_classes,
 )
-from .plots_asv import asv_history
 from .plots_machine import (
+    asv_history,
     cpu_vs_gpu,
     predicted_vs_measured,
     roofline,
@@ -179,14 +170,13 @@ def make_report(
 
     Raises ValueError for nothing to report or bad input, naming a fix.
     """
-    dirs = as_paths(dirs)
+    dirs, out = as_paths(dirs), Path(out)
     if not dirs and asv_dir is None:
         raise InputError(
             "nothing to report: give sweep result folders and/or an asv results folder"
         )
     scaling = _scaling_set(dirs, asv_dir)
     if scaling is not None:
-        out = Path(out)
         claim(out, SCALING_PLOTS, REPORT_TITLES[1])
         return write_scaling_report(out, *scaling)
     sets = load_results(dirs) if dirs else ResultSets(empty_frame())
@@ -202,26 +192,16 @@ def make_report(
             else (points if len(points) else sets.frame)
         )
         sets = ResultSets(frame, {**sets.environments, **envs}, sets.notes + notes)
-    out = Path(out)
     claim(out, PLOT_FILES, REPORT_TITLES[0])
     drawn, not_drawn = {}, {}
-    for name, (draw, *_rest) in PLOTS.items():
-        _draw(
-            name,
-            lambda d=draw: d(sets.frame),
-            out,
-            drawn,
-            not_drawn,
-            "no sweep results" if sets.frame.empty else None,
-        )
+    if sets.frame.empty:
+        not_drawn.update(dict.fromkeys(PLOTS, "no sweep results"))
+    else:
+        for name, (draw, *_rest) in PLOTS.items():
+            _draw(name, out, drawn, not_drawn, draw, sets.frame)
     if asv is not None:
-        _draw(
-            ASV_PLOT,
-            lambda: asv_history(history, benchmark, commits_in_order(asv)),
-            out,
-            drawn,
-            not_drawn,
-        )
+        commits = commits_in_order(asv)
+        _draw(ASV_PLOT, out, drawn, not_drawn, asv_history, history, benchmark, commits)
     for name in PLOT_FILES:
         if name not in drawn:  # a plot of the report before this one would not match it
             (out / name).unlink(missing_ok=True)
@@ -234,10 +214,12 @@ def make_report(
 REPORT_TITLES = ("# softmax-bench report", "# Dask scaling")
 
 
-def check_ours(out: Path, plots) -> None:
-    """InputError unless every file a report would write or remove in ``out`` (report.md and
-    ``plots``) is absent or was written by an earlier softmax-bench report there: a report.md
-    of ours, and the plots it shows."""
+def claim(out: Path, plots, title: str) -> None:
+    """Make ``out`` this report's: InputError unless every file a report would write or remove
+    there (report.md and ``plots``) is absent or was written by an earlier softmax-bench report
+    there (a report.md of ours, and the plots it shows); then a report.md that names the plots
+    it may draw is written first, so that a report stopped while drawing leaves files a later one
+    knows as its own."""
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; fix: give a folder")
     report, ours = out / "report.md", set()
@@ -255,13 +237,6 @@ def check_ours(out: Path, plots) -> None:
             f"{out / foreign[0]} is not a plot of a softmax-bench report in {out}; fix: move it "
             "away, or choose another --out"
         )
-
-
-def claim(out: Path, plots, title: str) -> None:
-    """Make ``out`` this report's: refused where another's files are (:func:`check_ours`),
-    else a report.md that names the plots it may draw is written first, so that a report
-    stopped while drawing leaves files a later one knows as its own."""
-    check_ours(out, plots)
     out.mkdir(parents=True, exist_ok=True)
     names = " ".join(f"![]({name})" for name in plots)
     atomic_write_text(out / "report.md", f"{title}\n\n(being written)\n\n<!-- {names} -->\n")
@@ -292,12 +267,10 @@ def _scaling_set(dirs: list[Path], asv_dir) -> tuple | None:
     return found[0][1:]
 
 
-def _draw(name, draw, out: Path, drawn: dict, not_drawn: dict, skip: str | None = None) -> None:
-    if skip:
-        not_drawn[name] = skip
-        return
+def _draw(name, out: Path, drawn: dict, not_drawn: dict, draw, *args) -> None:
+    """Save ``draw(*args)`` as ``out/name``, or say in ``not_drawn`` why it cannot be drawn."""
     try:
-        fig = draw()
+        fig = draw(*args)
     except NotDrawn as why:
         not_drawn[name] = str(why)
         return
@@ -312,7 +285,7 @@ def _text(sets: ResultSets, dirs, drawn, not_drawn, asv, asv_dir, benchmark, his
         [f"asv results `{asv_dir}`"] if asv_dir else []
     )
     parts = [
-        "# softmax-bench report",
+        REPORT_TITLES[0],
         f"Generated {now} from {' and '.join(sources)}. "
         "Predictions come from `softmax_core.model.cost`; "
         "times are medians with their 95% confidence interval in brackets; units are decimal SI "
@@ -375,9 +348,6 @@ __all__ = [
     "asv_points",
     "pick_benchmark",
     "history_table",
-    "fit_loglog",
-    "loglog_slopes",
-    "ratio_table",
     "throughput_table",
     "PLOT_FILES",
     "PLOTS",

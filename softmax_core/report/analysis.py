@@ -21,44 +21,17 @@ from .fmt import number
 
 #: A fitted exponent whose 95% interval is wider than +-this is flagged, not stated.
 WIDE_SLOPE = 0.25
-#: z of a two-sided 95% interval; Student's t for few degrees of freedom.
+#: z of a two-sided 95% interval; Student's t for 1 to 30 degrees of freedom.
 Z95 = 1.96
-T95 = (
-    12.706,
-    4.303,
-    3.182,
-    2.776,
-    2.571,
-    2.447,
-    2.365,
-    2.306,
-    2.262,
-    2.228,
-    2.201,
-    2.179,
-    2.160,
-    2.145,
-    2.131,
-    2.120,
-    2.110,
-    2.101,
-    2.093,
-    2.086,
-    2.080,
-    2.074,
-    2.069,
-    2.064,
-    2.060,
-    2.056,
-    2.052,
-    2.048,
-    2.045,
-    2.042,
-)
+_T95 = """12.706 4.303 3.182 2.776 2.571 2.447 2.365 2.306 2.262 2.228 2.201 2.179 2.160 2.145 2.131
+2.120 2.110 2.101 2.093 2.086 2.080 2.074 2.069 2.064 2.060 2.056 2.052 2.048 2.045 2.042"""
+T95 = tuple(map(float, _T95.split()))
 LECTURE_N = LECTURE_K = 1000
 LECTURE_BATCH = 96
 #: What identifies a series of points along batch size (the key without the batch).
 SERIES = ["kind", "method", "features", "classes", "dtype", "data"]
+#: The letter of each size, as the lecture writes it.
+SYMBOL = {"batch": "B", "features": "n", "classes": "k"}
 
 
 def method_rank(method: str) -> int:
@@ -217,20 +190,10 @@ def throughput_table(df: pd.DataFrame) -> pd.DataFrame:
         ignore_index=True,
     )
     out["bound_samples_per_s"] = out["samples"] / roofline_time(out)
-    cols = [
-        "set",
-        "device_kind",
-        "source",
-        "method",
-        "dtype",
-        "data",
-        "batch",
-        "samples_per_s",
-        "samples_per_s_low",
-        "samples_per_s_high",
-        "bound_samples_per_s",
-        "stability",
-    ]
+    cols = (
+        "set device_kind source method dtype data batch samples_per_s samples_per_s_low "
+        "samples_per_s_high bound_samples_per_s stability"
+    ).split()
     out = out[np.isfinite(out["samples_per_s"].astype(float))][cols].astype({"batch": int})
     return out.sort_values(["source", "set", "method", "dtype", "data", "batch"]).reset_index(
         drop=True
@@ -295,8 +258,9 @@ def crossovers(table: pd.DataFrame) -> pd.DataFrame:
     """Per CPU/GPU pair and series: the crossover batch size, the smallest B from which the GPU
     is faster at every larger B measured, and the last B below it (where the CPU was faster or
     the two tied), with a sentence saying so."""
+    keys = ["cpu_set", "gpu_set", *SERIES]
     rows = []
-    for key, g in table.groupby(["cpu_set", "gpu_set", *SERIES], sort=False):
+    for key, g in table.groupby(keys, sort=False):
         g = g.sort_values("batch")
         faster = list(g["faster"])
         batches = [int(b) for b in g["batch"]]
@@ -319,27 +283,9 @@ def crossovers(table: pd.DataFrame) -> pd.DataFrame:
                 else "the two tie within their intervals"
             )
             text = f"the GPU is faster from B = {cross} on; at B = {before} {was}"
-        rows.append(
-            dict(zip(["cpu_set", "gpu_set", *SERIES], key))
-            | {
-                "batches": len(batches),
-                "crossover_batch": cross,
-                "below_batch": before,
-                "text": text,
-            }
-        )
-    out = pd.DataFrame(
-        rows,
-        columns=[
-            "cpu_set",
-            "gpu_set",
-            *SERIES,
-            "batches",
-            "crossover_batch",
-            "below_batch",
-            "text",
-        ],
-    )
+        found = {"batches": len(batches), "crossover_batch": cross, "below_batch": before}
+        rows.append(dict(zip(keys, key)) | found | {"text": text})
+    out = pd.DataFrame(rows, columns=[*keys, "batches", "crossover_batch", "below_batch", "text"])
     order = out["kind"].map({"epoch": 0}).fillna(1) * 10 + out["method"].map(method_rank)
     return out.iloc[np.argsort(order.to_numpy(), kind="stable")].reset_index(drop=True)
 
@@ -395,4 +341,5 @@ __all__ = [
     "ok_rows",
     "WIDE_SLOPE",
     "SERIES",
+    "SYMBOL",
 ]

@@ -27,6 +27,8 @@ from .results import derive, empty_frame
 #: Parameter names the suite uses for the parts of a point.
 POINT_PARAMS = ("method", "batch", "features", "classes", "dtype", "data")
 MAX_SERIES = 6
+#: asv's units the report writes in SI, and their symbols.
+ASV_UNITS = {"seconds": "s", "bytes": "B"}
 
 
 def set_labels(asv: pd.DataFrame) -> dict:
@@ -71,8 +73,9 @@ def asv_points(asv: pd.DataFrame) -> tuple[pd.DataFrame, dict, list[str]]:
     """The latest commit's results of each machine and environment, as results.csv rows (one set
     per machine and environment, ``asv:<machine>``), environments shaped like environment.json,
     and notes naming the benchmarks left out and why.  The CI is asv's (99%)."""
+    empty = empty_frame()
     if asv.empty:
-        return empty_frame(), {}, []
+        return empty, {}, []
     latest = asv.groupby(["machine", "env_name"])["date"].transform("max")
     asv = asv[asv["date"] == latest]
     labels = set_labels(asv)
@@ -95,12 +98,7 @@ def asv_points(asv: pd.DataFrame) -> tuple[pd.DataFrame, dict, list[str]]:
         point = points.setdefault(
             (label, case.key),
             {
-                **dict(
-                    zip(
-                        ("kind", "method", "batch", "features", "classes", "dtype", "data"),
-                        case.key,
-                    )
-                ),
+                **dict(zip(("kind", *POINT_PARAMS), case.key)),
                 "set": label,
                 "folder": f"asv {row['machine']}",
                 "backend": "asv",
@@ -140,14 +138,10 @@ def asv_points(asv: pd.DataFrame) -> tuple[pd.DataFrame, dict, list[str]]:
             "(a narrow interval shows as ?, drawn hollow)"
         )
     if not points:
-        return empty_frame(), {}, notes
+        return empty, {}, notes
     frame = pd.DataFrame(list(points.values()))
-    frame = pd.concat([empty_frame(), frame], ignore_index=True).reindex(
-        columns=empty_frame().columns
-    )
-    frame = frame.astype(
-        {c: float for c in COLUMNS if c in empty_frame().select_dtypes(float).columns}
-    )
+    frame = pd.concat([empty, frame], ignore_index=True).reindex(columns=empty.columns)
+    frame = frame.astype({c: float for c in COLUMNS if c in empty.select_dtypes(float).columns})
     frame["device_kind"] = np.where(frame["device"].str.lower().str.contains("gpu"), "gpu", "cpu")
     frame["stable"] = frame["stable"].astype(bool)
     # one source per point: where a time was measured, samples/s and its interval come from it
@@ -260,4 +254,5 @@ __all__ = [
     "history_table",
     "commits_in_order",
     "set_labels",
+    "ASV_UNITS",
 ]

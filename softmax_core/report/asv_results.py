@@ -17,24 +17,12 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from ..measure.engine import STABLE_REL_CI
+from ..measure.stats import STABLE_REL_CI
 
-#: A result's relative CI half-width up to which it is called stable (the sweep's rule).
-STABLE_HALF_WIDTH = STABLE_REL_CI  # the sweep's rule, applied to asv's own interval
-FIXED = (
-    "benchmark",
-    "machine",
-    "env_name",
-    "commit_hash",
-    "date",
-    "value",
-    "low",
-    "high",
-    "stable",
-    "unit",
-    "type",
-    "status",
-    "series",
+#: The columns of asv's rows that are not a benchmark's parameters.
+FIXED = tuple(
+    "benchmark machine env_name commit_hash date value low high stable unit type status "
+    "series".split()
 )
 
 
@@ -160,7 +148,8 @@ def _rows(result, name: str, bench: dict, machine: str) -> list[dict]:
                 "stable": bool(
                     status == "ok"
                     and np.isfinite(high - low)
-                    and (high - low) / 2 <= STABLE_HALF_WIDTH * value
+                    # the sweep's rule, applied to asv's own interval
+                    and (high - low) / 2 <= STABLE_REL_CI * value
                 ),
                 "unit": bench.get("unit") or "",
                 "type": bench.get("type") or "",
@@ -179,4 +168,4 @@ def _literal(text):
         return text
 
 
-__all__ = ["load_asv_results", "FIXED", "STABLE_HALF_WIDTH"]
+__all__ = ["load_asv_results", "FIXED"]

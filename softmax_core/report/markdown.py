@@ -12,6 +12,7 @@ import pandas as pd
 from ..runs.cases import threads_text
 from ..runs.envfile import probe_rates
 from .analysis import (
+    SYMBOL,
     WIDE_SLOPE,
     cpu_gpu_table,
     crossovers,
@@ -22,6 +23,7 @@ from .analysis import (
     throughput_table,
     time_model_error,
 )
+from .asv import ASV_UNITS
 from .fmt import NA, number, one_line, si, stability_cell, times, with_interval
 
 
@@ -107,27 +109,25 @@ def environment_section(envs: dict) -> str:
     return table(frame.reset_index().rename(columns={"index": ""}))
 
 
+def _reasons(rows: pd.DataFrame, none: str = "") -> str:
+    """One list item per point of ``rows``: its set, the point and why."""
+    return "\n".join(
+        f"- {r['set']}: {_point(r)}: {one_line(r['reason']) or none}"
+        for r in rows.to_dict("records")
+    )
+
+
 def counts_section(df: pd.DataFrame) -> str:
     counts = pd.crosstab(df["set"], df["status"], margins=True, margins_name="total")
     parts = [table(counts.reset_index().astype(str))]
     errors = df[df["status"] == "error"]
     if not errors.empty:
-        parts.append(
-            "Errors:\n\n"
-            + "\n".join(
-                f"- {r['set']}: {_point(r)}: {one_line(r['reason']) or 'no reason'}"
-                for r in errors.to_dict("records")
-            )
-        )
+        parts.append("Errors:\n\n" + _reasons(errors, "no reason"))
     skipped = df[df["status"] == "skipped"]
     if not skipped.empty:
-        items = "\n".join(
-            f"- {r['set']}: {_point(r)}: {one_line(r['reason'])}"
-            for r in skipped.to_dict("records")
-        )
         parts.append(
             f"<details><summary>{len(skipped)} skipped point(s) and why</summary>\n\n"
-            f"{items}\n\n</details>"
+            f"{_reasons(skipped)}\n\n</details>"
         )
     return "\n\n".join(parts)
 
@@ -170,15 +170,11 @@ def slopes_section(df: pd.DataFrame, x: str = "classes") -> str:
     slopes = loglog_slopes(df, x)
     if slopes.empty:
         return f"No method has ok points at two or more {x}, so no fitted exponents."
-    what = {"classes": ("k", "B"), "batch": ("B", "k")}[x]
-    cols = [
-        "batch" if x == "classes" else "classes",
-        "features",
-    ]  # columns of the table, then its rows
-    named = {"batch": "B", "features": "n", "classes": "k"}
+    # the size of the table's columns, then that of its rows
+    cols = ["batch" if x == "classes" else "classes", "features"]
     flagged = int((slopes["flags"] != "").sum())
     head = (
-        f"Fitted exponent p of time ~ {what[0]}^p over ok points; ± is a 95% interval (the "
+        f"Fitted exponent p of time ~ {SYMBOL[x]}^p over ok points; ± is a 95% interval (the "
         "fit's own, or what the points' CIs allow, whichever is wider). A slope that cannot be "
         "stated as a fact is written ≈ with its interval and why: *wide* (wider than "
         f"±{WIDE_SLOPE}: not one power law over this range), *unstable* (a point is not stable), "
@@ -196,8 +192,8 @@ def slopes_section(df: pd.DataFrame, x: str = "classes") -> str:
         sort=False,
     )
     pivot = pivot.reindex(columns=sorted(pivot.columns))
-    pivot.columns = [f"{named[cols[0]]} = {c}" for c in pivot.columns]
-    pivot.index = pivot.index.set_names(["set", "method", "dtype", named[cols[1]]])
+    pivot.columns = [f"{SYMBOL[cols[0]]} = {c}" for c in pivot.columns]
+    pivot.index = pivot.index.set_names(["set", "method", "dtype", SYMBOL[cols[1]]])
     return head + "\n\n" + table(pivot.reset_index())
 
 
@@ -328,7 +324,13 @@ def asv_section(asv: pd.DataFrame, benchmark: str, asv_dir, rows: pd.DataFrame) 
         f"machine(s): {', '.join(sorted(asv['machine'].unique()))}."
     ]
     ok = rows[rows["status"] == "ok"].sort_values("date")
-    unit = {"seconds": "s", "bytes": "B"}.get(ok["unit"].iloc[0] if len(ok) else "", "")
+    unit = ASV_UNITS.get(ok["unit"].iloc[0] if len(ok) else "", "")
+
+    def value(r) -> str:
+        if unit:
+            return with_interval(r["value"], r["low"], r["high"], unit)
+        return number(r["value"], ".4g")
+
     out = []
     for series, g in ok.groupby("series", sort=False):
         first, last = g.iloc[0], g.iloc[-1]
@@ -336,15 +338,11 @@ def asv_section(asv: pd.DataFrame, benchmark: str, asv_dir, rows: pd.DataFrame) 
             {
                 "series": series,
                 "first commit": first["commit_hash"][:8],
-                "value (CI)": with_interval(first["value"], first["low"], first["high"], unit)
-                if unit
-                else number(first["value"], ".4g"),
+                "value (CI)": value(first),
                 "latest commit": last["commit_hash"][:8],
-                "latest value (CI)": with_interval(last["value"], last["low"], last["high"], unit)
-                if unit
-                else number(last["value"], ".4g"),
+                "latest value (CI)": value(last),
                 "change": number(100 * (last["value"] / first["value"] - 1), "+.1f") + " %",
-                "latest stable": "yes" if last["stable"] else "**no** ⚠",
+                "latest stable": stability_cell("stable" if last["stable"] else "unstable"),
             }
         )
     if out:

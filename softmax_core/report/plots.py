@@ -22,7 +22,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
 from ..fileio import atomic_write_bytes
-from .analysis import method_rank, ok_rows
+from .analysis import SYMBOL, method_rank, ok_rows
 from .fmt import axis_formatter
 
 DPI = 110
@@ -89,17 +89,15 @@ def facets(
     return fig, axes
 
 
-def log_axes(ax, xs, xlabel: str = "", ylabel: str = "", yunit: str | None = None) -> None:
+def log_axes(ax, xs, ylabel: str = "", yunit: str | None = None) -> None:
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.xaxis.set_minor_locator(
-        NullLocator()
-    )  # minor log ticks cost seconds per figure, and say little
+    # minor log ticks cost seconds per figure, and say little
+    ax.xaxis.set_minor_locator(NullLocator())
     ax.yaxis.set_minor_locator(NullLocator())
     for axis, (lo, hi) in ((ax.yaxis, ax.get_ylim()), (ax.xaxis, ax.get_xlim())):
-        narrow = (
-            lo > 0 and hi / lo < 100
-        )  # under two decades: label 1, 2 and 5 of each, not just one tick
+        # under two decades: label 1, 2 and 5 of each, not just one tick
+        narrow = lo > 0 and hi / lo < 100
         axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if narrow else (1.0,), numticks=7))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ticks = sorted({float(v) for v in xs if np.isfinite(v)})
@@ -109,8 +107,6 @@ def log_axes(ax, xs, xlabel: str = "", ylabel: str = "", yunit: str | None = Non
         ax.set_xlim(ticks[0] / 2, ticks[0] * 2)
     if yunit is not None:
         ax.yaxis.set_major_formatter(axis_formatter(yunit))
-    if xlabel:
-        ax.set_xlabel(xlabel, fontsize=8)
     if ylabel:
         ax.set_ylabel(ylabel, fontsize=8)
     ax.tick_params(labelsize=7)
@@ -129,7 +125,6 @@ def draw_series(
     linestyle="-",
     marker="o",
     band: bool = False,
-    markersize: float = 4.5,
 ) -> bool:
     """A line with its interval (error bars, or a band) and markers, hollow where not stable.
     Returns whether any interval was drawn."""
@@ -151,16 +146,20 @@ def draw_series(
                     linewidth=0,
                 )
             else:
-                ax.errorbar(
-                    x[has],
-                    y[has],
-                    yerr=[np.maximum(y - lo, 0)[has], np.maximum(hi - y, 0)[has]],
-                    fmt="none",
-                    ecolor=color,
-                    elinewidth=1,
-                    capsize=2.5,
-                )
+                ci_bars(ax, x, y, lo, hi, has, color, elinewidth=1, capsize=2.5)
     stable = np.ones(len(x), bool) if stable is None else np.asarray(stable, bool)
+    hollow_points(ax, x, y, stable, color=color, marker=marker)
+    return drew
+
+
+def ci_bars(ax, x, y, lo, hi, has, color, **style) -> None:
+    """Error bars from the median ``y`` to its interval's ends ``lo`` and ``hi``, where ``has``."""
+    yerr = [np.maximum(y - lo, 0)[has], np.maximum(hi - y, 0)[has]]
+    ax.errorbar(x[has], y[has], yerr=yerr, fmt="none", ecolor=color, **style)
+
+
+def hollow_points(ax, x, y, stable, *, color, marker="o", markersize=4.5, **style) -> None:
+    """Markers of one series: filled where ``stable``, hollow where not."""
     for mask, face in ((stable, color), (~stable, "white")):
         if mask.any():
             ax.plot(
@@ -171,8 +170,20 @@ def draw_series(
                 color=color,
                 markerfacecolor=face,
                 markersize=markersize,
+                **style,
             )
-    return drew
+
+
+def ci_handle(label: str = "bars: 95% CI of the median") -> Line2D:
+    """The legend entry of interval bars."""
+    return Line2D([], [], color="gray", marker="|", linestyle="none", markersize=10, label=label)
+
+
+def hollow_handle(label: str = "hollow: not marked stable") -> Line2D:
+    """The legend entry of hollow (not stable) points."""
+    return Line2D(
+        [], [], color="gray", marker="o", markerfacecolor="white", linestyle="none", label=label
+    )
 
 
 class Styles:
@@ -189,52 +200,28 @@ class Styles:
         parts = dict(zip(VARIANT, variant))
         return ", ".join(str(parts[c]) or "—" for c in self.varying)
 
-    def handles(self, *, interval: bool, hollow: bool, extra=()) -> list:
+    def handles(self, *, interval: bool, hollow: bool, extra=(), variants: bool = True) -> list:
+        """Legend entries: each method, each variant (with ``variants``, where several), the
+        intervals and hollow points where drawn, then ``extra``."""
         out = [
             Line2D([], [], color=METHOD_COLORS.get(m, "gray"), marker="o", label=m)
             for m in self.methods
         ]
-        if len(self.variants) > 1:
+        if variants and len(self.variants) > 1:
             out += [
                 Line2D([], [], color="black", linestyle=ls, marker=mk, label=self.variant_label(v))
                 for v, (ls, mk) in self.style.items()
             ]
-        if interval:
-            out.append(
-                Line2D(
-                    [],
-                    [],
-                    color="gray",
-                    marker="|",
-                    linestyle="none",
-                    markersize=10,
-                    label="bars: 95% CI of the median",
-                )
-            )
-        if hollow:
-            out.append(
-                Line2D(
-                    [],
-                    [],
-                    color="gray",
-                    marker="o",
-                    markerfacecolor="white",
-                    linestyle="none",
-                    label="hollow: not marked stable",
-                )
-            )
-        return out + list(extra)
-
-
-def legend_columns(fig: Figure) -> int:
-    return max(1, min(4, int(fig.get_figwidth() / 2.3)))
+        out += [ci_handle()] if interval else []
+        return out + ([hollow_handle()] if hollow else []) + list(extra)
 
 
 def figure_legend(fig: Figure, handles: list) -> None:
+    """One legend under the panels, in up to 4 columns as the figure's width allows."""
     fig.legend(
         handles=handles,
         loc="outside lower center",
-        ncols=min(len(handles), legend_columns(fig)),
+        ncols=min(len(handles), max(1, min(4, int(fig.get_figwidth() / 2.3)))),
         fontsize=8,
         frameon=False,
     )
@@ -259,14 +246,14 @@ def time_facets(df: pd.DataFrame, x: str) -> Figure:
     ns, others = sizes(grads["features"]), sizes(grads[other])
     styles = Styles(ok)
     handles_n = len(styles.methods) + len(styles.variants) * (len(styles.variants) > 1) + 2
-    name = {"classes": ("classes k", "k"), "batch": ("batch size B", "B")}
+    name = {"classes": "classes k", "batch": "batch size B"}[x]
     fig, axes = facets(
         ns,
         others,
         legend_rows=legend_rows(handles_n),
-        xlabel=name[x][0],
+        xlabel=name,
         ylabel="time per gradient (median)",
-        title=f"Gradient time vs {name[x][0]}, every n and {name[other][1]} of the grid",
+        title=f"Gradient time vs {name}, every n and {SYMBOL[other]} of the grid",
     )
     interval = hollow = False
     for (n, o), ax in axes.items():
@@ -297,7 +284,7 @@ def time_facets(df: pd.DataFrame, x: str) -> Figure:
                 fontsize=8,
             )
         log_axes(ax, grads[x], yunit="s")
-        ax.set_title(f"n = {n}, {name[other][1]} = {o}", fontsize=9)
+        ax.set_title(f"n = {n}, {SYMBOL[other]} = {o}", fontsize=9)
     figure_legend(fig, styles.handles(interval=interval, hollow=hollow))
     return fig
 
@@ -320,6 +307,10 @@ __all__ = [
     "draw_series",
     "Styles",
     "figure_legend",
+    "ci_handle",
+    "hollow_handle",
+    "hollow_points",
+    "ci_bars",
     "log_axes",
     "time_vs_classes",
     "time_vs_batch",

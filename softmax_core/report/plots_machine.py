@@ -1,5 +1,6 @@
 """Plots of what each machine achieved: throughput against its bound, the roofline, the time
-model's predictions against measurement, the CPU/GPU comparison, and asv history.
+model's predictions against measurement, the CPU/GPU comparison, and one asv benchmark across
+commits.
 
 Same conventions as :mod:`softmax_core.report.plots`: each function returns a Figure or raises
 :class:`~softmax_core.report.plots.NotDrawn`; intervals are drawn (bands or bars) wherever the
@@ -18,46 +19,57 @@ from matplotlib.patches import Patch
 
 from ..runs.cases import EPOCH_CLASSES, EPOCH_FEATURES
 from .analysis import SERIES, cpu_gpu_table, crossovers, ok_rows, throughput_table
+from .asv import ASV_UNITS
 from .fmt import axis_formatter, si
 from .plots import (
+    DPI,
     MARKERS,
     METHOD_COLORS,
     NotDrawn,
     Styles,
+    ci_bars,
+    ci_handle,
     draw_series,
     facets,
     figure_legend,
+    hollow_handle,
+    hollow_points,
     log_axes,
 )
 
 KIND_MARKERS = {"gradient": "o", "epoch": "s"}
-_CI = Line2D(
-    [], [], color="gray", marker="|", linestyle="none", markersize=10, label="bars: 95% CI"
-)
-_HOLLOW = Line2D(
-    [],
-    [],
-    color="gray",
-    marker="o",
-    markerfacecolor="white",
-    linestyle="none",
-    label="hollow: not marked stable",
-)
 
 
-def _points(ax, x, y, stable, marker: str, color) -> None:
-    """Points of one series: filled where stable, hollow where not."""
-    for mask, face in ((stable, color), (~stable, "white")):
-        ax.plot(
-            x[mask],
-            y[mask],
-            marker,
-            color=color,
-            markerfacecolor=face,
-            linestyle="none",
-            markersize=5,
-            alpha=0.85,
-        )
+def _per_set(ok: pd.DataFrame, row: str, **labels):
+    """:func:`facets` with one panel per result set of ``ok``, its axes not shared."""
+    sets = list(dict.fromkeys(ok["set"]))
+    return facets(
+        [row], sets, legend_rows=3, sharey=False, sharex=False, panel=(5.2, 4.0), **labels
+    )
+
+
+def _ci_points(ax, kind: str, method: str, x, ys, stable) -> tuple[bool, bool]:
+    """One kind and method's points against ``x``: ``ys``' columns are the median and its CI's
+    ends, drawn as bars; colour the method's, marker the kind's, hollow where not ``stable``.
+    Returns whether any bar was drawn and whether any point is hollow."""
+    color = METHOD_COLORS.get(method, "gray")
+    x, stable = np.asarray(x, float), np.asarray(stable, bool)
+    y, lo, hi = np.asarray(ys, float).T
+    has = np.isfinite(lo) & np.isfinite(hi)
+    if has.any():
+        ci_bars(ax, x, y, lo, hi, has, color, capsize=2)
+    marker = KIND_MARKERS.get(kind, "o")
+    hollow_points(ax, x, y, stable, color=color, marker=marker, markersize=5, alpha=0.85)
+    return bool(has.any()), not stable.all()
+
+
+def _kind_handles(ok: pd.DataFrame) -> list:
+    """A legend entry per kind of point in ``ok``, with its marker."""
+    return [
+        Line2D([], [], color="black", marker=KIND_MARKERS[k], linestyle="none", label=k)
+        for k in KIND_MARKERS
+        if (ok["kind"] == k).any()
+    ]
 
 
 def _series_label(r: dict, varying: list[str]) -> str:
@@ -83,7 +95,6 @@ def throughput_vs_batch(df: pd.DataFrame) -> Figure:
         ["throughput"],
         sources,
         legend_rows=3,
-        sharey=True,
         panel=(4.2, 3.4),
         xlabel="batch size B",
         ylabel="samples / s",
@@ -138,7 +149,8 @@ def throughput_vs_batch(df: pd.DataFrame) -> Figure:
         else []
     )
     extra += [Patch(color="gray", alpha=0.3, label="band: 95% CI")] if interval else []
-    figure_legend(fig, [*handles.values(), *extra, *([_HOLLOW] if hollow else [])])
+    extra += [hollow_handle()] if hollow else []
+    figure_legend(fig, [*handles.values(), *extra])
     return fig
 
 
@@ -150,40 +162,20 @@ def roofline(df: pd.DataFrame) -> Figure:
     ok = ok[(ok["gflops"] > 0) & (ok["intensity"] > 0)]
     if ok.empty:
         raise NotDrawn("no ok points with FLOPs and traffic")
-    sets = list(dict.fromkeys(ok["set"]))
-    fig, axes = facets(
-        ["roofline"],
-        sets,
-        legend_rows=3,
-        sharey=False,
-        sharex=False,
+    fig, axes = _per_set(
+        ok,
+        "roofline",
         title="Roofline per result set",
-        panel=(5.2, 4.0),
         xlabel="arithmetic intensity (FLOPs per byte of traffic)",
         ylabel="achieved FLOP/s",
     )
-    styles = Styles(ok)
     interval = hollow = ceilings = False
     for (_, set_), ax in axes.items():
         pts = ok[ok["set"] == set_]
         for (kind, method), g in pts.groupby(["kind", "method"], sort=False):
-            color = METHOD_COLORS.get(method, "gray")
-            stable = g["stable"].to_numpy(bool)
-            x, y = g["intensity"].to_numpy(float), 1e9 * g["gflops"].to_numpy(float)
-            lo, hi = 1e9 * g["gflops_low"].to_numpy(float), 1e9 * g["gflops_high"].to_numpy(float)
-            has = np.isfinite(lo) & np.isfinite(hi)
-            if has.any():
-                interval = True
-                ax.errorbar(
-                    x[has],
-                    y[has],
-                    fmt="none",
-                    ecolor=color,
-                    capsize=2,
-                    yerr=[np.maximum(y - lo, 0)[has], np.maximum(hi - y, 0)[has]],
-                )
-            _points(ax, x, y, stable, KIND_MARKERS.get(kind, "o"), color)
-            hollow |= not stable.all()
+            flops = 1e9 * g[["gflops", "gflops_low", "gflops_high"]]
+            bars, some = _ci_points(ax, kind, method, g["intensity"], flops, g["stable"])
+            interval, hollow = interval or bars, hollow or some
         gemm, copy = 1e9 * pts["gemm_gflops"].iloc[0], 1e9 * pts["copy_gbps"].iloc[0]
         xs = np.geomspace(
             min(pts["intensity"].min(), 0.05) / 2, max(pts["intensity"].max(), 100) * 2, 200
@@ -209,17 +201,14 @@ def roofline(df: pd.DataFrame) -> Figure:
         log_axes(ax, [])
         ax.yaxis.set_major_formatter(axis_formatter("FLOP/s"))
         ax.set_title(title, fontsize=9)
-    kinds = [
-        Line2D([], [], color="black", marker=KIND_MARKERS[k], linestyle="none", label=k)
-        for k in KIND_MARKERS
-        if (ok["kind"] == k).any()
-    ]
-    styles.variants = []  # sets have their own panels
+    kinds = _kind_handles(ok)
     if ceilings:
         kinds.append(
             Line2D([], [], color="black", label="ceilings: min(GEMM rate, bandwidth x intensity)")
         )
-    figure_legend(fig, styles.handles(interval=interval, hollow=hollow, extra=kinds))
+    # sets have their own panels: no entry per set
+    handles = Styles(ok).handles(interval=interval, hollow=hollow, extra=kinds, variants=False)
+    figure_legend(fig, handles)
     return fig
 
 
@@ -230,19 +219,13 @@ def predicted_vs_measured(df: pd.DataFrame) -> Figure:
     ok = ok[ok["predicted_time_s"] > 0]
     if ok.empty:
         raise NotDrawn("no ok point has a predicted time (predicted_time_s)")
-    sets = list(dict.fromkeys(ok["set"]))
-    fig, axes = facets(
-        ["model"],
-        sets,
-        legend_rows=3,
-        sharey=False,
-        sharex=False,
-        panel=(5.2, 4.0),
+    fig, axes = _per_set(
+        ok,
+        "model",
         xlabel="predicted time",
         ylabel="measured time (median)",
         title="Measured vs predicted time (time model)",
     )
-    styles = Styles(ok)
     interval = hollow = False
     for (_, set_), ax in axes.items():
         pts = ok[ok["set"] == set_]
@@ -256,44 +239,19 @@ def predicted_vs_measured(df: pd.DataFrame) -> Figure:
         ax.fill_between(span, span / 2, span * 2, color="gray", alpha=0.15, linewidth=0)
         for (kind, method), g in pts.groupby(["kind", "method"], sort=False):
             g = g.sort_values("predicted_time_s")
-            x, y = g["predicted_time_s"].to_numpy(float), g["time_median_s"].to_numpy(float)
-            lo, hi = g["time_ci_low_s"].to_numpy(float), g["time_ci_high_s"].to_numpy(float)
-            has = np.isfinite(lo) & np.isfinite(hi)
-            color = METHOD_COLORS.get(method, "gray")
-            if has.any():
-                interval = True
-                ax.errorbar(
-                    x[has],
-                    y[has],
-                    yerr=[np.maximum(y - lo, 0)[has], np.maximum(hi - y, 0)[has]],
-                    fmt="none",
-                    ecolor=color,
-                    capsize=2,
-                )
-            stable = g["stable"].to_numpy(bool)
-            hollow |= not stable.all()
-            _points(ax, x, y, stable, KIND_MARKERS.get(kind, "o"), color)
+            times = g[["time_median_s", "time_ci_low_s", "time_ci_high_s"]]
+            bars, some = _ci_points(ax, kind, method, g["predicted_time_s"], times, g["stable"])
+            interval, hollow = interval or bars, hollow or some
         log_axes(ax, [], yunit="s")
         ax.xaxis.set_major_formatter(axis_formatter("s"))
         ax.set_title(set_, fontsize=9)
-    styles.variants = []
-    kinds = [
-        Line2D([], [], color="black", marker=KIND_MARKERS[k], linestyle="none", label=k)
-        for k in KIND_MARKERS
-        if (ok["kind"] == k).any()
+    extra = [
+        *_kind_handles(ok),
+        Line2D([], [], color="black", label="measured = predicted"),
+        Patch(color="gray", alpha=0.3, label="within a factor of 2"),
     ]
-    figure_legend(
-        fig,
-        styles.handles(
-            interval=interval,
-            hollow=hollow,
-            extra=kinds
-            + [
-                Line2D([], [], color="black", label="measured = predicted"),
-                Patch(color="gray", alpha=0.3, label="within a factor of 2"),
-            ],
-        ),
-    )
+    handles = Styles(ok).handles(interval=interval, hollow=hollow, extra=extra, variants=False)
+    figure_legend(fig, handles)
     return fig
 
 
@@ -312,7 +270,6 @@ def cpu_vs_gpu(df: pd.DataFrame) -> Figure:
         ["speedup"],
         panels,
         legend_rows=3,
-        sharey=True,
         title="CPU time / GPU time",
         panel=(3.6, 3.0),
         xlabel="batch size B",
@@ -355,8 +312,43 @@ def cpu_vs_gpu(df: pd.DataFrame) -> Figure:
         log_axes(ax, table["batch"])
         ax.set_title(panel, fontsize=9)
     extra = [Line2D([], [], color="gray", linestyle=":", label="crossover batch size")]
-    figure_legend(fig, [*labels.values(), *extra, *([_CI] if interval else [])])
+    extra += [ci_handle("bars: 95% CI")] if interval else []
+    figure_legend(fig, [*labels.values(), *extra])
     return fig
 
 
-__all__ = ["throughput_vs_batch", "roofline", "predicted_vs_measured", "cpu_vs_gpu"]
+def asv_history(rows: pd.DataFrame, benchmark: str, commits: list[str]) -> Figure:
+    """One asv benchmark across commits (oldest to newest), one line per parameter set, with asv's
+    confidence interval as bars (its interquartile range where it stored no CI)."""
+    ok = rows[rows["status"] == "ok"]
+    if ok.empty:
+        raise NotDrawn(f"asv benchmark {benchmark} has no successful result")
+    pos = {c: i for i, c in enumerate(commits)}
+    fig = Figure(figsize=(7.5, 4.8), dpi=DPI, layout="constrained")
+    ax = fig.subplots()
+    for i, (series, pts) in enumerate(ok.groupby("series", sort=False)):
+        pts = pts.sort_values("date")
+        color = f"C{i % 10}"
+        x = pts["commit_hash"].map(pos)
+        draw_series(ax, x, pts["value"], pts["low"], pts["high"], pts["stable"], color=color)
+        ax.plot([], [], color=color, marker="o", label=series)
+    ax.set_xticks(range(len(commits)))
+    ax.set_xticklabels(
+        [c[:8] for c in commits], rotation=45 if len(commits) > 4 else 0, ha="right", fontsize=8
+    )
+    unit = ok["unit"].iloc[0] or ""
+    values = ok["value"]
+    if values.min() > 0 and values.max() / values.min() > 30:
+        ax.set_yscale("log")
+    if unit in ASV_UNITS:
+        ax.yaxis.set_major_formatter(axis_formatter(ASV_UNITS[unit]))
+    ax.set_xlabel("commit (oldest to newest)")
+    ax.set_ylabel({"seconds": "time", "bytes": "bytes"}.get(unit, unit or "value"))
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    subtitle = rows.attrs.get("subtitle", "")
+    ax.set_title(f"asv: {benchmark}" + (f"\n{subtitle}" if subtitle else ""), fontsize=9)
+    return fig
+
+
+__all__ = ["throughput_vs_batch", "roofline", "predicted_vs_measured", "cpu_vs_gpu", "asv_history"]

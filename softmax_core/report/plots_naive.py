@@ -19,9 +19,11 @@ from .plots import (
     VARIANT,
     NotDrawn,
     Styles,
+    ci_handle,
     draw_series,
     facets,
     figure_legend,
+    hollow_handle,
     legend_rows,
     log_axes,
     sizes,
@@ -114,9 +116,8 @@ def ratio_vs_classes(df: pd.DataFrame) -> Figure:
         model = "predicted_flops_ratio" if what == "time" else "predicted_memory_ratio"
         at = ratios[ratios["features"] == n]
         ks = np.array(sorted(at["classes"].unique()), float)
-        ax.plot(
-            ks, ks, "--", color="gray", linewidth=1, marker="_", markersize=9
-        )  # "_": seen at one k too
+        # "_": seen at one k too
+        ax.plot(ks, ks, "--", color="gray", linewidth=1, marker="_", markersize=9)
         for (set_, b, _dtype), pts in at.groupby(["set", "batch", "dtype"], sort=False):
             pts = pts.sort_values("classes")
             ax.plot(
@@ -158,30 +159,8 @@ def ratio_vs_classes(df: pd.DataFrame) -> Figure:
         Line2D([], [], color="gray", linestyle=":", label="cost model"),
         Line2D([], [], color="gray", linestyle="--", label="k (lecture)"),
     ]
-    if interval:
-        handles.append(
-            Line2D(
-                [],
-                [],
-                color="gray",
-                marker="|",
-                linestyle="none",
-                markersize=10,
-                label="bars: 95% interval of the ratio",
-            )
-        )
-    if hollow:
-        handles.append(
-            Line2D(
-                [],
-                [],
-                color="gray",
-                marker="o",
-                markerfacecolor="white",
-                linestyle="none",
-                label="hollow: a point not marked stable",
-            )
-        )
+    handles += [ci_handle("bars: 95% interval of the ratio")] if interval else []
+    handles += [hollow_handle("hollow: a point not marked stable")] if hollow else []
     figure_legend(fig, handles)
     return fig
 

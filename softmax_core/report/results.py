@@ -34,18 +34,9 @@ from ..runs.resultformat import (
 
 #: Columns the loader adds: the set, its folder, device kind and machine ceilings, stability,
 #: and derived rates with their intervals.
-EXTRA_COLUMNS = (
-    "set",
-    "folder",
-    "device_kind",
-    "gemm_gflops",
-    "copy_gbps",
-    "stability",
-    "samples_per_s_low",
-    "samples_per_s_high",
-    "gflops_low",
-    "gflops_high",
-    "intensity",
+EXTRA_COLUMNS = tuple(
+    "set folder device_kind gemm_gflops copy_gbps stability samples_per_s_low samples_per_s_high "
+    "gflops_low gflops_high intensity".split()
 )
 
 
@@ -57,10 +48,6 @@ class ResultSets:
     frame: pd.DataFrame
     environments: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
-
-    @property
-    def sets(self) -> list[str]:
-        return list(self.environments) or sorted(self.frame["set"].unique())
 
 
 def as_paths(dirs) -> list[Path]:

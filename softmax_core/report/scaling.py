@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ..fileio import atomic_write_text
+from ..runs.cases import threads_text
 from ..units import si
 
 #: The plots a scaling report may draw.
@@ -103,7 +104,7 @@ def _table(df, eff, kind: str, data: str) -> list[str]:
         who = (
             f"Dask, {r.workers} worker{'s' if r.workers > 1 else ''}"
             if r.engine == "dask"
-            else f"NumPy, {r.threads} thread{'s' if r.threads > 1 else ''}"
+            else f"NumPy, {threads_text(r.threads)}"
         )
         flag = "" if str(r.stable) == "True" else " (unstable)"
         peak = si(r.peak_bytes, "B")
@@ -133,6 +134,13 @@ def _plots(out: Path, df, eff) -> list[str]:
     import matplotlib.pyplot as plt
 
     made = []
+
+    def save(fig, name: str) -> None:
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=120)
+        plt.close(fig)
+        made.append(name)
+
     if eff.workers.nunique() > 1:
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
         for key, g in eff.groupby(["kind", "data", "rows", "chunk_rows"]):
@@ -141,9 +149,8 @@ def _plots(out: Path, df, eff) -> list[str]:
                 f" chunk {key[3]}" if eff.chunk_rows.nunique() > 1 else ""
             )
             for ax, col in zip(axes, ("parallel_eff", "speedup_numpy_1t")):
-                mid = g[col] / (1 if col == "parallel_eff" else g.workers)
-                lo = g.get(f"{col}_low", mid) / (1 if col == "parallel_eff" else g.workers)
-                hi = g.get(f"{col}_high", mid) / (1 if col == "parallel_eff" else g.workers)
+                per = 1 if col == "parallel_eff" else g.workers
+                mid, lo, hi = (g[col + end] / per for end in ("", "_low", "_high"))
                 err = np.vstack(
                     [(mid - lo).clip(lower=0).fillna(0), (hi - mid).clip(lower=0).fillna(0)]
                 )
@@ -161,16 +168,12 @@ def _plots(out: Path, df, eff) -> list[str]:
             ax.set_xticks(sorted(eff.workers.unique()))
             ax.set_ylim(bottom=0)
         _legend(axes[1])
-        fig.tight_layout()
-        fig.savefig(out / "efficiency.png", dpi=120)
-        plt.close(fig)
-        made.append("efficiency.png")
+        save(fig, "efficiency.png")
     if df.rows.nunique() > 1:
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
         dask_chunks = df[df.engine == "dask"].chunk_rows
-        usual = (
-            int(dask_chunks.mode().iloc[0]) if len(dask_chunks) else 0
-        )  # the chunk size most points have
+        # the chunk size most points have
+        usual = int(dask_chunks.mode().iloc[0]) if len(dask_chunks) else 0
         for ax, data in zip(axes, ("memory", "stream")):
             g = df[
                 (df.kind == "gradient")
@@ -182,7 +185,7 @@ def _plots(out: Path, df, eff) -> list[str]:
                 label = (
                     f"Dask, {workers} worker{'s' if workers > 1 else ''} (chunks of {usual:,} rows)"
                     if engine == "dask"
-                    else f"NumPy, {threads} thread{'s' if threads > 1 else ''}"
+                    else f"NumPy, {threads_text(threads)}"
                 )
                 ax.plot(h.index, h.values, "o-" if engine == "dask" else "s--", label=label)
             ax.set_xscale("log")
@@ -195,10 +198,7 @@ def _plots(out: Path, df, eff) -> list[str]:
             )
             _legend(ax)
         axes[0].set_ylabel("samples / s")
-        fig.tight_layout()
-        fig.savefig(out / "throughput.png", dpi=120)
-        plt.close(fig)
-        made.append("throughput.png")
+        save(fig, "throughput.png")
     d = df[(df.engine == "dask") & (df.kind == "gradient")]
     if d.chunk_rows.nunique() > 1:
         fig, ax = plt.subplots(figsize=(6, 4.2))
@@ -211,10 +211,7 @@ def _plots(out: Path, df, eff) -> list[str]:
         ax.set_xlabel("rows per chunk")
         ax.set_ylabel("seconds per gradient")
         _legend(ax)
-        fig.tight_layout()
-        fig.savefig(out / "chunks.png", dpi=120)
-        plt.close(fig)
-        made.append("chunks.png")
+        save(fig, "chunks.png")
     return made
 
 
@@ -278,12 +275,10 @@ def _out_of_core(out: Path) -> list[str]:
     ]
 
 
-def write_report(
-    out: str | Path, frame: pd.DataFrame | None, env: dict, notes: list | None = None
-) -> Path:
+def write_report(out: str | Path, frame: pd.DataFrame | None, env: dict, notes: list) -> Path:
     """Write ``out/report.md`` (and the plots) of a scaling set's rows (``frame``, as
     :func:`~softmax_core.report.results.read_set` gives them; None: out_of_core.json only) and
-    its environment.json (``env``); return its path."""
+    its environment.json (``env``), with the reader's ``notes``; return its path."""
     out = Path(out)
     lines = ["# Dask scaling: softmax regression's gradient and SGD epoch", ""]
     mach = env.get("machine", {})
@@ -333,7 +328,7 @@ def write_report(
                 lines += [f"## {title}{extra}", "", *table, ""]
         for name in _plots(out, df, eff):
             lines += [f"![{name}]({name})", ""]
-        lines += _not_measured(frame, notes or [])
+        lines += _not_measured(frame, notes)
     lines += _out_of_core(out)
     lines += [
         "Columns: *vs NumPy 1T / all* = NumPy's time (1 BLAS thread / all cores) over this one; "
