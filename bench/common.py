@@ -70,20 +70,17 @@ DEFAULT_MAX_CALL_S = 0.3
 #: every machine runs the same points.
 REFERENCE_GEMM_FLOPS_PER_S = 179.6e9
 REFERENCE_COPY_BYTES_PER_S = 22.0e9
-#: Sampling cap of one point, seconds.  The sweep gives a point a tenth of its time budget
-#: over its rounds; a commit's asv run must end in minutes, so a third of that.  The engine
-#: stops as soon as the median's interval is within ±2%, which on a quiet machine most points
-#: reach well before; the cap only bounds what a noisy point may take.  It sets the
-#: interval's width, not where the median lies.
+#: Sampling cap of one point, seconds: a third of the sweep's share of its time budget, so that
+#: a commit's asv run ends in minutes.  The engine stops once the median's interval is within
+#: ±2%; the cap bounds only what a noisy point may take (the interval's width, not the median).
 MAX_TIME_S = GRID.time_budget_s * POINT_TIME_SHARE / 3
 #: Fewest samples a point gives asv per commit (over all rounds).  asv tells two commits
 #: apart with a Mann-Whitney U test at p < 0.002 once the samples allow it: 6 against 6
 #: never reach it (fully separated, p = 0.0022) and are then never "slower"; 7 against 7 can.
 ASV_MIN_SAMPLES = 7
 #: Calls one asv process makes at least: cold, warm-up, ASV_MIN_SAMPLES samples, the peak
-#: pass (softmax_core.runs.cases.calls_per_point's count with asv's samples).  Spelled out here,
-#: as is :func:`asv_samples_per_round`, because asv runs this bench/ against every
-#: commit's softmax_core: the suite may use only what older commits' library has.
+#: pass.  Spelled out, as is :func:`asv_samples_per_round`: asv runs this bench/ against every
+#: commit's softmax_core, so the suite may use only what older commits' library has.
 ASV_CALLS_PER_POINT = 1 + 1 + ASV_MIN_SAMPLES + 1
 #: Where the machine probe is cached (default: the user's cache folder).
 CACHE_ENV = "SOFTMAX_ASV_CACHE"
@@ -170,17 +167,15 @@ def backend() -> Backend:
 def machine_rates(b: Backend) -> dict:
     """:func:`softmax_core.measure.engine.probe_machine` of this machine and backend, probed once.
 
-    The best of three probes (a few seconds) is cached as JSON in ``$SOFTMAX_ASV_CACHE``
-    (default: the user's cache folder, ``$XDG_CACHE_HOME`` or ``~/.cache``)
-    ``/softmax-bench-asv/``, keyed by everything that changes what the probe reads: host,
-    backend, processor, the BLAS threads it ran with and the probe's version; so that every
-    process of a run, and every later run, predicts with the same rates and skips the same
-    points.  A file this user does not own is not trusted.  Delete the file to probe again.
+    The best of three probes is cached as JSON in ``$SOFTMAX_ASV_CACHE`` (default:
+    ``$XDG_CACHE_HOME`` or ``~/.cache``) ``/softmax-bench-asv/``, keyed by everything that
+    changes what the probe reads (host, backend, processor, BLAS threads, probe version), so
+    that every process of a run, and every later run, skips the same points.  A file this
+    user does not own is not trusted.  Delete the file to probe again.
     """
     from threadpoolctl import threadpool_info
 
-    # older libraries have no PROBE_VERSION: their probe is version 1
-    # (see softmax_core.measure.engine)
+    # a library without PROBE_VERSION probes as version 1
     ident = [
         platform.node(),
         b.label,

@@ -1,6 +1,6 @@
 """The array-API layer's cost: an epoch of ``sgd_epoch`` against the tuned plain NumPy loop.
 
-The goal is within 5% (``softmax-bench overhead`` prints the same on real MNIST).
+The goal is within 5% (``softmax-bench sidebyside`` measures the same on real MNIST).
 """
 
 from __future__ import annotations

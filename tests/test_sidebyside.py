@@ -21,6 +21,8 @@ from conftest import fake_probe
 
 from softmax_core import BackendError, get_backend, grad_structured
 from softmax_core.baseline import sidebyside as sbs
+from softmax_core.baseline.launches import count_launches
+from softmax_core.baseline.workloads import GRAD_OPS, STEP_OPS
 from softmax_core.model import sgd as model
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -87,7 +89,7 @@ def test_step_ops_are_the_operations_of_one_structured_sgd_step():
     theta = np.zeros((5, 3), np.float32).view(Counting)
     Counting.calls = []
     model._sgd_step_structured(xp, X, I, theta, 0.1, *model._row_reductions(xp))
-    assert len(Counting.calls) == len(sbs.STEP_OPS), Counting.calls
+    assert len(Counting.calls) == len(STEP_OPS), Counting.calls
 
 
 def test_grad_ops_are_the_operations_of_grad_structured():
@@ -97,7 +99,7 @@ def test_grad_ops_are_the_operations_of_grad_structured():
     Counting.calls = []
     grad_structured(X, y, np.zeros((5, 3), np.float32).view(Counting), check=False)
     # arange(k) and astype make arrays without a ufunc: every other entry is one
-    assert len(Counting.calls) == len(sbs.GRAD_OPS) - 2, Counting.calls
+    assert len(Counting.calls) == len(GRAD_OPS) - 2, Counting.calls
 
 
 def test_static_launches_per_step():
@@ -124,8 +126,8 @@ def test_count_launches_on_a_gpu_counts_device_work_not_annotations_or_host_ops(
         event("elementwise_kernel", "CUDA"),  # no activity type: counted
         event("ProfilerStep#1", "CUDA", activity="gpu_user_annotation"),
     ]
-    assert sbs.count_launches(events, "gpu") == 4
-    assert sbs.count_launches(events[:2], "gpu") is None
+    assert count_launches(events, "gpu") == 4
+    assert count_launches(events[:2], "gpu") is None
 
 
 def test_count_launches_on_the_cpu_counts_outermost_aten_ops():
@@ -141,8 +143,8 @@ def test_count_launches_on_the_cpu_counts_outermost_aten_ops():
         event("cudaLaunchKernel", "CPU"),
         event("kernel", "CUDA", activity="kernel"),
     ]
-    assert sbs.count_launches(events, "cpu") == 3  # matmul, slice, the backward mm
-    assert sbs.count_launches([], "cpu") is None
+    assert count_launches(events, "cpu") == 3  # matmul, slice, the backward mm
+    assert count_launches([], "cpu") is None
 
 
 def test_step_bound_takes_the_largest_of_launches_bandwidth_and_flops():
@@ -315,9 +317,9 @@ def test_gpu_profiler_counts_kernels_of_an_sgd_epoch(library):
     args = (b.asarray(X, "float32"), b.asarray(y), b.asarray(np.zeros((20, 5)), "float32"))
     n, how = sbs.profile_launches(lambda *a: model.sgd_epoch(*a, 0.1, 100), args, b)
     if library == "torch":
-        assert n is not None and n >= 5 * len(sbs.STEP_OPS), how
+        assert n is not None and n >= 5 * len(STEP_OPS), how
     else:  # CUPTI sees CuPy's kernels too, or the count says why not
-        assert n is None or n >= 5 * len(sbs.STEP_OPS), how
+        assert n is None or n >= 5 * len(STEP_OPS), how
 
 
 @pytest.mark.parametrize("argv", [["overhead"], ["overhead", "--rounds", "3", "--max-time", "1"]])

@@ -15,23 +15,15 @@ root).  It reads, in the shell that runs asv:
 
 and makes each of them an ``env_nobuild`` entry of every asv environment, as if the
 config's matrix held exactly the one value the shell gives (``SOFTMAX_DEVICE`` always;
-the others only when set to something other than their default):
-
-* the values are part of the environment's name, hence of each result file's name
-  (``<commit>-virtualenv-py3.11-SOFTMAX_DEVICEcpu.json``,
-  ``<commit>-virtualenv-py3.11-cupy-cuda12x-SOFTMAX_DEVICEgpu.json``), so a CPU run and a
-  GPU run of one commit on one machine never overwrite each other, nor a default run a
-  full one, and ``asv compare``/``continuous``/``publish`` keep them apart (``publish``
-  offers ``env-SOFTMAX_DEVICE`` as a choice);
-* asv sets them for the benchmark processes, so a result's name and what was measured
-  always agree;
-* a virtualenv for a backend outside the package's dependencies also installs that
-  backend's library (``cupy-cuda12x`` for the GPU's default, CuPy), in a virtualenv of
-  its own.
+the others only when set to something other than their default).  So the values name the
+environment and each result file (``<commit>-virtualenv-py3.11-SOFTMAX_DEVICEcpu.json``):
+a CPU and a GPU run, or a default and a full one, of one commit never overwrite each other
+and ``asv compare``/``publish`` keep them apart; asv sets them for the benchmark processes,
+so a result's name and what was measured agree.  A virtualenv for a backend outside the
+package's dependencies also installs that backend's library (:data:`REQUIREMENTS`).
 
 asv has no hook for this, so :func:`setup` wraps ``asv.environment.Environment.__init__``
-(the constructor every environment plugin calls with its requirements and tagged
-variables); ``tests/test_asv.py`` checks the names asv then gives its environments.
+(the constructor every environment plugin calls with its requirements and tagged variables).
 """
 
 from __future__ import annotations

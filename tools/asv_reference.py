@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
 import sys
 from pathlib import Path
+
+from softmax_core.gate.commits import GateError, resolve
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,18 +33,6 @@ def asv_results_dir(config: Path) -> Path:
 
     conf = util.load_json(str(config), js_comments=True)
     return (config.parent / conf.get("results_dir", "results")).resolve()
-
-
-def commit_hash(name: str, repo: Path = ROOT) -> str:
-    out = subprocess.run(
-        ["git", "rev-parse", "--verify", f"{name}^{{commit}}"],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-    )
-    if out.returncode != 0:
-        raise SystemExit(f"asv_reference: {name!r} is not a commit of {repo}")
-    return out.stdout.strip()
 
 
 def copy_reference(
@@ -123,7 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     source = asv_results_dir(Path(args.config))
     if not (source / "benchmarks.json").is_file():
         raise SystemExit(f"asv_reference: no asv results in {source}; fix: asv run first")
-    commits = [commit_hash(c) for c in args.commits]
+    try:
+        commits = [resolve(ROOT, c) for c in args.commits]
+    except GateError as exc:
+        raise SystemExit(f"asv_reference: {exc}") from None
     for path in copy_reference(
         source, Path(args.dest), args.machine, commits, args.replace, args.env
     ):

@@ -3,17 +3,13 @@
     SOFTMAX_THREADS=1 python tools/asv_vs_sweep.py [--pairs 5] [--points 'structured']
 
 asv measures each point in a fresh process (forked per point), the sweep in one long-lived
-process; both with the same engine.  Run minutes apart, the two disagree by 10-20% at many
-points on a VM whose host drifts (docs/measurement.md, "Trusting the numbers"), which hides
-whether they measure the same thing.  This script alternates them instead, point by point: a fresh
-process measures one gradient point of the asv default suite with asv's settings (as asv
-forks one per point), and this long-lived process (which has already measured every point
-once, as the sweep's has) measures the same point with the same settings, the order
-alternating; the ratio fresh / long-lived is taken within each pair, and each point's median
-over the pairs is printed with the spread, then a summary (goal: every point within 10%).
-Alternating whole passes over the suite (50 s each) instead left the host's drift in: two
-of five passes read 0.85 and 1.16 at their median point.  A script that prints numbers,
-not a test.
+process; both with the same engine.  Point by point, in alternating order, a fresh process
+measures one gradient point of the asv default suite with asv's settings and this long-lived
+process (which has measured every point once, as the sweep's has) measures it with the same
+settings: the two sides of a pair are seconds apart, so the host's drift, in phases of seconds
+to minutes (docs/measurement.md, "Trusting the numbers"), cancels in their ratio fresh /
+long-lived.  Each point's median over the pairs is printed with the spread, then a summary
+(goal: every point within 10%).  A script that prints numbers, not a test.
 """
 
 from __future__ import annotations
@@ -118,8 +114,6 @@ def main(argv: list[str] | None = None) -> int:
     measure_here(points)  # this process has measured every point once, as the sweep's has
     ratios = []
     for i in range(args.pairs):
-        # point by point, the two sides seconds apart and in alternating order: the host's
-        # drift (phases of seconds to minutes) hits both sides of a ratio alike
         pair = []
         for j, case in enumerate(points):
             if (i + j) % 2:

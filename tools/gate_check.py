@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 
 from softmax_core.gate import run_gate, summary
+from softmax_core.gate.pairs import FAMILIES
 from softmax_core.measure.environment import record
 
 GRADIENT = "softmax_core/model/softmax.py"
@@ -43,7 +44,6 @@ SLOWER_BODY = """    import time
     return g
 """
 COMMENT = ("O(Bnk) time and O(Bk + nk)", "O(Bnk) time and O(Bk + nk) (B examples)")
-FAMILIES = ("structured gradient", "naive gradient", "epoch")
 
 
 def make_commits(lab: Path) -> dict[str, str]:

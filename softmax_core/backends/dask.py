@@ -18,7 +18,8 @@ a *call* is on a lazy library, and the cluster's life: :mod:`softmax_core.dask.c
 
 from __future__ import annotations
 
-import os
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -26,12 +27,12 @@ import numpy as np
 from ..dask.chunked import DEFAULT_CHUNK_ROWS, chunk_bounds
 from ..dask.cluster import (
     ENV_CHUNK_ROWS,
-    ENV_SCHEDULER,
     ENV_WORKERS,
     DaskSession,
     computed,
     import_dask,
     positive_env,
+    scheduler_address,
     shared_session,
     start_session,
     wait_in_flight,
@@ -156,23 +157,17 @@ class DaskBackend(Backend):
         return blocks[0] if len(blocks) == 1 else da.concatenate(blocks, axis=0)
 
 
-def dask_backend(
-    scheduler: str | None = None,
-    workers: int | None = None,
-    chunk_rows: int | None = None,
-    session_: DaskSession | None = None,
-) -> DaskBackend:
-    """The Dask backend; arguments left None come from the environment (see the module doc).
+def dask_backend(chunk_rows: int | None = None, session_: DaskSession | None = None) -> DaskBackend:
+    """The Dask backend; what is left None comes from the environment (see the module doc).
 
-    ``session_`` uses a session the caller owns (:class:`session`) instead of the shared one.
+    ``session_`` uses a session the caller owns (:func:`session`) instead of the shared one.
     """
     import_dask()
     import array_api_compat.dask.array as xp
 
-    scheduler = scheduler or os.environ.get(ENV_SCHEDULER, "").strip() or None
-    workers = workers or positive_env(ENV_WORKERS)
+    workers = positive_env(ENV_WORKERS)
     chunk_rows = chunk_rows or positive_env(ENV_CHUNK_ROWS) or DEFAULT_CHUNK_ROWS
-    return DaskBackend(xp, session_ or shared_session(scheduler, workers), chunk_rows)
+    return DaskBackend(xp, session_ or shared_session(scheduler_address(), workers), chunk_rows)
 
 
 def make(device: str) -> DaskBackend:
@@ -183,27 +178,18 @@ def make(device: str) -> DaskBackend:
     return dask_backend()
 
 
-class session:
+@contextlib.contextmanager
+def session(
+    scheduler: str | None = None,
+    workers: int | None = None,
+    chunk_rows: int | None = None,
+    *,
+    processes: bool = True,
+) -> Iterator[DaskBackend]:
     """``with session(workers=2) as b:`` a :class:`DaskBackend` on a cluster of its own,
     closed after."""
-
-    def __init__(
-        self,
-        scheduler: str | None = None,
-        workers: int | None = None,
-        chunk_rows: int | None = None,
-        **cluster_kw,
-    ):
-        self._args = (scheduler, workers, chunk_rows)
-        self._kw = cluster_kw
-        self._session: DaskSession | None = None
-
-    def __enter__(self) -> DaskBackend:
-        scheduler, workers, chunk_rows = self._args
-        self._session = start_session(
-            scheduler or os.environ.get(ENV_SCHEDULER, "").strip() or None, workers, **self._kw
-        )
-        return dask_backend(chunk_rows=chunk_rows, session_=self._session)
-
-    def __exit__(self, *exc) -> None:
-        self._session.close()
+    own = start_session(scheduler_address(scheduler), workers, processes=processes)
+    try:
+        yield dask_backend(chunk_rows, own)
+    finally:
+        own.close()

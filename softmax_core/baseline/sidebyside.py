@@ -11,12 +11,7 @@ timer (CUDA events on a GPU): variants of one library alternate round by round,
 so their ratio to ``pytorch`` has a per-round CI; across libraries it is a ratio
 of medians.  Results are compared too (``max_rel_diff``).
 
-Operations per step: softmax-bench's structured step is :data:`STEP_OPS` plus
-I_y's two per chunk of batches, its gradient :data:`GRAD_OPS`; torch's profiler
-counts where it can see (a GPU's kernels, copies and fills, CuPy's included
-through CUPTI; on the CPU, which launches nothing, the outermost aten operators).
-Bound per step: max(ops x latency of one tiny operation, traffic / probed copy
-bandwidth, FLOPs / probed GEMM rate), FLOPs and traffic from the cost model.
+Operations per step and the bound they set: :mod:`.workloads` and :mod:`.launches`.
 """
 
 from __future__ import annotations
@@ -36,23 +31,10 @@ from ..measure.engine import Measurement, probe_machine, time_once
 from ..measure.environment import blas_summary
 from ..model.sgd import sgd_epoch
 from ..model.softmax import grad_structured
-from .launches import (  # noqa: F401 (re-exported)
-    LATENCY_CHAIN,
-    count_launches,
-    launch_latency_s,
-    profile_launches,
-    step_bound,
-)
+from .launches import launch_latency_s, profile_launches, step_bound
 from .plain import lecture_epoch, numpy_epoch, numpy_grad
-from .sidebyside_output import markdown, write  # noqa: F401 (re-exported)
-from .workloads import (  # noqa: F401 (re-exported)
-    GRAD_OPS,
-    GRADIENT,
-    MNIST_EPOCH,
-    ONE_HOT_OPS,
-    STEP_OPS,
-    Workload,
-)
+from .sidebyside_output import markdown, write
+from .workloads import GRADIENT, MNIST_EPOCH, Workload
 
 VARIANTS = (
     "softmax-bench",
@@ -337,10 +319,7 @@ __all__ = [
     "MNIST_EPOCH",
     "GRADIENT",
     "VARIANTS",
-    "STEP_OPS",
-    "GRAD_OPS",
     "run_sidebyside",
-    "count_launches",
     "profile_launches",
     "launch_latency_s",
     "step_bound",

@@ -65,15 +65,20 @@ class Workload:
             return gradient_cost("structured", self.samples, self.features, self.classes)
         return epoch_cost("structured", self.samples, self.features, self.classes, self.batch)
 
+    @property
+    def chunk_steps(self) -> int:
+        """Steps per chunk of I_y's batches in sgd_epoch (MNIST: 65)."""
+        return max(1, _ONE_HOT_CHUNK // (self.batch * self.classes))
+
     def static_launches_per_step(self) -> float:
         if self.lr is None:
             return float(len(GRAD_OPS))
-        chunks = -(-self.steps // max(1, _ONE_HOT_CHUNK // (self.batch * self.classes)))
+        chunks = -(-self.steps // self.chunk_steps)
         return len(STEP_OPS) + len(ONE_HOT_OPS) * chunks / self.steps
 
     def profile_steps(self) -> int:
-        """Steps profiled and compared: one chunk of I_y's batches (MNIST: 65), at most all."""
-        return min(self.steps, max(1, _ONE_HOT_CHUNK // (self.batch * self.classes)))
+        """Steps profiled and compared: one chunk of I_y's batches, at most all."""
+        return min(self.steps, self.chunk_steps)
 
     def theta0(self) -> np.ndarray:
         if self.lr is not None:  # the recipe: theta = 0

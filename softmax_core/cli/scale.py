@@ -1,15 +1,10 @@
 """``softmax-bench scale``: Dask as it scales, NumPy as the baseline, as one grid of the sweep.
 
-The grid (:class:`softmax_core.runs.cases.Grid`) has the structured gradient over m rows (X in
-the workers' memory, and streamed: made chunk by chunk inside the call) and one epoch of
-large-batch SGD over them, at each worker count (one LocalCluster of w single-threaded worker
-processes per count, all held at once, or the cluster at ``--scheduler``) and chunk size, beside
-the same calls in this process with NumPy at one BLAS thread and at all of them (the same rows,
-chunked alike).  :func:`softmax_core.runs.sweep.run_sweep` measures it into ``DIR/results.csv``
-(the one result format) in interleaved rounds, the variants of a point one after another; the
-report (:mod:`softmax_core.report.scaling`) draws the speedups and efficiencies.
-``--out-of-core ROWS`` instead runs the larger-than-memory gradient once, memory watched
-(``DIR/out_of_core.json``).
+One LocalCluster of w single-threaded worker processes per worker count, all held at once (or
+the cluster at ``--scheduler``), beside NumPy in this process at one BLAS thread and at all of
+them; :func:`softmax_core.runs.sweep.run_sweep` measures the grid (:func:`grid`) into
+``DIR/results.csv`` and the report (:mod:`softmax_core.report.scaling`) draws the speedups.
+``--out-of-core ROWS``: :mod:`softmax_core.dask.out_of_core`.
 """
 
 from __future__ import annotations
@@ -20,6 +15,7 @@ import os
 from pathlib import Path
 
 from ..dask.chunked import DEFAULT_CHUNK_ROWS
+from ..dask.cluster import scheduler_address
 from ..errors import InputError
 from .arguments import class_count, int_list, name_list, positive_float, positive_int, rounds
 
@@ -117,11 +113,10 @@ class _Gone(argparse.Action):
         parser.error(f"{option_string} is gone; fix: {RENAMED[option_string]}")
 
 
-def grid(args, workers: tuple[int, ...]):
+def grid(args, workers: tuple[int, ...], cores: int):
     """The sweep's grid of ``scale``'s arguments."""
     from ..runs.cases import Grid
 
-    cores = os.cpu_count() or 1
     gradient_data = tuple(
         d for d, name in (("", "memory"), ("stream", "stream")) if name in args.data
     )
@@ -152,7 +147,7 @@ def run(args) -> int:
     if args.report_only:
         print(f"report: {make_report([args.out], args.out)}")
         return 0
-    scheduler = args.scheduler or os.environ.get("SOFTMAX_DASK_SCHEDULER", "").strip() or None
+    scheduler = scheduler_address(args.scheduler)
     if args.out_of_core is not None:
         from ..dask.out_of_core import run_out_of_core
 
@@ -180,13 +175,6 @@ def run(args) -> int:
             f"--workers {max(workers)} is more than this machine's {cores} cores (each worker "
             f"is a process of one thread); fix: give at most {cores}, or --scheduler ADDRESS"
         )
-    measure_grid(args, workers, scheduler)
-    print(f"report: {make_report([args.out], args.out)}")
-    return 0
-
-
-def measure_grid(args, workers: tuple[int, ...], scheduler: str | None) -> None:
-    """Start the clusters, hold them all, and run the sweep of the grid on them."""
     from ..backends import get_backend
     from ..backends.dask import session
     from ..dask.metrics import parallelism
@@ -199,12 +187,12 @@ def measure_grid(args, workers: tuple[int, ...], scheduler: str | None) -> None:
     )
     with contextlib.ExitStack() as stack:
         if scheduler:
-            existing = stack.enter_context(session(scheduler, processes=True))
+            existing = stack.enter_context(session(scheduler))
             clusters = {existing.workers: existing}
         else:
-            clusters = {w: stack.enter_context(session(None, w, processes=True)) for w in workers}
+            clusters = {w: stack.enter_context(session(None, w)) for w in workers}
         run_sweep(
-            grid(args, tuple(clusters)),
+            grid(args, tuple(clusters), cores),
             get_backend("cpu", "numpy"),
             args.out,
             resume=args.resume,
@@ -215,6 +203,8 @@ def measure_grid(args, workers: tuple[int, ...], scheduler: str | None) -> None:
     env = read_environment(args.out, "re-run scale into another --out")
     write_environment(args.out, {**env, "parallelism": probe})
     print(f"scale: {run_sweep.last_summary.text()}")
+    print(f"report: {make_report([args.out], args.out)}")
+    return 0
 
 
 __all__ = ["add_parser", "run", "grid"]

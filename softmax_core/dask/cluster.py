@@ -100,26 +100,26 @@ def positive_env(name: str) -> int | None:
     return value
 
 
-def start_session(
-    scheduler: str | None = None,
-    workers: int | None = None,
-    *,
-    processes: bool = True,
-    threads_per_worker: int = 1,
-    memory_limit: str | int = "auto",
-) -> DaskSession:
-    """Connect to ``scheduler``, or start a LocalCluster of ``workers`` (default: one per core).
+def scheduler_address(given: str | None = None) -> str | None:
+    """``given``, else ``$SOFTMAX_DASK_SCHEDULER``; None (a local cluster) where neither is set."""
+    return given or os.environ.get(ENV_SCHEDULER, "").strip() or None
 
-    The caller closes it (:meth:`DaskSession.close`, or use :func:`session`).
+
+def start_session(
+    scheduler: str | None = None, workers: int | None = None, *, processes: bool = True
+) -> DaskSession:
+    """Connect to ``scheduler``, or start a LocalCluster of ``workers`` single-threaded workers
+    (default: one per core).
+
+    The caller closes it (:meth:`DaskSession.close`, or use
+    :func:`softmax_core.backends.dask.session`).
     """
     import_dask()
     from distributed import Client, LocalCluster
 
     if scheduler:
         return DaskSession(_connect(Client, scheduler), key=("scheduler", scheduler))
-    import psutil
-
-    cores = psutil.cpu_count() or 1
+    cores = _cores()
     workers = workers or cores
     if workers > cores:
         raise InputError(
@@ -129,9 +129,9 @@ def start_session(
         )
     cluster = LocalCluster(
         n_workers=workers,
-        threads_per_worker=threads_per_worker,
+        threads_per_worker=1,
         processes=processes,
-        memory_limit=memory_limit,
+        memory_limit="auto",
         dashboard_address=":0",
         silence_logs=logging.ERROR,
     )
@@ -180,7 +180,6 @@ def shared_session(scheduler: str | None = None, workers: int | None = None) -> 
     if found is not None and found.client.status == "running":
         return found
     made = start_session(scheduler, workers)
-    made.key = key
     if not _SESSIONS:
         # registered after distributed's own exit hooks, so it runs before them (LIFO)
         atexit.register(close_all)
@@ -257,6 +256,7 @@ def computed(fn: Callable[..., Any], client: Any = None) -> Callable[..., Any]:
 __all__ = [
     "DaskSession",
     "start_session",
+    "scheduler_address",
     "shared_session",
     "close_all",
     "computed",

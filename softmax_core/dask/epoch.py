@@ -31,14 +31,10 @@ def sgd_epoch(
 ):
     """:func:`softmax_core.model.sgd.sgd_epoch`, computed ``segment_steps`` batches at a time.
 
-    The same epoch, the same steps, the same math: each segment is the model's
-    ``sgd_epoch`` on rows ``s0:s1`` with ``s0`` a multiple of ``batch``, i.e. on
-    exactly the epoch's batches from ``s0`` on, and its θ, computed, starts the
-    next (on ``client``, see :func:`materialize`).  With ``seed``, the model's own
-    permutation is applied first.  Why:
-    each op on a lazy Dask array copies the graph's layer dependencies, so one
-    graph for a whole small-batch epoch costs O(steps²) to build (MNIST at
-    batch 100: 600 steps, minutes); in segments it is linear.  Returns θ computed.
+    Each segment is the model's ``sgd_epoch`` on rows ``s0:s1`` with ``s0`` a multiple of
+    ``batch``, i.e. on exactly the epoch's batches from ``s0`` on, and its θ, computed (on
+    ``client``, see :func:`materialize`), starts the next.  With ``seed``, the model's own
+    permutation is applied first.  Returns θ computed.
     """
     from array_api_compat import array_namespace
 

@@ -1,13 +1,5 @@
-"""What the Dask engine did during a call: each worker's peak memory, its tasks, the cluster.
-
-* :func:`worker_peaks`: each worker process's peak resident memory during one
-  computed call: the kernel's exact peak (``VmHWM``, reset in every worker
-  through ``/proc/self/clear_refs`` before the call) or, where that cannot be
-  reset, the maximum of distributed's own memory samples (every 0.5 s).
-* :func:`engine_stats`: distributed's task stream over one call: how many
-  tasks, their compute and transfer time, and the thread time per task spent
-  on anything else (scheduling, messages, waiting): Dask's overhead per task.
-"""
+"""What the Dask engine did during a call: each worker's peak memory (:func:`worker_peaks`),
+distributed's task stream (:func:`engine_stats`), and the machine's parallelism."""
 
 from __future__ import annotations
 
@@ -87,10 +79,6 @@ class WorkerPeaks:
     client_peak: int
 
     @property
-    def max_peak(self) -> int:
-        return max(self.peak.values())
-
-    @property
     def max_above(self) -> int:
         return max(self.peak[w] - self.before[w] for w in self.peak)
 
@@ -121,16 +109,18 @@ def worker_peaks(s: DaskSession, fn: Callable[..., Any], *args: Any) -> tuple[Wo
 # --------------------------------------------------------------------------- engine statistics
 
 
-def engine_stats(b, fn: Callable[..., Any], *args: Any) -> dict:
-    """One computed call ``fn(*args)`` with distributed's task stream on: :func:`task_summary`."""
+def engine_stats(b, fn: Callable[..., Any], *args: Any) -> tuple[dict, Any]:
+    """``fn(*args)`` once, with distributed's task stream on: (:func:`task_summary`, its result).
+
+    ``fn`` is a call that computes (:func:`~softmax_core.dask.cluster.computed`), so the
+    stream holds its tasks."""
     from distributed import get_task_stream
 
-    wait_in_flight(b.client)
     with get_task_stream(b.client) as ts:
         t0 = time.perf_counter()
-        materialize(fn(*args), b.client)
+        result = fn(*args)
         wall = time.perf_counter() - t0
-    return task_summary(ts.data, wall, cluster_threads(b.session))
+    return task_summary(ts.data, wall, cluster_threads(b.session)), result
 
 
 def cluster_threads(s: DaskSession) -> int:

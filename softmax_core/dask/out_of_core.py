@@ -1,16 +1,10 @@
 """The larger-than-memory gradient, once, with memory watched:
-``softmax-bench scale --out-of-core ROWS``.
+``softmax-bench scale --out-of-core ROWS`` (:func:`run_out_of_core`).
 
 X is the lazy synthetic array of :func:`softmax_core.dask.chunked.synthetic_dask`
 (ROWS x n, e.g. 10,000,000 x 784 float32 = 31 GB): each chunk is made by the
 task that needs it and dropped once both of its uses (Xθ and Xᵀ(...)) are done,
-so X never exists at once.  One call is watched (each worker's peak RSS, the
-host's memory every 0.2 s, distributed's task stream), then the call is timed
-with :func:`softmax_core.measure.engine.measure` (one warm-up and ``samples`` calls),
-then the NumPy reference, :func:`softmax_core.dask.chunked.reference_gradient` (the
-same chunks, one at a time, in this process), is run once through
-:func:`softmax_core.measure.engine.time_once` and compared.  Everything goes to
-``DIR/out_of_core.json``.
+so X never exists at once.
 """
 
 from __future__ import annotations
@@ -18,7 +12,6 @@ from __future__ import annotations
 import functools
 import json
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -90,28 +83,30 @@ def run_out_of_core(
     *,
     workers: int | None = None,
     scheduler: str | None = None,
-    seed: int = 0,
     dtype: str = "float32",
     samples: int = 3,
-    say=print,
 ) -> dict:
-    """The streamed full-batch gradient over ``rows`` rows on Dask, against the chunked NumPy
-    reference."""
-    from distributed import get_task_stream
+    """The streamed full-batch gradient over ``rows`` rows on Dask (seed 0's), against the
+    chunked NumPy reference; everything goes to ``out/out_of_core.json``.
 
+    One call is watched (each worker's peak RSS, the host's memory every 0.2 s, distributed's
+    task stream), then timed with :func:`softmax_core.measure.engine.measure` (``samples``
+    calls), then :func:`softmax_core.dask.chunked.reference_gradient` (the same chunks, one
+    at a time, in this process) runs once and the two are compared.
+    """
     from ..backends import get_backend
     from ..backends.dask import session
     from ..measure.engine import measure, time_once
     from ..model.softmax import grad_structured
     from .cluster import computed
-    from .metrics import cluster_threads, task_summary, worker_peaks
+    from .metrics import engine_stats, worker_peaks
 
     if (Path(out) / "out_of_core.json").exists():
         raise InputError(
             f"{Path(out) / 'out_of_core.json'} exists; fix: move it away, or choose another --out"
         )
     x_bytes = rows * n * np.dtype(dtype).itemsize
-    theta0 = (0.01 * np.random.default_rng(seed).standard_normal((n, k))).astype(dtype)
+    theta0 = (0.01 * np.random.default_rng(0).standard_normal((n, k))).astype(dtype)
     fn = functools.partial(grad_structured, check=False)
     result = {
         "rows": rows,
@@ -121,28 +116,25 @@ def run_out_of_core(
         "chunk_rows": chunk_rows,
         "chunks": len(chunk_bounds(rows, chunk_rows)),
         "x_bytes": x_bytes,
-        "seed": seed,
+        "seed": 0,
     }
-    say(
+    print(
         f"out-of-core: X is {rows} x {n} {dtype} = {x_bytes / 1e9:.1f} GB in "
         f"{result['chunks']} chunks, never whole"
     )
-    with session(scheduler, workers, processes=True) as b, MemoryWatch() as watch:
+    with session(scheduler, workers) as b, MemoryWatch() as watch:
         result["cluster"] = b.describe()
-        X, y = synthetic_dask(rows, n, k, seed, chunk_rows, dtype)
+        X, y = synthetic_dask(rows, n, k, 0, chunk_rows, dtype)
         theta = b.asarray(theta0)
-        with get_task_stream(b.client) as ts:
-            t0 = time.perf_counter()
-            peaks, g = worker_peaks(b.session, fn, X, y, theta)
-            first = time.perf_counter() - t0
-        g = b.to_numpy(g)
+        engine, (peaks, g) = engine_stats(b, worker_peaks, b.session, fn, X, y, theta)
+        g, first = b.to_numpy(g), engine["wall_s"]
         result["first_call_s"] = first
-        result["engine"] = task_summary(ts.data, first, cluster_threads(b.session))
+        result["engine"] = engine
         result["worker_peak_rss_bytes"] = peaks.peak
         result["worker_rss_before_bytes"] = peaks.before
         result["peak_source"] = peaks.source
         result["client_peak_rss_bytes"] = peaks.client_peak
-        say(
+        print(
             f"out-of-core: first call {first:.1f} s, worker peaks "
             f"{', '.join(f'{v / 1e6:.0f} MB' for v in peaks.peak.values())} ({peaks.source})"
         )
@@ -162,7 +154,7 @@ def run_out_of_core(
             "samples_per_s": rows / meas.median,
             "gbytes_per_s": x_bytes / meas.median / 1e9,
         }
-        say(f"out-of-core: Dask gradient {meas}")
+        print(f"out-of-core: Dask gradient {meas}")
     result["dask_memory"] = watch.summary()
     with MemoryWatch() as watch:
         ref, seconds = time_once(
@@ -170,7 +162,7 @@ def run_out_of_core(
             theta0,
             rows,
             k,
-            seed,
+            0,
             chunk_rows,
             dtype,
             backend=get_backend("cpu", "numpy"),
@@ -185,7 +177,7 @@ def run_out_of_core(
     result["max_rel_diff"] = float(diff.max() / max(np.abs(ref).max(), 1e-30))
     result["equal"] = bool(np.allclose(g, ref, rtol=RTOL, atol=ATOL))
     result["tolerance"] = {"rtol": RTOL, "atol": ATOL}
-    say(
+    print(
         f"out-of-core: NumPy chunked reference {seconds:.1f} s; "
         f"max |Dask - NumPy| = {result['max_abs_diff']:.3g} "
         f"(relative {result['max_rel_diff']:.3g}): {'EQUAL' if result['equal'] else 'DIFFERENT'}"

@@ -58,6 +58,12 @@ def verdict(low: float, high: float, threshold: float) -> str:
     return "UNSURE"
 
 
+def confirm(found: str, fresh: str) -> str:
+    """The verdict ``found`` of all pairs, SLOWER only where the fresh workers' own reads
+    ``fresh`` SLOWER too (UNSURE until then)."""
+    return "UNSURE" if found == "SLOWER" and fresh != "SLOWER" else found
+
+
 def family(key) -> str:
     """The family of a point's key ``[kind, method, B, n, k, dtype]``."""
     kind, method = key[0], key[1]
@@ -118,10 +124,7 @@ class Point:
 
     def verdict(self, threshold: float) -> str:
         """All pairs' verdict; SLOWER only when the fresh workers' pairs alone say so too."""
-        found = self.read(threshold)
-        if found == "SLOWER" and self.confirmed(threshold) != "SLOWER":
-            return "UNSURE"
-        return found
+        return confirm(self.read(threshold), self.confirmed(threshold))
 
 
 @dataclass(frozen=True)
@@ -140,9 +143,7 @@ class Family:
         return verdict(self.low, self.high, threshold)
 
     def verdict(self, threshold: float) -> str:
-        found = self.read(threshold)
-        fresh = self.fresh.read(threshold) if self.fresh else "UNSURE"
-        return "UNSURE" if found == "SLOWER" and fresh != "SLOWER" else found
+        return confirm(self.read(threshold), self.fresh.read(threshold) if self.fresh else "UNSURE")
 
 
 def _combine(name: str, estimates: list[tuple[float, float, float]]) -> Family | None:
