@@ -3,8 +3,10 @@
 The command line prints an :class:`InputError` (and the data and backend errors, which are
 input errors too) as one line and exits 1; any other exception is a bug and keeps its
 traceback.  An :class:`InputError` is a ValueError and an :class:`InputTypeError` a
-TypeError, so code calling the library catches them as before.
+TypeError, so code calling the library catches them as it catches those.
 """
+
+import numpy as np
 
 
 class InputError(ValueError):
@@ -15,4 +17,17 @@ class InputTypeError(InputError, TypeError):
     """An argument of the wrong type."""
 
 
-__all__ = ["InputError", "InputTypeError"]
+def is_whole(value, least: int = 1) -> bool:
+    """Whether ``value`` is an integer (Python's or NumPy's, not a bool) of at least ``least``."""
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer)) and value >= least
+
+
+def whole(value, name: str, least: int = 1, rule: str = "") -> int:
+    """``value`` as an int, or an :class:`InputError` saying ``{name} must be {rule}``
+    (default: ``an integer >= {least}``)."""
+    if not is_whole(value, least):
+        raise InputError(f"{name} must be {rule or f'an integer >= {least}'}, got {value!r}")
+    return int(value)
+
+
+__all__ = ["InputError", "InputTypeError", "is_whole", "whole"]

@@ -26,7 +26,7 @@ _PREFIXES = (
 def is_finite(value) -> bool:
     try:
         return math.isfinite(float(value))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer past any float
         return False
 
 

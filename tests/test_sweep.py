@@ -182,8 +182,8 @@ def test_time_model_learns_and_never_extrapolates_faster_than_the_largest_point(
     guard = Guard(10**12, 1.0, model())
     small, big = Case("gradient", "naive", 1, 50, 50), Case("gradient", "naive", 64, 50, 50)
     slowdown = 0.05 / guard.model.roofline_s(small)
-    guard.record(small, seconds=0.05)
-    predicted = guard.predicted_time_s(big)
+    guard.model.record(small, seconds=0.05)
+    predicted = guard.model.predict(big)
     assert predicted >= 0.9 * slowdown * guard.model.roofline_s(big)
     assert "time budget 1 s" in guard.skip_reason(big)
 

@@ -1,17 +1,9 @@
-"""Array backends: which array library runs the math, on which device.
-
-=================  ===========================================================
-``SOFTMAX_DEVICE``  ``cpu`` (default) or ``gpu`` (the current CUDA device)
-``SOFTMAX_BACKEND`` optional: ``numpy``, ``cupy``, ``torch``,
-                    ``array_api_strict`` or ``dask``; default ``numpy`` on
-                    ``cpu`` and ``cupy`` on ``gpu``
-=================  ===========================================================
+"""Array backends: which array library runs the math, on which device (``SOFTMAX_DEVICE``,
+``SOFTMAX_BACKEND``: see :func:`get_backend`; Dask's variables: docs/dask.md).
 
 One adapter module per library (:mod:`.numpy`, :mod:`.array_api_strict`, :mod:`.cupy`,
 :mod:`.torch`, :mod:`.dask`), each with a :class:`~.base.Backend` subclass and a
-``make(device)``; :func:`get_backend` is the one registry.  ``dask`` runs on a
-dask.distributed cluster (``SOFTMAX_DASK_SCHEDULER``, or a LocalCluster started with the
-command).
+``make(device)``; :func:`get_backend` is the one registry.
 """
 
 from __future__ import annotations
@@ -20,15 +12,7 @@ import importlib
 import os
 
 from ..errors import InputError
-from .base import (
-    Backend,
-    BackendError,
-    EventTimer,
-    HostTimer,
-    PeakCounter,
-    Timer,
-    host_available_bytes,
-)
+from .base import Backend, BackendError, EventTimer, PeakCounter, host_available_bytes
 
 DEVICES = ("cpu", "gpu")
 BACKENDS = ("numpy", "cupy", "torch", "array_api_strict", "dask")
@@ -74,9 +58,7 @@ __all__ = [
     "Backend",
     "BackendError",
     "EventTimer",
-    "HostTimer",
     "PeakCounter",
-    "Timer",
     "get_backend",
     "host_available_bytes",
 ]

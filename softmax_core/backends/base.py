@@ -136,17 +136,8 @@ class Backend:
 
     def settle(self) -> None:
         """Bring this library's matmul to its steady state, once per process: one square
-        float32 matmul of :data:`SETTLE_MATMUL_SIZE`.
-
-        Why: a BLAS keeps state across calls that a call's own warm-up does not reach.
-        OpenBLAS runs some shapes (``[1024, 784] @ [784, 100]`` float32 on one thread)
-        about twice as slowly in a process that has not yet multiplied matrices of
-        384 x 384 or more as it does, for the rest of the process, once it has.
-        Settling first makes a measurement independent of what ran before it in the
-        process (an asv benchmark process is fresh for every point; the sweep's is
-        long-lived).  A measurement session
-        (:mod:`softmax_core.measure.session`) calls it and owns the rest of the state.
-        """
+        float32 matmul of :data:`SETTLE_MATMUL_SIZE`: a BLAS keeps state across calls that a
+        call's own warm-up does not reach (docs/measurement.md, "The measuring loop")."""
         if self.label in _SETTLED:
             return
         a = self.asarray(np.ones((SETTLE_MATMUL_SIZE, SETTLE_MATMUL_SIZE)), "float32", copy=True)

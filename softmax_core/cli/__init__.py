@@ -22,7 +22,7 @@ from .parser import build_parser
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.getLogger("asyncio").addFilter(_CUT_SHORT)
+    logging.getLogger("asyncio").addFilter(_not_cut_short)
     try:
         with thread_limit(getattr(args, "threads", None)):
             code = COMMANDS[args.command](args)
@@ -31,14 +31,16 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except BrokenPipeError:
         # the reader went away (`softmax-bench info | head -1`): not an error of ours
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except (InputError, BackendError, OSError) as exc:  # what the user can fix; else a bug
         print(f"softmax-bench {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        _quiet_shutdown()
+        # the Dask client's background tasks end with errors that distributed would log at
+        # exit: the one line printed says all there is to say
+        for name in ("distributed", "tornado"):
+            logging.getLogger(name).setLevel(logging.CRITICAL + 1)
         hint = (
             "; the rows of finished points are kept: add --resume to go on"
             if args.command == "sweep"
@@ -48,22 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _quiet_shutdown() -> None:
-    """After Ctrl-C, the Dask client's background tasks end with errors that distributed would
-    log at exit: the one line printed says all there is to say."""
-    import logging
-
-    for name in ("distributed", "tornado"):
-        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
-
-
-class _CutShort:
-    """Drops asyncio's report of a Dask client's task that Ctrl-C cut short (its ``AllExit``):
-    an interrupted command prints one line; any other asyncio report passes."""
-
-    def filter(self, record) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        return type(exc).__name__ != "AllExit"
-
-
-_CUT_SHORT = _CutShort()
+def _not_cut_short(record) -> bool:
+    """False for asyncio's report of a Dask client's task that Ctrl-C cut short (its
+    ``AllExit``): an interrupted command prints one line; any other asyncio report passes."""
+    exc = record.exc_info[1] if record.exc_info else None
+    return type(exc).__name__ != "AllExit"

@@ -7,6 +7,7 @@ import argparse
 import math
 import os
 from pathlib import Path
+from typing import NoReturn
 
 from ..backends import BACKENDS, DEVICES
 
@@ -22,42 +23,51 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def positive_int(text: str) -> int:
+def _fail(message: str) -> NoReturn:
+    raise argparse.ArgumentTypeError(message)
+
+
+def _whole(text: str, least: int, rule: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {value}")
+        _fail(f"expected a whole number, got {text!r}")
+    if value < least:
+        _fail(f"must be {rule}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return _whole(text, 1, "a positive whole number")
+
+
+def nonnegative_int(text: str) -> int:
+    return _whole(text, 0, "a whole number >= 0")
 
 
 def positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        _fail(f"expected a number, got {text!r}")
     if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
+        _fail(f"must be a positive finite number, got {text}")
     return value
 
 
 def class_count(text: str) -> int:
     value = positive_int(text)
     if value < 2:
-        raise argparse.ArgumentTypeError(
-            f"expected at least 2 classes (softmax over one class is constant), got {value}"
-        )
+        _fail(f"expected at least 2 classes (softmax over one class is constant), got {value}")
     return value
 
 
 def thread_count(text: str) -> int:
-    value = positive_int(text)
-    cores = os.cpu_count() or 1
+    value, cores = positive_int(text), os.cpu_count() or 1
     if value > cores:
-        raise argparse.ArgumentTypeError(
-            f"{value} threads on {cores} cores would time the scheduler, "
-            f"not the math; use at most {cores}"
+        _fail(
+            f"{value} threads on {cores} cores would time the scheduler, not the math; "
+            f"use at most {cores}"
         )
     return value
 
@@ -67,29 +77,28 @@ def rounds(text: str) -> int:
 
     value = positive_int(text)
     if value > MAX_ROUNDS:
-        raise argparse.ArgumentTypeError(f"at most {MAX_ROUNDS} rounds, got {value}")
+        _fail(f"at most {MAX_ROUNDS} rounds, got {value}")
     return value
 
 
 def fraction(text: str) -> float:
     value = positive_float(text)
     if value >= 1:
-        raise argparse.ArgumentTypeError(f"must be a fraction between 0 and 1, got {text}")
+        _fail(f"must be a fraction between 0 and 1, got {text}")
     return value
 
 
-def nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {value}")
-    return value
+def list_of(parse):
+    """A comma-separated list, each item read by ``parse``."""
+
+    def parse_list(text: str) -> list:
+        return [parse(part) for part in comma_list(text)]
+
+    return parse_list
 
 
-def int_list(text: str) -> list[int]:
-    return [positive_int(part) for part in comma_list(text)]
+int_list = list_of(positive_int)
+thread_counts = list_of(thread_count)
 
 
 def name_list(choices):
@@ -97,9 +106,7 @@ def name_list(choices):
         names = comma_list(text)
         bad = [n for n in names if n not in choices]
         if bad:
-            raise argparse.ArgumentTypeError(
-                f"unknown {', '.join(bad)}: choose from {', '.join(choices)}"
-            )
+            _fail(f"unknown {', '.join(bad)}: choose from {', '.join(choices)}")
         return names
 
     return parse
@@ -108,44 +115,26 @@ def name_list(choices):
 def comma_list(text: str) -> list[str]:
     parts = [p.strip() for p in text.split(",")]
     if not any(parts):
-        raise argparse.ArgumentTypeError("expected a comma-separated list, got nothing")
+        _fail("expected a comma-separated list, got nothing")
     if not all(parts):
-        raise argparse.ArgumentTypeError(f"an empty item in {text!r}: write e.g. 1,2")
+        _fail(f"an empty item in {text!r}: write e.g. 1,2")
     return parts
 
 
 def bytes_size(text: str) -> int:
     """``12e9``, ``12GB``, ``512MiB`` -> bytes."""
-    units = {
-        "": 1,
-        "b": 1,
-        "kb": 1e3,
-        "mb": 1e6,
-        "gb": 1e9,
-        "tb": 1e12,
-        "kib": 2**10,
-        "mib": 2**20,
-        "gib": 2**30,
-        "tib": 2**40,
-    }
+    units = {"": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12}
+    units |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
     t = text.strip().lower()
     number = t.rstrip("kmgtib")
     unit = t[len(number) :]
     try:
         value = float(number) * units[unit]
     except (ValueError, KeyError):
-        raise argparse.ArgumentTypeError(
-            f"expected a size such as 8e9, 8GB or 8GiB, got {text!r}"
-        ) from None
+        _fail(f"expected a size such as 8e9, 8GB or 8GiB, got {text!r}")
     if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(
-            f"must be a positive finite size such as 8GB, got {text!r}"
-        )
+        _fail(f"must be a positive finite size such as 8GB, got {text!r}")
     return int(value)
-
-
-def thread_counts(text: str) -> list[int]:
-    return [thread_count(part) for part in comma_list(text)]
 
 
 def add_backend_args(p: argparse.ArgumentParser, threads_axis: bool = False) -> None:

@@ -19,9 +19,20 @@ from ..fileio import atomic_write_text
 from ..model.sgd import train
 from ..model.softmax import get_gradient
 from .arguments import DEFAULT_SWEEP_ROOT, EXIT_USAGE
+from .gate import run as _cmd_gate
 from .parser import RENAMED
+from .scale import run as _cmd_scale
 
 EPOCH_COLUMNS = ("epoch", "train_loss", "train_err", "test_loss", "test_err", "seconds")
+#: The link to the latest sweep's folder.
+LATEST = DEFAULT_SWEEP_ROOT / "latest"
+
+
+def _not_a_folder(option: str, path: Path | None, example: str) -> None:
+    if path is not None and path.is_dir():
+        raise InputError(
+            f"{option} {path} is a folder; fix: give a file name, e.g. {path / example}"
+        )
 
 
 def _cmd_train(args) -> int:
@@ -30,11 +41,7 @@ def _cmd_train(args) -> int:
     from ..measure.engine import Measurement, time_once
     from ..measure.session import MeasurementSession
 
-    if args.metrics_out is not None and args.metrics_out.is_dir():
-        raise InputError(
-            f"--metrics-out {args.metrics_out} is a folder; fix: give a file name, e.g. "
-            f"{args.metrics_out / 'epochs.csv'}"
-        )
+    _not_a_folder("--metrics-out", args.metrics_out, "epochs.csv")
     start = time.monotonic()
     backend = get_backend(args.device, args.backend)
     data = load_mnist(args.data_dir)
@@ -148,8 +155,7 @@ def _cmd_sweep(args) -> int:
     )
     out = _sweep_folder(args.out, args.resume, backend.label)
     new = args.out is None and not args.resume
-    latest = DEFAULT_SWEEP_ROOT / "latest"
-    previous = Path(os.readlink(latest)) if new and latest.is_symlink() else None
+    previous = Path(os.readlink(LATEST)) if new and LATEST.is_symlink() else None
     if new:
         _point_latest(out)  # from its start: a killed run is the one --resume continues
     try:
@@ -169,7 +175,7 @@ def _cmd_sweep(args) -> int:
             if previous is not None:
                 _point_latest(DEFAULT_SWEEP_ROOT / previous)
             else:
-                latest.unlink(missing_ok=True)
+                LATEST.unlink(missing_ok=True)
         raise
     print(f"sweep: {run_sweep.last_summary.text()}")
     if not args.no_report:
@@ -183,19 +189,18 @@ def _sweep_folder(out: Path | None, resume: bool, label: str) -> Path:
     """--out as given; else, to resume, the latest run; else a new folder per run."""
     if out is not None:
         return out
-    latest = DEFAULT_SWEEP_ROOT / "latest"
-    if latest.exists() and not latest.is_symlink():
+    if LATEST.exists() and not LATEST.is_symlink():
         raise InputError(
-            f"{latest} is not the link softmax-bench keeps to the latest run; fix: move it "
+            f"{LATEST} is not the link softmax-bench keeps to the latest run; fix: move it "
             "away, or pass --out DIR"
         )
     if resume:
-        if not latest.exists():
+        if not LATEST.exists():
             raise InputError(
-                f"nothing to resume: {latest} does not exist; fix: pass --out DIR of the "
+                f"nothing to resume: {LATEST} does not exist; fix: pass --out DIR of the "
                 "sweep to continue, or run without --resume"
             )
-        return latest.resolve()
+        return LATEST.resolve()
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
     DEFAULT_SWEEP_ROOT.mkdir(parents=True, exist_ok=True)
     for suffix in range(1, 1000):  # made here, atomically: two runs in one second get two
@@ -211,16 +216,15 @@ def _sweep_folder(out: Path | None, resume: bool, label: str) -> Path:
 def _point_latest(folder: Path) -> None:
     """Make ``out/sweep/latest`` point at ``folder``, atomically; say so when it cannot, since a
     ``--resume`` without ``--out`` would then continue another run."""
-    link = DEFAULT_SWEEP_ROOT / "latest"
     tmp = DEFAULT_SWEEP_ROOT / f".latest.{os.getpid()}"
     try:
         os.symlink(folder.name, tmp)
-        os.replace(tmp, link)
+        os.replace(tmp, LATEST)
     except OSError as exc:
         if tmp.is_symlink():
             tmp.unlink()
         print(
-            f"softmax-bench sweep: warning: {link} still points at another run ({exc}); "
+            f"softmax-bench sweep: warning: {LATEST} still points at another run ({exc}); "
             f"resume this one with --resume --out {folder}",
             file=sys.stderr,
         )
@@ -229,10 +233,7 @@ def _point_latest(folder: Path) -> None:
 def _cmd_compare(args) -> int:
     from ..report.compare import compare, format_comparison
 
-    if args.out is not None and args.out.is_dir():
-        raise InputError(
-            f"--out {args.out} is a folder; fix: give a file name, e.g. {args.out / 'compare.md'}"
-        )
+    _not_a_folder("--out", args.out, "compare.md")
     table, summary = compare(args.a, args.b, threshold=args.threshold)
     text = format_comparison(table, summary, args.a, args.b)
     if args.out:
@@ -251,70 +252,26 @@ def _cmd_report(args) -> int:
     return 0
 
 
-COMMANDS = {
-    "train": _cmd_train,
-    "info": _cmd_info,
-    "data": _cmd_data,
-    "sweep": _cmd_sweep,
-    "report": _cmd_report,
-    "compare": _cmd_compare,
-}
-
-
-def _cmd_scale(args) -> int:
-    from .scale import run
-
-    return run(args)
-
-
-def _cmd_gate(args) -> int:
-    from .gate import run
-
-    return run(args)
-
-
-COMMANDS.update(scale=_cmd_scale, gate=_cmd_gate)
-
-
 def _cmd_renamed(args) -> int:
     print(f"softmax-bench: '{args.command}' is now {RENAMED[args.command]}", file=sys.stderr)
     return EXIT_USAGE
 
 
 def _cmd_sidebyside(args) -> int:
-    import time
-
     from ..baseline import sidebyside as sbs
 
     start = time.monotonic()
-    workloads = None
     if args.quick:
-        workloads = [
-            (
-                sbs.Workload(
-                    "mnist_epoch",
-                    "small epoch (synthetic 2000 x 784, k = 10, batch 100)",
-                    2000,
-                    784,
-                    10,
-                    100,
-                    lr=0.2,
-                ),
-                None,
-            ),
-            (
-                sbs.Workload(
-                    "gradient", "small gradient (B = 256, n = k = 100)", 256, 100, 100, 256
-                ),
-                None,
-            ),
-        ]
+        about = "small epoch (synthetic 2000 x 784, k = 10, batch 100)"
+        epoch = sbs.Workload("mnist_epoch", about, 2000, 784, 10, 100, lr=0.2)
+        about = "small gradient (B = 256, n = k = 100)"
+        gradient = sbs.Workload("gradient", about, 256, 100, 100, 256)
+        workloads = [(epoch, None), (gradient, None)]
     else:
         data = load_mnist(args.data_dir)
         workloads = [(sbs.MNIST_EPOCH, (data.X_train, data.y_train)), (sbs.GRADIENT, None)]
-    budget = max(
-        args.time_budget - (time.monotonic() - start), 0.1 * args.time_budget
-    )  # less the data's loading
+    # the budget less the data's loading
+    budget = max(args.time_budget - (time.monotonic() - start), 0.1 * args.time_budget)
     result = sbs.run_sidebyside(
         args.device,
         workloads=workloads,
@@ -326,4 +283,15 @@ def _cmd_sidebyside(args) -> int:
     return 0
 
 
-COMMANDS.update(sidebyside=_cmd_sidebyside, **dict.fromkeys(RENAMED, _cmd_renamed))
+COMMANDS = {
+    "train": _cmd_train,
+    "info": _cmd_info,
+    "data": _cmd_data,
+    "sweep": _cmd_sweep,
+    "report": _cmd_report,
+    "compare": _cmd_compare,
+    "scale": _cmd_scale,
+    "gate": _cmd_gate,
+    "sidebyside": _cmd_sidebyside,
+    **dict.fromkeys(RENAMED, _cmd_renamed),
+}

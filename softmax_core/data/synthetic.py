@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import whole
 
 
 def make_synthetic(m: int, n: int, k: int, seed: int = 0, dtype=np.float32):
@@ -14,8 +14,7 @@ def make_synthetic(m: int, n: int, k: int, seed: int = 0, dtype=np.float32):
     1/sqrt(n) so that logits stay O(1) for any n.  y is int64 in 0..k-1.
     """
     for name, v, least in (("m", m, 1), ("n", n, 1), ("k", k, 2)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < least:
-            raise InputError(f"{name} must be an integer >= {least}, got {v!r}")
+        whole(v, name, least)
     rng = np.random.default_rng(seed)
     y = rng.integers(0, k, size=m, dtype=np.int64)
     centres = rng.standard_normal((k, n), dtype=np.float32)

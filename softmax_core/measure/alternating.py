@@ -3,7 +3,6 @@ of clock speed hits all of them alike, and their ratios are taken within a round
 
 from __future__ import annotations
 
-import gc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from ..backends import Backend, get_backend
 from ..errors import InputError, InputTypeError
 from . import session
 from .cpuwatch import OthersCPU
-from .engine import Sampler, check_args
+from .engine import Sampler, check_args, gc_off
 from .engine import converged as _converged
 from .stats import TARGET_REL_CI, Measurement
 
@@ -64,9 +63,7 @@ def measure_side_by_side(
 
 
 def _side_by_side(samplers, min_rounds, max_rounds, max_time_s, target, warmup_s) -> SideBySide:
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_off():
         for s in samplers.values():
             s.cold()
             s.warm_up(warmup_s, max(max_time_s / 8, warmup_s))
@@ -85,9 +82,6 @@ def _side_by_side(samplers, min_rounds, max_rounds, max_time_s, target, warmup_s
                 return SideBySide(
                     {name: s.result(not converged, others) for name, s in samplers.items()}
                 )
-    finally:
-        if gc_was_enabled:
-            gc.enable()
 
 
 __all__ = ["SideBySide", "measure_side_by_side"]

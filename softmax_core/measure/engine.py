@@ -1,47 +1,15 @@
 """The measuring loop: how every time softmax-bench prints is taken.
 
-One loop, :func:`measure`, serves the sweep, the asv suite, ``train`` and
-``overhead``; :func:`measure_side_by_side` runs the same loop for several calls
-in alternating rounds.  Every measurement is taken in a measurement session
-(:mod:`softmax_core.measure.session`: BLAS threads, the allocator's policy, the
-backend settled), the caller's or one of its own, so that a point does not depend
-on what ran before it.  A measurement goes through four states:
-
-1. **cold**: the first call is timed alone (``first_s``): compilation, first
-   touch of the inputs and of the allocator's pages, the memory pool's growth.
-2. **warm-up**: calls until the call stops getting faster (and at least
-   ``warmup_s`` of them), so the caches, the allocator and a GPU's memory pool
-   are in their steady state whatever the caller did before (asv's ``setup``
-   re-allocating the inputs, say).  A call that itself allocates a large array
-   (the naive Jacobian) keeps that cost in every call: it is part of the method.
-3. **calibration**: a call shorter than ``min_sample_s`` is looped within a
-   sample (as ``timeit``'s autorange does), timed once around the loop and
-   synchronized once at the end, so timer and launch overheads do not count.
-4. **sampling**: samples for at least ``min_time_s`` and until the 95%
-   confidence interval of the median lies within ``target`` (±2%) of it, with
-   at least ``min_samples``, or until ``max_time_s`` is spent.  The interval
-   comes from order statistics (the binomial distribution of how many samples
-   fall below the median: no assumption on the shape of the distribution), of
-   the samples and of the medians of ten chronological blocks of them, the
-   wider of the two: back-to-back samples are not independent on a shared
-   machine whose speed drifts (see :func:`softmax_core.measure.stats.block_medians`),
-   so a point must be sampled over a stretch of time, not a burst of calls.
-   Garbage collection is off.
-
-While it samples, the loop also watches the rest of the machine: the share of
-all cores' time that *other* processes used (``others_cpu``, from the kernel's
-CPU counters less this process's own and its children's).  A tight interval measured while another
-process held a core is still a number for a busier machine than the one
-described, so such a measurement is not ``stable`` either.
-
-The result, :class:`Measurement`, carries the samples; ``stable`` means the
-interval's half-width is within 5% of the median and other processes used at
-most 10% of the machine.  Device time (CUDA events) is the time that counts on
-a GPU; the host time is kept beside it.
+:func:`measure` takes one call through a cold call, warm-up, calibration and samples until the
+median's 95% interval converges, inside a measurement session (:mod:`.session`);
+:func:`~softmax_core.measure.alternating.measure_side_by_side` runs the same loop for several
+calls in alternating rounds.  docs/measurement.md ("The measuring loop") says what each step
+does and why, and what a ``stable`` :class:`Measurement` promises.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import time
@@ -52,17 +20,14 @@ from typing import Any
 import numpy as np
 
 from ..backends import Backend, get_backend
-from ..errors import InputError, InputTypeError
+from ..errors import InputError, InputTypeError, whole
 from . import session
 from .cpuwatch import OthersCPU
 from .stats import (  # noqa: F401  (re-exported: the loop's result and its rules)
-    CONFIDENCE,
-    MAX_OTHERS_CPU,
     STABLE_REL_CI,
     TARGET_REL_CI,
     Measurement,
     median_ci,
-    others_share,
 )
 
 #: Least sampling time of a point (see :func:`measure`).
@@ -160,9 +125,8 @@ def check_args(
 ) -> None:
     if not callable(fn):
         raise InputTypeError(f"fn must be callable, got {type(fn).__name__}")
-    for name, v, least in (("min_samples", min_samples, 1), ("max_samples", max_samples, 1)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < least:
-            raise InputError(f"{name} must be an integer >= {least}, got {v!r}")
+    whole(min_samples, "min_samples")
+    whole(max_samples, "max_samples")
     if max_samples < min_samples:
         raise InputError(f"max_samples ({max_samples}) must be >= min_samples ({min_samples})")
     for name, v in (
@@ -247,31 +211,28 @@ def measure(
     if not warm_up and cold:
         raise InputError("warm_up=False needs cold=False: a cold call is never a steady state")
     backend = backend or get_backend()
-    return _measure(
-        Sampler(fn, args, backend, min_sample_s),
-        target,
-        min_samples,
-        max_samples,
-        max_time_s,
-        warmup_s if warm_up else None,
-        cold,
-        min(min_time_s, max_time_s),
-    )
-
-
-def _measure(
-    s: Sampler, target, min_samples, max_samples, max_time_s, warmup_s, cold, min_time_s
-) -> Measurement:
-    with session.ensure(s.backend):
+    warmup_s, min_time_s = (warmup_s if warm_up else None), min(min_time_s, max_time_s)
+    with session.ensure(backend):
+        s = Sampler(fn, args, backend, min_sample_s)
         return _sample(s, target, min_samples, max_samples, max_time_s, warmup_s, cold, min_time_s)
+
+
+@contextlib.contextmanager
+def gc_off():
+    """Garbage collection off inside the ``with`` block, as it was again after it."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _sample(
     s: Sampler, target, min_samples, max_samples, max_time_s, warmup_s, cold, min_time_s
 ) -> Measurement:
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_off():
         if cold:
             s.cold()
         if warmup_s is not None:
@@ -295,9 +256,6 @@ def _sample(
                 return s.result(False, others)
             if spent >= max_time_s:
                 return s.result(not converged(s.times, target), others)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
 
 
 def time_once(
@@ -360,5 +318,4 @@ __all__ = [
     "probe_machine",
     "TARGET_REL_CI",
     "STABLE_REL_CI",
-    "MAX_OTHERS_CPU",
 ]

@@ -37,12 +37,14 @@ LIBRARIES = (
 )
 
 
-def load_average() -> float | None:
-    """The 1-minute load average (None where the OS has none)."""
+def load_average(all_three: bool = False):
+    """The 1-minute load average, or with ``all_three`` the list of the 1-, 5- and 15-minute
+    ones (None where the OS has none)."""
     try:
-        return round(os.getloadavg()[0], 2)
+        loads = [round(v, 2) for v in os.getloadavg()]
     except OSError:
         return None
+    return loads if all_three else loads[0]
 
 
 def record(backend: Backend | None = None) -> dict:
@@ -70,10 +72,6 @@ def machine() -> dict:
     import psutil
 
     mem = psutil.virtual_memory()
-    try:
-        load = [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        load = None
     return {
         "platform": platform.platform(),
         "cpu_model": cpu_model(),
@@ -85,7 +83,7 @@ def machine() -> dict:
         "memory_available_bytes": int(mem.available),
         "allocator": allocator(),
         # a busy machine slows BLAS threads badly: the load says how quiet it was
-        "load_average_1_5_15min": load,
+        "load_average_1_5_15min": load_average(all_three=True),
         "openblas_env": {
             k: os.environ[k]
             for k in (

@@ -1,29 +1,7 @@
-"""Host memory in a defined state: glibc keeps what a measured call frees.
-
-A call that allocates a large array (the naive Jacobian: 3-4 GB at k = 1000)
-gets it, under glibc's defaults, as fresh pages from the kernel (``mmap``)
-every time, and hands them back (``munmap``) when it returns.  What the next
-call then pays to fault those pages in again is not a property of the call:
-the kernel zeroes every page it hands out, and a virtual machine whose host
-takes back the memory its guest frees (virtio *free page reporting*) pays the
-host for each page again once the host has had it back.  When the host gets
-there depends on a kernel worker's timer, not on the call, so the same call
-reads fast or slow at random.
-
-So the measuring process keeps what it frees: :func:`retain_freed_memory`
-makes glibc serve the main thread's allocations (NumPy's arrays here; a worker
-thread's arena still maps fresh pages) from the process's own heap and never
-give freed memory back.  After the warm-up every call finds its memory already
-mapped, as CuPy's memory pool and torch's caching allocator do on a GPU; the
-call still allocates and writes its Jacobian every time (that cost, O(k²n)
-bytes written, is the method's), and the cost of fresh pages is the cold first
-call's (``time_first_s``) when the process has handed its kept memory back
-before it (the sweep does so right before each point's cold call).  A
-measurement session (:mod:`softmax_core.measure.session`) sets this policy and
-restores glibc's defaults when it ends.
-
-Other C libraries (musl, macOS) are left as they are; :func:`allocator`
-says which state the process is in, and the environment record keeps it.
+"""Host memory in a defined state: glibc keeps what a measured call frees, so that a call finds
+its pages mapped instead of paying for fresh ones from the kernel (docs/measurement.md, "The
+measuring loop", says why).  A measurement session (:mod:`softmax_core.measure.session`) sets
+this policy and restores glibc's defaults; :func:`allocator` says which state the process is in.
 """
 
 from __future__ import annotations
@@ -57,23 +35,16 @@ def _glibc():
 
 
 def retain_freed_memory(owner: object = None) -> bool:
-    """Make glibc keep the memory this process frees, for its next allocations.
-
-    No ``mmap`` for large blocks (they come from the heap) and no trimming of
-    the heap (a trim threshold of ``SIZE_MAX``: mallopt takes an int, and -1 is
-    what glibc reads as that).  In force until :func:`restore_default_policy` is
-    called by the same ``owner`` (the one that set it);
-    :func:`release_retained_memory` hands back what is free at that moment.
-    True when in force; False where the C library is not glibc or refuses
-    (nothing is left changed then).
-    """
+    """Make glibc keep the memory this process frees, for its next allocations, until
+    :func:`restore_default_policy` is called by the same ``owner``.  True when in force; False
+    where the C library is not glibc or refuses (nothing is left changed then)."""
     libc = _glibc()
     if libc is None:
         return False
     if not _state["retained"]:
-        if libc.mallopt(_M_MMAP_MAX, 0) != 1:
+        if libc.mallopt(_M_MMAP_MAX, 0) != 1:  # large blocks from the heap, not mmap
             return False
-        if libc.mallopt(_M_TRIM_THRESHOLD, -1) != 1:
+        if libc.mallopt(_M_TRIM_THRESHOLD, -1) != 1:  # -1: SIZE_MAX to glibc, never trim
             libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)  # not half of the policy
             return False
         _state.update(retained=True, owner=owner)
@@ -93,11 +64,8 @@ def restore_default_policy(owner: object = None) -> None:
 
 
 def release_retained_memory() -> None:
-    """Hand the free memory of the heap back to the kernel now (``malloc_trim``).
-
-    The process keeps :func:`retain_freed_memory`'s policy: what it frees from
-    now on is kept again.  A no-op off glibc.
-    """
+    """Hand the heap's free memory back to the kernel now (``malloc_trim``); the policy stays,
+    so what the process frees from now on is kept again.  A no-op off glibc."""
     libc = _glibc()
     if libc is not None:
         libc.malloc_trim(0)
@@ -105,14 +73,7 @@ def release_retained_memory() -> None:
 
 def make_room(need_bytes: int, budget_bytes: int) -> bool:
     """Hand the kept memory back when this process's resident memory plus ``need_bytes``
-    would pass ``budget_bytes``; True when it did.
-
-    Kept memory is reused by the next allocations, but a heap holding an 8 GB free
-    block with a small array placed in front of it may not fit a 10 GB one there
-    and grow instead: checked before each point, the process's resident memory
-    stays within the budget however the heap is cut up.  The point then starts
-    from fresh pages (its cold call and warm-up fault them in again).
-    """
+    would pass ``budget_bytes`` (a fragmented heap may grow past it); True when it did."""
     if not _state["retained"]:
         return False
     import psutil

@@ -1,20 +1,7 @@
-"""A measurement session: the process state every measurement is taken in, set on entry and
-restored on exit.
-
-It owns three things that change the process beyond one call:
-
-* **BLAS threads**: ``threads`` limits the BLAS and OpenMP pools (threadpoolctl); on exit
-  they are what they were.
-* **the host allocator's policy**: on the CPU the process keeps what it frees
-  (:func:`~softmax_core.measure.host_memory.retain_freed_memory`), so a call that allocates
-  gigabytes finds its pages mapped, as a GPU's memory pool does; on exit glibc's defaults
-  are back (:func:`~softmax_core.measure.host_memory.restore_default_policy`).
-* **settling**: the backend's library is brought to its steady state
-  (:meth:`~softmax_core.backends.base.Backend.settle`, once per process).
-
-``measure``, ``measure_side_by_side`` and ``time_once`` run inside the active session, or
-open one for their own duration when there is none, so a number is always taken in this
-state; the sweep and ``train`` open one around all their work.  Sessions nest (close them
+"""A measurement session: the process state every measurement is taken in (BLAS threads, the
+host allocator's policy, the backend settled), set on entry and restored on exit; see
+docs/measurement.md, "The measuring loop".  ``measure``, ``measure_side_by_side`` and
+``time_once`` open one for their own duration when none is active.  Sessions nest (close them
 in the reverse order): an inner one for the same backend only changes what it asks for.
 """
 
@@ -22,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 
-from ..errors import InputError
+from ..errors import whole
 from . import host_memory
 
 _active: list[MeasurementSession] = []
@@ -35,10 +22,8 @@ class MeasurementSession:
     """
 
     def __init__(self, backend, *, threads: int | None = None):
-        if threads is not None and (
-            isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
-        ):
-            raise InputError(f"threads must be a positive integer, got {threads!r}")
+        if threads is not None:
+            threads = whole(threads, "threads", rule="a positive integer")
         self.backend, self.threads = backend, threads
         self._stack: contextlib.ExitStack | None = None
 

@@ -3,23 +3,8 @@
     t = a + b · roofline + c · dispatches,
     roofline = max(FLOPs / GEMM rate, traffic / copy bandwidth)
 
-one (a, b) per family of points (a case's ``family``: kind and method, and whether its rows
-stream or it runs on Dask workers): ``a`` is the fixed cost of a call (Python,
-dispatch, kernel launches: what dominates small calls and GPU loops), ``b`` how
-many times slower than the machine's ceilings the work itself runs.  The
-rates come from the machine probe, FLOPs, traffic and dispatches from the cost model.  ``c``
-is fixed: what one array operation issued from Python costs at least (:data:`DISPATCH_S`), so
-that a call of a million tiny operations (the naive gradient's loop over a large batch of
-small examples) is predicted to take its seconds however little arithmetic it does; (a, b)
-are fitted to what is left.
-
-Before a method has been measured, a conservative default (``b`` = 6: slower than
-any method runs on a CPU) still predicts, so that every
-point, the first included, is checked against the time budget.  Each measured
-point refits (a, b) by least squares on relative error (a small call counts as
-much as a large one); beyond the largest point measured, ``b`` is never below
-that point's own slowdown, so a fit dominated by small calls does not wave a
-large one through.
+with one fitted (a, b) per family of points and ``c`` fixed (:data:`DISPATCH_S`); see
+docs/measurement.md, "The time model and the guard".
 """
 
 from __future__ import annotations
@@ -105,10 +90,7 @@ class TimeModel:
             "dispatch_s": DISPATCH_S.get(self.device_kind, DISPATCH_S["cpu"]),
             "gemm_flops_per_s": self.gemm_flops_per_s,
             "copy_bytes_per_s": self.copy_bytes_per_s,
-            "default": {
-                "a_s": DEFAULT_OVERHEAD_S.get(self.device_kind, 2e-5),
-                "b": self.default_slowdown,
-            },
+            "default": dict(zip(("a_s", "b"), self.params(""))),  # of a family not yet measured
             "fitted": {
                 f: {"a_s": a, "b": b, "points": len(self._points[f])}
                 for f in sorted(self._points)

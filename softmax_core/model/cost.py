@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, whole
 from ..units import si
 
 METHODS = ("structured", "naive", "naive_batched")
@@ -56,8 +56,7 @@ def itemsize(dtype) -> int:
 
 def _check(B: int, n: int, k: int) -> None:
     for name, v in (("B", B), ("n", n), ("k", k)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise InputError(f"{name} must be a positive integer, got {v!r}")
+        whole(v, name, rule="a positive integer")
 
 
 def _softmax_peak(B: int, k: int) -> int:

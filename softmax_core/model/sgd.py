@@ -23,7 +23,7 @@ import numpy as np
 from array_api_compat import array_namespace, is_array_api_strict_namespace, is_numpy_namespace
 from array_api_compat import device as device_of
 
-from ..errors import InputError, InputTypeError
+from ..errors import InputError, InputTypeError, whole
 from .softmax import (
     _KERNELS,
     Gradient,
@@ -227,8 +227,7 @@ def train(
     :func:`sgd_epoch`): a backend's own, where a lazy library must compute θ as it goes (Dask),
     so that the seconds are the epoch's and the evaluation after it does not redo it.
     """
-    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
-        raise InputError(f"epochs must be an integer >= 1, got {epochs!r}")
+    whole(epochs, "epochs")
     xp = array_namespace(X_train, y_train, X_test, y_test)
     if theta is None:
         if X_train.ndim != 2:

@@ -20,11 +20,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 from array_api_compat import array_namespace
 from array_api_compat import device as device_of
 
-from ..errors import InputError, InputTypeError
+from ..errors import InputError, InputTypeError, whole
 
 Gradient = Callable[..., Any]
 
@@ -127,11 +126,10 @@ def one_hot(y, k: int, dtype=None):
 
     Every label must lie in ``0..k-1``: one outside would give an all-zero row.
     """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise InputError(f"k must be a positive number of classes, got {k!r}")
+    k = whole(k, "k", rule="a positive number of classes")
     xp = array_namespace(y)
-    _check_labels(xp, y, int(k), check=True)
-    return _one_hot(xp, y, _classes(xp, y, int(k)), dtype or xp.float64)
+    _check_labels(xp, y, k, check=True)
+    return _one_hot(xp, y, _classes(xp, y, k), dtype or xp.float64)
 
 
 def _cross_entropy(xp, logits, y):

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..backends import Backend
-from ..errors import InputError
+from ..errors import InputError, is_whole, whole
 from ..model.cost import METHODS, Cost, epoch_cost, gradient_cost, itemsize
 from ..model.sgd import sgd_epoch
 from ..model.softmax import get_gradient
@@ -34,9 +34,7 @@ EPOCH_LR = 0.1
 
 
 def _whole(value, least: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
-        raise InputError(f"{name} must be a whole number >= {least}, got {value!r}")
-    return int(value)
+    return whole(value, name, least, f"a whole number >= {least}")
 
 
 @dataclass(frozen=True)
@@ -283,10 +281,7 @@ class Grid:
             ("chunk_rows", 1, True),
         ):
             values = getattr(self, name)
-            if (not values and not empty) or any(
-                isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < least
-                for v in values
-            ):
+            if (not values and not empty) or not all(is_whole(v, least) for v in values):
                 raise InputError(
                     f"{name} must be a non-empty list of whole numbers >= {least}, got {values!r}"
                 )
@@ -297,10 +292,7 @@ class Grid:
                 f"classes must be >= 2 (softmax over one class is constant), got "
                 f"{','.join(map(str, self.classes))}; fix: leave out the classes below 2"
             )
-        if not self.threads or any(
-            t is not None and (isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 1)
-            for t in self.threads
-        ):
+        if not self.threads or not all(t is None or is_whole(t) for t in self.threads):
             raise InputError(
                 f"threads must be a non-empty list of positive integers, got {self.threads!r}"
             )

@@ -73,13 +73,18 @@ def rows_to_keep(results: Path, log=None) -> tuple[list[tuple[Case, dict]], list
     return kept, damaged
 
 
-def check_same_rounds(results: Path, rounds: int) -> None:
-    """ValueError unless every measured row of ``results`` was pooled from ``rounds`` rounds
-    (a folder whose points had different sampling would compare unlike with unlike).
-    Reads only: a refused resume leaves the folder as it was."""
+def check_same_run(results: Path, rounds: int, dtype: str, threads: tuple, where) -> None:
+    """InputError naming the first difference unless every valid row of ``results`` was made
+    as this run would make it.  Every measured row pooled from ``rounds`` rounds (a folder
+    whose points had different sampling would compare unlike with unlike); then every row on
+    the backend and device ``where(case)`` names for its point (None: no backend here for it,
+    e.g. another count of Dask workers), in ``dtype``, at one of ``threads`` (unless that is
+    ``(None,)``, the counts of the rows kept).  Runs whose settings differ are never mixed in
+    one folder.  Reads only: a refused resume leaves the folder as it was."""
+    rows = [(line, row, row_case(row)) for line, row in enumerate(read_results(results).rows, 2)]
     found: set[int] = set()
-    for line, row in enumerate(read_results(results).rows, start=2):
-        if row.get("status") != "ok" or row_case(row) is None:
+    for line, row, case in rows:
+        if row.get("status") != "ok" or case is None:
             continue  # damaged rows are measured again anyway
         value = (row.get("rounds") or "").strip()
         if not value.isdigit() or int(value) < 1:
@@ -94,24 +99,15 @@ def check_same_rounds(results: Path, rounds: int) -> None:
             f"{results} holds points measured with --rounds {', '.join(map(str, other))}, "
             f"not {rounds}; fix: resume with --rounds {other[0]}, or choose another --out"
         )
-
-
-def check_same_settings(results: Path, dtype: str, threads: tuple, where) -> None:
-    """InputError naming the first difference unless every valid row of ``results`` was made
-    as this run would make it: on the backend and device ``where(case)`` names for its point
-    (None: no backend here for it, e.g. another count of Dask workers), in ``dtype``, at one of
-    ``threads`` (unless that is ``(None,)``, the counts of the rows kept).  Runs whose settings
-    differ are never mixed in one folder.  Reads only."""
-    for line, row in enumerate(read_results(results).rows, start=2):
-        case = row_case(row)
+    for line, row, case in rows:
         if case is None:
-            continue  # damaged rows are measured again anyway
+            continue
         expected = where(case)
-        found = f"{row.get('backend')}-{row.get('device')}"
-        if expected is None or (row.get("backend") and found != expected):
+        got = f"{row.get('backend')}-{row.get('device')}"
+        if expected is None or (row.get("backend") and got != expected):
             on = f" on {case.workers} Dask workers" if case.workers else ""
             raise InputError(
-                f"{results}:{line}: a point measured with {found}{on}, not "
+                f"{results}:{line}: a point measured with {got}{on}, not "
                 f"{expected or 'a backend of this run'}; fix: resume with the same "
                 "SOFTMAX_BACKEND, SOFTMAX_DEVICE and workers, or choose another --out"
             )
@@ -128,4 +124,4 @@ def check_same_settings(results: Path, dtype: str, threads: tuple, where) -> Non
             )
 
 
-__all__ = ["folder_lock", "rows_to_keep", "check_same_rounds", "check_same_settings"]
+__all__ = ["folder_lock", "rows_to_keep", "check_same_run"]

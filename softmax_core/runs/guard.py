@@ -13,6 +13,7 @@ from ..backends import Backend
 from ..errors import InputError
 from ..measure.timemodel import TimeModel
 from ..model.cost import format_bytes
+from ..units import is_finite
 from .cases import Case
 
 #: Fraction of free memory a point may plan to use (the rest: inputs, fragmentation, the OS).
@@ -60,10 +61,6 @@ class Guard:
     time_budget_s: float
     model: TimeModel
 
-    def predicted_time_s(self, case: Case) -> float:
-        """Seconds for one call of ``case``."""
-        return self.model.predict(case)
-
     def memory_need(self, case: Case) -> int:
         """Bytes the point holds at once where it runs: the call's own peak, its inputs, and on
         the CPU in this process the host data they were copied from as well (the kept
@@ -82,28 +79,16 @@ class Guard:
         need = self.memory_need(case)
         if need > budget:
             return f"needs {format_bytes(need)}, budget {format_bytes(budget)}"
-        t = self.predicted_time_s(case)
-        seconds = t * calls
+        seconds = self.model.predict(case) * calls
         if seconds > self.time_budget_s:
             shown = f"{seconds:.1f}" if seconds >= 0.1 else f"{seconds:.2g}"
             return f"predicted {shown} s for {calls} calls, time budget {self.time_budget_s:g} s"
         return None
 
-    def record(self, case: Case, seconds: float) -> None:
-        """Learn from a measured call of ``case`` (median seconds)."""
-        self.model.record(case, seconds)
-
 
 def default_memory_budget(backend: Backend) -> int:
     """A safe share of what the device could allocate now."""
     return int(MEMORY_FRACTION[backend.device_kind] * backend.free_memory_bytes())
-
-
-def _finite(x) -> bool:
-    try:
-        return math.isfinite(float(x))
-    except OverflowError:  # an integer past any float
-        return False
 
 
 def check_memory_budget(budget: float, backend: Backend) -> int:
@@ -112,7 +97,7 @@ def check_memory_budget(budget: float, backend: Backend) -> int:
     if (
         isinstance(budget, bool)
         or not isinstance(budget, (int, float, np.integer, np.floating))
-        or not _finite(budget)
+        or not is_finite(budget)
         or budget <= 0
     ):
         raise InputError(f"memory budget must be a positive finite number of bytes, got {budget!r}")

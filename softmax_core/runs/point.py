@@ -135,13 +135,10 @@ def measure_point(
             del fn, args
     except Overrun as exc:  # not measured for the budget's sake, as a point the guard skips
         pooled[case.key] = None
-        guard.record(case, time.monotonic() - start)  # a call takes at least this long
-        return {
-            **row,
-            "status": "skipped",
-            "reason": f"{exc} (time budget {guard.time_budget_s:g} s; the time model "
-            f"predicted {predicted_s:.3g} s a call)",
-        }
+        guard.model.record(case, time.monotonic() - start)  # a call takes at least this long
+        budget = f"time budget {guard.time_budget_s:g} s"
+        why = f"{exc} ({budget}; the time model predicted {predicted_s:.3g} s a call)"
+        return skipped_row(case, predicted_s, why)
     except Exception as exc:  # one failing point (even out of memory) must not end the sweep
         pooled[case.key] = None
         return {
@@ -155,7 +152,7 @@ def measure_point(
         m = pooled[case.key].pooled(m)
     pooled[case.key] = m
     if first_round:
-        guard.record(case, m.median)
+        guard.model.record(case, m.median)
     if not last_round:
         return None
     t = m.median

@@ -51,13 +51,13 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
+from ..units import is_finite
 
 #: The version this module writes (see the module's format history).
 FORMAT_VERSION = 4
@@ -270,14 +270,6 @@ class ResultWriter:
         self.close()
 
 
-def is_number(value) -> bool:
-    """True for a finite number or text that parses as one."""
-    try:
-        return math.isfinite(float(value))
-    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer past any float
-        return False
-
-
 def row_case(row: dict):
     """The :class:`~softmax_core.runs.cases.Case` of a valid row, or None if the row is damaged.
 
@@ -308,7 +300,7 @@ def times_consistent(row: dict) -> bool:
         cell = row.get(column)
         if cell is None or (isinstance(cell, str) and not cell.strip()) or cell != cell:
             return None  # not recorded (an older format, or pandas' NaN)
-        return float(cell) if is_number(cell) else False
+        return float(cell) if is_finite(cell) else False
 
     median = value("time_median_s")
     if not median or not LEAST_TIME_S <= median <= MOST_TIME_S:
@@ -347,6 +339,5 @@ __all__ = [
     "read_results",
     "row_case",
     "times_consistent",
-    "is_number",
     "parse_stable",
 ]

@@ -1,25 +1,9 @@
 """The sweep: measure every case of a grid, guard each point, append each result.
 
-``DIR/results.csv`` (columns: :mod:`softmax_core.runs.resultformat`) gets one row per
-point as soon as the point is done, after its last round (flushed and fsynced):
-a kill loses only the points not yet done, i.e. with R rounds what the rounds so
-far measured of them; ``--resume`` measures those again.  ``DIR/environment.json``
-records where it ran (:mod:`softmax_core.measure.environment`), the machine probe and the
-fitted time model.
-
-* **Rounds** (``rounds=R``, 3 by default): the grid is measured R times,
-  interleaved, and each point's samples are pooled, so a burst of load hits one
-  round of a point, not the whole point, and a machine whose speed drifts over
-  seconds shows it as a wide interval (the rounds' blocks disagree) instead of
-  one round's speed with a tight one.  A point's row is written after its
-  last round.
-* **Resume**: only a file with this version's header is continued (anything
-  else is refused, untouched); a half-written last line is dropped; damaged
-  rows are reported and their points measured again; ``skipped`` and
-  ``error`` points are checked again against the current budgets and run when
-  they now fit.
-* **Lock**: one sweep per folder at a time (an ``flock`` on ``DIR/.lock``,
-  released by the OS when its process dies, so a killed sweep never blocks).
+``DIR/results.csv`` (columns: :mod:`softmax_core.runs.resultformat`) gets each point's row,
+fsynced, after its last round; ``DIR/environment.json`` records where it ran
+(:mod:`softmax_core.measure.environment`), the machine probe and the fitted time model.  Rounds,
+``--resume`` and the folder's lock: docs/measurement.md, "Rounds" and "The sweep".
 """
 
 from __future__ import annotations
@@ -43,7 +27,7 @@ from ..measure.session import MeasurementSession, blas_threads, thread_limit
 from ..measure.timemodel import TimeModel
 from .cases import Case, Grid
 from .envfile import read_environment, write_environment
-from .folder import check_same_rounds, check_same_settings, folder_lock, rows_to_keep
+from .folder import check_same_run, folder_lock, rows_to_keep
 from .guard import (
     DEFAULT_ROUNDS,
     LONG_CALL_S,
@@ -103,37 +87,22 @@ def run_sweep(
     clock: Callable[[], float] = time.monotonic,
     clusters: dict[int, Backend] | None = None,
 ) -> Path:
-    """Run ``grid`` on ``backend``, writing ``out_dir/results.csv`` and ``environment.json``.
+    """Run ``grid`` on ``backend``, writing ``out_dir/results.csv`` and ``environment.json``;
+    returns ``out_dir``, and the :class:`SweepSummary` is ``run_sweep.last_summary``.
+
+    ``out_dir`` is created if needed; a ``results.csv`` in it is an error unless ``resume``
+    (keep its valid rows, measure the rest).  ``memory_budget``: bytes a point may plan to use
+    (default :func:`default_memory_budget`; refused above what the device can allocate now).
+    ``data_dir``: the MNIST folder, for ``grid.epochs_on == "mnist"``.  ``progress``: a bar on
+    stderr (default: when stderr is a terminal; plain lines every 15 s otherwise).  ``rounds``:
+    how many times the grid is measured, interleaved.  ``log``: where damaged rows and progress
+    lines go (default: stderr).
 
     ``measure``, ``probe`` and ``clock`` are what the sweep measures with, apart from
     what it does with the numbers: tests and library users pass fakes to test the
     orchestration (lock, resume, guards, rows, summary, reports) in milliseconds,
     without the seconds that real sampling and the machine probe take.
 
-    Parameters
-    ----------
-    grid : Grid
-        The points (:data:`softmax_core.runs.cases.DEFAULT_GRID` in the CLI), with the
-        time budget per point.
-    backend : Backend
-        Where to run.
-    out_dir : path
-        Results folder; created if needed.  An existing ``results.csv`` is an
-        error unless ``resume`` is set, so no result is ever overwritten.
-    resume : bool
-        Keep the valid rows already in ``results.csv`` and measure the rest.
-    memory_budget : number, optional
-        Bytes a point may plan to use (default: :func:`default_memory_budget`);
-        refused above what the device can allocate now.
-    data_dir : path, optional
-        MNIST folder, needed when ``grid.epochs_on == "mnist"``.
-    progress : bool, optional
-        A progress bar on stderr (default: when stderr is a terminal; plain
-        lines every 15 s otherwise).
-    rounds : int
-        Measure the grid this many times, interleaved, pooling each point's samples.
-    log : file, optional
-        Where damaged rows and progress lines are reported (default: stderr).
     measure : callable
         Takes each point's samples; called as
         :func:`~softmax_core.measure.engine.measure` (the default) is, and returns a
@@ -150,11 +119,6 @@ def run_sweep(
         The Dask backend of each worker count of ``grid.workers`` above 0, opened by the
         caller (``softmax-bench scale``); its points run there, the others on ``backend``.
         On a Dask ``backend`` every point runs on its cluster.
-
-    Returns
-    -------
-    Path
-        ``out_dir``.  The :class:`SweepSummary` is ``run_sweep.last_summary``.
     """
     if isinstance(rounds, bool) or not isinstance(rounds, int) or not 1 <= rounds <= MAX_ROUNDS:
         raise InputError(
@@ -254,8 +218,8 @@ def _run_locked(grid, where, out, resume, epoch_data, progress, rounds, log, too
     results = out / "results.csv"
     summary = SweepSummary(out)
     if resume and results.exists():
-        check_same_rounds(results, rounds)  # before rows_to_keep repairs anything
-        check_same_settings(results, grid.dtype, grid.threads, where.label_of)
+        # before rows_to_keep repairs anything
+        check_same_run(results, rounds, grid.dtype, grid.threads, where.label_of)
     kept, summary.damaged_rows = rows_to_keep(results, log) if resume else ([], [])
     if grid.threads == (None,) and kept:
         # a resumed run keeps the thread counts it was measured with, unless told others
@@ -281,22 +245,21 @@ def _run_locked(grid, where, out, resume, epoch_data, progress, rounds, log, too
     for case, row in kept:
         if row["status"] == "ok":
             done.add(case.key)
-            guard.record(case, float(row["time_median_s"]))  # the model learns from what is here
+            model.record(case, float(row["time_median_s"]))  # the model learns from what is here
         else:
             retry[case.key] = row["status"]
     todo = [c for c in _with_threads(map(where.placed, grid.cases())) if c.key not in done]
     summary.kept = len(done)
     pooled: dict[tuple, Measurement] = {}
     spent: dict[tuple, float] = {}  # each point's seconds so far, against its time budget
-    predicted: dict[
-        tuple, float
-    ] = {}  # each point's predicted seconds, made before its first round
+    # each point's predicted seconds, made before its first round
+    predicted: dict[tuple, float] = {}
     run_id = uuid.uuid4().hex[:12]
 
     def calls(seconds: float) -> int:
         return calls_per_point(rounds, long=seconds >= LONG_CALL_S)
 
-    weights = [t * calls(t) / rounds for t in map(guard.predicted_time_s, todo)]
+    weights = [t * calls(t) / rounds for t in map(model.predict, todo)]
     bar = Progress(weights * rounds, log, progress, tools.clock)
     with ResultWriter(results) as writer:
         for r in range(rounds):
@@ -304,7 +267,7 @@ def _run_locked(grid, where, out, resume, epoch_data, progress, rounds, log, too
             for case in todo:
                 label = case.label() + (f" (round {r + 1}/{rounds})" if rounds > 1 else "")
                 if r == 0:
-                    predicted[case.key] = guard.predicted_time_s(case)
+                    predicted[case.key] = model.predict(case)
                     reason = guard.skip_reason(
                         case, calls(predicted[case.key]), where.budget_of(case)
                     )
