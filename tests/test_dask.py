@@ -270,6 +270,18 @@ def test_peak_memory_per_worker(dask_b, problem):
     assert stats["tasks"] >= 5 and stats["task_compute_s"] > 0 and stats["threads"] == 2
 
 
+def test_engine_stats_computes_a_lazy_call(dask_b, problem):
+    """A call that returns a lazy array is computed inside the task stream, not only built."""
+    from softmax_core.dask.metrics import engine_stats
+
+    X, y, theta = problem
+    args = dask_b.asarray(X), dask_b.asarray(y), dask_b.asarray(theta)
+    stats, g = engine_stats(dask_b, functools.partial(grad_structured, check=False), *args)
+    assert stats["tasks"] >= 5 and stats["task_compute_s"] > 0
+    want = grad_structured(X, y, theta)
+    np.testing.assert_allclose(dask_b.to_numpy(g), want, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.slow
 def test_train_on_mnist_matches_numpy(dask_b, mnist):
     """The Dask backend's epoch computes θ as it goes: the table is NumPy's, and θ comes back

@@ -110,15 +110,14 @@ def worker_peaks(s: DaskSession, fn: Callable[..., Any], *args: Any) -> tuple[Wo
 
 
 def engine_stats(b, fn: Callable[..., Any], *args: Any) -> tuple[dict, Any]:
-    """``fn(*args)`` once, with distributed's task stream on: (:func:`task_summary`, its result).
-
-    ``fn`` is a call that computes (:func:`~softmax_core.dask.cluster.computed`), so the
-    stream holds its tasks."""
+    """``fn(*args)`` once, computed, with distributed's task stream on: (:func:`task_summary`,
+    the result), after the work already in flight has finished."""
     from distributed import get_task_stream
 
+    wait_in_flight(b.client)
     with get_task_stream(b.client) as ts:
         t0 = time.perf_counter()
-        result = fn(*args)
+        result = materialize(fn(*args), b.client)
         wall = time.perf_counter() - t0
     return task_summary(ts.data, wall, cluster_threads(b.session)), result
 
