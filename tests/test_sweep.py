@@ -854,6 +854,28 @@ def test_a_resume_with_other_settings_is_refused_and_touches_nothing(
     assert not (out / "environment.json").exists()
 
 
+def test_resume_alone_finishes_the_grid_the_run_began_with(tmp_path, cli, fake_measuring):
+    """``--resume`` without grid options measures the run's own grid, not the default one; an
+    option given replaces its setting."""
+    out = tmp_path / "run"
+    assert cli("sweep", *SMALL.split(), "--dtype", "float64", "--out", out)[0] == 0
+    calls = len(fake_measuring["measure"].calls)
+    code, _, err = cli("sweep", "--no-report", "--out", out, "--resume")
+    assert code == 0, err
+    assert len(fake_measuring["measure"].calls) == calls  # nothing left to measure
+    assert len(read_results(out / "results.csv")) == 2
+    assert cli("sweep", "--no-report", "--out", out, "--resume", "--batch", "2,5")[0] == 0
+    rows = read_results(out / "results.csv")
+    assert [r["batch"] for r in rows] == ["2", "3", "5"] and {r["dtype"] for r in rows} == {
+        "float64"
+    }
+    env = json.loads((out / "environment.json").read_text())
+    env["grid"]["batches"] = [0]  # no grid
+    (out / "environment.json").write_text(json.dumps(env))
+    code, _, err = cli("sweep", "--no-report", "--out", out, "--resume")
+    assert code == 1 and len(err.splitlines()) == 1 and "grid batches" in err, err
+
+
 def test_a_point_that_failed_and_is_now_skipped_says_so_in_its_last_row(tmp_path, cli):
     out = tmp_path / "run"
     assert cli("sweep", *SMALL.split(), "--out", out)[0] == 0

@@ -157,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         action="store_true",
         help=f"continue the results in --out (default: {DEFAULT_SWEEP_ROOT}/latest), "
-        "measuring only missing points",
+        "measuring only the missing points of the grid it began with (a grid option given "
+        "here replaces that setting)",
     )
     p.add_argument(
         "--no-report", action="store_true", help="do not write the report after the sweep"

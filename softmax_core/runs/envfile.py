@@ -25,7 +25,7 @@ MAX_ENVIRONMENT_BYTES = 4 * 2**20
 
 
 #: The parts of environment.json that are objects (the reader refuses other values for them).
-OBJECT_KEYS = ("backend", "machine", "probe", "versions", "time_model", "parallelism")
+OBJECT_KEYS = ("backend", "machine", "probe", "versions", "time_model", "parallelism", "grid")
 
 
 def read_environment(folder: str | os.PathLike, fix: str) -> dict:
