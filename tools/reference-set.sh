@@ -107,11 +107,13 @@ room=$((DEADLINE - RESERVE - SECONDS))
 # plus 35 s, on 2 cores
 T=$(awk -v s="$room" 'BEGIN { t = (s - 35) / 12; t = t < 0.5 ? 0.5 : t > 20 ? 20 : t
   printf "%.2f", t }')
-GRID=() PAST1=8,32,96,256,1024
-[ -z "$QUICK" ] || GRID=(--batch "1,32" --classes 10 --features 784 --epochs-on none) PAST1=32
+GRID=(--methods "structured,naive,naive_batched" --batch "1,8,32,96,256,1024") PAST1=8,32,96,256,1024
+[ -z "$QUICK" ] || GRID=(--methods "structured,naive,naive_batched" --batch "1,32" --classes 10
+  --features 784 --epochs-on none) PAST1=32
 SWEEP=("${BENCH[@]}" sweep --out "$OUT/sweep" --time-budget "$T" --no-report --no-progress)
-# the structured points past B = 1 first (the later --batch wins), then --resume with the whole
-# grid, whose last point is the B = 1 epoch (60 000 steps): a pass stopped early loses only its own
+# the structured points past B = 1 first (the later options win), then --resume with the whole
+# grid (given in full: a resume measures the grid its run began with, less the options given),
+# whose last point is the B = 1 epoch (60 000 steps): a pass stopped early loses only its own
 if stage sweep $((room * 45 / 100)) sweep.log "${SWEEP[@]}" "${GRID[@]}" --methods structured \
   --batch "$PAST1" || [ "$STATUS" = timeout ]; then
   stage sweep $((DEADLINE - RESERVE - SECONDS)) sweep.log "${SWEEP[@]}" "${GRID[@]}" --resume

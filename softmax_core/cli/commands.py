@@ -145,16 +145,20 @@ def _cmd_sweep(args) -> int:
         )
     out = _sweep_folder(args.out, args.resume, backend.label)
     given = {
-        "methods": tuple(args.methods),
-        "batches": tuple(args.batch),
-        "classes": tuple(args.classes),
-        "features": tuple(args.features),
-        "dtype": args.dtype,
-        "epochs_on": args.epochs_on,
-        "time_budget_s": args.time_budget,
+        name: tuple(value) if isinstance(value, list) else value
+        for name, value in (
+            ("methods", args.methods),
+            ("batches", args.batch),
+            ("classes", args.classes),
+            ("features", args.features),
+            ("dtype", args.dtype),
+            ("epochs_on", args.epochs_on),
+            ("time_budget_s", args.time_budget),
+        )
+        if value is not None
     }
-    if args.resume:
-        given = _begun_with(out, given)
+    if args.resume:  # the grid the run began with, less what is given now
+        given = {**_begun_with(out), **given}
     grid = Grid(**given, threads=tuple(args.thread_axis or (None,)))
     new = args.out is None and not args.resume
     previous = Path(os.readlink(LATEST)) if new and LATEST.is_symlink() else None
@@ -187,17 +191,15 @@ def _cmd_sweep(args) -> int:
     return 0
 
 
-def _begun_with(out: Path, given: dict) -> dict:
-    """The grid a resumed sweep measures: each setting left at its default is the one the run
-    began with (environment.json's ``grid``), so that ``--resume`` alone finishes that run."""
-    from ..runs.cases import DEFAULT_GRID, Grid
+def _begun_with(out: Path) -> dict:
+    """The settings of the grid a run began with (environment.json's ``grid``), so that
+    ``--resume`` alone finishes that run; {} where the set kept none."""
+    from ..runs.cases import Grid
     from ..runs.envfile import read_environment
     from ..runs.sweep import GRID_RECORD
 
     fix = "give the grid's options with --resume, or choose another --out"
-    record = read_environment(out, fix).get("grid")
-    if record is None:
-        return given  # a set from a version that kept no grid: the command line's
+    record = read_environment(out, fix).get("grid") or {}
     begun = {
         name: tuple(record[name]) if isinstance(record[name], list) else record[name]
         for name in GRID_RECORD
@@ -207,10 +209,7 @@ def _begun_with(out: Path, given: dict) -> dict:
         Grid(**begun)
     except (ValueError, TypeError) as exc:
         raise InputError(f"{out / 'environment.json'}: grid {exc}; fix: {fix}") from None
-    return {
-        name: begun.get(name, value) if value == getattr(DEFAULT_GRID, name) else value
-        for name, value in given.items()
-    }
+    return begun
 
 
 def _sweep_folder(out: Path | None, resume: bool, label: str) -> Path:

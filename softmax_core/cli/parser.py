@@ -28,6 +28,10 @@ from .arguments import (
 DESCRIPTION = "softmax-bench: what softmax regression really costs on your hardware."
 
 
+def _listed(values) -> str:
+    return ",".join(map(str, values))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="softmax-bench", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"softmax-bench {__version__}")
@@ -90,39 +94,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--methods",
         type=name_list(METHODS),
-        default=list(DEFAULT_GRID.methods),
-        help="gradient methods, comma-separated (default: %(default)s)",
+        help=f"gradient methods, comma-separated (default: {_listed(DEFAULT_GRID.methods)})",
     )
     p.add_argument(
         "--batch",
         type=int_list,
-        default=list(DEFAULT_GRID.batches),
-        help="batch sizes B (default: %(default)s)",
+        help=f"batch sizes B (default: {_listed(DEFAULT_GRID.batches)})",
     )
     p.add_argument(
         "--classes",
         type=int_list,
-        default=list(DEFAULT_GRID.classes),
-        help="class counts k, each >= 2 (default: %(default)s)",
+        help=f"class counts k, each >= 2 (default: {_listed(DEFAULT_GRID.classes)})",
     )
     p.add_argument(
         "--features",
         type=int_list,
-        default=list(DEFAULT_GRID.features),
-        help="feature counts n (default: %(default)s)",
+        help=f"feature counts n (default: {_listed(DEFAULT_GRID.features)})",
     )
     p.add_argument(
         "--dtype",
         choices=("float32", "float64"),
-        default=DEFAULT_GRID.dtype,
-        help="(default: %(default)s)",
+        help=f"(default: {DEFAULT_GRID.dtype})",
     )
     p.add_argument(
         "--epochs-on",
         choices=("mnist", "synthetic", "none"),
-        default="synthetic",
         help="data for the whole-epoch points: real MNIST (needs --data-dir), "
-        "MNIST-shaped synthetic data, or none (default: %(default)s)",
+        f"MNIST-shaped synthetic data, or none (default: {DEFAULT_GRID.epochs_on})",
     )
     p.add_argument("--data-dir", type=Path, help="MNIST folder for --epochs-on mnist")
     p.add_argument(
@@ -134,9 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--time-budget",
         type=positive_float,
-        default=DEFAULT_GRID.time_budget_s,
         help="seconds one point may take (points predicted to take longer are skipped; "
-        "sampling stops after a tenth of it) (default: %(default)s)",
+        f"sampling stops after a tenth of it) (default: {DEFAULT_GRID.time_budget_s:g})",
     )
     p.add_argument(
         "--rounds",
