@@ -873,7 +873,8 @@ def test_resume_alone_finishes_the_grid_the_run_began_with(tmp_path, cli, fake_m
     env["grid"]["batches"] = [0]  # no grid
     (out / "environment.json").write_text(json.dumps(env))
     code, _, err = cli("sweep", "--no-report", "--out", out, "--resume")
-    assert code == 1 and len(err.splitlines()) == 1 and "grid batches" in err, err
+    assert code == 1 and len(err.splitlines()) == 1 and "its grid: batches" in err, err
+    assert cli("sweep", "--no-report", "--out", out, "--resume", "--batch", "2")[0] == 0
 
 
 def test_a_point_that_failed_and_is_now_skipped_says_so_in_its_last_row(tmp_path, cli):
@@ -1122,3 +1123,13 @@ def test_preparing_a_naive_point_makes_no_naive_call(monkeypatch, cpu):
     assert calls == []
     fn(*args)
     assert calls == [1]
+
+
+def test_sizes_past_any_float_and_an_endless_budget_are_one_line(tmp_path, cli):
+    """A size whose cost is no float, or a budget no clock reaches, is refused before a row."""
+    huge = "1" + "0" * 400
+    code, _, err = cli("sweep", *SMALL.split(), "--features", f"4,{huge}", "--out", tmp_path / "s")
+    assert code == 1 and len(err.splitlines()) == 1 and "from 1 to 10^18" in err, err
+    assert not (tmp_path / "s").exists()
+    with pytest.raises(ValueError, match="positive finite"):
+        Grid(time_budget_s=float("inf"))

@@ -157,9 +157,16 @@ def _cmd_sweep(args) -> int:
         )
         if value is not None
     }
-    if args.resume:  # the grid the run began with, less what is given now
-        given = {**_begun_with(out), **given}
-    grid = Grid(**given, threads=tuple(args.thread_axis or (None,)))
+    begun = _begun_with(out) if args.resume else {}
+    try:  # the grid the run began with, less what is given now
+        grid = Grid(**{**begun, **given}, threads=tuple(args.thread_axis or (None,)))
+    except (ValueError, TypeError) as exc:
+        if not begun:
+            raise
+        raise InputError(
+            f"{out / 'environment.json'}: its grid: {exc}; fix: give that option with --resume, "
+            "or choose another --out"
+        ) from None
     new = args.out is None and not args.resume
     previous = Path(os.readlink(LATEST)) if new and LATEST.is_symlink() else None
     if new:
@@ -194,22 +201,16 @@ def _cmd_sweep(args) -> int:
 def _begun_with(out: Path) -> dict:
     """The settings of the grid a run began with (environment.json's ``grid``), so that
     ``--resume`` alone finishes that run; {} where the set kept none."""
-    from ..runs.cases import Grid
     from ..runs.envfile import read_environment
     from ..runs.sweep import GRID_RECORD
 
-    fix = "give the grid's options with --resume, or choose another --out"
-    record = read_environment(out, fix).get("grid") or {}
-    begun = {
+    record = read_environment(out, "delete it to probe the machine again, or choose another --out")
+    record = record.get("grid") or {}
+    return {
         name: tuple(record[name]) if isinstance(record[name], list) else record[name]
         for name in GRID_RECORD
         if name in record
     }
-    try:
-        Grid(**begun)
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"{out / 'environment.json'}: grid {exc}; fix: {fix}") from None
-    return begun
 
 
 def _sweep_folder(out: Path | None, resume: bool, label: str) -> Path:

@@ -20,6 +20,7 @@ from ..errors import InputError, is_whole, whole
 from ..model.cost import METHODS, Cost, epoch_cost, gradient_cost, itemsize
 from ..model.sgd import sgd_epoch
 from ..model.softmax import get_gradient
+from ..units import is_finite
 from .inputs import inputs, streamed, synthetic_data  # noqa: F401 (synthetic_data re-exported)
 
 KINDS = ("gradient", "epoch")
@@ -217,6 +218,10 @@ def threads_text(threads: int) -> str:
     return f"{threads} thread" + "s" * (threads != 1)
 
 
+#: The largest size or count a grid takes: past it a point's cost is no longer a float.
+MAX_COUNT = 10**18
+
+
 @dataclass(frozen=True)
 class Grid:
     """The sweep's grid: every method x batch x classes x features gradient point, plus
@@ -281,9 +286,12 @@ class Grid:
             ("chunk_rows", 1, True),
         ):
             values = getattr(self, name)
-            if (not values and not empty) or not all(is_whole(v, least) for v in values):
+            if (not values and not empty) or not all(
+                is_whole(v, least) and v <= MAX_COUNT for v in values
+            ):
                 raise InputError(
-                    f"{name} must be a non-empty list of whole numbers >= {least}, got {values!r}"
+                    f"{name} must be a non-empty list of whole numbers from {least} to 10^18, "
+                    f"got {values!r}"
                 )
             # a value given twice is one point, measured once
             object.__setattr__(self, name, tuple(dict.fromkeys(int(v) for v in values)))
@@ -308,8 +316,10 @@ class Grid:
             raise InputError(f"gradient_data must be among '', 'stream', got {self.gradient_data}")
         if (max(self.workers) or "stream" in self.gradient_data) and not self.chunk_rows:
             raise InputError("Dask workers and streamed points need chunk_rows")
-        if not self.time_budget_s > 0:
-            raise InputError(f"time_budget_s must be positive, got {self.time_budget_s!r}")
+        if not (is_finite(self.time_budget_s) and self.time_budget_s > 0):
+            raise InputError(
+                f"time_budget_s must be a positive finite number, got {self.time_budget_s!r}"
+            )
         itemsize(self.dtype)
 
     def cases(self) -> list[Case]:
