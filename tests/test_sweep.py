@@ -1125,11 +1125,13 @@ def test_preparing_a_naive_point_makes_no_naive_call(monkeypatch, cpu):
     assert calls == [1]
 
 
-def test_sizes_past_any_float_and_an_endless_budget_are_one_line(tmp_path, cli):
-    """A size whose cost is no float, or a budget no clock reaches, is refused before a row."""
+def test_sizes_past_any_float_and_an_endless_budget_are_one_line(tmp_path, cli, monkeypatch):
+    """A size whose cost is no float, or a budget no clock reaches, is refused before any folder
+    is made (a new run's own under out/sweep too)."""
+    monkeypatch.chdir(tmp_path)
     huge = "1" + "0" * 400
-    code, _, err = cli("sweep", *SMALL.split(), "--features", f"4,{huge}", "--out", tmp_path / "s")
+    code, _, err = cli("sweep", *SMALL.split(), "--features", f"4,{huge}")
     assert code == 1 and len(err.splitlines()) == 1 and "from 1 to 10^18" in err, err
-    assert not (tmp_path / "s").exists()
+    assert list(tmp_path.iterdir()) == []
     with pytest.raises(ValueError, match="positive finite"):
         Grid(time_budget_s=float("inf"))

@@ -143,7 +143,8 @@ def _cmd_sweep(args) -> int:
             "--threads sets this process's BLAS threads, and Dask computes in its workers; "
             "fix: leave --threads out (SOFTMAX_DASK_WORKERS sets the workers)"
         )
-    out = _sweep_folder(args.out, args.resume, backend.label)
+    # a resumed run's folder first (it holds the grid), a new run's once its grid is valid
+    out = _sweep_folder(args.out, True, backend.label) if args.resume else None
     given = {
         name: tuple(value) if isinstance(value, list) else value
         for name, value in (
@@ -157,7 +158,7 @@ def _cmd_sweep(args) -> int:
         )
         if value is not None
     }
-    begun = _begun_with(out) if args.resume else {}
+    begun = _begun_with(out) if out else {}
     try:  # the grid the run began with, less what is given now
         grid = Grid(**{**begun, **given}, threads=tuple(args.thread_axis or (None,)))
     except (ValueError, TypeError) as exc:
@@ -167,6 +168,7 @@ def _cmd_sweep(args) -> int:
             f"{out / 'environment.json'}: its grid: {exc}; fix: give that option with --resume, "
             "or choose another --out"
         ) from None
+    out = out or _sweep_folder(args.out, False, backend.label)
     new = args.out is None and not args.resume
     previous = Path(os.readlink(LATEST)) if new and LATEST.is_symlink() else None
     if new:
