@@ -294,3 +294,12 @@ def test_gpu_without_an_nvidia_driver_says_so_before_any_install_hint(
     code, _, err = cli_run("info")
     assert code == 1 and len(err.splitlines()) == 1
     assert "no NVIDIA driver" in err and "pip install" not in err and "SOFTMAX_DEVICE=cpu" in err
+
+
+@pytest.mark.parametrize(
+    "command,shown",
+    [("sweep", "(default: 1,8,32,96,256,1024)"), ("scale", "(default: 100000,1000000)")],
+)
+def test_help_shows_list_defaults_as_they_are_typed(cli_run, command, shown):
+    code, out, _ = cli_run(command, "--help")
+    assert code == 0 and shown in " ".join(out.split()) and "[" not in out.split("options:")[1]

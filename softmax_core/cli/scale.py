@@ -44,11 +44,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "--out-of-core ROWS runs the larger-than-memory gradient once instead.",
     )
     p.add_argument("--workers", type=int_list, help="worker counts (default: 1..cores)")
-    p.add_argument("--rows", type=int_list, default=list(ROWS), help="m (default: %(default)s)")
+    # defaults as typed: argparse parses a string default with the option's type
+    rows = ",".join(map(str, ROWS))
+    p.add_argument("--rows", type=int_list, default=rows, help="m (default: %(default)s)")
     p.add_argument(
         "--chunk-rows",
         type=int_list,
-        default=[DEFAULT_CHUNK_ROWS],
+        default=str(DEFAULT_CHUNK_ROWS),
         help="rows per chunk (default: %(default)s)",
     )
     p.add_argument("--features", type=positive_int, default=784, help="n (default: %(default)s)")
