@@ -145,8 +145,8 @@ def _cmd_sweep(args) -> int:
         )
     # a resumed run's folder first (it holds the grid), a new run's once its grid is valid
     out = _sweep_folder(args.out, True, backend.label) if args.resume else None
-    given = {
-        name: tuple(value) if isinstance(value, list) else value
+    given = {  # Grid takes lists as tuples
+        name: value
         for name, value in (
             ("methods", args.methods),
             ("batches", args.batch),
@@ -208,11 +208,7 @@ def _begun_with(out: Path) -> dict:
 
     record = read_environment(out, "delete it to probe the machine again, or choose another --out")
     record = record.get("grid") or {}
-    return {
-        name: tuple(record[name]) if isinstance(record[name], list) else record[name]
-        for name in GRID_RECORD
-        if name in record
-    }
+    return {name: record[name] for name in GRID_RECORD if name in record}
 
 
 def _sweep_folder(out: Path | None, resume: bool, label: str) -> Path:
