@@ -124,16 +124,20 @@ def test_train_reference_mnist_run(mnist_dir, tmp_path):
         "device-tpu",
     ],
 )
-def test_train_bad_input_is_one_line_error(tmp_path, args, env, code, needle):
+def test_train_bad_input_is_one_line_error(tmp_path, args, env, code, needle, cli_run, monkeypatch):
+    for name in [k for k in os.environ if k.startswith("SOFTMAX_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     if "--data-dir" not in args:
         args = [
             "--data-dir",
             tmp_path,
             *args,
         ]  # an empty folder: the data error must not come first
-    proc = run_cli("train", *args, env=env)
-    line = assert_one_line_error(proc)
-    assert proc.returncode == code
+    returncode, stdout, stderr = cli_run("train", *args)
+    line = assert_one_line_error(subprocess.CompletedProcess([], returncode, stdout, stderr))
+    assert returncode == code
     assert needle in line
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 import sys
 import warnings
 
@@ -459,19 +460,22 @@ def test_ctrl_c_during_a_dask_point_is_one_line(tmp_path):
     import subprocess
     import time
 
-    argv = [sys.executable, "-m", "softmax_core.cli", "scale", "--rows", "400000", "--workers"]
-    argv += ["1", "--no-numpy", "--kinds", "gradient", "--data", "stream", "--rounds", "20"]
+    argv = [sys.executable, "-m", "softmax_core.cli", "sweep", "--backend", "dask", "--methods"]
+    argv += ["structured", "--batch", "20000", "--epochs-on", "none", "--rounds", "20"]
     proc = subprocess.Popen(
-        [*argv, "--out", str(tmp_path / "s")], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [*argv, "--no-report", "--out", str(tmp_path / "s")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "SOFTMAX_DASK_WORKERS": "1"},
     )
     deadline = time.monotonic() + 60
     while not (tmp_path / "s" / "environment.json").exists() and time.monotonic() < deadline:
-        time.sleep(0.2)  # the sweep has begun measuring
-    time.sleep(1)
+        time.sleep(0.05)  # the cluster is up and the machine probed: the first point is next
+    time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     lines = [line for line in err.decode().splitlines() if line.strip()]
-    assert proc.returncode == 130 and lines[-1].startswith("softmax-bench scale: interrupted")
+    assert proc.returncode == 130 and lines[-1].startswith("softmax-bench sweep: interrupted")
     assert "Traceback" not in err.decode() and "exception" not in err.decode().lower()
 
 

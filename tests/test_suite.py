@@ -233,6 +233,9 @@ def test_quick_reference_set_end_to_end_on_the_cpu(tmp_path):
     }, stages
     assert stages["train"][0] in ("ok", "skipped")  # skipped where there is no MNIST
     assert (out / "info.json").exists() and (out / "sweep" / "report.md").exists()
+    for plot in ("time_vs_batch.png", "roofline.png"):  # drawn for real
+        image = (out / "sweep" / plot).read_bytes()
+        assert image[:8] == b"\x89PNG\r\n\x1a\n" and len(image) > 10_000, plot
     grid = Grid(batches=(1, 32), classes=(10,), features=(784,), epochs_on="none")
     assert len((out / "sweep" / "results.csv").read_text().splitlines()) == 1 + len(grid.cases())
     with tarfile.open(archive) as tar:

@@ -92,7 +92,7 @@ else T0=$SECONDS STATUS=skipped WHY="torch does not import in $PY" && record tra
 
 T0=$SECONDS
 c=$(cap 25 30 150)
-if [ -n "$QUICK" ]; then SBS=(--quick --time-budget 5); else SBS=(--data-dir "$MNIST"); fi
+if [ -n "$QUICK" ]; then SBS=(--quick --time-budget 2); else SBS=(--data-dir "$MNIST"); fi
 if [ -z "$QUICK$MNIST" ]; then STATUS=skipped WHY="no MNIST folder: set SOFTMAX_DATA_DIR"
 elif stage sidebyside "$c" sidebyside.log "${BENCH[@]}" sidebyside --out "$OUT/sidebyside" \
   --time-budget $((c * 6 / 10 + 1)) "${SBS[@]}"; then
