@@ -460,10 +460,16 @@ def test_ctrl_c_during_a_dask_point_is_one_line(tmp_path):
     import subprocess
     import time
 
-    argv = [sys.executable, "-m", "softmax_core.cli", "sweep", "--backend", "dask", "--methods"]
-    argv += ["structured", "--batch", "20000", "--epochs-on", "none", "--rounds", "20"]
+    # Ctrl-C is Python's KeyboardInterrupt there even where pytest itself ignores SIGINT (a
+    # background job of a shell), which its children inherit
+    cli = (
+        "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "sys.argv[0] = 'softmax-bench'; runpy.run_module('softmax_core.cli', run_name='__main__')"
+    )
+    argv = [sys.executable, "-c", cli, "sweep", "--backend", "dask", "--methods", "structured"]
+    argv += ["--batch", "20000", "--epochs-on", "none", "--rounds", "20", "--no-report"]
     proc = subprocess.Popen(
-        [*argv, "--no-report", "--out", str(tmp_path / "s")],
+        [*argv, "--out", str(tmp_path / "s")],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env={**os.environ, "SOFTMAX_DASK_WORKERS": "1"},
