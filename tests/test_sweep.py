@@ -1113,7 +1113,12 @@ def test_a_points_resident_memory_stays_within_the_guards_figure(tmp_path):
         return int(out.split()[-1]), need
 
     runs = {batch: start(batch) for batch in (2, 100_000)}  # side by side: peaks, not times
-    (base, base_need), (peak, need) = (peak_of(b, started) for b, started in runs.items())
+    try:
+        (base, base_need), (peak, need) = (peak_of(b, started) for b, started in runs.items())
+    finally:
+        for run, _ in runs.values():
+            run.kill()
+            run.wait()
     assert peak - base <= 1.1 * (need - base_need), (peak - base, need - base_need)
 
 
