@@ -241,6 +241,13 @@ def test_a_list_with_an_empty_item_is_refused_in_one_line(argv, cli_run):
     assert code == 2 and len(err.strip().splitlines()) == 1 and "--" in err
 
 
+def test_a_class_count_below_2_is_a_malformed_argument(cli_run):
+    """As `scale --classes 1` and `sweep --batch 0`: exit 2, before anything runs."""
+    code, out, err = cli_run("sweep", "--classes", "10,1", "--out", "unused")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--classes" in err, err
+    assert "at least 2 classes" in err
+
+
 def test_the_renamed_commands_stay_out_of_the_help(cli_run):
     code, out, err = cli_run("--help")
     assert code == 0 and "train" in out and "suite" not in out and "overhead" not in out

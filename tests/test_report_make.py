@@ -145,7 +145,8 @@ def test_nothing_to_report():
 
 
 def test_report_of_a_tiny_sweep(tmp_path, fake_measuring):
-    """A sweep's folder makes a report (a real sweep's: test_sweep's CLI sweep)."""
+    """A sweep's folder makes a report (a real sweep's: the reference set's end-to-end test in
+    tests/test_suite.py); one given through a link (``out/sweep/latest``) names its run too."""
     from softmax_core import get_backend
     from softmax_core.runs.cases import Grid
     from softmax_core.runs.sweep import run_sweep
@@ -163,6 +164,10 @@ def test_report_of_a_tiny_sweep(tmp_path, fake_measuring):
     text = make_report([out], out).read_text(encoding="utf-8")
     assert "## Points measured" in text
     _png(out / "time_vs_classes.png")
+    latest = tmp_path / "latest"
+    latest.symlink_to(out.name)
+    text = make_report([latest], tmp_path / "r").read_text(encoding="utf-8")
+    assert f"`{latest} (sweep)`" in text
 
 
 # ---------------------------------------------------------------------------

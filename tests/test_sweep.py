@@ -10,6 +10,7 @@ import io
 import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -464,7 +465,7 @@ def test_resume_with_a_corrupt_environment_names_the_file(tmp_path, sweep, conte
         (["--memory-budget", "1e400"], "--memory-budget"),
         (["--memory-budget", "nan"], "--memory-budget"),
         (["--memory-budget", "100TB"], "memory budget"),
-        (["--classes", "1"], "classes must be >= 2"),
+        (["--classes", "1"], "at least 2 classes"),
         (["--rounds", "0"], "--rounds"),
     ],
 )
@@ -968,6 +969,27 @@ def test_a_point_the_model_underrates_is_stopped_at_its_time_budget(tmp_path, sw
     first, second = read_results(out / "results.csv")
     assert first["status"] == "skipped" and "stopped at its time budget" in first["reason"]
     assert second["status"] == "skipped" and second["reason"].startswith("predicted")
+
+
+def test_a_point_stopped_in_a_later_round_says_what_its_rounds_took(
+    tmp_path, sweep, fake_measuring
+):
+    """The reason counts the point's seconds over all its rounds, not only the last round's
+    rest of the budget (which read as a point stopped after 0.2 s of a 25 s budget)."""
+    fake = fake_measuring["measure"]
+
+    def slow_then_endless(fn, *args, **kwargs):
+        if not fake.calls:
+            time.sleep(0.3)  # round 1: most of the budget
+            return fake(fn, *args, **kwargs)
+        while True:
+            time.sleep(0.01)
+
+    out = sweep(one_point(time_budget_s=0.5), tmp_path / "r", rounds=2, measure=slow_then_endless)
+    (row,) = read_results(out / "results.csv")
+    assert row["status"] == "skipped", row
+    took = re.search(r"stopped at its time budget: ([0-9.]+) s of its 0.5 s", row["reason"])
+    assert took and 0.45 <= float(took.group(1)) < 1.5, row["reason"]
 
 
 @pytest.mark.parametrize(

@@ -98,6 +98,7 @@ def list_of(parse):
 
 
 int_list = list_of(positive_int)
+class_counts = list_of(class_count)
 thread_counts = list_of(thread_count)
 
 

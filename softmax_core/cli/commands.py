@@ -272,7 +272,10 @@ def _cmd_report(args) -> int:
     from ..report import make_report
 
     if not args.dirs and args.asv is None:
-        raise InputError("nothing to report: give sweep result folders and/or --asv results/asv")
+        raise InputError(
+            "nothing to report; fix: give sweep result folders (the last sweep's: "
+            "out/sweep/latest) and/or asv results (--asv results/asv)"
+        )
     out = args.out or (args.dirs[0] if args.dirs else Path("out/report"))
     print(f"report: {make_report(args.dirs, out, asv_dir=args.asv, asv_benchmark=args.benchmark)}")
     return 0

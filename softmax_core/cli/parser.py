@@ -14,6 +14,7 @@ from .arguments import (
     Parser,
     add_backend_args,
     bytes_size,
+    class_counts,
     fraction,
     int_list,
     name_list,
@@ -103,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--classes",
-        type=int_list,
+        type=class_counts,
         help=f"class counts k, each >= 2 (default: {_listed(DEFAULT_GRID.classes)})",
     )
     p.add_argument(

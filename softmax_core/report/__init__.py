@@ -40,7 +40,7 @@ from .plots_machine import (
     throughput_vs_batch,
 )
 from .plots_naive import memory_vs_classes, ratio_vs_classes
-from .results import ResultSets, as_paths, empty_frame, load_results, read_set
+from .results import ResultSets, as_paths, empty_frame, load_results, read_set, shown
 from .scaling import PLOTS as SCALING_PLOTS
 from .scaling import is_scaling
 from .scaling import write_report as write_scaling_report
@@ -281,7 +281,7 @@ def _draw(name, out: Path, drawn: dict, not_drawn: dict, draw, *args) -> None:
 def _text(sets: ResultSets, dirs, drawn, not_drawn, asv, asv_dir, benchmark, history) -> str:
     df = sets.frame
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    sources = ([f"sweep folder(s) {', '.join(f'`{d}`' for d in dirs)}"] if dirs else []) + (
+    sources = ([f"sweep folder(s) {', '.join(f'`{shown(d)}`' for d in dirs)}"] if dirs else []) + (
         [f"asv results `{asv_dir}`"] if asv_dir else []
     )
     parts = [

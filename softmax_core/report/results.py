@@ -58,6 +58,12 @@ def as_paths(dirs) -> list[Path]:
     return [Path(d) for d in dirs]
 
 
+def shown(folder: str | os.PathLike) -> str:
+    """``folder`` as given, and the run it leads to where it is a link (``out/sweep/latest``)."""
+    folder = Path(folder)
+    return f"{folder} ({folder.resolve().name})" if folder.is_symlink() else str(folder)
+
+
 def load_results(dirs: str | os.PathLike | Iterable[str | os.PathLike]) -> ResultSets:
     """Every valid row of the ``results.csv`` of each sweep folder in ``dirs``.
 
@@ -83,7 +89,7 @@ def load_results(dirs: str | os.PathLike | Iterable[str | os.PathLike]) -> Resul
         gemm, copy, _ = envfile.probe_rates(env) or (float("nan"),) * 3
         frame = frame.assign(
             set=label,
-            folder=str(folder),
+            folder=shown(folder),
             device_kind=_device_kind(frame, env),
             gemm_gflops=gemm,
             copy_gbps=copy,
@@ -91,7 +97,8 @@ def load_results(dirs: str | os.PathLike | Iterable[str | os.PathLike]) -> Resul
         notes += [f"{label}: {n}" for n in set_notes]
         for name, threads, part in _by_threads(frame, label):
             frames.append(part.assign(set=name))
-            envs[name] = {**env, "folder": str(folder), **({"threads": threads} if threads else {})}
+            with_threads = {"threads": threads} if threads else {}
+            envs[name] = {**env, "folder": shown(folder), **with_threads}
     return ResultSets(derive(pd.concat(frames, ignore_index=True)), envs, notes)
 
 

@@ -70,7 +70,7 @@ def deadline(seconds: float):
         return
 
     def stop(signum, frame):
-        raise Overrun(f"stopped at its time budget after {seconds:.3g} s")
+        raise Overrun("stopped at its time budget")
 
     previous = signal.signal(signal.SIGALRM, stop)
     signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-3))
@@ -135,9 +135,13 @@ def measure_point(
             del fn, args
     except Overrun as exc:  # not measured for the budget's sake, as a point the guard skips
         pooled[case.key] = None
-        guard.model.record(case, time.monotonic() - start)  # a call takes at least this long
-        budget = f"time budget {guard.time_budget_s:g} s"
-        why = f"{exc} ({budget}; the time model predicted {predicted_s:.3g} s a call)"
+        took = time.monotonic() - start
+        guard.model.record(case, took)  # a call takes at least this long
+        total = spent.get(case.key, 0.0) + took  # over all its rounds so far
+        why = (
+            f"{exc}: {total:.3g} s of its {guard.time_budget_s:g} s over its rounds (the time "
+            f"model predicted {predicted_s:.3g} s a call)"
+        )
         return skipped_row(case, predicted_s, why)
     except Exception as exc:  # one failing point (even out of memory) must not end the sweep
         pooled[case.key] = None
