@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -124,7 +125,11 @@ def test_train_reference_mnist_run(mnist_dir, tmp_path):
         "device-tpu",
     ],
 )
-def test_train_bad_input_is_one_line_error(tmp_path, args, env, code, needle, cli_run, monkeypatch):
+def test_train_bad_input_is_one_line_error(
+    tmp_path, args, env, code, needle, cli_run, monkeypatch, recwarn, caplog
+):
+    """In this process, so a warning or a logged warning, which pytest would keep from stderr,
+    fails the test here (the command would print it beside its one line)."""
     for name in [k for k in os.environ if k.startswith("SOFTMAX_")]:
         monkeypatch.delenv(name)
     for name, value in env.items():
@@ -139,6 +144,7 @@ def test_train_bad_input_is_one_line_error(tmp_path, args, env, code, needle, cl
     line = assert_one_line_error(subprocess.CompletedProcess([], returncode, stdout, stderr))
     assert returncode == code
     assert needle in line
+    assert not recwarn.list and not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 def test_train_on_gpu_without_gpu_is_one_line_error(tmp_path):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import os
 import sys
 import warnings
 
@@ -466,22 +465,19 @@ def test_ctrl_c_during_a_dask_point_is_one_line(tmp_path):
         "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
         "sys.argv[0] = 'softmax-bench'; runpy.run_module('softmax_core.cli', run_name='__main__')"
     )
-    argv = [sys.executable, "-c", cli, "sweep", "--backend", "dask", "--methods", "structured"]
-    argv += ["--batch", "20000", "--epochs-on", "none", "--rounds", "20", "--no-report"]
+    argv = [sys.executable, "-c", cli, "scale", "--rows", "400000", "--workers", "1"]
+    argv += ["--no-numpy", "--kinds", "gradient", "--data", "stream", "--rounds", "20"]
     proc = subprocess.Popen(
-        [*argv, "--out", str(tmp_path / "s")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "SOFTMAX_DASK_WORKERS": "1"},
+        [*argv, "--out", str(tmp_path / "s")], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     deadline = time.monotonic() + 60
     while not (tmp_path / "s" / "environment.json").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)  # the cluster is up and the machine probed: the first point is next
-    time.sleep(0.5)
+        time.sleep(0.2)  # the sweep has begun measuring
+    time.sleep(1)  # well inside a point's calls, each gathering 400,000 streamed rows
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     lines = [line for line in err.decode().splitlines() if line.strip()]
-    assert proc.returncode == 130 and lines[-1].startswith("softmax-bench sweep: interrupted")
+    assert proc.returncode == 130 and lines[-1].startswith("softmax-bench scale: interrupted")
     assert "Traceback" not in err.decode() and "exception" not in err.decode().lower()
 
 

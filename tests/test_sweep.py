@@ -533,6 +533,15 @@ def test_cli_sweep_measures_for_real(tmp_path):
     assert probe["gemm_gflops"] > 0 and probe["copy_gbps"] > 0
 
 
+def test_the_sweep_command_writes_its_report(tmp_path, cli):
+    """Unless --no-report: report.md and the plots beside results.csv."""
+    argv = "--methods structured --batch 2 --classes 3,9 --features 4 --epochs-on none"
+    code, out, err = cli("sweep", *argv.split(), "--out", tmp_path / "s")
+    assert code == 0, err
+    assert (tmp_path / "s" / "report.md").is_file() and f"report: {tmp_path / 's'}" in out
+    assert (tmp_path / "s" / "time_vs_classes.png").is_file()
+
+
 def test_the_main_command_works_every_time_it_is_run(tmp_path, cli, monkeypatch):
     """Defect: a second run of the README's sweep stopped at 'results.csv already exists'."""
     monkeypatch.chdir(tmp_path)
@@ -1121,7 +1130,7 @@ def test_a_points_resident_memory_stays_within_the_guards_figure(tmp_path):
         need = Guard(10**12, 20.0, model()).memory_need(point)
         argv = [sys.executable, "-m", "softmax_core.cli", "sweep", "--methods", "structured"]
         argv += ["--batch", str(batch), "--features", "500", "--classes", "10"]
-        argv += ["--epochs-on", "none", "--rounds", "1", "--no-report", "--time-budget", "3"]
+        argv += ["--epochs-on", "none", "--rounds", "1", "--no-report", "--time-budget", "10"]
         argv += ["--memory-budget", str(max(need, 10**6)), "--out", str(tmp_path / str(batch))]
         run = subprocess.Popen([sys.executable, "-c", probe, *argv], stdout=subprocess.PIPE)
         return run, need
