@@ -87,9 +87,10 @@ def load_results(dirs: str | os.PathLike | Iterable[str | os.PathLike]) -> Resul
     frames, envs, notes = [], {}, []
     for folder, label, ((frame, set_notes), env) in zip(paths, labels, loaded):
         gemm, copy, _ = envfile.probe_rates(env) or (float("nan"),) * 3
+        where = shown(folder)
         frame = frame.assign(
             set=label,
-            folder=shown(folder),
+            folder=where,
             device_kind=_device_kind(frame, env),
             gemm_gflops=gemm,
             copy_gbps=copy,
@@ -98,7 +99,7 @@ def load_results(dirs: str | os.PathLike | Iterable[str | os.PathLike]) -> Resul
         for name, threads, part in _by_threads(frame, label):
             frames.append(part.assign(set=name))
             with_threads = {"threads": threads} if threads else {}
-            envs[name] = {**env, "folder": shown(folder), **with_threads}
+            envs[name] = {**env, "folder": where, **with_threads}
     return ResultSets(derive(pd.concat(frames, ignore_index=True)), envs, notes)
 
 
