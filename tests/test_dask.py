@@ -26,6 +26,7 @@ from softmax_core.dask.chunked import (
     synthetic,
     synthetic_dask,
 )
+from softmax_core.errors import InputError
 from softmax_core.model.sgd import sgd_epoch, train
 from softmax_core.model.softmax import grad_naive, grad_structured
 
@@ -156,6 +157,23 @@ def test_gradient_equals_numpy(dask_b, problem, grad, dtype):
 
 
 @pytest.mark.slow
+def test_scattering_waits_for_a_worker_and_says_when_none_comes(dask_b, monkeypatch):
+    """A scheduler that has no worker at the moment (one gone, the next not yet joined) is
+    waited for; one that gets none is one line, never a None future in a Dask graph."""
+    from softmax_core.backends import dask as dask_backend
+
+    real, views = dask_b.session.workers, []
+    monkeypatch.setattr(
+        dask_b.session, "workers", lambda: views.append(1) or ({} if len(views) == 1 else real())
+    )
+    x = np.arange(12.0).reshape(6, 2)
+    np.testing.assert_array_equal(dask_b.to_numpy(dask_b.asarray(x)), x)
+    monkeypatch.setattr(dask_b.session, "workers", dict)
+    monkeypatch.setattr(dask_backend, "WORKER_WAIT_S", 0.1)
+    with pytest.raises(InputError, match="has had no workers for 0.1 s; fix: start workers"):
+        dask_b.asarray(x)
+
+
 def test_sgd_epoch_equals_numpy(dask_b, problem):
     from softmax_core.dask import epoch as dd
 

@@ -41,6 +41,9 @@ from ..dask.metrics import cluster_threads, worker_peaks
 from ..errors import InputError
 from .base import Backend, host_available_bytes
 
+#: Seconds ``asarray`` waits for a worker where the scheduler has none.
+WORKER_WAIT_S = 30.0
+
 
 class DaskBackend(Backend):
     """A :class:`Backend` whose arrays are Dask arrays in a cluster's workers."""
@@ -139,6 +142,16 @@ class DaskBackend(Backend):
         bounds = chunk_bounds(host.shape[0], self.chunk_rows)
         pieces = [host[s:e] for s, e in bounds]
         addresses = sorted(self.session.workers())
+        if not addresses:  # a scheduler between workers (one gone, the next not yet joined)
+            with contextlib.suppress(Exception):  # a timeout: said below
+                self.client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+            addresses = sorted(self.session.workers())
+        if not addresses:
+            raise InputError(
+                f"the Dask scheduler at {self.session.address} has had no workers for "
+                f"{WORKER_WAIT_S:g} s; fix: start workers for it, or unset SOFTMAX_DASK_SCHEDULER "
+                "for a local cluster"
+            )
         futures: list = [None] * len(pieces)
         for w, addr in enumerate(addresses):  # round-robin: chunk i on worker i mod w
             mine = list(range(w, len(pieces), len(addresses)))
