@@ -143,7 +143,7 @@ class DaskBackend(Backend):
         pieces = [host[s:e] for s, e in bounds]
         addresses = sorted(self.session.workers())
         if not addresses:  # a scheduler between workers (one gone, the next not yet joined)
-            with contextlib.suppress(Exception):  # a timeout: said below
+            with contextlib.suppress(TimeoutError):  # said below
                 self.client.wait_for_workers(1, timeout=WORKER_WAIT_S)
             addresses = sorted(self.session.workers())
         if not addresses:
