@@ -499,6 +499,46 @@ def test_ctrl_c_during_a_dask_point_is_one_line(tmp_path):
     assert "Traceback" not in err.decode() and "exception" not in err.decode().lower()
 
 
+def test_ctrl_c_while_a_local_cluster_starts_waits_for_it_then_closes_it(monkeypatch):
+    """A Ctrl-C that lands while a LocalCluster starts is held until it has started, then the
+    cluster is closed and the interrupt goes on: a cluster cut short half-way leaves distributed's
+    exit hook a traceback to print."""
+    distributed = pytest.importorskip("distributed")
+    import os
+    import signal
+
+    from softmax_core.dask.cluster import start_session
+
+    events = []
+
+    class Starting:
+        def __init__(self, **settings):
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, half-way through the start-up
+            events.append("started")
+
+        def close(self):
+            events.append("cluster closed")
+
+    class Client:
+        def __init__(self, cluster, **settings):
+            events.append("client")
+
+        def close(self):
+            events.append("client closed")
+
+    monkeypatch.setattr(distributed, "LocalCluster", Starting)
+    monkeypatch.setattr(distributed, "Client", Client)
+    monkeypatch.setattr("softmax_core.dask.cluster._cores", lambda: 2)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in the command
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            start_session(None, 1)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert events == ["started", "client", "client closed", "cluster closed"]
+
+
 def test_a_local_cluster_of_more_workers_than_cores_is_refused(monkeypatch, cli_run):
     pytest.importorskip("distributed")
     monkeypatch.delenv("SOFTMAX_DASK_SCHEDULER", raising=False)

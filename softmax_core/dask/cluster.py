@@ -23,9 +23,12 @@ An SGD epoch is a call the same way: its θ, computed, is the next epoch's input
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import logging
 import os
+import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -127,17 +130,44 @@ def start_session(
             f"(each worker is a process of one thread); fix: {ENV_WORKERS} at most {cores}, or "
             f"{ENV_SCHEDULER} for a cluster of more machines"
         )
-    cluster = LocalCluster(
-        n_workers=workers,
-        threads_per_worker=1,
-        processes=processes,
-        memory_limit="auto",
-        dashboard_address=":0",
-        silence_logs=logging.ERROR,
-    )
-    return DaskSession(
-        Client(cluster, set_as_default=True), cluster, key=("local", workers, processes)
-    )
+    with _ctrl_c_held() as interrupted:
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=processes,
+            memory_limit="auto",
+            dashboard_address=":0",
+            silence_logs=logging.ERROR,
+        )
+        made = DaskSession(
+            Client(cluster, set_as_default=True), cluster, key=("local", workers, processes)
+        )
+    if interrupted:
+        made.close()
+        raise KeyboardInterrupt
+    return made
+
+
+@contextlib.contextmanager
+def _ctrl_c_held():
+    """Hold a Ctrl-C that lands while a LocalCluster starts until it has started, and say so.
+
+    A cluster cut short half-way cannot be closed: distributed's own exit hook fails on its
+    workers still starting (a traceback after the one 'interrupted' line).  A started one
+    closes cleanly.  Only where Ctrl-C is Python's KeyboardInterrupt, in the main thread.
+    """
+    held: list[int] = []
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield held
+        return
+    signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield held
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 #: Seconds a scheduler has to accept the connection and answer the client's handshake.
@@ -147,8 +177,6 @@ CONNECT_DEADLINE_S = 15.0
 def _connect(Client, scheduler: str):
     """A Client of ``scheduler``, or BackendError within :data:`CONNECT_DEADLINE_S`: a server
     that accepts and never answers, or answers with something else, is no scheduler."""
-    import threading
-
     found: dict = {}
 
     def connect():
