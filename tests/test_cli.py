@@ -247,6 +247,24 @@ def test_a_list_with_an_empty_item_is_refused_in_one_line(argv, cli_run):
     assert code == 2 and len(err.strip().splitlines()) == 1 and "--" in err
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sweep", "--time-budget", "1e300", "--rounds", "0"],
+        ["scale", "--time-budget", "1e9", "--rounds", "0"],
+        ["sidebyside", "--time-budget", "1e300", "--threads", "0"],
+        ["gate", "HEAD", "HEAD", "--time-budget", "1e300", "--threads", "0"],
+        ["data", "fetch", "--timeout", "1e300", "--mirror", "http://nowhere"],
+    ],
+)
+def test_a_time_past_a_week_is_a_malformed_argument(argv, cli_run):
+    """A budget, deadline or timeout is at most a week: a larger one overflowed a clock into an
+    error row (exit 0) instead of a refusal.  (Each command line ends in an error of its own, so
+    that a parser that lets the time through stops there, before it runs.)"""
+    code, out, err = cli_run(*argv)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "at most 604800 seconds" in err
+
+
 def test_a_class_count_below_2_is_a_malformed_argument(cli_run):
     """As `scale --classes 1` and `sweep --batch 0`: exit 2, before anything runs."""
     code, out, err = cli_run("sweep", "--classes", "10,1", "--out", "unused")

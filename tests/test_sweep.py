@@ -1175,5 +1175,7 @@ def test_sizes_past_any_float_and_an_endless_budget_are_one_line(tmp_path, cli, 
     code, _, err = cli("sweep", *SMALL.split(), "--features", f"4,{huge}")
     assert code == 1 and len(err.splitlines()) == 1 and "from 1 to 10^18" in err, err
     assert list(tmp_path.iterdir()) == []
-    with pytest.raises(ValueError, match="positive finite"):
-        Grid(time_budget_s=float("inf"))
+    for endless in (float("inf"), 1e300, 8 * 24 * 3600):
+        with pytest.raises(ValueError, match="at most 604800"):
+            Grid(time_budget_s=endless)
+    assert Grid(time_budget_s=7 * 24 * 3600).time_budget_s == 604800

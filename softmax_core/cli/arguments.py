@@ -55,6 +55,16 @@ def positive_float(text: str) -> float:
     return value
 
 
+def seconds(text: str) -> float:
+    """A time budget, deadline or timeout in seconds: positive, at most a week."""
+    from ..runs.cases import MAX_SECONDS
+
+    value = positive_float(text)
+    if value > MAX_SECONDS:
+        _fail(f"at most {MAX_SECONDS:g} seconds (a week), got {text}")
+    return value
+
+
 def class_count(text: str) -> int:
     value = positive_int(text)
     if value < 2:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..backends import BackendError
 from ..errors import InputError
-from .arguments import EXIT_USAGE, fraction, positive_float, thread_count
+from .arguments import EXIT_USAGE, fraction, seconds, thread_count
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -66,7 +66,7 @@ MIN_BUDGET_S = 10.0
 
 
 def budget(text: str) -> float:
-    value = positive_float(text)
+    value = seconds(text)
     if value < MIN_BUDGET_S:
         raise argparse.ArgumentTypeError(f"must be at least {MIN_BUDGET_S:g} seconds, got {text}")
     return value

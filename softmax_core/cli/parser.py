@@ -22,6 +22,7 @@ from .arguments import (
     positive_float,
     positive_int,
     rounds,
+    seconds,
     thread_count,
 )
 
@@ -132,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--time-budget",
-        type=positive_float,
+        type=seconds,
         help="seconds one point may take (points predicted to take longer are skipped; "
         f"sampling stops after a tenth of it) (default: {DEFAULT_GRID.time_budget_s:g})",
     )
@@ -213,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     f.add_argument(
         "--timeout",
-        type=positive_float,
+        type=seconds,
         default=60.0,
         help="seconds a read may stall (default: %(default)s)",
     )
@@ -254,7 +255,7 @@ def _add_reference_set_parsers(sub) -> None:
     p.add_argument("--data-dir", type=Path, help=f"MNIST folder (default: {default_data_dir()})")
     p.add_argument(
         "--time-budget",
-        type=positive_float,
+        type=seconds,
         default=120.0,
         help="seconds for the measurements (default: %(default)s)",
     )

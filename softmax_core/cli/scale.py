@@ -17,7 +17,7 @@ from pathlib import Path
 from ..dask.chunked import DEFAULT_CHUNK_ROWS
 from ..dask.cluster import scheduler_address
 from ..errors import InputError
-from .arguments import class_count, int_list, name_list, positive_float, positive_int, rounds
+from .arguments import class_count, int_list, name_list, positive_int, rounds, seconds
 
 KINDS, DATA = ("gradient", "epoch"), ("memory", "stream")
 #: Seconds a point may take: a gradient over a million rows, streamed, on one worker fits.
@@ -63,7 +63,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--time-budget",
-        type=positive_float,
+        type=seconds,
         default=TIME_BUDGET_S,
         help="seconds one point may take (default: %(default)s)",
     )

@@ -28,6 +28,8 @@ KINDS = ("gradient", "epoch")
 #: point, ``stream``: made chunk by chunk inside the call, never whole (the larger-than-memory
 #: case; the time includes making the rows).  An epoch runs on ``synthetic`` data or ``mnist``.
 DATA_SOURCES = {"gradient": ("", "stream"), "epoch": ("synthetic", "mnist")}
+#: The longest time budget (and any deadline or timeout a command takes): a week.
+MAX_SECONDS = 7 * 24 * 3600.0
 #: MNIST's shape, used for the whole-epoch points.
 EPOCH_SAMPLES, EPOCH_FEATURES, EPOCH_CLASSES = 60_000, 784, 10
 #: The SGD step size of the epoch points.
@@ -316,9 +318,10 @@ class Grid:
             raise InputError(f"gradient_data must be among '', 'stream', got {self.gradient_data}")
         if (max(self.workers) or "stream" in self.gradient_data) and not self.chunk_rows:
             raise InputError("Dask workers and streamed points need chunk_rows")
-        if not (is_finite(self.time_budget_s) and self.time_budget_s > 0):
+        if not (is_finite(self.time_budget_s) and 0 < self.time_budget_s <= MAX_SECONDS):
             raise InputError(
-                f"time_budget_s must be a positive finite number, got {self.time_budget_s!r}"
+                f"time_budget_s must be a positive number of seconds, at most {MAX_SECONDS:g} "
+                f"(a week), got {self.time_budget_s!r}"
             )
         itemsize(self.dtype)
 
