@@ -546,12 +546,15 @@ def test_the_main_command_works_every_time_it_is_run(tmp_path, cli, monkeypatch)
     """Defect: a second run of the README's sweep stopped at 'results.csv already exists'."""
     monkeypatch.chdir(tmp_path)
     args = ["sweep", *ONE_POINT_ARGS.split()]
+    said = []
     for _ in range(2):
         code, out, err = cli(*args)
         assert code == 0, err
         assert "1 ok" in out
+        said.append(out.splitlines()[0])  # where it measures, said before it measures
     runs = sorted(p for p in (tmp_path / "out" / "sweep").iterdir() if not p.is_symlink())
     assert len(runs) == 2 and all((p / "results.csv").is_file() for p in runs)
+    assert said == [f"sweep: measuring into {os.path.join('out', 'sweep', p.name)}" for p in runs]
     assert (tmp_path / "out" / "sweep" / "latest").resolve() == runs[-1].resolve()
     code, out, err = cli(*args, "--resume")
     assert code == 0, err

@@ -173,6 +173,7 @@ def _cmd_sweep(args) -> int:
     previous = Path(os.readlink(LATEST)) if new and LATEST.is_symlink() else None
     if new:
         _point_latest(out)  # from its start: a killed run is the one --resume continues
+    print(f"sweep: measuring into {out}", flush=True)
     try:
         run_sweep(
             grid,
