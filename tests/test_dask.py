@@ -471,8 +471,11 @@ def test_a_scheduler_that_accepts_but_is_no_scheduler_is_one_line_within_the_dea
 @pytest.mark.slow
 def test_ctrl_c_during_a_dask_point_is_one_line(tmp_path):
     """Ctrl-C while a point computes on a Dask cluster ends in the one 'interrupted' line: the
-    client's background tasks, cut short, log nothing."""
+    client's background tasks, cut short, log nothing; the worker processes, which a terminal's
+    Ctrl-C reaches too (it goes to the whole process group), print nothing; a second Ctrl-C
+    while the command closes its cluster is ignored."""
     pytest.importorskip("distributed")
+    import os
     import signal
     import subprocess
     import time
@@ -489,13 +492,18 @@ def test_ctrl_c_during_a_dask_point_is_one_line(tmp_path):
     argv = [sys.executable, "-c", cli, "scale", "--rows", "400000", "--workers", "1"]
     argv += ["--no-numpy", "--kinds", "gradient", "--data", "stream", "--rounds", "20"]
     proc = subprocess.Popen(
-        [*argv, "--out", str(tmp_path / "s")], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [*argv, "--out", str(tmp_path / "s")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # a process group of its own, as a terminal's command has
     )
     deadline = time.monotonic() + 60
     while not (tmp_path / "s" / "environment.json").exists() and time.monotonic() < deadline:
         time.sleep(0.2)  # the sweep has begun measuring
     time.sleep(1)  # well inside a point's calls, each gathering 400,000 streamed rows
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     lines = [line for line in err.decode().splitlines() if line.strip()]
     assert proc.returncode == 130 and lines[-1].startswith("softmax-bench scale: interrupted")
@@ -540,6 +548,37 @@ def test_ctrl_c_while_a_local_cluster_starts_waits_for_it_then_closes_it(monkeyp
     finally:
         signal.signal(signal.SIGINT, previous)
     assert events == ["started", "client", "client closed", "cluster closed"]
+
+
+@pytest.mark.slow
+def test_processes_started_while_ctrl_c_is_held_do_not_take_it(tmp_path):
+    """Worker processes started under :func:`ctrl_c_held` (a LocalCluster's, a pool's) keep
+    running on a Ctrl-C, which their parent alone takes, and a Ctrl-C that lands meanwhile is
+    held, not lost; in a fresh process, where starting multiprocessing's resource tracker
+    unblocks SIGINT in the thread that starts it."""
+    import subprocess
+
+    script = """
+import multiprocessing as mp, os, signal, sys, time
+from softmax_core.dask.cluster import ctrl_c_held
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    with ctrl_c_held() as held:
+        child = mp.get_context("spawn").Process(target=time.sleep, args=(30,))
+        child.start()
+        os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(1)  # the child is up
+    os.kill(child.pid, signal.SIGINT)
+    time.sleep(0.5)
+    print(held == [signal.SIGINT], child.is_alive(), signal.getsignal(signal.SIGINT).__name__)
+    child.terminate()
+"""
+    (tmp_path / "held.py").write_text(script)
+    proc = subprocess.run(
+        [sys.executable, str(tmp_path / "held.py")], capture_output=True, text=True, timeout=60
+    )
+    assert proc.stdout.split() == ["True", "True", "default_int_handler"], proc.stderr
 
 
 def test_a_local_cluster_of_more_workers_than_cores_is_refused(monkeypatch, cli_run):

@@ -8,11 +8,15 @@ on stderr and a non-zero exit, never a traceback.  The argument types are in
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 
 from ..backends import BackendError
+from ..dask.cluster import close_all
 from ..errors import InputError
 from ..measure.session import thread_limit
 from .arguments import EXIT_ERROR
@@ -23,31 +27,57 @@ from .parser import build_parser
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.getLogger("asyncio").addFilter(_not_cut_short)
+    with _one_ctrl_c():
+        try:
+            with thread_limit(getattr(args, "threads", None)):
+                code = COMMANDS[args.command](args)
+            if sys.stdout is not None:  # None: started with stdout closed
+                sys.stdout.flush()
+            return code
+        except BrokenPipeError:
+            # the reader went away (`softmax-bench info | head -1`): not an error of ours
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+        except (InputError, BackendError, OSError) as exc:  # what the user can fix; else a bug
+            print(f"softmax-bench {args.command}: error: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        except KeyboardInterrupt:
+            # the Dask client's background tasks end with errors that distributed would log at
+            # exit: the one line printed says all there is to say
+            for name in ("distributed", "tornado"):
+                logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+            hint = (
+                "; the rows of finished points are kept: add --resume to go on"
+                if args.command == "sweep"
+                else ""
+            )
+            print(f"softmax-bench {args.command}: interrupted{hint}", file=sys.stderr, flush=True)
+            close_all()  # the Dask clusters this command started, while Ctrl-C is ignored
+            return 130
+
+
+@contextlib.contextmanager
+def _one_ctrl_c():
+    """The first Ctrl-C stops the command; a second one, while the command and then the process
+    close what they opened (Dask clusters, worker processes, the results file), is ignored, so
+    that the closing runs to its end.  A command that ends otherwise restores the handler."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, _stop)
     try:
-        with thread_limit(getattr(args, "threads", None)):
-            code = COMMANDS[args.command](args)
-        if sys.stdout is not None:  # None: started with stdout closed
-            sys.stdout.flush()
-        return code
-    except BrokenPipeError:
-        # the reader went away (`softmax-bench info | head -1`): not an error of ours
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    except (InputError, BackendError, OSError) as exc:  # what the user can fix; else a bug
-        print(f"softmax-bench {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        # the Dask client's background tasks end with errors that distributed would log at
-        # exit: the one line printed says all there is to say
-        for name in ("distributed", "tornado"):
-            logging.getLogger(name).setLevel(logging.CRITICAL + 1)
-        hint = (
-            "; the rows of finished points are kept: add --resume to go on"
-            if args.command == "sweep"
-            else ""
-        )
-        print(f"softmax-bench {args.command}: interrupted{hint}", file=sys.stderr)
-        return 130
+        yield
+    finally:
+        if signal.getsignal(signal.SIGINT) is _stop:  # no Ctrl-C came
+            signal.signal(signal.SIGINT, previous)
+
+
+def _stop(signum, frame):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def _not_cut_short(record) -> bool:

@@ -130,7 +130,7 @@ def start_session(
             f"(each worker is a process of one thread); fix: {ENV_WORKERS} at most {cores}, or "
             f"{ENV_SCHEDULER} for a cluster of more machines"
         )
-    with _ctrl_c_held() as interrupted:
+    with ctrl_c_held() as held:
         cluster = LocalCluster(
             n_workers=workers,
             threads_per_worker=1,
@@ -142,32 +142,47 @@ def start_session(
         made = DaskSession(
             Client(cluster, set_as_default=True), cluster, key=("local", workers, processes)
         )
-    if interrupted:
-        made.close()
-        raise KeyboardInterrupt
+    if held:
+        try:
+            signal.raise_signal(signal.SIGINT)  # the Ctrl-C held, taken as the command takes it
+        finally:
+            made.close()
     return made
 
 
 @contextlib.contextmanager
-def _ctrl_c_held():
-    """Hold a Ctrl-C that lands while a LocalCluster starts until it has started, and say so.
+def ctrl_c_held():
+    """Hold a Ctrl-C that lands while child processes start (a LocalCluster's workers, a pool),
+    and keep those children deaf to Ctrl-C; yields a list that is not empty if one was held.
 
-    A cluster cut short half-way cannot be closed: distributed's own exit hook fails on its
-    workers still starting (a traceback after the one 'interrupted' line).  A started one
-    closes cleanly.  Only where Ctrl-C is Python's KeyboardInterrupt, in the main thread.
+    A terminal's Ctrl-C goes to its whole process group: each worker would end in a traceback
+    of its own, and a cluster cut short half-way cannot be closed (distributed's exit hook
+    fails on its workers still starting).  So SIGINT is blocked in this thread meanwhile:
+    the threads started meanwhile inherit the block, and so do the processes they start (a
+    signal mask outlives exec); they are stopped by this process, which alone takes Ctrl-C.
+    The caller takes a held Ctrl-C once what it started can be closed
+    (``signal.raise_signal(signal.SIGINT)``).  Only where Ctrl-C runs a Python handler, in
+    the main thread of a POSIX process.
     """
     held: list[int] = []
     if (
         threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+        or not callable(signal.getsignal(signal.SIGINT))
+        or not hasattr(signal, "pthread_sigmask")
     ):
         yield held
         return
-    signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    # started first: starting it unblocks SIGINT in the thread that starts it
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield held
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # one pending is held now
+        signal.signal(signal.SIGINT, previous)
 
 
 #: Seconds a scheduler has to accept the connection and answer the client's handshake.
@@ -288,6 +303,7 @@ __all__ = [
     "shared_session",
     "close_all",
     "computed",
+    "ctrl_c_held",
     "materialize",
     "wait_in_flight",
     "DASK_INSTALL_HINT",

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .cluster import DaskSession, materialize, wait_in_flight
+from .cluster import DaskSession, ctrl_c_held, materialize, wait_in_flight
 
 # --------------------------------------------------------------------------- memory
 
@@ -180,7 +181,11 @@ def parallelism(processes: int | None = None, blocks: int = 300, repeats: int = 
     processes = processes or psutil.cpu_count() or 1
     ctx = mp.get_context("spawn")
     ratios = []
-    with ctx.Pool(processes) as pool:
+    with ctrl_c_held() as held:  # its processes are stopped by this one, on Ctrl-C too
+        pool = ctx.Pool(processes)
+    with pool:
+        if held:
+            signal.raise_signal(signal.SIGINT)
         pool.map(_busy, [1] * processes)  # start-up and imports, not timed
         for _ in range(repeats):
             alone = pool.apply(_busy, (blocks,))
