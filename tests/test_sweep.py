@@ -542,6 +542,37 @@ def test_the_sweep_command_writes_its_report(tmp_path, cli):
     assert (tmp_path / "s" / "time_vs_classes.png").is_file()
 
 
+def test_a_sweep_stopped_before_it_began_leaves_no_run_and_nothing_to_resume(
+    tmp_path, cli, monkeypatch, fake_measuring
+):
+    """Ctrl-C before a sweep wrote anything: a new run's folder goes (out/sweep/latest leads
+    back to the run before it), a folder given with --out stays, and --resume there says in one
+    line that there is nothing to resume, instead of measuring the default grid into it."""
+    monkeypatch.chdir(tmp_path)
+    assert cli("sweep", *ONE_POINT_ARGS.split())[0] == 0
+    latest = tmp_path / "out" / "sweep" / "latest"
+    first = latest.resolve()
+
+    def stopped(backend):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(run_sweep.__kwdefaults__, "probe", stopped)
+    for out in ([], ["--out", "mine"]):
+        code, _, err = cli("sweep", *ONE_POINT_ARGS.split(), *out)
+        assert code == 130, err
+        assert err == "softmax-bench sweep: interrupted; nothing was measured yet\n"
+    assert [p for p in latest.parent.iterdir() if not p.is_symlink()] == [first]
+    assert latest.resolve() == first and [p.name for p in (tmp_path / "mine").iterdir()] == [
+        ".lock"
+    ]
+    monkeypatch.setitem(run_sweep.__kwdefaults__, "probe", fake_measuring["probe"])
+    code, out, err = cli("sweep", "--resume", "--out", "mine")
+    assert code == 1 and len(err.splitlines()) == 1 and "nothing to resume in mine" in err, err
+    assert "without --resume" in err and [p.name for p in (tmp_path / "mine").iterdir()] == [
+        ".lock"
+    ]
+
+
 def test_the_main_command_works_every_time_it_is_run(tmp_path, cli, monkeypatch):
     """Defect: a second run of the README's sweep stopped at 'results.csv already exists'."""
     monkeypatch.chdir(tmp_path)

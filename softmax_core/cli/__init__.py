@@ -41,13 +41,15 @@ def main(argv: list[str] | None = None) -> int:
         except (InputError, BackendError, OSError) as exc:  # what the user can fix; else a bug
             print(f"softmax-bench {args.command}: error: {exc}", file=sys.stderr)
             return EXIT_ERROR
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stopped:
             # the Dask client's background tasks end with errors that distributed would log at
             # exit: the one line printed says all there is to say
             for name in ("distributed", "tornado"):
                 logging.getLogger(name).setLevel(logging.CRITICAL + 1)
             hint = (
-                "; the rows of finished points are kept: add --resume to go on"
+                f"; {stopped}"
+                if str(stopped)
+                else "; the rows of finished points are kept: add --resume to go on"
                 if args.command == "sweep"
                 else ""
             )

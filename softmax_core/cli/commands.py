@@ -145,6 +145,11 @@ def _cmd_sweep(args) -> int:
         )
     # a resumed run's folder first (it holds the grid), a new run's once its grid is valid
     out = _sweep_folder(args.out, True, backend.label) if args.resume else None
+    if out is not None and not any((out / name).exists() for name in RESUMABLE):
+        raise InputError(
+            f"nothing to resume in {out}: it holds no results.csv or environment.json (a sweep "
+            "stopped there before it began); fix: run the sweep again without --resume"
+        )
     given = {  # Grid takes lists as tuples
         name: value
         for name, value in (
@@ -186,12 +191,12 @@ def _cmd_sweep(args) -> int:
             progress=args.progress,
         )
     except InputError:
-        if new and not any(p.name != ".lock" for p in out.iterdir()):
-            shutil.rmtree(out)  # refused before it measured: no empty run is left behind
-            if previous is not None:
-                _point_latest(DEFAULT_SWEEP_ROOT / previous)
-            else:
-                LATEST.unlink(missing_ok=True)
+        _drop_if_empty(out, new, previous)
+        raise
+    except KeyboardInterrupt:
+        if not any((out / name).exists() for name in RESUMABLE):
+            _drop_if_empty(out, new, previous)
+            raise KeyboardInterrupt("nothing was measured yet") from None
         raise
     print(f"sweep: {run_sweep.last_summary.text()}")
     if not args.no_report:
@@ -199,6 +204,21 @@ def _cmd_sweep(args) -> int:
 
         print(f"report: {make_report([out], out)}")
     return 0
+
+
+#: What a sweep folder holds once the sweep has begun: what --resume goes on from.
+RESUMABLE = ("results.csv", "environment.json")
+
+
+def _drop_if_empty(out: Path, new: bool, previous: Path | None) -> None:
+    """Remove a new run's folder that holds nothing yet (a sweep refused or stopped before it
+    began), and point out/sweep/latest back at the run before it: no empty run is left behind."""
+    if new and not any(p.name != ".lock" for p in out.iterdir()):
+        shutil.rmtree(out)
+        if previous is not None:
+            _point_latest(DEFAULT_SWEEP_ROOT / previous)
+        else:
+            LATEST.unlink(missing_ok=True)
 
 
 def _begun_with(out: Path) -> dict:
