@@ -18,10 +18,13 @@ import numpy as np
 
 from ..errors import InputError
 from ..fileio import atomic_write_text
-from .chunked import chunk_bounds, reference_gradient, synthetic_dask
+from .chunked import reference_gradient, synthetic_dask
 
 #: The Dask gradient equals the chunked NumPy reference to this (float32 sums in another order).
 RTOL, ATOL = 1e-4, 1e-6
+#: The most chunks of X: a graph of a few tasks per chunk that a scheduler holds at ease, and
+#: a run of minutes to hours (200,000,000 rows at the default 20,000 a chunk, 627 GB at n=784).
+MAX_CHUNKS = 10_000
 
 
 class MemoryWatch:
@@ -101,6 +104,13 @@ def run_out_of_core(
     from .cluster import computed
     from .metrics import engine_stats, worker_peaks
 
+    chunks = -(-rows // chunk_rows)
+    if chunks > MAX_CHUNKS:
+        raise InputError(
+            f"{rows} rows in chunks of {chunk_rows} rows are {chunks:.3g} chunks, more than the "
+            f"{MAX_CHUNKS:,} a run may have; fix: at most {MAX_CHUNKS * chunk_rows:,} rows, or "
+            "larger chunks (--chunk-rows)"
+        )
     if (Path(out) / "out_of_core.json").exists():
         raise InputError(
             f"{Path(out) / 'out_of_core.json'} exists; fix: move it away, or choose another --out"
@@ -114,7 +124,7 @@ def run_out_of_core(
         "classes": k,
         "dtype": dtype,
         "chunk_rows": chunk_rows,
-        "chunks": len(chunk_bounds(rows, chunk_rows)),
+        "chunks": chunks,
         "x_bytes": x_bytes,
         "seed": 0,
     }
