@@ -34,7 +34,7 @@ def si(value, unit: str = "", digits: int = 3) -> str:
     """``value`` with an SI prefix and ``digits`` significant digits; :data:`NA` if not a number.
 
     Prefixes below 1 are used for seconds only (``33.0 µs``); a count of bytes
-    or FLOPs under 1 is written as is.
+    or FLOPs under 1 is written as is; from a million of the largest prefix on, ``1.00e+300 B``.
     """
     if not is_finite(value):
         return NA
@@ -51,6 +51,8 @@ def si(value, unit: str = "", digits: int = 3) -> str:
         _PREFIXES[-1],
     )
     mantissa = v / scale
+    if abs(mantissa) >= 1e6:  # far past the largest prefix: no line of digits
+        return f"{v:.{digits - 1}e} {unit}".strip()
     decimals = max(0, digits - 1 - int(math.floor(math.log10(abs(mantissa)))))
     return f"{mantissa:.{decimals}f} {prefix}{unit}".strip()
 

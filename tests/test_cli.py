@@ -293,6 +293,10 @@ def test_resume_of_a_folder_without_results_is_refused_in_one_line(cli_run, tmp_
 def test_train_refuses_a_metrics_folder_before_it_trains(cli_run, tmp_path):
     code, out, err = cli_run("train", "--metrics-out", tmp_path, "--data-dir", tmp_path / "none")
     assert code == 1 and "is a folder" in err and "epoch" not in out
+    (tmp_path / "afile").write_text("")
+    metrics = tmp_path / "afile" / "m.csv"
+    code, out, err = cli_run("train", "--metrics-out", metrics, "--data-dir", tmp_path / "none")
+    assert code == 1 and f"{tmp_path / 'afile'} is a file; fix:" in err and "epoch" not in out
 
 
 @pytest.mark.parametrize("bug", [ValueError("a bug"), TypeError("a bug"), KeyError("a bug")])

@@ -170,6 +170,8 @@ def test_one_si_formatter():
     )
     assert si(1.2e9, "FLOP/s") == "1.20 GFLOP/s" and si(999.96e3, "B") == "1.00 MB"
     assert si(float("nan"), "s") == "—" and si(None, "B") == "—" and si(0.5, "B") == "0.500 B"
+    # far past the largest prefix: a number, not a line of 300 digits
+    assert si(1e300, "B") == "1.00e+300 B" and si(2e17, "B") == "200000 TB"
     assert with_interval(3.3e-5, 3.28e-5, 3.34e-5) == "33.0 µs (32.8–33.4)"
     assert with_interval(1.5, float("nan"), 2.0) == "1.50 s"
 

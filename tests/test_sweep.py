@@ -568,7 +568,7 @@ def test_a_sweep_stopped_before_it_began_leaves_no_run_and_nothing_to_resume(
     monkeypatch.setitem(run_sweep.__kwdefaults__, "probe", fake_measuring["probe"])
     code, out, err = cli("sweep", "--resume", "--out", "mine")
     assert code == 1 and len(err.splitlines()) == 1 and "nothing to resume in mine" in err, err
-    assert "without --resume" in err and [p.name for p in (tmp_path / "mine").iterdir()] == [
+    assert "run without --resume" in err and [p.name for p in (tmp_path / "mine").iterdir()] == [
         ".lock"
     ]
 

@@ -33,6 +33,9 @@ def _not_a_folder(option: str, path: Path | None, example: str) -> None:
         raise InputError(
             f"{option} {path} is a folder; fix: give a file name, e.g. {path / example}"
         )
+    above = next((p for p in (path.parents if path else ()) if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise InputError(f"{option} {path}: {above} is a file; fix: give a path in a folder")
 
 
 def _cmd_train(args) -> int:
@@ -145,10 +148,10 @@ def _cmd_sweep(args) -> int:
         )
     # a resumed run's folder first (it holds the grid), a new run's once its grid is valid
     out = _sweep_folder(args.out, True, backend.label) if args.resume else None
-    if out is not None and not any((out / name).exists() for name in RESUMABLE):
+    if out is not None and out.is_dir() and not any((out / name).exists() for name in BEGUN):
         raise InputError(
             f"nothing to resume in {out}: it holds no results.csv or environment.json (a sweep "
-            "stopped there before it began); fix: run the sweep again without --resume"
+            "stopped there before it began); fix: run without --resume"
         )
     given = {  # Grid takes lists as tuples
         name: value
@@ -194,7 +197,7 @@ def _cmd_sweep(args) -> int:
         _drop_if_empty(out, new, previous)
         raise
     except KeyboardInterrupt:
-        if not any((out / name).exists() for name in RESUMABLE):
+        if not any((out / name).exists() for name in BEGUN):
             _drop_if_empty(out, new, previous)
             raise KeyboardInterrupt("nothing was measured yet") from None
         raise
@@ -206,8 +209,9 @@ def _cmd_sweep(args) -> int:
     return 0
 
 
-#: What a sweep folder holds once the sweep has begun: what --resume goes on from.
-RESUMABLE = ("results.csv", "environment.json")
+#: What a sweep folder holds once the sweep has begun and recorded its grid: what --resume
+#: goes on from.
+BEGUN = ("results.csv", "environment.json")
 
 
 def _drop_if_empty(out: Path, new: bool, previous: Path | None) -> None:
