@@ -295,6 +295,37 @@ def test_sweep_killed_midway_then_resumed_has_every_point_once(tmp_path):
     assert len({r["run_id"] for r in rows}) == 2
 
 
+def test_sigterm_stops_a_sweep_as_ctrl_c_does(tmp_path, cli, monkeypatch, fake_measuring):
+    """SIGTERM (a batch system's wall time, ``kill``) mid-way: one line, exit 143, the rows of
+    the finished points kept and --resume completes the grid; it died without a word."""
+    measure, calls = fake_measuring["measure"], []
+
+    def terminated_at_the_third_point(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            if not callable(signal.getsignal(signal.SIGTERM)):  # it would end pytest
+                raise AssertionError("the sweep does not take SIGTERM")
+            os.kill(os.getpid(), signal.SIGTERM)
+        return measure(*args, **kwargs)
+
+    monkeypatch.setitem(run_sweep.__kwdefaults__, "measure", terminated_at_the_third_point)
+    argv = [*ONE_POINT_ARGS.split(), "--batch", "1,2,3,4", "--rounds", "1", "--out", tmp_path]
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as in the command
+    try:
+        code, _, err = cli("sweep", *argv)
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    kept = "the rows of finished points are kept: add --resume to go on"
+    assert code == 143 and err == f"softmax-bench sweep: terminated; {kept}\n", err
+    assert len(read_results(tmp_path / "results.csv")) == 2
+    monkeypatch.setitem(run_sweep.__kwdefaults__, "measure", measure)
+    code, _, err = cli("sweep", "--resume", "--rounds", "1", "--out", tmp_path)
+    assert code == 0, err
+    assert len(set(keys(read_results(tmp_path / "results.csv")))) == 4
+
+
 def test_rounds_pool_samples_into_one_row_per_point(tmp_path, sweep, fake_measuring):
     grid = one_point(batches=(1, 4), time_budget_s=2)
     sweep(grid, tmp_path, rounds=3)

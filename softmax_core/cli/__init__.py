@@ -46,40 +46,44 @@ def main(argv: list[str] | None = None) -> int:
             # exit: the one line printed says all there is to say
             for name in ("distributed", "tornado"):
                 logging.getLogger(name).setLevel(logging.CRITICAL + 1)
-            hint = (
-                f"; {stopped}"
-                if str(stopped)
-                else "; the rows of finished points are kept: add --resume to go on"
-                if args.command == "sweep"
-                else ""
-            )
-            print(f"softmax-bench {args.command}: interrupted{hint}", file=sys.stderr, flush=True)
+            hint = f"; {stopped}" if str(stopped) else ""  # what the command says of its state
+            how = "terminated" if isinstance(stopped, Terminated) else "interrupted"
+            print(f"softmax-bench {args.command}: {how}{hint}", file=sys.stderr, flush=True)
             close_all()  # the Dask clusters this command started, while Ctrl-C is ignored
-            return 130
+            return 143 if isinstance(stopped, Terminated) else 130
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a batch system's wall time, ``kill``): the command stops as on Ctrl-C."""
 
 
 @contextlib.contextmanager
 def _one_ctrl_c():
-    """The first Ctrl-C stops the command; a second one, while the command and then the process
-    close what they opened (Dask clusters, worker processes, the results file), is ignored, so
-    that the closing runs to its end.  A command that ends otherwise restores the handler."""
+    """The first Ctrl-C (or SIGTERM) stops the command; another, while the command and then the
+    process close what they opened (Dask clusters, worker processes, the results file), is
+    ignored, so that the closing runs to its end.  A command that ends otherwise restores the
+    handlers."""
     if (
         threading.current_thread() is not threading.main_thread()
         or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
     ):
         yield
         return
-    previous = signal.signal(signal.SIGINT, _stop)
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, _stop)}
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, _stop)
     try:
         yield
     finally:
-        if signal.getsignal(signal.SIGINT) is _stop:  # no Ctrl-C came
-            signal.signal(signal.SIGINT, previous)
+        if signal.getsignal(signal.SIGINT) is _stop:  # none came
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
 
 def _stop(signum, frame):
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise KeyboardInterrupt
+    for each in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(each, signal.SIG_IGN)
+    raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
 
 def _not_cut_short(record) -> bool:

@@ -137,6 +137,15 @@ def _cmd_data(args) -> int:
 
 
 def _cmd_sweep(args) -> int:
+    try:
+        return _sweep(args)
+    except KeyboardInterrupt as stopped:  # what the one line says after 'interrupted'
+        if str(stopped):
+            raise
+        raise type(stopped)("nothing was measured yet") from None
+
+
+def _sweep(args) -> int:
     from ..runs.cases import Grid
     from ..runs.sweep import run_sweep
 
@@ -196,10 +205,11 @@ def _cmd_sweep(args) -> int:
     except InputError:
         _drop_if_empty(out, new, previous)
         raise
-    except KeyboardInterrupt:
-        if not any((out / name).exists() for name in BEGUN):
-            _drop_if_empty(out, new, previous)
-            raise KeyboardInterrupt("nothing was measured yet") from None
+    except KeyboardInterrupt as stopped:
+        if any((out / name).exists() for name in BEGUN):
+            kept = "the rows of finished points are kept: add --resume to go on"
+            raise type(stopped)(kept) from None
+        _drop_if_empty(out, new, previous)
         raise
     print(f"sweep: {run_sweep.last_summary.text()}")
     if not args.no_report:

@@ -144,7 +144,7 @@ def start_session(
         )
     if held:
         try:
-            signal.raise_signal(signal.SIGINT)  # the Ctrl-C held, taken as the command takes it
+            signal.raise_signal(held[0])  # the signal held, taken as the command takes it
         finally:
             made.close()
     return made
@@ -152,16 +152,16 @@ def start_session(
 
 @contextlib.contextmanager
 def ctrl_c_held():
-    """Hold a Ctrl-C that lands while child processes start (a LocalCluster's workers, a pool),
-    and keep those children deaf to Ctrl-C; yields a list that is not empty if one was held.
+    """Hold a Ctrl-C (or SIGTERM) that lands while child processes start (a LocalCluster's
+    workers, a pool), and keep those children deaf to Ctrl-C; yields the signals held.
 
     A terminal's Ctrl-C goes to its whole process group: each worker would end in a traceback
     of its own, and a cluster cut short half-way cannot be closed (distributed's exit hook
     fails on its workers still starting).  So SIGINT is blocked in this thread meanwhile:
     the threads started meanwhile inherit the block, and so do the processes they start (a
     signal mask outlives exec); they are stopped by this process, which alone takes Ctrl-C.
-    The caller takes a held Ctrl-C once what it started can be closed
-    (``signal.raise_signal(signal.SIGINT)``).  Only where Ctrl-C runs a Python handler, in
+    The caller takes a held signal once what it started can be closed
+    (``signal.raise_signal(held[0])``).  Only where Ctrl-C runs a Python handler, in
     the main thread of a POSIX process.
     """
     held: list[int] = []
@@ -176,13 +176,16 @@ def ctrl_c_held():
     from multiprocessing import resource_tracker
 
     resource_tracker.ensure_running()
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    # a SIGTERM the command takes is held too, not blocked: the children stop on theirs
+    taken = [s for s in (signal.SIGINT, signal.SIGTERM) if callable(signal.getsignal(s))]
+    previous = {s: signal.signal(s, lambda signum, frame: held.append(signum)) for s in taken}
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield held
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # one pending is held now
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 #: Seconds a scheduler has to accept the connection and answer the client's handshake.

@@ -185,7 +185,7 @@ def parallelism(processes: int | None = None, blocks: int = 300, repeats: int = 
         pool = ctx.Pool(processes)
     with pool:
         if held:
-            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(held[0])
         pool.map(_busy, [1] * processes)  # start-up and imports, not timed
         for _ in range(repeats):
             alone = pool.apply(_busy, (blocks,))
