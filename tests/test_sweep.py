@@ -80,7 +80,7 @@ def sweep(cpu, fake_measuring, monkeypatch):
     monkeypatch.setattr(cpu, "peak_bytes", lambda fn, *args: FAKE_PEAK_BYTES)
 
     def run(grid, out, **kw):
-        kw = {"memory_budget": GB, "progress": False, **fake_measuring, **kw}
+        kw = {"memory_budget": GB, **fake_measuring, **kw}  # progress: lines, into a log
         return run_sweep(grid, cpu, out, **kw)
 
     return run
@@ -640,6 +640,11 @@ def test_progress_on_a_terminal_and_plain_lines_otherwise(monkeypatch):
         bar.close()
     assert "3/3 c" in tty.getvalue() and "100%" in tty.getvalue()
     assert "[sweep] 2/3 point-rounds" in pipe.getvalue() and "\r" not in pipe.getvalue()
+    for stream in (Terminal(), io.StringIO()):  # --no-progress: nothing at all
+        bar = progress.Progress([1.0, 3.0, 1.0], stream, False)
+        bar.advance("a")
+        bar.close()
+        assert stream.getvalue() == ""
 
 
 def test_progress_on_a_terminal_of_no_width_is_plain_lines_and_the_bar_has_no_stray_comma(

@@ -166,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="progress bar on stderr (default: when stderr is a terminal)",
+        help="progress on stderr: a bar on a terminal, else a line every 15 s; "
+        "--no-progress: none (default: on)",
     )
     add_backend_args(p, threads_axis=True)
 

@@ -101,7 +101,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="progress bar on stderr (default: when stderr is a terminal)",
+        help="progress on stderr: a bar on a terminal, else a line every 15 s; "
+        "--no-progress: none (default: on)",
     )
     for old in RENAMED:
         p.add_argument(old, action=_Gone, help=argparse.SUPPRESS)

@@ -13,7 +13,7 @@ PLAIN_PROGRESS_EVERY_S = 15.0
 class Progress:
     """Progress weighted by each point's predicted cost: a tqdm bar on a terminal that says
     its width, a plain line every :data:`PLAIN_PROGRESS_EVERY_S` otherwise (a pipe, a file, a
-    terminal of 0 columns, where a bar would show nothing)."""
+    terminal of 0 columns, where a bar would show nothing); nothing if ``enabled`` is False."""
 
     def __init__(
         self,
@@ -23,6 +23,7 @@ class Progress:
         clock: Callable[[], float] = time.monotonic,
     ):
         self.weights, self.stream, self.clock, self.i = weights, stream, clock, 0
+        self.quiet = enabled is False
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
         self.bar = None
         if (enabled if enabled is not None else self.tty) and _columns(stream) != 0:
@@ -43,7 +44,7 @@ class Progress:
             if self.i:
                 self.bar.update(self.weights[self.i - 1])
             self.bar.set_description_str(f"{self.i + 1}/{len(self.weights)} {label}", refresh=True)
-        elif (now := self.clock()) - self.last_line >= PLAIN_PROGRESS_EVERY_S:
+        elif not self.quiet and (now := self.clock()) - self.last_line >= PLAIN_PROGRESS_EVERY_S:
             self.last_line = now
             elapsed = now - self.t0
             print(

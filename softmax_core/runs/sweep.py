@@ -94,9 +94,9 @@ def run_sweep(
     (keep its valid rows, measure the rest).  ``memory_budget``: bytes a point may plan to use
     (default :func:`default_memory_budget`; refused above what the device can allocate now).
     ``data_dir``: the MNIST folder, for ``grid.epochs_on == "mnist"``.  ``progress``: a bar on
-    stderr (default: when stderr is a terminal; plain lines every 15 s otherwise).  ``rounds``:
-    how many times the grid is measured, interleaved.  ``log``: where damaged rows and progress
-    lines go (default: stderr).
+    stderr (default: when stderr is a terminal; plain lines every 15 s otherwise); False:
+    none.  ``rounds``: how many times the grid is measured, interleaved.  ``log``: where
+    damaged rows and progress lines go (default: stderr).
 
     ``measure``, ``probe`` and ``clock`` are what the sweep measures with, apart from
     what it does with the numbers: tests and library users pass fakes to test the
