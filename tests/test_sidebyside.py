@@ -266,6 +266,24 @@ def test_sidebyside_cli_failures_are_one_line(args, code):
     assert "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) == 1, proc.stderr
 
 
+@pytest.mark.parametrize(
+    "argv, budget", [(["--quick"], 10), (["--quick", "--time-budget", "3"], 3)]
+)
+def test_the_quick_side_by_side_takes_seconds(argv, budget, cli_run, monkeypatch):
+    """A smoke test is quick: --quick's budget is 10 s unless given (it took the full 120 s)."""
+    from softmax_core.baseline import sidebyside as sbs
+
+    given = []
+
+    def run_sidebyside(device, workloads, time_budget_s, **kw):
+        given.append(time_budget_s)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sbs, "run_sidebyside", run_sidebyside)
+    assert cli_run("sidebyside", *argv)[0] == 130
+    assert 0.9 * budget <= given[0] <= budget
+
+
 # --------------------------------------------------------------------------- on a real GPU only
 
 

@@ -335,7 +335,8 @@ def _cmd_sidebyside(args) -> int:
         data = load_mnist(args.data_dir)
         workloads = [(sbs.MNIST_EPOCH, (data.X_train, data.y_train)), (sbs.GRADIENT, None)]
     # the budget less the data's loading
-    budget = max(args.time_budget - (time.monotonic() - start), 0.1 * args.time_budget)
+    given = args.time_budget or (10.0 if args.quick else 120.0)
+    budget = max(given - (time.monotonic() - start), 0.1 * given)
     result = sbs.run_sidebyside(
         args.device,
         workloads=workloads,

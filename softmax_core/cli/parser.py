@@ -257,14 +257,15 @@ def _add_reference_set_parsers(sub) -> None:
     p.add_argument(
         "--time-budget",
         type=seconds,
-        default=120.0,
-        help="seconds for the measurements (default: %(default)s)",
+        help="seconds for the measurements (default: 120, 10 with --quick)",
     )
     p.add_argument(
         "--out", type=Path, help="also write sidebyside.json and sidebyside.md into this folder"
     )
     p.add_argument(
-        "--quick", action="store_true", help="small synthetic workloads (a smoke test; no MNIST)"
+        "--quick",
+        action="store_true",
+        help="small synthetic workloads in 10 s (a smoke test; no MNIST)",
     )
     p.add_argument("--device", choices=DEVICES, help="cpu or gpu (default: $SOFTMAX_DEVICE or cpu)")
     p.add_argument(
