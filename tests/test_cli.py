@@ -333,6 +333,9 @@ def test_gpu_without_an_nvidia_driver_says_so_before_any_install_hint(
     code, _, err = cli_run("info")
     assert code == 1 and len(err.splitlines()) == 1
     assert "no NVIDIA driver" in err and "pip install" not in err and "SOFTMAX_DEVICE=cpu" in err
+    monkeypatch.delenv("SOFTMAX_DEVICE")
+    code, _, err = cli_run("info", "--device", "gpu")  # the option given is named too
+    assert code == 1 and "--device gpu" in err and "--device cpu" in err
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from .base import Backend, import_library, tracemalloc_peak
+from .base import USE_CPU, Backend, import_library, tracemalloc_peak
 
 
 class ArrayApiStrictBackend(Backend):
@@ -19,6 +19,6 @@ class ArrayApiStrictBackend(Backend):
 
 def make(device: str) -> ArrayApiStrictBackend:
     if device == "gpu":
-        raise InputError("array_api_strict runs on the CPU only: use SOFTMAX_DEVICE=cpu")
+        raise InputError(f"array_api_strict runs on the CPU only; fix: {USE_CPU}")
     xp = import_library("array_api_strict", "pip install array-api-strict")
     return ArrayApiStrictBackend("cpu", xp, xp.Device("CPU_DEVICE"))

@@ -244,6 +244,9 @@ class PeakCounter:
 
 #: Files an NVIDIA driver creates on Linux (WSL: /dev/dxg); without any of them there is no
 #: CUDA device, whatever is installed.
+#: Error messages name both ways a device is chosen: the command's option and the environment.
+GPU_ASKED = "the GPU was asked for (--device gpu, or SOFTMAX_DEVICE=gpu)"
+USE_CPU = "use the CPU (--device cpu, or SOFTMAX_DEVICE=cpu)"
 NVIDIA_DRIVER_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia", "/dev/dxg")
 
 
@@ -254,9 +257,9 @@ def check_nvidia_driver() -> None:
 
     if sys.platform.startswith("linux") and not any(map(os.path.exists, NVIDIA_DRIVER_FILES)):
         raise BackendError(
-            "SOFTMAX_DEVICE=gpu, but this machine has no NVIDIA driver (none of "
+            f"{GPU_ASKED}, but this machine has no NVIDIA driver (none of "
             f"{', '.join(NVIDIA_DRIVER_FILES)}); fix: run on a machine with an NVIDIA GPU, or "
-            "use SOFTMAX_DEVICE=cpu"
+            f"{USE_CPU}"
         )
 
 

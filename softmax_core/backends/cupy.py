@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 from ..errors import InputError
 from .base import (
+    GPU_ASKED,
+    USE_CPU,
     Backend,
     BackendError,
     EventTimer,
@@ -96,7 +98,8 @@ def pool_peak(cupy, sync: Callable[[], None], fn: Callable, args: tuple) -> int 
 def make(device: str) -> CupyBackend:
     if device == "cpu":
         raise InputError(
-            "cupy runs on the GPU only: use SOFTMAX_DEVICE=gpu, or SOFTMAX_BACKEND=numpy"
+            "cupy runs on the GPU only; fix: use the GPU (--device gpu, or SOFTMAX_DEVICE=gpu), "
+            "or numpy (--backend numpy, or SOFTMAX_BACKEND=numpy)"
         )
     check_nvidia_driver()
     cupy = import_library("cupy", INSTALL_HINT)
@@ -106,14 +109,11 @@ def make(device: str) -> CupyBackend:
         dev.compute_capability  # noqa: B018 - the first real call into the driver
     except Exception as exc:  # CUDARuntimeError lives in cupy_backends: any driver failure
         raise BackendError(
-            f"SOFTMAX_DEVICE=gpu was asked for but CuPy finds no usable CUDA device ({exc}); "
-            "fix: run on a machine with an NVIDIA GPU and driver, or use SOFTMAX_DEVICE=cpu"
+            f"{GPU_ASKED}, but CuPy finds no usable CUDA device ({exc}); "
+            f"fix: run on a machine with an NVIDIA GPU and driver, or {USE_CPU}"
         ) from exc
     if count < 1:
-        raise BackendError(
-            "SOFTMAX_DEVICE=gpu was asked for but CuPy sees 0 CUDA devices; "
-            "fix: use SOFTMAX_DEVICE=cpu"
-        )
+        raise BackendError(f"{GPU_ASKED}, but CuPy sees 0 CUDA devices; fix: {USE_CPU}")
     import array_api_compat.cupy as xp
 
     return CupyBackend(cupy, xp, dev)

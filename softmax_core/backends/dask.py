@@ -39,7 +39,7 @@ from ..dask.cluster import (
 )
 from ..dask.metrics import cluster_threads, worker_peaks
 from ..errors import InputError
-from .base import Backend, host_available_bytes
+from .base import USE_CPU, Backend, host_available_bytes
 
 #: Seconds ``asarray`` waits for a worker where the scheduler has none.
 WORKER_WAIT_S = 30.0
@@ -185,9 +185,7 @@ def dask_backend(chunk_rows: int | None = None, session_: DaskSession | None = N
 
 def make(device: str) -> DaskBackend:
     if device == "gpu":
-        raise InputError(
-            "dask runs on the CPU here (NumPy chunks on its workers): use SOFTMAX_DEVICE=cpu"
-        )
+        raise InputError(f"dask runs on the CPU here (NumPy chunks on its workers); fix: {USE_CPU}")
     return dask_backend()
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import InputError
-from .base import Backend, tracemalloc_peak
+from .base import USE_CPU, Backend, tracemalloc_peak
 
 
 class NumpyBackend(Backend):
@@ -15,8 +15,8 @@ class NumpyBackend(Backend):
 def make(device: str) -> NumpyBackend:
     if device == "gpu":
         raise InputError(
-            "SOFTMAX_BACKEND=numpy runs on the CPU only: use SOFTMAX_DEVICE=cpu, "
-            "or SOFTMAX_BACKEND=cupy/torch for the GPU"
+            f"numpy runs on the CPU only; fix: {USE_CPU}, or cupy or torch for the GPU "
+            "(--backend, or SOFTMAX_BACKEND)"
         )
     import array_api_compat.numpy as xp
 

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from .base import Backend, BackendError, EventTimer, check_nvidia_driver, import_library
+from .base import (
+    GPU_ASKED,
+    USE_CPU,
+    Backend,
+    BackendError,
+    EventTimer,
+    check_nvidia_driver,
+    import_library,
+)
 
 INSTALL_HINT = "pip install 'softmax-bench[torch]' (in a clone: pip install -e '.[torch]')"
 
@@ -74,7 +82,7 @@ def make(device: str) -> TorchBackend:
         return TorchBackend(torch, "cpu", xp, torch.device("cpu"))
     if not torch.cuda.is_available():
         raise BackendError(
-            "SOFTMAX_BACKEND=torch with SOFTMAX_DEVICE=gpu was asked for but torch sees no CUDA "
-            "device; fix: install a CUDA build of torch on a GPU machine, or use SOFTMAX_DEVICE=cpu"
+            f"{GPU_ASKED} with torch, but torch sees no CUDA device; fix: install a CUDA build "
+            f"of torch on a GPU machine, or {USE_CPU}"
         )
     return TorchBackend(torch, "gpu", xp, torch.device("cuda", torch.cuda.current_device()))
