@@ -345,3 +345,25 @@ def test_gpu_without_an_nvidia_driver_says_so_before_any_install_hint(
 def test_help_shows_list_defaults_as_they_are_typed(cli_run, command, shown):
     code, out, _ = cli_run(command, "--help")
     assert code == 0 and shown in " ".join(out.split()) and "[" not in out.split("options:")[1]
+
+
+def test_every_option_with_a_default_says_it_in_its_help_and_every_command_says_what_it_does():
+    """As README.md promises: ``COMMAND --help`` lists every option with its default."""
+    import argparse
+
+    from softmax_core.cli.parser import build_parser
+
+    commands = next(
+        a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+    ).choices
+    silent = []
+    for name, parser in commands.items():
+        if not parser.add_help:  # a renamed command's stub
+            continue
+        if not parser.description:
+            silent.append(f"{name}: no description")
+        for action in parser._actions:
+            if action.option_strings and action.default not in (None, False, argparse.SUPPRESS):
+                if "default" not in (action.help or ""):
+                    silent.append(f"{name} {action.option_strings[0]}")
+    assert silent == []

@@ -171,7 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_backend_args(p, threads_axis=True)
 
-    p = sub.add_parser("report", help="tables and plots from sweep results and/or asv results")
+    p = sub.add_parser(
+        "report",
+        help="tables and plots from sweep results and/or asv results",
+        description="Write report.md and its plots from sweep result folders and/or asv results.",
+    )
     p.add_argument(
         "dirs", nargs="*", type=Path, help="sweep result folders (each with results.csv)"
     )
@@ -197,11 +201,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, help="also write the comparison as markdown to this file")
 
-    p = sub.add_parser("info", help="print the environment record: machine, BLAS, device, versions")
+    p = sub.add_parser(
+        "info",
+        help="print the environment record: machine, BLAS, device, versions",
+        description="Print the environment record a sweep keeps in environment.json: the "
+        "machine, its BLAS and threads, the device and the libraries' versions. It changes "
+        "nothing.",
+    )
     add_backend_args(p)
     p.add_argument("--json", action="store_true", help="print JSON")
 
-    p = sub.add_parser("data", help="manage data sets")
+    p = sub.add_parser("data", help="manage data sets", description="Manage data sets.")
     dsub = p.add_subparsers(dest="data_command", required=True, parser_class=Parser)
     f = dsub.add_parser("fetch", help="download MNIST with checksum verification")
     f.add_argument(

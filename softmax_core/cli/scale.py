@@ -55,11 +55,26 @@ def add_parser(sub) -> argparse.ArgumentParser:
     )
     p.add_argument("--features", type=positive_int, default=784, help="n (default: %(default)s)")
     p.add_argument("--classes", type=class_count, default=10, help="k (default: %(default)s)")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    p.add_argument("--data", type=name_list(DATA), default=list(DATA), help="memory,stream")
-    p.add_argument("--kinds", type=name_list(KINDS), default=list(KINDS), help="gradient,epoch")
     p.add_argument(
-        "--batch", type=positive_int, default=BATCH, help="SGD batch of the epochs (%(default)s)"
+        "--dtype", choices=("float32", "float64"), default="float32", help="(default: float32)"
+    )
+    p.add_argument(
+        "--data",
+        type=name_list(DATA),
+        default=list(DATA),
+        help=f"X in the workers' memory, or streamed chunk by chunk (default: {','.join(DATA)})",
+    )
+    p.add_argument(
+        "--kinds",
+        type=name_list(KINDS),
+        default=list(KINDS),
+        help=f"gradient calls, SGD epochs (default: {','.join(KINDS)})",
+    )
+    p.add_argument(
+        "--batch",
+        type=positive_int,
+        default=BATCH,
+        help="SGD batch of the epochs (default: %(default)s)",
     )
     p.add_argument(
         "--time-budget",
