@@ -16,15 +16,19 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
-            os.fchmod(
-                fh.fileno(), 0o666 & ~_umask()
-            )  # mkstemp makes 0600; a result file is for all
+            usual_mode(fh.fileno())
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def usual_mode(fd: int) -> None:
+    """Give a file made by mkstemp (0600) the mode a plain open gives: 0666 less the umask (a
+    result file, a data file, is for every user of the machine)."""
+    os.fchmod(fd, 0o666 & ~_umask())
 
 
 def _umask() -> int:

@@ -229,7 +229,7 @@ def test_data_fetch_refuses_http_in_one_line(tmp_path):
     )
     line = assert_one_line_error(proc)
     assert proc.returncode == 1
-    assert "https" in line
+    assert "https" in line and line.startswith("softmax-bench data fetch: error: ")
     assert not (tmp_path / "d").exists()
 
 

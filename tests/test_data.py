@@ -404,6 +404,10 @@ def test_fetch_from_file_mirror_writes_all_four_and_they_load(
     data = load_mnist(cache)
     np.testing.assert_array_equal(data.y_train, mnist.y_train)
     np.testing.assert_array_equal(data.X_test, mnist.X_test)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    # as a plain open makes them (mkstemp's files are 0600): the data are for every user
+    assert {p.stat().st_mode & 0o777 for p in cache.iterdir()} == {0o666 & ~mask}
 
 
 def test_fetch_from_a_mirror_of_fifos_is_one_line_not_a_hang(tmp_path, cli_run, no_env_mirrors):

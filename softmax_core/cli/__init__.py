@@ -26,6 +26,7 @@ from .parser import build_parser
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    command = " ".join(filter(None, (args.command, getattr(args, "data_command", None))))
     logging.getLogger("asyncio").addFilter(_not_cut_short)
     with _one_ctrl_c():
         try:
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 0
         except (InputError, BackendError, OSError) as exc:  # what the user can fix; else a bug
-            print(f"softmax-bench {args.command}: error: {exc}", file=sys.stderr)
+            print(f"softmax-bench {command}: error: {exc}", file=sys.stderr)
             return EXIT_ERROR
         except KeyboardInterrupt as stopped:
             # the Dask client's background tasks end with errors that distributed would log at
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
                 logging.getLogger(name).setLevel(logging.CRITICAL + 1)
             hint = f"; {stopped}" if str(stopped) else ""  # what the command says of its state
             how = "terminated" if isinstance(stopped, Terminated) else "interrupted"
-            print(f"softmax-bench {args.command}: {how}{hint}", file=sys.stderr, flush=True)
+            print(f"softmax-bench {command}: {how}{hint}", file=sys.stderr, flush=True)
             close_all()  # the Dask clusters this command started, while Ctrl-C is ignored
             return 143 if isinstance(stopped, Terminated) else 130
 

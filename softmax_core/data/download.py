@@ -24,6 +24,7 @@ import urllib.request
 from pathlib import Path
 
 from ..errors import InputError
+from ..fileio import usual_mode
 from .mnist import _CHUNK, MNIST_FILES, DataError, IdxFile, default_data_dir, idx_layout, read_idx
 
 #: Mirrors tried in order by :func:`fetch_mnist` (override with ``$SOFTMAX_MNIST_MIRRORS``,
@@ -153,6 +154,7 @@ def _download_verified(
     )
     try:
         with os.fdopen(fd, "wb") as out:
+            usual_mode(out.fileno())
             _copy_bounded(url, out, _max_download(spec), timeout, deadline)
         read_idx(Path(tmp), spec, verify=True, gz=True, where="the download")
         os.replace(tmp, target)
