@@ -380,11 +380,11 @@ def test_scale_is_a_grid_of_the_sweep_on_the_existing_cluster(
     # each Dask row has its workers' peak (a rise of peak RSS: 0 where the peak was reached before)
     assert all(float(r["peak_bytes"]) >= 0 for r in ok if r["backend"] == "dask")
     report = (tmp_path / "report.md").read_text()
-    assert "Full-batch gradient" in report and "can exceed 0.75 here" in report
-    assert "vs NumPy 1T" in report
+    assert "Full-batch gradient" in report and "should not exceed 0.75 here" in report
+    assert "vs NumPy 1T" in report and "reads low" not in report
+    assert "| 3,000 | – | NumPy" in report  # NumPy's rows are not chunked
     env = read_environment(tmp_path, "")
     assert env["dask_clusters"]["2"]["workers"] == 2 and env["parallelism"]["speedup"] == 1.5
-    assert main(["scale", "--report-only", "--out", str(tmp_path)]) == 0
     # a second run into the folder is refused, as the sweep's is; --resume finds nothing left
     assert main([*argv.split(), "--out", str(tmp_path)]) == 1
     assert main([*argv.split(), "--time-budget", "2", "--resume", "--out", str(tmp_path)]) == 0
@@ -401,6 +401,23 @@ def test_scale_is_a_grid_of_the_sweep_on_the_existing_cluster(
         warnings.simplefilter("error")
         assert main(["report", str(only)]) == 0
     assert (only / "report.md").read_text().startswith("# Dask scaling")
+
+
+def test_a_parallelism_probe_that_points_exceed_is_said_to_read_low():
+    """The probe runs once, before the points: taken on a busier machine than theirs, the
+    ceiling it gives is below what they measure, and the report says so instead of stating a
+    ceiling its own table contradicts."""
+    import pandas as pd
+
+    from softmax_core.report.scaling import parallelism_text
+
+    probe = {"processes": 2, "speedup": 0.9, "load_average_1min": 1.2}
+    eff = pd.DataFrame({"workers": [1, 2], "parallel_eff": [1.0, 0.57]})
+    for low, read_low in ((0.47, True), (0.4, False)):
+        text = parallelism_text(probe, eff.assign(parallel_eff_low=[1.0, low]))
+        assert "should not exceed 0.45 here" in text
+        assert ("1 point(s) measured above it (up to 0.57)" in text) is read_low
+    assert "reads low" not in parallelism_text(probe, None)
 
 
 @pytest.mark.parametrize(

@@ -119,7 +119,8 @@ def _table(df, eff, kind: str, data: str) -> list[str]:
 
         shape = f" (n={r.features}, k={r.classes})" if several_shapes else ""
         lines.append(
-            f"| {r.rows:,}{shape} | {r.chunk_rows or '–'} | {who} | {si(r.time_median_s, 's')} "
+            f"| {r.rows:,}{shape} | {(r.engine == 'dask' and r.chunk_rows) or '–'} | {who} | "
+            f"{si(r.time_median_s, 's')} "
             f"[{si(r.time_ci_low_s, 's')}, {si(r.time_ci_high_s, 's')}]{flag} | "
             f"{si(r.samples_per_s)} | {f('speedup_numpy_1t')} | "
             f"{f('speedup_numpy_all')} | {f('parallel_eff')} | {peak} |"
@@ -275,6 +276,26 @@ def _out_of_core(out: Path) -> list[str]:
     ]
 
 
+def parallelism_text(probe: dict, eff: pd.DataFrame | None) -> str:
+    """What the parallelism probe bounds, and whether the points measured (``eff``, of
+    :func:`efficiencies`) exceed it: then the probe read a busier machine than they ran on."""
+    n, x = probe["processes"], probe["speedup"]
+    text = (
+        f"**This machine's parallelism:** {n} busy single-threaded processes together ran "
+        f"{x:.2f}x as fast as one alone when probed before the points "
+        f"(1-min load {probe['load_average_1min']:.1f}), so parallel efficiency with {n} "
+        f"workers should not exceed {x / n:.2f} here, Dask or not"
+    )
+    above = eff[(eff.workers == n) & (eff.parallel_eff_low > x / n)] if eff is not None else []
+    if len(above):
+        text += (
+            f"; {len(above)} point(s) measured above it (up to {above.parallel_eff.max():.2f}): "
+            "the machine was busier while it was probed than while they ran, so this ceiling "
+            "reads low"
+        )
+    return text + "."
+
+
 def write_report(out: str | Path, frame: pd.DataFrame | None, env: dict, notes: list) -> Path:
     """Write ``out/report.md`` (and the plots) of a scaling set's rows (``frame``, as
     :func:`~softmax_core.report.results.read_set` gives them; None: out_of_core.json only) and
@@ -290,19 +311,11 @@ def write_report(out: str | Path, frame: pd.DataFrame | None, env: dict, notes: 
             "Each Dask worker is one single-threaded process (BLAS on 1 thread).",
             "",
         ]
-    probe = env.get("parallelism")
-    if probe:
-        n, x = probe["processes"], probe["speedup"]
-        lines += [
-            f"**This machine's parallelism:** {n} busy single-threaded processes together run "
-            f"{x:.2f}x as fast as one alone "
-            f"(probe, 1-min load {probe['load_average_1min']:.1f}), so no parallel efficiency "
-            f"with {n} workers can exceed {x / n:.2f} here, Dask or not.",
-            "",
-        ]
-    if frame is not None:
-        df = _frame(frame)
-        eff = efficiencies(df)
+    df = _frame(frame) if frame is not None else None
+    eff = efficiencies(df) if df is not None else None
+    if env.get("parallelism"):
+        lines += [parallelism_text(env["parallelism"], eff), ""]
+    if df is not None:
         if df.others_cpu.notna().any():
             lines += [
                 f"Other processes used a median {df.others_cpu.median():.0%} of the CPUs while "
