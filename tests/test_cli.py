@@ -170,6 +170,7 @@ def test_info_prints_backend_and_device():
     assert table["backend"].strip() == "numpy"
     assert table["device"].strip() == "cpu"
     assert table["label"].strip() == "numpy-cpu"
+    assert not any(c in proc.stdout for c in "{}[]'")  # text to read, no Python repr
 
 
 def test_info_json_follows_environment():

@@ -18,6 +18,7 @@ from ..errors import InputError
 from ..fileio import atomic_write_text
 from ..model.sgd import train
 from ..model.softmax import get_gradient
+from ..units import NA
 from .arguments import DEFAULT_SWEEP_ROOT, EXIT_USAGE
 from .gate import run as _cmd_gate
 from .parser import RENAMED
@@ -126,8 +127,17 @@ def _cmd_info(args) -> int:
     }
     width = max(map(len, flat))
     for key, value in flat.items():
-        print(f"{key:<{width}}  {value}")
+        print(f"{key:<{width}}  {_plain(value)}")
     return 0
+
+
+def _plain(value) -> str:
+    """A value of the environment record as text to read, not Python's repr."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_plain(v)}" for k, v in value.items()) or NA
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(_plain, value)) or NA
+    return NA if value is None else str(value)
 
 
 def _cmd_data(args) -> int:
