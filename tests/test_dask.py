@@ -516,6 +516,7 @@ def test_ctrl_c_during_a_dask_point_is_one_line(tmp_path):
     )
     argv = [sys.executable, "-c", cli, "scale", "--rows", "400000", "--workers", "1"]
     argv += ["--no-numpy", "--kinds", "gradient", "--data", "stream", "--rounds", "20"]
+    argv += ["--time-budget", "600"]  # never skipped, even where a loaded machine predicts slow
     proc = subprocess.Popen(
         [*argv, "--out", str(tmp_path / "s")],
         stdout=subprocess.PIPE,
@@ -526,6 +527,7 @@ def test_ctrl_c_during_a_dask_point_is_one_line(tmp_path):
     while not (tmp_path / "s" / "environment.json").exists() and time.monotonic() < deadline:
         time.sleep(0.2)  # the sweep has begun measuring
     time.sleep(1)  # well inside a point's calls, each gathering 400,000 streamed rows
+    assert proc.poll() is None, proc.communicate()
     os.killpg(proc.pid, signal.SIGINT)
     time.sleep(0.3)
     os.killpg(proc.pid, signal.SIGINT)
