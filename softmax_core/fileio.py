@@ -28,7 +28,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def usual_mode(fd: int) -> None:
     """Give a file made by mkstemp (0600) the mode a plain open gives: 0666 less the umask (a
     result file, a data file, is for every user of the machine)."""
-    os.fchmod(fd, 0o666 & ~_umask())
+    if hasattr(os, "fchmod"):  # POSIX; Windows' files have no such mode
+        os.fchmod(fd, 0o666 & ~_umask())
 
 
 def _umask() -> int:

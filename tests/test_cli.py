@@ -259,9 +259,9 @@ def test_a_list_with_an_empty_item_is_refused_in_one_line(argv, cli_run):
     ],
 )
 def test_a_time_past_a_week_is_a_malformed_argument(argv, cli_run):
-    """A budget, deadline or timeout is at most a week: a larger one overflowed a clock into an
-    error row (exit 0) instead of a refusal.  (Each command line ends in an error of its own, so
-    that a parser that lets the time through stops there, before it runs.)"""
+    """A budget, deadline or timeout is at most a week: a larger one is refused before anything
+    runs (no clock takes 1e300 s).  (Each command line ends in an error of its own, so that a
+    parser that lets the time through stops there, before it runs.)"""
     code, out, err = cli_run(*argv)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "at most 604800 seconds" in err
 
@@ -368,3 +368,37 @@ def test_every_option_with_a_default_says_it_in_its_help_and_every_command_says_
                 if "default" not in (action.help or ""):
                     silent.append(f"{name} {action.option_strings[0]}")
     assert silent == []
+
+
+def test_a_ctrl_c_that_a_library_swallowed_leaves_the_command_stoppable(monkeypatch, cli_run):
+    """A KeyboardInterrupt can be lost on its way (a library's ``except BaseException``, a
+    garbage-collector callback): the next Ctrl-C after a few seconds stops the command."""
+    import signal
+    import time
+
+    from softmax_core import cli
+    from softmax_core.cli import commands
+
+    monkeypatch.setattr(cli, "REPEAT_IGNORED_S", 0.0, raising=False)
+
+    def ctrl_c_until_it_stops(swallow: bool) -> None:
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(500):
+                time.sleep(0.002)  # the handler runs in the main thread, between these
+        except KeyboardInterrupt:
+            if not swallow:
+                raise
+
+    def info(args):
+        ctrl_c_until_it_stops(swallow=True)
+        ctrl_c_until_it_stops(swallow=False)
+        return 0
+
+    monkeypatch.setitem(commands.COMMANDS, "info", info)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in the command
+    try:
+        code, _, err = cli_run("info")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert code == 130 and err == "softmax-bench info: interrupted\n"

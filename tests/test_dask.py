@@ -439,8 +439,8 @@ def test_scale_refuses_bad_arguments_in_one_line_before_it_starts(
 
 
 def test_an_out_of_core_run_of_more_chunks_than_a_run_may_have_is_one_line(cli_run, tmp_path):
-    """Refused before anything is made: the chunks' bounds of 10^20 rows, listed, filled the
-    memory at 220 MB/s without a word."""
+    """Refused before anything is made, in one line: 10^20 rows are more chunks than a graph
+    holds, and listing their bounds alone would fill the memory."""
     code, _, err = cli_run("scale", "--out-of-core", "9" * 20, "--out", tmp_path / "o")
     assert code == 1 and len(err.splitlines()) == 1 and "more than the 10,000" in err, err
     assert "fix: at most 200,000,000 rows" in err and not (tmp_path / "o").exists()
@@ -578,6 +578,59 @@ def test_ctrl_c_while_a_local_cluster_starts_waits_for_it_then_closes_it(monkeyp
 
 
 @pytest.mark.slow
+def test_a_command_closes_the_clusters_it_started_and_no_other(monkeypatch, cli_run):
+    """Before it returns, while a Ctrl-C is still the command's: at exit a Ctrl-C cut
+    distributed's closing short (a traceback, exit 0); a session its caller had open stays."""
+    import signal
+
+    from softmax_core.cli import commands
+    from softmax_core.dask import cluster
+
+    closed = []
+
+    class Session:
+        def __init__(self, name):
+            self.name = name
+
+        def close(self):
+            closed.append((self.name, signal.getsignal(signal.SIGINT).__name__))
+            cluster._SESSIONS.pop(self.name)
+
+    monkeypatch.setattr(cluster, "_SESSIONS", {"callers": Session("callers")})
+
+    def info(args):
+        cluster._SESSIONS["command's"] = Session("command's")
+        return 0
+
+    monkeypatch.setitem(commands.COMMANDS, "info", info)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in the command
+    try:
+        assert cli_run("info")[0] == 0
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert closed == [("command's", "stop")] and list(cluster._SESSIONS) == ["callers"]
+
+
+def test_a_second_signal_while_a_cluster_starts_is_not_held(monkeypatch):
+    """A start that does not end can still be stopped: the second Ctrl-C (or SIGTERM) is taken
+    at once, as the command takes it, and the handlers are those before."""
+    import signal
+
+    from softmax_core.dask.cluster import ctrl_c_held
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt), ctrl_c_held() as held:
+            take = signal.getsignal(signal.SIGINT)  # what a Ctrl-C runs now
+            take(signal.SIGINT, None)
+            assert held == [signal.SIGINT]
+            take(signal.SIGINT, None)
+            raise AssertionError("the second signal was held")
+        assert len(held) == 2 and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def test_processes_started_while_ctrl_c_is_held_do_not_take_it(tmp_path):
     """Worker processes started under :func:`ctrl_c_held` (a LocalCluster's, a pool's) keep
     running on a Ctrl-C, which their parent alone takes, and a Ctrl-C that lands meanwhile is

@@ -270,7 +270,7 @@ def test_sidebyside_cli_failures_are_one_line(args, code):
     "argv, budget", [(["--quick"], 10), (["--quick", "--time-budget", "3"], 3)]
 )
 def test_the_quick_side_by_side_takes_seconds(argv, budget, cli_run, monkeypatch):
-    """A smoke test is quick: --quick's budget is 10 s unless given (it took the full 120 s)."""
+    """A smoke test is quick: --quick's budget is 10 s unless given, not the MNIST run's 120 s."""
     from softmax_core.baseline import sidebyside as sbs
 
     given = []

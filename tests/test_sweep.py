@@ -295,9 +295,13 @@ def test_sweep_killed_midway_then_resumed_has_every_point_once(tmp_path):
     assert len({r["run_id"] for r in rows}) == 2
 
 
-def test_sigterm_stops_a_sweep_as_ctrl_c_does(tmp_path, cli, monkeypatch, fake_measuring):
+@pytest.mark.parametrize(
+    "ctrl_c", [signal.default_int_handler, signal.SIG_IGN], ids=["ctrl-c", "background-job"]
+)
+def test_sigterm_stops_a_sweep_as_ctrl_c_does(tmp_path, cli, monkeypatch, fake_measuring, ctrl_c):
     """SIGTERM (a batch system's wall time, ``kill``) mid-way: one line, exit 143, the rows of
-    the finished points kept and --resume completes the grid; it died without a word."""
+    the finished points kept and --resume completes the grid; also where Ctrl-C is ignored (a
+    shell script's background job).  The command leaves the signal handlers as it found them."""
     measure, calls = fake_measuring["measure"], []
 
     def terminated_at_the_third_point(*args, **kwargs):
@@ -311,14 +315,16 @@ def test_sigterm_stops_a_sweep_as_ctrl_c_does(tmp_path, cli, monkeypatch, fake_m
     monkeypatch.setitem(run_sweep.__kwdefaults__, "measure", terminated_at_the_third_point)
     argv = [*ONE_POINT_ARGS.split(), "--batch", "1,2,3,4", "--rounds", "1", "--out", tmp_path]
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # as in the command
+    signal.signal(signal.SIGINT, ctrl_c)  # as the command may find it
     try:
         code, _, err = cli("sweep", *argv)
+        after = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     finally:
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
     kept = "the rows of finished points are kept: add --resume to go on"
     assert code == 143 and err == f"softmax-bench sweep: terminated; {kept}\n", err
+    assert after == {signal.SIGINT: ctrl_c, signal.SIGTERM: handlers[signal.SIGTERM]}
     assert len(read_results(tmp_path / "results.csv")) == 2
     monkeypatch.setitem(run_sweep.__kwdefaults__, "measure", measure)
     code, _, err = cli("sweep", "--resume", "--rounds", "1", "--out", tmp_path)
@@ -578,7 +584,7 @@ def test_a_sweep_stopped_before_it_began_leaves_no_run_and_nothing_to_resume(
 ):
     """Ctrl-C before a sweep wrote anything: a new run's folder goes (out/sweep/latest leads
     back to the run before it), a folder given with --out stays, and --resume there says in one
-    line that there is nothing to resume, instead of measuring the default grid into it."""
+    line that there is nothing to resume: the grid the stopped run was given is not recorded."""
     monkeypatch.chdir(tmp_path)
     assert cli("sweep", *ONE_POINT_ARGS.split())[0] == 0
     latest = tmp_path / "out" / "sweep" / "latest"

@@ -242,11 +242,11 @@ class PeakCounter:
         self.current -= nbytes
 
 
-#: Files an NVIDIA driver creates on Linux (WSL: /dev/dxg); without any of them there is no
-#: CUDA device, whatever is installed.
 #: Error messages name both ways a device is chosen: the command's option and the environment.
 GPU_ASKED = "the GPU was asked for (--device gpu, or SOFTMAX_DEVICE=gpu)"
 USE_CPU = "use the CPU (--device cpu, or SOFTMAX_DEVICE=cpu)"
+#: Files an NVIDIA driver creates on Linux (WSL: /dev/dxg); without any of them there is no
+#: CUDA device, whatever is installed.
 NVIDIA_DRIVER_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia", "/dev/dxg")
 
 

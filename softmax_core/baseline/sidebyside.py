@@ -47,6 +47,8 @@ VARIANTS = (
 #: Each library's plain yardstick: the ratios of a library's variants are taken against it,
 #: round by round.
 BASELINES = {"numpy": "numpy", "torch": "pytorch"}
+#: Seconds of measuring: the MNIST epoch and the lecture's gradient; the small workloads.
+TIME_BUDGET_S, QUICK_TIME_BUDGET_S = 120.0, 10.0
 #: The least calls the loop makes of a variant (cold, two of warm-up, two rounds); results
 #: agree when the largest difference is within AGREE_REL of the largest value.
 MIN_CALLS, AGREE_REL = 5, 2e-3

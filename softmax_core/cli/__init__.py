@@ -14,9 +14,10 @@ import os
 import signal
 import sys
 import threading
+import time
 
 from ..backends import BackendError
-from ..dask.cluster import close_all
+from ..dask.cluster import close_sessions_since, open_sessions
 from ..errors import InputError
 from ..measure.session import thread_limit
 from .arguments import EXIT_ERROR
@@ -28,21 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = " ".join(filter(None, (args.command, getattr(args, "data_command", None))))
     logging.getLogger("asyncio").addFilter(_not_cut_short)
-    with _one_ctrl_c():
+    before = open_sessions()
+    with _signals_taken():
         try:
-            with thread_limit(getattr(args, "threads", None)):
-                code = COMMANDS[args.command](args)
-            if sys.stdout is not None:  # None: started with stdout closed
-                sys.stdout.flush()
-            return code
-        except BrokenPipeError:
-            # the reader went away (`softmax-bench info | head -1`): not an error of ours
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return 0
-        except (InputError, BackendError, OSError) as exc:  # what the user can fix; else a bug
-            print(f"softmax-bench {command}: error: {exc}", file=sys.stderr)
-            return EXIT_ERROR
-        except KeyboardInterrupt as stopped:
+            return _run(args, command, before)
+        except KeyboardInterrupt as stopped:  # also while an error line is printed
             # the Dask client's background tasks end with errors that distributed would log at
             # exit: the one line printed says all there is to say
             for name in ("distributed", "tornado"):
@@ -50,41 +41,79 @@ def main(argv: list[str] | None = None) -> int:
             hint = f"; {stopped}" if str(stopped) else ""  # what the command says of its state
             how = "terminated" if isinstance(stopped, Terminated) else "interrupted"
             print(f"softmax-bench {command}: {how}{hint}", file=sys.stderr, flush=True)
-            close_all()  # the Dask clusters this command started, while Ctrl-C is ignored
+            close_sessions_since(before)  # what the closing below missed, while signals wait
             return 143 if isinstance(stopped, Terminated) else 130
+
+
+def _run(args, command: str, before: dict) -> int:
+    try:
+        try:
+            with thread_limit(getattr(args, "threads", None)):
+                code = COMMANDS[args.command](args)
+            if sys.stdout is not None:  # None: started with stdout closed
+                sys.stdout.flush()
+            return code
+        finally:
+            # the Dask clusters this command started, closed while a Ctrl-C is still the
+            # command's (at exit it would cut distributed's closing short)
+            close_sessions_since(before)
+    except BrokenPipeError:
+        # the reader went away (`softmax-bench info | head -1`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except (InputError, BackendError, OSError) as exc:  # what the user can fix; else a bug
+        print(f"softmax-bench {command}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM (a batch system's wall time, ``kill``): the command stops as on Ctrl-C."""
 
 
+#: Seconds after a Ctrl-C (or SIGTERM) in which another is ignored: the first one's closing
+#: runs to its end.  A later one is taken again (the first may have been lost: a library
+#: that swallows KeyboardInterrupt, Python's garbage-collector callbacks).
+REPEAT_IGNORED_S = 5.0
+
+
 @contextlib.contextmanager
-def _one_ctrl_c():
-    """The first Ctrl-C (or SIGTERM) stops the command; another, while the command and then the
-    process close what they opened (Dask clusters, worker processes, the results file), is
-    ignored, so that the closing runs to its end.  A command that ends otherwise restores the
-    handlers."""
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-    ):
+def _signals_taken():
+    """The first Ctrl-C (or SIGTERM) stops the command; another within
+    :data:`REPEAT_IGNORED_S`, while the command closes what it opened (Dask clusters, worker
+    processes, the results file), is ignored.  Each signal is taken where it has its default
+    meaning (Ctrl-C is ignored in a shell script's background job: SIGTERM is still taken
+    there); the handlers before are restored on the way out.  In the main thread only."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {signal.SIGINT: signal.signal(signal.SIGINT, _stop)}
-    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-        previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, _stop)
+    last: list[float] = []
+
+    def stop(signum, frame):
+        if last and time.monotonic() - last[-1] < REPEAT_IGNORED_S:
+            return
+        last.append(time.monotonic())
+        raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    if previous[signal.SIGINT] is signal.default_int_handler:
+        signal.signal(signal.SIGINT, stop)
+    if previous[signal.SIGTERM] == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, stop)
     try:
         yield
     finally:
-        if signal.getsignal(signal.SIGINT) is _stop:  # none came
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
-def _stop(signum, frame):
-    for each in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(each, signal.SIG_IGN)
-    raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+def console() -> None:
+    """The ``softmax-bench`` command: :func:`main`, and the process's exit.  A command stopped
+    by a signal exits with another ignored, so that its exit is not cut short."""
+    code = main()
+    if code in (130, 143):
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
+    sys.exit(code)
 
 
 def _not_cut_short(record) -> bool:

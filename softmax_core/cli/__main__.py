@@ -1,7 +1,5 @@
 """``python -m softmax_core.cli``: the same as the ``softmax-bench`` command."""
 
-import sys
+from . import console
 
-from . import main
-
-sys.exit(main())
+console()

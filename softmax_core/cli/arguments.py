@@ -14,6 +14,10 @@ from ..backends import BACKENDS, DEVICES
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 DEFAULT_SWEEP_ROOT = Path("out/sweep")
+PROGRESS_HELP = (
+    "progress on stderr: a bar (--progress) or none (--no-progress) (default: a bar on a "
+    "terminal, else a line every 15 s)"
+)
 
 
 class Parser(argparse.ArgumentParser):

@@ -152,7 +152,8 @@ def _cmd_sweep(args) -> int:
     except KeyboardInterrupt as stopped:  # what the one line says after 'interrupted'
         if str(stopped):
             raise
-        raise type(stopped)("nothing was measured yet") from None
+        said = "nothing new was measured" if args.resume else "nothing was measured yet"
+        raise type(stopped)(said) from None
 
 
 def _sweep(args) -> int:
@@ -195,13 +196,13 @@ def _sweep(args) -> int:
             f"{out / 'environment.json'}: its grid: {exc}; fix: give that option with --resume, "
             "or choose another --out"
         ) from None
-    out = out or _sweep_folder(args.out, False, backend.label)
     new = args.out is None and not args.resume
     previous = Path(os.readlink(LATEST)) if new and LATEST.is_symlink() else None
-    if new:
-        _point_latest(out)  # from its start: a killed run is the one --resume continues
-    print(f"sweep: measuring into {out}", flush=True)
     try:
+        out = out or _sweep_folder(args.out, False, backend.label)
+        if new:
+            _point_latest(out)  # from its start: a killed run is the one --resume continues
+        print(f"sweep: measuring into {out}", flush=True)
         run_sweep(
             grid,
             backend,
@@ -213,13 +214,15 @@ def _sweep(args) -> int:
             progress=args.progress,
         )
     except InputError:
-        _drop_if_empty(out, new, previous)
+        if out is not None:
+            _drop_if_empty(out, new, previous)
         raise
     except KeyboardInterrupt as stopped:
-        if any((out / name).exists() for name in BEGUN):
+        if out is not None and any((out / name).exists() for name in BEGUN):
             kept = "the rows of finished points are kept: add --resume to go on"
             raise type(stopped)(kept) from None
-        _drop_if_empty(out, new, previous)
+        if out is not None:
+            _drop_if_empty(out, new, previous)
         raise
     print(f"sweep: {run_sweep.last_summary.text()}")
     if not args.no_report:
@@ -345,7 +348,7 @@ def _cmd_sidebyside(args) -> int:
         data = load_mnist(args.data_dir)
         workloads = [(sbs.MNIST_EPOCH, (data.X_train, data.y_train)), (sbs.GRADIENT, None)]
     # the budget less the data's loading
-    given = args.time_budget or (10.0 if args.quick else 120.0)
+    given = args.time_budget or (sbs.QUICK_TIME_BUDGET_S if args.quick else sbs.TIME_BUDGET_S)
     budget = max(given - (time.monotonic() - start), 0.1 * given)
     result = sbs.run_sidebyside(
         args.device,

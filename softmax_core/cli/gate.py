@@ -95,10 +95,10 @@ def _progress():
 def run(args) -> int:
     from ..gate import GateError, run_gate, summary
 
-    def stop(signum, frame):  # a CI job's timeout, a closed terminal: stop the workers, leave
-        raise SystemExit(128 + signum)  # no folder behind
+    def stop(signum, frame):  # a closed terminal: stop the workers, leave no folder behind
+        raise SystemExit(128 + signum)  # (SIGTERM and Ctrl-C stop every command alike)
 
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
+    previous = {signal.SIGHUP: signal.signal(signal.SIGHUP, stop)}
     threads = os.environ.get("SOFTMAX_THREADS")
     if args.threads:
         os.environ["SOFTMAX_THREADS"] = str(args.threads)

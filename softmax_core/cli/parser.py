@@ -7,10 +7,12 @@ from pathlib import Path
 
 from .. import __version__
 from ..backends import DEVICES
+from ..baseline import sidebyside as sbs
 from ..data import DEFAULT_MIRRORS, default_data_dir
 from ..model.softmax import GRADIENTS
 from .arguments import (
     DEFAULT_SWEEP_ROOT,
+    PROGRESS_HELP,
     Parser,
     add_backend_args,
     bytes_size,
@@ -166,8 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="progress on stderr: a bar on a terminal, else a line every 15 s; "
-        "--no-progress: none (default: on)",
+        help=PROGRESS_HELP,
     )
     add_backend_args(p, threads_axis=True)
 
@@ -267,7 +268,8 @@ def _add_reference_set_parsers(sub) -> None:
     p.add_argument(
         "--time-budget",
         type=seconds,
-        help="seconds for the measurements (default: 120, 10 with --quick)",
+        help=f"seconds for the measurements (default: {sbs.TIME_BUDGET_S:g}, "
+        f"{sbs.QUICK_TIME_BUDGET_S:g} with --quick)",
     )
     p.add_argument(
         "--out", type=Path, help="also write sidebyside.json and sidebyside.md into this folder"
@@ -275,7 +277,7 @@ def _add_reference_set_parsers(sub) -> None:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="small synthetic workloads in 10 s (a smoke test; no MNIST)",
+        help="small synthetic workloads (a smoke test; no MNIST)",
     )
     p.add_argument("--device", choices=DEVICES, help="cpu or gpu (default: $SOFTMAX_DEVICE or cpu)")
     p.add_argument(

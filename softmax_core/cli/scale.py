@@ -17,7 +17,15 @@ from pathlib import Path
 from ..dask.chunked import DEFAULT_CHUNK_ROWS
 from ..dask.cluster import scheduler_address
 from ..errors import InputError
-from .arguments import class_count, int_list, name_list, positive_int, rounds, seconds
+from .arguments import (
+    PROGRESS_HELP,
+    class_count,
+    int_list,
+    name_list,
+    positive_int,
+    rounds,
+    seconds,
+)
 
 KINDS, DATA = ("gradient", "epoch"), ("memory", "stream")
 #: Seconds a point may take: a gradient over a million rows, streamed, on one worker fits.
@@ -116,8 +124,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="progress on stderr: a bar on a terminal, else a line every 15 s; "
-        "--no-progress: none (default: on)",
+        help=PROGRESS_HELP,
     )
     for old in RENAMED:
         p.add_argument(old, action=_Gone, help=argparse.SUPPRESS)

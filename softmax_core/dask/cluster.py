@@ -130,23 +130,29 @@ def start_session(
             f"(each worker is a process of one thread); fix: {ENV_WORKERS} at most {cores}, or "
             f"{ENV_SCHEDULER} for a cluster of more machines"
         )
-    with ctrl_c_held() as held:
-        cluster = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=processes,
-            memory_limit="auto",
-            dashboard_address=":0",
-            silence_logs=logging.ERROR,
-        )
-        made = DaskSession(
-            Client(cluster, set_as_default=True), cluster, key=("local", workers, processes)
-        )
-    if held:
-        try:
+    made = cluster = None
+    try:
+        with ctrl_c_held() as held:
+            cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=processes,
+                memory_limit="auto",
+                dashboard_address=":0",
+                silence_logs=logging.ERROR,
+            )
+            made = DaskSession(
+                Client(cluster, set_as_default=True), cluster, key=("local", workers, processes)
+            )
+        if held:
             signal.raise_signal(held[0])  # the signal held, taken as the command takes it
-        finally:
+    except BaseException:
+        if made is not None:
             made.close()
+        elif cluster is not None:
+            with contextlib.suppress(Exception):
+                cluster.close()
+        raise
     return made
 
 
@@ -161,31 +167,41 @@ def ctrl_c_held():
     the threads started meanwhile inherit the block, and so do the processes they start (a
     signal mask outlives exec); they are stopped by this process, which alone takes Ctrl-C.
     The caller takes a held signal once what it started can be closed
-    (``signal.raise_signal(held[0])``).  Only where Ctrl-C runs a Python handler, in
-    the main thread of a POSIX process.
+    (``signal.raise_signal(held[0])``).  A second signal is not held: the start that does not
+    end is stopped as the command stops.  Only for the signals that run a Python handler, in
+    the main thread; children are kept deaf on POSIX only (``pthread_sigmask``).
     """
     held: list[int] = []
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or not callable(signal.getsignal(signal.SIGINT))
-        or not hasattr(signal, "pthread_sigmask")
-    ):
+    taken = [s for s in (signal.SIGINT, signal.SIGTERM) if callable(signal.getsignal(s))]
+    if threading.current_thread() is not threading.main_thread() or not taken:
         yield held
         return
-    # started first: starting it unblocks SIGINT in the thread that starts it
-    from multiprocessing import resource_tracker
+    previous: dict = {}
 
-    resource_tracker.ensure_running()
-    # a SIGTERM the command takes is held too, not blocked: the children stop on theirs
-    taken = [s for s in (signal.SIGINT, signal.SIGTERM) if callable(signal.getsignal(s))]
-    previous = {s: signal.signal(s, lambda signum, frame: held.append(signum)) for s in taken}
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    def hold(signum, frame):
+        held.append(signum)
+        if len(held) > 1:
+            for each, handler in previous.items():
+                signal.signal(each, handler)
+            previous[signum](signum, frame)
+
+    # children of an ignored SIGINT ignore it too; a SIGTERM is held, not blocked: the
+    # children stop on theirs
+    block = signal.SIGINT in taken and hasattr(signal, "pthread_sigmask")
+    if block:  # started first: starting it unblocks SIGINT in the thread that starts it
+        from multiprocessing import resource_tracker
+
+        resource_tracker.ensure_running()
+    previous.update({s: signal.signal(s, hold) for s in taken})
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if block else None
     try:
         yield held
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # one pending is held now
+        if block:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # one pending is held now
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            if signal.getsignal(signum) is hold:
+                signal.signal(signum, handler)
 
 
 #: Seconds a scheduler has to accept the connection and answer the client's handshake.
@@ -243,6 +259,19 @@ def close_all() -> None:
     """Stop every session this process started (a LocalCluster stops with the command)."""
     for s in list(_SESSIONS.values()):
         s.close()
+
+
+def open_sessions() -> dict:
+    """The shared sessions open now (for :func:`close_sessions_since`)."""
+    return dict(_SESSIONS)
+
+
+def close_sessions_since(before: dict) -> None:
+    """Stop the shared sessions started since ``before`` (of :func:`open_sessions`): a command's
+    own clusters, not those its caller had open."""
+    for key, s in list(_SESSIONS.items()):
+        if before.get(key) is not s:
+            s.close()
 
 
 def import_dask():
@@ -305,6 +334,8 @@ __all__ = [
     "scheduler_address",
     "shared_session",
     "close_all",
+    "close_sessions_since",
+    "open_sessions",
     "computed",
     "ctrl_c_held",
     "materialize",

@@ -181,9 +181,10 @@ def parallelism(processes: int | None = None, blocks: int = 300, repeats: int = 
     processes = processes or psutil.cpu_count() or 1
     ctx = mp.get_context("spawn")
     ratios = []
-    with ctrl_c_held() as held:  # its processes are stopped by this one, on Ctrl-C too
-        pool = ctx.Pool(processes)
-    with pool:
+    pool = None
+    try:
+        with ctrl_c_held() as held:  # its processes are stopped by this one, on Ctrl-C too
+            pool = ctx.Pool(processes)
         if held:
             signal.raise_signal(held[0])
         pool.map(_busy, [1] * processes)  # start-up and imports, not timed
@@ -191,6 +192,9 @@ def parallelism(processes: int | None = None, blocks: int = 300, repeats: int = 
             alone = pool.apply(_busy, (blocks,))
             together = max(pool.map(_busy, [blocks] * processes))
             ratios.append(processes * alone / together)
+    finally:
+        if pool is not None:
+            pool.terminate()
     ratios.sort()
     return {
         "processes": processes,
