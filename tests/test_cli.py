@@ -402,3 +402,21 @@ def test_a_ctrl_c_that_a_library_swallowed_leaves_the_command_stoppable(monkeypa
     finally:
         signal.signal(signal.SIGINT, previous)
     assert code == 130 and err == "softmax-bench info: interrupted\n"
+
+
+def test_ctrl_c_while_the_arguments_are_read_is_one_line(monkeypatch, cli_run):
+    from softmax_core import cli
+
+    def parser():
+        raise KeyboardInterrupt  # in a lazy import the parser makes
+
+    monkeypatch.setattr(cli, "build_parser", parser)
+    assert cli_run("info") == (130, "", "softmax-bench: interrupted\n")
+
+
+def test_resume_of_a_folder_that_is_not_there_is_refused_before_it_says_where_it_measures(
+    cli_run, tmp_path
+):
+    code, out, err = cli_run("sweep", "--resume", "--out", tmp_path / "typo")
+    assert code == 1 and out == "" and "nothing to resume" in err and "fix:" in err
+    assert not (tmp_path / "typo").exists()

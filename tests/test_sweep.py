@@ -610,6 +610,22 @@ def test_a_sweep_stopped_before_it_began_leaves_no_run_and_nothing_to_resume(
     ]
 
 
+def test_a_sweep_stopped_while_it_draws_its_report_says_its_results_are_complete(
+    tmp_path, cli, monkeypatch
+):
+    from softmax_core import report
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "make_report", stopped)
+    argv = ONE_POINT_ARGS.replace("--no-report ", "").split()
+    code, _, err = cli("sweep", *argv, "--out", tmp_path / "s")
+    complete = f"the results are complete: `softmax-bench report {tmp_path / 's'}` draws"
+    assert code == 130 and err.startswith(f"softmax-bench sweep: interrupted; {complete}"), err
+    assert len(read_results(tmp_path / "s" / "results.csv")) == 1
+
+
 def test_the_main_command_works_every_time_it_is_run(tmp_path, cli, monkeypatch):
     """Defect: a second run of the README's sweep stopped at 'results.csv already exists'."""
     monkeypatch.chdir(tmp_path)

@@ -26,12 +26,12 @@ from .parser import build_parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    command = " ".join(filter(None, (args.command, getattr(args, "data_command", None))))
     logging.getLogger("asyncio").addFilter(_not_cut_short)
-    before = open_sessions()
+    before, command = open_sessions(), ""  # the command's name once its arguments are read
     with _signals_taken():
         try:
+            args = build_parser().parse_args(argv)
+            command = " ".join(filter(None, (args.command, getattr(args, "data_command", None))))
             return _run(args, command, before)
         except KeyboardInterrupt as stopped:  # also while an error line is printed
             # the Dask client's background tasks end with errors that distributed would log at
@@ -40,7 +40,11 @@ def main(argv: list[str] | None = None) -> int:
                 logging.getLogger(name).setLevel(logging.CRITICAL + 1)
             hint = f"; {stopped}" if str(stopped) else ""  # what the command says of its state
             how = "terminated" if isinstance(stopped, Terminated) else "interrupted"
-            print(f"softmax-bench {command}: {how}{hint}", file=sys.stderr, flush=True)
+            print(
+                f"softmax-bench{' ' + command if command else ''}: {how}{hint}",
+                file=sys.stderr,
+                flush=True,
+            )
             close_sessions_since(before)  # what the closing below missed, while signals wait
             return 143 if isinstance(stopped, Terminated) else 130
 

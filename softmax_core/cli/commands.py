@@ -168,10 +168,10 @@ def _sweep(args) -> int:
         )
     # a resumed run's folder first (it holds the grid), a new run's once its grid is valid
     out = _sweep_folder(args.out, True, backend.label) if args.resume else None
-    if out is not None and out.is_dir() and not any((out / name).exists() for name in BEGUN):
+    if out is not None and not any((out / name).exists() for name in BEGUN):
         raise InputError(
-            f"nothing to resume in {out}: it holds no results.csv or environment.json (a sweep "
-            "stopped there before it began); fix: run without --resume"
+            f"nothing to resume in {out}: it holds no results.csv or environment.json (no "
+            "sweep began there); fix: run without --resume, or give the --out of the sweep"
         )
     given = {  # Grid takes lists as tuples
         name: value
@@ -224,11 +224,15 @@ def _sweep(args) -> int:
         if out is not None:
             _drop_if_empty(out, new, previous)
         raise
-    print(f"sweep: {run_sweep.last_summary.text()}")
-    if not args.no_report:
-        from ..report import make_report
+    try:
+        print(f"sweep: {run_sweep.last_summary.text()}")
+        if not args.no_report:
+            from ..report import make_report
 
-        print(f"report: {make_report([out], out)}")
+            print(f"report: {make_report([out], out)}")
+    except KeyboardInterrupt as stopped:
+        done = f"the results are complete: `softmax-bench report {out}` draws the report"
+        raise type(stopped)(done) from None
     return 0
 
 
