@@ -168,7 +168,7 @@ def _sweep(args) -> int:
         )
     # a resumed run's folder first (it holds the grid), a new run's once its grid is valid
     out = _sweep_folder(args.out, True, backend.label) if args.resume else None
-    if out is not None and not any((out / name).exists() for name in BEGUN):
+    if out is not None and not _begun(out):
         raise InputError(
             f"nothing to resume in {out}: it holds no results.csv or environment.json (no "
             "sweep began there); fix: run without --resume, or give the --out of the sweep"
@@ -218,7 +218,7 @@ def _sweep(args) -> int:
             _drop_if_empty(out, new, previous)
         raise
     except KeyboardInterrupt as stopped:
-        if out is not None and any((out / name).exists() for name in BEGUN):
+        if out is not None and _begun(out):
             kept = "the rows of finished points are kept: add --resume to go on"
             raise type(stopped)(kept) from None
         if out is not None:
@@ -236,9 +236,9 @@ def _sweep(args) -> int:
     return 0
 
 
-#: What a sweep folder holds once the sweep has begun and recorded its grid: what --resume
-#: goes on from.
-BEGUN = ("results.csv", "environment.json")
+def _begun(out: Path) -> bool:
+    """Whether a sweep began in ``out`` and recorded its grid: what --resume goes on from."""
+    return any((out / name).exists() for name in ("results.csv", "environment.json"))
 
 
 def _drop_if_empty(out: Path, new: bool, previous: Path | None) -> None:
