@@ -45,6 +45,18 @@ HEAVY_IMPORTS = ("matplotlib.pyplot", "pandas", "dask.array", "distributed", "as
 _FROZEN_AT: list = [None]
 
 
+#: The most test processes ``-n auto`` starts: past 4 the suite's wall time is its longest tests'.
+MAX_WORKERS = 4
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """``-n auto`` (pyproject's addopts): one test process a core this process may use, at most
+    :data:`MAX_WORKERS`; one process a core keeps the timing tests' machine no busier than a
+    test that measures expects of a shared one.  ``-n 0`` runs the tests in this process."""
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count())
+    return max(1, min(len(usable), MAX_WORKERS))
+
+
 def pytest_collection_finish(session):
     for name in HEAVY_IMPORTS:
         try:

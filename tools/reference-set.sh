@@ -64,8 +64,10 @@ record environment
 T0=$SECONDS
 if [ -n "$QUICK" ]; then STATUS=skipped WHY="SOFTMAX_REFERENCE_QUICK is set"
 elif [ ! -d tests ]; then STATUS=skipped WHY="no tests/ beside tools/"
+# in one process (-o addopts= drops pyproject's -n auto): the tests that time the device share it
+# with no other test, and pytest-xdist need not be installed
 elif stage tests "$(cap 20 30 150)" tests.log env SOFTMAX_MNIST_DIR="$MNIST" "$PY" -m pytest -q \
-  -m "not slow" -p no:cacheprovider tests/test_backend.py tests/test_model.py \
+  -o addopts= -m "not slow" -p no:cacheprovider tests/test_backend.py tests/test_model.py \
   tests/test_measure.py tests/test_sidebyside.py; then
   WHY=$(grep . "$OUT/tests.log" | tail -n 1)
 fi
