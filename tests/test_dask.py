@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import json
 import sys
+import types
 import warnings
 
 import numpy as np
@@ -436,6 +437,53 @@ def test_scale_refuses_bad_arguments_in_one_line_before_it_starts(
     got, out, err = cli_run("scale", *argv, "--out", tmp_path / "s")
     assert got == code and needle in err and len(err.splitlines()) == 1
     assert out == "" and not (tmp_path / "s").exists()  # before the probe, nothing written
+
+
+@pytest.mark.parametrize(
+    "stage, said",
+    [
+        ("probe", "interrupted; nothing was measured yet"),
+        ("points", "interrupted; the rows of finished points are kept: add --resume to go on"),
+        ("report", "interrupted; the results are complete: `softmax-bench report {out}` draws"),
+    ],
+)
+def test_scale_stopped_says_what_its_folder_holds(monkeypatch, cli_run, tmp_path, stage, said):
+    """Ctrl-C in the parallelism probe, among the points or in the report: one line that says
+    what is kept and how to go on, as a sweep's does."""
+    import contextlib
+
+    from softmax_core.backends import dask as dask_backend
+    from softmax_core.dask import metrics as dask_metrics
+    from softmax_core.runs import sweep
+
+    def stop_at(here):
+        if here == stage:
+            raise KeyboardInterrupt
+
+    def probe():
+        stop_at("probe")
+        return {"processes": 2, "speedup": 1.5, "speedups": [1.5], "load_average_1min": 0.0}
+
+    def points(grid, backend, out, **_):
+        (out / "results.csv").write_text("header\n")
+        (out / "environment.json").write_text("{}")
+        stop_at("points")
+
+    points.last_summary = types.SimpleNamespace(text=lambda: "2 points")
+
+    def report(folders, out):
+        stop_at("report")
+        return out / "report.md"
+
+    monkeypatch.setattr(dask_metrics, "parallelism", probe)
+    monkeypatch.setattr(dask_backend, "session", lambda *a: contextlib.nullcontext(object()))
+    monkeypatch.setattr(sweep, "run_sweep", points)
+    monkeypatch.setattr("softmax_core.report.make_report", report)
+    out = tmp_path / "s"
+    out.mkdir()
+    code, _, err = cli_run("scale", "--workers", "1", "--out", out)
+    assert code == 130 and err.startswith(f"softmax-bench scale: {said.format(out=out)}"), err
+    assert len(err.splitlines()) == 1
 
 
 def test_an_out_of_core_run_of_more_chunks_than_a_run_may_have_is_one_line(cli_run, tmp_path):

@@ -558,8 +558,13 @@ def test_cli_sweep_measures_for_real(tmp_path):
         else r["reason"].startswith(("predicted", "stopped at its time budget"))
         for r in epochs
     )
-    for r in (r for r in rows if r["kind"] == "gradient"):  # real numbers
-        assert r["status"] == "ok" and r["rounds"] == str(DEFAULT_ROUNDS)
+    gradients = [r for r in rows if r["kind"] == "gradient"]
+    # the naive k = 9 is predicted from the naive k = 3, which a loaded machine may slow enough
+    # to put it past the budget: then it is skipped and says why
+    assert all(r["status"] == "ok" for r in gradients if r["method"] == "structured"), gradients
+    assert all(r["status"] == "ok" or r["reason"].startswith("predicted") for r in gradients)
+    for r in (r for r in gradients if r["status"] == "ok"):  # real numbers
+        assert r["rounds"] == str(DEFAULT_ROUNDS)
         assert float(r["time_ci_low_s"]) <= float(r["time_median_s"]) <= float(r["time_ci_high_s"])
         # each round takes its least samples (more where the calls are short)
         assert int(r["repeats"]) >= DEFAULT_ROUNDS * samples_per_round(DEFAULT_ROUNDS)
@@ -877,7 +882,11 @@ def test_threads_are_an_axis_measured_side_by_side(tmp_path, sweep, fake_measuri
     grid = dataclasses.replace(TINY, threads=(1, 2))
     out = sweep(grid, tmp_path / "s")
     rows = read_results(out / "results.csv")
-    assert Counter(r["threads"] for r in rows) == {"1": len(TINY.cases()), "2": len(TINY.cases())}
+    said = [(r["threads"], r["method"], r["batch"], r["status"], r["reason"]) for r in rows]
+    assert Counter(r["threads"] for r in rows) == {
+        "1": len(TINY.cases()),
+        "2": len(TINY.cases()),
+    }, said
     measured = fake_measuring["measure"].calls
     assert [c["blas_threads"] for c in measured[:2]] == [1, 2]  # a point's counts in turn
     assert blas_threads() == before
@@ -889,7 +898,11 @@ def test_a_resume_keeps_each_thread_count_apart(tmp_path, sweep, fake_measuring)
     out = sweep(grid, tmp_path / "s")
     sweep(dataclasses.replace(TINY, threads=(1, 2)), out, resume=True)
     rows = read_results(out / "results.csv")
-    assert Counter(r["threads"] for r in rows) == {"1": len(TINY.cases()), "2": len(TINY.cases())}
+    said = [(r["threads"], r["method"], r["batch"], r["status"], r["reason"]) for r in rows]
+    assert Counter(r["threads"] for r in rows) == {
+        "1": len(TINY.cases()),
+        "2": len(TINY.cases()),
+    }, said
 
 
 def test_the_probe_runs_at_the_fewest_threads_of_the_grid(tmp_path, sweep, fake_measuring):

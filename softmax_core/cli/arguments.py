@@ -14,6 +14,9 @@ from ..backends import BACKENDS, DEVICES
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 DEFAULT_SWEEP_ROOT = Path("out/sweep")
+#: What a run's one line says of its folder when a signal stops it (``...: interrupted; KEPT``).
+KEPT = "the rows of finished points are kept: add --resume to go on"
+COMPLETE = "the results are complete: `softmax-bench report {}` draws the report"
 PROGRESS_HELP = (
     "progress on stderr: a bar (--progress) or none (--no-progress) (default: a bar on a "
     "terminal, else a line every 15 s)"
@@ -176,3 +179,13 @@ def add_backend_args(p: argparse.ArgumentParser, threads_axis: bool = False) -> 
         help="BLAS threads of this process, at most the cores (default: the BLAS's own choice, "
         "usually one per core)",
     )
+
+
+def begun(out: Path) -> bool:
+    """Whether a run began in ``out`` and recorded its grid: what --resume goes on from."""
+    return any((out / name).exists() for name in ("results.csv", "environment.json"))
+
+
+def nothing_measured(resume: bool) -> str:
+    """What a run's one line says when a signal stops it before its folder holds a result."""
+    return "nothing new was measured" if resume else "nothing was measured yet"

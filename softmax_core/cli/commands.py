@@ -19,7 +19,7 @@ from ..fileio import atomic_write_text
 from ..model.sgd import train
 from ..model.softmax import get_gradient
 from ..units import NA
-from .arguments import DEFAULT_SWEEP_ROOT, EXIT_USAGE
+from .arguments import COMPLETE, DEFAULT_SWEEP_ROOT, EXIT_USAGE, KEPT, begun, nothing_measured
 from .gate import run as _cmd_gate
 from .parser import RENAMED
 from .scale import run as _cmd_scale
@@ -152,8 +152,7 @@ def _cmd_sweep(args) -> int:
     except KeyboardInterrupt as stopped:  # what the one line says after 'interrupted'
         if str(stopped):
             raise
-        said = "nothing new was measured" if args.resume else "nothing was measured yet"
-        raise type(stopped)(said) from None
+        raise type(stopped)(nothing_measured(args.resume)) from None
 
 
 def _sweep(args) -> int:
@@ -168,7 +167,7 @@ def _sweep(args) -> int:
         )
     # a resumed run's folder first (it holds the grid), a new run's once its grid is valid
     out = _sweep_folder(args.out, True, backend.label) if args.resume else None
-    if out is not None and not _begun(out):
+    if out is not None and not begun(out):
         raise InputError(
             f"nothing to resume in {out}: it holds no results.csv or environment.json (no "
             "sweep began there); fix: run without --resume, or give the --out of the sweep"
@@ -186,11 +185,11 @@ def _sweep(args) -> int:
         )
         if value is not None
     }
-    begun = _begun_with(out) if out else {}
+    recorded = _begun_with(out) if out else {}
     try:  # the grid the run began with, less what is given now
-        grid = Grid(**{**begun, **given}, threads=tuple(args.thread_axis or (None,)))
+        grid = Grid(**{**recorded, **given}, threads=tuple(args.thread_axis or (None,)))
     except (ValueError, TypeError) as exc:
-        if not begun:
+        if not recorded:
             raise
         raise InputError(
             f"{out / 'environment.json'}: its grid: {exc}; fix: give that option with --resume, "
@@ -218,9 +217,8 @@ def _sweep(args) -> int:
             _drop_if_empty(out, new, previous)
         raise
     except KeyboardInterrupt as stopped:
-        if out is not None and _begun(out):
-            kept = "the rows of finished points are kept: add --resume to go on"
-            raise type(stopped)(kept) from None
+        if out is not None and begun(out):
+            raise type(stopped)(KEPT) from None
         if out is not None:
             _drop_if_empty(out, new, previous)
         raise
@@ -231,14 +229,8 @@ def _sweep(args) -> int:
 
             print(f"report: {make_report([out], out)}")
     except KeyboardInterrupt as stopped:
-        done = f"the results are complete: `softmax-bench report {out}` draws the report"
-        raise type(stopped)(done) from None
+        raise type(stopped)(COMPLETE.format(out)) from None
     return 0
-
-
-def _begun(out: Path) -> bool:
-    """Whether a sweep began in ``out`` and recorded its grid: what --resume goes on from."""
-    return any((out / name).exists() for name in ("results.csv", "environment.json"))
 
 
 def _drop_if_empty(out: Path, new: bool, previous: Path | None) -> None:

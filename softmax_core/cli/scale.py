@@ -18,10 +18,14 @@ from ..dask.chunked import DEFAULT_CHUNK_ROWS
 from ..dask.cluster import scheduler_address
 from ..errors import InputError
 from .arguments import (
+    COMPLETE,
+    KEPT,
     PROGRESS_HELP,
+    begun,
     class_count,
     int_list,
     name_list,
+    nothing_measured,
     positive_int,
     rounds,
     seconds,
@@ -206,29 +210,37 @@ def run(args) -> int:
     from ..runs.envfile import read_environment, write_environment
     from ..runs.sweep import run_sweep
 
-    probe = parallelism()  # the ceiling of any parallel efficiency on this machine, now
-    print(
-        f"machine: {probe['processes']} busy processes run {probe['speedup']:.2f}x as fast as one"
-    )
-    with contextlib.ExitStack() as stack:
-        if scheduler:
-            existing = stack.enter_context(session(scheduler))
-            clusters = {existing.workers: existing}
-        else:
-            clusters = {w: stack.enter_context(session(None, w)) for w in workers}
-        run_sweep(
-            grid(args, tuple(clusters), cores),
-            get_backend("cpu", "numpy"),
-            args.out,
-            resume=args.resume,
-            rounds=args.rounds,
-            progress=args.progress,
-            clusters=clusters,
+    try:
+        probe = parallelism()  # the ceiling of any parallel efficiency on this machine, now
+        print(
+            f"machine: {probe['processes']} busy processes run {probe['speedup']:.2f}x as fast "
+            "as one"
         )
+        with contextlib.ExitStack() as stack:
+            if scheduler:
+                existing = stack.enter_context(session(scheduler))
+                clusters = {existing.workers: existing}
+            else:
+                clusters = {w: stack.enter_context(session(None, w)) for w in workers}
+            run_sweep(
+                grid(args, tuple(clusters), cores),
+                get_backend("cpu", "numpy"),
+                args.out,
+                resume=args.resume,
+                rounds=args.rounds,
+                progress=args.progress,
+                clusters=clusters,
+            )
+    except KeyboardInterrupt as stopped:  # what the one line says after 'interrupted'
+        said = KEPT if begun(args.out) else nothing_measured(args.resume)
+        raise type(stopped)(said) from None
     env = read_environment(args.out, "re-run scale into another --out")
     write_environment(args.out, {**env, "parallelism": probe})
     print(f"scale: {run_sweep.last_summary.text()}")
-    print(f"report: {make_report([args.out], args.out)}")
+    try:
+        print(f"report: {make_report([args.out], args.out)}")
+    except KeyboardInterrupt as stopped:
+        raise type(stopped)(COMPLETE.format(args.out)) from None
     return 0
 
 
