@@ -1,10 +1,11 @@
 """softmax-bench: what softmax regression really costs on your hardware.
 
-Layers, each importing only those above it in this list: the math and its cost model
-(:mod:`.model`); the array libraries (:mod:`.backends`); data (:mod:`.data`); the measuring
-loop, its statistics and the process state it measures in (:mod:`.measure`); cases, the
-sweep and the result format (:mod:`.runs`); Dask's cluster and scaling runs (:mod:`.dask`);
-yardsticks (:mod:`.baseline`); reports (:mod:`.report`); the command line (:mod:`.cli`).
+Layers, each importing only those above it in this list (tests/test_layout.py): the math and
+its cost model (:mod:`.model`); Dask's cluster, chunked data and engine metrics (:mod:`.dask`);
+the array libraries (:mod:`.backends`); data (:mod:`.data`); the measuring loop, its statistics
+and the process state it measures in (:mod:`.measure`); cases, the sweep, the result format
+and the out-of-core run (:mod:`.runs`); yardsticks (:mod:`.baseline`); the regression gate
+(:mod:`.gate`); reports (:mod:`.report`); the command line (:mod:`.cli`).
 """
 
 from .backends import Backend, BackendError, get_backend

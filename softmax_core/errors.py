@@ -17,6 +17,10 @@ class InputTypeError(InputError, TypeError):
     """An argument of the wrong type."""
 
 
+class BackendError(RuntimeError):
+    """The requested backend cannot run here (library, GPU or Dask scheduler missing)."""
+
+
 def is_whole(value, least: int = 1) -> bool:
     """Whether ``value`` is an integer (Python's or NumPy's, not a bool) of at least ``least``."""
     return not isinstance(value, bool) and isinstance(value, (int, np.integer)) and value >= least
@@ -30,4 +34,4 @@ def whole(value, name: str, least: int = 1, rule: str = "") -> int:
     return int(value)
 
 
-__all__ = ["InputError", "InputTypeError", "is_whole", "whole"]
+__all__ = ["BackendError", "InputError", "InputTypeError", "is_whole", "whole"]

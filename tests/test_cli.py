@@ -240,6 +240,7 @@ def test_data_fetch_from_empty_mirror_is_one_line_error(tmp_path):
     proc = run_cli("data", "fetch", "--dir", tmp_path / "d", "--mirror", empty.as_uri())
     line = assert_one_line_error(proc)
     assert "could not fetch train-images-idx3-ubyte.gz" in line
+    assert f"copy the four .gz files into {tmp_path / 'd'} by hand" in line  # where they go
 
 
 @pytest.mark.parametrize("argv", [["--threads", "1,,2"], ["--batch", "1,,8"], ["--classes", ","]])

@@ -1085,6 +1085,35 @@ def test_a_point_the_model_underrates_is_stopped_at_its_time_budget(tmp_path, sw
     assert second["status"] == "skipped" and second["reason"].startswith("predicted")
 
 
+def test_a_point_whose_stop_is_dropped_is_stopped_again(tmp_path, sweep):
+    """The stop lands where Python drops exceptions (a weak reference's callback, a finaliser:
+    printed as 'Exception ignored'): the point is stopped again, still near its budget, and
+    nothing is left armed after it."""
+    from softmax_core.runs.point import STOP_AGAIN_S, Overrun
+
+    dropped = []
+
+    def drops_the_first_stop(fn, *args, **kwargs):
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            try:
+                time.sleep(0.01)
+            except Overrun:
+                if dropped:
+                    raise
+                dropped.append(time.monotonic())  # as 'Exception ignored in ...' does
+        raise RuntimeError("not stopped again")
+
+    start = time.monotonic()
+    out = sweep(
+        one_point(time_budget_s=0.5), tmp_path / "r", rounds=1, measure=drops_the_first_stop
+    )
+    (row,) = read_results(out / "results.csv")
+    assert dropped and row["status"] == "skipped" and "stopped at its time budget" in row["reason"]
+    assert time.monotonic() - start < 0.5 + STOP_AGAIN_S + 3
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
 def test_a_point_stopped_in_a_later_round_says_what_its_rounds_took(
     tmp_path, sweep, fake_measuring
 ):

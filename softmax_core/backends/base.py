@@ -21,14 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import BackendError
+
 #: Side of the square float32 matmul that brings a BLAS to its steady state (see
 #: :meth:`Backend.settle`).
 SETTLE_MATMUL_SIZE = 512
 _SETTLED: set[str] = set()  # labels of the backends settled in this process
-
-
-class BackendError(RuntimeError):
-    """The requested backend cannot run here (library or GPU missing)."""
 
 
 class Backend:

@@ -4,7 +4,7 @@ One LocalCluster of w single-threaded worker processes per worker count, all hel
 the cluster at ``--scheduler``), beside NumPy in this process at one BLAS thread and at all of
 them; :func:`softmax_core.runs.sweep.run_sweep` measures the grid (:func:`grid`) into
 ``DIR/results.csv`` and the report (:mod:`softmax_core.report.scaling`) draws the speedups.
-``--out-of-core ROWS``: :mod:`softmax_core.dask.out_of_core`.
+``--out-of-core ROWS``: :mod:`softmax_core.runs.out_of_core`.
 """
 
 from __future__ import annotations
@@ -178,7 +178,7 @@ def run(args) -> int:
         return 0
     scheduler = scheduler_address(args.scheduler)
     if args.out_of_core is not None:
-        from ..dask.out_of_core import run_out_of_core
+        from ..runs.out_of_core import run_out_of_core
 
         run_out_of_core(
             args.out_of_core,

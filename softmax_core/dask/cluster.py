@@ -35,8 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends.base import BackendError
-from ..errors import InputError
+from ..errors import BackendError, InputError
 
 DASK_INSTALL_HINT = "pip install 'softmax-bench[dask]' (in a clone: pip install -e '.[dask]')"
 ENV_SCHEDULER, ENV_WORKERS, ENV_CHUNK_ROWS = (

@@ -118,7 +118,7 @@ def fetch_mnist(
                     f"could not fetch {spec.name}.gz from any mirror: "
                     + "; ".join(failures)
                     + f"; fix: try another mirror (--mirror URL) or longer limits ({limits}), "
-                    "or copy the files in by hand"
+                    f"or copy the four .gz files into {root} by hand"
                 )
     return root
 

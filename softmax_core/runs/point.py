@@ -54,13 +54,18 @@ def skipped_row(case: Case, predicted_s: float, reason: str) -> dict:
     return {**point_row(case, predicted_s), "status": "skipped", "reason": reason}
 
 
+#: Seconds after which a block past its deadline is stopped again, as long as it runs.
+STOP_AGAIN_S = 0.5
+
+
 class Overrun(Exception):
     """A point ran past its time budget and was stopped."""
 
 
 @contextlib.contextmanager
 def deadline(seconds: float):
-    """Raise :class:`Overrun` in this (the main) thread once ``seconds`` have passed.
+    """Raise :class:`Overrun` in this (the main) thread once ``seconds`` have passed, and
+    every :data:`STOP_AGAIN_S` after that until the block ends.
 
     A Python-level loop (the naive gradient's over its examples, an epoch's over its steps)
     stops within one of its operations; one long library call ends first.  Elsewhere than in
@@ -69,8 +74,14 @@ def deadline(seconds: float):
         yield
         return
 
+    armed = [True]
+
     def stop(signum, frame):
-        raise Overrun("stopped at its time budget")
+        if armed[0]:
+            # again in a while: where Python runs a callback (a weak reference's, a finaliser)
+            # an exception is printed and dropped, and the block would go on unbounded
+            signal.setitimer(signal.ITIMER_REAL, STOP_AGAIN_S)
+            raise Overrun("stopped at its time budget")
 
     previous = signal.signal(signal.SIGALRM, stop)
     signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-3))
@@ -78,6 +89,7 @@ def deadline(seconds: float):
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
+        armed[0] = False
         signal.signal(signal.SIGALRM, previous)
 
 
@@ -115,7 +127,7 @@ def measure_point(
     left = guard.time_budget_s - spent.get(case.key, 0.0)
     start = time.monotonic()
     try:
-        with deadline(left), thread_limit(case.threads):
+        with thread_limit(case.threads), deadline(left):  # the deadline ends first
             fn, args = case.prepare(backend, data)
             if first_round and here:
                 # the cold call takes fresh pages: what prepare's check call and earlier points

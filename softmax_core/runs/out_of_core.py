@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..dask.chunked import reference_gradient, synthetic_dask
 from ..errors import InputError
 from ..fileio import atomic_write_text
-from .chunked import reference_gradient, synthetic_dask
 
 #: The Dask gradient equals the chunked NumPy reference to this (float32 sums in another order).
 RTOL, ATOL = 1e-4, 1e-6
@@ -99,10 +99,10 @@ def run_out_of_core(
     """
     from ..backends import get_backend
     from ..backends.dask import session
+    from ..dask.cluster import computed
+    from ..dask.metrics import engine_stats, worker_peaks
     from ..measure.engine import measure, time_once
     from ..model.softmax import grad_structured
-    from .cluster import computed
-    from .metrics import engine_stats, worker_peaks
 
     chunks = -(-rows // chunk_rows)
     if chunks > MAX_CHUNKS:
