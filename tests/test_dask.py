@@ -382,6 +382,9 @@ def test_scale_is_a_grid_of_the_sweep_on_the_existing_cluster(
     assert all(float(r["peak_bytes"]) >= 0 for r in ok if r["backend"] == "dask")
     report = (tmp_path / "report.md").read_text()
     assert "Full-batch gradient" in report and "should not exceed 0.75 here" in report
+    opening = report.split("## What this hardware does\n\n")[1].split("\n")[0]  # before the tables
+    assert opening.startswith("The full-batch gradient over m = 3,000 rows in memory takes ")
+    assert opening.endswith("on NumPy with all its threads: Dask is 1.0x as fast."), opening
     assert "vs NumPy 1T" in report and "reads low" not in report
     assert "| 3,000 | – | NumPy" in report  # NumPy's rows are not chunked
     env = read_environment(tmp_path, "")
@@ -402,6 +405,25 @@ def test_scale_is_a_grid_of_the_sweep_on_the_existing_cluster(
         warnings.simplefilter("error")
         assert main(["report", str(only)]) == 0
     assert (only / "report.md").read_text().startswith("# Dask scaling")
+
+
+def test_the_reference_scaling_report_opens_with_what_the_machine_does(
+    tmp_path, cli_run, unrendered_plots
+):
+    """results/dask redrawn: its report opens, before any table, with the best Dask gradient
+    against NumPy, the parallel efficiencies and the out-of-core gradient, in plain words."""
+    import shutil
+    from pathlib import Path
+
+    shutil.copytree(Path(__file__).parents[1] / "results" / "dask", tmp_path / "set")
+    code, _, err = cli_run("scale", "--report-only", "--out", tmp_path / "set")
+    assert code == 0, err
+    text = (tmp_path / "set" / "report.md").read_text()
+    opening = text.split("## What this hardware does\n\n")[1].split("\n")[0]
+    assert text.index(opening) < text.index("|")
+    assert opening.startswith("The full-batch gradient over m = 300,000 rows in memory takes ")
+    assert "NumPy is 2.6x as fast" in opening and "keeps 0.59 to 0.86 of" in opening
+    assert "over X of 31.4 GB (RAM: 25.3 GB) takes 197 s on 2 workers." in opening
 
 
 def test_a_parallelism_probe_that_points_exceed_is_said_to_read_low():

@@ -236,13 +236,52 @@ def _not_measured(frame: pd.DataFrame, notes: list[str]) -> list[str]:
     return ["## Not measured, and notes", "", *lines, ""] if lines else []
 
 
+def _what_it_does(df: pd.DataFrame | None, eff: pd.DataFrame | None, out: Path) -> list[str]:
+    """The report's opening, in plain sentences: Dask's best full-batch gradient in memory at
+    the largest m against NumPy with all its threads, the parallel efficiencies, and the
+    out-of-core gradient."""
+    said = []
+    grad = pd.DataFrame() if eff is None else eff[(eff.kind == "gradient") & (eff.data == "memory")]
+    grad = grad.dropna(subset=["speedup_numpy_all"])
+    if len(grad):
+        best = grad[grad.rows == grad.rows.max()].sort_values("time_median_s").iloc[0]
+        ratio = best.speedup_numpy_all  # NumPy's time over Dask's
+        faster = (
+            f"NumPy is {1 / ratio:.1f}x as fast" if ratio < 1 else f"Dask is {ratio:.1f}x as fast"
+        )
+        said.append(
+            f"The full-batch gradient over m = {best.rows:,} rows in memory takes "
+            f"{si(best.time_median_s, 's')} at best on Dask ({best.workers} worker"
+            f"{'s' if best.workers > 1 else ''}, {int(best.chunk_rows):,}-row chunks) and "
+            f"{si(best.time_median_s * ratio, 's')} on NumPy with all its threads: {faster}."
+        )
+    several = pd.Series(dtype=float) if eff is None else eff.parallel_eff.dropna()
+    if len(several):
+        said.append(
+            f"Spread over several workers, a call keeps {several.min():.2f} to "
+            f"{several.max():.2f} of one worker's speed per worker (parallel efficiency)."
+        )
+    if (out / "out_of_core.json").exists():
+        r = _read_out_of_core(out)
+        said.append(
+            f"Larger than memory, the gradient over X of {si(r['x_bytes'], 'B')} (RAM: "
+            f"{si(r['dask_memory']['host_total_bytes'], 'B')}) takes "
+            f"{si(r['dask']['time_median_s'], 's')} on {r['cluster']['workers']} workers."
+        )
+    return ["## What this hardware does", "", " ".join(said), ""] if said else []
+
+
+def _read_out_of_core(out: Path) -> dict:
+    import json
+
+    return json.loads((out / "out_of_core.json").read_text())
+
+
 def _out_of_core(out: Path) -> list[str]:
     path = out / "out_of_core.json"
     if not path.exists():
         return []
-    import json
-
-    r = json.loads(path.read_text())
+    r = _read_out_of_core(out)
     d, mem, ref = r["dask"], r["dask_memory"], r["numpy_reference"]
     peaks = ", ".join(si(v, "B") for v in r["worker_peak_rss_bytes"].values())
     return [
@@ -302,6 +341,9 @@ def write_report(out: str | Path, frame: pd.DataFrame | None, env: dict, notes: 
     its environment.json (``env``), with the reader's ``notes``; return its path."""
     out = Path(out)
     lines = ["# Dask scaling: softmax regression's gradient and SGD epoch", ""]
+    df = _frame(frame) if frame is not None else None
+    eff = efficiencies(df) if df is not None else None
+    lines += _what_it_does(df, eff, out)
     mach = env.get("machine", {})
     if mach:
         lines += [
@@ -311,8 +353,6 @@ def write_report(out: str | Path, frame: pd.DataFrame | None, env: dict, notes: 
             "Each Dask worker is one single-threaded process (BLAS on 1 thread).",
             "",
         ]
-    df = _frame(frame) if frame is not None else None
-    eff = efficiencies(df) if df is not None else None
     if env.get("parallelism"):
         lines += [parallelism_text(env["parallelism"], eff), ""]
     if df is not None:
