@@ -30,6 +30,21 @@ def is_finite(value) -> bool:
         return False
 
 
+def prefix_of(value: float, unit: str = "", digits: int = 3) -> tuple[float, str]:
+    """The (scale, prefix) :func:`si` writes ``value`` with: ``prefix_of(3.3e-5, "s")`` is
+    ``(1e-06, "µ")``."""
+    v = abs(float(f"{float(value):.{digits - 1}e}"))
+    return next(
+        (
+            (sc, p)
+            for sc, p in _PREFIXES
+            if not (unit == "s" and sc > 1)  # no "ks"
+            and (v >= sc or (sc == 1.0 and unit != "s"))
+        ),
+        _PREFIXES[-1],
+    )
+
+
 def si(value, unit: str = "", digits: int = 3) -> str:
     """``value`` with an SI prefix and ``digits`` significant digits; :data:`NA` if not a number.
 
@@ -41,15 +56,7 @@ def si(value, unit: str = "", digits: int = 3) -> str:
     v = float(f"{float(value):.{digits - 1}e}")  # rounded first, so 999.96 k becomes 1.00 M
     if v == 0:
         return f"0 {unit}".strip()
-    scale, prefix = next(
-        (
-            (sc, p)
-            for sc, p in _PREFIXES
-            if not (unit == "s" and sc > 1)  # no "ks"
-            and (abs(v) >= sc or (sc == 1.0 and unit != "s"))
-        ),
-        _PREFIXES[-1],
-    )
+    scale, prefix = prefix_of(v, unit, digits)
     mantissa = v / scale
     if abs(mantissa) >= 1e6:  # far past the largest prefix: no line of digits
         return f"{v:.{digits - 1}e} {unit}".strip()
@@ -57,4 +64,4 @@ def si(value, unit: str = "", digits: int = 3) -> str:
     return f"{mantissa:.{decimals}f} {prefix}{unit}".strip()
 
 
-__all__ = ["NA", "is_finite", "si"]
+__all__ = ["NA", "is_finite", "prefix_of", "si"]

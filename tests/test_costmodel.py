@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 from softmax_core import get_backend
-from softmax_core.model.cost import epoch_cost, format_bytes, gradient_cost, sgd_step_cost
+from softmax_core.model.cost import epoch_cost, gradient_cost, sgd_step_cost
 from softmax_core.model.sgd import sgd_epoch
 from softmax_core.runs.cases import Case
+from softmax_core.units import si
 
 
 def test_lecture_table_at_imagenet_scale():
@@ -16,9 +17,9 @@ def test_lecture_table_at_imagenet_scale():
     assert naive.lecture_bytes == 4e9  # one Jacobian [k, n·k]: 4 GB
     assert structured.lecture_bytes == 4e6  # the gradient [n, k]: 4 MB
     assert batched.lecture_bytes == 384e9  # 96 Jacobians: 384 GB
-    assert format_bytes(batched.lecture_bytes) == "384 GB"
-    assert format_bytes(naive.lecture_bytes) == "4.00 GB"
-    assert format_bytes(structured.lecture_bytes) == "4.00 MB"
+    assert si(batched.lecture_bytes, "B") == "384 GB"
+    assert si(naive.lecture_bytes, "B") == "4.00 GB"
+    assert si(structured.lecture_bytes, "B") == "4.00 MB"
 
 
 def test_float64_doubles_memory():

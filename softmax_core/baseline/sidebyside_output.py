@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 from ..fileio import atomic_write_text
-from ..model.cost import format_bytes
 from ..units import si
 
 
@@ -36,7 +35,7 @@ def markdown(result: dict) -> str:
             f"## {w['title']}{data}",
             "",
             f"{w['steps']} step(s) a call; per step {w['flops'] / w['steps'] / 1e6:.3g} MFLOP and "
-            f"{format_bytes(w['traffic_bytes'] / w['steps'])} of traffic (cost model); "
+            f"{si(w['traffic_bytes'] / w['steps'], 'B')} of traffic (cost model); "
             f"softmax-bench's static count: {w['static_launches_per_step']:.2f} operations a "
             f"step; results compared after {w['compared_steps']} step(s).",
             "",

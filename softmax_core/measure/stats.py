@@ -70,6 +70,9 @@ def block_medians(times) -> tuple[float, ...]:
 
 
 def _lower_rank(n: int, confidence: float) -> int:
+    """The 1-based rank of the lower end of the median's distribution-free interval: the
+    binomial CI of the median, as asv_runner.statistics computes it (asv is a test
+    dependency only, so the core keeps these lines)."""
     alpha = (1 - confidence) / 2
     if n > 1000:  # normal approximation to the binomial
         z = statistics.NormalDist().inv_cdf(1 - alpha)

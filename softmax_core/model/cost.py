@@ -24,7 +24,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError, whole
-from ..units import si
 
 METHODS = ("structured", "naive", "naive_batched")
 
@@ -167,8 +166,3 @@ def roofline_seconds(flops, traffic_bytes, gemm_flops_per_s, copy_bytes_per_s):
     """Seconds the machine's ceilings allow: the slower of FLOPs at the GEMM rate and traffic
     at the copy bandwidth."""
     return np.maximum(*ceiling_seconds(flops, traffic_bytes, gemm_flops_per_s, copy_bytes_per_s))
-
-
-def format_bytes(b: float) -> str:
-    """Bytes in decimal units, as the lecture writes them: 4.00 GB, 384 GB, 4.00 MB."""
-    return si(b, "B")

@@ -37,7 +37,7 @@ from ..runs.resultformat import (
     row_case,
 )
 from ..units import si
-from .results import read_environment
+from .results import set_environment
 
 VERDICTS = ("SAME", "FASTER", "SLOWER", "UNSURE")
 
@@ -182,7 +182,7 @@ def _environment(where) -> dict:
     """The environment record of a results folder (or of the folder of a results.csv);
     {} where it is missing or unreadable: the comparison does not need it."""
     try:
-        return read_environment(_folder(where))
+        return set_environment(_folder(where))
     except ValueError:
         return {}
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from matplotlib.ticker import FuncFormatter
 
-from ..units import _PREFIXES, NA, is_finite, si  # noqa: F401  (the report's formatters)
+from ..units import NA, is_finite, prefix_of, si
 
 
 def number(value, spec: str = ".3g") -> str:
@@ -22,25 +22,13 @@ def times(value) -> str:
     return f"{v:,.0f}x" if v >= 10 else f"{v:#.2g}x"
 
 
-def _scale(value, unit: str) -> tuple[float, str]:
-    v = abs(float(f"{float(value):.2e}"))
-    return next(
-        (
-            (sc, p)
-            for sc, p in _PREFIXES
-            if not (unit == "s" and sc > 1) and (v >= sc or (sc == 1.0 and unit != "s"))
-        ),
-        _PREFIXES[-1],
-    )
-
-
 def with_interval(value, low, high, unit: str = "s") -> str:
     """``33.0 µs (32.8–33.4)``: the value and its interval in the value's unit; just the value
     where there is no interval."""
     text = si(value, unit)
     if text == NA or not (is_finite(low) and is_finite(high)):
         return text
-    scale, _ = _scale(value, unit)
+    scale, _ = prefix_of(value, unit)
     mantissa = text.split()[0]
     d = len(mantissa.split(".")[1]) if "." in mantissa else 0
     return f"{text} ({float(low) / scale:.{d}f}–{float(high) / scale:.{d}f})"

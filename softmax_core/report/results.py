@@ -80,7 +80,7 @@ def load_results(dirs: str | os.PathLike | Iterable[str | os.PathLike]) -> Resul
             "no sweep result folders given; fix: pass the folder written by "
             "`softmax-bench sweep --out DIR`"
         )
-    loaded = [(read_set(p), read_environment(p)) for p in paths]
+    loaded = [(read_set(p), set_environment(p)) for p in paths]
     labels = unique_labels(
         paths, [_label(rows, env, p) for p, ((rows, _), env) in zip(paths, loaded)]
     )
@@ -229,7 +229,8 @@ def derive(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def read_environment(folder: Path) -> dict:
+def set_environment(folder: Path) -> dict:
+    """A set's environment.json, with what a report's reader can do about a damaged one."""
     return envfile.read_environment(
         folder, "delete it to report without the machine facts, or re-run the sweep"
     )

@@ -12,8 +12,7 @@ import numpy as np
 from ..backends import Backend
 from ..errors import InputError
 from ..measure.timemodel import TimeModel
-from ..model.cost import format_bytes
-from ..units import is_finite
+from ..units import is_finite, si
 from .cases import Case
 
 #: Fraction of free memory a point may plan to use (the rest: inputs, fragmentation, the OS).
@@ -78,7 +77,7 @@ class Guard:
         budget = self.memory_budget_bytes if memory_budget is None else memory_budget
         need = self.memory_need(case)
         if need > budget:
-            return f"needs {format_bytes(need)}, budget {format_bytes(budget)}"
+            return f"needs {si(need, 'B')}, budget {si(budget, 'B')}"
         seconds = self.model.predict(case) * calls
         if seconds > self.time_budget_s:
             shown = f"{seconds:.1f}" if seconds >= 0.1 else f"{seconds:.2g}"
@@ -105,8 +104,8 @@ def check_memory_budget(budget: float, backend: Backend) -> int:
     if budget > free:
         where = "GPU memory" if backend.is_gpu else "RAM"
         raise InputError(
-            f"memory budget {format_bytes(budget)} exceeds the {format_bytes(free)} of {where} "
-            f"this machine can allocate now; fix: give at most {format_bytes(free)}, or leave "
+            f"memory budget {si(budget, 'B')} exceeds the {si(free, 'B')} of {where} "
+            f"this machine can allocate now; fix: give at most {si(free, 'B')}, or leave "
             f"--memory-budget out for {int(MEMORY_FRACTION[backend.device_kind] * 100)}% of it"
         )
     return int(budget)
