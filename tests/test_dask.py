@@ -362,7 +362,8 @@ def test_scale_is_a_grid_of_the_sweep_on_the_existing_cluster(
         lambda: {"processes": 2, "speedup": 1.5, "speedups": [1.5], "load_average_1min": 0.0},
     )
     argv = "scale --rows 3000 --chunk-rows 1000 --features 16 --classes 3 --batch 2000 --rounds 1"
-    assert main([*argv.split(), "--time-budget", "2", "--out", str(tmp_path)]) == 0
+    # a budget a loaded machine's Dask epoch (its inputs made for real) fits in
+    assert main([*argv.split(), "--time-budget", "20", "--out", str(tmp_path)]) == 0
     found = read_results(tmp_path / "results.csv")  # the one result format
     assert found.header == list(COLUMNS)
     ok = [r for r in found.rows if r["status"] == "ok"]
@@ -391,7 +392,7 @@ def test_scale_is_a_grid_of_the_sweep_on_the_existing_cluster(
     assert env["dask_clusters"]["2"]["workers"] == 2 and env["parallelism"]["speedup"] == 1.5
     # a second run into the folder is refused, as the sweep's is; --resume finds nothing left
     assert main([*argv.split(), "--out", str(tmp_path)]) == 1
-    assert main([*argv.split(), "--time-budget", "2", "--resume", "--out", str(tmp_path)]) == 0
+    assert main([*argv.split(), "--time-budget", "20", "--resume", "--out", str(tmp_path)]) == 0
     assert "nothing left to measure" in capsys.readouterr().out
     # a set of Dask points alone (--no-numpy) is still a scaling set, drawn without warnings
     lines = (tmp_path / "results.csv").read_text().splitlines(keepends=True)
@@ -451,6 +452,7 @@ def test_a_parallelism_probe_that_points_exceed_is_said_to_read_low():
         (["--seed", "1"], 2, "leave it out"),
         (["--classes", "1"], 2, "at least 2 classes"),
         (["--kinds", "epoch", "--data", "stream"], 1, "add --data memory"),
+        (["--resume"], 1, "nothing to resume in"),
     ],
 )
 def test_scale_refuses_bad_arguments_in_one_line_before_it_starts(
@@ -506,6 +508,15 @@ def test_scale_stopped_says_what_its_folder_holds(monkeypatch, cli_run, tmp_path
     code, _, err = cli_run("scale", "--workers", "1", "--out", out)
     assert code == 130 and err.startswith(f"softmax-bench scale: {said.format(out=out)}"), err
     assert len(err.splitlines()) == 1
+
+
+def test_scale_into_a_finished_run_is_refused_before_it_probes(cli_run, tmp_path, monkeypatch):
+    from softmax_core.dask import metrics as dask_metrics
+
+    monkeypatch.setattr(dask_metrics, "parallelism", lambda: pytest.fail("probed"))
+    (tmp_path / "results.csv").write_text("kind\n")
+    code, out, err = cli_run("scale", "--out", tmp_path)
+    assert code == 1 and "results.csv already exists; fix: pass --resume" in err and out == ""
 
 
 def test_an_out_of_core_run_of_more_chunks_than_a_run_may_have_is_one_line(cli_run, tmp_path):

@@ -1114,6 +1114,98 @@ def test_a_point_whose_stop_is_dropped_is_stopped_again(tmp_path, sweep):
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
 
 
+def test_a_stop_that_arrives_as_the_block_ends_leaves_nothing_behind(monkeypatch):
+    """A stop delivered while the deadline disarms (its signal pending as the block ends):
+    no timer left running, the handler given back, no stop outside the block."""
+    from softmax_core.runs.point import deadline
+
+    real, before = signal.setitimer, signal.getsignal(signal.SIGALRM)
+
+    def setitimer(which, seconds, *interval):
+        old = real(which, seconds, *interval)
+        handler = signal.getsignal(signal.SIGALRM)
+        if seconds == 0 and callable(handler):  # the disarm: a pending stop is delivered now
+            handler(signal.SIGALRM, None)
+        return old
+
+    monkeypatch.setattr(signal, "setitimer", setitimer)
+    try:
+        with deadline(60):
+            pass
+        left = signal.getitimer(signal.ITIMER_REAL)
+        handler = signal.getsignal(signal.SIGALRM)
+    finally:
+        real(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, before)
+    assert left == (0.0, 0.0) and handler is before
+
+
+def test_a_stop_waits_while_the_garbage_collector_runs_its_callbacks():
+    """distributed keeps state across a collection's start and stop callbacks: a stop raised
+    inside one would be dropped and leave that state broken."""
+    import gc
+
+    from softmax_core.runs.point import Overrun, deadline
+
+    finished = []
+
+    def callback(phase, info):
+        if phase == "start":
+            end = time.monotonic() + 0.2
+            while time.monotonic() < end:  # the stop comes due in here
+                pass
+            finished.append(phase)
+
+    gc.callbacks.append(callback)
+    try:
+        with pytest.raises(Overrun):
+            with deadline(0.05):
+                gc.collect()
+                end = time.monotonic() + 3
+                while time.monotonic() < end:
+                    time.sleep(0.01)
+    finally:
+        gc.callbacks.remove(callback)
+    assert finished == ["start"]
+
+
+def test_a_stop_dropped_in_a_finaliser_is_not_printed(monkeypatch):
+    from softmax_core.runs.point import Overrun, deadline
+
+    printed = []
+    monkeypatch.setattr(sys, "unraisablehook", printed.append)
+
+    class SlowToFree:
+        def __del__(self):
+            end = time.monotonic() + 0.2
+            while time.monotonic() < end:  # the stop comes due in here, and Python drops it
+                pass
+
+    with pytest.raises(Overrun):
+        with deadline(0.05):
+            SlowToFree()
+            end = time.monotonic() + 3
+            while time.monotonic() < end:
+                time.sleep(0.01)
+    assert printed == []
+
+
+def test_a_stop_a_library_turns_into_another_error_is_still_a_stop(tmp_path, sweep):
+    """``inspect`` (and any ``except Exception`` that raises anew) turns the stop into another
+    error: the point is still one stopped at its budget, not an error."""
+
+    def rewraps(fn, *args, **kwargs):
+        try:
+            while True:
+                time.sleep(0.01)
+        except Exception as exc:
+            raise TypeError("unsupported callable") from exc
+
+    out = sweep(one_point(time_budget_s=0.3), tmp_path / "r", rounds=1, measure=rewraps)
+    (row,) = read_results(out / "results.csv")
+    assert row["status"] == "skipped" and "stopped at its time budget" in row["reason"], row
+
+
 def test_a_point_stopped_in_a_later_round_says_what_its_rounds_took(
     tmp_path, sweep, fake_measuring
 ):

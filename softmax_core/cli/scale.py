@@ -208,8 +208,9 @@ def run(args) -> int:
     from ..backends.dask import session
     from ..dask.metrics import parallelism
     from ..runs.envfile import read_environment, write_environment
-    from ..runs.sweep import run_sweep
+    from ..runs.sweep import check_out_folder, run_sweep
 
+    check_out_folder(args.out, args.resume)  # before the probe's seconds
     try:
         probe = parallelism()  # the ceiling of any parallel efficiency on this machine, now
         print(

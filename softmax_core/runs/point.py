@@ -8,7 +8,9 @@ model's predictions beside the measured numbers, is made after its last round.
 from __future__ import annotations
 
 import contextlib
+import gc
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -56,6 +58,8 @@ def skipped_row(case: Case, predicted_s: float, reason: str) -> dict:
 
 #: Seconds after which a block past its deadline is stopped again, as long as it runs.
 STOP_AGAIN_S = 0.5
+#: Seconds a stop waits while the garbage collector runs its callbacks.
+GC_WAIT_S = 0.01
 
 
 class Overrun(Exception):
@@ -68,8 +72,11 @@ def deadline(seconds: float):
     every :data:`STOP_AGAIN_S` after that until the block ends.
 
     A Python-level loop (the naive gradient's over its examples, an epoch's over its steps)
-    stops within one of its operations; one long library call ends first.  Elsewhere than in
-    the main thread nothing is bounded (signals reach only it)."""
+    stops within one of its operations; one long library call ends first.  The stop waits
+    while the garbage collector runs its callbacks (distributed keeps state across them), and
+    one that Python drops where it runs another callback (a weak reference's) is not printed:
+    the next comes :data:`STOP_AGAIN_S` later.  Elsewhere than in the main thread nothing is
+    bounded (signals reach only it)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -77,20 +84,55 @@ def deadline(seconds: float):
     armed = [True]
 
     def stop(signum, frame):
-        if armed[0]:
-            # again in a while: where Python runs a callback (a weak reference's, a finaliser)
-            # an exception is printed and dropped, and the block would go on unbounded
-            signal.setitimer(signal.ITIMER_REAL, STOP_AGAIN_S)
-            raise Overrun("stopped at its time budget")
+        if not armed[0]:
+            return  # the block has ended
+        if _in_gc_callback(frame):
+            signal.setitimer(signal.ITIMER_REAL, GC_WAIT_S)
+            return
+        signal.setitimer(signal.ITIMER_REAL, STOP_AGAIN_S)
+        raise Overrun("stopped at its time budget")
+
+    hook = sys.unraisablehook
+
+    def unraisable(info):
+        if not isinstance(info.exc_value, Overrun):
+            hook(info)
 
     previous = signal.signal(signal.SIGALRM, stop)
+    sys.unraisablehook = unraisable
     signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-3))
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        armed[0] = False
-        signal.signal(signal.SIGALRM, previous)
+        try:  # a stop pending as the block ends may land here, before the first line: then
+            armed[0] = False  # the inner block still disarms (the next is STOP_AGAIN_S away)
+        finally:
+            armed[0] = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+            sys.unraisablehook = hook
+
+
+def _in_gc_callback(frame) -> bool:
+    """Whether ``frame`` runs in one of the garbage collector's callbacks."""
+    codes = {getattr(getattr(cb, "__func__", cb), "__code__", None) for cb in gc.callbacks}
+    while frame is not None and codes:
+        if frame.f_code in codes:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _stopped(exc: BaseException) -> Overrun | None:
+    """The :class:`Overrun` behind ``exc``: itself, or the one a library's ``except
+    Exception`` turned into another error (``inspect`` makes it a TypeError)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, Overrun):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def measure_point(
@@ -145,23 +187,24 @@ def measure_point(
             )
             peak = backend.peak_bytes(fn, *args) if last_round else None
             del fn, args
-    except Overrun as exc:  # not measured for the budget's sake, as a point the guard skips
+    except Exception as exc:  # one failing point (even out of memory) must not end the sweep
         pooled[case.key] = None
+        stopped = _stopped(exc)
+        if stopped is None:
+            return {
+                **row,
+                "status": "error",
+                "reason": f"{type(exc).__name__}: {exc}".replace("\n", " "),
+            }
+        # not measured for the budget's sake, as a point the guard skips
         took = time.monotonic() - start
         guard.model.record(case, took)  # a call takes at least this long
         total = spent.get(case.key, 0.0) + took  # over all its rounds so far
         why = (
-            f"{exc}: {total:.3g} s of its {guard.time_budget_s:g} s over its rounds (the time "
-            f"model predicted {predicted_s:.3g} s a call)"
+            f"{stopped}: {total:.3g} s of its {guard.time_budget_s:g} s over its rounds (the "
+            f"time model predicted {predicted_s:.3g} s a call)"
         )
         return skipped_row(case, predicted_s, why)
-    except Exception as exc:  # one failing point (even out of memory) must not end the sweep
-        pooled[case.key] = None
-        return {
-            **row,
-            "status": "error",
-            "reason": f"{type(exc).__name__}: {exc}".replace("\n", " "),
-        }
     finally:
         spent[case.key] = spent.get(case.key, 0.0) + time.monotonic() - start
     if not first_round:

@@ -71,6 +71,30 @@ class SweepSummary:
         )
 
 
+def check_out_folder(out_dir: str | Path, resume: bool) -> Path:
+    """``out_dir`` as a Path, once it can take a new run (or, with ``resume``, holds one to go
+    on with); else an :class:`InputError` that says why.  Reads, writes nothing: a command
+    asks it before work of its own (``scale``'s parallelism probe)."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; fix: give a folder")
+    results = out / "results.csv"
+    if results.exists() and not resume:
+        raise InputError(
+            f"{results} already exists; fix: pass --resume to continue it, or choose another --out"
+        )
+    if resume and not any((out / name).exists() for name in ("results.csv", ".lock")):
+        # no sweep ever started here (one killed before its first row leaves its lock file)
+        raise InputError(
+            f"nothing to resume in {out}: no sweep ran there; fix: pass the --out folder "
+            "of the sweep to continue, or run without --resume"
+        )
+    if resume and results.exists():  # both read before anything is written or locked
+        check_appendable(results)
+        read_environment(out, "delete it to probe the machine again, or choose another --out")
+    return out
+
+
 def run_sweep(
     grid: Grid,
     backend: Backend,
@@ -126,28 +150,13 @@ def run_sweep(
             "more rounds only repeat the minimum samples of every point, use at most "
             f"{MAX_ROUNDS}"
         )
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is a file; fix: give a folder")
+    out = check_out_folder(out_dir, resume)
     results = out / "results.csv"
-    if results.exists() and not resume:
-        raise InputError(
-            f"{results} already exists; fix: pass --resume to continue it, or choose another --out"
-        )
     budget = (
         check_memory_budget(memory_budget, backend)
         if memory_budget is not None
         else default_memory_budget(backend)
     )
-    if resume and not any((out / name).exists() for name in ("results.csv", ".lock")):
-        # no sweep ever started here (one killed before its first row leaves its lock file)
-        raise InputError(
-            f"nothing to resume in {out}: no sweep ran there; fix: pass the --out folder "
-            "of the sweep to continue, or run without --resume"
-        )
-    if resume and results.exists():  # both read before anything is written or locked
-        check_appendable(results)
-        read_environment(out, "delete it to probe the machine again, or choose another --out")
     epoch_data = _epoch_data(grid, data_dir)
     out.mkdir(parents=True, exist_ok=True)
     log = log or sys.stderr
@@ -359,4 +368,4 @@ def _now() -> str:
 
 run_sweep.last_summary = None
 
-__all__ = ["run_sweep", "SweepSummary", "SchemaError", "GRID_RECORD"]
+__all__ = ["run_sweep", "check_out_folder", "SweepSummary", "SchemaError", "GRID_RECORD"]
