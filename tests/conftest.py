@@ -223,11 +223,9 @@ def cli_run(capsys):
 UNRENDERED_PNG = b"\x89PNG\r\n\x1a\n(unrendered)"
 
 
-@pytest.fixture
-def unrendered_plots(monkeypatch):
+def skip_rendering(monkeypatch) -> None:
     """Reports build every figure but write :data:`UNRENDERED_PNG` instead of rendering it (a
-    second or so a report), for tests of report.md and of which files a report writes; the
-    tests that look at the images render them."""
+    second or so a report)."""
     from softmax_core import report
     from softmax_core.fileio import atomic_write_bytes
 
@@ -235,3 +233,11 @@ def unrendered_plots(monkeypatch):
         atomic_write_bytes(path, UNRENDERED_PNG)
 
     monkeypatch.setattr(report, "save", save)
+    monkeypatch.setattr(report.plots, "save", save)  # the scale report's
+
+
+@pytest.fixture
+def unrendered_plots(monkeypatch):
+    """:func:`skip_rendering`, for tests of report.md and of which files a report writes; the
+    tests that look at the images render them."""
+    skip_rendering(monkeypatch)

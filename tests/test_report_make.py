@@ -9,8 +9,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import UNRENDERED_PNG
-from report_sets import CPU, example_sets, grid_rows, write_set
+from conftest import UNRENDERED_PNG, skip_rendering
+from report_sets import CPU, GPU, example_sets, grid_rows, write_set
 from test_report_results import OLD_COLUMNS
 
 from softmax_core.cli import main
@@ -36,13 +36,26 @@ def sets(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def pair_report(sets, tmp_path_factory) -> tuple[Path, str]:
+    """The report of the CPU and the GPU set, its figures built but not rendered."""
     out = tmp_path_factory.mktemp("pair")
-    return out, make_report([sets["cpu"], sets["gpu"]], out).read_text(encoding="utf-8")
+    with pytest.MonkeyPatch.context() as mp:
+        skip_rendering(mp)
+        return out, make_report([sets["cpu"], sets["gpu"]], out).read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def rendered_pair(tmp_path_factory) -> tuple[Path, str]:
+    """A report of a CPU and a GPU set of fewer points, rendered: every view it draws (set up
+    before each test's :func:`unrendered_plots`)."""
+    root = tmp_path_factory.mktemp("rendered")
+    grid = dict(batches=(1, 1024), classes=(10, 1000), features=(784,), epochs=(32, 1024))
+    pair = [write_set(root / m.label, grid_rows(m, **grid), m) for m in (CPU, GPU)]
+    return root, make_report(pair, root).read_text(encoding="utf-8")
 
 
 @pytest.mark.slow
-def test_cpu_and_gpu_report_draws_every_view(pair_report):
-    out, text = pair_report
+def test_cpu_and_gpu_report_draws_every_view(rendered_pair):
+    out, text = rendered_pair
     for name in PLOT_FILES:
         if name != "asv_history.png":
             _png(out / name)

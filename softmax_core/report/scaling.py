@@ -129,21 +129,20 @@ def _table(df, eff, kind: str, data: str) -> list[str]:
 
 
 def _plots(out: Path, df, eff) -> list[str]:
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .plots import save as write_png  # read at each report (tests replace it)
 
     made = []
 
     def save(fig, name: str) -> None:
         fig.tight_layout()
-        fig.savefig(out / name, dpi=120)
-        plt.close(fig)
+        write_png(fig, out / name)  # atomic, as every plot of a report
         made.append(name)
 
     if eff.workers.nunique() > 1:
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+        fig = Figure(figsize=(11, 4.2))
+        axes = fig.subplots(1, 2)
         for key, g in eff.groupby(["kind", "data", "rows", "chunk_rows"]):
             g = g.sort_values("workers")
             label = f"{key[0]} {key[1]} m={key[2]:,}" + (
@@ -171,7 +170,8 @@ def _plots(out: Path, df, eff) -> list[str]:
         _legend(axes[1])
         save(fig, "efficiency.png")
     if df.rows.nunique() > 1:
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+        fig = Figure(figsize=(11, 4.2))
+        axes = fig.subplots(1, 2, sharey=True)
         dask_chunks = df[df.engine == "dask"].chunk_rows
         # the chunk size most points have
         usual = int(dask_chunks.mode().iloc[0]) if len(dask_chunks) else 0
@@ -202,7 +202,8 @@ def _plots(out: Path, df, eff) -> list[str]:
         save(fig, "throughput.png")
     d = df[(df.engine == "dask") & (df.kind == "gradient")]
     if d.chunk_rows.nunique() > 1:
-        fig, ax = plt.subplots(figsize=(6, 4.2))
+        fig = Figure(figsize=(6, 4.2))
+        ax = fig.subplots()
         for (data, m, w), g in d.groupby(["data", "rows", "workers"]):
             if g.chunk_rows.nunique() > 1:
                 g = g.sort_values("chunk_rows")
