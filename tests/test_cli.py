@@ -371,6 +371,21 @@ def test_every_option_with_a_default_says_it_in_its_help_and_every_command_says_
     assert silent == []
 
 
+def run_as_info(monkeypatch, cli_run, command) -> tuple[int, str, str]:
+    """``softmax-bench info`` running ``command(args)`` instead, with Ctrl-C's handler as in a
+    terminal (Python's own)."""
+    import signal
+
+    from softmax_core.cli import commands
+
+    monkeypatch.setitem(commands.COMMANDS, "info", command)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return cli_run("info")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def test_a_ctrl_c_that_a_library_swallowed_leaves_the_command_stoppable(monkeypatch, cli_run):
     """A KeyboardInterrupt can be lost on its way (a library's ``except BaseException``, a
     garbage-collector callback): the next Ctrl-C after a few seconds stops the command."""
@@ -378,7 +393,6 @@ def test_a_ctrl_c_that_a_library_swallowed_leaves_the_command_stoppable(monkeypa
     import time
 
     from softmax_core import cli
-    from softmax_core.cli import commands
 
     monkeypatch.setattr(cli, "REPEAT_IGNORED_S", 0.0, raising=False)
 
@@ -396,13 +410,35 @@ def test_a_ctrl_c_that_a_library_swallowed_leaves_the_command_stoppable(monkeypa
         ctrl_c_until_it_stops(swallow=False)
         return 0
 
-    monkeypatch.setitem(commands.COMMANDS, "info", info)
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in the command
-    try:
-        code, _, err = cli_run("info")
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    code, _, err = run_as_info(monkeypatch, cli_run, info)
     assert code == 130 and err == "softmax-bench info: interrupted\n"
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_a_stop_python_drops_in_a_finaliser_is_delivered_again(monkeypatch, cli_run, signum):
+    """Ctrl-C (or SIGTERM) while a finaliser runs: Python drops the KeyboardInterrupt there
+    (``Exception ignored in ...``); the command still stops, at once, in its one line."""
+    import signal
+    import time
+
+    printed = []
+    monkeypatch.setattr(sys, "unraisablehook", printed.append)
+
+    class SignalledWhileFreed:
+        def __del__(self):
+            os.kill(os.getpid(), getattr(signal, signum))
+            for _ in range(100):
+                time.sleep(0.002)  # the handler runs in here
+
+    def info(args):
+        SignalledWhileFreed()
+        for _ in range(1000):
+            time.sleep(0.002)
+        return 0
+
+    code, _, err = run_as_info(monkeypatch, cli_run, info)
+    how = {"SIGINT": (130, "interrupted"), "SIGTERM": (143, "terminated")}[signum]
+    assert (code, err) == (how[0], f"softmax-bench info: {how[1]}\n") and printed == []
 
 
 def test_ctrl_c_while_the_arguments_are_read_is_one_line(monkeypatch, cli_run):

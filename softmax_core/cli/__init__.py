@@ -8,6 +8,7 @@ on stderr and a non-zero exit, never a traceback.  The argument types are in
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import logging
 import os
@@ -91,21 +92,41 @@ def _signals_taken():
         yield
         return
     last: list[float] = []
+    dropped: list[int] = []  # signals whose stop Python dropped in a callback
+    pending: list[threading.Timer] = []  # their delivery again
 
     def stop(signum, frame):
-        if last and time.monotonic() - last[-1] < REPEAT_IGNORED_S:
+        if not dropped and last and time.monotonic() - last[-1] < REPEAT_IGNORED_S:
             return
+        dropped.clear()
         last.append(time.monotonic())
         raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+    def unraisable(info):
+        """A stop raised where Python runs a callback (a finaliser, a weak reference's, the
+        garbage collector's) is dropped there: it is delivered again, not printed."""
+        if not isinstance(info.exc_value, KeyboardInterrupt):
+            return hook(info)
+        signum = signal.SIGTERM if isinstance(info.exc_value, Terminated) else signal.SIGINT
+        dropped.append(signum)
+        # from another thread, a moment later: delivered here, it would be dropped again
+        again = threading.Timer(0.01, _thread.interrupt_main, (signum,))
+        again.daemon = True
+        pending.append(again)
+        again.start()
 
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     if previous[signal.SIGINT] is signal.default_int_handler:
         signal.signal(signal.SIGINT, stop)
     if previous[signal.SIGTERM] == signal.SIG_DFL:
         signal.signal(signal.SIGTERM, stop)
+    hook, sys.unraisablehook = sys.unraisablehook, unraisable
     try:
         yield
     finally:
+        sys.unraisablehook = hook
+        for again in pending:  # the command has stopped: none is delivered past its end
+            again.cancel()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
