@@ -467,7 +467,7 @@ def test_scale_refuses_bad_arguments_in_one_line_before_it_starts(
     "stage, said",
     [
         ("probe", "interrupted; nothing was measured yet"),
-        ("points", "interrupted; the rows of finished points are kept: add --resume to go on"),
+        ("points", "interrupted; nothing was measured yet: add --resume to go on"),
         ("report", "interrupted; the results are complete: `softmax-bench report {out}` draws"),
     ],
 )
@@ -525,6 +525,22 @@ def test_an_out_of_core_run_of_more_chunks_than_a_run_may_have_is_one_line(cli_r
     code, _, err = cli_run("scale", "--out-of-core", "9" * 20, "--out", tmp_path / "o")
     assert code == 1 and len(err.splitlines()) == 1 and "more than the 10,000" in err, err
     assert "fix: at most 200,000,000 rows" in err and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--chunk-rows", "5000,100"], "fix: give one --chunk-rows"),
+        (["--resume"], "fix: leave --resume out"),
+        (["--workers", "100000"], "fix: give at most"),
+    ],
+)
+def test_an_out_of_core_run_takes_one_chunk_size_and_this_machines_cores(
+    cli_run, tmp_path, argv, needle
+):
+    code, out, err = cli_run("scale", "--out-of-core", "1000", *argv, "--out", tmp_path / "o")
+    assert code == 1 and needle in err and len(err.splitlines()) == 1 and out == "", err
+    assert not (tmp_path / "o").exists()
 
 
 def test_a_second_out_of_core_run_does_not_overwrite_the_first(cli_run, tmp_path):

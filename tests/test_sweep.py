@@ -322,7 +322,7 @@ def test_sigterm_stops_a_sweep_as_ctrl_c_does(tmp_path, cli, monkeypatch, fake_m
     finally:
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
-    kept = "the rows of finished points are kept: add --resume to go on"
+    kept = "the rows of 2 finished points are kept: add --resume to go on"
     assert code == 143 and err == f"softmax-bench sweep: terminated; {kept}\n", err
     assert after == {signal.SIGINT: ctrl_c, signal.SIGTERM: handlers[signal.SIGTERM]}
     assert len(read_results(tmp_path / "results.csv")) == 2

@@ -14,8 +14,7 @@ from ..backends import BACKENDS, DEVICES
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 DEFAULT_SWEEP_ROOT = Path("out/sweep")
-#: What a run's one line says of its folder when a signal stops it (``...: interrupted; KEPT``).
-KEPT = "the rows of finished points are kept: add --resume to go on"
+#: What a run's one line says of its folder when a signal stops it (``...: interrupted; ...``).
 COMPLETE = "the results are complete: `softmax-bench report {}` draws the report"
 PROGRESS_HELP = (
     "progress on stderr: a bar (--progress) or none (--no-progress) (default: a bar on a "
@@ -189,3 +188,18 @@ def begun(out: Path) -> bool:
 def nothing_measured(resume: bool) -> str:
     """What a run's one line says when a signal stops it before its folder holds a result."""
     return "nothing new was measured" if resume else "nothing was measured yet"
+
+
+def stopped_in(out: Path, resume: bool) -> str:
+    """What a run's one line says of ``out`` when a signal stops it while it measures: the
+    rows kept, and whether --resume goes on there."""
+    from ..runs.resultformat import read_results
+
+    if not begun(out):
+        return nothing_measured(resume)
+    try:
+        rows = len(read_results(out / "results.csv").rows)
+    except (OSError, ValueError):  # not written yet, or damaged: --resume says which
+        rows = 0
+    kept = f"the rows of {rows} finished point{'s' if rows > 1 else ''} are kept" if rows else ""
+    return f"{kept or nothing_measured(resume)}: add --resume to go on"

@@ -19,7 +19,14 @@ from ..fileio import atomic_write_text
 from ..model.sgd import train
 from ..model.softmax import get_gradient
 from ..units import NA
-from .arguments import COMPLETE, DEFAULT_SWEEP_ROOT, EXIT_USAGE, KEPT, begun, nothing_measured
+from .arguments import (
+    COMPLETE,
+    DEFAULT_SWEEP_ROOT,
+    EXIT_USAGE,
+    begun,
+    nothing_measured,
+    stopped_in,
+)
 from .gate import run as _cmd_gate
 from .parser import RENAMED
 from .scale import run as _cmd_scale
@@ -218,7 +225,7 @@ def _sweep(args) -> int:
         raise
     except KeyboardInterrupt as stopped:
         if out is not None and begun(out):
-            raise type(stopped)(KEPT) from None
+            raise type(stopped)(stopped_in(out, args.resume)) from None
         if out is not None:
             _drop_if_empty(out, new, previous)
         raise

@@ -19,16 +19,14 @@ from ..dask.cluster import scheduler_address
 from ..errors import InputError
 from .arguments import (
     COMPLETE,
-    KEPT,
     PROGRESS_HELP,
-    begun,
     class_count,
     int_list,
     name_list,
-    nothing_measured,
     positive_int,
     rounds,
     seconds,
+    stopped_in,
 )
 
 KINDS, DATA = ("gradient", "epoch"), ("memory", "stream")
@@ -177,9 +175,20 @@ def run(args) -> int:
         print(f"report: {make_report([args.out], args.out)}")
         return 0
     scheduler = scheduler_address(args.scheduler)
+    cores = os.cpu_count() or 1
+    workers = tuple(args.workers or range(1, cores + 1))
+    if not scheduler and max(workers) > cores:
+        raise InputError(
+            f"--workers {max(workers)} is more than this machine's {cores} cores (each worker "
+            f"is a process of one thread); fix: give at most {cores}, or --scheduler ADDRESS"
+        )
     if args.out_of_core is not None:
         from ..runs.out_of_core import run_out_of_core
 
+        if len(args.chunk_rows) > 1:
+            raise InputError("--out-of-core measures one chunk size; fix: give one --chunk-rows")
+        if args.resume:
+            raise InputError("--out-of-core is one run: nothing to resume; fix: leave --resume out")
         run_out_of_core(
             args.out_of_core,
             args.features,
@@ -196,13 +205,6 @@ def run(args) -> int:
         raise InputError(
             "--kinds epoch has no points with --data stream only (an epoch over streamed rows "
             "would make each chunk again at every step); fix: add --data memory"
-        )
-    cores = os.cpu_count() or 1
-    workers = tuple(args.workers or range(1, cores + 1))
-    if not scheduler and max(workers) > cores:
-        raise InputError(
-            f"--workers {max(workers)} is more than this machine's {cores} cores (each worker "
-            f"is a process of one thread); fix: give at most {cores}, or --scheduler ADDRESS"
         )
     from ..backends import get_backend
     from ..backends.dask import session
@@ -233,8 +235,7 @@ def run(args) -> int:
                 clusters=clusters,
             )
     except KeyboardInterrupt as stopped:  # what the one line says after 'interrupted'
-        said = KEPT if begun(args.out) else nothing_measured(args.resume)
-        raise type(stopped)(said) from None
+        raise type(stopped)(stopped_in(args.out, args.resume)) from None
     env = read_environment(args.out, "re-run scale into another --out")
     write_environment(args.out, {**env, "parallelism": probe})
     print(f"scale: {run_sweep.last_summary.text()}")
