@@ -29,11 +29,14 @@ from .parser import build_parser
 def main(argv: list[str] | None = None) -> int:
     logging.getLogger("asyncio").addFilter(_not_cut_short)
     before, command = open_sessions(), ""  # the command's name once its arguments are read
-    with _signals_taken():
+    with _signals_taken() as dropped:
         try:
             args = build_parser().parse_args(argv)
             command = " ".join(filter(None, (args.command, getattr(args, "data_command", None))))
-            return _run(args, command, before)
+            code = _run(args, command, before)
+            if dropped:  # a stop dropped as the command ended, not yet delivered again
+                raise Terminated if dropped[-1] == signal.SIGTERM else KeyboardInterrupt
+            return code
         except KeyboardInterrupt as stopped:  # also while an error line is printed
             # the Dask client's background tasks end with errors that distributed would log at
             # exit: the one line printed says all there is to say
@@ -87,9 +90,10 @@ def _signals_taken():
     :data:`REPEAT_IGNORED_S`, while the command closes what it opened (Dask clusters, worker
     processes, the results file), is ignored.  Each signal is taken where it has its default
     meaning (Ctrl-C is ignored in a shell script's background job: SIGTERM is still taken
-    there); the handlers before are restored on the way out.  In the main thread only."""
+    there); the handlers before are restored on the way out.  In the main thread only.
+    Yields the signals whose stop Python dropped and that are not delivered again yet."""
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield []
         return
     last: list[float] = []
     dropped: list[int] = []  # signals whose stop Python dropped in a callback
@@ -122,7 +126,7 @@ def _signals_taken():
         signal.signal(signal.SIGTERM, stop)
     hook, sys.unraisablehook = sys.unraisablehook, unraisable
     try:
-        yield
+        yield dropped
     finally:
         sys.unraisablehook = hook
         for again in pending:  # the command has stopped: none is delivered past its end
