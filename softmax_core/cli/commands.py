@@ -224,11 +224,11 @@ def _sweep(args) -> int:
             _drop_if_empty(out, new, previous)
         raise
     except KeyboardInterrupt as stopped:
-        if out is not None and begun(out):
-            raise type(stopped)(stopped_in(out, args.resume)) from None
-        if out is not None:
+        if out is None:
+            raise  # before its folder: _cmd_sweep says that nothing was measured
+        if not begun(out):
             _drop_if_empty(out, new, previous)
-        raise
+        raise type(stopped)(stopped_in(out, args.resume)) from None
     try:
         print(f"sweep: {run_sweep.last_summary.text()}")
         if not args.no_report:

@@ -237,10 +237,10 @@ def _not_measured(frame: pd.DataFrame, notes: list[str]) -> list[str]:
     return ["## Not measured, and notes", "", *lines, ""] if lines else []
 
 
-def _what_it_does(df: pd.DataFrame | None, eff: pd.DataFrame | None, out: Path) -> list[str]:
+def _what_it_does(df: pd.DataFrame | None, eff: pd.DataFrame | None, r: dict | None) -> list[str]:
     """The report's opening, in plain sentences: Dask's best full-batch gradient in memory at
     the largest m against NumPy with all its threads, the parallel efficiencies, and the
-    out-of-core gradient."""
+    out-of-core gradient (``r``: out_of_core.json, if any)."""
     said = []
     grad = pd.DataFrame() if eff is None else eff[(eff.kind == "gradient") & (eff.data == "memory")]
     grad = grad.dropna(subset=["speedup_numpy_all"])
@@ -262,8 +262,7 @@ def _what_it_does(df: pd.DataFrame | None, eff: pd.DataFrame | None, out: Path) 
             f"Spread over several workers, a call keeps {several.min():.2f} to "
             f"{several.max():.2f} of one worker's speed per worker (parallel efficiency)."
         )
-    if (out / "out_of_core.json").exists():
-        r = _read_out_of_core(out)
+    if r is not None:
         said.append(
             f"Larger than memory, the gradient over X of {si(r['x_bytes'], 'B')} (RAM: "
             f"{si(r['dask_memory']['host_total_bytes'], 'B')}) takes "
@@ -272,17 +271,16 @@ def _what_it_does(df: pd.DataFrame | None, eff: pd.DataFrame | None, out: Path) 
     return ["## What this hardware does", "", " ".join(said), ""] if said else []
 
 
-def _read_out_of_core(out: Path) -> dict:
+def _read_out_of_core(out: Path) -> dict | None:
     import json
 
-    return json.loads((out / "out_of_core.json").read_text())
-
-
-def _out_of_core(out: Path) -> list[str]:
     path = out / "out_of_core.json"
-    if not path.exists():
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _out_of_core(r: dict | None) -> list[str]:
+    if r is None:
         return []
-    r = _read_out_of_core(out)
     d, mem, ref = r["dask"], r["dask_memory"], r["numpy_reference"]
     peaks = ", ".join(si(v, "B") for v in r["worker_peak_rss_bytes"].values())
     return [
@@ -344,7 +342,8 @@ def write_report(out: str | Path, frame: pd.DataFrame | None, env: dict, notes: 
     lines = ["# Dask scaling: softmax regression's gradient and SGD epoch", ""]
     df = _frame(frame) if frame is not None else None
     eff = efficiencies(df) if df is not None else None
-    lines += _what_it_does(df, eff, out)
+    out_of_core = _read_out_of_core(out)
+    lines += _what_it_does(df, eff, out_of_core)
     mach = env.get("machine", {})
     if mach:
         lines += [
@@ -383,7 +382,7 @@ def write_report(out: str | Path, frame: pd.DataFrame | None, env: dict, notes: 
         for name in _plots(out, df, eff):
             lines += [f"![{name}]({name})", ""]
         lines += _not_measured(frame, notes)
-    lines += _out_of_core(out)
+    lines += _out_of_core(out_of_core)
     lines += [
         "Columns: *vs NumPy 1T / all* = NumPy's time (1 BLAS thread / all cores) over this one; "
         "*parallel eff.* = T(1 worker) / (w · T(w)), each with the interval the two times' "
