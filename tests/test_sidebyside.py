@@ -24,6 +24,7 @@ from softmax_core.baseline import sidebyside as sbs
 from softmax_core.baseline.launches import count_launches
 from softmax_core.baseline.workloads import GRAD_OPS, STEP_OPS
 from softmax_core.model import sgd as model
+from softmax_core.units import si
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TINY = [
@@ -226,7 +227,10 @@ def test_without_torch_the_torch_variants_are_skipped_with_the_reason(
     by_name = {r["variant"]: r for r in rows}
     assert "stand-in" in by_name["pytorch"]["reason"] and "stand-in" in res["torch_skipped"]
     assert by_name["softmax-bench"]["baseline"] == "numpy"
-    assert "torch variants skipped" in sbs.markdown(res)
+    text = sbs.markdown(res)
+    assert "torch variants skipped" in text
+    w = res["workloads"][0]  # every figure in the one unit rule of every table
+    assert f"per step {si(w['flops'] / w['steps'], 'FLOP')} and" in text
 
 
 @pytest.mark.skipif(not has_torch(), reason="torch is not installed")

@@ -21,8 +21,8 @@ def markdown(result: dict) -> str:
         "# softmax-bench side by side",
         "",
         f"Device: {result['device']}; libraries: {', '.join(result['backends'])}. Probe: GEMM "
-        f"{p['gemm_gflops']:.0f} GFLOP/s, copy {p['copy_gbps']:.0f} GB/s. Latency of one tiny "
-        "operation in a chain: "
+        f"{si(p['gemm_gflops'] * 1e9, 'FLOP/s')}, copy {si(p['copy_gbps'] * 1e9, 'B/s')}. "
+        "Latency of one tiny operation in a chain: "
         + ", ".join(f"{k} {_t(v)}" for k, v in result["latency_s"].items())
         + ".",
     ]
@@ -34,7 +34,7 @@ def markdown(result: dict) -> str:
             "",
             f"## {w['title']}{data}",
             "",
-            f"{w['steps']} step(s) a call; per step {w['flops'] / w['steps'] / 1e6:.3g} MFLOP and "
+            f"{w['steps']} step(s) a call; per step {si(w['flops'] / w['steps'], 'FLOP')} and "
             f"{si(w['traffic_bytes'] / w['steps'], 'B')} of traffic (cost model); "
             f"softmax-bench's static count: {w['static_launches_per_step']:.2f} operations a "
             f"step; results compared after {w['compared_steps']} step(s).",
