@@ -466,6 +466,17 @@ def test_scale_refuses_bad_arguments_in_one_line_before_it_starts(
     assert out == "" and not (tmp_path / "s").exists()  # before the probe, nothing written
 
 
+@pytest.mark.parametrize("device", ["gpu", "tpu"])
+def test_scale_on_another_device_is_refused_in_one_line(cli_run, tmp_path, monkeypatch, device):
+    """scale measures Dask, and NumPy beside it, on the CPU: SOFTMAX_DEVICE=gpu is refused, not
+    ignored."""
+    monkeypatch.setenv("SOFTMAX_DEVICE", device)
+    for argv in ([], ["--out-of-core", "1000"]):
+        got, out, err = cli_run("scale", *argv, "--workers", "1", "--out", tmp_path / "s")
+        assert got == 1 and f"SOFTMAX_DEVICE is '{device}'" in err and len(err.splitlines()) == 1
+        assert out == "" and not (tmp_path / "s").exists()
+
+
 @pytest.mark.parametrize(
     "stage, said",
     [

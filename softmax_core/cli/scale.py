@@ -174,6 +174,12 @@ def run(args) -> int:
     if args.report_only:
         print(f"report: {make_report([args.out], args.out)}")
         return 0
+    device = (os.environ.get("SOFTMAX_DEVICE") or "cpu").strip().lower()
+    if device != "cpu":
+        raise InputError(
+            f"scale measures Dask and NumPy on the CPU, and SOFTMAX_DEVICE is {device!r}; fix: "
+            "unset SOFTMAX_DEVICE, or set it to cpu"
+        )
     scheduler = scheduler_address(args.scheduler)
     cores = os.cpu_count() or 1
     workers = tuple(args.workers or range(1, cores + 1))
