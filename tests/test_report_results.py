@@ -224,3 +224,20 @@ def test_each_thread_set_says_its_own_blas_threads_and_no_row_is_lost(tmp_path):
     assert len(sets.frame) == len(both)
     text = environment_section(sets.environments)
     assert "(1 thread)" in text and "(2 threads)" in text
+
+
+def test_a_set_of_one_thread_count_says_its_rows_count_not_the_probes(tmp_path):
+    """environment.json's BLAS record is taken when the machine is probed; the rows say the
+    threads each point ran with, and the report shows theirs."""
+    import json
+
+    from softmax_core.report.markdown import environment_section
+
+    rows = grid_rows(CPU, batches=(1,), classes=(10,), epochs=())
+    folder = write_set(tmp_path / "cpu", [{**r, "threads": 2} for r in rows])
+    env = json.loads((folder / "environment.json").read_text())
+    env["blas"] = [{"user_api": "blas", "internal_api": "openblas", "num_threads": 1}]
+    (folder / "environment.json").write_text(json.dumps(env))
+    sets = load_results(folder)
+    assert list(sets.environments) == ["numpy-cpu"]
+    assert "openblas None (2 threads)" in environment_section(sets.environments)

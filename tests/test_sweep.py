@@ -993,6 +993,29 @@ def test_resume_alone_finishes_the_grid_the_run_began_with(tmp_path, cli, fake_m
     assert cli("sweep", "--no-report", "--out", out, "--resume", "--batch", "2")[0] == 0
 
 
+def test_a_run_stopped_before_its_first_row_resumes_at_its_own_threads_and_rounds(
+    tmp_path, cli, fake_measuring
+):
+    """A run stopped once environment.json is written and before any row: ``--resume`` alone
+    measures at the run's --threads and --rounds, not the defaults; other ones are refused in
+    one line, and a thread count added is measured beside the run's own."""
+    out = tmp_path / "run"
+    assert cli("sweep", *SMALL.split(), "--threads", "1", "--rounds", "2", "--out", out)[0] == 0
+    (out / "results.csv").unlink()  # as if stopped before its first row
+    for other, needle in (
+        (["--threads", "2"], "begun with --threads 1, not --threads 2"),
+        (["--rounds", "3"], "begun with --rounds 2, not 3"),
+    ):
+        code, _, err = cli("sweep", "--no-report", "--out", out, "--resume", *other)
+        assert code == 1 and len(err.splitlines()) == 1 and needle in err, err
+        assert not (out / "results.csv").exists()
+    assert cli("sweep", "--no-report", "--out", out, "--resume")[0] == 0
+    rows = read_results(out / "results.csv")
+    assert {(r["threads"], r["rounds"]) for r in rows} == {("1", "2")} and len(rows) == 2
+    assert cli("sweep", "--no-report", "--out", out, "--resume", "--threads", "2,1")[0] == 0
+    assert Counter(r["threads"] for r in read_results(out / "results.csv")) == {"1": 2, "2": 2}
+
+
 def test_a_point_that_failed_and_is_now_skipped_says_so_in_its_last_row(tmp_path, cli):
     out = tmp_path / "run"
     assert cli("sweep", *SMALL.split(), "--out", out)[0] == 0

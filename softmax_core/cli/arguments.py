@@ -169,7 +169,7 @@ def add_backend_args(p: argparse.ArgumentParser, threads_axis: bool = False) -> 
             type=thread_counts,
             help="BLAS threads, an axis of the grid: e.g. 1,2 measures each point at 1 and at 2 "
             "threads, side by side, each at most the cores (default: the BLAS's own choice, "
-            "usually one per core); recorded in every row",
+            "usually one per core; with --resume, the run's own); recorded in every row",
         )
         return
     p.add_argument(

@@ -193,8 +193,10 @@ def _sweep(args) -> int:
         if value is not None
     }
     recorded = _begun_with(out) if out else {}
+    rounds = _resumed_rounds(out, recorded, args.rounds)
+    threads = _resumed_threads(out, recorded, args.thread_axis)
     try:  # the grid the run began with, less what is given now
-        grid = Grid(**{**recorded, **given}, threads=tuple(args.thread_axis or (None,)))
+        grid = Grid(**{**recorded, **given}, threads=threads)
     except (ValueError, TypeError) as exc:
         if not recorded:
             raise
@@ -216,7 +218,7 @@ def _sweep(args) -> int:
             resume=args.resume,
             memory_budget=args.memory_budget,
             data_dir=args.data_dir,
-            rounds=args.rounds,
+            rounds=rounds,
             progress=args.progress,
         )
     except InputError:
@@ -252,14 +254,46 @@ def _drop_if_empty(out: Path, new: bool, previous: Path | None) -> None:
 
 
 def _begun_with(out: Path) -> dict:
-    """The settings of the grid a run began with (environment.json's ``grid``), so that
-    ``--resume`` alone finishes that run; {} where the set kept none."""
+    """The settings of the grid a run began with (environment.json's ``grid``) and its
+    ``rounds``, so that ``--resume`` alone finishes that run; {} where the set kept none."""
     from ..runs.envfile import read_environment
     from ..runs.sweep import GRID_RECORD
 
     record = read_environment(out, "delete it to probe the machine again, or choose another --out")
     record = record.get("grid") or {}
-    return {name: record[name] for name in GRID_RECORD if name in record}
+    return {name: record[name] for name in (*GRID_RECORD, "rounds") if name in record}
+
+
+def _resumed_rounds(out: Path, recorded: dict, given: int | None) -> int:
+    """``--rounds`` of a run: as given, else as the run began, else the default; InputError for
+    rounds other than those a resumed run began with (its rows are pooled from them)."""
+    from ..runs.guard import DEFAULT_ROUNDS
+
+    began = recorded.pop("rounds", None)
+    if not isinstance(began, int) or isinstance(began, bool):
+        return DEFAULT_ROUNDS if given is None else given  # the rows decide (check_same_run)
+    if given not in (None, began):
+        raise InputError(
+            f"{out} is a run begun with --rounds {began}, not {given}; fix: resume without "
+            "--rounds, or choose another --out"
+        )
+    return began
+
+
+def _resumed_threads(out: Path, recorded: dict, given: list | None) -> tuple:
+    """``--threads`` of a run: as given, else as the run began (None: the BLAS's own count);
+    InputError where a resumed run's counts are not all given (adding one adds an axis value,
+    as adding a batch size does)."""
+    began = recorded.pop("threads", None)
+    if not isinstance(began, list) or not began:
+        return tuple(given or (None,))  # the rows decide (check_same_run)
+    if given and not set(began) <= set(given):
+        what = "no --threads" if None in began else f"--threads {','.join(map(str, began))}"
+        raise InputError(
+            f"{out} is a run begun with {what}, not --threads {','.join(map(str, given))}; "
+            "fix: resume without --threads, or choose another --out"
+        )
+    return tuple(given or began)
 
 
 def _sweep_folder(out: Path | None, resume: bool, label: str) -> Path:

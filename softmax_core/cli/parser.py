@@ -142,10 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--rounds",
         type=rounds,
-        default=DEFAULT_ROUNDS,
         help=f"measure the grid this many times (at most {MAX_ROUNDS}), interleaved, pooling "
         "each point's samples, so a drift of the machine's speed between rounds widens the point's "
-        "interval; a point's row is written after its last round (default: %(default)s)",
+        f"interval; a point's row is written after its last round (default: {DEFAULT_ROUNDS}; "
+        "with --resume, the run's own)",
     )
     p.add_argument(
         "--out",

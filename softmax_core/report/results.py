@@ -108,8 +108,9 @@ def _by_threads(frame: pd.DataFrame, label: str):
     several (the sweep's threads axis), so every table and plot shows them side by side; rows
     that do not say their count make a set of their own."""
     counts = sorted(frame["threads"].dropna().unique())
-    if len(counts) < 2:
-        return [(label, None, frame)]
+    if len(counts) < 2:  # the rows' count, where they say it, over environment.json's BLAS record
+        one = frame["threads"].notna().all() and len(counts) == 1
+        return [(label, int(counts[0]) if one else None, frame)]
     sets = [
         (f"{label} ({threads_text(int(t))})", int(t), frame[frame["threads"] == t]) for t in counts
     ]

@@ -242,7 +242,7 @@ def _run_locked(grid, where, out, resume, epoch_data, progress, rounds, log, too
     # the probe's rates feed the time model: taken at the fewest threads the grid asks for,
     # they never make a point look faster than it runs
     with thread_limit(min((t for t in grid.threads if t), default=None)):
-        env = _environment(out, backend, resume, tools.probe, grid)
+        env = _environment(out, backend, resume, tools.probe, grid, rounds)
     if where.clusters:  # recorded before any point runs: a killed run's set says it too
         env["dask_clusters"] = where.describe()
         write_environment(out, env)
@@ -339,11 +339,22 @@ def _epoch_data(grid: Grid, data_dir):
 
 
 #: The grid's settings that environment.json keeps, so that ``sweep --resume`` measures the
-#: grid the run began with: ``sweep``'s options, as Grid's fields.
-GRID_RECORD = ("methods", "batches", "classes", "features", "dtype", "epochs_on", "time_budget_s")
+#: grid the run began with: ``sweep``'s options, as Grid's fields (and ``rounds`` beside them).
+GRID_RECORD = (
+    "methods",
+    "batches",
+    "classes",
+    "features",
+    "dtype",
+    "epochs_on",
+    "time_budget_s",
+    "threads",
+)
 
 
-def _environment(out: Path, backend: Backend, resume: bool, probe: Callable, grid: Grid) -> dict:
+def _environment(
+    out: Path, backend: Backend, resume: bool, probe: Callable, grid: Grid, rounds: int
+) -> dict:
     if resume:
         env = read_environment(out, "delete it to probe the machine again, or choose another --out")
         label = (
@@ -357,7 +368,7 @@ def _environment(out: Path, backend: Backend, resume: bool, probe: Callable, gri
         if isinstance(env.get("probe"), dict) and {"gemm_gflops", "copy_gbps"} <= set(env["probe"]):
             return env
     env = {"created": _now(), **record(backend), "probe": probe(backend)}
-    env["grid"] = {name: getattr(grid, name) for name in GRID_RECORD}
+    env["grid"] = {**{name: getattr(grid, name) for name in GRID_RECORD}, "rounds": rounds}
     write_environment(out, env)
     return env
 
