@@ -459,3 +459,33 @@ def test_resume_of_a_folder_that_is_not_there_is_refused_before_it_says_where_it
     code, out, err = cli_run("sweep", "--resume", "--out", tmp_path / "typo")
     assert code == 1 and out == "" and "nothing to resume" in err and "fix:" in err
     assert not (tmp_path / "typo").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, name, own",
+    [
+        (["compare", "a", "b", "--out"], "compare.md", "# B = b against A = a\n"),
+        (
+            ["train", "--data-dir", "no-data", "--metrics-out"],
+            "epochs.csv",
+            "epoch,train_loss,train_err,test_loss,test_err,seconds\n",
+        ),
+        (["sidebyside", "--quick", "--out"], "", None),
+    ],
+)
+def test_an_output_file_the_command_did_not_write_is_refused_untouched(
+    tmp_path, cli_run, monkeypatch, argv, name, own
+):
+    """compare's --out, train's --metrics-out and sidebyside's two files replace only a file
+    an earlier run of the command wrote: another one is refused in one line, before any work."""
+    monkeypatch.chdir(tmp_path)
+    target = tmp_path / (name or "sidebyside.md")
+    target.write_text("someone else's")
+    code, out, err = cli_run(*argv, target.parent if not name else target)
+    assert code == 1 and len(err.splitlines()) == 1 and out == "", err
+    assert "exists and was not written by this command" in err and str(target) in err
+    assert target.read_text() == "someone else's"
+    if own is not None:  # the command's own file: it goes on (to fail on the made-up input)
+        target.write_text(own)
+        code, _, err = cli_run(*argv, target)
+        assert code == 1 and "exists and was not written" not in err, err

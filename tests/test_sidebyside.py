@@ -199,6 +199,8 @@ def test_run_sidebyside_on_tiny_workloads(tmp_path, one_torch_thread, monkeypatc
     text = md.read_text()
     assert "| softmax-bench | numpy-cpu |" in text and "## tiny gradient" in text
     assert json.loads((tmp_path / "sidebyside.json").read_text())["device"] == "cpu"
+    for name, ours in sbs.OWN_FILES.items():  # a later run into this folder replaces them
+        assert ours((tmp_path / name).read_text()[:4096]), name
 
 
 def test_without_torch_the_torch_variants_are_skipped_with_the_reason(

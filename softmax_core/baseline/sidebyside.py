@@ -33,7 +33,7 @@ from ..model.sgd import sgd_epoch
 from ..model.softmax import grad_structured
 from .launches import launch_latency_s, profile_launches, step_bound
 from .plain import lecture_epoch, numpy_epoch, numpy_grad
-from .sidebyside_output import markdown, write
+from .sidebyside_output import OWN_FILES, markdown, write
 from .workloads import GRADIENT, MNIST_EPOCH, Workload
 
 VARIANTS = (
@@ -327,4 +327,5 @@ __all__ = [
     "step_bound",
     "markdown",
     "write",
+    "OWN_FILES",
 ]

@@ -9,6 +9,14 @@ from pathlib import Path
 from ..fileio import atomic_write_text
 from ..units import si
 
+#: The first line of sidebyside.md.
+TITLE = "# softmax-bench side by side"
+#: The files :func:`write` writes, and how each begins: it replaces only files it wrote.
+OWN_FILES = {
+    "sidebyside.json": lambda head: head.startswith('{\n  "device": '),
+    "sidebyside.md": lambda head: head.startswith(TITLE),
+}
+
 
 def _t(seconds) -> str:
     return si(seconds if seconds is not None else float("nan"), "s")
@@ -18,7 +26,7 @@ def markdown(result: dict) -> str:
     """The comparison as markdown: one table per workload and the notes that read it."""
     p = result["probe"]
     lines = [
-        "# softmax-bench side by side",
+        TITLE,
         "",
         f"Device: {result['device']}; libraries: {', '.join(result['backends'])}. Probe: GEMM "
         f"{si(p['gemm_gflops'] * 1e9, 'FLOP/s')}, copy {si(p['copy_gbps'] * 1e9, 'B/s')}. "
@@ -82,4 +90,4 @@ def write(result: dict, out_dir) -> Path:
     return out / "sidebyside.md"
 
 
-__all__ = ["markdown", "write"]
+__all__ = ["markdown", "write", "OWN_FILES", "TITLE"]

@@ -36,14 +36,29 @@ EPOCH_COLUMNS = ("epoch", "train_loss", "train_err", "test_loss", "test_err", "s
 LATEST = DEFAULT_SWEEP_ROOT / "latest"
 
 
-def _not_a_folder(option: str, path: Path | None, example: str) -> None:
-    if path is not None and path.is_dir():
+def _output_file(option: str, path: Path | None, example: str, ours=None) -> None:
+    """InputError unless the output file ``path`` may be written: not a folder, in a folder,
+    and absent or written by an earlier run of the command (``ours(its first 4 KiB)``): an
+    output replaces only its own."""
+    if path is None:
+        return
+    if path.is_dir():
         raise InputError(
             f"{option} {path} is a folder; fix: give a file name, e.g. {path / example}"
         )
-    above = next((p for p in (path.parents if path else ()) if p.exists()), None)
+    above = next((p for p in path.parents if p.exists()), None)
     if above is not None and not above.is_dir():
         raise InputError(f"{option} {path}: {above} is a file; fix: give a path in a folder")
+    if ours is not None and (path.exists() or path.is_symlink()):
+        head = ""
+        if path.is_file():
+            with open(path, "rb") as fh:
+                head = fh.read(4096).decode("utf-8", errors="replace")
+        if not ours(head):
+            raise InputError(
+                f"{option} {path} exists and was not written by this command; fix: move it "
+                f"away, or choose another {option}"
+            )
 
 
 def _cmd_train(args) -> int:
@@ -52,7 +67,8 @@ def _cmd_train(args) -> int:
     from ..measure.engine import Measurement, time_once
     from ..measure.session import MeasurementSession
 
-    _not_a_folder("--metrics-out", args.metrics_out, "epochs.csv")
+    header = ",".join(EPOCH_COLUMNS)
+    _output_file("--metrics-out", args.metrics_out, "epochs.csv", lambda h: h.startswith(header))
     start = time.monotonic()
     backend = get_backend(args.device, args.backend)
     data = load_mnist(args.data_dir)
@@ -344,7 +360,7 @@ def _point_latest(folder: Path) -> None:
 def _cmd_compare(args) -> int:
     from ..report.compare import compare, format_comparison
 
-    _not_a_folder("--out", args.out, "compare.md")
+    _output_file("--out", args.out, "compare.md", lambda head: head.startswith("# B = "))
     table, summary = compare(args.a, args.b, threshold=args.threshold)
     text = format_comparison(table, summary, args.a, args.b)
     if args.out:
@@ -375,6 +391,11 @@ def _cmd_sidebyside(args) -> int:
     from ..baseline import sidebyside as sbs
 
     start = time.monotonic()
+    if args.out is not None:  # its two files, before anything is measured
+        if args.out.exists() and not args.out.is_dir():
+            raise InputError(f"--out {args.out} is a file; fix: give a folder")
+        for name, ours in sbs.OWN_FILES.items():
+            _output_file("--out", args.out / name, name, ours)
     if args.quick:
         about = "small epoch (synthetic 2000 x 784, k = 10, batch 100)"
         epoch = sbs.Workload("mnist_epoch", about, 2000, 784, 10, 100, lr=0.2)
