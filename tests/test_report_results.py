@@ -241,3 +241,15 @@ def test_a_set_of_one_thread_count_says_its_rows_count_not_the_probes(tmp_path):
     sets = load_results(folder)
     assert list(sets.environments) == ["numpy-cpu"]
     assert "openblas None (2 threads)" in environment_section(sets.environments)
+
+
+@pytest.mark.parametrize("blas", [2, "openblas", [3, None], {"x": 1}])
+def test_a_blas_record_that_is_no_list_of_pools_is_shown_as_not_known(tmp_path, blas):
+    import json
+
+    from softmax_core.report.markdown import environment_section
+
+    folder = write_set(tmp_path / "cpu", grid_rows(CPU, batches=(1,), classes=(10,), epochs=()))
+    env = json.loads((folder / "environment.json").read_text())
+    (folder / "environment.json").write_text(json.dumps({**env, "blas": blas}))
+    assert "| BLAS " in environment_section(load_results(folder).environments)

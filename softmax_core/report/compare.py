@@ -28,7 +28,7 @@ import pandas as pd
 
 from ..errors import InputError
 from ..runs.cases import threads_text
-from ..runs.envfile import probe_rates
+from ..runs.envfile import blas_pools, probe_rates
 from ..runs.resultformat import (
     COLUMNS,
     KEY_COLUMNS,
@@ -194,16 +194,7 @@ def _whole(v) -> int | None:
 
 def _blas_threads(env: dict) -> int | None:
     """The BLAS thread count a run measured with (None where not recorded, or not one number)."""
-    pools = env.get("blas")
-    threads = (
-        {
-            _whole(p.get("num_threads"))
-            for p in pools
-            if isinstance(p, dict) and p.get("user_api") == "blas"
-        }
-        if isinstance(pools, list)
-        else set()
-    )
+    threads = {_whole(p.get("num_threads")) for p in blas_pools(env)}
     return threads.pop() if len(threads) == 1 else None
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..runs.cases import threads_text
-from ..runs.envfile import probe_rates
+from ..runs.envfile import blas_pools, probe_rates
 from .analysis import (
     SYMBOL,
     WIDE_SLOPE,
@@ -57,9 +57,7 @@ def _status(r) -> str:
 
 
 def _blas(env: dict, backend: dict) -> str:
-    pools = [
-        p for p in env.get("blas") or [] if isinstance(p, dict) and p.get("user_api") == "blas"
-    ]
+    pools = blas_pools(env)
     if pools:
         threads = env.get("threads")  # a set of one thread count of the sweep's threads axis
         return "; ".join(

@@ -86,4 +86,13 @@ def probe_rates(env: dict) -> tuple[float, float, int] | None:
     return rates[0], rates[1], version
 
 
-__all__ = ["read_environment", "write_environment", "probe_rates", "OBJECT_KEYS"]
+def blas_pools(env: dict) -> list[dict]:
+    """The BLAS thread pools of an environment record (threadpoolctl's view of each); [] where
+    it has none, or holds something else."""
+    pools = env.get("blas")
+    if not isinstance(pools, list):
+        return []
+    return [p for p in pools if isinstance(p, dict) and p.get("user_api") == "blas"]
+
+
+__all__ = ["read_environment", "write_environment", "probe_rates", "blas_pools", "OBJECT_KEYS"]
