@@ -18,6 +18,7 @@ import time
 from collections import Counter
 
 import pytest
+from conftest import fake_probe
 
 from softmax_core import get_backend
 from softmax_core.measure.timemodel import TimeModel
@@ -1014,6 +1015,27 @@ def test_a_run_stopped_before_its_first_row_resumes_at_its_own_threads_and_round
     assert {(r["threads"], r["rounds"]) for r in rows} == {("1", "2")} and len(rows) == 2
     assert cli("sweep", "--no-report", "--out", out, "--resume", "--threads", "2,1")[0] == 0
     assert Counter(r["threads"] for r in read_results(out / "results.csv")) == {"1": 2, "2": 2}
+
+
+@pytest.mark.parametrize("rate", ["x", None, [1], {}, 0, -5, True])
+def test_a_resume_whose_probe_is_no_rate_probes_again_and_keeps_the_record(
+    tmp_path, cli, fake_measuring, rate
+):
+    out = tmp_path / "run"
+    assert cli("sweep", *SMALL.split(), "--out", out)[0] == 0
+    env = json.loads((out / "environment.json").read_text())
+    env["probe"]["gemm_gflops"] = rate
+    (out / "environment.json").write_text(json.dumps(env))
+    lines = (out / "results.csv").read_text().splitlines(keepends=True)
+    (out / "results.csv").write_text("".join(lines[:-1]))  # one point left
+    code, _, err = cli("sweep", "--no-report", "--out", out, "--resume")
+    assert code == 0, err
+    again = json.loads((out / "environment.json").read_text())
+    assert again["probe"]["gemm_gflops"] == fake_probe(None)["gemm_gflops"]
+    assert {k: v for k, v in again.items() if k != "probe"} == {
+        k: v for k, v in env.items() if k != "probe"
+    }
+    assert len(read_results(out / "results.csv")) == 2
 
 
 def test_a_point_that_failed_and_is_now_skipped_says_so_in_its_last_row(tmp_path, cli):

@@ -26,7 +26,7 @@ from ..measure.environment import record
 from ..measure.session import MeasurementSession, blas_threads, thread_limit
 from ..measure.timemodel import TimeModel
 from .cases import Case, Grid
-from .envfile import read_environment, write_environment
+from .envfile import probe_rates, read_environment, write_environment
 from .folder import check_same_run, folder_lock, rows_to_keep
 from .guard import (
     DEFAULT_ROUNDS,
@@ -365,7 +365,11 @@ def _environment(
                 f"{out} holds results of {label}, not {backend.label}; "
                 "fix: resume with the same backend, or choose another --out"
             )
-        if isinstance(env.get("probe"), dict) and {"gemm_gflops", "copy_gbps"} <= set(env["probe"]):
+        if probe_rates(env) is not None:
+            return env
+        if env:  # its probe missing or no rates: probed again, the rest of the record kept
+            env = {**env, "probe": probe(backend)}
+            write_environment(out, env)
             return env
     env = {"created": _now(), **record(backend), "probe": probe(backend)}
     env["grid"] = {**{name: getattr(grid, name) for name in GRID_RECORD}, "rounds": rounds}
