@@ -1038,6 +1038,19 @@ def test_a_resume_whose_probe_is_no_rate_probes_again_and_keeps_the_record(
     assert len(read_results(out / "results.csv")) == 2
 
 
+def test_a_resume_with_no_record_of_its_grid_asks_for_it(tmp_path, cli, fake_measuring):
+    """With environment.json deleted (as a damaged one's fix says), ``--resume`` alone would
+    measure the default grid into a run of another: it asks for the grid's options."""
+    out = tmp_path / "run"
+    assert cli("sweep", *SMALL.split(), "--out", out)[0] == 0
+    (out / "environment.json").unlink()
+    before = (out / "results.csv").read_bytes()
+    code, _, err = cli("sweep", "--no-report", "--out", out, "--resume")
+    assert code == 1 and len(err.splitlines()) == 1 and "keeps no record of the grid" in err, err
+    assert (out / "results.csv").read_bytes() == before
+    assert cli("sweep", *SMALL.split(), "--out", out, "--resume")[0] == 0
+
+
 def test_a_point_that_failed_and_is_now_skipped_says_so_in_its_last_row(tmp_path, cli):
     out = tmp_path / "run"
     assert cli("sweep", *SMALL.split(), "--out", out)[0] == 0

@@ -211,6 +211,12 @@ def _sweep(args) -> int:
     recorded = _begun_with(out) if out else {}
     rounds = _resumed_rounds(out, recorded, args.rounds)
     threads = _resumed_threads(out, recorded, args.thread_axis)
+    if out is not None and not recorded and not given:  # not the default grid into its rows
+        raise InputError(
+            f"{out} keeps no record of the grid it began with (its environment.json is missing "
+            "or holds none); fix: give the grid's options with --resume (--methods, --batch, "
+            "--classes, --features, --epochs-on, --dtype, --time-budget), or choose another --out"
+        )
     try:  # the grid the run began with, less what is given now
         grid = Grid(**{**recorded, **given}, threads=threads)
     except (ValueError, TypeError) as exc:
