@@ -17,6 +17,7 @@ import warnings
 
 import numpy as np
 import pytest
+from report_sets import grid_rows, write_set
 
 from softmax_core import BackendError, get_backend
 from softmax_core.dask.chunked import (
@@ -464,6 +465,38 @@ def test_scale_refuses_bad_arguments_in_one_line_before_it_starts(
     got, out, err = cli_run("scale", *argv, "--out", tmp_path / "s")
     assert got == code and needle in err and len(err.splitlines()) == 1
     assert out == "" and not (tmp_path / "s").exists()  # before the probe, nothing written
+
+
+def test_scale_resumes_only_a_scale_run_and_leaves_a_sweep_as_it_was(
+    cli_run, tmp_path, monkeypatch
+):
+    from softmax_core.dask import metrics as dask_metrics
+
+    monkeypatch.setattr(dask_metrics, "parallelism", lambda: pytest.fail("probed"))
+    sweep = write_set(tmp_path / "sweep", grid_rows(batches=(1,), classes=(10,), epochs=()))
+    before = {p.name: p.read_bytes() for p in sweep.iterdir()}
+    code, out, err = cli_run("scale", "--resume", "--workers", "1", "--out", sweep)
+    assert code == 1 and "holds a sweep, not a scale run" in err and len(err.splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in sweep.iterdir()} == before and out == ""
+
+
+@pytest.mark.parametrize(
+    "folder_has, needle",
+    [
+        ("environment.json", "pass --resume"),
+        ("report.md", "was not written by softmax-bench report"),
+    ],
+)
+def test_scale_into_a_folder_of_someone_elses_files_is_refused_before_it_probes(
+    cli_run, tmp_path, monkeypatch, folder_has, needle
+):
+    from softmax_core.dask import metrics as dask_metrics
+
+    monkeypatch.setattr(dask_metrics, "parallelism", lambda: pytest.fail("probed"))
+    (tmp_path / folder_has).write_text("someone else's")
+    code, out, err = cli_run("scale", "--workers", "1", "--out", tmp_path)
+    assert code == 1 and needle in err and len(err.splitlines()) == 1 and out == ""
+    assert (tmp_path / folder_has).read_text() == "someone else's"
 
 
 @pytest.mark.parametrize("device", ["gpu", "tpu"])

@@ -1051,6 +1051,21 @@ def test_a_resume_with_no_record_of_its_grid_asks_for_it(tmp_path, cli, fake_mea
     assert cli("sweep", *SMALL.split(), "--out", out, "--resume")[0] == 0
 
 
+@pytest.mark.parametrize(
+    "name, needle",
+    [("environment.json", "pass --resume"), ("report.md", "not written by softmax-bench report")],
+)
+def test_a_sweep_into_someone_elses_files_is_refused_before_it_measures(
+    tmp_path, cli, fake_measuring, name, needle
+):
+    (tmp_path / name).write_text("someone else's")
+    argv = SMALL.replace("--no-report", "").split()
+    code, _, err = cli("sweep", *argv, "--out", tmp_path)
+    assert code == 1 and needle in err and len(err.splitlines()) == 1, err
+    assert not fake_measuring["measure"].calls and not (tmp_path / "results.csv").exists()
+    assert (tmp_path / name).read_text() == "someone else's"
+
+
 def test_a_point_that_failed_and_is_now_skipped_says_so_in_its_last_row(tmp_path, cli):
     out = tmp_path / "run"
     assert cli("sweep", *SMALL.split(), "--out", out)[0] == 0

@@ -232,6 +232,10 @@ def _sweep(args) -> int:
         out = out or _sweep_folder(args.out, False, backend.label)
         if new:
             _point_latest(out)  # from its start: a killed run is the one --resume continues
+        if not args.no_report:  # a report.md or plot of someone else's: refused before, not after
+            from ..report import check_claim
+
+            check_claim(out)
         print(f"sweep: measuring into {out}", flush=True)
         run_sweep(
             grid,

@@ -215,10 +215,19 @@ def run(args) -> int:
     from ..backends import get_backend
     from ..backends.dask import session
     from ..dask.metrics import parallelism
+    from ..report import check_claim
+    from ..report.scaling import PLOTS
     from ..runs.envfile import read_environment, write_environment
     from ..runs.sweep import check_out_folder, run_sweep
 
     check_out_folder(args.out, args.resume)  # before the probe's seconds
+    check_claim(args.out, PLOTS)
+    began = read_environment(args.out, "choose another --out") if args.resume else {}
+    if began and "dask_clusters" not in began:  # scale records its clusters before any point
+        raise InputError(
+            f"{args.out} holds a sweep, not a scale run; fix: resume it with `softmax-bench "
+            "sweep --resume`, or give scale another --out"
+        )
     try:
         probe = parallelism()  # the ceiling of any parallel efficiency on this machine, now
         print(

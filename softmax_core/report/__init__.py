@@ -215,11 +215,19 @@ REPORT_TITLES = ("# softmax-bench report", "# Dask scaling")
 
 
 def claim(out: Path, plots, title: str) -> None:
-    """Make ``out`` this report's: InputError unless every file a report would write or remove
-    there (report.md and ``plots``) is absent or was written by an earlier softmax-bench report
-    there (a report.md of ours, and the plots it shows); then a report.md that names the plots
+    """Make ``out`` this report's (:func:`check_claim`); then a report.md that names the plots
     it may draw is written first, so that a report stopped while drawing leaves files a later one
     knows as its own."""
+    check_claim(out, plots)
+    out.mkdir(parents=True, exist_ok=True)
+    names = " ".join(f"![]({name})" for name in plots)
+    atomic_write_text(out / "report.md", f"{title}\n\n(being written)\n\n<!-- {names} -->\n")
+
+
+def check_claim(out: Path, plots=PLOT_FILES) -> None:
+    """InputError unless every file a report would write or remove in ``out`` (report.md and
+    ``plots``) is absent or was written by an earlier softmax-bench report there (a report.md of
+    ours, and the plots it shows).  Reads only: a command asks it before it measures."""
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; fix: give a folder")
     report, ours = out / "report.md", set()
@@ -237,9 +245,6 @@ def claim(out: Path, plots, title: str) -> None:
             f"{out / foreign[0]} is not a plot of a softmax-bench report in {out}; fix: move it "
             "away, or choose another --out"
         )
-    out.mkdir(parents=True, exist_ok=True)
-    names = " ".join(f"![]({name})" for name in plots)
-    atomic_write_text(out / "report.md", f"{title}\n\n(being written)\n\n<!-- {names} -->\n")
 
 
 def _scaling_set(dirs: list[Path], asv_dir) -> tuple | None:
@@ -343,6 +348,7 @@ def _text(sets: ResultSets, dirs, drawn, not_drawn, asv, asv_dir, benchmark, his
 
 __all__ = [
     "make_report",
+    "check_claim",
     "load_results",
     "load_asv_results",
     "asv_points",

@@ -79,10 +79,12 @@ def check_out_folder(out_dir: str | Path, resume: bool) -> Path:
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; fix: give a folder")
     results = out / "results.csv"
-    if results.exists() and not resume:
-        raise InputError(
-            f"{results} already exists; fix: pass --resume to continue it, or choose another --out"
-        )
+    for path in (results, out / "environment.json"):
+        if path.exists() and not resume:  # a run's, or a file of someone else's
+            raise InputError(
+                f"{path} already exists; fix: pass --resume to continue the run there, or "
+                "choose another --out"
+            )
     if resume and not any((out / name).exists() for name in ("results.csv", ".lock")):
         # no sweep ever started here (one killed before its first row leaves its lock file)
         raise InputError(
