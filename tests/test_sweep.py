@@ -1066,6 +1066,23 @@ def test_a_sweep_into_someone_elses_files_is_refused_before_it_measures(
     assert (tmp_path / name).read_text() == "someone else's"
 
 
+def test_a_resume_refuses_a_quote_that_is_never_closed_and_appends_nothing(
+    tmp_path, cli, fake_measuring
+):
+    """An unclosed quote makes the rest of results.csv one field: rows appended after it would
+    be read as part of it, and each resume would measure everything again."""
+    out = tmp_path / "run"
+    assert cli("sweep", *SMALL.split(), "--out", out)[0] == 0
+    lines = (out / "results.csv").read_text().splitlines(keepends=True)
+    (out / "results.csv").write_text(lines[0] + '"' + "".join(lines[1:]))
+    before = (out / "results.csv").read_bytes()
+    code, _, err = cli("sweep", "--no-report", "--out", out, "--resume")
+    assert code == 1 and len(err.splitlines()) == 1 and "results.csv:2: a quote" in err, err
+    assert (out / "results.csv").read_bytes() == before
+    (out / "results.csv").write_text(lines[0] + '"a ""quoted"" reason"' + "".join(lines[1:]))
+    assert cli("sweep", "--no-report", "--out", out, "--resume")[0] == 0  # closed quotes: read
+
+
 def test_a_point_that_failed_and_is_now_skipped_says_so_in_its_last_row(tmp_path, cli):
     out = tmp_path / "run"
     assert cli("sweep", *SMALL.split(), "--out", out)[0] == 0

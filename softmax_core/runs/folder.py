@@ -57,6 +57,13 @@ def rows_to_keep(results: Path, log=None) -> tuple[list[tuple[Case, dict]], list
                     "its point is measured again",
                     file=log or sys.stderr,
                 )
+    line = _unclosed_quote(results.read_bytes())
+    if line:
+        raise InputError(
+            f"{results}:{line}: a quote opened there is never closed, so the rest of the file, "
+            f"and any row appended, reads as part of that line; fix: delete line {line} (or "
+            "close its quote), then resume, or choose another --out"
+        )
     kept, damaged = [], []
     for line, row in enumerate(read_results(results).rows, start=2):
         case = row_case(row)
@@ -71,6 +78,17 @@ def rows_to_keep(results: Path, log=None) -> tuple[list[tuple[Case, dict]], list
         else:
             kept.append((case, row))
     return kept, damaged
+
+
+def _unclosed_quote(data: bytes) -> int:
+    """The line whose quoted field runs to the end of a CSV file's ``data``; 0 where every
+    quote is closed (CSV doubles a quote inside a field, so an odd count means one is open)."""
+    opened, inside = 0, False
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        if line.count(b'"') % 2:
+            inside = not inside
+            opened = number if inside else opened
+    return opened if inside else 0
 
 
 def check_same_run(results: Path, rounds: int, dtype: str, threads: tuple, where) -> None:
