@@ -951,7 +951,8 @@ SMALL = "--no-report --methods structured --batch 2,3 --classes 3 --features 4 -
     "begun, resumed, needle",
     [
         (["--backend", "array_api_strict"], [], "array_api_strict-cpu, not numpy-cpu"),
-        (["--threads", "1"], ["--threads", "2"], "at 1 BLAS threads, not 2"),
+        (["--threads", "1"], ["--threads", "2"], "at 1 thread (BLAS), not 2; fix: resume with"),
+        (["--threads", "1,2"], ["--threads", "1"], "not 1; fix: resume with --threads 1,2 (or"),
         ([], ["--dtype", "float64"], "in float32, not float64"),
     ],
 )

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
-from .cases import Case
+from .cases import Case, threads_text
 from .resultformat import COLUMNS, read_results, row_case
 
 
@@ -135,10 +135,11 @@ def check_same_run(results: Path, rounds: int, dtype: str, threads: tuple, where
                 f"--dtype {case.dtype}, or choose another --out"
             )
         if threads != (None,) and case.threads is not None and case.threads not in threads:
+            counts = sorted({c.threads for _, _, c in rows if c and c.threads} | set(threads))
             raise InputError(
-                f"{results}:{line}: a point at {case.threads} BLAS threads, not "
-                f"{','.join(map(str, threads))}; fix: resume with --threads {case.threads} (or "
-                "without --threads), or choose another --out"
+                f"{results}:{line}: a point at {threads_text(case.threads)} (BLAS), not "
+                f"{','.join(map(str, threads))}; fix: resume with --threads "
+                f"{','.join(map(str, counts))} (or without --threads), or choose another --out"
             )
 
 
