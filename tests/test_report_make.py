@@ -477,16 +477,40 @@ def test_a_report_stopped_while_drawing_leaves_files_the_next_one_redraws(
     assert code == 0, err
 
 
-@pytest.mark.parametrize("damage", ["nested", "null commit"])
+def _set_result(cell: int | None, value):
+    """Damage: the time benchmark's whole result (``cell`` None), or one of its cells, set to
+    ``value`` (asv loads the file; what it holds is not asv's)."""
+
+    def damage(text: str) -> str:
+        data = json.loads(text)
+        if cell is None:
+            data["results"][TIME] = value
+        else:
+            data["results"][TIME][cell] = value
+        return json.dumps(data)
+
+    return damage
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda text: "[" * 100_000 + "]" * 100_000,
+        lambda text: text.replace('"commit_hash": "', '"commit_hash": null, "x": "'),
+        _set_result(None, 5),
+        _set_result(0, "x"),
+        _set_result(1, None),
+        _set_result(5, ["x"]),
+    ],
+    ids=["nested", "null commit", "result 5", "values x", "params null", "stats x"],
+)
 def test_a_damaged_asv_result_file_is_left_out_with_a_note(tmp_path, damage):
-    """A result file asv cannot load (JSON nested past any depth) or whose commit is not a
-    hash is left out of the report, which says so; the other commits are drawn."""
+    """A result file asv cannot load (JSON nested past any depth), whose commit is not a hash,
+    or whose results are not asv's, is left out of the report, which says so; the other
+    commits are drawn."""
     root = write_asv(tmp_path / "asv")
     path = sorted((root / "testbox").glob("*-virtualenv-py3.11.json"))[-1]
-    if damage == "nested":
-        path.write_text("[" * 100_000 + "]" * 100_000)
-    else:
-        path.write_text(path.read_text().replace('"commit_hash": "', '"commit_hash": null, "x": "'))
+    path.write_text(damage(path.read_text()))
     text = make_report([], tmp_path / "r", asv_dir=root).read_text(encoding="utf-8")
     assert f"{path}: left out, not an asv result" in text
 
@@ -499,3 +523,34 @@ def test_no_asv_point_is_called_stable_for_its_interval_alone(tmp_path):
     assert set(timed["stability"]) <= {"unknown", "unstable"} and not timed["stable"].any()
     assert "unknown" in set(timed["stability"])
     assert any("no asv point is marked stable" in n for n in notes)
+
+
+@pytest.mark.parametrize("unit", ["bytes", "unit", None])
+def test_asv_points_whose_time_benchmark_is_no_time_are_not_drawn_as_times(tmp_path, unit):
+    """With the time benchmark's unit not seconds, its points have no time: they are left out
+    of the plots (said so), not drawn on a log axis of nothing."""
+    root = write_asv(tmp_path / "asv")
+    benchmarks = json.loads((root / "benchmarks.json").read_text())
+    benchmarks[TIME].pop("unit") if unit is None else benchmarks[TIME].update(unit=unit)
+    (root / "benchmarks.json").write_text(json.dumps(benchmarks))
+    points, _, _ = asv_points(load_asv_results(root))
+    assert (points.loc[points["status"] == "ok", "time_median_s"] > 0).all()
+    assert "asv holds no time of this point" in set(points["reason"])
+    make_report([], tmp_path / "r", asv_dir=root)
+
+
+@pytest.mark.parametrize("content", ["null", "5", "{entry 5}"])
+def test_an_asv_benchmarks_file_that_is_not_asvs_is_one_line(tmp_path, cli_run, content):
+    """No benchmarks at all: one line naming the file and the fix; one entry that is no
+    benchmark: that benchmark is read without its description."""
+    root = write_asv(tmp_path / "asv")
+    benchmarks = root / "benchmarks.json"
+    if content == "{entry 5}":
+        content = json.dumps({**json.loads(benchmarks.read_text()), TIME: 5})
+    benchmarks.write_text(content)
+    code, _, err = cli_run("report", "--asv", root, "--out", tmp_path / "r")
+    if content.startswith("{"):
+        assert code == 0, err
+    else:
+        assert code == 1 and len(err.splitlines()) == 1 and f"{benchmarks}" in err, err
+        assert "fix: `asv run --bench just-discover`" in err

@@ -128,6 +128,9 @@ def asv_points(asv: pd.DataFrame) -> tuple[pd.DataFrame, dict, list[str]]:
                     stable=False,
                     stability="unknown" if row["stable"] else "unstable",
                 )
+    for point in points.values():  # an ok row of results.csv is a measured time
+        if point["status"] == "ok" and not math.isfinite(point.get("time_median_s", math.nan)):
+            point.update(status="skipped", reason="asv holds no time of this point")
     notes = list(asv.attrs.get("notes", [])) + [
         f"asv benchmark {name} is not in the plots: {why}" for name, why in sorted(left_out.items())
     ]

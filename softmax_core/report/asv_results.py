@@ -58,13 +58,28 @@ def load_asv_results(asv_dir: str | os.PathLike) -> pd.DataFrame:
             if path.is_file()
             else {}
         )
-    except asv_util.UserError as exc:
+    except (asv_util.UserError, TypeError, ValueError, AttributeError) as exc:
         raise InputError(
             f"cannot read {path} ({exc}); fix: `asv run --bench just-discover`"
         ) from None
+    if not isinstance(benchmarks, dict):
+        raise InputError(
+            f"{path} holds no benchmarks (a {type(benchmarks).__name__}); fix: `asv run --bench "
+            "just-discover`"
+        )
     rows, machines, unread = [], {}, []
-    for result in _results(root, asv_results, unread):
-        machine = str(result.params.get("machine", ""))
+    for file, result in _results(root, asv_results, unread):
+        try:  # a file asv loads may still hold what asv never writes: left out, said so
+            machine = str(result.params.get("machine", ""))
+            found = [
+                row
+                for name in result.get_all_result_keys()
+                for row in _rows(result, name, _object(benchmarks.get(name)), machine)
+            ]
+        except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+            unread.append(_left_out(file, exc))
+            continue
+        rows += found
         if machine not in machines:
             try:
                 machines[machine] = asv_util.load_json(
@@ -72,9 +87,7 @@ def load_asv_results(asv_dir: str | os.PathLike) -> pd.DataFrame:
                 )
             except (asv_util.UserError, OSError):
                 machines[machine] = {}
-        machines[machine] = {**machines[machine], **result.params}
-        for name in result.get_all_result_keys():
-            rows += _rows(result, name, benchmarks.get(name) or {}, machine)
+        machines[machine] = {**_object(machines[machine]), **result.params}
     if not rows:
         raise InputError(
             f"no asv results in {root}; fix: run `asv run` (results go to "
@@ -92,7 +105,7 @@ MAX_RESULT_BYTES = 64 * 2**20
 
 
 def _results(root: Path, asv_results, unread: list):
-    """asv's Results of each file under ``root/<machine>/``; a file asv cannot load, or one
+    """(path, asv's Results) of each file under ``root/<machine>/``; a file asv cannot load, or one
     whose commit or date is not what asv writes, is left out with a note in ``unread``."""
     for path in sorted(root.glob("*/*.json")):
         if path.name == "machine.json":
@@ -104,11 +117,17 @@ def _results(root: Path, asv_results, unread: list):
             if not isinstance(result.commit_hash, str) or not isinstance(result.date, (int, float)):
                 raise ValueError("its commit or date is not asv's")
         except Exception as exc:  # whatever a damaged file raises: it is left out, said so
-            unread.append(
-                f"{path}: left out, not an asv result ({type(exc).__name__}: {str(exc)[:120]})"
-            )
+            unread.append(_left_out(path, exc))
             continue
-        yield result
+        yield path, result
+
+
+def _left_out(path, exc: Exception) -> str:
+    return f"{path}: left out, not an asv result ({type(exc).__name__}: {str(exc)[:120]})"
+
+
+def _object(value) -> dict:
+    return value if isinstance(value, dict) else {}
 
 
 def _a_time(value: float, low: float, high: float) -> bool:
