@@ -388,7 +388,9 @@ def test_scale_is_a_grid_of_the_sweep_on_the_existing_cluster(
     report = (tmp_path / "report.md").read_text()
     assert "Full-batch gradient" in report and "should not exceed 0.75 here" in report
     opening = report.split("## What this hardware does\n\n")[1].split("\n")[0]  # before the tables
-    assert opening.startswith("The full-batch gradient over m = 3,000 rows in memory takes ")
+    assert opening.startswith(
+        "The full-batch gradient over m = 3,000 rows (n = 16, k = 3, float32) in memory takes "
+    )
     assert opening.endswith("on NumPy with all its threads: Dask is 1.0x as fast."), opening
     assert "vs NumPy 1T" in report and "reads low" not in report
     assert "| 3,000 | – | NumPy" in report  # NumPy's rows are not chunked
@@ -412,6 +414,26 @@ def test_scale_is_a_grid_of_the_sweep_on_the_existing_cluster(
     assert (only / "report.md").read_text().startswith("# Dask scaling")
 
 
+def test_a_dask_point_is_set_against_numpy_at_its_own_shape():
+    """A resumed scale run may hold two class counts: each Dask row's speedup is over NumPy's
+    point of the same features, classes and dtype."""
+    import pandas as pd
+
+    from softmax_core.report.scaling import efficiencies
+
+    def row(engine, classes, t, workers=0, threads=1):
+        return dict(
+            kind="gradient", data="", rows=2000, batch=2000, features=16, classes=classes,
+            dtype="float32", engine=engine, workers=workers, chunk_rows=1000 if workers else 0,
+            threads=threads, time_median_s=t, time_ci_low_s=t, time_ci_high_s=t,
+        )  # fmt: skip
+
+    df = pd.DataFrame(
+        [row("numpy", 10, 1.0), row("numpy", 20, 3.0), row("dask", 20, 6.0, workers=1)]
+    )
+    assert efficiencies(df)["speedup_numpy_1t"].tolist() == [0.5]
+
+
 def test_the_reference_scaling_report_opens_with_what_the_machine_does(
     tmp_path, cli_run, unrendered_plots
 ):
@@ -426,7 +448,7 @@ def test_the_reference_scaling_report_opens_with_what_the_machine_does(
     text = (tmp_path / "set" / "report.md").read_text()
     opening = text.split("## What this hardware does\n\n")[1].split("\n")[0]
     assert text.index(opening) < text.index("|")
-    assert opening.startswith("The full-batch gradient over m = 300,000 rows in memory takes ")
+    assert opening.startswith("The full-batch gradient over m = 300,000 rows (n = 784, k = 10, ")
     assert "NumPy is 2.6x as fast" in opening and "keeps 0.59 to 0.86 of" in opening
     assert "over X of 31.4 GB (RAM: 25.3 GB) takes 197 s on 2 workers." in opening
 

@@ -72,7 +72,8 @@ def efficiencies(df: pd.DataFrame) -> pd.DataFrame:
         d[c] = math.nan
     for idx, r in d.iterrows():
         same = (df.kind == r.kind) & (df.data == r.data) & (df.rows == r.rows)
-        same &= df.batch == r.batch
+        same &= (df.batch == r.batch) & (df.features == r.features) & (df.classes == r.classes)
+        same &= df["dtype"] == r["dtype"]
         numpy = df[same & (df.engine == "numpy")]
         one = df[same & (df.engine == "dask") & (df.workers == 1) & (df.chunk_rows == r.chunk_rows)]
         for name, base, scale in (
@@ -251,7 +252,8 @@ def _what_it_does(df: pd.DataFrame | None, eff: pd.DataFrame | None, r: dict | N
             f"NumPy is {1 / ratio:.1f}x as fast" if ratio < 1 else f"Dask is {ratio:.1f}x as fast"
         )
         said.append(
-            f"The full-batch gradient over m = {best.rows:,} rows in memory takes "
+            f"The full-batch gradient over m = {best.rows:,} rows (n = {best.features}, "
+            f"k = {best.classes}, {best['dtype']}) in memory takes "
             f"{si(best.time_median_s, 's')} at best on Dask ({best.workers} worker"
             f"{'s' if best.workers > 1 else ''}, {int(best.chunk_rows):,}-row chunks) and "
             f"{si(best.time_median_s * ratio, 's')} on NumPy with all its threads: {faster}."
