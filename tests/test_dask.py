@@ -588,6 +588,16 @@ def test_scale_into_a_finished_run_is_refused_before_it_probes(cli_run, tmp_path
     assert code == 1 and "results.csv already exists; fix: pass --resume" in err and out == ""
 
 
+@pytest.mark.parametrize("argv", [["--features", "10" + "0" * 11], ["--classes", "10" + "0" * 9]])
+def test_an_out_of_core_chunk_larger_than_memory_is_one_line(cli_run, tmp_path, argv):
+    """A chunk's gradient that cannot fit in this host's memory is refused before anything is
+    made, in one line, not a MemoryError traceback."""
+    code, _, err = cli_run("scale", "--out-of-core", "1000", *argv, "--workers", "1",
+                           "--out", tmp_path / "o")  # fmt: skip
+    assert code == 1 and len(err.splitlines()) == 1 and "this host has available" in err, err
+    assert "fix: fewer --chunk-rows" in err and not (tmp_path / "o").exists()
+
+
 def test_an_out_of_core_run_of_more_chunks_than_a_run_may_have_is_one_line(cli_run, tmp_path):
     """Refused before anything is made, in one line: 10^20 rows are more chunks than a graph
     holds, and listing their bounds alone would fill the memory."""

@@ -16,9 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..backends.base import host_available_bytes
 from ..dask.chunked import reference_gradient, synthetic_dask
 from ..errors import InputError
 from ..fileio import atomic_write_text
+from ..units import si
 
 #: The Dask gradient equals the chunked NumPy reference to this (float32 sums in another order).
 RTOL, ATOL = 1e-4, 1e-6
@@ -110,6 +112,18 @@ def run_out_of_core(
             f"{rows} rows in chunks of {chunk_rows} rows are {chunks:.3g} chunks, more than the "
             f"{MAX_CHUNKS:,} a run may have; fix: at most {MAX_CHUNKS * chunk_rows:,} rows, or "
             "larger chunks (--chunk-rows)"
+        )
+    # what one chunk's gradient holds at once (its X, logits and probabilities, θ and its
+    # gradient), in each worker and in this process's reference: bounded before anything runs
+    item = np.dtype(dtype).itemsize
+    one = item * (min(chunk_rows, rows) * (n + 2 * k) + 2 * n * k)
+    available = host_available_bytes()
+    if one * ((workers or 1) + 1) > available:
+        raise InputError(
+            f"a chunk of {min(chunk_rows, rows):,} rows at n = {n:,}, k = {k:,} holds "
+            f"{si(one, 'B')} at once, in each of {(workers or 1) + 1} processes, more than the "
+            f"{si(available, 'B')} this host has available; fix: fewer --chunk-rows, "
+            "--features or --classes"
         )
     if (Path(out) / "out_of_core.json").exists():
         raise InputError(
