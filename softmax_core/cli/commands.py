@@ -388,7 +388,13 @@ def _cmd_report(args) -> int:
             "out/sweep/latest) and/or asv results (--asv results/asv)"
         )
     out = args.out or (args.dirs[0] if args.dirs else Path("out/report"))
-    print(f"report: {make_report(args.dirs, out, asv_dir=args.asv, asv_benchmark=args.benchmark)}")
+    try:
+        path = make_report(args.dirs, out, asv_dir=args.asv, asv_benchmark=args.benchmark)
+    except KeyboardInterrupt as stopped:  # its report.md says "(being written)"
+        raise type(stopped)(
+            f"the report in {out} is half drawn: run the same command again to draw it"
+        ) from None
+    print(f"report: {path}")
     return 0
 
 
