@@ -253,3 +253,16 @@ def test_a_blas_record_that_is_no_list_of_pools_is_shown_as_not_known(tmp_path, 
     env = json.loads((folder / "environment.json").read_text())
     (folder / "environment.json").write_text(json.dumps({**env, "blas": blas}))
     assert "| BLAS " in environment_section(load_results(folder).environments)
+
+
+@pytest.mark.parametrize("classes", ["99999999999999999999999", "1e300"])
+def test_a_row_of_a_size_past_any_grid_is_damaged_for_every_reader(tmp_path, classes):
+    """One rule for every reader (report, compare, resume): a size past the grid's largest is
+    a damaged row, said so, not a number that wraps round in a table."""
+    from softmax_core.runs.cases import Case
+
+    rows = grid_rows(CPU, batches=(1, 8), classes=(10,), epochs=())
+    rows[0]["classes"] = classes
+    assert Case.from_row(rows[0]) is None
+    sets = load_results(write_set(tmp_path / "cpu", rows))
+    assert len(sets.frame) == len(rows) - 1 and any("damaged" in n for n in sets.notes)

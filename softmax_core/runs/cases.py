@@ -92,11 +92,12 @@ class Case:
     @classmethod
     def from_row(cls, row) -> Case | None:
         """The case of a results row (CSV text or numbers), or None if the row is damaged
-        (sizes that are not positive whole numbers, an unknown kind, method or dtype).
+        (sizes that are not whole numbers from 1 to :data:`MAX_COUNT`, an unknown kind, method
+        or dtype).
         Columns an older format lacks take their defaults."""
         try:
             sizes = [_number(row[c]) for c in ("batch", "features", "classes")]
-            if not all(s is not None and s >= 1 for s in sizes):
+            if not all(s is not None and 1 <= s <= MAX_COUNT for s in sizes):
                 return None
             data = row.get("data")
             data = "" if data is None or data != data else str(data)  # NaN when read by pandas
