@@ -307,3 +307,27 @@ def test_an_out_that_is_a_file_is_one_line(two_runs, tmp_path, cli_run):
         code, _, err = cli_run(*argv)
         assert code == 1 and "is a file; fix: give a folder" in err, (argv, err)
     assert (tmp_path / "f").read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    "damage, needle",
+    [
+        (lambda f: (f / "results.csv").write_text(""), "is empty (no header, no rows)"),
+        (lambda f: ((f / "results.csv").unlink(), (f / "results.csv").mkdir()), "is not a file"),
+        (lambda f: (f / "environment.json").write_text("{"), "cannot read"),
+        (lambda f: (f / "environment.json").write_text('{"format_version": 99}'), "newer"),
+        (
+            lambda f: ((f / "environment.json").unlink(), (f / "environment.json").mkdir()),
+            "environment.json",
+        ),
+    ],
+    ids=["empty", "results folder", "unparsable", "newer", "environment folder"],
+)
+def test_compare_refuses_what_the_report_refuses_in_one_line(
+    two_runs, tmp_path, cli_run, damage, needle
+):
+    a, b = two_runs
+    shutil.copytree(b, tmp_path / "b")
+    damage(tmp_path / "b")
+    code, out, err = cli_run("compare", a, tmp_path / "b")
+    assert code == 1 and len(err.splitlines()) == 1 and needle in err and out == "", err

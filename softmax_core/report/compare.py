@@ -50,10 +50,13 @@ def load_ok_points(folder: str | Path) -> pd.DataFrame:
         )
     path = Path(folder) / "results.csv" if Path(folder).is_dir() else Path(folder)
     if not path.is_file():
-        raise InputError(
-            f"no results.csv in {folder}; fix: pass a folder written by `softmax-bench sweep`"
-        )
+        what = f"{path} is not a file" if path.exists() else f"no results.csv in {folder}"
+        raise InputError(f"{what}; fix: pass a folder written by `softmax-bench sweep`")
     found = read_results(path)
+    if not found.header:
+        raise InputError(
+            f"{path} is empty (no header, no rows); fix: run or resume the sweep first"
+        )
     if found.version < 2:
         raise InputError(
             f"{path} was written by an older softmax-bench (result format {found.version}, "
@@ -179,12 +182,10 @@ def _folder(where) -> Path:
 
 
 def _environment(where) -> dict:
-    """The environment record of a results folder (or of the folder of a results.csv);
-    {} where it is missing or unreadable: the comparison does not need it."""
-    try:
-        return set_environment(_folder(where))
-    except ValueError:
-        return {}
+    """The environment record of a results folder (or of the folder of a results.csv); {}
+    where it is missing.  One that is damaged, or of a newer format, is refused in one line,
+    as the report refuses it."""
+    return set_environment(_folder(where))
 
 
 def _whole(v) -> int | None:
