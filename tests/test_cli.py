@@ -489,3 +489,13 @@ def test_an_output_file_the_command_did_not_write_is_refused_untouched(
         target.write_text(own)
         code, _, err = cli_run(*argv, target)
         assert code == 1 and "exists and was not written" not in err, err
+
+
+def test_a_path_the_system_refuses_is_one_line_with_its_fix(tmp_path, cli_run):
+    """An --out under a file: the system's error, in words, with what to do about it."""
+    (tmp_path / "f").write_text("")
+    argv = ["--batch", "1", "--classes", "10", "--features", "784", "--epochs-on", "none"]
+    code, _, err = cli_run("sweep", *argv, "--out", tmp_path / "f" / "x")
+    assert code == 1 and len(err.splitlines()) == 1, err
+    assert "not a directory; fix: give a path this user can write to" in err
+    assert "[Errno" not in err

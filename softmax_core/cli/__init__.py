@@ -70,8 +70,19 @@ def _run(args, command: str, before: dict) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except (InputError, BackendError, OSError) as exc:  # what the user can fix; else a bug
-        print(f"softmax-bench {command}: error: {exc}", file=sys.stderr)
+        print(f"softmax-bench {command}: error: {_said(exc)}", file=sys.stderr)
         return EXIT_ERROR
+
+
+def _said(exc: Exception) -> str:
+    """The error's line; the system's (a path that cannot be made or written) with its fix."""
+    if not isinstance(exc, OSError) or "fix:" in str(exc) or exc.strerror is None:
+        return str(exc)
+    where = f"{exc.filename}: " if exc.filename is not None else ""
+    return (
+        f"{where}{exc.strerror.lower()}; fix: give a path this user can write to, in a "
+        "folder (not under a file), on a disk with room"
+    )
 
 
 class Terminated(KeyboardInterrupt):
