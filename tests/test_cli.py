@@ -499,3 +499,24 @@ def test_a_path_the_system_refuses_is_one_line_with_its_fix(tmp_path, cli_run):
     assert code == 1 and len(err.splitlines()) == 1, err
     assert "not a directory; fix: give a path this user can write to" in err
     assert "[Errno" not in err
+
+
+@pytest.mark.parametrize(
+    "argv, code, needle",
+    [
+        (["train", "--data-dir", "{file}"], 1, "is not a folder; fix: pass --data-dir"),
+        (["data"], 2, "required: fetch"),
+        (["sweep", "--memory-budget", "0.5", "--out", "{tmp}/m"], 2, "at least 1 byte"),
+    ],
+)
+def test_small_mistakes_are_said_as_what_they_are(tmp_path, cli_run, argv, code, needle):
+    (tmp_path / "file").write_text("")
+    argv = [a.format(file=tmp_path / "file", tmp=tmp_path) for a in argv]
+    got, _, err = cli_run(*argv)
+    assert got == code and needle in err and len(err.splitlines()) == 1, err
+
+
+def test_a_recorded_grid_that_is_no_grid_gives_one_fix(tmp_path, cli_run):
+    (tmp_path / "environment.json").write_text('{"grid": {"classes": [1]}}')
+    code, _, err = cli_run("sweep", "--resume", "--no-report", "--out", tmp_path)
+    assert code == 1 and err.count("fix:") == 1 and "give that option with --resume" in err, err

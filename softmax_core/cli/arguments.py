@@ -149,8 +149,8 @@ def bytes_size(text: str) -> int:
         value = float(number) * units[unit]
     except (ValueError, KeyError):
         _fail(f"expected a size such as 8e9, 8GB or 8GiB, got {text!r}")
-    if not math.isfinite(value) or value <= 0:
-        _fail(f"must be a positive finite size such as 8GB, got {text!r}")
+    if not math.isfinite(value) or value < 1:
+        _fail(f"must be a finite size of at least 1 byte, such as 8GB, got {text!r}")
     return int(value)
 
 

@@ -223,8 +223,8 @@ def _sweep(args) -> int:
         if not recorded:
             raise
         raise InputError(
-            f"{out / 'environment.json'}: its grid: {exc}; fix: give that option with --resume, "
-            "or choose another --out"
+            f"{out / 'environment.json'}: its grid: {str(exc).split('; fix:')[0]}; fix: give that "
+            "option with --resume, or choose another --out"
         ) from None
     new = args.out is None and not args.resume
     previous = Path(os.readlink(LATEST)) if new and LATEST.is_symlink() else None

@@ -213,7 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = sub.add_parser("data", help="manage data sets", description="Manage data sets.")
-    dsub = p.add_subparsers(dest="data_command", required=True, parser_class=Parser)
+    dsub = p.add_subparsers(
+        dest="data_command", metavar="fetch", required=True, parser_class=Parser
+    )
     f = dsub.add_parser("fetch", help="download MNIST with checksum verification")
     f.add_argument(
         "--dir", type=Path, help=f"where to put the files (default: {default_data_dir()})"

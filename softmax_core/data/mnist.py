@@ -102,7 +102,9 @@ def load_mnist(data_dir: str | os.PathLike | None = None, *, verify: bool = True
     root = Path(data_dir) if data_dir is not None else default_data_dir()
     if not root.is_dir():
         raise DataError(
-            f"MNIST data directory {str(root)!r} does not exist; fix: pass --data-dir to a folder "
+            f"MNIST data directory {str(root)!r} "
+            + ("is not a folder" if root.exists() else "does not exist")
+            + "; fix: pass --data-dir to a folder "
             "with the four IDX files, or run 'softmax-bench data fetch'"
         )
     arrays = {}
