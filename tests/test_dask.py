@@ -479,6 +479,7 @@ def test_a_parallelism_probe_that_points_exceed_is_said_to_read_low():
         (["--classes", "1"], 2, "at least 2 classes"),
         (["--kinds", "epoch", "--data", "stream"], 1, "add --data memory"),
         (["--resume"], 1, "nothing to resume in"),
+        (["--rows", "1" + "0" * 21, "--workers", "1"], 1, "(--rows are the grid's batches)"),
     ],
 )
 def test_scale_refuses_bad_arguments_in_one_line_before_it_starts(

@@ -221,6 +221,10 @@ def run(args) -> int:
     from ..runs.sweep import check_out_folder, run_sweep
 
     check_out_folder(args.out, args.resume)  # before the probe's seconds
+    try:  # the grid's sizes, checked before the probe's seconds too
+        grid(args, workers, cores)
+    except InputError as exc:
+        raise InputError(f"{exc} (--rows are the grid's batches)") from None
     check_claim(args.out, PLOTS)
     began = read_environment(args.out, "choose another --out") if args.resume else {}
     if began and "dask_clusters" not in began:  # scale records its clusters before any point
