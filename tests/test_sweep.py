@@ -1400,7 +1400,8 @@ def test_two_default_sweeps_begun_in_the_same_second_each_get_a_folder(tmp_path,
     import threading
     import types
 
-    from softmax_core.cli import commands, main
+    from softmax_core.cli import main
+    from softmax_core.cli import sweep as cli_sweep
     from softmax_core.runs import sweep as sweep_module
 
     monkeypatch.chdir(tmp_path)
@@ -1410,7 +1411,7 @@ def test_two_default_sweeps_begun_in_the_same_second_each_get_a_folder(tmp_path,
         timezone=datetime.timezone,
         datetime=types.SimpleNamespace(now=lambda tz=None: second),
     )
-    monkeypatch.setattr(commands, "_dt", frozen)
+    monkeypatch.setattr(cli_sweep, "_dt", frozen)
     real, first_named, go_on = sweep_module.run_sweep, threading.Event(), threading.Event()
 
     def held_first(*args, **kwargs):
