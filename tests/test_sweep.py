@@ -1084,6 +1084,29 @@ def test_a_resume_refuses_a_quote_that_is_never_closed_and_appends_nothing(
     assert cli("sweep", "--no-report", "--out", out, "--resume")[0] == 0  # closed quotes: read
 
 
+def test_a_resume_reads_line_ends_and_quotes_as_csv_does(tmp_path, cli, fake_measuring):
+    """Carriage returns only: refused in one line, the file untouched (cutting its "last line"
+    would cut it all); a stray carriage return in a half-written last line: that line dropped;
+    a quote inside an unquoted field is text, not a quote left open."""
+    out = tmp_path / "run"
+    assert cli("sweep", *SMALL.split(), "--out", out)[0] == 0
+    path = out / "results.csv"
+    text = path.read_bytes()
+    path.write_bytes(text.replace(b"\n", b"\r"))
+    code, _, err = cli("sweep", "--no-report", "--out", out, "--resume")
+    assert code == 1 and len(err.splitlines()) == 1 and "only carriage returns" in err, err
+    assert path.read_bytes() == text.replace(b"\n", b"\r")
+    path.write_bytes(text + b'\r"')
+    code, _, err = cli("sweep", "--no-report", "--out", out, "--resume")
+    assert code == 0 and path.read_bytes() == text, err
+    lines = text.decode().splitlines(keepends=True)
+    reason = lines[1].rstrip("\n").split(",")
+    reason[COLUMNS.index("reason")] = 'note 5" wide'
+    (out / "results.csv").write_text(lines[0] + ",".join(reason) + "\n" + "".join(lines[2:]))
+    code, _, err = cli("sweep", "--no-report", "--out", out, "--resume")
+    assert code == 0, err
+
+
 def test_a_point_that_failed_and_is_now_skipped_says_so_in_its_last_row(tmp_path, cli):
     out = tmp_path / "run"
     assert cli("sweep", *SMALL.split(), "--out", out)[0] == 0

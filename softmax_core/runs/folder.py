@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import fcntl
+import io
 import os
 import sys
 from pathlib import Path
@@ -45,8 +46,17 @@ def rows_to_keep(results: Path, log=None) -> tuple[list[tuple[Case, dict]], list
     with open(results, "rb+") as fh:
         data = fh.read()
         if data and not data.endswith(b"\n"):
+            if b"\n" not in data and b"\r" in data:  # one "line": cutting it would lose all
+                raise InputError(
+                    f"{results} has no line end this format writes (\\n), only carriage "
+                    "returns; fix: convert its line ends to \\n (e.g. `dos2unix`), then resume, "
+                    "or choose another --out"
+                )
             last = data[data.rfind(b"\n") + 1 :].decode("utf-8", errors="replace")
-            fields = next(csv.reader([last]), [])
+            try:
+                fields = next(csv.reader([last]), [])
+            except csv.Error:  # a carriage return inside it, or a quote cut short
+                fields = []
             whole = len(fields) == len(COLUMNS) and row_case(dict(zip(COLUMNS, fields))) is not None
             if whole:
                 fh.write(b"\n")
@@ -82,13 +92,15 @@ def rows_to_keep(results: Path, log=None) -> tuple[list[tuple[Case, dict]], list
 
 def _unclosed_quote(data: bytes) -> int:
     """The line whose quoted field runs to the end of a CSV file's ``data``; 0 where every
-    quote is closed (CSV doubles a quote inside a field, so an odd count means one is open)."""
-    opened, inside = 0, False
-    for number, line in enumerate(data.split(b"\n"), start=1):
-        if line.count(b'"') % 2:
-            inside = not inside
-            opened = number if inside else opened
-    return opened if inside else 0
+    quoted field is closed (csv's own reading: a quote inside an unquoted field is text)."""
+    reader = csv.reader(io.StringIO(data.decode("utf-8", errors="replace")), strict=True)
+    last = 0
+    try:
+        for _ in reader:
+            last = reader.line_num
+    except csv.Error as exc:
+        return last + 1 if "unexpected end of data" in str(exc) else 0
+    return 0
 
 
 def check_same_run(results: Path, rounds: int, dtype: str, threads: tuple, where) -> None:
