@@ -1016,6 +1016,18 @@ def test_a_run_stopped_before_its_first_row_resumes_at_its_own_threads_and_round
     assert {(r["threads"], r["rounds"]) for r in rows} == {("1", "2")} and len(rows) == 2
     assert cli("sweep", "--no-report", "--out", out, "--resume", "--threads", "2,1")[0] == 0
     assert Counter(r["threads"] for r in read_results(out / "results.csv")) == {"1": 2, "2": 2}
+    code, _, err = cli("sweep", "--no-report", "--out", out, "--resume")  # the grown axis kept
+    assert code == 0 and len(read_results(out / "results.csv")) == 4, err
+    env = json.loads((out / "environment.json").read_text())
+    cores = os.cpu_count() or 1
+    for threads, rounds in (([1, cores + 1], 2), (["x"], 0)):
+        env["grid"].update(threads=threads, rounds=rounds)
+        (out / "environment.json").write_text(json.dumps(env))
+        code, _, err = cli("sweep", "--no-report", "--out", out, "--resume", "--rounds", "2")
+        if threads[0] == 1:  # begun on a machine of more cores: refused, not measured
+            assert code == 1 and f"more than this machine's {cores} cores" in err, err
+        else:  # a damaged record: the rows decide, and they hold 2 rounds
+            assert code == 0, err
 
 
 @pytest.mark.parametrize("rate", ["x", None, [1], {}, 0, -5, True])
@@ -1046,8 +1058,9 @@ def test_a_resume_with_no_record_of_its_grid_asks_for_it(tmp_path, cli, fake_mea
     assert cli("sweep", *SMALL.split(), "--out", out)[0] == 0
     (out / "environment.json").unlink()
     before = (out / "results.csv").read_bytes()
-    code, _, err = cli("sweep", "--no-report", "--out", out, "--resume")
-    assert code == 1 and len(err.splitlines()) == 1 and "keeps no record of the grid" in err, err
+    for other in ([], ["--time-budget", "2"]):  # a budget alone is no grid
+        code, _, err = cli("sweep", "--no-report", "--out", out, "--resume", *other)
+        assert code == 1 and len(err.splitlines()) == 1 and "keeps no record of the grid" in err
     assert (out / "results.csv").read_bytes() == before
     assert cli("sweep", *SMALL.split(), "--out", out, "--resume")[0] == 0
 

@@ -60,11 +60,12 @@ def _sweep(args) -> int:
     recorded = _begun_with(out) if out else {}
     rounds = _resumed_rounds(out, recorded, args.rounds)
     threads = _resumed_threads(out, recorded, args.thread_axis)
-    if out is not None and not recorded and not given:  # not the default grid into its rows
+    sizes = {"methods", "batches", "classes", "features"}
+    if out is not None and not recorded and not sizes & set(given):  # not the default grid
         raise InputError(
             f"{out} keeps no record of the grid it began with (its environment.json is missing "
-            "or holds none); fix: give the grid's options with --resume (--methods, --batch, "
-            "--classes, --features, --epochs-on, --dtype, --time-budget), or choose another --out"
+            "or holds none); fix: give the grid's sizes with --resume (--methods, --batch, "
+            "--classes, --features), or choose another --out"
         )
     try:  # the grid the run began with, less what is given now
         grid = Grid(**{**recorded, **given}, threads=threads)
@@ -143,10 +144,11 @@ def _resumed_rounds(out: Path, recorded: dict, given: int | None) -> int:
     """``--rounds`` of a run: as given, else as the run began, else the default; InputError for
     rounds other than those a resumed run began with (its rows are pooled from them)."""
     from ..runs.guard import DEFAULT_ROUNDS
+    from ..runs.sweep import MAX_ROUNDS
 
     began = recorded.pop("rounds", None)
-    if not isinstance(began, int) or isinstance(began, bool):
-        return DEFAULT_ROUNDS if given is None else given  # the rows decide (check_same_run)
+    if not _whole(began) or began > MAX_ROUNDS:  # none, or damaged: the rows decide
+        return DEFAULT_ROUNDS if given is None else given  # (check_same_run)
     if given not in (None, began):
         raise InputError(
             f"{out} is a run begun with --rounds {began}, not {given}; fix: resume without "
@@ -160,8 +162,15 @@ def _resumed_threads(out: Path, recorded: dict, given: list | None) -> tuple:
     InputError where a resumed run's counts are not all given (adding one adds an axis value,
     as adding a batch size does)."""
     began = recorded.pop("threads", None)
-    if not isinstance(began, list) or not began:
-        return tuple(given or (None,))  # the rows decide (check_same_run)
+    if not isinstance(began, list) or not began or not all(t is None or _whole(t) for t in began):
+        return tuple(given or (None,))  # none, or damaged: the rows decide (check_same_run)
+    cores = os.cpu_count() or 1
+    if max((t for t in began if t), default=1) > cores:
+        raise InputError(
+            f"{out} is a run begun with --threads {','.join(map(str, began))}, more than this "
+            f"machine's {cores} cores; fix: resume it on a machine with as many cores, or choose "
+            "another --out"
+        )
     if given and not set(began) <= set(given):
         what = "no --threads" if None in began else f"--threads {','.join(map(str, began))}"
         raise InputError(
@@ -169,6 +178,10 @@ def _resumed_threads(out: Path, recorded: dict, given: list | None) -> tuple:
             "fix: resume without --threads, or choose another --out"
         )
     return tuple(given or began)
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def _sweep_folder(out: Path | None, resume: bool, label: str) -> Path:

@@ -367,6 +367,10 @@ def _environment(
                 f"{out} holds results of {label}, not {backend.label}; "
                 "fix: resume with the same backend, or choose another --out"
             )
+        began = env.get("grid")
+        if isinstance(began, dict) and began.get("threads") not in (None, list(grid.threads)):
+            env = {**env, "grid": {**began, "threads": list(grid.threads)}}  # the axis grown
+            write_environment(out, env)
         if probe_rates(env) is not None:
             return env
         if env:  # its probe missing or no rates: probed again, the rest of the record kept
