@@ -414,6 +414,25 @@ def test_scale_is_a_grid_of_the_sweep_on_the_existing_cluster(
     assert (only / "report.md").read_text().startswith("# Dask scaling")
 
 
+@pytest.mark.parametrize("record", [None, "[1]", '{"bad', '{"rows": 5}', '{"dask": 5}'])
+def test_a_report_of_an_out_of_core_run_alone_or_of_a_damaged_record(
+    tmp_path, cli_run, unrendered_plots, record
+):
+    """results/dask's out-of-core record alone is a report; one damaged is one line."""
+    from pathlib import Path
+
+    ref = Path(__file__).parents[1] / "results" / "dask"
+    for name in ("out_of_core.json", "environment.json"):
+        (tmp_path / name).write_text((ref / name).read_text())
+    if record is not None:
+        (tmp_path / "out_of_core.json").write_text(record)
+    code, _, err = cli_run("report", tmp_path)
+    if record is None:
+        assert code == 0 and "## Larger than memory" in (tmp_path / "report.md").read_text()
+    else:
+        assert code == 1 and len(err.splitlines()) == 1 and "not an out-of-core run's" in err
+
+
 def test_a_dask_point_is_set_against_numpy_at_its_own_shape():
     """A resumed scale run may hold two class counts: each Dask row's speedup is over NumPy's
     point of the same features, classes and dtype."""

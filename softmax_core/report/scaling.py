@@ -27,8 +27,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import InputError
 from ..fileio import atomic_write_text
 from ..runs.cases import threads_text
+from ..runs.out_of_core import read_out_of_core
 from ..units import si
 
 #: The plots a scaling report may draw.
@@ -243,8 +245,8 @@ def _what_it_does(df: pd.DataFrame | None, eff: pd.DataFrame | None, r: dict | N
     the largest m against NumPy with all its threads, the parallel efficiencies, and the
     out-of-core gradient (``r``: out_of_core.json, if any)."""
     said = []
-    grad = pd.DataFrame() if eff is None else eff[(eff.kind == "gradient") & (eff.data == "memory")]
-    grad = grad.dropna(subset=["speedup_numpy_all"])
+    grad = eff[(eff.kind == "gradient") & (eff.data == "memory")] if eff is not None else None
+    grad = grad.dropna(subset=["speedup_numpy_all"]) if grad is not None else []
     if len(grad):
         best = grad[grad.rows == grad.rows.max()].sort_values("time_median_s").iloc[0]
         ratio = best.speedup_numpy_all  # NumPy's time over Dask's
@@ -271,13 +273,6 @@ def _what_it_does(df: pd.DataFrame | None, eff: pd.DataFrame | None, r: dict | N
             f"{si(r['dask']['time_median_s'], 's')} on {r['cluster']['workers']} workers."
         )
     return ["## What this hardware does", "", " ".join(said), ""] if said else []
-
-
-def _read_out_of_core(out: Path) -> dict | None:
-    import json
-
-    path = out / "out_of_core.json"
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 def _out_of_core(r: dict | None) -> list[str]:
@@ -344,7 +339,12 @@ def write_report(out: str | Path, frame: pd.DataFrame | None, env: dict, notes: 
     lines = ["# Dask scaling: softmax regression's gradient and SGD epoch", ""]
     df = _frame(frame) if frame is not None else None
     eff = efficiencies(df) if df is not None else None
-    out_of_core = _read_out_of_core(out)
+    out_of_core = read_out_of_core(out)
+    try:  # every figure of the record read once: one of another shape is said so
+        larger = _out_of_core(out_of_core)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        why = f"{out / 'out_of_core.json'} is not an out-of-core run's record ({exc!r})"
+        raise InputError(f"{why}; fix: move it away, or rerun scale --out-of-core") from None
     lines += _what_it_does(df, eff, out_of_core)
     mach = env.get("machine", {})
     if mach:
@@ -384,7 +384,7 @@ def write_report(out: str | Path, frame: pd.DataFrame | None, env: dict, notes: 
         for name in _plots(out, df, eff):
             lines += [f"![{name}]({name})", ""]
         lines += _not_measured(frame, notes)
-    lines += _out_of_core(out_of_core)
+    lines += larger
     lines += [
         "Columns: *vs NumPy 1T / all* = NumPy's time (1 BLAS thread / all cores) over this one; "
         "*parallel eff.* = T(1 worker) / (w · T(w)), each with the interval the two times' "

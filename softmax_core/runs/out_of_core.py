@@ -29,6 +29,24 @@ RTOL, ATOL = 1e-4, 1e-6
 MAX_CHUNKS = 10_000
 
 
+def read_out_of_core(folder) -> dict | None:
+    """``folder/out_of_core.json`` (None where there is none); InputError naming the file for
+    one that is no JSON object."""
+    path = Path(folder) / "out_of_core.json"
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        data = exc
+    if not isinstance(data, dict):
+        raise InputError(
+            f"{path} is not an out-of-core run's record ({str(data)[:120]}); fix: move it away, "
+            "or run `softmax-bench scale --out-of-core` into another --out"
+        )
+    return data
+
+
 class MemoryWatch:
     """Samples, every ``interval`` s, the host's used memory and the RSS of this process and its
     children."""
@@ -211,4 +229,4 @@ def run_out_of_core(
     return result
 
 
-__all__ = ["MemoryWatch", "run_out_of_core"]
+__all__ = ["read_out_of_core", "MemoryWatch", "run_out_of_core"]
