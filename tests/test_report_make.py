@@ -503,8 +503,10 @@ def _set_result(cell: int | None, value):
         _set_result(0, "x"),
         _set_result(1, None),
         _set_result(5, ["x"]),
+        lambda text: re.sub(r'"date": [0-9.e+]+', '"date": 1e16', text),
+        lambda text: re.sub(r'"date": [0-9.e+]+', '"date": -1', text),
     ],
-    ids=["nested", "null commit", "result 5", "values x", "params null", "stats x"],
+    ids=["nested", "null commit", "result 5", "values x", "params null", "stats x", "far", "-1"],
 )
 def test_a_damaged_asv_result_file_is_left_out_with_a_note(tmp_path, damage):
     """A result file asv cannot load (JSON nested past any depth), whose commit is not a hash,

@@ -114,12 +114,24 @@ def _results(root: Path, asv_results, unread: list):
             if path.stat().st_size > MAX_RESULT_BYTES:
                 raise ValueError(f"{path.stat().st_size / 2**20:.0f} MiB")
             result = asv_results.Results.load(str(path))
-            if not isinstance(result.commit_hash, str) or not isinstance(result.date, (int, float)):
+            if not isinstance(result.commit_hash, str) or not _a_date(result.date):
                 raise ValueError("its commit or date is not asv's")
         except Exception as exc:  # whatever a damaged file raises: it is left out, said so
             unread.append(_left_out(path, exc))
             continue
         yield path, result
+
+
+#: asv's dates are milliseconds since 1970; a date past this one (the year 2262) is none.
+LAST_DATE_MS = 9.2e12
+
+
+def _a_date(value) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and (0 < value < LAST_DATE_MS)
+    )
 
 
 def _left_out(path, exc: Exception) -> str:
