@@ -485,7 +485,10 @@ def test_an_output_file_the_command_did_not_write_is_refused_untouched(
     assert code == 1 and len(err.splitlines()) == 1 and out == "", err
     assert "exists and was not written by this command" in err and str(target) in err
     assert target.read_text() == "someone else's"
-    if own is not None:  # the command's own file: it goes on (to fail on the made-up input)
+    if own is not None:  # an empty file, or the command's own: it goes on (to fail on the
+        target.write_text("")  # made-up input)
+        code, _, err = cli_run(*argv, target)
+        assert code == 1 and "exists and was not written" not in err, err
         target.write_text(own)
         code, _, err = cli_run(*argv, target)
         assert code == 1 and "exists and was not written" not in err, err

@@ -525,7 +525,7 @@ def test_scale_resumes_only_a_scale_run_and_leaves_a_sweep_as_it_was(
 @pytest.mark.parametrize(
     "folder_has, needle",
     [
-        ("environment.json", "pass --resume"),
+        ("environment.json", "already exists; fix: move it away"),
         ("report.md", "was not written by softmax-bench report"),
     ],
 )

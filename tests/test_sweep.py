@@ -1067,7 +1067,7 @@ def test_a_resume_with_no_record_of_its_grid_asks_for_it(tmp_path, cli, fake_mea
 
 @pytest.mark.parametrize(
     "name, needle",
-    [("environment.json", "pass --resume"), ("report.md", "not written by softmax-bench report")],
+    [("environment.json", "move it away"), ("report.md", "not written by softmax-bench report")],
 )
 def test_a_sweep_into_someone_elses_files_is_refused_before_it_measures(
     tmp_path, cli, fake_measuring, name, needle

@@ -45,7 +45,8 @@ def _output_file(option: str, path: Path | None, example: str, ours=None) -> Non
         if path.is_file():
             with open(path, "rb") as fh:
                 head = fh.read(4096).decode("utf-8", errors="replace")
-        if not ours(head):
+        empty = path.is_file() and not head  # nothing in it to lose
+        if not empty and not ours(head):
             raise InputError(
                 f"{option} {path} exists and was not written by this command; fix: move it "
                 f"away, or choose another {option}"

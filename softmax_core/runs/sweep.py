@@ -81,9 +81,11 @@ def check_out_folder(out_dir: str | Path, resume: bool) -> Path:
     results = out / "results.csv"
     for path in (results, out / "environment.json"):
         if path.exists() and not resume:  # a run's, or a file of someone else's
+            ran = results.exists() or (out / ".lock").exists()
             raise InputError(
-                f"{path} already exists; fix: pass --resume to continue the run there, or "
-                "choose another --out"
+                f"{path} already exists; fix: "
+                + ("pass --resume to continue the run there" if ran else "move it away")
+                + ", or choose another --out"
             )
     if resume and not any((out / name).exists() for name in ("results.csv", ".lock")):
         # no sweep ever started here (one killed before its first row leaves its lock file)
