@@ -370,7 +370,9 @@ def _environment(
                 "fix: resume with the same backend, or choose another --out"
             )
         began = env.get("grid")
-        if isinstance(began, dict) and began.get("threads") not in (None, list(grid.threads)):
+        counts = began.get("threads") if isinstance(began, dict) else None
+        whole = isinstance(counts, list) and all(type(t) is int for t in counts)
+        if whole and set(grid.threads) - set(counts):
             env = {**env, "grid": {**began, "threads": list(grid.threads)}}  # the axis grown
             write_environment(out, env)
         if probe_rates(env) is not None:
