@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from ..backends import get_backend
-from ..errors import InputError
+from ..errors import InputError, is_whole
 from .arguments import COMPLETE, DEFAULT_SWEEP_ROOT, begun, nothing_measured, stopped_in
 
 #: The link to the latest sweep's folder.
@@ -147,7 +147,7 @@ def _resumed_rounds(out: Path, recorded: dict, given: int | None) -> int:
     from ..runs.sweep import MAX_ROUNDS
 
     began = recorded.pop("rounds", None)
-    if not _whole(began) or began > MAX_ROUNDS:  # none, or damaged: the rows decide
+    if not is_whole(began) or began > MAX_ROUNDS:  # none, or damaged: the rows decide
         return DEFAULT_ROUNDS if given is None else given  # (check_same_run)
     if given not in (None, began):
         raise InputError(
@@ -162,7 +162,7 @@ def _resumed_threads(out: Path, recorded: dict, given: list | None) -> tuple:
     InputError where a resumed run's counts are not all given (adding one adds an axis value,
     as adding a batch size does)."""
     began = recorded.pop("threads", None)
-    if not isinstance(began, list) or not began or not all(t is None or _whole(t) for t in began):
+    if not isinstance(began, list) or not began or not all(t is None or is_whole(t) for t in began):
         return tuple(given or (None,))  # none, or damaged: the rows decide (check_same_run)
     cores = os.cpu_count() or 1
     if max((t for t in began if t), default=1) > cores:
@@ -178,10 +178,6 @@ def _resumed_threads(out: Path, recorded: dict, given: list | None) -> tuple:
             "fix: resume without --threads, or choose another --out"
         )
     return tuple(given or began)
-
-
-def _whole(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def _sweep_folder(out: Path | None, resume: bool, label: str) -> Path:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..backends import Backend
-from ..errors import InputError
+from ..errors import InputError, is_whole
 from ..measure.engine import Measurement, measure, probe_machine
 from ..measure.environment import record
 from ..measure.session import MeasurementSession, blas_threads, thread_limit
@@ -371,7 +371,7 @@ def _environment(
             )
         began = env.get("grid")
         counts = began.get("threads") if isinstance(began, dict) else None
-        whole = isinstance(counts, list) and all(type(t) is int for t in counts)
+        whole = isinstance(counts, list) and all(map(is_whole, counts))
         if whole and set(grid.threads) - set(counts):
             env = {**env, "grid": {**began, "threads": list(grid.threads)}}  # the axis grown
             write_environment(out, env)
