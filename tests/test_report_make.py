@@ -4,6 +4,7 @@ results; flags in every table; the crossover named in text; plots not drawn say 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -566,3 +567,25 @@ def test_an_asv_benchmarks_file_that_is_not_asvs_is_one_line(tmp_path, cli_run, 
     else:
         assert code == 1 and len(err.splitlines()) == 1 and f"{benchmarks}" in err, err
         assert "fix: `asv run --bench just-discover`" in err
+
+
+def test_a_fifo_among_asv_results_is_left_out_not_read_without_end(tmp_path):
+    """A FIFO where asv keeps a result file or a machine.json is no file: left out with a note
+    (reading it would wait for a writer that never comes)."""
+    root = write_asv(tmp_path / "asv")
+    os.mkfifo(root / "testbox" / "fifo.json")
+    (root / "testbox" / "machine.json").unlink()
+    os.mkfifo(root / "testbox" / "machine.json")
+    asv = load_asv_results(root)
+    assert any("fifo.json: left out" in n and "not a regular file" in n for n in asv.attrs["notes"])
+    assert asv["commit_hash"].nunique() == 3
+
+
+def test_one_result_set_given_twice_is_one_line(sets, tmp_path, cli_run):
+    """The same set twice (as its folder and as its results.csv) would be drawn as two runs that
+    agree exactly: refused, naming both spellings."""
+    folder = sets["custom"]
+    code, _, err = cli_run("report", folder, folder / "results.csv", "--out", tmp_path / "r")
+    assert code == 1 and len(err.splitlines()) == 1, err
+    assert "are the same result set; fix: name each set once" in err
+    assert not (tmp_path / "r").exists()

@@ -55,7 +55,7 @@ def load_asv_results(asv_dir: str | os.PathLike) -> pd.DataFrame:
     try:
         benchmarks = (
             asv_util.load_json(str(path), api_version=Benchmarks.api_version)
-            if path.is_file()
+            if path.is_file()  # not a FIFO, which would be read without end
             else {}
         )
     except (asv_util.UserError, TypeError, ValueError, AttributeError) as exc:
@@ -82,6 +82,8 @@ def load_asv_results(asv_dir: str | os.PathLike) -> pd.DataFrame:
         rows += found
         if machine not in machines:
             try:
+                if not (root / machine / "machine.json").is_file():
+                    raise OSError("not a regular file")
                 machines[machine] = asv_util.load_json(
                     str(root / machine / "machine.json"), api_version=Machine.api_version
                 )
@@ -111,6 +113,8 @@ def _results(root: Path, asv_results, unread: list):
         if path.name == "machine.json":
             continue
         try:
+            if not path.is_file():  # a FIFO or device would be read without end
+                raise ValueError("not a regular file")
             if path.stat().st_size > MAX_RESULT_BYTES:
                 raise ValueError(f"{path.stat().st_size / 2**20:.0f} MiB")
             result = asv_results.Results.load(str(path))

@@ -37,7 +37,7 @@ from ..runs.resultformat import (
     row_case,
 )
 from ..units import si
-from .results import set_environment
+from .results import set_environment, set_folder
 
 VERDICTS = ("SAME", "FASTER", "SLOWER", "UNSURE")
 
@@ -102,7 +102,7 @@ def compare(a: str | Path, b: str | Path, *, threshold: float = 0.05) -> tuple[p
         or not 0 < threshold < 1
     ):
         raise InputError(f"threshold must be a fraction between 0 and 1, got {threshold!r}")
-    if _folder(a) == _folder(b):
+    if set_folder(a) == set_folder(b):
         raise InputError(
             f"A and B are the same result set ({a}); fix: compare two runs, e.g. two sweeps "
             "of the same grid"
@@ -175,17 +175,11 @@ def _thread_counts(points: pd.DataFrame) -> tuple[int, ...]:
     return tuple(sorted(set(points.index.get_level_values("threads"))))
 
 
-def _folder(where) -> Path:
-    """A results folder, given it or its results.csv."""
-    path = Path(where).resolve()
-    return path.parent if path.is_file() else path
-
-
 def _environment(where) -> dict:
     """The environment record of a results folder (or of the folder of a results.csv); {}
     where it is missing.  One that is damaged, or of a newer format, is refused in one line,
     as the report refuses it."""
-    return set_environment(_folder(where))
+    return set_environment(set_folder(where))
 
 
 def _whole(v) -> int | None:

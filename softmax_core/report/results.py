@@ -58,6 +58,12 @@ def as_paths(dirs) -> list[Path]:
     return [Path(d) for d in dirs]
 
 
+def set_folder(where: str | os.PathLike) -> Path:
+    """The folder of a result set, given it or its results.csv, with links resolved."""
+    path = Path(where).resolve()
+    return path.parent if path.is_file() else path
+
+
 def shown(folder: str | os.PathLike) -> str:
     """``folder`` as given, and the run it leads to where it is a link (``out/sweep/latest``)."""
     folder = Path(folder)
@@ -80,6 +86,13 @@ def load_results(dirs: str | os.PathLike | Iterable[str | os.PathLike]) -> Resul
             "no sweep result folders given; fix: pass the folder written by "
             "`softmax-bench sweep --out DIR`"
         )
+    named = {}
+    for p in paths:  # one set given twice would be drawn as two runs that agree exactly
+        if set_folder(p) in named:
+            raise InputError(
+                f"{p} and {named[set_folder(p)]} are the same result set; fix: name each set once"
+            )
+        named[set_folder(p)] = p
     loaded = [(read_set(p), set_environment(p)) for p in paths]
     labels = unique_labels(
         paths, [_label(rows, env, p) for p, ((rows, _), env) in zip(paths, loaded)]
