@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -354,3 +355,19 @@ def test_overhead_names_its_new_spelling_in_one_line(argv, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'overhead' is now 'softmax-bench sidebyside'" in err[0]
+
+
+def test_a_budget_spent_before_the_workloads_gives_them_no_share_not_a_negative_one(
+    monkeypatch, one_torch_thread
+):
+    def slow_probe(backend):
+        time.sleep(0.05)  # past the whole budget
+        return fake_probe(backend)
+
+    said = []
+    monkeypatch.setattr(sbs, "probe_machine", slow_probe)
+    res = sbs.run_sidebyside("cpu", workloads=TINY[1:], time_budget_s=0.01, log=said.append)
+    assert [s for s in said if s.startswith("sidebyside: tiny")] == [
+        "sidebyside: tiny gradient, 0 s"
+    ]
+    assert res["workloads"][0]["variants"][0]["status"] == "ok"

@@ -182,7 +182,8 @@ def run_sidebyside(
         2.0 if w.lr else 1.0 for w, _ in workloads
     ]  # an epoch's Python loop: twice a gradient's time
     for i, (w, data) in enumerate(workloads):
-        share = (deadline - time.monotonic()) * weight[i] / sum(weight[i:])
+        # past the deadline (a budget the probe used up): no share, the least rounds
+        share = max(deadline - time.monotonic(), 0.0) * weight[i] / sum(weight[i:])
         say(f"sidebyside: {w.title}, {share:.0f} s")
         out["workloads"].append(
             _run_workload(w, data, primary, torch_b, torch_why, probe, latency, share)
