@@ -78,6 +78,14 @@ def test_a_ten_times_slower_copy_is_slower(two_runs, tmp_path):
     table, summary = compare(a, slow)
     assert summary["geomean_ratio"] == pytest.approx(10.0)
     assert set(table["verdict"]) <= {"SLOWER", "UNSURE"} and summary["SLOWER"] >= 1
+    from softmax_core.report.compare import format_comparison
+    from softmax_core.report.fmt import with_interval
+
+    first = rows[0]  # each side's median is shown with its interval, as the report shows it
+    shown = with_interval(
+        *(float(first[c]) for c in ("time_median_s", "time_ci_low_s", "time_ci_high_s"))
+    )
+    assert "(" in shown and f"| {shown} |" in format_comparison(table, summary, a, slow)
 
 
 def test_the_summary_shows_a_machine_that_ran_slower_in_its_probes(two_runs, tmp_path):

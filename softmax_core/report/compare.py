@@ -36,7 +36,7 @@ from ..runs.resultformat import (
     read_results,
     row_case,
 )
-from ..units import si
+from .fmt import with_interval
 from .results import set_environment, set_folder
 
 VERDICTS = ("SAME", "FASTER", "SLOWER", "UNSURE")
@@ -88,9 +88,9 @@ def compare(a: str | Path, b: str | Path, *, threshold: float = 0.05) -> tuple[p
     """Point-by-point comparison of result set ``b`` against ``a``.
 
     Returns ``(table, summary)``: the table has one row per point in both sets
-    (``median_a_s, median_b_s, ratio, ratio_low, ratio_high, stable_a,
-    stable_b, verdict``); the summary holds ``points, only_a, only_b,
-    geomean_ratio``, the count of each verdict, ``median_abs_change`` /
+    (``median_a_s, median_b_s``, their intervals ``ci_low_a_s`` ... ``ci_high_b_s``,
+    ``ratio, ratio_low, ratio_high, stable_a, stable_b, verdict``); the summary holds
+    ``points, only_a, only_b, geomean_ratio``, the count of each verdict, ``median_abs_change`` /
     ``p95_abs_change`` over the points stable on both sides (NaN if none), and
     ``probe_gemm_time_ratio`` / ``probe_copy_time_ratio``, B/A of the two runs'
     machine probes in time (NaN where a side has none, or where the probe
@@ -123,6 +123,11 @@ def compare(a: str | Path, b: str | Path, *, threshold: float = 0.05) -> tuple[p
         {
             "median_a_s": A["time_median_s"],
             "median_b_s": B["time_median_s"],
+            **{
+                f"ci_{end}_{side}_s": d[f"time_ci_{end}_s"]
+                for side, d in (("a", A), ("b", B))
+                for end in ("low", "high")
+            },
             "ratio": B["time_median_s"] / A["time_median_s"],
             **dict(zip(("ratio_low", "ratio_high"), ratio_interval(A, B))),
             "stable_a": A["stable"],
@@ -225,8 +230,15 @@ def format_comparison(table: pd.DataFrame, summary: dict, a, b) -> str:
             + (f", chunks of {r.chunk_rows}" if getattr(r, "chunk_rows", 0) else "")
             for r in table.itertuples()
         ],
-        A=[si(t, "s") for t in table["median_a_s"]],
-        B=[si(t, "s") for t in table["median_b_s"]],
+        **{
+            side.upper(): [
+                with_interval(*values)
+                for values in zip(
+                    *(table[f"{c}_{side}_s"] for c in ("median", "ci_low", "ci_high"))
+                )
+            ]
+            for side in "ab"
+        },
         **{
             "B/A": [
                 f"{r:.3f} [{lo:.3f}, {hi:.3f}]"
