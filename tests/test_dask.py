@@ -863,3 +863,39 @@ def test_a_local_cluster_of_more_workers_than_cores_is_refused(monkeypatch, cli_
     monkeypatch.setenv("SOFTMAX_DASK_WORKERS", "1000")
     code, _, err = cli_run("info", "--backend", "dask")
     assert code == 1 and "more than this machine's" in err and len(err.splitlines()) == 1
+
+
+def test_scale_resume_goes_on_at_the_runs_own_rounds_and_refuses_others_before_it_probes(
+    cli_run, tmp_path, monkeypatch
+):
+    """A scale run begun with --rounds 5: ``--resume`` alone measures at 5, ``--rounds 3`` is
+    refused in one line before the parallelism probe's seconds."""
+    import contextlib
+    import json
+
+    from softmax_core.backends import dask as dask_backend
+    from softmax_core.dask import metrics as dask_metrics
+    from softmax_core.errors import InputError
+    from softmax_core.runs import sweep
+    from softmax_core.runs.resultformat import COLUMNS
+
+    env = {"dask_clusters": {"1": {"workers": 1}}, "grid": {"rounds": 5}}
+    (tmp_path / "environment.json").write_text(json.dumps(env))
+    (tmp_path / "results.csv").write_text(",".join(COLUMNS) + "\n")  # stopped before a row
+    monkeypatch.setattr(dask_metrics, "parallelism", lambda: pytest.fail("probed"))
+    code, out, err = cli_run(
+        "scale", "--resume", "--rounds", "3", "--workers", "1", "--out", tmp_path
+    )
+    assert code == 1 and "begun with --rounds 5, not 3" in err and len(err.splitlines()) == 1
+
+    given = []
+
+    def run_sweep(*args, rounds, **kw):
+        given.append(rounds)
+        raise InputError("measured")
+
+    monkeypatch.setattr(dask_metrics, "parallelism", lambda: {"processes": 1, "speedup": 1.0})
+    monkeypatch.setattr(dask_backend, "session", lambda *a: contextlib.nullcontext(a))
+    monkeypatch.setattr(sweep, "run_sweep", run_sweep)
+    code, out, err = cli_run("scale", "--resume", "--workers", "1", "--out", tmp_path)
+    assert given == [5] and "measured" in err

@@ -95,8 +95,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument(
         "--rounds",
         type=rounds,
-        default=DEFAULT_ROUNDS,
-        help="measure the grid this many times, interleaved (default: %(default)s)",
+        help=f"measure the grid this many times, interleaved (default: {DEFAULT_ROUNDS}; with "
+        "--resume, the run's own)",
     )
     p.add_argument(
         "--scheduler",
@@ -219,6 +219,7 @@ def run(args) -> int:
     from ..report.scaling import PLOTS
     from ..runs.envfile import read_environment, write_environment
     from ..runs.sweep import check_out_folder, run_sweep
+    from .sweep import resumed_rounds
 
     check_out_folder(args.out, args.resume)  # before the probe's seconds
     try:  # the grid's sizes, checked before the probe's seconds too
@@ -232,6 +233,8 @@ def run(args) -> int:
             f"{args.out} holds a sweep, not a scale run; fix: resume it with `softmax-bench "
             "sweep --resume`, or give scale another --out"
         )
+    recorded = began.get("grid") or {}
+    rounds = resumed_rounds(args.out, {"rounds": recorded.get("rounds")}, args.rounds)
     try:
         probe = parallelism()  # the ceiling of any parallel efficiency on this machine, now
         print(
@@ -249,7 +252,7 @@ def run(args) -> int:
                 get_backend("cpu", "numpy"),
                 args.out,
                 resume=args.resume,
-                rounds=args.rounds,
+                rounds=rounds,
                 progress=args.progress,
                 clusters=clusters,
             )

@@ -58,7 +58,7 @@ def _sweep(args) -> int:
         if value is not None
     }
     recorded = _begun_with(out) if out else {}
-    rounds = _resumed_rounds(out, recorded, args.rounds)
+    rounds = resumed_rounds(out, recorded, args.rounds)
     threads = _resumed_threads(out, recorded, args.thread_axis)
     sizes = {"methods", "batches", "classes", "features"}
     if out is not None and not recorded and not sizes & set(given):  # not the default grid
@@ -140,7 +140,7 @@ def _begun_with(out: Path) -> dict:
     return {name: record[name] for name in (*GRID_RECORD, "rounds") if name in record}
 
 
-def _resumed_rounds(out: Path, recorded: dict, given: int | None) -> int:
+def resumed_rounds(out: Path, recorded: dict, given: int | None) -> int:
     """``--rounds`` of a run: as given, else as the run began, else the default; InputError for
     rounds other than those a resumed run began with (its rows are pooled from them)."""
     from ..runs.guard import DEFAULT_ROUNDS
