@@ -243,6 +243,18 @@ def test_the_headline_says_what_the_hardware_does_in_plain_sentences(tmp_path):
     assert "of the probed GEMM rate" in text and "its time goes to" in text
 
 
+def test_the_headline_names_the_naive_gradient_it_quotes(tmp_path):
+    """With the naive gradient skipped at the lecture's point, the batched one measured there is
+    quoted under its own name, not as 'the naive one'."""
+    from softmax_core.report.headline import headline_section
+
+    df = _frame(tmp_path, grid_rows(CPU, epochs=()))
+    df = df[~((df["method"] == "naive") & (df["classes"] == 1000))]
+    text = headline_section(df)
+    assert "the batched naive one (naive_batched: a batch of explicit Jacobians) takes" in text
+    assert "the naive one (explicit Jacobian)" not in text
+
+
 def test_the_headline_leaves_out_what_was_not_measured(tmp_path):
     from softmax_core.report.headline import headline_section
 

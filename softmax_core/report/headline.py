@@ -10,6 +10,12 @@ from ..measure.stats import MAX_OTHERS_CPU
 from .analysis import lecture_rows, ok_rows, throughput_table
 from .fmt import number, one_line, si, times
 
+#: How the opening names the naive gradient it quotes.
+NAIVE_NAMES = {
+    "naive": "the naive one (explicit Jacobian)",
+    "naive_batched": "the batched naive one (naive_batched: a batch of explicit Jacobians)",
+}
+
 #: A call reaching less than this share (%) of both ceilings is bound by neither.
 BOUND_SHARE = 50
 
@@ -42,10 +48,11 @@ def _gradients_sentence(g: pd.DataFrame) -> str:
         f"one structured gradient at n = {n}, k = {k}, B = {b} takes "
         f"{si(st['time_median_s'], 's')} and peaks at {si(st['peak_bytes'], 'B')}"
     )
-    naive = next((at.loc[m] for m in ("naive", "naive_batched") if m in at.index), None)
-    if naive is not None:
+    method = next((m for m in ("naive", "naive_batched") if m in at.index), None)
+    if method is not None:
+        naive = at.loc[method]
         text += (
-            f"; the naive one (explicit Jacobian) takes {si(naive['time_median_s'], 's')}, "
+            f"; {NAIVE_NAMES[method]} takes {si(naive['time_median_s'], 's')}, "
             f"{times(naive['time_median_s'] / st['time_median_s'])} as long, and peaks at "
             f"{si(naive['peak_bytes'], 'B')}"
         )
@@ -67,7 +74,9 @@ def _best_batch_sentence(g: pd.DataFrame) -> str:
     best = epochs.loc[epochs["samples_per_s"].idxmax()]
     return (
         f"Whole SGD epochs run fastest at B = {int(best['batch'])}: "
-        f"{si(best['samples_per_s'])} samples/s, of {len(epochs)} batch sizes measured."
+        f"{si(best['samples_per_s'])} samples/s, of {len(epochs)} batch size"
+        + ("s" if len(epochs) > 1 else "")
+        + " measured."
     )
 
 
