@@ -141,6 +141,11 @@ def threads() -> int | None:
         return None
     if not value.isdecimal() or int(value) < 1:
         raise ValueError(f"{THREADS_ENV}={value!r} is not a thread count: use a positive integer")
+    cores = os.cpu_count() or 1
+    if int(value) > cores:  # as the CLI's --threads: more would time the scheduler, not the math
+        raise ValueError(
+            f"{THREADS_ENV}={value} is more than the {cores} cores: use at most {cores}"
+        )
     return int(value)
 
 

@@ -391,6 +391,9 @@ def test_softmax_threads_limits_the_blas_of_a_benchmark(bench, monkeypatch):
         monkeypatch.setenv("SOFTMAX_THREADS", text)
         with pytest.raises(ValueError, match="SOFTMAX_THREADS.*positive integer"):
             bench["common"].threads()
+    monkeypatch.setenv("SOFTMAX_THREADS", "99999")
+    with pytest.raises(ValueError, match="SOFTMAX_THREADS=99999 is more than the"):
+        bench["common"].threads()
 
 
 # ---------------------------------------------------------------------------- asv itself

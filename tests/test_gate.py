@@ -410,6 +410,16 @@ def test_threads_sets_the_workers_thread_count_for_the_gate_only(monkeypatch, cl
     assert code == 2 and seen == ["1"] and "SOFTMAX_THREADS" not in os.environ
 
 
+@pytest.mark.parametrize("value", ["99999", "two", "0"])
+def test_a_softmax_threads_the_threads_option_would_refuse_is_one_line(monkeypatch, cli_run, value):
+    """SOFTMAX_THREADS is checked as --threads is, before any worker starts (99999 threads
+    spent the whole budget starting them)."""
+    monkeypatch.setattr("softmax_core.gate.run_gate", lambda *a, **kw: pytest.fail("started"))
+    monkeypatch.setenv("SOFTMAX_THREADS", value)
+    code, _, err = cli_run("gate", "HEAD", "HEAD")
+    assert code == 2 and len(err.splitlines()) == 1 and f"SOFTMAX_THREADS='{value}'" in err
+
+
 def test_a_reader_that_goes_away_does_not_change_the_gates_exit_status(monkeypatch, capsys):
     """`softmax-bench gate ... 2>&1 | head -1`: the progress lines and the table go nowhere,
     and a regression still exits 1."""

@@ -102,6 +102,16 @@ def run(args) -> int:
     threads = os.environ.get("SOFTMAX_THREADS")
     if args.threads:
         os.environ["SOFTMAX_THREADS"] = str(args.threads)
+    elif (threads or "").strip():  # checked as --threads is: too many would time the scheduler
+        try:
+            thread_count(threads.strip())
+        except argparse.ArgumentTypeError as exc:
+            print(
+                f"softmax-bench gate: error: SOFTMAX_THREADS={threads!r}: {exc}; fix: set it "
+                "right, or give --threads",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
     try:
         result = run_gate(
             args.base,
