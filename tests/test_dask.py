@@ -899,3 +899,14 @@ def test_scale_resume_goes_on_at_the_runs_own_rounds_and_refuses_others_before_i
     monkeypatch.setattr(sweep, "run_sweep", run_sweep)
     code, out, err = cli_run("scale", "--resume", "--workers", "1", "--out", tmp_path)
     assert given == [5] and "measured" in err
+
+
+def test_scale_without_dask_says_so_before_it_probes(cli_run, tmp_path, monkeypatch):
+    import sys
+
+    from softmax_core.dask import metrics as dask_metrics
+
+    monkeypatch.setattr(dask_metrics, "parallelism", lambda: pytest.fail("probed"))
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed: ImportError
+    code, out, err = cli_run("scale", "--workers", "1", "--out", tmp_path / "s")
+    assert code == 1 and "pip install -e '.[dask]'" in err and len(err.splitlines()) == 1

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from ..dask.chunked import DEFAULT_CHUNK_ROWS
-from ..dask.cluster import scheduler_address
+from ..dask.cluster import import_dask, scheduler_address
 from ..errors import InputError
 from .arguments import (
     COMPLETE,
@@ -235,6 +235,7 @@ def run(args) -> int:
         )
     recorded = began.get("grid") or {}
     rounds = resumed_rounds(args.out, {"rounds": recorded.get("rounds")}, args.rounds)
+    import_dask()  # a missing Dask is said before the probe's seconds
     try:
         probe = parallelism()  # the ceiling of any parallel efficiency on this machine, now
         print(
