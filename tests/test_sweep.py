@@ -972,6 +972,40 @@ def test_a_resume_with_other_settings_is_refused_and_touches_nothing(
     assert not (out / "environment.json").exists()
 
 
+@pytest.mark.parametrize(
+    "where, value, needle",
+    [
+        (("machine", "cpu_model"), "Intel Xeon Platinum 8480", "machine.cpu_model Intel Xeon"),
+        (("machine", "cpu_cores_logical"), 56, "machine.cpu_cores_logical 56, here"),
+        (("versions", "numpy"), "1.26.4", "numpy 1.26.4, here"),
+        (("git_commit",), "0123" * 10, "git_commit 01230123"),
+    ],
+)
+def test_a_resume_elsewhere_or_with_other_code_is_refused_and_touches_nothing(
+    tmp_path, cli, fake_measuring, where, value, needle
+):
+    """Rows measured on another machine, with other library versions or at another commit are
+    another run: a resume that would pool them is refused in one line naming the difference."""
+    out = tmp_path / "run"
+    code, _, err = cli("sweep", *SMALL.split(), "--out", out)
+    assert code == 0, err
+    lines = (out / "results.csv").read_text().splitlines(keepends=True)
+    (out / "results.csv").write_text("".join(lines[:-1]))  # one point left to measure
+    env = json.loads((out / "environment.json").read_text())
+    *parents, last = where
+    part = env
+    for key in parents:
+        part = part[key]
+    part[last] = value
+    (out / "environment.json").write_text(json.dumps(env))
+    files = ("results.csv", "environment.json")
+    before = [(out / name).read_bytes() for name in files]
+    code, _, err = cli("sweep", *SMALL.split(), "--out", out, "--resume")
+    assert code == 1 and len(err.splitlines()) == 1 and needle in err, err
+    assert "measured elsewhere or with other code" in err and "choose another --out" in err
+    assert [(out / name).read_bytes() for name in files] == before
+
+
 def test_resume_alone_finishes_the_grid_the_run_began_with(tmp_path, cli, fake_measuring):
     """``--resume`` without grid options measures the run's own grid, not the default one; an
     option given replaces its setting."""

@@ -86,6 +86,31 @@ def probe_rates(env: dict) -> tuple[float, float, int] | None:
     return rates[0], rates[1], version
 
 
+#: The facts that make rows one run's: where they ran, and with what code (a resume elsewhere,
+#: or after a checkout or an upgrade, would pool two runs' rows as one).
+SAME_RUN = (("machine", "cpu_model"), ("machine", "cpu_cores_logical"), ("git_commit",))
+
+
+def run_differences(recorded: dict, now: dict) -> list[str]:
+    """What differs between a run's environment record and ``now`` (this process's): the
+    :data:`SAME_RUN` facts and the versions of the libraries both name; [] for the same run."""
+    said = []
+    for path in SAME_RUN:
+        a, b = (_at(env, path) for env in (recorded, now))
+        if a is not None and b is not None and a != b:
+            said.append(f"{'.'.join(path)} {a}, here {b}")
+    va, vb = (env.get("versions") or {} for env in (recorded, now))
+    return said + [
+        f"{n} {va[n]}, here {vb[n]}" for n in sorted(set(va) & set(vb)) if va[n] != vb[n]
+    ]
+
+
+def _at(env: dict, path: tuple):
+    for key in path:
+        env = env.get(key) if isinstance(env, dict) else None
+    return env
+
+
 def blas_pools(env: dict) -> list[dict]:
     """The BLAS thread pools of an environment record (threadpoolctl's view of each); [] where
     it has none, or holds something else."""
@@ -95,4 +120,11 @@ def blas_pools(env: dict) -> list[dict]:
     return [p for p in pools if isinstance(p, dict) and p.get("user_api") == "blas"]
 
 
-__all__ = ["read_environment", "write_environment", "probe_rates", "blas_pools", "OBJECT_KEYS"]
+__all__ = [
+    "read_environment",
+    "write_environment",
+    "probe_rates",
+    "blas_pools",
+    "run_differences",
+    "OBJECT_KEYS",
+]

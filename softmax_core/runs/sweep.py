@@ -26,7 +26,7 @@ from ..measure.environment import record
 from ..measure.session import MeasurementSession, blas_threads, thread_limit
 from ..measure.timemodel import TimeModel
 from .cases import Case, Grid
-from .envfile import probe_rates, read_environment, write_environment
+from .envfile import probe_rates, read_environment, run_differences, write_environment
 from .folder import check_same_run, folder_lock, rows_to_keep
 from .guard import (
     DEFAULT_ROUNDS,
@@ -368,6 +368,12 @@ def _environment(
             raise InputError(
                 f"{out} holds results of {label}, not {backend.label}; "
                 "fix: resume with the same backend, or choose another --out"
+            )
+        changed = run_differences(env, record(backend)) if env else []
+        if changed:
+            raise InputError(
+                f"{out} is a run measured elsewhere or with other code ({'; '.join(changed[:3])}); "
+                "fix: resume it where and as it began, or choose another --out"
             )
         began = env.get("grid")
         counts = began.get("threads") if isinstance(began, dict) else None
