@@ -129,6 +129,25 @@ def test_backend_uses_the_existing_cluster(dask_b, cluster):
     assert dask_b.free_memory_bytes() > 0
 
 
+def test_the_machine_probe_takes_its_arrays_whole_whatever_the_chunk_rows(dask_b, monkeypatch):
+    """Chunks of one row made the probe's 1024x1024 GEMM a graph of a million tasks (the sweep
+    hung in its probe): the probe's arrays are one chunk each, its GEMM one task."""
+    from softmax_core.measure import engine
+
+    dask_b.chunk_rows = 1
+    chunks = []
+    real = engine.measure
+
+    def seen(fn, **kw):
+        chunks.append(fn().numblocks)
+        return real(fn, **kw)
+
+    monkeypatch.setattr(engine, "measure", seen)
+    probe = engine.probe_machine(dask_b, gemm_size=256, copy_bytes=2**20)
+    assert chunks == [(1, 1), (1,)] and probe["gemm_gflops"] > 0
+    assert dask_b.chunk_rows == 1  # the backend's own chunks are as they were
+
+
 def test_asarray_row_chunks_in_worker_memory(dask_b, problem):
     import dask.array as da
 

@@ -19,6 +19,7 @@ a *call* is on a lazy library, and the cluster's life: :mod:`softmax_core.dask.c
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Iterator
 from typing import Any
 
@@ -121,6 +122,13 @@ class DaskBackend(Backend):
             "worker_memory_limit_bytes": sorted(int(w.get("memory_limit") or 0) for w in workers),
             "chunk_rows": self.chunk_rows,
         }
+
+    def whole_array(self, a: Any, dtype: Any = None) -> Any:
+        """In one chunk: chunks of a few rows would make the probe's GEMM a graph of millions of
+        tasks, measuring the scheduler instead of a worker's ceilings."""
+        whole = copy.copy(self)
+        whole.chunk_rows = max(len(a), 1)
+        return whole.asarray(a, dtype)
 
     def asarray(self, a: Any, dtype: Any = None, *, copy: bool | None = None) -> Any:
         """A Dask array in the workers' memory, row-chunked by :attr:`chunk_rows`.

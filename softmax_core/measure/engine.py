@@ -296,10 +296,10 @@ def probe_machine(
     backend = backend or get_backend()
     xp = backend.xp
     rng = np.random.default_rng(0)
-    a = backend.asarray(rng.standard_normal((gemm_size, gemm_size)), dtype)
+    a = backend.whole_array(rng.standard_normal((gemm_size, gemm_size)), dtype)
     gemm = measure(lambda: a @ a, backend=backend, max_time_s=0.3)
     n_items = copy_bytes // np.dtype(dtype).itemsize
-    v = backend.asarray(np.ones(n_items), dtype, copy=True)
+    v = backend.whole_array(np.ones(n_items), dtype)
     copy = measure(lambda: xp.asarray(v, copy=True), backend=backend, max_time_s=0.3)
     return {
         "gemm_gflops": 2 * gemm_size**3 / gemm.min / 1e9,
