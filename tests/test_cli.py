@@ -523,3 +523,19 @@ def test_a_recorded_grid_that_is_no_grid_gives_one_fix(tmp_path, cli_run):
     (tmp_path / "environment.json").write_text('{"grid": {"classes": [1]}}')
     code, _, err = cli_run("sweep", "--resume", "--no-report", "--out", tmp_path)
     assert code == 1 and err.count("fix:") == 1 and "give that option with --resume" in err, err
+
+
+def test_train_past_the_memory_it_can_spare_is_refused_before_an_epoch(
+    cli_run, mnist_dir, monkeypatch
+):
+    """The Jacobians of a 60,000-row batch (41.4 GB in float64, by the cost model) were a
+    MemoryError traceback in the first epoch: the prediction is refused in one line before it."""
+    from softmax_core.runs import guard
+
+    monkeypatch.setattr(guard, "default_memory_budget", lambda backend: 10**9)
+    argv = ["--data-dir", mnist_dir, "--grad", "naive_batched", "--dtype", "float64"]
+    code, out, err = cli_run("train", *argv, "--batch", "60000", "--epochs", "1")
+    assert code == 1 and len(err.splitlines()) == 1 and "epoch" not in out.split("\n", 1)[-1]
+    assert "needs 41.4 GB a step, over the 1.00 GB" in err and "fix: a smaller --batch" in err
+    code, out, err = cli_run("train", "--data-dir", mnist_dir, "--batch", "60000", "--epochs", "1")
+    assert code == 0 and err == ""  # the structured gradient's batch fits

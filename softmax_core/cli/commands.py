@@ -15,7 +15,7 @@ from ..errors import InputError
 from ..fileio import atomic_write_text
 from ..model.sgd import train
 from ..model.softmax import get_gradient
-from ..units import NA
+from ..units import NA, si
 from .arguments import (
     EXIT_USAGE,
 )
@@ -53,6 +53,23 @@ def _output_file(option: str, path: Path | None, example: str, ours=None) -> Non
             )
 
 
+def _check_train_memory(args, backend, m: int, n: int, k: int) -> None:
+    """The epochs' working memory, predicted by the cost model, against the sweep's budget (a
+    safe share of what the device can allocate now): refused before any epoch, not a
+    MemoryError in the middle of one."""
+    from ..model.cost import epoch_cost
+    from ..runs.guard import default_memory_budget
+
+    need = epoch_cost(args.grad, m, n, k, args.batch, args.dtype).peak_bytes
+    budget = default_memory_budget(backend)
+    if need > budget:
+        raise InputError(
+            f"--grad {args.grad} at --batch {args.batch} needs {si(need, 'B')} a step, over the "
+            f"{si(budget, 'B')} this machine can spare now; fix: a smaller --batch, or --grad "
+            "structured"
+        )
+
+
 def _cmd_train(args) -> int:
     import functools
 
@@ -64,6 +81,7 @@ def _cmd_train(args) -> int:
     start = time.monotonic()
     backend = get_backend(args.device, args.backend)
     data = load_mnist(args.data_dir)
+    _check_train_memory(args, backend, *data.X_train.shape, int(data.y_train.max()) + 1)
     arrays = [
         backend.asarray(a, args.dtype if a.dtype.kind == "f" else None, copy=True)
         for a in (data.X_train, data.y_train, data.X_test, data.y_test)
