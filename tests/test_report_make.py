@@ -589,3 +589,18 @@ def test_one_result_set_given_twice_is_one_line(sets, tmp_path, cli_run):
     assert code == 1 and len(err.splitlines()) == 1, err
     assert "are the same result set; fix: name each set once" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_half_written_last_line_is_said_by_the_report_and_compare(sets, tmp_path, cli_run):
+    """A results.csv cut in the middle of its last row: the report and compare leave the row out
+    and say so, as resume does, instead of counting the rest as the whole set."""
+    folder = tmp_path / "s"
+    shutil.copytree(sets["custom"], folder)
+    path = folder / "results.csv"
+    path.write_text(path.read_text()[:-7])
+    code, _, err = cli_run("report", folder, "--out", tmp_path / "r")
+    assert code == 0, err
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert f"{path}: a half-written last line was left out" in text
+    code, out, err = cli_run("compare", sets["custom"], folder)
+    assert code == 0 and "1 damaged row(s) of B left out" in out, err

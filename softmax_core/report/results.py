@@ -160,7 +160,7 @@ def read_set(folder: Path) -> tuple[pd.DataFrame, list[str]]:
             f"{path}: every row is damaged (sizes, kind, method, dtype or status unreadable); "
             f"fix: re-run the sweep into a new --out folder, or delete {path}"
         )
-    notes = []
+    notes = list(found.notes)  # a half-written last line, left out
     if len(valid) < len(rows):
         notes.append(
             f"{len(rows) - len(valid)} damaged row(s) of {path} left out (the sweep's --resume "
