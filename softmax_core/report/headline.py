@@ -8,7 +8,7 @@ import pandas as pd
 
 from ..measure.stats import MAX_OTHERS_CPU
 from .analysis import lecture_rows, ok_rows, throughput_table
-from .fmt import number, one_line, si, times
+from .fmt import number, one_line, si, times, with_interval
 
 #: How the opening names the naive gradient it quotes.
 NAIVE_NAMES = {
@@ -18,6 +18,9 @@ NAIVE_NAMES = {
 
 #: A call reaching less than this share (%) of both ceilings is bound by neither.
 BOUND_SHARE = 50
+#: Below this time, a call bound by neither ceiling is one whose overhead dominates (a call
+#: costs Python and dispatch some microseconds); above it, overhead cannot be the reason.
+OVERHEAD_S = 1e-3
 
 
 def headline_section(df: pd.DataFrame) -> str:
@@ -45,14 +48,14 @@ def _gradients_sentence(g: pd.DataFrame) -> str:
         return ""
     st = at.loc["structured"]
     text = (
-        f"one structured gradient at n = {n}, k = {k}, B = {b} takes "
-        f"{si(st['time_median_s'], 's')} and peaks at {si(st['peak_bytes'], 'B')}"
+        f"one structured gradient at n = {n}, k = {k}, B = {b} takes {_time(st)} and peaks at "
+        f"{si(st['peak_bytes'], 'B')}"
     )
     method = next((m for m in ("naive", "naive_batched") if m in at.index), None)
     if method is not None:
         naive = at.loc[method]
         text += (
-            f"; {NAIVE_NAMES[method]} takes {si(naive['time_median_s'], 's')}, "
+            f"; {NAIVE_NAMES[method]} takes {_time(naive)}, "
             f"{times(naive['time_median_s'] / st['time_median_s'])} as long, and peaks at "
             f"{si(naive['peak_bytes'], 'B')}"
         )
@@ -66,14 +69,29 @@ def _gradients_sentence(g: pd.DataFrame) -> str:
     return text[0].upper() + text[1:] + "."
 
 
+def _time(row) -> str:
+    """A median time with its interval, and ⚠ where the point is not marked stable."""
+    text = with_interval(row["time_median_s"], row["time_ci_low_s"], row["time_ci_high_s"])
+    return text + ("" if row.get("stability") == "stable" else " ⚠")
+
+
 def _best_batch_sentence(g: pd.DataFrame) -> str:
     t = throughput_table(g)
     epochs = t[(t["source"] == "epoch") & (t["method"] == "structured")]
     if epochs.empty:
         return ""
     best = epochs.loc[epochs["samples_per_s"].idxmax()]
+    # batches whose interval reaches the best one's: the data do not tell them apart
+    rivals = epochs[
+        (epochs.index != best.name) & (epochs["samples_per_s_high"] >= best["samples_per_s_low"])
+    ]
+    tied = (
+        f" (B = {', '.join(str(int(b)) for b in sorted(rivals['batch']))} within its interval)"
+        if len(rivals)
+        else ""
+    )
     return (
-        f"Whole SGD epochs run fastest at B = {int(best['batch'])}: "
+        f"Whole SGD epochs run fastest at B = {int(best['batch'])}{tied}: "
         f"{si(best['samples_per_s'])} samples/s, of {len(epochs)} batch size"
         + ("s" if len(epochs) > 1 else "")
         + " measured."
@@ -88,8 +106,13 @@ def _bound_sentence(g: pd.DataFrame) -> str:
     r = s.sort_values(["batch", "classes", "features"]).iloc[-1]  # the largest call measured
     flops = 100 * r["gflops"] / r["gemm_gflops"]
     traffic = 100 * r["gbytes_per_s"] / r["copy_gbps"]
-    if max(flops, traffic) < BOUND_SHARE:
+    if max(flops, traffic) < BOUND_SHARE and r["time_median_s"] < OVERHEAD_S:
         which = "neither ceiling: per-call overhead (Python, dispatch, small kernels) dominates"
+    elif max(flops, traffic) < BOUND_SHARE:  # too long a call for overhead to be the reason
+        which = (
+            "neither ceiling: it runs below both probed rates (a busier machine than at the "
+            "probe, or kernels slower than the probe's GEMM)"
+        )
     elif flops >= traffic:
         which = "arithmetic (GEMM rate)"
     else:
