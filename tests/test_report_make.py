@@ -604,3 +604,14 @@ def test_a_half_written_last_line_is_said_by_the_report_and_compare(sets, tmp_pa
     assert f"{path}: a half-written last line was left out" in text
     code, out, err = cli_run("compare", sets["custom"], folder)
     assert code == 0 and "1 damaged row(s) of B left out" in out, err
+
+
+def test_a_results_file_saved_with_a_byte_order_mark_is_read(sets, tmp_path, cli_run):
+    """A spreadsheet's "CSV UTF-8" starts with a byte order mark: read as the same columns, not
+    refused for an unknown column '\\ufeffrun_id'."""
+    folder = tmp_path / "s"
+    shutil.copytree(sets["custom"], folder)
+    path = folder / "results.csv"
+    path.write_text("\ufeff" + path.read_text(), encoding="utf-8")
+    code, _, err = cli_run("report", folder, "--out", tmp_path / "r")
+    assert code == 0 and err == "", err

@@ -174,7 +174,7 @@ def read_results(path: str | os.PathLike) -> ResultFile:
     _regular_file(path, "sweep's results (results.csv)")
     _not_too_large(path, MAX_RESULTS_BYTES)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except (UnicodeDecodeError, OSError) as exc:
         raise InputError(
             f"cannot read {path} ({exc}); fix: re-run the sweep into a new --out folder"
