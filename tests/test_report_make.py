@@ -615,3 +615,17 @@ def test_a_results_file_saved_with_a_byte_order_mark_is_read(sets, tmp_path, cli
     path.write_text("\ufeff" + path.read_text(), encoding="utf-8")
     code, _, err = cli_run("report", folder, "--out", tmp_path / "r")
     assert code == 0 and err == "", err
+
+
+def test_a_report_into_another_sets_folder_is_refused_and_touches_nothing(sets, tmp_path, cli_run):
+    """``report A --out B``, B a sweep's folder: its report.md would describe A beside B's own
+    results.csv. Refused; reporting B with A, or B into itself, is not."""
+    b = tmp_path / "b"
+    shutil.copytree(sets["custom"], b)
+    code, _, err = cli_run("report", b)
+    assert code == 0, err
+    before = (b / "report.md").read_bytes()
+    code, _, err = cli_run("report", sets["custom"], "--out", b)
+    assert code == 1 and "holds a result set (results.csv) this report leaves out" in err
+    assert (b / "report.md").read_bytes() == before
+    assert cli_run("report", b, "--out", b)[0] == 0

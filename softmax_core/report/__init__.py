@@ -40,7 +40,7 @@ from .plots_machine import (
     throughput_vs_batch,
 )
 from .plots_naive import memory_vs_classes, ratio_vs_classes
-from .results import ResultSets, as_paths, empty_frame, load_results, read_set, shown
+from .results import ResultSets, as_paths, empty_frame, load_results, read_set, set_folder, shown
 from .scaling import PLOTS as SCALING_PLOTS
 from .scaling import is_scaling
 from .scaling import write_report as write_scaling_report
@@ -174,6 +174,11 @@ def make_report(
     if not dirs and asv_dir is None:
         raise InputError(
             "nothing to report: give sweep result folders and/or an asv results folder"
+        )
+    if (out / "results.csv").is_file() and set_folder(out) not in map(set_folder, dirs):
+        raise InputError(  # its report.md would describe other sets, beside its own results
+            f"{out} holds a result set (results.csv) this report leaves out; fix: report it too, "
+            "or choose another --out"
         )
     scaling = _scaling_set(dirs, asv_dir)
     if scaling is not None:

@@ -157,8 +157,8 @@ def read_set(folder: Path) -> tuple[pd.DataFrame, list[str]]:
     valid = [row for row in rows if row_case(row) is not None]
     if not valid:
         raise InputError(
-            f"{path}: every row is damaged (sizes, kind, method, dtype or status unreadable); "
-            f"fix: re-run the sweep into a new --out folder, or delete {path}"
+            f"{path}: every row is damaged (sizes, kind, method, dtype, status or times "
+            f"unreadable); fix: re-run the sweep into a new --out folder, or delete {path}"
         )
     notes = list(found.notes)  # a half-written last line, left out
     if len(valid) < len(rows):
