@@ -292,6 +292,12 @@ def test_resume_of_a_folder_without_results_is_refused_in_one_line(cli_run, tmp_
     assert list((tmp_path / "typo").iterdir()) == []
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_train_refuses_a_metrics_file_it_cannot_write_before_it_trains(cli_run, tmp_path):
+    code, out, err = cli_run("train", "--metrics-out", "/proc/m.csv", "--data-dir", tmp_path)
+    assert code == 1 and "--metrics-out /proc/m.csv: cannot write in /proc" in err and out == ""
+
+
 def test_train_refuses_a_metrics_folder_before_it_trains(cli_run, tmp_path):
     code, out, err = cli_run("train", "--metrics-out", tmp_path, "--data-dir", tmp_path / "none")
     assert code == 1 and "is a folder" in err and "epoch" not in out

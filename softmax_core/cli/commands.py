@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,6 +41,14 @@ def _output_file(option: str, path: Path | None, example: str, ours=None) -> Non
     above = next((p for p in path.parents if p.exists()), None)
     if above is not None and not above.is_dir():
         raise InputError(f"{option} {path}: {above} is a file; fix: give a path in a folder")
+    if above == path.parent:  # a file written there after the work, or an error before it
+        try:
+            tempfile.TemporaryFile(dir=above).close()
+        except OSError as exc:
+            raise InputError(
+                f"{option} {path}: cannot write in {above} ({exc.strerror}); fix: give a path "
+                "in a folder you can write"
+            ) from None
     if ours is not None and (path.exists() or path.is_symlink()):
         head = ""
         if path.is_file():
