@@ -129,22 +129,25 @@ def test_backend_uses_the_existing_cluster(dask_b, cluster):
     assert dask_b.free_memory_bytes() > 0
 
 
-def test_the_machine_probe_takes_its_arrays_whole_whatever_the_chunk_rows(dask_b, monkeypatch):
+def test_the_machine_probe_computes_on_whole_arrays_whatever_the_chunk_rows(dask_b, monkeypatch):
     """Chunks of one row made the probe's 1024x1024 GEMM a graph of a million tasks (the sweep
-    hung in its probe): the probe's arrays are one chunk each, its GEMM one task."""
+    hung in its probe), and a probe that timed the building of a graph read thousands of GFLOP/s:
+    its arrays are one chunk each, and what it times is computed."""
     from softmax_core.measure import engine
 
     dask_b.chunk_rows = 1
-    chunks = []
-    real = engine.measure
+    made = []
+    real_whole = dask_b.whole_array
 
-    def seen(fn, **kw):
-        chunks.append(fn().numblocks)
-        return real(fn, **kw)
+    def whole(a, dtype=None):
+        made.append(real_whole(a, dtype).numblocks)
+        return real_whole(a, dtype)
 
-    monkeypatch.setattr(engine, "measure", seen)
-    probe = engine.probe_machine(dask_b, gemm_size=256, copy_bytes=2**20)
-    assert chunks == [(1, 1), (1,)] and probe["gemm_gflops"] > 0
+    monkeypatch.setattr(dask_b, "whole_array", whole)
+    probe = engine.probe_machine(dask_b, copy_bytes=2**20)
+    assert made == [(1, 1), (1,)]
+    numpy_probe = engine.probe_machine(get_backend("cpu", "numpy"), copy_bytes=2**20)
+    assert probe["gemm_gflops"] < 3 * numpy_probe["gemm_gflops"]  # a GEMM's rate, not a graph's
     assert dask_b.chunk_rows == 1  # the backend's own chunks are as they were
 
 

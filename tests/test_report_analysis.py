@@ -278,6 +278,8 @@ def test_the_headline_names_overhead_only_where_a_call_is_short_enough_for_it(tm
     short = df.assign(**{c: df[c] * 1e-4 for c in ("time_median_s", "time_ci_low_s")})
     short["time_ci_high_s"] = short["time_median_s"] * 1.01  # the shares as they were
     assert "neither ceiling: per-call overhead" in headline_section(short)
+    flat = df.assign(time_median_s=0.07)  # Dask: 70 ms a call, whatever its size
+    assert "neither ceiling: per-call overhead" in headline_section(flat)
 
 
 def test_the_headline_says_which_batches_the_fastest_is_not_told_apart_from(tmp_path):

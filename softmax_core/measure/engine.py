@@ -297,10 +297,13 @@ def probe_machine(
     xp = backend.xp
     rng = np.random.default_rng(0)
     a = backend.whole_array(rng.standard_normal((gemm_size, gemm_size)), dtype)
-    gemm = measure(lambda: a @ a, backend=backend, max_time_s=0.3)
+    # complete: a lazy library (Dask) would otherwise time the building of a graph
+    gemm = measure(backend.complete(lambda: a @ a), backend=backend, max_time_s=0.3)
     n_items = copy_bytes // np.dtype(dtype).itemsize
     v = backend.whole_array(np.ones(n_items), dtype)
-    copy = measure(lambda: xp.asarray(v, copy=True), backend=backend, max_time_s=0.3)
+    copy = measure(
+        backend.complete(lambda: xp.asarray(v, copy=True)), backend=backend, max_time_s=0.3
+    )
     return {
         "gemm_gflops": 2 * gemm_size**3 / gemm.min / 1e9,
         "copy_gbps": 2 * copy_bytes / copy.min / 1e9,

@@ -21,6 +21,8 @@ BOUND_SHARE = 50
 #: Below this time, a call bound by neither ceiling is one whose overhead dominates (a call
 #: costs Python and dispatch some microseconds); above it, overhead cannot be the reason.
 OVERHEAD_S = 1e-3
+#: A largest call that takes less than this many times the smallest one's time is overhead.
+OVERHEAD_GROWTH = 2
 
 
 def headline_section(df: pd.DataFrame) -> str:
@@ -106,7 +108,11 @@ def _bound_sentence(g: pd.DataFrame) -> str:
     r = s.sort_values(["batch", "classes", "features"]).iloc[-1]  # the largest call measured
     flops = 100 * r["gflops"] / r["gemm_gflops"]
     traffic = 100 * r["gbytes_per_s"] / r["copy_gbps"]
-    if max(flops, traffic) < BOUND_SHARE and r["time_median_s"] < OVERHEAD_S:
+    # overhead: a call too short for anything else, or barely longer than the smallest call
+    # (a cost every call pays whatever its size: Dask's scheduling is milliseconds)
+    smallest = s["time_median_s"].min() if len(s) > 1 else 0.0
+    overhead = r["time_median_s"] < max(OVERHEAD_S, OVERHEAD_GROWTH * smallest)
+    if max(flops, traffic) < BOUND_SHARE and overhead:
         which = "neither ceiling: per-call overhead (Python, dispatch, small kernels) dominates"
     elif max(flops, traffic) < BOUND_SHARE:  # too long a call for overhead to be the reason
         which = (
