@@ -901,7 +901,7 @@ def test_scale_resume_goes_on_at_the_runs_own_rounds_and_refuses_others_before_i
     from softmax_core.runs import sweep
     from softmax_core.runs.resultformat import COLUMNS
 
-    env = {"dask_clusters": {"1": {"workers": 1}}, "grid": {"rounds": 5}}
+    env = {"dask_clusters": {"1": {"workers": 1}}, "grid": {"rounds": 5}, "git_commit": "0" * 40}
     (tmp_path / "environment.json").write_text(json.dumps(env))
     (tmp_path / "results.csv").write_text(",".join(COLUMNS) + "\n")  # stopped before a row
     monkeypatch.setattr(dask_metrics, "parallelism", lambda: pytest.fail("probed"))
@@ -909,6 +909,10 @@ def test_scale_resume_goes_on_at_the_runs_own_rounds_and_refuses_others_before_i
         "scale", "--resume", "--rounds", "3", "--workers", "1", "--out", tmp_path
     )
     assert code == 1 and "begun with --rounds 5, not 3" in err and len(err.splitlines()) == 1
+    code, out, err = cli_run("scale", "--resume", "--workers", "1", "--out", tmp_path)
+    assert code == 1 and "git checkout 000000000000" in err and out == ""  # another commit's
+    env.pop("git_commit")
+    (tmp_path / "environment.json").write_text(json.dumps(env))
 
     given = []
 

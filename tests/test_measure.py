@@ -525,3 +525,24 @@ def test_measure_takes_numpy_scalars_and_refuses_non_bool_flags(cpu):
     for bad in ({"cold": None}, {"warm_up": "no", "cold": False}):
         with pytest.raises(TypeError, match="must be True or False"):
             measure(lambda: None, backend=cpu, **bad)
+
+
+def test_the_commit_recorded_is_of_a_checkout_that_tracks_the_code(tmp_path):
+    """A package installed into a virtual environment inside someone's repository is not that
+    repository's code: no commit is recorded for a folder git does not track."""
+    import subprocess
+
+    from softmax_core.measure.environment import git_commit
+
+    def git(*argv):
+        subprocess.run(["git", *argv], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "notes.txt").write_text("a user's project\n")
+    git("add", "notes.txt")
+    git("-c", "user.name=u", "-c", "user.email=u@x", "commit", "-qm", "notes")
+    site = tmp_path / ".venv" / "site-packages" / "softmax_core"
+    site.mkdir(parents=True)
+    (site / "__init__.py").write_text("")
+    assert git_commit(site) is None
+    assert git_commit(tmp_path) is not None and len(git_commit(tmp_path)) == 40

@@ -218,7 +218,7 @@ def run(args) -> int:
     from ..report import check_claim
     from ..report.scaling import PLOTS
     from ..runs.envfile import read_environment, write_environment
-    from ..runs.sweep import check_out_folder, run_sweep
+    from ..runs.sweep import check_out_folder, check_same_machine, run_sweep
     from .sweep import resumed_rounds
 
     check_out_folder(args.out, args.resume)  # before the probe's seconds
@@ -236,6 +236,8 @@ def run(args) -> int:
     recorded = began.get("grid") or {}
     rounds = resumed_rounds(args.out, {"rounds": recorded.get("rounds")}, args.rounds)
     import_dask()  # a missing Dask is said before the probe's seconds
+    baseline = get_backend("cpu", "numpy")
+    check_same_machine(args.out, began, baseline)  # and another machine's or commit's run
     try:
         probe = parallelism()  # the ceiling of any parallel efficiency on this machine, now
         print(
@@ -250,7 +252,7 @@ def run(args) -> int:
                 clusters = {w: stack.enter_context(session(None, w)) for w in workers}
             run_sweep(
                 grid(args, tuple(clusters), cores),
-                get_backend("cpu", "numpy"),
+                baseline,
                 args.out,
                 resume=args.resume,
                 rounds=rounds,

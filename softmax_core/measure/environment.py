@@ -135,15 +135,19 @@ def cpu_model() -> str:
 
 
 def git_commit(path: str | os.PathLike | None = None) -> str | None:
-    """The commit of the working tree holding ``path`` (default: this package), if any."""
+    """The commit of the checkout whose tracked files hold ``path`` (default: this package), if
+    any; None for a folder git does not track (a package installed into a virtual environment
+    inside someone's repository is not that repository's code)."""
     where = Path(path) if path else Path(__file__).resolve().parent
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=5
+        tracked, out = (
+            subprocess.run(["git", *argv], cwd=where, capture_output=True, text=True, timeout=5)
+            for argv in (["ls-files", "--error-unmatch", "--", "."], ["rev-parse", "HEAD"])
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    ok = tracked.returncode == out.returncode == 0
+    return out.stdout.strip() or None if ok else None
 
 
 def _read_text(path: str) -> str | None:

@@ -89,26 +89,34 @@ def probe_rates(env: dict) -> tuple[float, float, int] | None:
 #: The facts that make rows one run's: where they ran, and with what code (a resume elsewhere,
 #: or after a checkout or an upgrade, would pool two runs' rows as one).
 SAME_RUN = (("machine", "cpu_model"), ("machine", "cpu_cores_logical"), ("git_commit",))
+#: Libraries that draw and report, not compute: another version of them is the same run.
+NOT_MEASURED = ("pandas", "matplotlib", "asv")
 
 
 def run_differences(recorded: dict, now: dict) -> list[str]:
     """What differs between a run's environment record and ``now`` (this process's): the
-    :data:`SAME_RUN` facts and the versions of the libraries both name; [] for the same run."""
+    :data:`SAME_RUN` facts and the versions of the computing libraries both name; [] for the
+    same run."""
     said = []
     for path in SAME_RUN:
         a, b = (_at(env, path) for env in (recorded, now))
         if a is not None and b is not None and a != b:
-            said.append(f"{'.'.join(path)} {a}, here {b}")
+            said.append(f"{'.'.join(path)} {_shown(a)}, here {_shown(b)}")
     va, vb = (env.get("versions") or {} for env in (recorded, now))
-    return said + [
-        f"{n} {va[n]}, here {vb[n]}" for n in sorted(set(va) & set(vb)) if va[n] != vb[n]
-    ]
+    both = sorted(set(va) & set(vb) - set(NOT_MEASURED))
+    return said + [f"{n} {_shown(va[n])}, here {_shown(vb[n])}" for n in both if va[n] != vb[n]]
 
 
 def _at(env: dict, path: tuple):
     for key in path:
         env = env.get(key) if isinstance(env, dict) else None
     return env
+
+
+def _shown(value) -> str:
+    """A recorded value in one short line: quoted where it is text, cut past 60 characters."""
+    text = repr(value) if isinstance(value, str) else str(value).replace("\n", " ")
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def blas_pools(env: dict) -> list[dict]:

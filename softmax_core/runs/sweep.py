@@ -369,12 +369,7 @@ def _environment(
                 f"{out} holds results of {label}, not {backend.label}; "
                 "fix: resume with the same backend, or choose another --out"
             )
-        changed = run_differences(env, record(backend)) if env else []
-        if changed:
-            raise InputError(
-                f"{out} is a run measured elsewhere or with other code ({'; '.join(changed[:3])}); "
-                "fix: resume it where and as it began, or choose another --out"
-            )
+        check_same_machine(out, env, backend)
         began = env.get("grid")
         counts = began.get("threads") if isinstance(began, dict) else None
         whole = isinstance(counts, list) and all(map(is_whole, counts))
@@ -393,10 +388,31 @@ def _environment(
     return env
 
 
+def check_same_machine(out: Path, env: dict, backend: Backend) -> None:
+    """InputError where the run recorded in ``env`` ran on another machine, with other computing
+    libraries or at another commit than this process would: its rows and new ones are two runs."""
+    changed = run_differences(env, record(backend)) if env else []
+    if changed:
+        only_commit = all(c.startswith("git_commit") for c in changed)
+        commit = str(env.get("git_commit"))[:12]
+        fix = f"git checkout {commit} to resume it" if only_commit else "resume it where it began"
+        raise InputError(
+            f"{out} is a run measured elsewhere or with other code ({'; '.join(changed[:3])}); "
+            f"fix: {fix}, or choose another --out"
+        )
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 run_sweep.last_summary = None
 
-__all__ = ["run_sweep", "check_out_folder", "SweepSummary", "SchemaError", "GRID_RECORD"]
+__all__ = [
+    "run_sweep",
+    "check_out_folder",
+    "check_same_machine",
+    "SweepSummary",
+    "SchemaError",
+    "GRID_RECORD",
+]
