@@ -294,8 +294,9 @@ def test_resume_of_a_folder_without_results_is_refused_in_one_line(cli_run, tmp_
 
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
 def test_train_refuses_a_metrics_file_it_cannot_write_before_it_trains(cli_run, tmp_path):
-    code, out, err = cli_run("train", "--metrics-out", "/proc/m.csv", "--data-dir", tmp_path)
-    assert code == 1 and "--metrics-out /proc/m.csv: cannot write in /proc" in err and out == ""
+    for path in ("/proc/m.csv", "/proc/new/m.csv"):  # a folder to make there, too
+        code, out, err = cli_run("train", "--metrics-out", path, "--data-dir", tmp_path)
+        assert code == 1 and f"--metrics-out {path}: cannot write in /proc" in err and out == ""
 
 
 def test_train_refuses_a_metrics_folder_before_it_trains(cli_run, tmp_path):

@@ -41,7 +41,7 @@ def _output_file(option: str, path: Path | None, example: str, ours=None) -> Non
     above = next((p for p in path.parents if p.exists()), None)
     if above is not None and not above.is_dir():
         raise InputError(f"{option} {path}: {above} is a file; fix: give a path in a folder")
-    if above == path.parent:  # a file written there after the work, or an error before it
+    if above is not None:  # its folders and file made there after the work, or an error now
         try:
             tempfile.TemporaryFile(dir=above).close()
         except OSError as exc:
