@@ -410,7 +410,7 @@ def test_threads_sets_the_workers_thread_count_for_the_gate_only(monkeypatch, cl
     assert code == 2 and seen == ["1"] and "SOFTMAX_THREADS" not in os.environ
 
 
-@pytest.mark.parametrize("value", ["99999", "two", "0"])
+@pytest.mark.parametrize("value", ["99999", "two", "0", "+1", "1_0"])
 def test_a_softmax_threads_the_threads_option_would_refuse_is_one_line(monkeypatch, cli_run, value):
     """SOFTMAX_THREADS is checked as --threads is, before any worker starts (99999 threads
     spent the whole budget starting them)."""

@@ -104,6 +104,8 @@ def run(args) -> int:
         os.environ["SOFTMAX_THREADS"] = str(args.threads)
     elif (threads or "").strip():  # checked as --threads is: too many would time the scheduler
         try:
+            if not threads.strip().isdecimal():  # as the asv suite reads it: digits only
+                raise argparse.ArgumentTypeError("not a whole number of threads")
             thread_count(threads.strip())
         except argparse.ArgumentTypeError as exc:
             print(
