@@ -591,7 +591,9 @@ def test_one_result_set_given_twice_is_one_line(sets, tmp_path, cli_run):
     assert not (tmp_path / "r").exists()
 
 
-def test_a_half_written_last_line_is_said_by_the_report_and_compare(sets, tmp_path, cli_run):
+def test_a_half_written_last_line_is_said_by_the_report_and_compare(
+    sets, tmp_path, cli_run, unrendered_plots
+):
     """A results.csv cut in the middle of its last row: the report and compare leave the row out
     and say so, as resume does, instead of counting the rest as the whole set."""
     folder = tmp_path / "s"
@@ -606,7 +608,9 @@ def test_a_half_written_last_line_is_said_by_the_report_and_compare(sets, tmp_pa
     assert code == 0 and "1 damaged row(s) of B left out" in out, err
 
 
-def test_a_results_file_saved_with_a_byte_order_mark_is_read(sets, tmp_path, cli_run):
+def test_a_results_file_saved_with_a_byte_order_mark_is_read(
+    sets, tmp_path, cli_run, unrendered_plots
+):
     """A spreadsheet's "CSV UTF-8" starts with a byte order mark: read as the same columns, not
     refused for an unknown column '\\ufeffrun_id'."""
     folder = tmp_path / "s"
@@ -617,15 +621,15 @@ def test_a_results_file_saved_with_a_byte_order_mark_is_read(sets, tmp_path, cli
     assert code == 0 and err == "", err
 
 
-def test_a_report_into_another_sets_folder_is_refused_and_touches_nothing(sets, tmp_path, cli_run):
+def test_a_report_into_another_sets_folder_is_refused_and_touches_nothing(
+    sets, tmp_path, cli_run, unrendered_plots
+):
     """``report A --out B``, B a sweep's folder: its report.md would describe A beside B's own
     results.csv. Refused; reporting B with A, or B into itself, is not."""
     b = tmp_path / "b"
     shutil.copytree(sets["custom"], b)
-    code, _, err = cli_run("report", b)
-    assert code == 0, err
-    before = (b / "report.md").read_bytes()
+    before = sorted(p.name for p in b.iterdir())
     code, _, err = cli_run("report", sets["custom"], "--out", b)
     assert code == 1 and "holds a result set (results.csv) this report leaves out" in err
-    assert (b / "report.md").read_bytes() == before
+    assert sorted(p.name for p in b.iterdir()) == before
     assert cli_run("report", b, "--out", b)[0] == 0
