@@ -217,8 +217,8 @@ def run(args) -> int:
     from ..dask.metrics import parallelism
     from ..report import check_claim
     from ..report.scaling import PLOTS
-    from ..runs.envfile import read_environment, write_environment
-    from ..runs.sweep import check_out_folder, check_same_machine, run_sweep
+    from ..runs.envfile import check_same_machine, read_environment, write_environment
+    from ..runs.sweep import check_out_folder, run_sweep
     from .sweep import resumed_rounds
 
     check_out_folder(args.out, args.resume)  # before the probe's seconds

@@ -132,8 +132,7 @@ def _drop_if_empty(out: Path, new: bool, previous: Path | None) -> None:
 def _begun_with(out: Path) -> dict:
     """The settings of the grid a run began with (environment.json's ``grid``) and its
     ``rounds``, so that ``--resume`` alone finishes that run; {} where the set kept none."""
-    from ..runs.envfile import read_environment
-    from ..runs.sweep import GRID_RECORD
+    from ..runs.envfile import GRID_RECORD, read_environment
 
     record = read_environment(out, "delete it to probe the machine again, or choose another --out")
     record = record.get("grid") or {}

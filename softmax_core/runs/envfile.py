@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..fileio import atomic_write_text
+from ..measure.environment import record
 from .resultformat import (
     COLUMNS,
     ENVIRONMENT_FILE,
@@ -86,6 +87,20 @@ def probe_rates(env: dict) -> tuple[float, float, int] | None:
     return rates[0], rates[1], version
 
 
+#: The grid's settings that environment.json keeps, so that ``sweep --resume`` measures the
+#: grid the run began with: ``sweep``'s options, as Grid's fields (and ``rounds`` beside them).
+GRID_RECORD = (
+    "methods",
+    "batches",
+    "classes",
+    "features",
+    "dtype",
+    "epochs_on",
+    "time_budget_s",
+    "threads",
+)
+
+
 #: The facts that make rows one run's: where they ran, and with what code (a resume elsewhere,
 #: or after a checkout or an upgrade, would pool two runs' rows as one).
 SAME_RUN = (("machine", "cpu_model"), ("machine", "cpu_cores_logical"), ("git_commit",))
@@ -119,6 +134,20 @@ def _shown(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def check_same_machine(out: Path, env: dict, backend) -> None:
+    """InputError where the run recorded in ``env`` ran on another machine, with other computing
+    libraries or at another commit than this process would: its rows and new ones are two runs."""
+    changed = run_differences(env, record(backend)) if env else []
+    if changed:
+        only_commit = all(c.startswith("git_commit") for c in changed)
+        commit = str(env.get("git_commit"))[:12]
+        fix = f"git checkout {commit} to resume it" if only_commit else "resume it where it began"
+        raise InputError(
+            f"{out} is a run measured elsewhere or with other code ({'; '.join(changed[:3])}); "
+            f"fix: {fix}, or choose another --out"
+        )
+
+
 def blas_pools(env: dict) -> list[dict]:
     """The BLAS thread pools of an environment record (threadpoolctl's view of each); [] where
     it has none, or holds something else."""
@@ -129,10 +158,12 @@ def blas_pools(env: dict) -> list[dict]:
 
 
 __all__ = [
+    "GRID_RECORD",
     "read_environment",
     "write_environment",
     "probe_rates",
     "blas_pools",
     "run_differences",
+    "check_same_machine",
     "OBJECT_KEYS",
 ]

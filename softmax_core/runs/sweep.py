@@ -26,7 +26,13 @@ from ..measure.environment import record
 from ..measure.session import MeasurementSession, blas_threads, thread_limit
 from ..measure.timemodel import TimeModel
 from .cases import Case, Grid
-from .envfile import probe_rates, read_environment, run_differences, write_environment
+from .envfile import (
+    GRID_RECORD,
+    check_same_machine,
+    probe_rates,
+    read_environment,
+    write_environment,
+)
 from .folder import check_same_run, folder_lock, rows_to_keep
 from .guard import (
     DEFAULT_ROUNDS,
@@ -342,20 +348,6 @@ def _epoch_data(grid: Grid, data_dir):
     return mnist.X_train, mnist.y_train
 
 
-#: The grid's settings that environment.json keeps, so that ``sweep --resume`` measures the
-#: grid the run began with: ``sweep``'s options, as Grid's fields (and ``rounds`` beside them).
-GRID_RECORD = (
-    "methods",
-    "batches",
-    "classes",
-    "features",
-    "dtype",
-    "epochs_on",
-    "time_budget_s",
-    "threads",
-)
-
-
 def _environment(
     out: Path, backend: Backend, resume: bool, probe: Callable, grid: Grid, rounds: int
 ) -> dict:
@@ -388,20 +380,6 @@ def _environment(
     return env
 
 
-def check_same_machine(out: Path, env: dict, backend: Backend) -> None:
-    """InputError where the run recorded in ``env`` ran on another machine, with other computing
-    libraries or at another commit than this process would: its rows and new ones are two runs."""
-    changed = run_differences(env, record(backend)) if env else []
-    if changed:
-        only_commit = all(c.startswith("git_commit") for c in changed)
-        commit = str(env.get("git_commit"))[:12]
-        fix = f"git checkout {commit} to resume it" if only_commit else "resume it where it began"
-        raise InputError(
-            f"{out} is a run measured elsewhere or with other code ({'; '.join(changed[:3])}); "
-            f"fix: {fix}, or choose another --out"
-        )
-
-
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -411,8 +389,6 @@ run_sweep.last_summary = None
 __all__ = [
     "run_sweep",
     "check_out_folder",
-    "check_same_machine",
     "SweepSummary",
     "SchemaError",
-    "GRID_RECORD",
 ]
