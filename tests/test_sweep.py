@@ -980,6 +980,7 @@ def test_a_resume_with_other_settings_is_refused_and_touches_nothing(
         (("versions", "numpy"), "1.26.4", "numpy '1.26.4', here"),
         (("git_commit",), "0123" * 10, "fix: git checkout 012301230123 to resume it"),
         (("versions", "pandas"), "0.1", None),  # draws, does not compute: the same run
+        (("versions", "dask"), "0.1", None),  # not this NumPy run's library
     ],
 )
 def test_a_resume_elsewhere_or_with_other_code_is_refused_and_touches_nothing(

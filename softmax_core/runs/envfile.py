@@ -104,21 +104,29 @@ GRID_RECORD = (
 #: The facts that make rows one run's: where they ran, and with what code (a resume elsewhere,
 #: or after a checkout or an upgrade, would pool two runs' rows as one).
 SAME_RUN = (("machine", "cpu_model"), ("machine", "cpu_cores_logical"), ("git_commit",))
-#: Libraries that draw and report, not compute: another version of them is the same run.
-NOT_MEASURED = ("pandas", "matplotlib", "asv")
+#: The libraries a run computes with (their versions make it another run): these on every
+#: backend, and the backend's own; not those that draw and report (pandas, matplotlib, asv).
+COMPUTING = ("python", "numpy", "softmax-bench", "array-api-compat")
+BACKEND_LIBRARIES = {
+    "array_api_strict": ("array-api-strict",),
+    "torch": ("torch",),
+    "cupy": ("cupy", "cupy-cuda11x", "cupy-cuda12x", "cupy-cuda13x"),
+    "dask": ("dask",),
+}
 
 
 def run_differences(recorded: dict, now: dict) -> list[str]:
     """What differs between a run's environment record and ``now`` (this process's): the
-    :data:`SAME_RUN` facts and the versions of the computing libraries both name; [] for the
-    same run."""
+    :data:`SAME_RUN` facts and the versions of the libraries the run computes with
+    (:data:`COMPUTING`, :data:`BACKEND_LIBRARIES`); [] for the same run."""
     said = []
     for path in SAME_RUN:
         a, b = (_at(env, path) for env in (recorded, now))
         if a is not None and b is not None and a != b:
             said.append(f"{'.'.join(path)} {_shown(a)}, here {_shown(b)}")
     va, vb = (env.get("versions") or {} for env in (recorded, now))
-    both = sorted(set(va) & set(vb) - set(NOT_MEASURED))
+    own = BACKEND_LIBRARIES.get(str(_at(recorded, ("backend", "backend"))), ())
+    both = sorted(set(va) & set(vb) & {*COMPUTING, *own})
     return said + [f"{n} {_shown(va[n])}, here {_shown(vb[n])}" for n in both if va[n] != vb[n]]
 
 
