@@ -34,6 +34,11 @@ def with_interval(value, low, high, unit: str = "s") -> str:
     return f"{text} ({float(low) / scale:.{d}f}–{float(high) / scale:.{d}f})"
 
 
+def row_time(row) -> str:
+    """A result row's median time with its 95% interval (:func:`with_interval`)."""
+    return with_interval(row["time_median_s"], row["time_ci_low_s"], row["time_ci_high_s"])
+
+
 def stability_cell(stability: str) -> str:
     """How a table flags a point: ``yes``, ``**no** ⚠`` or ``?`` (not recorded)."""
     return {"stable": "yes", "unstable": "**no** ⚠"}.get(stability, "?")
@@ -58,6 +63,7 @@ __all__ = [
     "number",
     "times",
     "with_interval",
+    "row_time",
     "stability_cell",
     "one_line",
     "axis_formatter",

@@ -8,7 +8,7 @@ import pandas as pd
 
 from ..measure.stats import MAX_OTHERS_CPU
 from .analysis import lecture_rows, ok_rows, throughput_table
-from .fmt import number, one_line, si, times, with_interval
+from .fmt import number, one_line, row_time, si, times
 
 #: How the opening names the naive gradient it quotes.
 NAIVE_NAMES = {
@@ -73,8 +73,7 @@ def _gradients_sentence(g: pd.DataFrame) -> str:
 
 def _time(row) -> str:
     """A median time with its interval, and ⚠ where the point is not marked stable."""
-    text = with_interval(row["time_median_s"], row["time_ci_low_s"], row["time_ci_high_s"])
-    return text + ("" if row.get("stability") == "stable" else " ⚠")
+    return row_time(row) + ("" if row.get("stability") == "stable" else " ⚠")
 
 
 def _best_batch_sentence(g: pd.DataFrame) -> str:

@@ -24,7 +24,7 @@ from .analysis import (
     time_model_error,
 )
 from .asv import ASV_UNITS
-from .fmt import NA, number, one_line, si, stability_cell, times, with_interval
+from .fmt import NA, number, one_line, row_time, si, stability_cell, times, with_interval
 
 
 def table(rows: list[dict] | pd.DataFrame) -> str:
@@ -48,7 +48,7 @@ def _point(r) -> str:
 def _time(r) -> str:
     if r["status"] != "ok":
         return NA
-    return with_interval(r["time_median_s"], r["time_ci_low_s"], r["time_ci_high_s"], "s")
+    return row_time(r)
 
 
 def _status(r) -> str:
