@@ -418,6 +418,7 @@ def test_scale_is_a_grid_of_the_sweep_on_the_existing_cluster(
     assert "| 3,000 | – | NumPy" in report  # NumPy's rows are not chunked
     env = read_environment(tmp_path, "")
     assert env["dask_clusters"]["2"]["workers"] == 2 and env["parallelism"]["speedup"] == 1.5
+    assert env["scale"]["rows"] == [3000] and env["scale"]["batch"] == 2000  # what --resume reads
     # a second run into the folder is refused, as the sweep's is; --resume finds nothing left
     assert main([*argv.split(), "--out", str(tmp_path)]) == 1
     assert main([*argv.split(), "--time-budget", "20", "--resume", "--out", str(tmp_path)]) == 0
@@ -925,6 +926,56 @@ def test_scale_resume_goes_on_at_the_runs_own_rounds_and_refuses_others_before_i
     monkeypatch.setattr(sweep, "run_sweep", run_sweep)
     code, out, err = cli_run("scale", "--resume", "--workers", "1", "--out", tmp_path)
     assert given == [5] and "measured" in err
+
+
+def test_scale_resume_goes_on_with_the_grid_the_run_began_with(cli_run, tmp_path, monkeypatch):
+    """A scale run records its grid's options: ``--resume`` alone measures that grid (not the
+    default one into the same folder), an option given replaces its own, a damaged record is
+    one line naming the option."""
+    import contextlib
+    import json
+
+    from softmax_core.backends import dask as dask_backend
+    from softmax_core.dask import metrics as dask_metrics
+    from softmax_core.errors import InputError
+    from softmax_core.runs import sweep
+    from softmax_core.runs.resultformat import COLUMNS
+
+    grids, records = [], []
+
+    def run_sweep(grid, *args, settings=None, **kw):
+        grids.append(grid)
+        records.append(settings)
+        raise InputError("measured")
+
+    monkeypatch.setattr(dask_metrics, "parallelism", lambda: {"processes": 1, "speedup": 1.0})
+    monkeypatch.setattr(dask_backend, "session", lambda *a: contextlib.nullcontext(a))
+    monkeypatch.setattr(sweep, "run_sweep", run_sweep)
+    argv = ["--rows", "3000", "--chunk-rows", "1000", "--features", "16", "--kinds", "gradient"]
+    code, _, err = cli_run("scale", *argv, "--workers", "1", "--out", tmp_path / "new")
+    assert code == 1 and "measured" in err
+    options = records[-1]["scale"]
+    assert options["rows"] == [3000] and options["kinds"] == ["gradient"]
+    assert options["classes"] == 10 and options["workers"] == [1]
+    env = {"dask_clusters": {"1": {"workers": 1}}, "scale": json.loads(json.dumps(options))}
+    (tmp_path / "environment.json").write_text(json.dumps(env))
+    (tmp_path / "results.csv").write_text(",".join(COLUMNS) + "\n")  # stopped before a row
+    code, _, err = cli_run("scale", "--resume", "--out", tmp_path)
+    began = grids[-1]
+    assert code == 1 and "measured" in err and len(grids) == 2
+    assert began.batches == (3000,) and began.features == (16,)
+    assert began.chunk_rows == (1000,) and began.epochs_on == "none" and began.workers == (0, 1)
+    code, _, err = cli_run("scale", "--resume", "--features", "32", "--out", tmp_path)
+    assert code == 1 and "measured" in err, err
+    assert grids[-1].features == (32,) and grids[-1].batches == (3000,)
+    assert records[-1]["scale"]["features"] == 32
+    env["scale"]["rows"] = [0]
+    (tmp_path / "environment.json").write_text(json.dumps(env))
+    count = len(grids)
+    code, out, err = cli_run("scale", "--resume", "--out", tmp_path)
+    assert code == 1 and len(err.splitlines()) == 1 and len(grids) == count
+    assert "its scale --rows: must be a positive whole number, got 0" in err
+    assert "fix: give --rows with --resume" in err
 
 
 def test_scale_without_dask_says_so_before_it_probes(cli_run, tmp_path, monkeypatch):

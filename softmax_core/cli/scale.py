@@ -41,6 +41,78 @@ RENAMED = {
 }
 
 
+def _dtype(text: str) -> str:
+    if text not in ("float32", "float64"):
+        raise argparse.ArgumentTypeError(f"expected float32 or float64, got {text!r}")
+    return text
+
+
+def _flag(text: str) -> bool:
+    if text not in ("True", "False"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return text == "True"
+
+
+#: The options that make scale's grid, each with its default and its type: environment.json
+#: keeps them (``scale``), so that ``--resume`` alone goes on with the grid the run began with.
+GRID_OPTIONS = {
+    "workers": (None, int_list),  # None: 1..cores
+    "rows": (list(ROWS), int_list),
+    "chunk_rows": ([DEFAULT_CHUNK_ROWS], int_list),
+    "features": (784, positive_int),
+    "classes": (10, class_count),
+    "dtype": ("float32", _dtype),
+    "data": (list(DATA), name_list(DATA)),
+    "kinds": (list(KINDS), name_list(KINDS)),
+    "batch": (BATCH, positive_int),
+    "time_budget": (TIME_BUDGET_S, seconds),
+    "no_numpy": (False, _flag),
+}
+
+
+GRID_HELP = {
+    "--workers": "worker counts",
+    "--rows": "m",
+    "--chunk-rows": "rows per chunk",
+    "--features": "n",
+    "--classes": "k",
+    "--dtype": "float32 or float64",
+    "--data": "X in the workers' memory, or streamed chunk by chunk",
+    "--kinds": "gradient calls, SGD epochs",
+    "--batch": "SGD batch of the epochs",
+    "--time-budget": "seconds one point may take",
+}
+
+
+def _shown(name: str) -> str:
+    default = GRID_OPTIONS[name][0]
+    return ",".join(map(str, default)) if isinstance(default, list) else str(default)
+
+
+def grid_options(args, out: Path, recorded) -> dict:
+    """The grid's options of this run, set on ``args``: each as given, else as the resumed run
+    recorded it (``recorded``: environment.json's ``scale``), else its default; InputError
+    naming a recorded value that the option's type refuses."""
+    recorded = recorded if isinstance(recorded, dict) else {}
+    for name, (default, parse) in GRID_OPTIONS.items():
+        if getattr(args, name) is None:
+            value = recorded.get(name)
+            setattr(args, name, default if value is None else _recorded(out, name, value, parse))
+    return {name: getattr(args, name) for name in GRID_OPTIONS}
+
+
+def _recorded(out: Path, name: str, value, parse):
+    """A recorded option, read as its type reads the command line's text."""
+    try:
+        return parse(",".join(map(str, value)) if isinstance(value, list) else str(value))
+    except argparse.ArgumentTypeError as exc:
+        option = "--" + name.replace("_", "-")
+        raise InputError(
+            f"{out / 'environment.json'}: its scale {option}: {exc}; fix: give {option} with "
+            "--resume, or choose another --out"
+        ) from None
+
+
 def add_parser(sub) -> argparse.ArgumentParser:
     """Add ``scale`` to the CLI's subparsers."""
     from ..runs.guard import DEFAULT_ROUNDS
@@ -53,45 +125,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "the sweep, written to DIR/results.csv with environment.json, report.md and plots. "
         "--out-of-core ROWS runs the larger-than-memory gradient once instead.",
     )
-    p.add_argument("--workers", type=int_list, help="worker counts (default: 1..cores)")
-    # defaults as typed: argparse parses a string default with the option's type
-    rows = ",".join(map(str, ROWS))
-    p.add_argument("--rows", type=int_list, default=rows, help="m (default: %(default)s)")
-    p.add_argument(
-        "--chunk-rows",
-        type=int_list,
-        default=str(DEFAULT_CHUNK_ROWS),
-        help="rows per chunk (default: %(default)s)",
-    )
-    p.add_argument("--features", type=positive_int, default=784, help="n (default: %(default)s)")
-    p.add_argument("--classes", type=class_count, default=10, help="k (default: %(default)s)")
-    p.add_argument(
-        "--dtype", choices=("float32", "float64"), default="float32", help="(default: float32)"
-    )
-    p.add_argument(
-        "--data",
-        type=name_list(DATA),
-        default=list(DATA),
-        help=f"X in the workers' memory, or streamed chunk by chunk (default: {','.join(DATA)})",
-    )
-    p.add_argument(
-        "--kinds",
-        type=name_list(KINDS),
-        default=list(KINDS),
-        help=f"gradient calls, SGD epochs (default: {','.join(KINDS)})",
-    )
-    p.add_argument(
-        "--batch",
-        type=positive_int,
-        default=BATCH,
-        help="SGD batch of the epochs (default: %(default)s)",
-    )
-    p.add_argument(
-        "--time-budget",
-        type=seconds,
-        default=TIME_BUDGET_S,
-        help="seconds one point may take (default: %(default)s)",
-    )
+    # the grid's options default to None: as given, else a resumed run's, else GRID_OPTIONS'
+    for option, what in GRID_HELP.items():
+        name = option[2:].replace("-", "_")
+        default = "1..cores" if name == "workers" else _shown(name)
+        p.add_argument(option, type=GRID_OPTIONS[name][1], help=f"{what} (default: {default})")
     p.add_argument(
         "--rounds",
         type=rounds,
@@ -103,11 +141,15 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help="use the Dask cluster at this address (default: $SOFTMAX_DASK_SCHEDULER, "
         "else LocalClusters of each --workers count)",
     )
-    p.add_argument("--no-numpy", action="store_true", help="skip the NumPy baseline")
+    p.add_argument("--no-numpy", action="store_true", default=None, help="skip the NumPy baseline")
     p.add_argument(
         "--out", type=Path, default=Path("out/scale"), help="results folder (default: %(default)s)"
     )
-    p.add_argument("--resume", action="store_true", help="continue the results in --out")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the results in --out, with the grid's options it began with unless given",
+    )
     p.add_argument("--report-only", action="store_true", help="only redraw the report of --out")
     p.add_argument(
         "--out-of-core",
@@ -138,6 +180,19 @@ class _Gone(argparse.Action):
 
     def __call__(self, parser, namespace, values, option_string=None):
         parser.error(f"{option_string} is gone; fix: {RENAMED[option_string]}")
+
+
+def _workers(args, scheduler: str | None) -> tuple[int, ...]:
+    """The worker counts of ``--workers`` (default 1..cores): InputError past the cores of
+    this machine, where each is a LocalCluster here."""
+    cores = os.cpu_count() or 1
+    workers = tuple(args.workers or range(1, cores + 1))
+    if not scheduler and max(workers) > cores:
+        raise InputError(
+            f"--workers {max(workers)} is more than this machine's {cores} cores (each worker "
+            f"is a process of one thread); fix: give at most {cores}, or --scheduler ADDRESS"
+        )
+    return workers
 
 
 def grid(args, workers: tuple[int, ...], cores: int):
@@ -181,16 +236,11 @@ def run(args) -> int:
             "unset SOFTMAX_DEVICE, or set it to cpu"
         )
     scheduler = scheduler_address(args.scheduler)
-    cores = os.cpu_count() or 1
-    workers = tuple(args.workers or range(1, cores + 1))
-    if not scheduler and max(workers) > cores:
-        raise InputError(
-            f"--workers {max(workers)} is more than this machine's {cores} cores (each worker "
-            f"is a process of one thread); fix: give at most {cores}, or --scheduler ADDRESS"
-        )
     if args.out_of_core is not None:
         from ..runs.out_of_core import run_out_of_core
 
+        grid_options(args, args.out, {})
+        _workers(args, scheduler)  # refused past the cores
         if len(args.chunk_rows) > 1:
             raise InputError("--out-of-core measures one chunk size; fix: give one --chunk-rows")
         if args.resume:
@@ -207,11 +257,6 @@ def run(args) -> int:
             samples=args.samples,
         )
         return 0
-    if "epoch" in args.kinds and args.data == ["stream"]:
-        raise InputError(
-            "--kinds epoch has no points with --data stream only (an epoch over streamed rows "
-            "would make each chunk again at every step); fix: add --data memory"
-        )
     from ..backends import get_backend
     from ..backends.dask import session
     from ..dask.metrics import parallelism
@@ -222,17 +267,24 @@ def run(args) -> int:
     from .sweep import resumed_rounds
 
     check_out_folder(args.out, args.resume)  # before the probe's seconds
-    try:  # the grid's sizes, checked before the probe's seconds too
-        grid(args, workers, cores)
-    except InputError as exc:
-        raise InputError(f"{exc} (--rows are the grid's batches)") from None
-    check_claim(args.out, PLOTS)
     began = read_environment(args.out, "choose another --out") if args.resume else {}
     if began and "dask_clusters" not in began:  # scale records its clusters before any point
         raise InputError(
             f"{args.out} holds a sweep, not a scale run; fix: resume it with `softmax-bench "
             "sweep --resume`, or give scale another --out"
         )
+    options = grid_options(args, args.out, began.get("scale"))
+    workers, cores = _workers(args, scheduler), os.cpu_count() or 1
+    if "epoch" in args.kinds and args.data == ["stream"]:
+        raise InputError(
+            "--kinds epoch has no points with --data stream only (an epoch over streamed rows "
+            "would make each chunk again at every step); fix: add --data memory"
+        )
+    try:  # the grid's sizes, checked before the probe's seconds too
+        grid(args, workers, cores)
+    except InputError as exc:
+        raise InputError(f"{exc} (--rows are the grid's batches)") from None
+    check_claim(args.out, PLOTS)
     recorded = began.get("grid") or {}
     rounds = resumed_rounds(args.out, {"rounds": recorded.get("rounds")}, args.rounds)
     import_dask()  # a missing Dask is said before the probe's seconds
@@ -258,6 +310,7 @@ def run(args) -> int:
                 rounds=rounds,
                 progress=args.progress,
                 clusters=clusters,
+                settings={"scale": options},
             )
     except KeyboardInterrupt as stopped:  # what the one line says after 'interrupted'
         raise type(stopped)(stopped_in(args.out, args.resume)) from None

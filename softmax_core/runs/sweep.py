@@ -120,6 +120,7 @@ def run_sweep(
     probe: Callable[[Backend], dict] = probe_machine,
     clock: Callable[[], float] = time.monotonic,
     clusters: dict[int, Backend] | None = None,
+    settings: dict | None = None,
 ) -> Path:
     """Run ``grid`` on ``backend``, writing ``out_dir/results.csv`` and ``environment.json``;
     returns ``out_dir``, and the :class:`SweepSummary` is ``run_sweep.last_summary``.
@@ -153,6 +154,8 @@ def run_sweep(
         The Dask backend of each worker count of ``grid.workers`` above 0, opened by the
         caller (``softmax-bench scale``); its points run there, the others on ``backend``.
         On a Dask ``backend`` every point runs on its cluster.
+    settings : dict, optional
+        More of the run's settings for ``environment.json`` (``scale``'s), before any point.
     """
     if isinstance(rounds, bool) or not isinstance(rounds, int) or not 1 <= rounds <= MAX_ROUNDS:
         raise InputError(
@@ -178,7 +181,9 @@ def run_sweep(
     with folder_lock(out), MeasurementSession(backend):
         if results.exists() and not resume:  # made by a sweep that held the lock until now
             raise InputError(f"{results} already exists; fix: pass --resume to continue it")
-        summary = _run_locked(grid, where, out, resume, epoch_data, progress, rounds, log, tools)
+        summary = _run_locked(
+            grid, where, out, resume, epoch_data, progress, rounds, log, tools, settings or {}
+        )
     run_sweep.last_summary = summary
     return out
 
@@ -231,7 +236,9 @@ class _Instruments:
     clock: Callable[[], float]
 
 
-def _run_locked(grid, where, out, resume, epoch_data, progress, rounds, log, tools) -> SweepSummary:
+def _run_locked(
+    grid, where, out, resume, epoch_data, progress, rounds, log, tools, settings
+) -> SweepSummary:
     backend = where.backend
     t_start = tools.clock()
     results = out / "results.csv"
@@ -253,8 +260,8 @@ def _run_locked(grid, where, out, resume, epoch_data, progress, rounds, log, too
     # they never make a point look faster than it runs
     with thread_limit(min((t for t in grid.threads if t), default=None)):
         env = _environment(out, backend, resume, tools.probe, grid, rounds)
-    if where.clusters:  # recorded before any point runs: a killed run's set says it too
-        env["dask_clusters"] = where.describe()
+    if where.clusters or settings:  # recorded before any point runs: a killed run's set too
+        env.update(settings, **({"dask_clusters": where.describe()} if where.clusters else {}))
         write_environment(out, env)
     model = TimeModel(
         env["probe"]["gemm_gflops"] * 1e9, env["probe"]["copy_gbps"] * 1e9, backend.device_kind
