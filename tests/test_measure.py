@@ -546,3 +546,30 @@ def test_the_commit_recorded_is_of_a_checkout_that_tracks_the_code(tmp_path):
     (site / "__init__.py").write_text("")
     assert git_commit(site) is None
     assert git_commit(tmp_path) is not None and len(git_commit(tmp_path)) == 40
+
+
+def test_the_uncommitted_changes_recorded_tell_edits_apart(tmp_path):
+    """A run resumed after an edit without a commit is another run: the record's digest of the
+    uncommitted changes is "none" for a clean checkout, the same for the same edits, and
+    another for other edits or a new untracked file."""
+    import subprocess
+
+    from softmax_core.measure.environment import git_changes
+
+    def git(*argv):
+        subprocess.run(["git", *argv], cwd=tmp_path, check=True, capture_output=True)
+
+    assert git_changes(tmp_path) is None  # no checkout
+    git("init", "-q")
+    (tmp_path / "sgd.py").write_text("lr = 0.1\n")
+    git("add", "sgd.py")
+    git("-c", "user.name=u", "-c", "user.email=u@x", "commit", "-qm", "sgd")
+    assert git_changes(tmp_path) == "none"
+    (tmp_path / "sgd.py").write_text("lr = 0.2\n")
+    edited = git_changes(tmp_path)
+    assert edited.startswith("sha256:") and len(edited) == 19 and git_changes(tmp_path) == edited
+    (tmp_path / "sgd.py").write_text("lr = 0.3\n")
+    assert git_changes(tmp_path) not in (edited, "none")
+    (tmp_path / "sgd.py").write_text("lr = 0.1\n")
+    (tmp_path / "new.py").write_text("x = 1\n")
+    assert git_changes(tmp_path) not in (edited, "none")

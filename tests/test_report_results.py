@@ -243,6 +243,20 @@ def test_a_set_of_one_thread_count_says_its_rows_count_not_the_probes(tmp_path):
     assert "openblas None (2 threads)" in environment_section(sets.environments)
 
 
+@pytest.mark.parametrize("changes, said", [("none", ""), ("sha256:0123", " + uncommitted")])
+def test_a_set_measured_with_uncommitted_changes_says_so_beside_its_commit(tmp_path, changes, said):
+    import json
+
+    from softmax_core.report.markdown import environment_section
+
+    folder = write_set(tmp_path / "cpu", grid_rows(CPU, batches=(1,), classes=(10,), epochs=()))
+    env = json.loads((folder / "environment.json").read_text())
+    env.update(git_commit="0123456789abcdef", git_changes=changes)
+    (folder / "environment.json").write_text(json.dumps(env))
+    text = environment_section(load_results(folder).environments)
+    assert f"| 0123456789ab{said}" in text, text
+
+
 @pytest.mark.parametrize("blas", [2, "openblas", [3, None], {"x": 1}])
 def test_a_blas_record_that_is_no_list_of_pools_is_shown_as_not_known(tmp_path, blas):
     import json

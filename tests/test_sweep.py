@@ -979,6 +979,7 @@ def test_a_resume_with_other_settings_is_refused_and_touches_nothing(
         (("machine", "cpu_cores_logical"), 56, "machine.cpu_cores_logical 56, here"),
         (("versions", "numpy"), "1.26.4", "numpy '1.26.4', here"),
         (("git_commit",), "0123" * 10, "fix: git checkout 012301230123 to resume it"),
+        (("git_changes",), "sha256:0123", "resume it with the uncommitted changes it began"),
         (("versions", "pandas"), "0.1", None),  # draws, does not compute: the same run
         (("versions", "dask"), "0.1", None),  # not this NumPy run's library
     ],

@@ -166,6 +166,7 @@ def _cmd_info(args) -> int:
         "blas": blas_summary(),
         **info["versions"],
         "git_commit": info["git_commit"],
+        "git_changes": info["git_changes"],
     }
     width = max(map(len, flat))
     for key, value in flat.items():

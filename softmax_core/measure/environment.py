@@ -8,6 +8,7 @@ the BLAS and its threads); the device's own facts come from the Backend.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import os
 import platform
@@ -53,8 +54,8 @@ def record(backend: Backend | None = None) -> dict:
     Keys: ``machine`` (platform, CPU model, cores, frequency governor, memory,
     load, the host allocator's state), ``blas`` (threadpoolctl's view of each thread
     pool), ``backend`` (the library, device and, on a GPU, card, memory, driver and CUDA versions),
-    ``versions`` (Python and libraries) and ``git_commit``.  It describes the process as
-    it is and changes nothing: taken inside a measurement session
+    ``versions`` (Python and libraries), ``git_commit`` and ``git_changes``.  It describes
+    the process as it is and changes nothing: taken inside a measurement session
     (:mod:`softmax_core.measure.session`), it describes the state measurements are taken in.
     """
     env = {
@@ -63,6 +64,7 @@ def record(backend: Backend | None = None) -> dict:
         "versions": versions(),
         "git_commit": git_commit(),
     }
+    env["git_changes"] = git_changes() if env["git_commit"] else None
     if backend is not None:
         env["backend"] = backend.describe()
     return env
@@ -150,6 +152,32 @@ def git_commit(path: str | os.PathLike | None = None) -> str | None:
     return out.stdout.strip() or None if ok else None
 
 
+def git_changes(path: str | os.PathLike | None = None) -> str | None:
+    """The uncommitted changes of the checkout under ``path`` (default: this package): "none",
+    or ``sha256:`` and 12 hex digits of their diff and untracked files (the same edits give
+    the same digest); None where git cannot say."""
+    where = Path(path) if path else Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    try:
+        diff, untracked = (
+            subprocess.run(["git", *argv], cwd=where, capture_output=True, timeout=5)
+            for argv in (
+                ["diff", "HEAD", "--no-ext-diff", "--binary", "--", "."],
+                ["ls-files", "-z", "--others", "--exclude-standard", "--", "."],
+            )
+        )
+        if diff.returncode or untracked.returncode:
+            return None
+        digest.update(diff.stdout)
+        for name in sorted(filter(None, untracked.stdout.split(b"\0"))):
+            digest.update(b"\0" + name + b"\0" + (where / os.fsdecode(name)).read_bytes())
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if not diff.stdout and not untracked.stdout:
+        return "none"
+    return "sha256:" + digest.hexdigest()[:12]
+
+
 def _read_text(path: str) -> str | None:
     try:
         return Path(path).read_text(encoding="utf-8", errors="replace").strip()
@@ -165,5 +193,6 @@ __all__ = [
     "versions",
     "cpu_model",
     "git_commit",
+    "git_changes",
     "load_average",
 ]

@@ -97,7 +97,8 @@ def environment_section(envs: dict) -> str:
             )
             or NA,
             "memory": si(m.get("memory_total_bytes"), "B"),
-            "git commit": str(env.get("git_commit") or m.get("git_commit") or NA)[:12],
+            "git commit": str(env.get("git_commit") or m.get("git_commit") or NA)[:12]
+            + (" + uncommitted changes" if env.get("git_changes") not in (None, "none") else ""),
             "GEMM rate (probe)": si(rates[0] * 1e9, "FLOP/s") if rates else NA,
             "copy bandwidth (probe)": si(rates[1] * 1e9, "B/s") if rates else NA,
             "measured": str(env.get("created") or NA),

@@ -102,8 +102,13 @@ GRID_RECORD = (
 
 
 #: The facts that make rows one run's: where they ran, and with what code (a resume elsewhere,
-#: or after a checkout or an upgrade, would pool two runs' rows as one).
-SAME_RUN = (("machine", "cpu_model"), ("machine", "cpu_cores_logical"), ("git_commit",))
+#: or after a checkout, an edit or an upgrade, would pool two runs' rows as one).
+SAME_RUN = (
+    ("machine", "cpu_model"),
+    ("machine", "cpu_cores_logical"),
+    ("git_commit",),
+    ("git_changes",),
+)
 #: The libraries a run computes with (their versions make it another run): these on every
 #: backend, and the backend's own; not those that draw and report (pandas, matplotlib, asv).
 COMPUTING = ("python", "numpy", "softmax-bench", "array-api-compat")
@@ -147,9 +152,11 @@ def check_same_machine(out: Path, env: dict, backend) -> None:
     libraries or at another commit than this process would: its rows and new ones are two runs."""
     changed = run_differences(env, record(backend)) if env else []
     if changed:
-        only_commit = all(c.startswith("git_commit") for c in changed)
-        commit = str(env.get("git_commit"))[:12]
-        fix = f"git checkout {commit} to resume it" if only_commit else "resume it where it began"
+        fix = "resume it where it began"
+        if all(c.startswith("git_changes") for c in changed):
+            fix = "resume it with the uncommitted changes it began with"
+        elif all(c.startswith("git_") for c in changed):
+            fix = f"git checkout {str(env.get('git_commit'))[:12]} to resume it"
         raise InputError(
             f"{out} is a run measured elsewhere or with other code ({'; '.join(changed[:3])}); "
             f"fix: {fix}, or choose another --out"
