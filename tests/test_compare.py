@@ -339,3 +339,21 @@ def test_compare_refuses_what_the_report_refuses_in_one_line(
     damage(tmp_path / "b")
     code, out, err = cli_run("compare", a, tmp_path / "b")
     assert code == 1 and len(err.splitlines()) == 1 and needle in err and out == "", err
+
+
+def test_a_point_without_an_interval_and_a_single_point_read_plainly(two_runs, tmp_path):
+    """A row whose interval is empty has a ratio without one (not ``[nan, nan]``), and one
+    point is "1 point"."""
+    from softmax_core.report.compare import format_comparison
+
+    a, _ = two_runs
+    b = tmp_path / "b"
+    shutil.copytree(a, b)
+    header, first, *_ = (b / "results.csv").read_text().splitlines()
+    cells = dict(zip(header.split(","), first.split(",")))
+    cells.update(time_ci_low_s="", time_ci_high_s="")
+    (b / "results.csv").write_text(f"{header}\n{','.join(cells.values())}\n")
+    table, summary = compare(a, b)
+    text = format_comparison(table, summary, a, b)
+    assert "nan" not in text and "1 point in both (1 only in A, 0 only in B)" in text, text
+    assert f"| {table['ratio'].iloc[0]:.3f} |" in text, text

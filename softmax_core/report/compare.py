@@ -36,6 +36,7 @@ from ..runs.resultformat import (
     read_results,
     row_case,
 )
+from ..units import is_finite
 from .fmt import with_interval
 from .results import set_environment, set_folder
 
@@ -241,7 +242,7 @@ def format_comparison(table: pd.DataFrame, summary: dict, a, b) -> str:
         },
         **{
             "B/A": [
-                f"{r:.3f} [{lo:.3f}, {hi:.3f}]"
+                f"{r:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if is_finite(lo) and is_finite(hi) else "")
                 for r, lo, hi in zip(table["ratio"], table["ratio_low"], table["ratio_high"])
             ]
         },
@@ -254,13 +255,13 @@ def format_comparison(table: pd.DataFrame, summary: dict, a, b) -> str:
     lines = [
         f"# B = {b} against A = {a}",
         "",
-        shown.to_markdown(index=False),
+        shown.to_markdown(index=False, disable_numparse=True),  # "1.000" as written
         "",
-        f"{s['points']} points in both ({s['only_a']} only in A, {s['only_b']} only in B); "
+        f"{_points(s['points'])} in both ({s['only_a']} only in A, {s['only_b']} only in B); "
         f"geometric mean ratio B/A {s['geomean_ratio']:.3f}; "
         + ", ".join(f"{v} {s[v]}" for v in VERDICTS)
         + f" (threshold ±{s['threshold']:.0%}).",
-        f"Over the {s['stable_both']} points stable in both: median |B/A - 1| "
+        f"Over the {_points(s['stable_both'])} stable in both: median |B/A - 1| "
         f"{_pct(s['median_abs_change'])}, 95th percentile {_pct(s['p95_abs_change'])}.",
         *(
             f"{n} damaged row(s) of {which} left out (not a measurement: see `report`)."
@@ -288,6 +289,10 @@ def format_comparison(table: pd.DataFrame, summary: dict, a, b) -> str:
             "the ratios include that change of setting."
         )
     return "\n".join(lines) + "\n"
+
+
+def _points(n: int) -> str:
+    return f"{n} point" + "s" * (n != 1)
 
 
 def _pct(x: float) -> str:
