@@ -546,3 +546,12 @@ def test_train_past_the_memory_it_can_spare_is_refused_before_an_epoch(
     assert "needs 41.4 GB a step, over the 1.00 GB" in err and "fix: a smaller --batch" in err
     code, out, err = cli_run("train", "--data-dir", mnist_dir, "--batch", "60000", "--epochs", "1")
     assert code == 0 and err == ""  # the structured gradient's batch fits
+
+
+def test_train_writes_a_loss_that_grew_in_its_column(cli_run, mnist_dir):
+    """A diverging lr's loss of 1e29 is written as a power of ten, not 30 digits."""
+    argv = ["--data-dir", mnist_dir, "--dtype", "float64", "--lr", "1e30", "--batch", "60000"]
+    code, out, err = cli_run("train", *argv, "--epochs", "1")
+    row = out.splitlines()[2].split()
+    assert code == 0 and row[0] == "1" and "e+" in row[1] and "e+" in row[3], out
+    assert max(map(len, out.splitlines())) < 100

@@ -109,8 +109,8 @@ def _cmd_train(args) -> int:
         rows.append(row)
         cold = "  (cold: first call)" if row["epoch"] == 1 else ""
         print(
-            f"{row['epoch']:>5} {row['train_loss']:>10.5f} {row['train_err']:>9.5f} "
-            f"{row['test_loss']:>9.5f} {row['test_err']:>8.5f} {row['seconds']:>8.3f}{cold}",
+            f"{row['epoch']:>5} {_loss(row['train_loss']):>10} {row['train_err']:>9.5f} "
+            f"{_loss(row['test_loss']):>9} {row['test_err']:>8.5f} {row['seconds']:>8.3f}{cold}",
             flush=True,
         )
         if args.metrics_out:
@@ -150,6 +150,11 @@ def _csv_text(columns, rows) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()
+
+
+def _loss(value: float) -> str:
+    """A loss in its column: five decimals, or a power of ten where it grew (a diverging lr)."""
+    return f"{value:.5f}" if abs(value) < 1e4 else f"{value:.3e}"
 
 
 def _cmd_info(args) -> int:
