@@ -140,6 +140,13 @@ def test_load_missing_file(mnist_copy, name):
         load_mnist(mnist_copy)
 
 
+def test_load_a_folder_where_a_file_belongs(mnist_copy):
+    remove(mnist_copy, TEST_LABELS)
+    (mnist_copy / f"{TEST_LABELS}.gz").mkdir()
+    with pytest.raises(DataError, match=f"{TEST_LABELS}.gz is not a file; fix: move it away"):
+        load_mnist(mnist_copy)
+
+
 def test_load_wrong_magic_number(mnist_copy, mnist_dir):
     # a labels file where the training images belong
     put(mnist_copy, TRAIN_IMAGES, real_bytes(mnist_dir, TRAIN_LABELS))

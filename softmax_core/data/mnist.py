@@ -126,9 +126,16 @@ def load_mnist(data_dir: str | os.PathLike | None = None, *, verify: bool = True
 
 
 def _find_idx(root: Path, name: str) -> Path:
-    for path in (root / f"{name}.gz", root / name):
+    candidates = (root / f"{name}.gz", root / name)
+    for path in candidates:
         if path.is_file():
             return path
+    odd = next(filter(Path.exists, candidates), None)  # a folder, a socket...
+    if odd is not None:
+        raise DataError(
+            f"{odd} is not a file; fix: move it away and run 'softmax-bench data fetch', or "
+            "point --data-dir at the MNIST files"
+        )
     raise DataError(
         f"{root} has neither {name}.gz nor {name}; fix: run 'softmax-bench data fetch' "
         "or point --data-dir at the MNIST files"
