@@ -267,6 +267,20 @@ def test_a_time_past_a_week_is_a_malformed_argument(argv, cli_run):
     assert code == 2 and len(err.strip().splitlines()) == 1 and "at most 604800 seconds" in err
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sweep", "--batch", "8," + "9" * 20, "--out", "unused"],
+        ["train", "--epochs", "9" * 20, "--data-dir", "unused"],
+        ["scale", "--out-of-core", "9" * 20, "--out", "unused"],
+    ],
+)
+def test_a_count_past_10_to_the_18_is_a_malformed_argument(argv, cli_run):
+    """No size or count past 10^18 has a cost that is a float: refused as the parser reads it."""
+    code, out, err = cli_run(*argv)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "at most 10^18" in err, err
+
+
 def test_a_class_count_below_2_is_a_malformed_argument(cli_run):
     """As `scale --classes 1` and `sweep --batch 0`: exit 2, before anything runs."""
     code, out, err = cli_run("sweep", "--classes", "10,1", "--out", "unused")

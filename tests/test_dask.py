@@ -521,7 +521,7 @@ def test_a_parallelism_probe_that_points_exceed_is_said_to_read_low():
         (["--classes", "1"], 2, "at least 2 classes"),
         (["--kinds", "epoch", "--data", "stream"], 1, "add --data memory"),
         (["--resume"], 1, "nothing to resume in"),
-        (["--rows", "1" + "0" * 21, "--workers", "1"], 1, "(--rows are the grid's batches)"),
+        (["--rows", "1" + "0" * 21, "--workers", "1"], 2, "--rows: must be at most 10^18"),
     ],
 )
 def test_scale_refuses_bad_arguments_in_one_line_before_it_starts(
@@ -642,9 +642,9 @@ def test_an_out_of_core_chunk_larger_than_memory_is_one_line(cli_run, tmp_path, 
 
 
 def test_an_out_of_core_run_of_more_chunks_than_a_run_may_have_is_one_line(cli_run, tmp_path):
-    """Refused before anything is made, in one line: 10^20 rows are more chunks than a graph
+    """Refused before anything is made, in one line: 10^15 rows are more chunks than a graph
     holds, and listing their bounds alone would fill the memory."""
-    code, _, err = cli_run("scale", "--out-of-core", "9" * 20, "--out", tmp_path / "o")
+    code, _, err = cli_run("scale", "--out-of-core", "9" * 15, "--out", tmp_path / "o")
     assert code == 1 and len(err.splitlines()) == 1 and "more than the 10,000" in err, err
     assert "fix: at most 200,000,000 rows" in err and not (tmp_path / "o").exists()
 

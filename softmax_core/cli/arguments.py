@@ -34,12 +34,16 @@ def _fail(message: str) -> NoReturn:
 
 
 def _whole(text: str, least: int, rule: str) -> int:
+    from ..runs.cases import MAX_COUNT  # past it, a size's cost is no longer a float
+
     try:
         value = int(text)
     except ValueError:
         _fail(f"expected a whole number, got {text!r}")
     if value < least:
         _fail(f"must be {rule}, got {value}")
+    if value > MAX_COUNT:
+        _fail(f"must be at most 10^18, got {text if len(text) < 30 else text[:20] + '...'}")
     return value
 
 
