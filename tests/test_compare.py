@@ -250,6 +250,8 @@ def test_cli_compare_errors_are_one_line(two_runs, tmp_path, cli_run, args, need
         {"time_median_s": "inf", "time_ci_high_s": "inf"},
         {"time_min_s": "9"},  # the fastest sample above the median
         {"repeats": "0"},
+        {"peak_bytes": "-4096"},  # a peak below nothing
+        {"peak_bytes": "nan"},
     ],
 )
 def test_an_inconsistent_row_is_damaged_never_judged_or_drawn(two_runs, tmp_path, cli_run, damage):

@@ -294,7 +294,8 @@ LEAST_TIME_S, MOST_TIME_S = 1e-9, 1e6
 def times_consistent(row: dict) -> bool:
     """Whether an ``ok`` row's numbers can be a measurement: a median time from
     :data:`LEAST_TIME_S` to :data:`MOST_TIME_S`; the interval, where recorded, finite, positive
-    and around the median; the fastest sample not above the median; at least one sample."""
+    and around the median; the fastest sample not above the median; at least one sample; a
+    peak of memory, where recorded, a number of bytes >= 0."""
 
     def value(column):
         cell = row.get(column)
@@ -312,7 +313,9 @@ def times_consistent(row: dict) -> bool:
         return False
     if fastest is not None and not 0 < fastest <= median:
         return False
-    repeats = value("repeats")
+    repeats, peak = value("repeats"), value("peak_bytes")
+    if peak is False or (peak is not None and peak < 0):
+        return False
     return repeats is not False and (repeats is None or repeats >= 1)
 
 
