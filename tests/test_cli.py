@@ -569,3 +569,17 @@ def test_train_writes_a_loss_that_grew_in_its_column(cli_run, mnist_dir):
     row = out.splitlines()[2].split()
     assert code == 0 and row[0] == "1" and "e+" in row[1] and "e+" in row[3], out
     assert max(map(len, out.splitlines())) < 100
+
+
+def test_a_file_that_cannot_be_written_is_named_not_its_temporary_file(tmp_path):
+    """Every output is written through a temporary file beside it: an error names the file
+    asked for, and leaves no temporary file."""
+    from softmax_core.cli import _said
+    from softmax_core.fileio import atomic_write_text
+
+    target = tmp_path / "report.md"
+    target.mkdir()
+    with pytest.raises(OSError) as caught:
+        atomic_write_text(target, "x")
+    assert caught.value.filename == str(target) and list(tmp_path.iterdir()) == [target]
+    assert _said(caught.value).startswith(f"{target}: is a directory; fix:")
