@@ -572,4 +572,30 @@ def test_the_uncommitted_changes_recorded_tell_edits_apart(tmp_path):
     assert git_changes(tmp_path) not in (edited, "none")
     (tmp_path / "sgd.py").write_text("lr = 0.1\n")
     (tmp_path / "new.py").write_text("x = 1\n")
-    assert git_changes(tmp_path) not in (edited, "none")
+    untracked = git_changes(tmp_path)
+    assert untracked not in (edited, "none")
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere")  # a dangling link, a repository inside
+    (tmp_path / "inner" / ".git").mkdir(parents=True)
+    assert git_changes(tmp_path) not in (untracked, None)
+
+
+def test_the_uncommitted_changes_are_the_whole_packages(tmp_path, monkeypatch):
+    """The digest covers every module of the package, not only the folder of the module that
+    takes it."""
+    import subprocess
+
+    from softmax_core.measure import environment
+
+    package = tmp_path / "softmax_core"
+    (package / "measure").mkdir(parents=True)
+    (package / "model.py").write_text("lr = 0.1\n")
+    for argv in (
+        ["init", "-q"],
+        ["add", "."],
+        ["-c", "user.name=u", "-c", "user.email=u@x", "commit", "-qm", "code"],
+    ):
+        subprocess.run(["git", *argv], cwd=tmp_path, check=True, capture_output=True)
+    monkeypatch.setattr(environment, "__file__", str(package / "measure" / "environment.py"))
+    assert environment.git_changes() == "none"
+    (package / "model.py").write_text("lr = 0.2\n")
+    assert environment.git_changes().startswith("sha256:")

@@ -978,7 +978,7 @@ def test_a_resume_with_other_settings_is_refused_and_touches_nothing(
         (("machine", "cpu_model"), "Intel Xeon Platinum 8480", "cpu_model 'Intel Xeon Platinum"),
         (("machine", "cpu_cores_logical"), 56, "machine.cpu_cores_logical 56, here"),
         (("versions", "numpy"), "1.26.4", "numpy '1.26.4', here"),
-        (("git_commit",), "0123" * 10, "fix: git checkout 012301230123 to resume it"),
+        (("git_commit",), "0123" * 10, "fix: git checkout 012301230123, and resume it with"),
         (("git_changes",), "sha256:0123", "resume it with the uncommitted changes it began"),
         (("versions", "pandas"), "0.1", None),  # draws, does not compute: the same run
         (("versions", "dask"), "0.1", None),  # not this NumPy run's library
@@ -1574,3 +1574,41 @@ def test_sizes_past_any_float_and_an_endless_budget_are_one_line(tmp_path, cli, 
         with pytest.raises(ValueError, match="at most 604800"):
             Grid(time_budget_s=endless)
     assert Grid(time_budget_s=7 * 24 * 3600).time_budget_s == 604800
+
+
+@pytest.mark.parametrize(
+    "recorded, now, fix",
+    [
+        (
+            {"git_changes": "none"},
+            {"git_commit": "b" * 40, "git_changes": "sha256:1"},
+            "git checkout aaaaaaaaaaaa, and resume it with no uncommitted changes",
+        ),
+        (
+            {"git_changes": "sha256:1"},
+            {"git_changes": "sha256:2"},
+            "resume it with the uncommitted changes it began with",
+        ),
+        (
+            {"git_changes": "sha256:1"},
+            {"git_commit": None, "git_changes": None},
+            "resume it in the checkout it began in, with git on PATH",
+        ),
+        (
+            {"machine": {"cpu_model": "X"}},
+            {"machine": {"cpu_model": "Y"}},
+            "resume it where it began",
+        ),
+    ],
+)
+def test_a_resume_with_other_code_names_what_resumes_it(monkeypatch, tmp_path, recorded, now, fix):
+    """Code that git cannot tell here (no git, a file it cannot read) is no match for the
+    code a run recorded; the fix names the commit and the state of the working tree."""
+    from softmax_core.errors import InputError
+    from softmax_core.runs import envfile
+
+    base = {"git_commit": "a" * 40, "git_changes": "none", "machine": {"cpu_model": "X"}}
+    monkeypatch.setattr(envfile, "record", lambda backend: {**base, **now})
+    with pytest.raises(InputError) as caught:
+        envfile.check_same_machine(tmp_path, {**base, **recorded}, None)
+    assert f"fix: {fix}, or choose another --out" in str(caught.value)

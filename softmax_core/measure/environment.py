@@ -13,6 +13,7 @@ import importlib.metadata
 import os
 import platform
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -153,29 +154,70 @@ def git_commit(path: str | os.PathLike | None = None) -> str | None:
 
 
 def git_changes(path: str | os.PathLike | None = None) -> str | None:
-    """The uncommitted changes of the checkout under ``path`` (default: this package): "none",
-    or ``sha256:`` and 12 hex digits of their diff and untracked files (the same edits give
-    the same digest); None where git cannot say."""
-    where = Path(path) if path else Path(__file__).resolve().parent
-    digest = hashlib.sha256()
+    """The uncommitted changes of the checkout under ``path`` (default: the whole package):
+    "none", or ``sha256:`` and 12 hex digits of their diff and untracked files (the same edits
+    give the same digest); None where git cannot say (no git, a file it cannot read, changes
+    that take past :data:`GIT_TIMEOUT_S` to read)."""
+    where = Path(path) if path else Path(__file__).resolve().parents[1]
+    digest, deadline = hashlib.sha256(), time.monotonic() + GIT_TIMEOUT_S
     try:
-        diff, untracked = (
-            subprocess.run(["git", *argv], cwd=where, capture_output=True, timeout=5)
-            for argv in (
-                ["diff", "HEAD", "--no-ext-diff", "--binary", "--", "."],
-                ["ls-files", "-z", "--others", "--exclude-standard", "--", "."],
-            )
+        diff = _hash_output(
+            ["diff", "HEAD", "--no-ext-diff", "--binary", "--", "."], where, digest, deadline
         )
-        if diff.returncode or untracked.returncode:
+        listed = subprocess.run(
+            ["git", "ls-files", "-z", "--others", "--exclude-standard", "--", "."],
+            cwd=where,
+            capture_output=True,
+            timeout=GIT_TIMEOUT_S,
+        )
+        if listed.returncode:
             return None
-        digest.update(diff.stdout)
-        for name in sorted(filter(None, untracked.stdout.split(b"\0"))):
-            digest.update(b"\0" + name + b"\0" + (where / os.fsdecode(name)).read_bytes())
-    except (OSError, subprocess.SubprocessError):
+        for name in sorted(filter(None, listed.stdout.split(b"\0"))):
+            digest.update(b"\0" + name + b"\0")
+            _hash_entry(where / os.fsdecode(name), digest, deadline)
+    except (OSError, subprocess.SubprocessError, TimeoutError):
         return None
-    if not diff.stdout and not untracked.stdout:
-        return "none"
-    return "sha256:" + digest.hexdigest()[:12]
+    return "none" if not diff and not listed.stdout else "sha256:" + digest.hexdigest()[:12]
+
+
+#: Seconds git may take to list a checkout's changes before they are called not known.
+GIT_TIMEOUT_S = 10.0
+
+
+def _hash_output(argv: list[str], where: Path, digest, deadline: float) -> int:
+    """The bytes git writes, hashed into ``digest`` a chunk at a time; their count. OSError
+    where git fails, TimeoutError past ``deadline``."""
+    with subprocess.Popen(
+        ["git", *argv], cwd=where, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    ) as proc:
+        count = 0
+        try:
+            while chunk := proc.stdout.read(2**20):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"git {argv[0]} took too long")
+                digest.update(chunk)
+                count += len(chunk)
+        except TimeoutError:
+            proc.kill()
+            raise
+        if proc.wait(timeout=max(0.1, deadline - time.monotonic())):
+            raise OSError(f"git {argv[0]} failed")
+    return count
+
+
+def _hash_entry(path: Path, digest, deadline: float) -> None:
+    """An untracked entry into ``digest``: a link's target, a folder's name (a repository
+    inside), a file's bytes a chunk at a time."""
+    if path.is_symlink():
+        digest.update(b"link:" + os.fsencode(os.readlink(path)))
+    elif path.is_dir():
+        digest.update(b"folder")
+    else:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(2**20):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("untracked files too large to read")
+                digest.update(chunk)
 
 
 def _read_text(path: str) -> str | None:

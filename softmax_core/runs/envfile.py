@@ -120,15 +120,21 @@ BACKEND_LIBRARIES = {
 }
 
 
+#: What a difference says of a fact this process cannot tell.
+NOT_KNOWN = "not known"
+
+
 def run_differences(recorded: dict, now: dict) -> list[str]:
     """What differs between a run's environment record and ``now`` (this process's): the
     :data:`SAME_RUN` facts and the versions of the libraries the run computes with
     (:data:`COMPUTING`, :data:`BACKEND_LIBRARIES`); [] for the same run."""
     said = []
-    for path in SAME_RUN:
+    for path in SAME_RUN:  # a fact recorded and not known here is no match either
         a, b = (_at(env, path) for env in (recorded, now))
-        if a is not None and b is not None and a != b:
-            said.append(f"{'.'.join(path)} {_shown(a)}, here {_shown(b)}")
+        if a is not None and a != b:
+            said.append(
+                f"{'.'.join(path)} {_shown(a)}, here {NOT_KNOWN if b is None else _shown(b)}"
+            )
     va, vb = (env.get("versions") or {} for env in (recorded, now))
     own = BACKEND_LIBRARIES.get(str(_at(recorded, ("backend", "backend"))), ())
     both = sorted(set(va) & set(vb) & {*COMPUTING, *own})
@@ -152,15 +158,24 @@ def check_same_machine(out: Path, env: dict, backend) -> None:
     libraries or at another commit than this process would: its rows and new ones are two runs."""
     changed = run_differences(env, record(backend)) if env else []
     if changed:
-        fix = "resume it where it began"
-        if all(c.startswith("git_changes") for c in changed):
-            fix = "resume it with the uncommitted changes it began with"
-        elif all(c.startswith("git_") for c in changed):
-            fix = f"git checkout {str(env.get('git_commit'))[:12]} to resume it"
         raise InputError(
             f"{out} is a run measured elsewhere or with other code ({'; '.join(changed[:3])}); "
-            f"fix: {fix}, or choose another --out"
+            f"fix: {_resume_fix(env, changed)}, or choose another --out"
         )
+
+
+def _resume_fix(env: dict, changed: list[str]) -> str:
+    """How to resume a run whose code differs from this process's: its commit, with the
+    uncommitted changes it began with."""
+    if not all(c.startswith("git_") for c in changed):
+        return "resume it where it began"
+    if any(c.endswith(NOT_KNOWN) for c in changed):
+        return "resume it in the checkout it began in, with git on PATH"
+    clean = env.get("git_changes") in (None, "none")
+    how = "with no uncommitted changes" if clean else "with the uncommitted changes it began with"
+    if any(c.startswith("git_commit") for c in changed):
+        return f"git checkout {str(env.get('git_commit'))[:12]}, and resume it {how}"
+    return f"resume it {how}"
 
 
 def blas_pools(env: dict) -> list[dict]:
