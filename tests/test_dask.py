@@ -928,18 +928,14 @@ def test_scale_resume_goes_on_at_the_runs_own_rounds_and_refuses_others_before_i
     assert given == [5] and "measured" in err
 
 
-def test_scale_resume_goes_on_with_the_grid_the_run_began_with(cli_run, tmp_path, monkeypatch):
-    """A scale run records its grid's options: ``--resume`` alone measures that grid (not the
-    default one into the same folder), an option given replaces its own, a damaged record is
-    one line naming the option."""
+def _scale_recorded(monkeypatch):
+    """scale up to its sweep, which records the grid and settings it is given and stops."""
     import contextlib
-    import json
 
     from softmax_core.backends import dask as dask_backend
     from softmax_core.dask import metrics as dask_metrics
     from softmax_core.errors import InputError
     from softmax_core.runs import sweep
-    from softmax_core.runs.resultformat import COLUMNS
 
     grids, records = [], []
 
@@ -951,31 +947,82 @@ def test_scale_resume_goes_on_with_the_grid_the_run_began_with(cli_run, tmp_path
     monkeypatch.setattr(dask_metrics, "parallelism", lambda: {"processes": 1, "speedup": 1.0})
     monkeypatch.setattr(dask_backend, "session", lambda *a: contextlib.nullcontext(a))
     monkeypatch.setattr(sweep, "run_sweep", run_sweep)
-    argv = ["--rows", "3000", "--chunk-rows", "1000", "--features", "16", "--kinds", "gradient"]
-    code, _, err = cli_run("scale", *argv, "--workers", "1", "--out", tmp_path / "new")
-    assert code == 1 and "measured" in err
+    return grids, records
+
+
+SCALE_SMALL = ["--rows", "3000", "--chunk-rows", "1000", "--features", "16", "--kinds", "gradient"]
+
+
+def _scale_run_begun(folder, scale) -> None:
+    """A scale run stopped before its first row, its record's ``scale`` as given."""
+    import json
+
+    from softmax_core.runs.resultformat import COLUMNS
+
+    folder.mkdir(exist_ok=True)
+    env = {"dask_clusters": {"1": {"workers": 1}}} | ({} if scale is None else {"scale": scale})
+    (folder / "environment.json").write_text(json.dumps(env))
+    (folder / "results.csv").write_text(",".join(COLUMNS) + "\n")
+
+
+def test_scale_resume_goes_on_with_the_grid_the_run_began_with(cli_run, tmp_path, monkeypatch):
+    """A scale run records its grid's options: ``--resume`` alone measures that grid (not the
+    default one into the same folder), an option given replaces its own."""
+    import json
+
+    grids, records = _scale_recorded(monkeypatch)
+    code, _, err = cli_run("scale", *SCALE_SMALL, "--workers", "1,1", "--out", tmp_path / "new")
+    assert code == 1 and "measured" in err and grids[-1].workers == (0, 1)  # each count once
     options = records[-1]["scale"]
     assert options["rows"] == [3000] and options["kinds"] == ["gradient"]
-    assert options["classes"] == 10 and options["workers"] == [1]
-    env = {"dask_clusters": {"1": {"workers": 1}}, "scale": json.loads(json.dumps(options))}
-    (tmp_path / "environment.json").write_text(json.dumps(env))
-    (tmp_path / "results.csv").write_text(",".join(COLUMNS) + "\n")  # stopped before a row
+    assert options["classes"] == 10 and options["cluster"] == "local" and options["numpy"]
+    _scale_run_begun(tmp_path, json.loads(json.dumps(options)))
     code, _, err = cli_run("scale", "--resume", "--out", tmp_path)
     began = grids[-1]
     assert code == 1 and "measured" in err and len(grids) == 2
     assert began.batches == (3000,) and began.features == (16,)
     assert began.chunk_rows == (1000,) and began.epochs_on == "none" and began.workers == (0, 1)
-    code, _, err = cli_run("scale", "--resume", "--features", "32", "--out", tmp_path)
+    code, _, err = cli_run("scale", "--resume", "--features", "32", "--no-numpy", "--out", tmp_path)
     assert code == 1 and "measured" in err, err
     assert grids[-1].features == (32,) and grids[-1].batches == (3000,)
-    assert records[-1]["scale"]["features"] == 32
-    env["scale"]["rows"] = [0]
-    (tmp_path / "environment.json").write_text(json.dumps(env))
-    count = len(grids)
+    assert grids[-1].workers == (1,) and records[-1]["scale"]["features"] == 32
+    _scale_run_begun(tmp_path, {**options, "numpy": "FALSE"})
+    assert cli_run("scale", "--resume", "--out", tmp_path)[0] == 1 and grids[-1].workers == (1,)
+
+
+NO_RECORD = "keeps no record of the grid its scale run began with"
+
+
+@pytest.mark.parametrize(
+    "scale, needle",
+    [
+        (None, NO_RECORD),  # none recorded
+        ("garbage", NO_RECORD),
+        ({}, NO_RECORD),
+        ({"features": None}, "its scale --features: missing; fix: give --features with --resume"),
+        ({"rows": [0]}, "its scale --rows: must be a positive whole number, got '0'; fix:"),
+        ({"features": "1" * 20 + "\n" * 3}, "its scale --features: must be at most 10^18"),
+        ({"numpy": "maybe"}, "fix: give --numpy or --no-numpy with --resume"),
+        ({"cluster": "scheduler"}, "measured on the Dask cluster at --scheduler, not on"),
+    ],
+)
+def test_a_scale_run_without_a_readable_record_of_its_grid_is_not_resumed(
+    cli_run, tmp_path, monkeypatch, scale, needle
+):
+    """A resumed scale run whose record of its grid is missing, damaged, or of another kind of
+    cluster is refused in one line, before anything is measured (its default grid would be
+    measured into the run's folder)."""
+    grids, records = _scale_recorded(monkeypatch)
+    cli_run("scale", *SCALE_SMALL, "--workers", "1", "--out", tmp_path / "new")
+    if isinstance(scale, dict) and scale:  # one option of a whole record damaged
+        scale = {**records[-1]["scale"], **scale}
+    _scale_run_begun(tmp_path, scale)
     code, out, err = cli_run("scale", "--resume", "--out", tmp_path)
-    assert code == 1 and len(err.splitlines()) == 1 and len(grids) == count
-    assert "its scale --rows: must be a positive whole number, got 0" in err
-    assert "fix: give --rows with --resume" in err
+    assert code == 1 and len(err.splitlines()) == 1 and len(grids) == 1, err
+    assert needle in err, err
+    if needle == NO_RECORD:  # the grid given again resumes it
+        code, _, err = cli_run("scale", "--resume", *SCALE_SMALL, "--out", tmp_path)
+        assert "measured" in err and grids[-1].features == (16,) and grids[-1].classes == (10,)
 
 
 def test_scale_without_dask_says_so_before_it_probes(cli_run, tmp_path, monkeypatch):

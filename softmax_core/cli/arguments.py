@@ -36,15 +36,24 @@ def _fail(message: str) -> NoReturn:
 def _whole(text: str, least: int, rule: str) -> int:
     from ..runs.cases import MAX_COUNT  # past it, a size's cost is no longer a float
 
+    digits = text.strip().lstrip("+").replace("_", "")
+    if digits.isdigit() and len(digits) > 30:  # past int()'s own limit on digits, too
+        _fail(f"must be at most 10^18, got {_cut(text)}")
     try:
         value = int(text)
     except ValueError:
-        _fail(f"expected a whole number, got {text!r}")
+        _fail(f"expected a whole number, got {_cut(text)}")
     if value < least:
-        _fail(f"must be {rule}, got {value}")
+        _fail(f"must be {rule}, got {_cut(text)}")
     if value > MAX_COUNT:
-        _fail(f"must be at most 10^18, got {text if len(text) < 30 else text[:20] + '...'}")
+        _fail(f"must be at most 10^18, got {_cut(text)}")
     return value
+
+
+def _cut(text: str) -> str:
+    """A value as an error quotes it: one line, at most 40 characters."""
+    text = " ".join(str(text).split())
+    return repr(text if len(text) <= 40 else text[:37] + "...")
 
 
 def positive_int(text: str) -> int:
@@ -59,9 +68,9 @@ def positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        _fail(f"expected a number, got {text!r}")
+        _fail(f"expected a number, got {_cut(text)}")
     if not value > 0 or value == float("inf"):
-        _fail(f"must be a positive finite number, got {text}")
+        _fail(f"must be a positive finite number, got {_cut(text)}")
     return value
 
 
@@ -71,7 +80,7 @@ def seconds(text: str) -> float:
 
     value = positive_float(text)
     if value > MAX_SECONDS:
-        _fail(f"at most {MAX_SECONDS:g} seconds (a week), got {text}")
+        _fail(f"at most {MAX_SECONDS:g} seconds (a week), got {_cut(text)}")
     return value
 
 
@@ -104,7 +113,7 @@ def rounds(text: str) -> int:
 def fraction(text: str) -> float:
     value = positive_float(text)
     if value >= 1:
-        _fail(f"must be a fraction between 0 and 1, got {text}")
+        _fail(f"must be a fraction between 0 and 1, got {_cut(text)}")
     return value
 
 
@@ -152,9 +161,9 @@ def bytes_size(text: str) -> int:
     try:
         value = float(number) * units[unit]
     except (ValueError, KeyError):
-        _fail(f"expected a size such as 8e9, 8GB or 8GiB, got {text!r}")
+        _fail(f"expected a size such as 8e9, 8GB or 8GiB, got {_cut(text)}")
     if not math.isfinite(value) or value < 1:
-        _fail(f"must be a finite size of at least 1 byte, such as 8GB, got {text!r}")
+        _fail(f"must be a finite size of at least 1 byte, such as 8GB, got {_cut(text)}")
     return int(value)
 
 

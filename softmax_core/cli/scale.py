@@ -48,9 +48,9 @@ def _dtype(text: str) -> str:
 
 
 def _flag(text: str) -> bool:
-    if text not in ("True", "False"):
+    if text.lower() not in ("true", "false"):
         raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-    return text == "True"
+    return text.lower() == "true"
 
 
 #: The options that make scale's grid, each with its default and its type: environment.json
@@ -66,7 +66,7 @@ GRID_OPTIONS = {
     "kinds": (list(KINDS), name_list(KINDS)),
     "batch": (BATCH, positive_int),
     "time_budget": (TIME_BUDGET_S, seconds),
-    "no_numpy": (False, _flag),
+    "numpy": (True, _flag),
 }
 
 
@@ -89,27 +89,60 @@ def _shown(name: str) -> str:
     return ",".join(map(str, default)) if isinstance(default, list) else str(default)
 
 
-def grid_options(args, out: Path, recorded) -> dict:
+def grid_options(args, out: Path, began: dict | None, cluster: str) -> dict:
     """The grid's options of this run, set on ``args``: each as given, else as the resumed run
-    recorded it (``recorded``: environment.json's ``scale``), else its default; InputError
-    naming a recorded value that the option's type refuses."""
-    recorded = recorded if isinstance(recorded, dict) else {}
+    recorded it (``began``: its environment.json; None for a new run), else its default; with
+    ``cluster`` (``local`` or ``scheduler``), the record to write.  InputError where a resumed
+    run keeps no record and none is given, where its record lacks an option not given or holds
+    a value its type refuses, or where it ran on another kind of cluster."""
+    given = [n for n in GRID_OPTIONS if getattr(args, n) is not None]
+    recorded = None if began is None else began.get("scale")
+    if began is not None and not (isinstance(recorded, dict) and recorded) and not given:
+        raise InputError(
+            f"{out / 'environment.json'} keeps no record of the grid its scale run began with "
+            "(its scale); fix: give the grid's options with --resume (--rows, --chunk-rows, "
+            "--features, --classes, --kinds...), or choose another --out"
+        )
+    record = recorded if began is not None and isinstance(recorded, dict) else {}
+    ran_on = record.get("cluster")
+    if ran_on is not None and ran_on != cluster:
+        how = "with --scheduler ADDRESS" if ran_on == "scheduler" else "without --scheduler"
+        raise InputError(
+            f"{out} is a run measured on {CLUSTERS.get(ran_on, _cut(ran_on))}, not on "
+            f"{CLUSTERS[cluster]}; fix: resume it {how}, or choose another --out"
+        )
     for name, (default, parse) in GRID_OPTIONS.items():
-        if getattr(args, name) is None:
-            value = recorded.get(name)
-            setattr(args, name, default if value is None else _recorded(out, name, value, parse))
-    return {name: getattr(args, name) for name in GRID_OPTIONS}
+        if name in given:
+            continue
+        if not record or name == "workers" and record.get(name) is None:
+            setattr(args, name, default)
+            continue
+        setattr(args, name, _recorded(out, name, record.get(name), parse))
+    return {**{name: getattr(args, name) for name in GRID_OPTIONS}, "cluster": cluster}
+
+
+#: Where a scale run's Dask points run: its own LocalClusters, or the cluster at --scheduler.
+CLUSTERS = {"local": "LocalClusters of its own", "scheduler": "the Dask cluster at --scheduler"}
+
+
+def _cut(text) -> str:
+    """A recorded value or its error in one short line."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def _recorded(out: Path, name: str, value, parse):
     """A recorded option, read as its type reads the command line's text."""
+    option = "--" + name.replace("_", "-")
     try:
+        if value is None:
+            raise argparse.ArgumentTypeError("missing")
         return parse(",".join(map(str, value)) if isinstance(value, list) else str(value))
     except argparse.ArgumentTypeError as exc:
-        option = "--" + name.replace("_", "-")
+        fix = "--numpy or --no-numpy" if name == "numpy" else option
         raise InputError(
-            f"{out / 'environment.json'}: its scale {option}: {exc}; fix: give {option} with "
-            "--resume, or choose another --out"
+            f"{out / 'environment.json'}: its scale {option}: {_cut(exc)}; fix: give "
+            f"{fix} with --resume, or choose another --out"
         ) from None
 
 
@@ -141,7 +174,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help="use the Dask cluster at this address (default: $SOFTMAX_DASK_SCHEDULER, "
         "else LocalClusters of each --workers count)",
     )
-    p.add_argument("--no-numpy", action="store_true", default=None, help="skip the NumPy baseline")
+    p.add_argument(
+        "--numpy",
+        action=argparse.BooleanOptionalAction,
+        help="measure the NumPy baseline, or skip it (--no-numpy) (default: measure it)",
+    )
     p.add_argument(
         "--out", type=Path, default=Path("out/scale"), help="results folder (default: %(default)s)"
     )
@@ -186,7 +223,7 @@ def _workers(args, scheduler: str | None) -> tuple[int, ...]:
     """The worker counts of ``--workers`` (default 1..cores): InputError past the cores of
     this machine, where each is a LocalCluster here."""
     cores = os.cpu_count() or 1
-    workers = tuple(args.workers or range(1, cores + 1))
+    workers = tuple(dict.fromkeys(args.workers or range(1, cores + 1)))  # each count once
     if not scheduler and max(workers) > cores:
         raise InputError(
             f"--workers {max(workers)} is more than this machine's {cores} cores (each worker "
@@ -216,7 +253,7 @@ def grid(args, workers: tuple[int, ...], cores: int):
         epoch_classes=args.classes,
         threads=tuple(sorted({1, cores})),
         time_budget_s=args.time_budget,
-        workers=((0,) if not args.no_numpy else ()) + workers,
+        workers=((0,) if args.numpy else ()) + workers,
         chunk_rows=tuple(args.chunk_rows),
         gradient_data=gradient_data or ("",),
     )
@@ -239,7 +276,7 @@ def run(args) -> int:
     if args.out_of_core is not None:
         from ..runs.out_of_core import run_out_of_core
 
-        grid_options(args, args.out, {})
+        grid_options(args, args.out, None, "scheduler" if scheduler else "local")
         _workers(args, scheduler)  # refused past the cores
         if len(args.chunk_rows) > 1:
             raise InputError("--out-of-core measures one chunk size; fix: give one --chunk-rows")
@@ -273,7 +310,8 @@ def run(args) -> int:
             f"{args.out} holds a sweep, not a scale run; fix: resume it with `softmax-bench "
             "sweep --resume`, or give scale another --out"
         )
-    options = grid_options(args, args.out, began.get("scale"))
+    cluster = "scheduler" if scheduler else "local"
+    options = grid_options(args, args.out, began if args.resume else None, cluster)
     workers, cores = _workers(args, scheduler), os.cpu_count() or 1
     if "epoch" in args.kinds and args.data == ["stream"]:
         raise InputError(
