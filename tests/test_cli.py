@@ -273,12 +273,15 @@ def test_a_time_past_a_week_is_a_malformed_argument(argv, cli_run):
         ["sweep", "--batch", "8," + "9" * 20, "--out", "unused"],
         ["train", "--epochs", "9" * 20, "--data-dir", "unused"],
         ["scale", "--out-of-core", "9" * 20, "--out", "unused"],
+        ["sweep", "--classes", "9" * 5000, "--out", "unused"],  # past int()'s digits
     ],
 )
 def test_a_count_past_10_to_the_18_is_a_malformed_argument(argv, cli_run):
-    """No size or count past 10^18 has a cost that is a float: refused as the parser reads it."""
+    """No size or count past 10^18 has a cost that is a float: refused as the parser reads it,
+    in a line that quotes the start of the number."""
     code, out, err = cli_run(*argv)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "at most 10^18" in err, err
+    assert len(err) < 250
 
 
 def test_a_class_count_below_2_is_a_malformed_argument(cli_run):
@@ -583,3 +586,6 @@ def test_a_file_that_cannot_be_written_is_named_not_its_temporary_file(tmp_path)
         atomic_write_text(target, "x")
     assert caught.value.filename == str(target) and list(tmp_path.iterdir()) == [target]
     assert _said(caught.value).startswith(f"{target}: is a directory; fix:")
+    longest = tmp_path / ("a" * 252 + ".md")  # the longest name a file may have
+    atomic_write_text(longest, "x")
+    assert longest.read_text() == "x" and len(list(tmp_path.iterdir())) == 2

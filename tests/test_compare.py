@@ -252,6 +252,7 @@ def test_cli_compare_errors_are_one_line(two_runs, tmp_path, cli_run, args, need
         {"repeats": "0"},
         {"peak_bytes": "-4096"},  # a peak below nothing
         {"peak_bytes": "nan"},
+        {"peak_bytes": "1e308"},  # past any machine's memory
     ],
 )
 def test_an_inconsistent_row_is_damaged_never_judged_or_drawn(two_runs, tmp_path, cli_run, damage):

@@ -140,9 +140,11 @@ def test_load_missing_file(mnist_copy, name):
         load_mnist(mnist_copy)
 
 
-def test_load_a_folder_where_a_file_belongs(mnist_copy):
+@pytest.mark.parametrize("odd", ["folder", "broken link"])
+def test_load_a_folder_or_a_broken_link_where_a_file_belongs(mnist_copy, odd):
     remove(mnist_copy, TEST_LABELS)
-    (mnist_copy / f"{TEST_LABELS}.gz").mkdir()
+    path = mnist_copy / f"{TEST_LABELS}.gz"
+    path.mkdir() if odd == "folder" else path.symlink_to(mnist_copy / "nowhere")
     with pytest.raises(DataError, match=f"{TEST_LABELS}.gz is not a file; fix: move it away"):
         load_mnist(mnist_copy)
 

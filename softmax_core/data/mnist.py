@@ -130,7 +130,7 @@ def _find_idx(root: Path, name: str) -> Path:
     for path in candidates:
         if path.is_file():
             return path
-    odd = next(filter(Path.exists, candidates), None)  # a folder, a socket...
+    odd = next(filter(os.path.lexists, candidates), None)  # a folder, a broken link...
     if odd is not None:
         raise DataError(
             f"{odd} is not a file; fix: move it away and run 'softmax-bench data fetch', or "

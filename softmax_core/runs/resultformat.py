@@ -289,13 +289,15 @@ def row_case(row: dict):
 #: Times outside these are no measurement of a call: a clock reads nanoseconds at best, and
 #: no point's time budget comes near a million seconds (eleven days).
 LEAST_TIME_S, MOST_TIME_S = 1e-9, 1e6
+#: A peak of memory past an exabyte is no machine's.
+MOST_BYTES = 1e18
 
 
 def times_consistent(row: dict) -> bool:
     """Whether an ``ok`` row's numbers can be a measurement: a median time from
     :data:`LEAST_TIME_S` to :data:`MOST_TIME_S`; the interval, where recorded, finite, positive
     and around the median; the fastest sample not above the median; at least one sample; a
-    peak of memory, where recorded, a number of bytes >= 0."""
+    peak of memory, where recorded, a number of bytes from 0 to :data:`MOST_BYTES`."""
 
     def value(column):
         cell = row.get(column)
@@ -314,7 +316,7 @@ def times_consistent(row: dict) -> bool:
     if fastest is not None and not 0 < fastest <= median:
         return False
     repeats, peak = value("repeats"), value("peak_bytes")
-    if peak is False or (peak is not None and peak < 0):
+    if peak is False or (peak is not None and not 0 <= peak <= MOST_BYTES):
         return False
     return repeats is not False and (repeats is None or repeats >= 1)
 
