@@ -34,4 +34,15 @@ def whole(value, name: str, least: int = 1, rule: str = "") -> int:
     return int(value)
 
 
-__all__ = ["BackendError", "InputError", "InputTypeError", "is_whole", "whole"]
+def said(text, limit: int = 120) -> str:
+    """A value or a message as an error line says it: one line, at most ``limit`` characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def quoted(text, limit: int = 40) -> str:
+    """A value the user gave, quoted in an error line (:func:`said`)."""
+    return repr(said(text, limit))
+
+
+__all__ = ["BackendError", "InputError", "InputTypeError", "is_whole", "whole", "said", "quoted"]

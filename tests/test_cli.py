@@ -589,3 +589,18 @@ def test_a_file_that_cannot_be_written_is_named_not_its_temporary_file(tmp_path)
     longest = tmp_path / ("a" * 252 + ".md")  # the longest name a file may have
     atomic_write_text(longest, "x")
     assert longest.read_text() == "x" and len(list(tmp_path.iterdir())) == 2
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sweep", "--methods", "z" * 3000],
+        ["sweep", "--methods", "a\nb"],
+        ["scale", "--dtype", "f" * 3000],
+        ["scale", "--data", "12\n34\n" + "x" * 200],
+        ["sweep", "--classes", "1\n" * 100],
+    ],
+)
+def test_an_arguments_error_quotes_it_on_one_short_line(argv, cli_run):
+    code, out, err = cli_run(*argv, "--out", "unused")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and len(err) < 250, err

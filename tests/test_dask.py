@@ -1004,6 +1004,7 @@ NO_RECORD = "keeps no record of the grid its scale run began with"
         ({"features": "1" * 20 + "\n" * 3}, "its scale --features: must be at most 10^18"),
         ({"numpy": "maybe"}, "fix: give --numpy or --no-numpy with --resume"),
         ({"cluster": "scheduler"}, "measured on the Dask cluster at --scheduler, not on"),
+        ({"cluster": ["x"]}, "measured on ['x'], not on LocalClusters of its own; fix: resume"),
     ],
 )
 def test_a_scale_run_without_a_readable_record_of_its_grid_is_not_resumed(
@@ -1023,6 +1024,18 @@ def test_a_scale_run_without_a_readable_record_of_its_grid_is_not_resumed(
     if needle == NO_RECORD:  # the grid given again resumes it
         code, _, err = cli_run("scale", "--resume", *SCALE_SMALL, "--out", tmp_path)
         assert "measured" in err and grids[-1].features == (16,) and grids[-1].classes == (10,)
+
+
+def test_a_local_scale_run_is_not_resumed_on_the_scheduler_of_the_environment(
+    cli_run, tmp_path, monkeypatch
+):
+    grids, records = _scale_recorded(monkeypatch)
+    cli_run("scale", *SCALE_SMALL, "--workers", "1", "--out", tmp_path / "new")
+    _scale_run_begun(tmp_path, records[-1]["scale"])
+    monkeypatch.setenv("SOFTMAX_DASK_SCHEDULER", "tcp://127.0.0.1:1")
+    code, out, err = cli_run("scale", "--resume", "--out", tmp_path)
+    assert code == 1 and len(err.splitlines()) == 1 and len(grids) == 1, err
+    assert "fix: resume it without --scheduler, and $SOFTMAX_DASK_SCHEDULER unset" in err
 
 
 def test_scale_without_dask_says_so_before_it_probes(cli_run, tmp_path, monkeypatch):

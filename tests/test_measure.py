@@ -599,3 +599,22 @@ def test_the_uncommitted_changes_are_the_whole_packages(tmp_path, monkeypatch):
     assert environment.git_changes() == "none"
     (package / "model.py").write_text("lr = 0.2\n")
     assert environment.git_changes().startswith("sha256:")
+
+
+def test_git_that_says_nothing_past_its_time_leaves_the_changes_not_known(tmp_path, monkeypatch):
+    """A git that hangs before it writes a byte is given up at the deadline: the changes are not
+    known (and a resume that recorded them is refused), the command does not wait for git."""
+    import os
+    import time
+
+    from softmax_core.measure import environment
+
+    fake = tmp_path / "bin" / "git"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\nexec sleep 30\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(environment, "GIT_TIMEOUT_S", 0.5)
+    start = time.monotonic()
+    assert environment.git_changes(tmp_path) is None
+    assert time.monotonic() - start < 5

@@ -1599,6 +1599,8 @@ def test_sizes_past_any_float_and_an_endless_budget_are_one_line(tmp_path, cli, 
             {"machine": {"cpu_model": "Y"}},
             "resume it where it began",
         ),
+        ({"git_commit": None, "git_changes": None}, {}, "resume it where it began"),
+        ({"git_changes": None}, {}, "resume it where it began"),
     ],
 )
 def test_a_resume_with_other_code_names_what_resumes_it(monkeypatch, tmp_path, recorded, now, fix):

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from ..backends import BACKENDS, DEVICES
+from ..errors import quoted
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -38,22 +39,16 @@ def _whole(text: str, least: int, rule: str) -> int:
 
     digits = text.strip().lstrip("+").replace("_", "")
     if digits.isdigit() and len(digits) > 30:  # past int()'s own limit on digits, too
-        _fail(f"must be at most 10^18, got {_cut(text)}")
+        _fail(f"must be at most 10^18, got {quoted(text)}")
     try:
         value = int(text)
     except ValueError:
-        _fail(f"expected a whole number, got {_cut(text)}")
+        _fail(f"expected a whole number, got {quoted(text)}")
     if value < least:
-        _fail(f"must be {rule}, got {_cut(text)}")
+        _fail(f"must be {rule}, got {quoted(text)}")
     if value > MAX_COUNT:
-        _fail(f"must be at most 10^18, got {_cut(text)}")
+        _fail(f"must be at most 10^18, got {quoted(text)}")
     return value
-
-
-def _cut(text: str) -> str:
-    """A value as an error quotes it: one line, at most 40 characters."""
-    text = " ".join(str(text).split())
-    return repr(text if len(text) <= 40 else text[:37] + "...")
 
 
 def positive_int(text: str) -> int:
@@ -68,9 +63,9 @@ def positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        _fail(f"expected a number, got {_cut(text)}")
+        _fail(f"expected a number, got {quoted(text)}")
     if not value > 0 or value == float("inf"):
-        _fail(f"must be a positive finite number, got {_cut(text)}")
+        _fail(f"must be a positive finite number, got {quoted(text)}")
     return value
 
 
@@ -80,7 +75,7 @@ def seconds(text: str) -> float:
 
     value = positive_float(text)
     if value > MAX_SECONDS:
-        _fail(f"at most {MAX_SECONDS:g} seconds (a week), got {_cut(text)}")
+        _fail(f"at most {MAX_SECONDS:g} seconds (a week), got {quoted(text)}")
     return value
 
 
@@ -113,7 +108,7 @@ def rounds(text: str) -> int:
 def fraction(text: str) -> float:
     value = positive_float(text)
     if value >= 1:
-        _fail(f"must be a fraction between 0 and 1, got {_cut(text)}")
+        _fail(f"must be a fraction between 0 and 1, got {quoted(text)}")
     return value
 
 
@@ -136,7 +131,7 @@ def name_list(choices):
         names = comma_list(text)
         bad = [n for n in names if n not in choices]
         if bad:
-            _fail(f"unknown {', '.join(bad)}: choose from {', '.join(choices)}")
+            _fail(f"unknown {quoted(', '.join(bad))}: choose from {', '.join(choices)}")
         return names
 
     return parse
@@ -161,9 +156,9 @@ def bytes_size(text: str) -> int:
     try:
         value = float(number) * units[unit]
     except (ValueError, KeyError):
-        _fail(f"expected a size such as 8e9, 8GB or 8GiB, got {_cut(text)}")
+        _fail(f"expected a size such as 8e9, 8GB or 8GiB, got {quoted(text)}")
     if not math.isfinite(value) or value < 1:
-        _fail(f"must be a finite size of at least 1 byte, such as 8GB, got {_cut(text)}")
+        _fail(f"must be a finite size of at least 1 byte, such as 8GB, got {quoted(text)}")
     return int(value)
 
 

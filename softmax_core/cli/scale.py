@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..dask.chunked import DEFAULT_CHUNK_ROWS
 from ..dask.cluster import import_dask, scheduler_address
-from ..errors import InputError
+from ..errors import InputError, quoted, said
 from .arguments import (
     COMPLETE,
     PROGRESS_HELP,
@@ -43,13 +43,13 @@ RENAMED = {
 
 def _dtype(text: str) -> str:
     if text not in ("float32", "float64"):
-        raise argparse.ArgumentTypeError(f"expected float32 or float64, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected float32 or float64, got {quoted(text)}")
     return text
 
 
 def _flag(text: str) -> bool:
     if text.lower() not in ("true", "false"):
-        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected true or false, got {quoted(text)}")
     return text.lower() == "true"
 
 
@@ -106,9 +106,13 @@ def grid_options(args, out: Path, began: dict | None, cluster: str) -> dict:
     record = recorded if began is not None and isinstance(recorded, dict) else {}
     ran_on = record.get("cluster")
     if ran_on is not None and ran_on != cluster:
-        how = "with --scheduler ADDRESS" if ran_on == "scheduler" else "without --scheduler"
+        how = (
+            "with --scheduler ADDRESS"
+            if ran_on == "scheduler"
+            else "without --scheduler, and $SOFTMAX_DASK_SCHEDULER unset"
+        )
         raise InputError(
-            f"{out} is a run measured on {CLUSTERS.get(ran_on, _cut(ran_on))}, not on "
+            f"{out} is a run measured on {CLUSTERS.get(said(ran_on), said(ran_on))}, not on "
             f"{CLUSTERS[cluster]}; fix: resume it {how}, or choose another --out"
         )
     for name, (default, parse) in GRID_OPTIONS.items():
@@ -125,12 +129,6 @@ def grid_options(args, out: Path, began: dict | None, cluster: str) -> dict:
 CLUSTERS = {"local": "LocalClusters of its own", "scheduler": "the Dask cluster at --scheduler"}
 
 
-def _cut(text) -> str:
-    """A recorded value or its error in one short line."""
-    text = " ".join(str(text).split())
-    return text if len(text) <= 120 else text[:117] + "..."
-
-
 def _recorded(out: Path, name: str, value, parse):
     """A recorded option, read as its type reads the command line's text."""
     option = "--" + name.replace("_", "-")
@@ -141,7 +139,7 @@ def _recorded(out: Path, name: str, value, parse):
     except argparse.ArgumentTypeError as exc:
         fix = "--numpy or --no-numpy" if name == "numpy" else option
         raise InputError(
-            f"{out / 'environment.json'}: its scale {option}: {_cut(exc)}; fix: give "
+            f"{out / 'environment.json'}: its scale {option}: {said(exc)}; fix: give "
             f"{fix} with --resume, or choose another --out"
         ) from None
 

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BackendError, InputError
+from ..errors import BackendError, InputError, quoted
 
 DASK_INSTALL_HINT = "pip install 'softmax-bench[dask]' (in a clone: pip install -e '.[dask]')"
 ENV_SCHEDULER, ENV_WORKERS, ENV_CHUNK_ROWS = (
@@ -229,7 +229,7 @@ def _connect(Client, scheduler: str):
         else f"no answer within {CONNECT_DEADLINE_S:g} s"
     )
     raise BackendError(
-        f"cannot reach the Dask scheduler at {scheduler!r} ({why}); fix: start it "
+        f"cannot reach the Dask scheduler at {quoted(scheduler, 60)} ({why}); fix: start it "
         f"('dask scheduler'), or drop --scheduler / unset {ENV_SCHEDULER} for a local cluster"
     )
 

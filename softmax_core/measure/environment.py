@@ -12,6 +12,7 @@ import hashlib
 import importlib.metadata
 import os
 import platform
+import select
 import subprocess
 import time
 from pathlib import Path
@@ -168,7 +169,7 @@ def git_changes(path: str | os.PathLike | None = None) -> str | None:
             ["git", "ls-files", "-z", "--others", "--exclude-standard", "--", "."],
             cwd=where,
             capture_output=True,
-            timeout=GIT_TIMEOUT_S,
+            timeout=max(0.1, deadline - time.monotonic()),
         )
         if listed.returncode:
             return None
@@ -190,11 +191,15 @@ def _hash_output(argv: list[str], where: Path, digest, deadline: float) -> int:
     with subprocess.Popen(
         ["git", *argv], cwd=where, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
     ) as proc:
-        count = 0
+        count, fd = 0, proc.stdout.fileno()
         try:
-            while chunk := proc.stdout.read(2**20):
-                if time.monotonic() > deadline:
+            while True:  # each read waits at most until the deadline, also while git is silent
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([fd], [], [], left)[0]:
                     raise TimeoutError(f"git {argv[0]} took too long")
+                chunk = os.read(fd, 2**20)
+                if not chunk:
+                    break
                 digest.update(chunk)
                 count += len(chunk)
         except TimeoutError:

@@ -129,12 +129,11 @@ def run_differences(recorded: dict, now: dict) -> list[str]:
     :data:`SAME_RUN` facts and the versions of the libraries the run computes with
     (:data:`COMPUTING`, :data:`BACKEND_LIBRARIES`); [] for the same run."""
     said = []
-    for path in SAME_RUN:  # a fact recorded and not known here is no match either
-        a, b = (_at(env, path) for env in (recorded, now))
-        if a is not None and a != b:
-            said.append(
-                f"{'.'.join(path)} {_shown(a)}, here {NOT_KNOWN if b is None else _shown(b)}"
-            )
+    for path in SAME_RUN:  # a fact known on one side only is no match either; the code's
+        a, b = (_at(env, path) for env in (recorded, now))  # recorded as not known, too
+        known = a is not None or (path[0].startswith("git_") and path[0] in recorded)
+        if known and a != b:
+            said.append(f"{'.'.join(path)} {_known(a)}, here {_known(b)}")
     va, vb = (env.get("versions") or {} for env in (recorded, now))
     own = BACKEND_LIBRARIES.get(str(_at(recorded, ("backend", "backend"))), ())
     both = sorted(set(va) & set(vb) & {*COMPUTING, *own})
@@ -145,6 +144,10 @@ def _at(env: dict, path: tuple):
     for key in path:
         env = env.get(key) if isinstance(env, dict) else None
     return env
+
+
+def _known(value) -> str:
+    return NOT_KNOWN if value is None else _shown(value)
 
 
 def _shown(value) -> str:
@@ -169,13 +172,16 @@ def _resume_fix(env: dict, changed: list[str]) -> str:
     uncommitted changes it began with."""
     if not all(c.startswith("git_") for c in changed):
         return "resume it where it began"
+    if env.get("git_commit") is None or any(f" {NOT_KNOWN}," in c for c in changed):
+        return "resume it where it began"  # git could not tell the code it began with
     if any(c.endswith(NOT_KNOWN) for c in changed):
         return "resume it in the checkout it began in, with git on PATH"
-    clean = env.get("git_changes") in (None, "none")
-    how = "with no uncommitted changes" if clean else "with the uncommitted changes it began with"
+    changes = env.get("git_changes")  # "none", a digest, or not recorded
+    how = " with the uncommitted changes it began with" if changes is not None else ""
+    how = " with no uncommitted changes" if changes == "none" else how
     if any(c.startswith("git_commit") for c in changed):
-        return f"git checkout {str(env.get('git_commit'))[:12]}, and resume it {how}"
-    return f"resume it {how}"
+        return f"git checkout {str(env.get('git_commit'))[:12]}, and resume it{how}"
+    return f"resume it{how}"
 
 
 def blas_pools(env: dict) -> list[dict]:
