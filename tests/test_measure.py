@@ -601,9 +601,12 @@ def test_the_uncommitted_changes_are_the_whole_packages(tmp_path, monkeypatch):
     assert environment.git_changes().startswith("sha256:")
 
 
-def test_git_that_says_nothing_past_its_time_leaves_the_changes_not_known(tmp_path, monkeypatch):
-    """A git that hangs before it writes a byte is given up at the deadline: the changes are not
-    known (and a resume that recorded them is refused), the command does not wait for git."""
+@pytest.mark.parametrize("hang", ["exec sleep 30", "exec >&-; sleep 30"])  # output open, closed
+def test_git_that_says_nothing_past_its_time_leaves_the_changes_not_known(
+    tmp_path, monkeypatch, hang
+):
+    """A git that hangs, its output open or closed, is given up at the deadline: the changes are
+    not known (and a resume that recorded them is refused), the command does not wait for git."""
     import os
     import time
 
@@ -611,7 +614,7 @@ def test_git_that_says_nothing_past_its_time_leaves_the_changes_not_known(tmp_pa
 
     fake = tmp_path / "bin" / "git"
     fake.parent.mkdir()
-    fake.write_text("#!/bin/sh\nexec sleep 30\n")
+    fake.write_text(f"#!/bin/sh\n{hang}\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setattr(environment, "GIT_TIMEOUT_S", 0.5)

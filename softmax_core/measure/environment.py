@@ -202,11 +202,12 @@ def _hash_output(argv: list[str], where: Path, digest, deadline: float) -> int:
                     break
                 digest.update(chunk)
                 count += len(chunk)
-        except TimeoutError:
-            proc.kill()
+            failed = proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except (TimeoutError, subprocess.TimeoutExpired):
+            proc.kill()  # not waited for past the deadline, on leaving the with either
             raise
-        if proc.wait(timeout=max(0.1, deadline - time.monotonic())):
-            raise OSError(f"git {argv[0]} failed")
+    if failed:
+        raise OSError(f"git {argv[0]} failed")
     return count
 
 
