@@ -103,7 +103,7 @@ def grid_options(args, out: Path, began: dict | None, cluster: str) -> dict:
             "(its scale); fix: give the grid's options with --resume (--rows, --chunk-rows, "
             "--features, --classes, --kinds...), or choose another --out"
         )
-    record = recorded if began is not None and isinstance(recorded, dict) else {}
+    record = recorded if isinstance(recorded, dict) else {}
     ran_on = record.get("cluster")
     if ran_on is not None and ran_on != cluster:
         how = (

@@ -138,11 +138,17 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _package() -> Path:
+    """The folder of the softmax_core package: the code whose commit and changes a record
+    names."""
+    return Path(__file__).resolve().parents[1]
+
+
 def git_commit(path: str | os.PathLike | None = None) -> str | None:
-    """The commit of the checkout whose tracked files hold ``path`` (default: this package), if
+    """The commit of the checkout whose tracked files hold ``path`` (default: the package), if
     any; None for a folder git does not track (a package installed into a virtual environment
     inside someone's repository is not that repository's code)."""
-    where = Path(path) if path else Path(__file__).resolve().parent
+    where = Path(path) if path else _package()
     try:
         tracked, out = (
             subprocess.run(["git", *argv], cwd=where, capture_output=True, text=True, timeout=5)
@@ -159,7 +165,7 @@ def git_changes(path: str | os.PathLike | None = None) -> str | None:
     "none", or ``sha256:`` and 12 hex digits of their diff and untracked files (the same edits
     give the same digest); None where git cannot say (no git, a file it cannot read, changes
     that take past :data:`GIT_TIMEOUT_S` to read)."""
-    where = Path(path) if path else Path(__file__).resolve().parents[1]
+    where = Path(path) if path else _package()
     digest, deadline = hashlib.sha256(), time.monotonic() + GIT_TIMEOUT_S
     try:
         diff = _hash_output(

@@ -4,8 +4,11 @@ ratios, intervals and stability marks; plot axes use ``si`` through :func:`axis_
 
 from __future__ import annotations
 
+import sys
+
 from matplotlib.ticker import FuncFormatter
 
+from ..errors import said
 from ..units import NA, is_finite, prefix_of, si
 
 
@@ -46,10 +49,7 @@ def stability_cell(stability: str) -> str:
 
 def one_line(text, limit: int | None = None) -> str:
     """Text as one table cell or list item: newlines become spaces, ``|`` is escaped."""
-    text = " ".join(str(text or "").split()).replace("|", "\\|")
-    if limit is not None and len(text) > limit:
-        text = text[: limit - 3] + "..."
-    return text
+    return said(text or "", limit or sys.maxsize).replace("|", "\\|")
 
 
 def axis_formatter(unit: str) -> FuncFormatter:

@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, quoted, said
 from ..fileio import atomic_write_text
 from ..measure.environment import record
 from .resultformat import (
@@ -128,16 +128,16 @@ def run_differences(recorded: dict, now: dict) -> list[str]:
     """What differs between a run's environment record and ``now`` (this process's): the
     :data:`SAME_RUN` facts and the versions of the libraries the run computes with
     (:data:`COMPUTING`, :data:`BACKEND_LIBRARIES`); [] for the same run."""
-    said = []
+    differ = []
     for path in SAME_RUN:  # a fact known on one side only is no match either; the code's
         a, b = (_at(env, path) for env in (recorded, now))  # recorded as not known, too
         known = a is not None or (path[0].startswith("git_") and path[0] in recorded)
         if known and a != b:
-            said.append(f"{'.'.join(path)} {_known(a)}, here {_known(b)}")
+            differ.append(f"{'.'.join(path)} {_known(a)}, here {_known(b)}")
     va, vb = (env.get("versions") or {} for env in (recorded, now))
     own = BACKEND_LIBRARIES.get(str(_at(recorded, ("backend", "backend"))), ())
     both = sorted(set(va) & set(vb) & {*COMPUTING, *own})
-    return said + [f"{n} {_shown(va[n])}, here {_shown(vb[n])}" for n in both if va[n] != vb[n]]
+    return differ + [f"{n} {_shown(va[n])}, here {_shown(vb[n])}" for n in both if va[n] != vb[n]]
 
 
 def _at(env: dict, path: tuple):
@@ -152,8 +152,7 @@ def _known(value) -> str:
 
 def _shown(value) -> str:
     """A recorded value in one short line: quoted where it is text, cut past 60 characters."""
-    text = repr(value) if isinstance(value, str) else str(value).replace("\n", " ")
-    return text if len(text) <= 60 else text[:57] + "..."
+    return quoted(value, 58) if isinstance(value, str) else said(value, 60)
 
 
 def check_same_machine(out: Path, env: dict, backend) -> None:
@@ -170,10 +169,10 @@ def check_same_machine(out: Path, env: dict, backend) -> None:
 def _resume_fix(env: dict, changed: list[str]) -> str:
     """How to resume a run whose code differs from this process's: its commit, with the
     uncommitted changes it began with."""
-    if not all(c.startswith("git_") for c in changed):
+    elsewhere = not all(c.startswith("git_") for c in changed)
+    # or git could not tell the code it began with
+    if elsewhere or env.get("git_commit") is None or any(f" {NOT_KNOWN}," in c for c in changed):
         return "resume it where it began"
-    if env.get("git_commit") is None or any(f" {NOT_KNOWN}," in c for c in changed):
-        return "resume it where it began"  # git could not tell the code it began with
     if any(c.endswith(NOT_KNOWN) for c in changed):
         return "resume it in the checkout it began in, with git on PATH"
     changes = env.get("git_changes")  # "none", a digest, or not recorded
